@@ -1,0 +1,19 @@
+//! Database migrations for auditgraph.
+//!
+//! Applied migrations are never edited: a change to the schema is a new file. Each migration carries
+//! the DDL for both engines because the PostgreSQL schema (monthly range partitions, PL/pgSQL partition
+//! helper) cannot be expressed in the portable schema builder.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_create_audit_events;
+
+/// The ordered list of auditgraph migrations.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261128_000001_create_audit_events::Migration)]
+    }
+}

@@ -1,0 +1,3 @@
+//! sea-orm entities.
+
+pub mod audit_event;

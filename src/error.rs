@@ -1,0 +1,166 @@
+//! The one error type at the API boundary, and its mapping to GraphQL error codes.
+
+use crate::domain::FieldError;
+use crate::domain::page::PageError;
+
+/// Everything a request can fail with. Each variant maps to one `extensions.code`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is wrong; `errors` name the fields (column names) and what is wrong with them.
+    #[error("{}", summary(.errors))]
+    BadUserInput { errors: Vec<FieldError> },
+    /// A pagination or filter argument is wrong.
+    #[error("{message}")]
+    BadArgument { argument: String, message: String },
+    /// The thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request contradicts what is stored (an event id reused with other content).
+    #[error("{0}")]
+    Conflict(String),
+    /// A failure on our side. Logged once with its chain; the client sees a generic message.
+    #[error("internal server error")]
+    Internal(#[source] anyhow::Error),
+}
+
+fn summary(errors: &[FieldError]) -> String {
+    match errors {
+        [one] => one.message.clone(),
+        many => format!(
+            "{} fields failed validation: {}",
+            many.len(),
+            many.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; ")
+        ),
+    }
+}
+
+impl ApiError {
+    /// A single field error.
+    pub fn field(field: &'static str, reason: &'static str, message: impl Into<String>) -> Self {
+        Self::BadUserInput { errors: vec![FieldError::new(field, reason, message)] }
+    }
+
+    /// Wraps an unexpected failure.
+    pub fn internal(error: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(error.into())
+    }
+
+    /// The GraphQL `extensions.code` of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadUserInput { .. } | Self::BadArgument { .. } => "BAD_USER_INPUT",
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::Conflict(_) => "CONFLICT",
+            Self::Internal(_) => "INTERNAL_SERVER_ERROR",
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(error: sea_orm::DbErr) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+impl From<PageError> for ApiError {
+    fn from(error: PageError) -> Self {
+        Self::BadArgument { argument: error.argument.into(), message: error.message }
+    }
+}
+
+/// `event_type` → `eventType`: the GraphQL spelling of a column name.
+pub fn camel_case(column: &str) -> String {
+    let mut out = String::with_capacity(column.len());
+    let mut upper = false;
+    for c in column.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl async_graphql::ErrorExtensions for ApiError {
+    /// The GraphQL form of the error: message, `code`, and for bad input the field (camelCase) and
+    /// the list of field errors. Internal errors are logged here, once, with their chain.
+    fn extend(&self) -> async_graphql::Error {
+        if let ApiError::Internal(inner) = self {
+            tracing::error!(error = ?inner, "internal error while serving a GraphQL request");
+        }
+        let code = self.code();
+        async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
+            ext.set("code", code);
+            match self {
+                ApiError::BadUserInput { errors } => {
+                    if let Some(first) = errors.first() {
+                        ext.set("field", camel_case(first.field));
+                    }
+                    let list: Vec<async_graphql::Value> = errors
+                        .iter()
+                        .map(|e| {
+                            let mut map = async_graphql::indexmap::IndexMap::new();
+                            map.insert(async_graphql::Name::new("field"), async_graphql::Value::from(camel_case(e.field)));
+                            map.insert(async_graphql::Name::new("message"), async_graphql::Value::from(e.message.clone()));
+                            async_graphql::Value::Object(map)
+                        })
+                        .collect();
+                    ext.set("fieldErrors", list);
+                }
+                ApiError::BadArgument { argument, .. } => ext.set("argument", argument.clone()),
+                _ => {}
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_graphql::ErrorExtensions;
+
+    fn gql(error: ApiError) -> async_graphql::ServerError {
+        error.extend().into_server_error(async_graphql::Pos::default())
+    }
+
+    fn ext(error: &async_graphql::ServerError, key: &str) -> Option<async_graphql::Value> {
+        error.extensions.as_ref().and_then(|e| e.get(key).cloned())
+    }
+
+    #[test]
+    fn each_variant_maps_to_its_code() {
+        let cases = [
+            (ApiError::field("event_type", "required", "event_type is required"), "BAD_USER_INPUT"),
+            (ApiError::BadArgument { argument: "first".into(), message: "x".into() }, "BAD_USER_INPUT"),
+            (ApiError::NotFound("no such event".into()), "NOT_FOUND"),
+            (ApiError::Conflict("reused id".into()), "CONFLICT"),
+            (ApiError::internal(anyhow::anyhow!("boom")), "INTERNAL_SERVER_ERROR"),
+        ];
+        for (error, code) in cases {
+            assert_eq!(ext(&gql(error), "code"), Some(async_graphql::Value::from(code)));
+        }
+    }
+
+    #[test]
+    fn bad_input_names_the_field_in_graphql_spelling() {
+        let error = gql(ApiError::field("parent_event_id", "unknown_parent", "parent event does not exist"));
+        assert_eq!(ext(&error, "field"), Some(async_graphql::Value::from("parentEventId")));
+        assert_eq!(error.message, "parent event does not exist");
+    }
+
+    #[test]
+    fn internal_errors_do_not_reveal_their_cause() {
+        let error = gql(ApiError::internal(anyhow::anyhow!("relation \"audit_events\" does not exist")));
+        assert_eq!(error.message, "internal server error");
+    }
+
+    #[test]
+    fn column_names_become_camel_case() {
+        assert_eq!(camel_case("legal_hold_placed_at"), "legalHoldPlacedAt");
+        assert_eq!(camel_case("severity"), "severity");
+    }
+}

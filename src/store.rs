@@ -1,0 +1,186 @@
+//! Every SQL statement of auditgraph. The only module that talks to the database.
+
+mod read;
+mod write;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{Datelike, Months, NaiveDate, Utc};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::SqliteJournalMode;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, Statement};
+
+/// How the store connects.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// `sqlite://path` or `postgres://…`.
+    pub database_url: String,
+    /// The size of the connection pool.
+    pub max_connections: u32,
+    /// PostgreSQL `statement_timeout`; ends runaway queries.
+    pub statement_timeout: Duration,
+}
+
+/// The database, shared by every request. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    /// Statements executed since start: counted by sea-orm's metric hook, for tests and metrics.
+    statements: Arc<AtomicU64>,
+    /// First days of the months whose PostgreSQL partition is known to exist.
+    known_months: Mutex<HashSet<NaiveDate>>,
+    /// SQLite has one writer at a time; taking this before a write transaction keeps a
+    /// read-then-write transaction from failing with SQLITE_BUSY when another writer commits.
+    write_gate: Option<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend()).finish_non_exhaustive()
+    }
+}
+
+fn month_start(day: NaiveDate) -> NaiveDate {
+    day.with_day(1).unwrap_or(day)
+}
+
+impl Store {
+    /// Connects to the database named by the URL. SQLite files are created when missing, with
+    /// foreign keys on and the WAL journal.
+    pub async fn connect(options: &StoreOptions) -> anyhow::Result<Self> {
+        let url = &options.database_url;
+        let mut connect = ConnectOptions::new(url.clone());
+        connect
+            .max_connections(options.max_connections)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .sqlx_logging(false);
+        let sqlite = url.starts_with("sqlite:");
+        if sqlite {
+            connect.map_sqlx_sqlite_opts(|o| {
+                o.create_if_missing(true)
+                    .foreign_keys(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .busy_timeout(Duration::from_secs(10))
+            });
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            connect.statement_timeout(options.statement_timeout);
+        } else {
+            anyhow::bail!("DATABASE_URL must start with sqlite: or postgres:, got `{}`", redact(url));
+        }
+        let mut db = Database::connect(connect)
+            .await
+            .with_context(|| format!("connecting to {}", redact(url)))?;
+        let statements = Arc::new(AtomicU64::new(0));
+        let counter = statements.clone();
+        db.set_metric_callback(move |_info| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                statements,
+                known_months: Mutex::new(HashSet::new()),
+                write_gate: sqlite.then(|| tokio::sync::Mutex::new(())),
+            }),
+        })
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        Migrator::up(self.db(), None).await.context("applying migrations")
+    }
+
+    /// The connection pool, for migrations and tests.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+
+    /// Which engine this store runs on.
+    pub fn backend(&self) -> DatabaseBackend {
+        self.inner.db.get_database_backend()
+    }
+
+    /// How many SQL statements this store has executed.
+    pub fn statements_executed(&self) -> u64 {
+        self.inner.statements.load(Ordering::Relaxed)
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), sea_orm::DbErr> {
+        self.inner.db.ping().await
+    }
+
+    /// Creates the partitions of the current month and the `months_ahead` following ones
+    /// (PostgreSQL; a no-op on SQLite).
+    pub async fn ensure_partitions_ahead(&self, months_ahead: u32) -> Result<(), sea_orm::DbErr> {
+        let this_month = month_start(Utc::now().date_naive());
+        for m in 0..=months_ahead {
+            if let Some(month) = this_month.checked_add_months(Months::new(m)) {
+                self.ensure_partition(month).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure the partition holding `day` exists, so a write into it cannot fail for want of one.
+    /// Runs outside any write transaction: partition DDL takes a strong lock on the parent table,
+    /// which must not be held for the length of a write.
+    pub(crate) async fn ensure_partition(&self, day: NaiveDate) -> Result<(), sea_orm::DbErr> {
+        if self.backend() != DatabaseBackend::Postgres {
+            return Ok(());
+        }
+        let month = month_start(day);
+        if self.known_months().contains(&month) {
+            return Ok(());
+        }
+        let stmt = Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT auditgraph_ensure_partition($1)",
+            [month.into()],
+        );
+        self.inner.db.execute_raw(stmt).await?;
+        tracing::debug!(month = %month, "partition ready");
+        self.known_months().insert(month);
+        Ok(())
+    }
+
+    fn known_months(&self) -> std::sync::MutexGuard<'_, HashSet<NaiveDate>> {
+        // The set only caches; a poisoned lock still holds a valid set.
+        self.inner.known_months.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &userinfo[..colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(redact("postgres://app:s3cret@db:5432/audit"), "postgres://app:***@db:5432/audit");
+        assert_eq!(redact("postgres://app@db/audit"), "postgres://app@db/audit");
+        assert_eq!(redact("sqlite://auditgraph.db"), "sqlite://auditgraph.db");
+    }
+}

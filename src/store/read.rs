@@ -1,0 +1,273 @@
+//! Reading events: single lookups, keyset pages, counts and batched relations.
+
+use std::collections::HashMap;
+
+use sea_orm::sea_query::{Expr, LikeExpr};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
+    Statement,
+};
+use uuid::Uuid;
+
+use super::Store;
+use crate::domain::page::{Beyond, Order};
+use crate::domain::{Cursor, EventFilter, EventKey, PageWindow};
+use crate::entity::audit_event::{Column, Entity, Model};
+use crate::error::ApiError;
+
+/// A strict or inclusive comparison of `(event_timestamp, event_id)` with a cursor.
+#[derive(Clone, Copy)]
+enum Cmp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// `(event_timestamp, event_id) <cmp> cursor`, written so that both engines use the
+/// `(event_timestamp, event_id)` index for the timestamp range.
+fn keyset(cursor: &Cursor, cmp: Cmp) -> Condition {
+    let ts = cursor.timestamp;
+    let id = cursor.id;
+    let (range, strict, tie) = match cmp {
+        Cmp::Lt => (Column::EventTimestamp.lte(ts), Column::EventTimestamp.lt(ts), Column::EventId.lt(id)),
+        Cmp::Le => (Column::EventTimestamp.lte(ts), Column::EventTimestamp.lt(ts), Column::EventId.lte(id)),
+        Cmp::Gt => (Column::EventTimestamp.gte(ts), Column::EventTimestamp.gt(ts), Column::EventId.gt(id)),
+        Cmp::Ge => (Column::EventTimestamp.gte(ts), Column::EventTimestamp.gt(ts), Column::EventId.gte(id)),
+    };
+    Condition::all().add(range).add(Condition::any().add(strict).add(tie))
+}
+
+/// The comparison selecting elements after (`later == true`) or before a cursor in presentation order.
+fn side(order: Order, later: bool, inclusive: bool) -> Cmp {
+    let ascending = matches!(order, Order::OldestFirst) == later;
+    match (ascending, inclusive) {
+        (true, false) => Cmp::Gt,
+        (true, true) => Cmp::Ge,
+        (false, false) => Cmp::Lt,
+        (false, true) => Cmp::Le,
+    }
+}
+
+fn escape_like(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 1);
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// The SQL form of a filter.
+fn condition(filter: &EventFilter) -> Condition {
+    let mut cond = Condition::all();
+    let eq = |cond: Condition, column: Column, value: &Option<String>| match value {
+        Some(v) => cond.add(column.eq(v.clone())),
+        None => cond,
+    };
+    cond = eq(cond, Column::EventType, &filter.event_type);
+    cond = eq(cond, Column::EventCategory, &filter.event_category);
+    cond = eq(cond, Column::EventAction, &filter.event_action);
+    cond = eq(cond, Column::EventOutcome, &filter.event_outcome);
+    cond = eq(cond, Column::Severity, &filter.severity);
+    cond = eq(cond, Column::CorrelationId, &filter.correlation_id);
+    cond = eq(cond, Column::ActorType, &filter.actor_type);
+    cond = eq(cond, Column::ActorId, &filter.actor_id);
+    cond = eq(cond, Column::ResourceType, &filter.resource_type);
+    cond = eq(cond, Column::ResourceId, &filter.resource_id);
+    cond = eq(cond, Column::Namespace, &filter.namespace);
+    cond = eq(cond, Column::ClusterId, &filter.cluster_id);
+    if let Some(prefix) = &filter.event_type_prefix {
+        // LIKE lets PostgreSQL use the text_pattern_ops index; the substr comparison keeps the
+        // match case-sensitive on SQLite, whose LIKE ignores ASCII case.
+        cond = cond
+            .add(Column::EventType.like(LikeExpr::new(escape_like(prefix)).escape('\\')))
+            .add(Expr::cust_with_values(
+                "substr(event_type, 1, ?) = ?",
+                [sea_orm::Value::from(prefix.chars().count() as i64), prefix.clone().into()],
+            ));
+    }
+    if let Some(parent) = filter.parent_event_id {
+        cond = cond.add(Column::ParentEventId.eq(parent));
+    }
+    if filter.roots_only {
+        cond = cond.add(Column::ParentEventId.is_null());
+    }
+    if let Some(since) = filter.since {
+        cond = cond.add(Column::EventTimestamp.gte(since));
+    }
+    if let Some(until) = filter.until {
+        cond = cond.add(Column::EventTimestamp.lte(until));
+    }
+    cond
+}
+
+fn ordered(select: Select<Entity>, ascending: bool) -> Select<Entity> {
+    if ascending {
+        select.order_by_asc(Column::EventTimestamp).order_by_asc(Column::EventId)
+    } else {
+        select.order_by_desc(Column::EventTimestamp).order_by_desc(Column::EventId)
+    }
+}
+
+/// The page bounds of a window, as a condition.
+fn window_condition(window: &PageWindow, order: Order) -> Condition {
+    let mut cond = Condition::all();
+    if let Some(after) = &window.after {
+        cond = cond.add(keyset(after, side(order, true, false)));
+    }
+    if let Some(before) = &window.before {
+        cond = cond.add(keyset(before, side(order, false, false)));
+    }
+    cond
+}
+
+/// Whether the rows are fetched in ascending `(event_timestamp, event_id)` order.
+fn travels_ascending(window: &PageWindow, order: Order) -> bool {
+    matches!(order, Order::OldestFirst) != window.from_end
+}
+
+impl Store {
+    /// The event with this id (the newest, should legacy data hold the id on several days).
+    #[tracing::instrument(skip(self))]
+    pub async fn find_event(&self, id: Uuid) -> Result<Option<Model>, ApiError> {
+        Ok(Entity::find()
+            .filter(Column::EventId.eq(id))
+            .order_by_desc(Column::EventDate)
+            .one(self.db())
+            .await?)
+    }
+
+    /// The events with these keys, in one statement. Filtering on the dates lets PostgreSQL prune
+    /// partitions; the exact pairs are picked afterwards.
+    #[tracing::instrument(skip_all, fields(keys = keys.len()))]
+    pub async fn events_by_keys(&self, keys: &[EventKey]) -> Result<HashMap<EventKey, Model>, ApiError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut ids: Vec<Uuid> = keys.iter().map(|k| k.id).collect();
+        let mut dates: Vec<_> = keys.iter().map(|k| k.date).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        dates.sort_unstable();
+        dates.dedup();
+        let rows = Entity::find()
+            .filter(Column::EventId.is_in(ids))
+            .filter(Column::EventDate.is_in(dates))
+            .all(self.db())
+            .await?;
+        let wanted: std::collections::HashSet<&EventKey> = keys.iter().collect();
+        Ok(rows.into_iter().filter(|m| wanted.contains(&m.key())).map(|m| (m.key(), m)).collect())
+    }
+
+    /// One page of the events matching `filter`, in the direction of travel, with one extra row
+    /// when more exist (see [`PageWindow::finish`]).
+    #[tracing::instrument(skip_all, fields(limit = window.limit))]
+    pub async fn list_events(&self, filter: &EventFilter, window: &PageWindow, order: Order) -> Result<Vec<Model>, ApiError> {
+        let select = Entity::find().filter(condition(filter)).filter(window_condition(window, order));
+        Ok(ordered(select, travels_ascending(window, order)).limit(window.fetch()).all(self.db()).await?)
+    }
+
+    /// How many events match `filter`.
+    #[tracing::instrument(skip_all)]
+    pub async fn count_events(&self, filter: &EventFilter) -> Result<u64, ApiError> {
+        Ok(Entity::find().filter(condition(filter)).count(self.db()).await?)
+    }
+
+    /// Whether events matching `filter` exist beyond one side of a page (Relay's optional check).
+    #[tracing::instrument(skip_all)]
+    pub async fn exists_beyond(&self, filter: &EventFilter, beyond: Beyond, order: Order) -> Result<bool, ApiError> {
+        let bound = match beyond {
+            Beyond::Known(known) => return Ok(known),
+            Beyond::ProbeFrom(cursor) => keyset(&cursor, side(order, true, true)),
+            Beyond::ProbeUpTo(cursor) => keyset(&cursor, side(order, false, true)),
+        };
+        let found = Entity::find()
+            .select_only()
+            .column(Column::EventId)
+            .filter(condition(filter))
+            .filter(bound)
+            .limit(1)
+            .into_tuple::<Uuid>()
+            .one(self.db())
+            .await?;
+        Ok(found.is_some())
+    }
+
+    /// A page of children for each parent, in one statement: the window applies to each parent's
+    /// children separately (a per-parent row number), oldest first.
+    #[tracing::instrument(skip_all, fields(parents = parents.len(), limit = window.limit))]
+    pub async fn children_pages(
+        &self,
+        parents: &[EventKey],
+        window: &PageWindow,
+    ) -> Result<HashMap<EventKey, Vec<Model>>, ApiError> {
+        if parents.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let order = Order::OldestFirst;
+        let ascending = travels_ascending(window, order);
+        let direction = if ascending { "ASC" } else { "DESC" };
+        let mut ids: Vec<Uuid> = parents.iter().map(|k| k.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let inner = Entity::find()
+            .filter(Column::ParentEventId.is_in(ids))
+            .filter(window_condition(window, order))
+            .expr_as(
+                Expr::cust(format!(
+                    "ROW_NUMBER() OVER (PARTITION BY parent_event_id, parent_event_date \
+                     ORDER BY event_timestamp {direction}, event_id {direction})"
+                )),
+                "page_row",
+            )
+            .build(self.backend());
+        let sql = format!(
+            "SELECT * FROM ({}) AS page WHERE page_row <= {} ORDER BY event_timestamp {direction}, event_id {direction}",
+            inner.sql,
+            window.fetch()
+        );
+        let stmt = Statement { sql, values: inner.values, db_backend: inner.db_backend };
+        let rows = Entity::find().from_raw_sql(stmt).all(self.db()).await?;
+        let wanted: std::collections::HashSet<&EventKey> = parents.iter().collect();
+        let mut pages: HashMap<EventKey, Vec<Model>> = HashMap::new();
+        for row in rows {
+            if let Some(parent) = row.parent_key().filter(|k| wanted.contains(k)) {
+                pages.entry(parent).or_default().push(row);
+            }
+        }
+        Ok(pages)
+    }
+
+    /// The number of children of each parent, in one statement.
+    #[tracing::instrument(skip_all, fields(parents = parents.len()))]
+    pub async fn child_counts(&self, parents: &[EventKey]) -> Result<HashMap<EventKey, u64>, ApiError> {
+        if parents.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut ids: Vec<Uuid> = parents.iter().map(|k| k.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let rows: Vec<(Uuid, chrono::NaiveDate, i64)> = Entity::find()
+            .select_only()
+            .column(Column::ParentEventId)
+            .column(Column::ParentEventDate)
+            .column_as(Column::EventId.count(), "children")
+            .filter(Column::ParentEventId.is_in(ids))
+            .filter(Column::ParentEventDate.is_not_null())
+            .group_by(Column::ParentEventId)
+            .group_by(Column::ParentEventDate)
+            .into_tuple()
+            .all(self.db())
+            .await?;
+        let wanted: std::collections::HashSet<&EventKey> = parents.iter().collect();
+        Ok(rows
+            .into_iter()
+            .map(|(id, date, n)| (EventKey { id, date }, n.max(0) as u64))
+            .filter(|(k, _)| wanted.contains(k))
+            .collect())
+    }
+}
