@@ -23,13 +23,16 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
+/// `eventType: is required …` for one error; a count and the list for several. Field names are
+/// spelled the GraphQL way; REST spells its own.
 fn summary(errors: &[FieldError]) -> String {
+    let each = |e: &FieldError| format!("{}: {}", camel_case(e.field), e.message);
     match errors {
-        [one] => one.message.clone(),
+        [one] => each(one),
         many => format!(
             "{} fields failed validation: {}",
             many.len(),
-            many.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; ")
+            many.iter().map(each).collect::<Vec<_>>().join("; ")
         ),
     }
 }
@@ -111,7 +114,10 @@ impl async_graphql::ErrorExtensions for ApiError {
                         .collect();
                     ext.set("fieldErrors", list);
                 }
-                ApiError::BadArgument { argument, .. } => ext.set("argument", argument.clone()),
+                ApiError::BadArgument { argument, .. } => {
+                    ext.set("field", argument.clone());
+                    ext.set("argument", argument.clone());
+                }
                 _ => {}
             }
         })
@@ -149,7 +155,7 @@ mod tests {
     fn bad_input_names_the_field_in_graphql_spelling() {
         let error = gql(ApiError::field("parent_event_id", "unknown_parent", "parent event does not exist"));
         assert_eq!(ext(&error, "field"), Some(async_graphql::Value::from("parentEventId")));
-        assert_eq!(error.message, "parent event does not exist");
+        assert_eq!(error.message, "parentEventId: parent event does not exist");
     }
 
     #[test]

@@ -1,7 +1,125 @@
 //! auditgraph: an audit-trail service for distributed systems, with a GraphQL API for exploring
 //! causality trees.
+//!
+//! The library builds everything; `main.rs` only parses the command line and calls [`run`]. Tests
+//! build the same router with [`app`].
 
+pub mod config;
 pub mod domain;
 pub mod entity;
 pub mod error;
+pub mod graphql;
+pub mod http;
 pub mod store;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+
+use config::{Cli, Command, Config};
+use graphql::{AppContext, build_schema};
+use http::{HttpOptions, HttpState};
+use store::{Store, redact};
+
+/// Runs the subcommand the command line asks for.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let store = Store::connect(&config.store_options()).await?;
+            store.migrate().await?;
+            tracing::info!(database = %redact(&config.database_url), "migrations applied");
+            Ok(())
+        }
+        Command::ExportSchema => {
+            print!("{}", graphql::sdl());
+            Ok(())
+        }
+    }
+}
+
+/// The application router on a connected store.
+pub fn app(store: Store, config: &Config) -> Router {
+    let ctx = AppContext { store: store.clone(), limits: config.limits() };
+    let schema = build_schema(ctx, config.query_limits());
+    http::router(
+        HttpState { schema, store },
+        HttpOptions {
+            body_limit_bytes: config.body_limit_bytes,
+            request_timeout: Duration::from_secs(config.request_timeout_secs),
+        },
+    )
+}
+
+/// Connects, migrates (unless told not to), prepares partitions and serves until SIGTERM or
+/// Ctrl-C, finishing the requests in flight.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = Store::connect(&config.store_options()).await?;
+    if !config.no_migrate {
+        store.migrate().await?;
+    }
+    store
+        .ensure_partitions_ahead(config.partition_lookahead_months)
+        .await
+        .context("creating partitions ahead of time")?;
+    let maintenance = tokio::spawn(keep_partitions_ahead(store.clone(), config.partition_lookahead_months));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(
+        listen = %config.listen,
+        database = %redact(&config.database_url),
+        "auditgraph serving GraphQL at http://{}/graphql and GraphiQL at http://{}/graphiql",
+        config.listen,
+        config.listen
+    );
+    axum::serve(listener, app(store, &config))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    maintenance.abort();
+    tracing::info!("auditgraph stopped");
+    Ok(())
+}
+
+/// Keeps the partitions of the coming months created while the server runs for months.
+async fn keep_partitions_ahead(store: Store, months: u32) {
+    let mut tick = tokio::time::interval(Duration::from_secs(6 * 3600));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(error) = store.ensure_partitions_ahead(months).await {
+            tracing::warn!(%error, "could not create partitions ahead; writes still create them on demand");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing requests in flight");
+}

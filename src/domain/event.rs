@@ -88,7 +88,7 @@ pub struct NewEvent {
 pub struct FieldError {
     /// The column name (`event_type`, `parent_event_id`, …).
     pub field: &'static str,
-    /// A reason a client can act on.
+    /// What is wrong, without the field name (each API prefixes its own spelling of it).
     pub message: String,
     /// A stable, short reason label for metrics (`required`, `too_long`, …).
     pub reason: &'static str,
@@ -128,7 +128,7 @@ pub fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
 
 fn required(field: &'static str, value: &str, max: usize) -> Option<FieldError> {
     if value.trim().is_empty() {
-        Some(FieldError::new(field, "required", format!("{field} is required and must not be blank")))
+        Some(FieldError::new(field, "required", "is required and must not be blank"))
     } else {
         too_long(field, value, max)
     }
@@ -137,7 +137,7 @@ fn required(field: &'static str, value: &str, max: usize) -> Option<FieldError> 
 fn too_long(field: &'static str, value: &str, max: usize) -> Option<FieldError> {
     let len = value.chars().count();
     (len > max).then(|| {
-        FieldError::new(field, "too_long", format!("{field} is {len} characters long; at most {max} are allowed"))
+        FieldError::new(field, "too_long", format!("is {len} characters long; at most {max} are allowed"))
     })
 }
 
@@ -161,19 +161,19 @@ fn json_depth(value: &Value) -> usize {
 
 fn check_json_object(field: &'static str, value: &Value) -> Option<FieldError> {
     if !value.is_object() {
-        return Some(FieldError::new(field, "not_an_object", format!("{field} must be a JSON object")));
+        return Some(FieldError::new(field, "not_an_object", "must be a JSON object"));
     }
     let size = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > MAX_JSON_BYTES {
         return Some(FieldError::new(
             field,
             "too_large",
-            format!("{field} is {size} bytes; at most {MAX_JSON_BYTES} are allowed"),
+            format!("is {size} bytes; at most {MAX_JSON_BYTES} are allowed"),
         ));
     }
     let depth = json_depth(value);
     (depth > MAX_JSON_DEPTH).then(|| {
-        FieldError::new(field, "too_deep", format!("{field} nests {depth} levels deep; at most {MAX_JSON_DEPTH} are allowed"))
+        FieldError::new(field, "too_deep", format!("nests {depth} levels deep; at most {MAX_JSON_DEPTH} are allowed"))
     })
 }
 
@@ -186,7 +186,7 @@ impl EventInput {
 
         push(optional("event_version", &self.event_version, 20));
         if matches!(self.event_version.as_deref(), Some(v) if v.trim().is_empty()) {
-            push(Some(FieldError::new("event_version", "required", "event_version must not be blank")));
+            push(Some(FieldError::new("event_version", "required", "must not be blank")));
         }
         push(required("event_type", &self.event_type, 100));
         push(required("event_category", &self.event_category, 50));
@@ -194,7 +194,7 @@ impl EventInput {
             push(Some(FieldError::new(
                 "event_category",
                 "invalid_format",
-                "event_category must be a lowercase identifier: a letter, then letters, digits or underscores",
+                "must be a lowercase identifier: a letter, then letters, digits or underscores",
             )));
         }
         if let Some(allowed) = &limits.allowed_categories
@@ -204,7 +204,7 @@ impl EventInput {
             push(Some(FieldError::new(
                 "event_category",
                 "not_allowed",
-                format!("event_category must be one of: {}", allowed.join(", ")),
+                format!("must be one of: {}", allowed.join(", ")),
             )));
         }
         push(required("event_action", &self.event_action, 50));
@@ -212,7 +212,7 @@ impl EventInput {
             push(Some(FieldError::new(
                 "event_outcome",
                 "invalid_enum",
-                "event_outcome must be one of: success, failure, pending",
+                "must be one of: success, failure, pending",
             )));
         }
         push(optional("actor_type", &self.actor_type, 50));
@@ -220,7 +220,7 @@ impl EventInput {
         if let Some(ip) = &self.actor_ip
             && ip.parse::<IpAddr>().is_err()
         {
-            push(Some(FieldError::new("actor_ip", "invalid_format", "actor_ip must be an IPv4 or IPv6 address")));
+            push(Some(FieldError::new("actor_ip", "invalid_format", "must be an IPv4 or IPv6 address")));
         }
         push(optional("resource_type", &self.resource_type, 100));
         push(optional("resource_id", &self.resource_id, 255));
@@ -238,13 +238,13 @@ impl EventInput {
             push(check_json_object("event_metadata", meta));
         }
         if matches!(self.duration_ms, Some(d) if d < 0) {
-            push(Some(FieldError::new("duration_ms", "out_of_range", "duration_ms must not be negative")));
+            push(Some(FieldError::new("duration_ms", "out_of_range", "must not be negative")));
         }
         if matches!(self.retention_days, Some(d) if !(1..=2555).contains(&d)) {
-            push(Some(FieldError::new("retention_days", "out_of_range", "retention_days must be between 1 and 2555")));
+            push(Some(FieldError::new("retention_days", "out_of_range", "must be between 1 and 2555")));
         }
         if self.event_id.is_some_and(|id| id.is_nil()) {
-            push(Some(FieldError::new("event_id", "invalid_format", "event_id must not be the nil UUID")));
+            push(Some(FieldError::new("event_id", "invalid_format", "must not be the nil UUID")));
         }
         if let Some(ts) = self.event_timestamp {
             if ts > now + limits.max_future_skew {
@@ -252,7 +252,7 @@ impl EventInput {
                     "event_timestamp",
                     "timestamp_in_future",
                     format!(
-                        "event_timestamp is in the future: at most {} minutes ahead of the server clock are allowed",
+                        "is in the future: at most {} minutes ahead of the server clock are allowed",
                         limits.max_future_skew.num_minutes()
                     ),
                 )));
@@ -261,7 +261,7 @@ impl EventInput {
                     "event_timestamp",
                     "timestamp_too_old",
                     format!(
-                        "event_timestamp is too old: it must be within {} hours of the server clock (use `auditgraph import` for history)",
+                        "is too old: it must be within {} hours of the server clock (use `auditgraph import` for history)",
                         limits.max_age.num_hours()
                     ),
                 )));

@@ -1,0 +1,142 @@
+//! Configuration: one struct, from flags and environment variables.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::domain::Limits;
+use crate::graphql::QueryLimits;
+use crate::store::StoreOptions;
+
+/// auditgraph: an audit trail for distributed systems, explored as causality trees.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "auditgraph", version, about)]
+pub struct Cli {
+    /// Settings shared by every subcommand.
+    #[command(flatten)]
+    pub config: Config,
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL) and exit.
+    ExportSchema,
+}
+
+/// Every setting of auditgraph. Each flag can also be given as the environment variable shown.
+#[derive(Args, Debug, Clone)]
+pub struct Config {
+    /// Database to use: `sqlite://FILE` (created if missing) or `postgres://USER@HOST/DB`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://auditgraph.db", global = true)]
+    pub database_url: String,
+
+    /// Address to listen on. Keep it on loopback unless access is controlled in front of it.
+    #[arg(long, env = "AUDITGRAPH_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    pub listen: SocketAddr,
+
+    /// Do not apply pending migrations when the server starts.
+    #[arg(long, env = "AUDITGRAPH_NO_MIGRATE", global = true)]
+    pub no_migrate: bool,
+
+    /// Size of the database connection pool.
+    #[arg(long, env = "AUDITGRAPH_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub db_max_connections: u32,
+
+    /// Longest a single SQL statement may run, in seconds (PostgreSQL).
+    #[arg(long, env = "AUDITGRAPH_STATEMENT_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub statement_timeout_secs: u64,
+
+    /// Longest an HTTP request may take, in seconds.
+    #[arg(long, env = "AUDITGRAPH_REQUEST_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub request_timeout_secs: u64,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "AUDITGRAPH_BODY_LIMIT_BYTES", default_value_t = 5 * 1024 * 1024, global = true)]
+    pub body_limit_bytes: usize,
+
+    /// How many months of partitions beyond the current one to keep ready (PostgreSQL).
+    #[arg(long, env = "AUDITGRAPH_PARTITION_LOOKAHEAD_MONTHS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=120), global = true)]
+    pub partition_lookahead_months: u32,
+
+    /// How far ahead of the server clock an event timestamp may be, in minutes.
+    #[arg(long, env = "AUDITGRAPH_MAX_FUTURE_SKEW_MINUTES", default_value_t = 60, global = true)]
+    pub max_future_skew_minutes: u32,
+
+    /// How old a live-written event timestamp may be, in days.
+    #[arg(long, env = "AUDITGRAPH_MAX_EVENT_AGE_DAYS", default_value_t = 7, global = true)]
+    pub max_event_age_days: u32,
+
+    /// Comma-separated list of the only event categories accepted; any lowercase identifier when unset.
+    #[arg(long, env = "AUDITGRAPH_ALLOWED_CATEGORIES", value_delimiter = ',', global = true)]
+    pub allowed_categories: Option<Vec<String>>,
+
+    /// Deepest GraphQL selection set accepted.
+    #[arg(long, env = "AUDITGRAPH_MAX_QUERY_DEPTH", default_value_t = 16, global = true)]
+    pub max_query_depth: usize,
+
+    /// Largest GraphQL query complexity accepted; paginated fields multiply by their page size.
+    #[arg(long, env = "AUDITGRAPH_MAX_QUERY_COMPLEXITY", default_value_t = 250_000, global = true)]
+    pub max_query_complexity: usize,
+}
+
+impl Config {
+    /// The defaults, on the given database; for tests and embedding.
+    pub fn for_database(database_url: &str) -> Self {
+        let mut config = Cli::parse_from(["auditgraph"]).config;
+        config.database_url = database_url.to_string();
+        config
+    }
+
+    /// How to reach the database.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            database_url: self.database_url.clone(),
+            max_connections: self.db_max_connections,
+            statement_timeout: Duration::from_secs(self.statement_timeout_secs),
+        }
+    }
+
+    /// The validation limits for writes.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_future_skew: chrono::Duration::minutes(self.max_future_skew_minutes.into()),
+            max_age: chrono::Duration::days(self.max_event_age_days.into()),
+            allowed_categories: self.allowed_categories.clone().filter(|c| !c.is_empty()),
+        }
+    }
+
+    /// The limits on GraphQL operations.
+    pub fn query_limits(&self) -> QueryLimits {
+        QueryLimits { max_depth: self.max_query_depth, max_complexity: self.max_query_complexity }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_come_before_or_after_the_subcommand() {
+        let cli = Cli::parse_from(["auditgraph", "migrate", "--database-url", "sqlite://x.db"]);
+        assert_eq!(cli.command, Some(Command::Migrate));
+        assert_eq!(cli.config.database_url, "sqlite://x.db");
+        let cli = Cli::parse_from(["auditgraph", "--allowed-categories", "gateway,workflow"]);
+        assert_eq!(cli.command, None);
+        assert_eq!(cli.config.limits().allowed_categories, Some(vec!["gateway".into(), "workflow".into()]));
+    }
+}

@@ -1,0 +1,78 @@
+//! The GraphQL API: schema root, types, loaders and limits.
+
+mod connection;
+mod event;
+mod input;
+mod loaders;
+mod mutation;
+mod query;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{EmptySubscription, Schema};
+
+pub use connection::{AuditEventConnection, AuditEventEdge, PageInfo};
+pub use event::AuditEvent;
+pub use input::{AuditEventFilter, AuditEventInput};
+pub use mutation::MutationRoot;
+pub use query::QueryRoot;
+
+use crate::domain::Limits;
+use crate::store::Store;
+
+/// The auditgraph schema.
+pub type AuditSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// What the resolvers need, shared by every request.
+#[derive(Clone, Debug)]
+pub struct AppContext {
+    /// The database.
+    pub store: Store,
+    /// Validation limits for writes.
+    pub limits: Limits,
+}
+
+/// Limits on what a single GraphQL operation may ask for.
+#[derive(Clone, Copy, Debug)]
+pub struct QueryLimits {
+    /// Deepest selection set allowed.
+    pub max_depth: usize,
+    /// Largest complexity allowed; list fields multiply their children by the page size.
+    pub max_complexity: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self { max_depth: 16, max_complexity: 250_000 }
+    }
+}
+
+/// Page size when a client gives neither `first` nor `last`.
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+
+/// The complexity of a paginated field: the page size times what each element costs.
+pub fn page_cost(first: Option<i32>, last: Option<i32>, child_complexity: usize) -> usize {
+    let size = first.or(last).map_or(DEFAULT_PAGE_SIZE as usize, |n| n.clamp(0, 1000) as usize);
+    1 + size.max(1) * child_complexity
+}
+
+fn builder(limits: QueryLimits) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+}
+
+/// The schema wired to a store: what the server and the tests run.
+pub fn build_schema(ctx: AppContext, limits: QueryLimits) -> AuditSchema {
+    let store = ctx.store.clone();
+    builder(limits)
+        .data(DataLoader::new(loaders::ParentLoader(store.clone()), tokio::spawn).max_batch_size(500))
+        .data(DataLoader::new(loaders::ChildrenLoader(store.clone()), tokio::spawn).max_batch_size(500))
+        .data(DataLoader::new(loaders::ChildCountLoader(store), tokio::spawn).max_batch_size(500))
+        .data(ctx)
+        .finish()
+}
+
+/// The SDL of the schema; needs no database.
+pub fn sdl() -> String {
+    builder(QueryLimits::default()).finish().sdl()
+}

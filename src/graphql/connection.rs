@@ -1,0 +1,147 @@
+//! Relay connections of events.
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{Context, ErrorExtensions, Object, Result, SimpleObject};
+
+use super::AppContext;
+use super::event::AuditEvent;
+use super::loaders::{ChildCountKey, ChildCountLoader};
+use crate::domain::page::{Beyond, Order};
+use crate::domain::{Cursor, EventFilter, EventKey};
+use crate::entity::audit_event::Model;
+
+/// What a connection lists.
+#[derive(Clone, Debug)]
+pub(crate) enum Scope {
+    /// Events matching a filter, newest first.
+    Events(EventFilter),
+    /// The children of one event, oldest first.
+    Children(EventKey),
+}
+
+impl Scope {
+    fn filter_and_order(&self) -> (EventFilter, Order) {
+        match self {
+            Scope::Events(filter) => (filter.clone(), Order::NewestFirst),
+            Scope::Children(parent) => {
+                (EventFilter { parent_event_id: Some(parent.id), ..EventFilter::default() }, Order::OldestFirst)
+            }
+        }
+    }
+}
+
+/// A page of audit events, following the Relay Cursor Connections specification.
+pub struct AuditEventConnection {
+    rows: Vec<Model>,
+    previous: Beyond,
+    next: Beyond,
+    scope: Scope,
+}
+
+impl AuditEventConnection {
+    pub(crate) fn new(rows: Vec<Model>, previous: Beyond, next: Beyond, scope: Scope) -> Self {
+        Self { rows, previous, next, scope }
+    }
+}
+
+fn cursor_of(model: &Model) -> Cursor {
+    Cursor::new(model.event_timestamp, model.event_id)
+}
+
+/// An event and the cursor that points at it.
+#[derive(SimpleObject)]
+pub struct AuditEventEdge {
+    /// Opaque cursor of this edge; pass it as `after` or `before` to page from here.
+    pub cursor: String,
+    /// The event.
+    pub node: AuditEvent,
+}
+
+#[Object]
+impl AuditEventConnection {
+    /// The events of this page with their cursors.
+    async fn edges(&self) -> Vec<AuditEventEdge> {
+        self.rows
+            .iter()
+            .map(|m| AuditEventEdge { cursor: cursor_of(m).encode(), node: AuditEvent(m.clone()) })
+            .collect()
+    }
+
+    /// The events of this page, without cursors.
+    async fn nodes(&self) -> Vec<AuditEvent> {
+        self.rows.iter().cloned().map(AuditEvent).collect()
+    }
+
+    /// Where this page lies in the whole list.
+    async fn page_info(&self) -> PageInfo {
+        PageInfo {
+            start_cursor: self.rows.first().map(cursor_of),
+            end_cursor: self.rows.last().map(cursor_of),
+            previous: self.previous,
+            next: self.next,
+            scope: self.scope.clone(),
+        }
+    }
+
+    /// How many events the whole list holds, ignoring `first`, `last`, `after` and `before`.
+    /// Costs one counting query (batched across parents for `children`).
+    #[graphql(complexity = 5)]
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
+        match &self.scope {
+            Scope::Events(filter) => {
+                let app = ctx.data::<AppContext>()?;
+                app.store.count_events(filter).await.map_err(|e| e.extend())
+            }
+            Scope::Children(parent) => {
+                let loader = ctx.data::<DataLoader<ChildCountLoader>>()?;
+                let count = loader.load_one(ChildCountKey(*parent)).await.map_err(|e| e.extend())?;
+                Ok(count.unwrap_or(0))
+            }
+        }
+    }
+}
+
+/// Relay page information.
+pub struct PageInfo {
+    start_cursor: Option<Cursor>,
+    end_cursor: Option<Cursor>,
+    previous: Beyond,
+    next: Beyond,
+    scope: Scope,
+}
+
+impl PageInfo {
+    async fn decide(&self, ctx: &Context<'_>, beyond: Beyond) -> Result<bool> {
+        if let Beyond::Known(known) = beyond {
+            return Ok(known);
+        }
+        let app = ctx.data::<AppContext>()?;
+        let (filter, order) = self.scope.filter_and_order();
+        app.store.exists_beyond(&filter, beyond, order).await.map_err(|e| e.extend())
+    }
+}
+
+#[Object]
+impl PageInfo {
+    /// Whether elements exist before this page. With `last`, decided by the page itself; with
+    /// `after`, by checking for elements at or before that cursor (one small query, only when asked).
+    async fn has_previous_page(&self, ctx: &Context<'_>) -> Result<bool> {
+        self.decide(ctx, self.previous).await
+    }
+
+    /// Whether elements exist after this page. With `first`, decided by the page itself; with
+    /// `before`, by checking for elements at or after that cursor (one small query, only when asked).
+    async fn has_next_page(&self, ctx: &Context<'_>) -> Result<bool> {
+        self.decide(ctx, self.next).await
+    }
+
+    /// The cursor of the first edge of this page; null when the page is empty.
+    async fn start_cursor(&self) -> Option<String> {
+        self.start_cursor.map(|c| c.encode())
+    }
+
+    /// The cursor of the last edge of this page; null when the page is empty.
+    async fn end_cursor(&self) -> Option<String> {
+        self.end_cursor.map(|c| c.encode())
+    }
+}

@@ -1,0 +1,214 @@
+//! The `AuditEvent` type.
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{Context, ErrorExtensions, Json, Object, Result};
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+use super::connection::{AuditEventConnection, Scope};
+use super::loaders::{ChildCountKey, ChildCountLoader, ChildrenKey, ChildrenLoader, ParentLoader};
+use super::{AppContext, DEFAULT_PAGE_SIZE, page_cost};
+use crate::domain::PageRequest;
+use crate::entity::audit_event::Model;
+use crate::error::ApiError;
+
+/// One audit event: something that happened in a service, who did it to what, and with what
+/// outcome. Events form causality trees through `parent` and `children`.
+#[derive(Clone, Debug)]
+pub struct AuditEvent(pub Model);
+
+#[Object]
+impl AuditEvent {
+    /// Unique id (UUIDv7 unless the writer chose one).
+    async fn event_id(&self) -> Uuid {
+        self.0.event_id
+    }
+    /// Version of the event schema the writer used (for example `1.0`).
+    async fn event_version(&self) -> &str {
+        &self.0.event_version
+    }
+    /// When the event happened, as stated by the writer (microsecond precision, UTC).
+    async fn event_timestamp(&self) -> DateTime<Utc> {
+        self.0.event_timestamp
+    }
+    /// The UTC date of `eventTimestamp`; part of the primary key and the partition key.
+    async fn event_date(&self) -> NaiveDate {
+        self.0.event_date
+    }
+    /// What happened, as `service.domain.action` (for example `gateway.signal.received`).
+    async fn event_type(&self) -> &str {
+        &self.0.event_type
+    }
+    /// The service that emitted the event (a lowercase identifier).
+    async fn event_category(&self) -> &str {
+        &self.0.event_category
+    }
+    /// The action performed (for example `received`).
+    async fn event_action(&self) -> &str {
+        &self.0.event_action
+    }
+    /// `success`, `failure` or `pending`.
+    async fn event_outcome(&self) -> &str {
+        &self.0.event_outcome
+    }
+    /// Kind of actor: `service`, `user` or `external`.
+    async fn actor_type(&self) -> &str {
+        &self.0.actor_type
+    }
+    /// Who acted: a service name or a user identity.
+    async fn actor_id(&self) -> &str {
+        &self.0.actor_id
+    }
+    /// The actor's IP address, when known.
+    async fn actor_ip(&self) -> Option<&str> {
+        self.0.actor_ip.as_deref()
+    }
+    /// Kind of resource acted upon.
+    async fn resource_type(&self) -> &str {
+        &self.0.resource_type
+    }
+    /// Id of the resource acted upon.
+    async fn resource_id(&self) -> &str {
+        &self.0.resource_id
+    }
+    /// Human-readable name of the resource.
+    async fn resource_name(&self) -> Option<&str> {
+        self.0.resource_name.as_deref()
+    }
+    /// Groups the events of one request or remediation across services; also the scope of the
+    /// hash chain and of legal holds.
+    async fn correlation_id(&self) -> &str {
+        &self.0.correlation_id
+    }
+    /// The event that caused this one; null for a root.
+    async fn parent_event_id(&self) -> Option<Uuid> {
+        self.0.parent_event_id
+    }
+    /// The parent's `eventDate`, derived by the server from the stored parent. Null for roots, and
+    /// for legacy events whose link has not been completed yet.
+    async fn parent_event_date(&self) -> Option<NaiveDate> {
+        self.0.parent_event_date
+    }
+    /// OpenTelemetry trace id.
+    async fn trace_id(&self) -> Option<&str> {
+        self.0.trace_id.as_deref()
+    }
+    /// OpenTelemetry span id.
+    async fn span_id(&self) -> Option<&str> {
+        self.0.span_id.as_deref()
+    }
+    /// Kubernetes namespace.
+    async fn namespace(&self) -> Option<&str> {
+        self.0.namespace.as_deref()
+    }
+    /// The cluster the event comes from.
+    async fn cluster_id(&self) -> Option<&str> {
+        self.0.cluster_id.as_deref()
+    }
+    /// The service-specific payload (a JSON object).
+    async fn event_data(&self) -> Json<serde_json::Value> {
+        Json(self.0.event_data.clone())
+    }
+    /// Free-form metadata about the event (a JSON object).
+    async fn event_metadata(&self) -> Option<Json<serde_json::Value>> {
+        self.0.event_metadata.clone().map(Json)
+    }
+    /// Severity as the writer stated it (for example `info`, `warning`, `error`, `critical`).
+    async fn severity(&self) -> Option<&str> {
+        self.0.severity.as_deref()
+    }
+    /// How long the operation took, in milliseconds.
+    async fn duration_ms(&self) -> Option<i32> {
+        self.0.duration_ms
+    }
+    /// Error code of a failed operation.
+    async fn error_code(&self) -> Option<&str> {
+        self.0.error_code.as_deref()
+    }
+    /// Error message of a failed operation.
+    async fn error_message(&self) -> Option<&str> {
+        self.0.error_message.as_deref()
+    }
+    /// Days the event must be kept (1 to 2555).
+    async fn retention_days(&self) -> i32 {
+        self.0.retention_days
+    }
+    /// Whether the event holds sensitive data.
+    async fn is_sensitive(&self) -> bool {
+        self.0.is_sensitive
+    }
+    /// Hash of this event in its correlation's hash chain.
+    async fn event_hash(&self) -> Option<&str> {
+        self.0.event_hash.as_deref()
+    }
+    /// Hash of the previous event in the chain.
+    async fn previous_event_hash(&self) -> Option<&str> {
+        self.0.previous_event_hash.as_deref()
+    }
+    /// How `eventHash` is computed: `sha256-unkeyed` or `hmac-sha256`.
+    async fn hash_algorithm(&self) -> &str {
+        &self.0.hash_algorithm
+    }
+    /// Whether a legal hold protects the event from deletion.
+    async fn legal_hold(&self) -> bool {
+        self.0.legal_hold
+    }
+    /// Why the legal hold was placed.
+    async fn legal_hold_reason(&self) -> Option<&str> {
+        self.0.legal_hold_reason.as_deref()
+    }
+    /// Who placed the legal hold.
+    async fn legal_hold_placed_by(&self) -> Option<&str> {
+        self.0.legal_hold_placed_by.as_deref()
+    }
+    /// When the legal hold was placed.
+    async fn legal_hold_placed_at(&self) -> Option<DateTime<Utc>> {
+        self.0.legal_hold_placed_at
+    }
+
+    /// The event that caused this one; null for a root. Batched: asking for the parents of many
+    /// events costs one query.
+    async fn parent(&self, ctx: &Context<'_>) -> Result<Option<AuditEvent>> {
+        let Some(parent_id) = self.0.parent_event_id else {
+            return Ok(None);
+        };
+        let found = match self.0.parent_key() {
+            Some(key) => {
+                let loader = ctx.data::<DataLoader<ParentLoader>>()?;
+                loader.load_one(key).await.map_err(|e| e.extend())?
+            }
+            // A legacy link without the parent's date: look the parent up by id.
+            None => ctx.data::<AppContext>()?.store.find_event(parent_id).await.map_err(|e| e.extend())?,
+        };
+        Ok(found.map(AuditEvent))
+    }
+
+    /// The events this one caused, oldest first (`eventTimestamp`, then `eventId`). Batched: the
+    /// children of every event at one nesting level are fetched with one query, each parent's page
+    /// limited separately.
+    #[graphql(complexity = "page_cost(first, None, child_complexity)")]
+    async fn children(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0 to 1000 (default 50).")] first: Option<i32>,
+        #[graphql(desc = "Return children after this cursor.")] after: Option<String>,
+    ) -> Result<AuditEventConnection> {
+        let request = PageRequest { first, after, ..PageRequest::default() };
+        let window = request.resolve(DEFAULT_PAGE_SIZE).map_err(|e| ApiError::from(e).extend())?;
+        let parent = self.0.key();
+        let loader = ctx.data::<DataLoader<ChildrenLoader>>()?;
+        let rows = loader
+            .load_one(ChildrenKey { parent, window })
+            .await
+            .map_err(|e| e.extend())?
+            .unwrap_or_default();
+        let (rows, previous, next) = window.finish(rows);
+        Ok(AuditEventConnection::new(rows, previous, next, Scope::Children(parent)))
+    }
+
+    /// How many events this one caused. Batched across events.
+    async fn child_count(&self, ctx: &Context<'_>) -> Result<u64> {
+        let loader = ctx.data::<DataLoader<ChildCountLoader>>()?;
+        Ok(loader.load_one(ChildCountKey(self.0.key())).await.map_err(|e| e.extend())?.unwrap_or(0))
+    }
+}

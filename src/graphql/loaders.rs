@@ -1,0 +1,71 @@
+//! Dataloaders: one per key type, one statement per batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::domain::{EventKey, PageWindow};
+use crate::entity::audit_event::Model;
+use crate::error::ApiError;
+use crate::store::Store;
+
+/// Loads events by primary key (parents).
+pub struct ParentLoader(pub Store);
+
+impl async_graphql::dataloader::Loader<EventKey> for ParentLoader {
+    type Value = Model;
+    type Error = Arc<ApiError>;
+
+    async fn load(&self, keys: &[EventKey]) -> Result<HashMap<EventKey, Model>, Self::Error> {
+        self.0.events_by_keys(keys).await.map_err(Arc::new)
+    }
+}
+
+/// A page of one parent's children.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChildrenKey {
+    /// The parent.
+    pub parent: EventKey,
+    /// The page asked for.
+    pub window: PageWindow,
+}
+
+/// Loads pages of children; keys asking for the same window share one statement.
+pub struct ChildrenLoader(pub Store);
+
+impl async_graphql::dataloader::Loader<ChildrenKey> for ChildrenLoader {
+    type Value = Vec<Model>;
+    type Error = Arc<ApiError>;
+
+    async fn load(&self, keys: &[ChildrenKey]) -> Result<HashMap<ChildrenKey, Vec<Model>>, Self::Error> {
+        let mut by_window: HashMap<PageWindow, Vec<EventKey>> = HashMap::new();
+        for key in keys {
+            by_window.entry(key.window).or_default().push(key.parent);
+        }
+        let mut out = HashMap::with_capacity(keys.len());
+        for (window, parents) in by_window {
+            let mut pages = self.0.children_pages(&parents, &window).await.map_err(Arc::new)?;
+            for parent in parents {
+                out.insert(ChildrenKey { parent, window }, pages.remove(&parent).unwrap_or_default());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The number of children of an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChildCountKey(pub EventKey);
+
+/// Loads child counts.
+pub struct ChildCountLoader(pub Store);
+
+impl async_graphql::dataloader::Loader<ChildCountKey> for ChildCountLoader {
+    type Value = u64;
+    type Error = Arc<ApiError>;
+
+    async fn load(&self, keys: &[ChildCountKey]) -> Result<HashMap<ChildCountKey, u64>, Self::Error> {
+        let parents: Vec<EventKey> = keys.iter().map(|k| k.0).collect();
+        let counts = self.0.child_counts(&parents).await.map_err(Arc::new)?;
+        Ok(parents.into_iter().map(|p| (ChildCountKey(p), counts.get(&p).copied().unwrap_or(0))).collect())
+    }
+}

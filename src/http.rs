@@ -1,0 +1,86 @@
+//! The HTTP surface: the axum router, GraphQL over HTTP, GraphiQL and health.
+
+use std::time::Duration;
+
+use async_graphql::parser::types::OperationType;
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::graphql::AuditSchema;
+use crate::store::Store;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The GraphQL schema, wired to the store.
+    pub schema: AuditSchema,
+    /// The database, for health checks.
+    pub store: Store,
+}
+
+/// Options of the HTTP layer.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpOptions {
+    /// Largest request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// Longest a request may take.
+    pub request_timeout: Duration,
+}
+
+/// The router with every route and layer.
+pub fn router(state: HttpState, options: HttpOptions) -> Router {
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphiql", get(graphiql))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(options.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, options.request_timeout))
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn graphql_post(State(state): State<HttpState>, request: GraphQLRequest) -> GraphQLResponse {
+    state.schema.execute(request.into_inner()).await.into()
+}
+
+/// GET runs queries only: a mutation over GET is refused with 405, as GraphQL over HTTP requires.
+async fn graphql_get(State(state): State<HttpState>, request: GraphQLRequest) -> Response {
+    let request = request.into_inner();
+    if is_mutation(&request) {
+        let body = serde_json::json!({
+            "errors": [{
+                "message": "mutations are only accepted over POST",
+                "extensions": {"code": "BAD_REQUEST"}
+            }]
+        });
+        return (StatusCode::METHOD_NOT_ALLOWED, [("allow", "POST")], axum::Json(body)).into_response();
+    }
+    GraphQLResponse::from(state.schema.execute(request).await).into_response()
+}
+
+fn is_mutation(request: &async_graphql::Request) -> bool {
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let chosen = match &request.operation_name {
+        Some(name) => document.operations.iter().find(|(n, _)| n.is_some_and(|n| n.as_str() == name)).map(|(_, op)| op),
+        None => document.operations.iter().next().map(|(_, op)| op),
+    };
+    chosen.is_some_and(|op| op.node.ty == OperationType::Mutation)
+}
+
+async fn graphiql() -> Html<String> {
+    Html(async_graphql::http::GraphiQLSource::build().endpoint("/graphql").title("auditgraph").finish())
+}
+
+/// Liveness: the process serves HTTP. Database health belongs to readiness.
+async fn healthz() -> &'static str {
+    "ok"
+}
