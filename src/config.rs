@@ -68,7 +68,12 @@ pub struct Config {
     pub partition_lookahead_months: u32,
 
     /// How far ahead of the server clock an event timestamp may be, in minutes.
-    #[arg(long, env = "AUDITGRAPH_MAX_FUTURE_SKEW_MINUTES", default_value_t = 60, global = true)]
+    #[arg(
+        long,
+        env = "AUDITGRAPH_MAX_FUTURE_SKEW_MINUTES",
+        default_value_t = 60,
+        global = true
+    )]
     pub max_future_skew_minutes: u32,
 
     /// How old a live-written event timestamp may be, in days.
@@ -84,7 +89,12 @@ pub struct Config {
     pub max_query_depth: usize,
 
     /// Largest GraphQL query complexity accepted; paginated fields multiply by their page size.
-    #[arg(long, env = "AUDITGRAPH_MAX_QUERY_COMPLEXITY", default_value_t = 250_000, global = true)]
+    #[arg(
+        long,
+        env = "AUDITGRAPH_MAX_QUERY_COMPLEXITY",
+        default_value_t = 250_000,
+        global = true
+    )]
     pub max_query_complexity: usize,
 }
 
@@ -116,7 +126,10 @@ impl Config {
 
     /// The limits on GraphQL operations.
     pub fn query_limits(&self) -> QueryLimits {
-        QueryLimits { max_depth: self.max_query_depth, max_complexity: self.max_query_complexity }
+        QueryLimits {
+            max_depth: self.max_query_depth,
+            max_complexity: self.max_query_complexity,
+        }
     }
 }
 
@@ -137,6 +150,9 @@ mod tests {
         assert_eq!(cli.config.database_url, "sqlite://x.db");
         let cli = Cli::parse_from(["auditgraph", "--allowed-categories", "gateway,workflow"]);
         assert_eq!(cli.command, None);
-        assert_eq!(cli.config.limits().allowed_categories, Some(vec!["gateway".into(), "workflow".into()]));
+        assert_eq!(
+            cli.config.limits().allowed_categories,
+            Some(vec!["gateway".into(), "workflow".into()])
+        );
     }
 }

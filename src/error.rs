@@ -40,7 +40,9 @@ fn summary(errors: &[FieldError]) -> String {
 impl ApiError {
     /// A single field error.
     pub fn field(field: &'static str, reason: &'static str, message: impl Into<String>) -> Self {
-        Self::BadUserInput { errors: vec![FieldError::new(field, reason, message)] }
+        Self::BadUserInput {
+            errors: vec![FieldError::new(field, reason, message)],
+        }
     }
 
     /// Wraps an unexpected failure.
@@ -67,7 +69,10 @@ impl From<sea_orm::DbErr> for ApiError {
 
 impl From<PageError> for ApiError {
     fn from(error: PageError) -> Self {
-        Self::BadArgument { argument: error.argument.into(), message: error.message }
+        Self::BadArgument {
+            argument: error.argument.into(),
+            message: error.message,
+        }
     }
 }
 
@@ -107,8 +112,14 @@ impl async_graphql::ErrorExtensions for ApiError {
                         .iter()
                         .map(|e| {
                             let mut map = async_graphql::indexmap::IndexMap::new();
-                            map.insert(async_graphql::Name::new("field"), async_graphql::Value::from(camel_case(e.field)));
-                            map.insert(async_graphql::Name::new("message"), async_graphql::Value::from(e.message.clone()));
+                            map.insert(
+                                async_graphql::Name::new("field"),
+                                async_graphql::Value::from(camel_case(e.field)),
+                            );
+                            map.insert(
+                                async_graphql::Name::new("message"),
+                                async_graphql::Value::from(e.message.clone()),
+                            );
                             async_graphql::Value::Object(map)
                         })
                         .collect();
@@ -140,8 +151,17 @@ mod tests {
     #[test]
     fn each_variant_maps_to_its_code() {
         let cases = [
-            (ApiError::field("event_type", "required", "event_type is required"), "BAD_USER_INPUT"),
-            (ApiError::BadArgument { argument: "first".into(), message: "x".into() }, "BAD_USER_INPUT"),
+            (
+                ApiError::field("event_type", "required", "event_type is required"),
+                "BAD_USER_INPUT",
+            ),
+            (
+                ApiError::BadArgument {
+                    argument: "first".into(),
+                    message: "x".into(),
+                },
+                "BAD_USER_INPUT",
+            ),
             (ApiError::NotFound("no such event".into()), "NOT_FOUND"),
             (ApiError::Conflict("reused id".into()), "CONFLICT"),
             (ApiError::internal(anyhow::anyhow!("boom")), "INTERNAL_SERVER_ERROR"),
@@ -153,14 +173,20 @@ mod tests {
 
     #[test]
     fn bad_input_names_the_field_in_graphql_spelling() {
-        let error = gql(ApiError::field("parent_event_id", "unknown_parent", "parent event does not exist"));
+        let error = gql(ApiError::field(
+            "parent_event_id",
+            "unknown_parent",
+            "parent event does not exist",
+        ));
         assert_eq!(ext(&error, "field"), Some(async_graphql::Value::from("parentEventId")));
         assert_eq!(error.message, "parentEventId: parent event does not exist");
     }
 
     #[test]
     fn internal_errors_do_not_reveal_their_cause() {
-        let error = gql(ApiError::internal(anyhow::anyhow!("relation \"audit_events\" does not exist")));
+        let error = gql(ApiError::internal(anyhow::anyhow!(
+            "relation \"audit_events\" does not exist"
+        )));
         assert_eq!(error.message, "internal server error");
     }
 

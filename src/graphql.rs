@@ -5,9 +5,10 @@ mod event;
 mod input;
 mod loaders;
 mod mutation;
+mod prefetch;
 mod query;
 
-use async_graphql::dataloader::DataLoader;
+use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::{EmptySubscription, Schema};
 
 pub use connection::{AuditEventConnection, AuditEventEdge, PageInfo};
@@ -42,7 +43,10 @@ pub struct QueryLimits {
 
 impl Default for QueryLimits {
     fn default() -> Self {
-        Self { max_depth: 16, max_complexity: 250_000 }
+        Self {
+            max_depth: 16,
+            max_complexity: 250_000,
+        }
     }
 }
 
@@ -51,7 +55,9 @@ pub const DEFAULT_PAGE_SIZE: u64 = 50;
 
 /// The complexity of a paginated field: the page size times what each element costs.
 pub fn page_cost(first: Option<i32>, last: Option<i32>, child_complexity: usize) -> usize {
-    let size = first.or(last).map_or(DEFAULT_PAGE_SIZE as usize, |n| n.clamp(0, 1000) as usize);
+    let size = first
+        .or(last)
+        .map_or(DEFAULT_PAGE_SIZE as usize, |n| n.clamp(0, 1000) as usize);
     1 + size.max(1) * child_complexity
 }
 
@@ -61,15 +67,29 @@ fn builder(limits: QueryLimits) -> async_graphql::SchemaBuilder<QueryRoot, Mutat
         .limit_complexity(limits.max_complexity)
 }
 
-/// The schema wired to a store: what the server and the tests run.
+/// The schema wired to a store: what the server and the tests run. Every request must go through
+/// [`prepare_request`] to get its dataloaders.
 pub fn build_schema(ctx: AppContext, limits: QueryLimits) -> AuditSchema {
-    let store = ctx.store.clone();
-    builder(limits)
-        .data(DataLoader::new(loaders::ParentLoader(store.clone()), tokio::spawn).max_batch_size(500))
-        .data(DataLoader::new(loaders::ChildrenLoader(store.clone()), tokio::spawn).max_batch_size(500))
-        .data(DataLoader::new(loaders::ChildCountLoader(store), tokio::spawn).max_batch_size(500))
-        .data(ctx)
-        .finish()
+    builder(limits).data(ctx).finish()
+}
+
+/// Loaders cache per request: what one request loaded never leaks into another, and a level of a
+/// tree fetched ahead of time (see `prefetch`) is served from the cache.
+type Loader<T> = DataLoader<T, HashMapCache>;
+
+fn loader<T>(inner: T) -> Loader<T>
+where
+    T: Send + Sync + 'static,
+{
+    DataLoader::with_cache(inner, tokio::spawn, HashMapCache::default()).max_batch_size(500)
+}
+
+/// Attaches the per-request dataloaders to a request.
+pub fn prepare_request(request: async_graphql::Request, store: &Store) -> async_graphql::Request {
+    request
+        .data(loader(loaders::ParentLoader(store.clone())))
+        .data(loader(loaders::ChildrenLoader(store.clone())))
+        .data(loader(loaders::ChildCountLoader(store.clone())))
 }
 
 /// The SDL of the schema; needs no database.

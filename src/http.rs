@@ -13,7 +13,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::graphql::AuditSchema;
+use crate::graphql::{AuditSchema, prepare_request};
 use crate::store::Store;
 
 /// What the handlers share.
@@ -42,12 +42,16 @@ pub fn router(state: HttpState, options: HttpOptions) -> Router {
         .route("/healthz", get(healthz))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(options.body_limit_bytes))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, options.request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            options.request_timeout,
+        ))
         .layer(TraceLayer::new_for_http())
 }
 
 async fn graphql_post(State(state): State<HttpState>, request: GraphQLRequest) -> GraphQLResponse {
-    state.schema.execute(request.into_inner()).await.into()
+    let request = prepare_request(request.into_inner(), &state.store);
+    state.schema.execute(request).await.into()
 }
 
 /// GET runs queries only: a mutation over GET is refused with 405, as GraphQL over HTTP requires.
@@ -62,6 +66,7 @@ async fn graphql_get(State(state): State<HttpState>, request: GraphQLRequest) ->
         });
         return (StatusCode::METHOD_NOT_ALLOWED, [("allow", "POST")], axum::Json(body)).into_response();
     }
+    let request = prepare_request(request, &state.store);
     GraphQLResponse::from(state.schema.execute(request).await).into_response()
 }
 
@@ -70,14 +75,23 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
         return false;
     };
     let chosen = match &request.operation_name {
-        Some(name) => document.operations.iter().find(|(n, _)| n.is_some_and(|n| n.as_str() == name)).map(|(_, op)| op),
+        Some(name) => document
+            .operations
+            .iter()
+            .find(|(n, _)| n.is_some_and(|n| n.as_str() == name))
+            .map(|(_, op)| op),
         None => document.operations.iter().next().map(|(_, op)| op),
     };
     chosen.is_some_and(|op| op.node.ty == OperationType::Mutation)
 }
 
 async fn graphiql() -> Html<String> {
-    Html(async_graphql::http::GraphiQLSource::build().endpoint("/graphql").title("auditgraph").finish())
+    Html(
+        async_graphql::http::GraphiQLSource::build()
+            .endpoint("/graphql")
+            .title("auditgraph")
+            .finish(),
+    )
 }
 
 /// Liveness: the process serves HTTP. Database health belongs to readiness.

@@ -42,7 +42,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// The application router on a connected store.
 pub fn app(store: Store, config: &Config) -> Router {
-    let ctx = AppContext { store: store.clone(), limits: config.limits() };
+    let ctx = AppContext {
+        store: store.clone(),
+        limits: config.limits(),
+    };
     let schema = build_schema(ctx, config.query_limits());
     http::router(
         HttpState { schema, store },
@@ -53,9 +56,21 @@ pub fn app(store: Store, config: &Config) -> Router {
     )
 }
 
-/// Connects, migrates (unless told not to), prepares partitions and serves until SIGTERM or
-/// Ctrl-C, finishing the requests in flight.
+/// Connects, migrates (unless told not to), prepares partitions and serves on `config.listen`
+/// until SIGTERM or Ctrl-C, finishing the requests in flight.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    serve_on(listener, config, shutdown_signal()).await
+}
+
+/// [`serve`] on a bound listener, stopping gracefully when `shutdown` completes.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let store = Store::connect(&config.store_options()).await?;
     if !config.no_migrate {
         store.migrate().await?;
@@ -65,23 +80,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("creating partitions ahead of time")?;
     let maintenance = tokio::spawn(keep_partitions_ahead(store.clone(), config.partition_lookahead_months));
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    let address = listener.local_addr().context("reading the listening address")?;
     tracing::info!(
-        listen = %config.listen,
+        listen = %address,
         database = %redact(&config.database_url),
-        "auditgraph serving GraphQL at http://{}/graphql and GraphiQL at http://{}/graphiql",
-        config.listen,
-        config.listen
+        "auditgraph serving GraphQL at http://{address}/graphql and GraphiQL at http://{address}/graphiql"
     );
-    axum::serve(listener, app(store, &config))
-        .with_graceful_shutdown(shutdown_signal())
+    let served = axum::serve(listener, app(store, &config))
+        .with_graceful_shutdown(shutdown)
         .await
-        .context("serving HTTP")?;
+        .context("serving HTTP");
     maintenance.abort();
     tracing::info!("auditgraph stopped");
-    Ok(())
+    served
 }
 
 /// Keeps the partitions of the coming months created while the server runs for months.

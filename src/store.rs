@@ -44,7 +44,9 @@ struct Inner {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend()).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
     }
 }
 
@@ -74,15 +76,25 @@ impl Store {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             connect.statement_timeout(options.statement_timeout);
         } else {
-            anyhow::bail!("DATABASE_URL must start with sqlite: or postgres:, got `{}`", redact(url));
+            anyhow::bail!(
+                "DATABASE_URL must start with sqlite: or postgres:, got `{}`",
+                redact(url)
+            );
         }
         let mut db = Database::connect(connect)
             .await
             .with_context(|| format!("connecting to {}", redact(url)))?;
         let statements = Arc::new(AtomicU64::new(0));
         let counter = statements.clone();
-        db.set_metric_callback(move |_info| {
+        db.set_metric_callback(move |info| {
             counter.fetch_add(1, Ordering::Relaxed);
+            tracing::trace!(
+                target: "auditgraph::sql",
+                sql = %info.statement.sql,
+                elapsed_us = info.elapsed.as_micros() as u64,
+                failed = info.failed,
+                "statement"
+            );
         });
         Ok(Self {
             inner: Arc::new(Inner {
@@ -179,7 +191,10 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted_from_urls() {
-        assert_eq!(redact("postgres://app:s3cret@db:5432/audit"), "postgres://app:***@db:5432/audit");
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/audit"),
+            "postgres://app:***@db:5432/audit"
+        );
         assert_eq!(redact("postgres://app@db/audit"), "postgres://app@db/audit");
         assert_eq!(redact("sqlite://auditgraph.db"), "sqlite://auditgraph.db");
     }

@@ -54,8 +54,8 @@ impl Cursor {
         }
         let mut micros = [0u8; 8];
         micros.copy_from_slice(&bytes[1..9]);
-        let timestamp = DateTime::from_timestamp_micros(i64::from_be_bytes(micros))
-            .ok_or(CursorError("timestamp out of range"))?;
+        let timestamp =
+            DateTime::from_timestamp_micros(i64::from_be_bytes(micros)).ok_or(CursorError("timestamp out of range"))?;
         let id = Uuid::from_slice(&bytes[9..]).map_err(|_| CursorError("bad event id"))?;
         Ok(Self { timestamp, id })
     }

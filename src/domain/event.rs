@@ -96,7 +96,11 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: &'static str, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { field, reason, message: message.into() }
+        Self {
+            field,
+            reason,
+            message: message.into(),
+        }
     }
 }
 
@@ -137,7 +141,11 @@ fn required(field: &'static str, value: &str, max: usize) -> Option<FieldError> 
 fn too_long(field: &'static str, value: &str, max: usize) -> Option<FieldError> {
     let len = value.chars().count();
     (len > max).then(|| {
-        FieldError::new(field, "too_long", format!("is {len} characters long; at most {max} are allowed"))
+        FieldError::new(
+            field,
+            "too_long",
+            format!("is {len} characters long; at most {max} are allowed"),
+        )
     })
 }
 
@@ -173,7 +181,11 @@ fn check_json_object(field: &'static str, value: &Value) -> Option<FieldError> {
     }
     let depth = json_depth(value);
     (depth > MAX_JSON_DEPTH).then(|| {
-        FieldError::new(field, "too_deep", format!("nests {depth} levels deep; at most {MAX_JSON_DEPTH} are allowed"))
+        FieldError::new(
+            field,
+            "too_deep",
+            format!("nests {depth} levels deep; at most {MAX_JSON_DEPTH} are allowed"),
+        )
     })
 }
 
@@ -220,7 +232,11 @@ impl EventInput {
         if let Some(ip) = &self.actor_ip
             && ip.parse::<IpAddr>().is_err()
         {
-            push(Some(FieldError::new("actor_ip", "invalid_format", "must be an IPv4 or IPv6 address")));
+            push(Some(FieldError::new(
+                "actor_ip",
+                "invalid_format",
+                "must be an IPv4 or IPv6 address",
+            )));
         }
         push(optional("resource_type", &self.resource_type, 100));
         push(optional("resource_id", &self.resource_id, 255));
@@ -238,13 +254,25 @@ impl EventInput {
             push(check_json_object("event_metadata", meta));
         }
         if matches!(self.duration_ms, Some(d) if d < 0) {
-            push(Some(FieldError::new("duration_ms", "out_of_range", "must not be negative")));
+            push(Some(FieldError::new(
+                "duration_ms",
+                "out_of_range",
+                "must not be negative",
+            )));
         }
         if matches!(self.retention_days, Some(d) if !(1..=2555).contains(&d)) {
-            push(Some(FieldError::new("retention_days", "out_of_range", "must be between 1 and 2555")));
+            push(Some(FieldError::new(
+                "retention_days",
+                "out_of_range",
+                "must be between 1 and 2555",
+            )));
         }
         if self.event_id.is_some_and(|id| id.is_nil()) {
-            push(Some(FieldError::new("event_id", "invalid_format", "must not be the nil UUID")));
+            push(Some(FieldError::new(
+                "event_id",
+                "invalid_format",
+                "must not be the nil UUID",
+            )));
         }
         if let Some(ts) = self.event_timestamp {
             if ts > now + limits.max_future_skew {
@@ -272,13 +300,22 @@ impl EventInput {
         }
 
         let event_timestamp = to_micros(self.event_timestamp.unwrap_or(now));
-        let actor_type = self.actor_type.filter(|s| !s.is_empty()).unwrap_or_else(|| "service".into());
+        let actor_type = self
+            .actor_type
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "service".into());
         let actor_id = self
             .actor_id
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| format!("{}-service", self.event_category));
-        let resource_type = self.resource_type.filter(|s| !s.is_empty()).unwrap_or_else(|| self.event_category.clone());
-        let resource_id = self.resource_id.filter(|s| !s.is_empty()).unwrap_or_else(|| self.correlation_id.clone());
+        let resource_type = self
+            .resource_type
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| self.event_category.clone());
+        let resource_id = self
+            .resource_id
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| self.correlation_id.clone());
         Ok(NewEvent {
             event_id: self.event_id.unwrap_or_else(Uuid::now_v7),
             client_supplied_id: self.event_id.is_some(),
@@ -332,7 +369,9 @@ mod tests {
     }
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-28T12:00:00.123456789Z").unwrap().to_utc()
+        DateTime::parse_from_rfc3339("2026-11-28T12:00:00.123456789Z")
+            .unwrap()
+            .to_utc()
     }
 
     fn fields(result: Result<NewEvent, Vec<FieldError>>) -> Vec<&'static str> {
@@ -357,7 +396,11 @@ mod tests {
     #[test]
     fn the_event_date_is_the_utc_date_of_the_timestamp() {
         let mut input = valid();
-        input.event_timestamp = Some(DateTime::parse_from_rfc3339("2026-11-28T01:30:00+05:00").unwrap().to_utc());
+        input.event_timestamp = Some(
+            DateTime::parse_from_rfc3339("2026-11-28T01:30:00+05:00")
+                .unwrap()
+                .to_utc(),
+        );
         let event = input.validate(&Limits::default(), now()).unwrap();
         assert_eq!(event.event_date, NaiveDate::from_ymd_opt(2026, 11, 27).unwrap());
     }
@@ -413,15 +456,24 @@ mod tests {
         }
         let mut input = valid();
         input.event_data = deep;
-        assert_eq!(input.validate(&Limits::default(), now()).unwrap_err()[0].reason, "too_deep");
+        assert_eq!(
+            input.validate(&Limits::default(), now()).unwrap_err()[0].reason,
+            "too_deep"
+        );
         let mut big = valid();
         big.event_data = json!({"blob": "x".repeat(MAX_JSON_BYTES)});
-        assert_eq!(big.validate(&Limits::default(), now()).unwrap_err()[0].reason, "too_large");
+        assert_eq!(
+            big.validate(&Limits::default(), now()).unwrap_err()[0].reason,
+            "too_large"
+        );
     }
 
     #[test]
     fn a_configured_category_list_is_enforced() {
-        let limits = Limits { allowed_categories: Some(vec!["workflow".into()]), ..Limits::default() };
+        let limits = Limits {
+            allowed_categories: Some(vec!["workflow".into()]),
+            ..Limits::default()
+        };
         let errors = valid().validate(&limits, now()).unwrap_err();
         assert_eq!(errors[0].reason, "not_allowed");
         assert!(errors[0].message.contains("workflow"));

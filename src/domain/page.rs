@@ -61,7 +61,10 @@ pub enum Beyond {
 fn size(argument: &'static str, value: Option<i32>) -> Result<Option<u64>, PageError> {
     match value {
         None => Ok(None),
-        Some(n) if n < 0 => Err(PageError { argument, message: format!("{argument} must not be negative") }),
+        Some(n) if n < 0 => Err(PageError {
+            argument,
+            message: format!("{argument} must not be negative"),
+        }),
         Some(n) if n as u64 > MAX_PAGE_SIZE => Err(PageError {
             argument,
             message: format!("{argument} must be at most {MAX_PAGE_SIZE}"),
@@ -73,7 +76,10 @@ fn size(argument: &'static str, value: Option<i32>) -> Result<Option<u64>, PageE
 fn cursor(argument: &'static str, value: Option<&str>) -> Result<Option<Cursor>, PageError> {
     value
         .map(|text| {
-            Cursor::decode(text).map_err(|e| PageError { argument, message: format!("{argument} is not a valid cursor ({e})") })
+            Cursor::decode(text).map_err(|e| PageError {
+                argument,
+                message: format!("{argument} is not a valid cursor ({e})"),
+            })
         })
         .transpose()
 }
@@ -97,14 +103,24 @@ impl PageRequest {
             (None, Some(n)) => (n, true),
             (None, None) => (default.min(MAX_PAGE_SIZE), before.is_some() && after.is_none()),
         };
-        Ok(PageWindow { after, before, limit, from_end })
+        Ok(PageWindow {
+            after,
+            before,
+            limit,
+            from_end,
+        })
     }
 }
 
 impl PageWindow {
     /// A forward window of `limit` elements after `after`.
     pub fn forward(limit: u64, after: Option<Cursor>) -> Self {
-        Self { after, before: None, limit, from_end: false }
+        Self {
+            after,
+            before: None,
+            limit,
+            from_end: false,
+        }
     }
 
     /// How many rows to fetch: one more than the page, to learn whether more exist.
@@ -140,7 +156,12 @@ mod tests {
     }
 
     fn req(first: Option<i32>, after: Option<Cursor>, last: Option<i32>, before: Option<Cursor>) -> PageRequest {
-        PageRequest { first, after: after.map(|c| c.encode()), last, before: before.map(|c| c.encode()) }
+        PageRequest {
+            first,
+            after: after.map(|c| c.encode()),
+            last,
+            before: before.map(|c| c.encode()),
+        }
     }
 
     #[test]
@@ -151,17 +172,29 @@ mod tests {
 
     #[test]
     fn sizes_must_be_between_zero_and_the_maximum() {
-        assert_eq!(req(Some(-1), None, None, None).resolve(50).unwrap_err().argument, "first");
-        assert_eq!(req(None, None, Some(1001), None).resolve(50).unwrap_err().argument, "last");
+        assert_eq!(
+            req(Some(-1), None, None, None).resolve(50).unwrap_err().argument,
+            "first"
+        );
+        assert_eq!(
+            req(None, None, Some(1001), None).resolve(50).unwrap_err().argument,
+            "last"
+        );
         assert_eq!(req(Some(1000), None, None, None).resolve(50).unwrap().limit, 1000);
         assert_eq!(req(Some(0), None, None, None).resolve(50).unwrap().limit, 0);
     }
 
     #[test]
     fn malformed_cursors_name_their_argument() {
-        let bad = PageRequest { after: Some("???".into()), ..Default::default() };
+        let bad = PageRequest {
+            after: Some("???".into()),
+            ..Default::default()
+        };
         assert_eq!(bad.resolve(50).unwrap_err().argument, "after");
-        let bad = PageRequest { before: Some("AAAA".into()), ..Default::default() };
+        let bad = PageRequest {
+            before: Some("AAAA".into()),
+            ..Default::default()
+        };
         assert_eq!(bad.resolve(50).unwrap_err().argument, "before");
     }
 
@@ -182,7 +215,10 @@ mod tests {
         assert_eq!(rows, [1, 2]);
         assert_eq!(prev, Beyond::ProbeUpTo(c(9)));
         assert_eq!(next, Beyond::Known(true));
-        let (rows, prev, next) = req(Some(2), None, None, Some(c(1))).resolve(50).unwrap().finish(vec![1, 2]);
+        let (rows, prev, next) = req(Some(2), None, None, Some(c(1)))
+            .resolve(50)
+            .unwrap()
+            .finish(vec![1, 2]);
         assert_eq!(rows, [1, 2]);
         assert_eq!(prev, Beyond::Known(false));
         assert_eq!(next, Beyond::Known(false), "with first set, hasNextPage ignores before");

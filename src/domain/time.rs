@@ -19,7 +19,8 @@ pub fn parse_time_bound(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>,
         return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
     }
     let duration = parse_relative(text)?;
-    now.checked_sub_signed(duration).ok_or_else(|| "relative time is out of range".to_string())
+    now.checked_sub_signed(duration)
+        .ok_or_else(|| "relative time is out of range".to_string())
 }
 
 fn parse_relative(text: &str) -> Result<Duration, String> {

@@ -88,11 +88,17 @@ impl ActiveModelBehavior for ActiveModel {}
 impl Model {
     /// The primary key of this event.
     pub fn key(&self) -> crate::domain::EventKey {
-        crate::domain::EventKey { id: self.event_id, date: self.event_date }
+        crate::domain::EventKey {
+            id: self.event_id,
+            date: self.event_date,
+        }
     }
 
     /// The primary key of this event's parent, when the link is complete.
     pub fn parent_key(&self) -> Option<crate::domain::EventKey> {
-        Some(crate::domain::EventKey { id: self.parent_event_id?, date: self.parent_event_date? })
+        Some(crate::domain::EventKey {
+            id: self.parent_event_id?,
+            date: self.parent_event_date?,
+        })
     }
 }

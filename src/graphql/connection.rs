@@ -1,11 +1,10 @@
 //! Relay connections of events.
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, ErrorExtensions, Object, Result, SimpleObject};
 
-use super::AppContext;
 use super::event::AuditEvent;
 use super::loaders::{ChildCountKey, ChildCountLoader};
+use super::{AppContext, Loader};
 use crate::domain::page::{Beyond, Order};
 use crate::domain::{Cursor, EventFilter, EventKey};
 use crate::entity::audit_event::Model;
@@ -14,7 +13,7 @@ use crate::entity::audit_event::Model;
 #[derive(Clone, Debug)]
 pub(crate) enum Scope {
     /// Events matching a filter, newest first.
-    Events(EventFilter),
+    Events(Box<EventFilter>),
     /// The children of one event, oldest first.
     Children(EventKey),
 }
@@ -22,10 +21,14 @@ pub(crate) enum Scope {
 impl Scope {
     fn filter_and_order(&self) -> (EventFilter, Order) {
         match self {
-            Scope::Events(filter) => (filter.clone(), Order::NewestFirst),
-            Scope::Children(parent) => {
-                (EventFilter { parent_event_id: Some(parent.id), ..EventFilter::default() }, Order::OldestFirst)
-            }
+            Scope::Events(filter) => ((**filter).clone(), Order::NewestFirst),
+            Scope::Children(parent) => (
+                EventFilter {
+                    parent_event_id: Some(parent.id),
+                    ..EventFilter::default()
+                },
+                Order::OldestFirst,
+            ),
         }
     }
 }
@@ -40,7 +43,12 @@ pub struct AuditEventConnection {
 
 impl AuditEventConnection {
     pub(crate) fn new(rows: Vec<Model>, previous: Beyond, next: Beyond, scope: Scope) -> Self {
-        Self { rows, previous, next, scope }
+        Self {
+            rows,
+            previous,
+            next,
+            scope,
+        }
     }
 }
 
@@ -63,7 +71,10 @@ impl AuditEventConnection {
     async fn edges(&self) -> Vec<AuditEventEdge> {
         self.rows
             .iter()
-            .map(|m| AuditEventEdge { cursor: cursor_of(m).encode(), node: AuditEvent(m.clone()) })
+            .map(|m| AuditEventEdge {
+                cursor: cursor_of(m).encode(),
+                node: AuditEvent(m.clone()),
+            })
             .collect()
     }
 
@@ -93,7 +104,7 @@ impl AuditEventConnection {
                 app.store.count_events(filter).await.map_err(|e| e.extend())
             }
             Scope::Children(parent) => {
-                let loader = ctx.data::<DataLoader<ChildCountLoader>>()?;
+                let loader = ctx.data::<Loader<ChildCountLoader>>()?;
                 let count = loader.load_one(ChildCountKey(*parent)).await.map_err(|e| e.extend())?;
                 Ok(count.unwrap_or(0))
             }
@@ -117,7 +128,10 @@ impl PageInfo {
         }
         let app = ctx.data::<AppContext>()?;
         let (filter, order) = self.scope.filter_and_order();
-        app.store.exists_beyond(&filter, beyond, order).await.map_err(|e| e.extend())
+        app.store
+            .exists_beyond(&filter, beyond, order)
+            .await
+            .map_err(|e| e.extend())
     }
 }
 

@@ -1,13 +1,12 @@
 //! The `AuditEvent` type.
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, ErrorExtensions, Json, Object, Result};
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::connection::{AuditEventConnection, Scope};
 use super::loaders::{ChildCountKey, ChildCountLoader, ChildrenKey, ChildrenLoader, ParentLoader};
-use super::{AppContext, DEFAULT_PAGE_SIZE, page_cost};
+use super::{AppContext, DEFAULT_PAGE_SIZE, Loader, page_cost};
 use crate::domain::PageRequest;
 use crate::entity::audit_event::Model;
 use crate::error::ApiError;
@@ -174,11 +173,16 @@ impl AuditEvent {
         };
         let found = match self.0.parent_key() {
             Some(key) => {
-                let loader = ctx.data::<DataLoader<ParentLoader>>()?;
+                let loader = ctx.data::<Loader<ParentLoader>>()?;
                 loader.load_one(key).await.map_err(|e| e.extend())?
             }
             // A legacy link without the parent's date: look the parent up by id.
-            None => ctx.data::<AppContext>()?.store.find_event(parent_id).await.map_err(|e| e.extend())?,
+            None => ctx
+                .data::<AppContext>()?
+                .store
+                .find_event(parent_id)
+                .await
+                .map_err(|e| e.extend())?,
         };
         Ok(found.map(AuditEvent))
     }
@@ -193,10 +197,16 @@ impl AuditEvent {
         #[graphql(desc = "Page size, 0 to 1000 (default 50).")] first: Option<i32>,
         #[graphql(desc = "Return children after this cursor.")] after: Option<String>,
     ) -> Result<AuditEventConnection> {
-        let request = PageRequest { first, after, ..PageRequest::default() };
-        let window = request.resolve(DEFAULT_PAGE_SIZE).map_err(|e| ApiError::from(e).extend())?;
+        let request = PageRequest {
+            first,
+            after,
+            ..PageRequest::default()
+        };
+        let window = request
+            .resolve(DEFAULT_PAGE_SIZE)
+            .map_err(|e| ApiError::from(e).extend())?;
         let parent = self.0.key();
-        let loader = ctx.data::<DataLoader<ChildrenLoader>>()?;
+        let loader = ctx.data::<Loader<ChildrenLoader>>()?;
         let rows = loader
             .load_one(ChildrenKey { parent, window })
             .await
@@ -208,7 +218,11 @@ impl AuditEvent {
 
     /// How many events this one caused. Batched across events.
     async fn child_count(&self, ctx: &Context<'_>) -> Result<u64> {
-        let loader = ctx.data::<DataLoader<ChildCountLoader>>()?;
-        Ok(loader.load_one(ChildCountKey(self.0.key())).await.map_err(|e| e.extend())?.unwrap_or(0))
+        let loader = ctx.data::<Loader<ChildCountLoader>>()?;
+        Ok(loader
+            .load_one(ChildCountKey(self.0.key()))
+            .await
+            .map_err(|e| e.extend())?
+            .unwrap_or(0))
     }
 }

@@ -150,7 +150,10 @@ impl AuditEventFilter {
         let bound = |argument: &str, text: Option<String>| {
             text.map(|t| parse_time_bound(&t, now))
                 .transpose()
-                .map_err(|message| ApiError::BadArgument { argument: format!("filter.{argument}"), message: format!("filter.{argument}: {message}") })
+                .map_err(|message| ApiError::BadArgument {
+                    argument: format!("filter.{argument}"),
+                    message: format!("filter.{argument}: {message}"),
+                })
         };
         Ok(EventFilter {
             since: bound("since", self.since)?,

@@ -45,7 +45,10 @@ impl async_graphql::dataloader::Loader<ChildrenKey> for ChildrenLoader {
         for (window, parents) in by_window {
             let mut pages = self.0.children_pages(&parents, &window).await.map_err(Arc::new)?;
             for parent in parents {
-                out.insert(ChildrenKey { parent, window }, pages.remove(&parent).unwrap_or_default());
+                out.insert(
+                    ChildrenKey { parent, window },
+                    pages.remove(&parent).unwrap_or_default(),
+                );
             }
         }
         Ok(out)
@@ -66,6 +69,9 @@ impl async_graphql::dataloader::Loader<ChildCountKey> for ChildCountLoader {
     async fn load(&self, keys: &[ChildCountKey]) -> Result<HashMap<ChildCountKey, u64>, Self::Error> {
         let parents: Vec<EventKey> = keys.iter().map(|k| k.0).collect();
         let counts = self.0.child_counts(&parents).await.map_err(Arc::new)?;
-        Ok(parents.into_iter().map(|p| (ChildCountKey(p), counts.get(&p).copied().unwrap_or(0))).collect())
+        Ok(parents
+            .into_iter()
+            .map(|p| (ChildCountKey(p), counts.get(&p).copied().unwrap_or(0)))
+            .collect())
     }
 }

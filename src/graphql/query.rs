@@ -5,6 +5,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::connection::{AuditEventConnection, Scope};
+use super::prefetch;
 use super::{AppContext, AuditEvent, AuditEventFilter, DEFAULT_PAGE_SIZE, page_cost};
 use crate::domain::PageRequest;
 use crate::domain::page::Order;
@@ -16,9 +17,17 @@ pub struct QueryRoot;
 #[Object(name = "Query")]
 impl QueryRoot {
     /// One event by id; null when there is none.
-    async fn audit_event(&self, ctx: &Context<'_>, #[graphql(desc = "The event id.")] event_id: Uuid) -> Result<Option<AuditEvent>> {
+    async fn audit_event(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The event id.")] event_id: Uuid,
+    ) -> Result<Option<AuditEvent>> {
         let app = ctx.data::<AppContext>()?;
-        Ok(app.store.find_event(event_id).await.map_err(|e| e.extend())?.map(AuditEvent))
+        let Some(event) = app.store.find_event(event_id).await.map_err(|e| e.extend())? else {
+            return Ok(None);
+        };
+        prefetch::below_event(ctx, &event).await?;
+        Ok(Some(AuditEvent(event)))
     }
 
     /// Events matching a filter, newest first (`eventTimestamp`, then `eventId`, descending), as a
@@ -35,9 +44,14 @@ impl QueryRoot {
         #[graphql(desc = "Return events before this cursor (newer ones).")] before: Option<String>,
     ) -> Result<AuditEventConnection> {
         let app = ctx.data::<AppContext>()?;
-        let window = PageRequest { first, after, last, before }
-            .resolve(DEFAULT_PAGE_SIZE)
-            .map_err(|e| ApiError::from(e).extend())?;
+        let window = PageRequest {
+            first,
+            after,
+            last,
+            before,
+        }
+        .resolve(DEFAULT_PAGE_SIZE)
+        .map_err(|e| ApiError::from(e).extend())?;
         let filter = filter.unwrap_or_default().resolve(Utc::now()).map_err(|e| e.extend())?;
         let rows = app
             .store
@@ -45,6 +59,12 @@ impl QueryRoot {
             .await
             .map_err(|e| e.extend())?;
         let (rows, previous, next) = window.finish(rows);
-        Ok(AuditEventConnection::new(rows, previous, next, Scope::Events(filter)))
+        prefetch::below_connection(ctx, &rows).await?;
+        Ok(AuditEventConnection::new(
+            rows,
+            previous,
+            next,
+            Scope::Events(Box::new(filter)),
+        ))
     }
 }

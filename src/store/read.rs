@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use sea_orm::sea_query::{Expr, LikeExpr};
+use sea_orm::sea_query::{Expr, Func, LikeExpr};
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
     Statement,
@@ -30,10 +30,26 @@ fn keyset(cursor: &Cursor, cmp: Cmp) -> Condition {
     let ts = cursor.timestamp;
     let id = cursor.id;
     let (range, strict, tie) = match cmp {
-        Cmp::Lt => (Column::EventTimestamp.lte(ts), Column::EventTimestamp.lt(ts), Column::EventId.lt(id)),
-        Cmp::Le => (Column::EventTimestamp.lte(ts), Column::EventTimestamp.lt(ts), Column::EventId.lte(id)),
-        Cmp::Gt => (Column::EventTimestamp.gte(ts), Column::EventTimestamp.gt(ts), Column::EventId.gt(id)),
-        Cmp::Ge => (Column::EventTimestamp.gte(ts), Column::EventTimestamp.gt(ts), Column::EventId.gte(id)),
+        Cmp::Lt => (
+            Column::EventTimestamp.lte(ts),
+            Column::EventTimestamp.lt(ts),
+            Column::EventId.lt(id),
+        ),
+        Cmp::Le => (
+            Column::EventTimestamp.lte(ts),
+            Column::EventTimestamp.lt(ts),
+            Column::EventId.lte(id),
+        ),
+        Cmp::Gt => (
+            Column::EventTimestamp.gte(ts),
+            Column::EventTimestamp.gt(ts),
+            Column::EventId.gt(id),
+        ),
+        Cmp::Ge => (
+            Column::EventTimestamp.gte(ts),
+            Column::EventTimestamp.gt(ts),
+            Column::EventId.gte(id),
+        ),
     };
     Condition::all().add(range).add(Condition::any().add(strict).add(tie))
 }
@@ -85,9 +101,14 @@ fn condition(filter: &EventFilter) -> Condition {
         // match case-sensitive on SQLite, whose LIKE ignores ASCII case.
         cond = cond
             .add(Column::EventType.like(LikeExpr::new(escape_like(prefix)).escape('\\')))
-            .add(Expr::cust_with_values(
-                "substr(event_type, 1, ?) = ?",
-                [sea_orm::Value::from(prefix.chars().count() as i64), prefix.clone().into()],
+            .add(sea_orm::sea_query::ExprTrait::eq(
+                Expr::expr(
+                    Func::cust("substr")
+                        .arg(Expr::col(Column::EventType))
+                        .arg(1)
+                        .arg(prefix.chars().count() as i32),
+                ),
+                prefix.clone(),
             ));
     }
     if let Some(parent) = filter.parent_event_id {
@@ -107,9 +128,13 @@ fn condition(filter: &EventFilter) -> Condition {
 
 fn ordered(select: Select<Entity>, ascending: bool) -> Select<Entity> {
     if ascending {
-        select.order_by_asc(Column::EventTimestamp).order_by_asc(Column::EventId)
+        select
+            .order_by_asc(Column::EventTimestamp)
+            .order_by_asc(Column::EventId)
     } else {
-        select.order_by_desc(Column::EventTimestamp).order_by_desc(Column::EventId)
+        select
+            .order_by_desc(Column::EventTimestamp)
+            .order_by_desc(Column::EventId)
     }
 }
 
@@ -160,15 +185,29 @@ impl Store {
             .all(self.db())
             .await?;
         let wanted: std::collections::HashSet<&EventKey> = keys.iter().collect();
-        Ok(rows.into_iter().filter(|m| wanted.contains(&m.key())).map(|m| (m.key(), m)).collect())
+        Ok(rows
+            .into_iter()
+            .filter(|m| wanted.contains(&m.key()))
+            .map(|m| (m.key(), m))
+            .collect())
     }
 
     /// One page of the events matching `filter`, in the direction of travel, with one extra row
     /// when more exist (see [`PageWindow::finish`]).
     #[tracing::instrument(skip_all, fields(limit = window.limit))]
-    pub async fn list_events(&self, filter: &EventFilter, window: &PageWindow, order: Order) -> Result<Vec<Model>, ApiError> {
-        let select = Entity::find().filter(condition(filter)).filter(window_condition(window, order));
-        Ok(ordered(select, travels_ascending(window, order)).limit(window.fetch()).all(self.db()).await?)
+    pub async fn list_events(
+        &self,
+        filter: &EventFilter,
+        window: &PageWindow,
+        order: Order,
+    ) -> Result<Vec<Model>, ApiError> {
+        let select = Entity::find()
+            .filter(condition(filter))
+            .filter(window_condition(window, order));
+        Ok(ordered(select, travels_ascending(window, order))
+            .limit(window.fetch())
+            .all(self.db())
+            .await?)
     }
 
     /// How many events match `filter`.
@@ -230,7 +269,11 @@ impl Store {
             inner.sql,
             window.fetch()
         );
-        let stmt = Statement { sql, values: inner.values, db_backend: inner.db_backend };
+        let stmt = Statement {
+            sql,
+            values: inner.values,
+            db_backend: inner.db_backend,
+        };
         let rows = Entity::find().from_raw_sql(stmt).all(self.db()).await?;
         let wanted: std::collections::HashSet<&EventKey> = parents.iter().collect();
         let mut pages: HashMap<EventKey, Vec<Model>> = HashMap::new();

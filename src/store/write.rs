@@ -2,8 +2,8 @@
 
 use chrono::NaiveDate;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, SqlErr, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr, Statement, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -106,7 +106,9 @@ impl Store {
         };
         let parent = new.parent_event_id;
         let model = to_model(new, parent_date);
-        let insert = Entity::insert(model.clone().into_active_model()).exec_without_returning(&txn).await;
+        let insert = Entity::insert(model.clone().into_active_model())
+            .exec_without_returning(&txn)
+            .await;
         match insert {
             Ok(_) => {}
             Err(err) => {
@@ -166,4 +168,3 @@ async fn parent_date(txn: &DatabaseTransaction, parent: Uuid) -> Result<Option<N
         .one(txn)
         .await
 }
-

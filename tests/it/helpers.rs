@@ -1,0 +1,244 @@
+//! Test applications on fresh databases, and GraphQL helpers.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use auditgraph::config::Config;
+use auditgraph::store::Store;
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use sea_orm::{ConnectionTrait, Database, DatabaseBackend, Statement};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// Where the PostgreSQL server is; the tests create and drop their own databases on it.
+fn postgres_admin_url() -> String {
+    std::env::var("AUDITGRAPH_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// Whether PostgreSQL tests must run (CI): then an unreachable server fails them.
+fn postgres_required() -> bool {
+    std::env::var("AUDITGRAPH_REQUIRE_POSTGRES").is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// The database engines under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A migrated database behind the real router.
+pub struct TestApp {
+    pub store: Store,
+    pub router: Router,
+    _dir: Option<tempfile::TempDir>,
+}
+
+static DATABASES: AtomicU32 = AtomicU32::new(0);
+static CLEANUP: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+/// Drops the test databases of test processes that are gone.
+async fn drop_stale_databases(admin: &sea_orm::DatabaseConnection) {
+    let rows = admin
+        .query_all_raw(Statement::from_string(
+            DatabaseBackend::Postgres,
+            "SELECT datname FROM pg_database WHERE datname LIKE 'auditgraph_test_%'",
+        ))
+        .await
+        .unwrap_or_default();
+    for row in rows {
+        let Ok(name) = row.try_get::<String>("", "datname") else {
+            continue;
+        };
+        let pid = name
+            .trim_start_matches("auditgraph_test_")
+            .split('_')
+            .next()
+            .unwrap_or("");
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+        }
+    }
+}
+
+/// Logs to the test output (shown for failing tests); `RUST_LOG` sets the level, default warn.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// A fresh, empty PostgreSQL database; its URL.
+pub async fn fresh_postgres_database() -> Option<String> {
+    let admin_url = postgres_admin_url();
+    let admin = match Database::connect(&admin_url).await {
+        Ok(db) => db,
+        Err(error) if !postgres_required() => {
+            eprintln!(
+                "PostgreSQL at {admin_url} is unreachable ({error}); skipping this PostgreSQL test. Set AUDITGRAPH_REQUIRE_POSTGRES=1 to make this a failure."
+            );
+            return None;
+        }
+        Err(error) => panic!("PostgreSQL at {admin_url} is required but unreachable: {error}"),
+    };
+    CLEANUP.get_or_init(|| drop_stale_databases(&admin)).await;
+    let name = format!(
+        "auditgraph_test_{}_{}",
+        std::process::id(),
+        DATABASES.fetch_add(1, Ordering::Relaxed)
+    );
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    let _ = admin.close().await;
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(base, _)| base.to_string())
+        .unwrap_or(admin_url);
+    Some(format!("{base}/{name}"))
+}
+
+impl TestApp {
+    /// A test app on `engine`, or `None` when PostgreSQL is unavailable and not required.
+    pub async fn new(engine: Engine) -> Option<Self> {
+        Self::with_config(engine, |_| {}).await
+    }
+
+    /// Like [`TestApp::new`], with the configuration adjusted first.
+    pub async fn with_config(engine: Engine, adjust: impl FnOnce(&mut Config)) -> Option<Self> {
+        init_tracing();
+        let (url, dir) = match engine {
+            Engine::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                (
+                    format!("sqlite://{}", dir.path().join("auditgraph.db").display()),
+                    Some(dir),
+                )
+            }
+            Engine::Postgres => (fresh_postgres_database().await?, None),
+        };
+        let mut config = Config::for_database(&url);
+        adjust(&mut config);
+        let store = Store::connect(&config.store_options()).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let router = auditgraph::app(store.clone(), &config);
+        Some(Self {
+            store,
+            router,
+            _dir: dir,
+        })
+    }
+
+    /// Sends a request through the router; returns the status and the JSON body.
+    pub async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.router.clone().oneshot(request).await.expect("router answers");
+        let status = response.status();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, body)
+    }
+
+    /// POSTs a GraphQL operation; returns the whole response body.
+    pub async fn graphql(&self, query: &str, variables: Value) -> Value {
+        let request = Request::post("/graphql")
+            .header("content-type", "application/json")
+            .body(Body::from(json!({"query": query, "variables": variables}).to_string()))
+            .expect("request");
+        let (status, body) = self.send(request).await;
+        assert_eq!(status, StatusCode::OK, "GraphQL answered {status}: {body}");
+        body
+    }
+
+    /// Runs an operation that must succeed; returns `data`.
+    pub async fn ok(&self, query: &str, variables: Value) -> Value {
+        let body = self.graphql(query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// Runs an operation that must fail; returns its first error.
+    pub async fn error(&self, query: &str, variables: Value) -> Value {
+        let body = self.graphql(query, variables).await;
+        body["errors"][0].clone()
+    }
+
+    /// Creates an event from `input` (merged over a valid default); returns the created event.
+    pub async fn create(&self, input: Value) -> Value {
+        let data = self.ok(CREATE, json!({"input": event_input(input)})).await;
+        data["createAuditEvent"].clone()
+    }
+
+    /// How many rows `audit_events` holds.
+    pub async fn row_count(&self) -> i64 {
+        let row = self
+            .store
+            .db()
+            .query_one_raw(Statement::from_string(
+                self.store.backend(),
+                "SELECT COUNT(*) AS n FROM audit_events",
+            ))
+            .await
+            .expect("count")
+            .expect("a row");
+        row.try_get::<i64>("", "n").expect("n")
+    }
+}
+
+/// The mutation used by [`TestApp::create`].
+pub const CREATE: &str = "mutation($input: AuditEventInput!) { createAuditEvent(input: $input) { \
+    eventId eventTimestamp eventDate eventType eventCategory correlationId parentEventId parentEventDate \
+    actorType actorId resourceType resourceId eventData retentionDays } }";
+
+/// A valid event input with `overrides` merged in.
+pub fn event_input(overrides: Value) -> Value {
+    let mut input = json!({
+        "eventType": "gateway.signal.received",
+        "eventCategory": "gateway",
+        "eventAction": "received",
+        "eventOutcome": "success",
+        "correlationId": "rr-2026-001",
+        "eventData": {"signal": "HighCPU"}
+    });
+    if let (Some(base), Value::Object(extra)) = (input.as_object_mut(), overrides) {
+        base.extend(extra);
+    }
+    input
+}
+
+/// Writes a test once and runs it on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! both_engines {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use $crate::helpers::{Engine, TestApp};
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_sqlite() {
+                    let app = TestApp::new(Engine::Sqlite).await.expect("SQLite is always available");
+                    super::$name(app).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_postgres() {
+                    if let Some(app) = TestApp::new(Engine::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+            }
+        )*
+    };
+}

@@ -1,0 +1,16 @@
+//! Integration tests: the real router against real SQLite and real PostgreSQL, each test on a
+//! database of its own. Tests that apply to both engines are written once and instantiated per
+//! engine with `both_engines!`.
+
+// Panicking is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod nesting;
+mod pagination;
+mod reads;
+mod schema;
+mod serving;
+mod storage;
+mod writes;

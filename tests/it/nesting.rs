@@ -1,0 +1,136 @@
+//! Nested trees through dataloaders, and the limits on what one query may ask for.
+
+use serde_json::json;
+
+use crate::both_engines;
+use crate::helpers::TestApp;
+
+both_engines!(
+    fifty_roots_with_children_and_grandchildren_cost_at_most_four_statements,
+    children_pages_respect_each_parents_page_size,
+    queries_beyond_the_depth_or_complexity_limits_are_rejected,
+);
+
+const TREE: &str = "{ auditEvents(first: 50, filter: {rootsOnly: true}) { totalCount edges { node { eventId \
+    children(first: 10) { edges { node { eventId parentEventId \
+      children(first: 10) { edges { node { eventId parentEventId } } } } } } } } } }";
+
+async fn fifty_roots_with_children_and_grandchildren_cost_at_most_four_statements(app: TestApp) {
+    for r in 0..50 {
+        let root = app.create(json!({"correlationId": format!("rr-{r}")})).await;
+        for _ in 0..2 {
+            let child = app
+                .create(json!({"parentEventId": root["eventId"], "correlationId": format!("rr-{r}")}))
+                .await;
+            for _ in 0..2 {
+                app.create(json!({"parentEventId": child["eventId"], "correlationId": format!("rr-{r}")}))
+                    .await;
+            }
+        }
+    }
+    let before = app.store.statements_executed();
+    let data = app.ok(TREE, json!({})).await;
+    let statements = app.store.statements_executed() - before;
+    assert!(statements <= 4, "the nested query took {statements} SQL statements");
+
+    let roots = data["auditEvents"]["edges"].as_array().unwrap();
+    assert_eq!(roots.len(), 50);
+    assert_eq!(data["auditEvents"]["totalCount"], 50);
+    for root in roots {
+        let children = root["node"]["children"]["edges"].as_array().unwrap();
+        assert_eq!(children.len(), 2);
+        for child in children {
+            assert_eq!(child["node"]["parentEventId"], root["node"]["eventId"]);
+            let grandchildren = child["node"]["children"]["edges"].as_array().unwrap();
+            assert_eq!(grandchildren.len(), 2);
+            for g in grandchildren {
+                assert_eq!(g["node"]["parentEventId"], child["node"]["eventId"]);
+            }
+        }
+    }
+}
+
+async fn children_pages_respect_each_parents_page_size(app: TestApp) {
+    let base = chrono::Utc::now() - chrono::Duration::minutes(30);
+    let mut parents = Vec::new();
+    for (p, fanout) in [5, 1, 0].into_iter().enumerate() {
+        let parent = app.create(json!({"correlationId": format!("p-{p}")})).await;
+        let mut kids = Vec::new();
+        for k in 0..fanout {
+            let ts = base + chrono::Duration::seconds(k);
+            let kid = app
+                .create(json!({"parentEventId": parent["eventId"], "eventTimestamp": ts.to_rfc3339()}))
+                .await;
+            kids.push(kid["eventId"].as_str().unwrap().to_string());
+        }
+        parents.push((parent, kids));
+    }
+    let query = "query($after: String) { auditEvents(filter: {rootsOnly: true}) { edges { node { correlationId \
+        childCount children(first: 2, after: $after) { totalCount edges { cursor node { eventId } } \
+        pageInfo { hasNextPage hasPreviousPage endCursor } } } } } }";
+    let data = app.ok(query, json!({})).await;
+    let by_corr = |data: &serde_json::Value, corr: &str| {
+        data["auditEvents"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["node"]["correlationId"] == corr)
+            .unwrap()["node"]
+            .clone()
+    };
+    let ids = |node: &serde_json::Value| -> Vec<String> {
+        node["children"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["eventId"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let big = by_corr(&data, "p-0");
+    assert_eq!(ids(&big), parents[0].1[..2], "oldest children first, two of five");
+    assert_eq!(big["childCount"], 5);
+    assert_eq!(big["children"]["totalCount"], 5);
+    assert_eq!(big["children"]["pageInfo"]["hasNextPage"], true);
+    assert_eq!(big["children"]["pageInfo"]["hasPreviousPage"], false);
+    let one = by_corr(&data, "p-1");
+    assert_eq!(ids(&one), parents[1].1);
+    assert_eq!(one["children"]["pageInfo"]["hasNextPage"], false);
+    let none = by_corr(&data, "p-2");
+    assert!(ids(&none).is_empty());
+    assert_eq!(none["childCount"], 0);
+
+    // The next page of the big parent, from its end cursor.
+    let after = big["children"]["pageInfo"]["endCursor"].clone();
+    let data = app.ok(query, json!({"after": after})).await;
+    let big = by_corr(&data, "p-0");
+    assert_eq!(ids(&big), parents[0].1[2..4]);
+    assert_eq!(big["children"]["pageInfo"]["hasNextPage"], true);
+    assert_eq!(big["children"]["pageInfo"]["hasPreviousPage"], true);
+}
+
+async fn queries_beyond_the_depth_or_complexity_limits_are_rejected(app: TestApp) {
+    app.create(json!({})).await;
+    let mut deep = String::from("eventId");
+    for _ in 0..20 {
+        deep = format!("parent {{ {deep} }}");
+    }
+    let body = app
+        .graphql(
+            &format!("{{ auditEvents(first: 1) {{ edges {{ node {{ {deep} }} }} }} }}"),
+            json!({}),
+        )
+        .await;
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default().to_lowercase();
+    assert!(message.contains("nested too deep"), "{body}");
+    assert!(body.get("data").is_none_or(|d| d.is_null()), "{body}");
+
+    let wide = "{ auditEvents(first: 1000) { edges { node { children(first: 1000) { edges { node { \
+                children(first: 1000) { edges { node { eventId } } } } } } } } } }";
+    let body = app.graphql(wide, json!({})).await;
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default().to_lowercase();
+    assert!(message.contains("complex"), "{body}");
+
+    // The same shape with modest page sizes is fine.
+    let modest = wide.replace("1000", "10");
+    app.ok(&modest, json!({})).await;
+}

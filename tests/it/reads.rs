@@ -1,0 +1,209 @@
+//! auditEvent and the filters of auditEvents.
+
+use chrono::{Duration, Utc};
+use serde_json::{Value, json};
+
+use crate::both_engines;
+use crate::helpers::TestApp;
+
+both_engines!(
+    an_event_is_read_back_with_every_column,
+    an_unknown_event_id_reads_as_null,
+    each_filter_selects_exactly_the_matching_events,
+    malformed_time_bounds_are_client_errors,
+);
+
+const IDS: &str = "query($filter: AuditEventFilter) { auditEvents(filter: $filter, first: 1000) { \
+    totalCount edges { node { eventType } } } }";
+
+async fn types(app: &TestApp, filter: Value) -> Vec<String> {
+    let data = app.ok(IDS, json!({"filter": filter})).await;
+    let conn = &data["auditEvents"];
+    let mut types: Vec<String> = conn["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["eventType"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        conn["totalCount"],
+        types.len(),
+        "totalCount agrees with the edges for {filter}"
+    );
+    types.sort();
+    types
+}
+
+async fn an_event_is_read_back_with_every_column(app: TestApp) {
+    let ts = (Utc::now() - Duration::minutes(3)).to_rfc3339();
+    let created = app
+        .create(json!({
+            "eventVersion": "1.1", "eventTimestamp": ts, "actorType": "user", "actorId": "alice@example.com",
+            "actorIp": "2001:db8::1", "resourceType": "pod", "resourceId": "web-1", "resourceName": "web",
+            "traceId": "t-1", "spanId": "s-1", "namespace": "prod", "clusterId": "eu-1",
+            "eventData": {"nested": {"list": [1, 2.5, "x", null, false]}}, "eventMetadata": {"source": "test"},
+            "severity": "warning", "durationMs": 42, "errorCode": "E42", "errorMessage": "boom",
+            "retentionDays": 30, "isSensitive": true
+        }))
+        .await;
+    let data = app
+        .ok(
+            "query($id: UUID!) { auditEvent(eventId: $id) { eventId eventVersion eventTimestamp eventDate \
+             eventType eventCategory eventAction eventOutcome actorType actorId actorIp resourceType resourceId \
+             resourceName correlationId parentEventId parentEventDate traceId spanId namespace clusterId \
+             eventData eventMetadata severity durationMs errorCode errorMessage retentionDays isSensitive \
+             eventHash previousEventHash hashAlgorithm legalHold legalHoldReason legalHoldPlacedBy legalHoldPlacedAt \
+             childCount parent { eventId } } }",
+            json!({"id": created["eventId"]}),
+        )
+        .await;
+    let e = &data["auditEvent"];
+    let expected = json!({
+        "eventId": created["eventId"], "eventVersion": "1.1", "eventTimestamp": created["eventTimestamp"],
+        "eventDate": created["eventDate"], "eventType": "gateway.signal.received", "eventCategory": "gateway",
+        "eventAction": "received", "eventOutcome": "success", "actorType": "user", "actorId": "alice@example.com",
+        "actorIp": "2001:db8::1", "resourceType": "pod", "resourceId": "web-1", "resourceName": "web",
+        "correlationId": "rr-2026-001", "parentEventId": null, "parentEventDate": null, "traceId": "t-1",
+        "spanId": "s-1", "namespace": "prod", "clusterId": "eu-1",
+        "eventData": {"nested": {"list": [1, 2.5, "x", null, false]}}, "eventMetadata": {"source": "test"},
+        "severity": "warning", "durationMs": 42, "errorCode": "E42", "errorMessage": "boom", "retentionDays": 30,
+        "isSensitive": true, "eventHash": null, "previousEventHash": null, "hashAlgorithm": "sha256-unkeyed",
+        "legalHold": false, "legalHoldReason": null, "legalHoldPlacedBy": null, "legalHoldPlacedAt": null,
+        "childCount": 0, "parent": null
+    });
+    assert_eq!(e, &expected);
+    let stored: chrono::DateTime<Utc> = e["eventTimestamp"].as_str().unwrap().parse().unwrap();
+    let sent: chrono::DateTime<Utc> = ts.parse().unwrap();
+    assert_eq!(
+        stored.timestamp_micros(),
+        sent.timestamp_micros(),
+        "microsecond precision is kept"
+    );
+}
+
+async fn an_unknown_event_id_reads_as_null(app: TestApp) {
+    let data = app
+        .ok(
+            "query($id: UUID!) { auditEvent(eventId: $id) { eventId } }",
+            json!({"id": uuid::Uuid::now_v7()}),
+        )
+        .await;
+    assert_eq!(data["auditEvent"], Value::Null);
+}
+
+async fn each_filter_selects_exactly_the_matching_events(app: TestApp) {
+    let now = Utc::now();
+    let root = app
+        .create(
+            json!({"eventType": "gateway.signal.received", "eventTimestamp": (now - Duration::hours(30)).to_rfc3339(),
+                       "severity": "info", "namespace": "prod", "clusterId": "eu-1", "correlationId": "rr-a"}),
+        )
+        .await;
+    app.create(
+        json!({"eventType": "gateway.crd.created", "eventAction": "created", "parentEventId": root["eventId"],
+                      "eventTimestamp": (now - Duration::hours(2)).to_rfc3339(), "correlationId": "rr-a"}),
+    )
+    .await;
+    app.create(
+        json!({"eventType": "Gateway.upper", "eventOutcome": "failure", "severity": "error",
+                      "actorType": "user", "actorId": "bob", "correlationId": "rr-b"}),
+    )
+    .await;
+    app.create(
+        json!({"eventType": "gateway_x.literal", "eventCategory": "workflow", "resourceType": "pod",
+                      "resourceId": "web-1", "namespace": "dev", "clusterId": "us-1", "correlationId": "rr-b",
+                      "eventOutcome": "pending"}),
+    )
+    .await;
+    app.create(
+        json!({"eventType": "gatewayxyz.other", "eventTimestamp": (now - Duration::days(6)).to_rfc3339(),
+                      "correlationId": "rr-c"}),
+    )
+    .await;
+
+    let all = [
+        "Gateway.upper",
+        "gateway.crd.created",
+        "gateway.signal.received",
+        "gateway_x.literal",
+        "gatewayxyz.other",
+    ];
+    assert_eq!(types(&app, json!({})).await, all);
+    let cases: Vec<(Value, Vec<&str>)> = vec![
+        (json!({"eventType": "gateway.crd.created"}), vec!["gateway.crd.created"]),
+        (
+            json!({"eventTypePrefix": "gateway."}),
+            vec!["gateway.crd.created", "gateway.signal.received"],
+        ),
+        (json!({"eventTypePrefix": "gateway_"}), vec!["gateway_x.literal"]),
+        (json!({"eventTypePrefix": "Gateway"}), vec!["Gateway.upper"]),
+        (json!({"eventTypePrefix": "%"}), vec![]),
+        (json!({"eventCategory": "workflow"}), vec!["gateway_x.literal"]),
+        (json!({"eventAction": "created"}), vec!["gateway.crd.created"]),
+        (json!({"eventOutcome": "failure"}), vec!["Gateway.upper"]),
+        (json!({"eventOutcome": "pending"}), vec!["gateway_x.literal"]),
+        (json!({"severity": "error"}), vec!["Gateway.upper"]),
+        (
+            json!({"correlationId": "rr-a"}),
+            vec!["gateway.crd.created", "gateway.signal.received"],
+        ),
+        (json!({"actorType": "user"}), vec!["Gateway.upper"]),
+        (json!({"actorId": "bob"}), vec!["Gateway.upper"]),
+        (
+            json!({"actorType": "service", "actorId": "gateway-service"}),
+            vec!["gateway.crd.created", "gateway.signal.received", "gatewayxyz.other"],
+        ),
+        (
+            json!({"resourceType": "pod", "resourceId": "web-1"}),
+            vec!["gateway_x.literal"],
+        ),
+        (json!({"namespace": "prod"}), vec!["gateway.signal.received"]),
+        (json!({"clusterId": "us-1"}), vec!["gateway_x.literal"]),
+        (json!({"parentEventId": root["eventId"]}), vec!["gateway.crd.created"]),
+        (
+            json!({"rootsOnly": true}),
+            vec![
+                "Gateway.upper",
+                "gateway.signal.received",
+                "gateway_x.literal",
+                "gatewayxyz.other",
+            ],
+        ),
+        (
+            json!({"since": "24h"}),
+            vec!["Gateway.upper", "gateway.crd.created", "gateway_x.literal"],
+        ),
+        (
+            json!({"since": "7d", "until": "1d"}),
+            vec!["gateway.signal.received", "gatewayxyz.other"],
+        ),
+        (
+            json!({"until": (now - Duration::days(5)).to_rfc3339()}),
+            vec!["gatewayxyz.other"],
+        ),
+        (
+            json!({"since": "3h", "until": "1h", "correlationId": "rr-a"}),
+            vec!["gateway.crd.created"],
+        ),
+        (
+            json!({"eventTypePrefix": "gateway", "rootsOnly": true, "correlationId": "rr-b"}),
+            vec!["gateway_x.literal"],
+        ),
+    ];
+    for (filter, want) in cases {
+        assert_eq!(types(&app, filter.clone()).await, want, "filter {filter}");
+    }
+}
+
+async fn malformed_time_bounds_are_client_errors(app: TestApp) {
+    for filter in [
+        json!({"since": "yesterday"}),
+        json!({"until": "-3d"}),
+        json!({"since": ""}),
+    ] {
+        let error = app.error(IDS, json!({"filter": filter})).await;
+        assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{error}");
+        let field = error["extensions"]["field"].as_str().unwrap();
+        assert!(field == "filter.since" || field == "filter.until", "{error}");
+    }
+}

@@ -1,0 +1,205 @@
+//! createAuditEvent: validation, parent resolution, idempotency.
+
+use serde_json::{Value, json};
+
+use crate::both_engines;
+use crate::helpers::{CREATE, TestApp, event_input};
+
+both_engines!(
+    a_parent_child_grandchild_chain_reads_back_with_derived_parent_dates,
+    a_client_supplied_parent_event_date_is_ignored,
+    an_unknown_parent_is_rejected_and_nothing_is_written,
+    validation_errors_name_the_field_and_write_nothing,
+    a_retry_with_the_same_event_id_and_content_returns_the_stored_event,
+    reusing_an_event_id_with_different_content_is_a_conflict,
+    concurrent_retries_of_one_event_id_store_one_event,
+    a_child_stamped_slightly_before_its_parent_is_accepted,
+);
+
+async fn a_parent_child_grandchild_chain_reads_back_with_derived_parent_dates(app: TestApp) {
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    let parent = app
+        .create(json!({"eventTimestamp": yesterday, "eventType": "gateway.signal.received"}))
+        .await;
+    let child = app
+        .create(
+            json!({"parentEventId": parent["eventId"], "eventType": "orchestrator.lifecycle.started",
+                       "eventCategory": "orchestration"}),
+        )
+        .await;
+    let grandchild = app
+        .create(
+            json!({"parentEventId": child["eventId"], "eventType": "workflowexecution.workflow.started",
+                       "eventCategory": "workflowexecution"}),
+        )
+        .await;
+    let id = parent["eventId"].as_str().unwrap();
+    assert_eq!(
+        uuid::Uuid::parse_str(id).unwrap().get_version_num(),
+        7,
+        "server ids are UUIDv7"
+    );
+    assert_eq!(child["parentEventDate"], parent["eventDate"]);
+    assert_eq!(grandchild["parentEventDate"], child["eventDate"]);
+
+    let data = app
+        .ok(
+            "query($id: UUID!) { auditEvent(eventId: $id) { eventId eventType parentEventId parentEventDate \
+               children { totalCount edges { node { eventId eventDate parentEventId parentEventDate \
+                 children { edges { node { eventId parentEventDate eventType \
+                   parent { eventId parent { eventId parent { eventId } } } } } } } } } } }",
+            json!({"id": id}),
+        )
+        .await;
+    let root = &data["auditEvent"];
+    assert_eq!(root["parentEventId"], Value::Null);
+    assert_eq!(root["parentEventDate"], Value::Null);
+    assert_eq!(root["children"]["totalCount"], 1);
+    let c = &root["children"]["edges"][0]["node"];
+    assert_eq!(c["eventId"], child["eventId"]);
+    assert_eq!(c["parentEventId"], parent["eventId"]);
+    assert_eq!(c["parentEventDate"], parent["eventDate"]);
+    let g = &c["children"]["edges"][0]["node"];
+    assert_eq!(g["eventId"], grandchild["eventId"]);
+    assert_eq!(g["parentEventDate"], c["eventDate"]);
+    assert_eq!(g["eventType"], "workflowexecution.workflow.started");
+    assert_eq!(g["parent"]["eventId"], child["eventId"]);
+    assert_eq!(g["parent"]["parent"]["eventId"], parent["eventId"]);
+    assert_eq!(g["parent"]["parent"]["parent"], Value::Null);
+}
+
+async fn a_client_supplied_parent_event_date_is_ignored(app: TestApp) {
+    let parent = app.create(json!({})).await;
+    let child = app
+        .create(json!({"parentEventId": parent["eventId"], "parentEventDate": "2001-01-01"}))
+        .await;
+    assert_eq!(child["parentEventDate"], parent["eventDate"]);
+}
+
+async fn an_unknown_parent_is_rejected_and_nothing_is_written(app: TestApp) {
+    let missing = uuid::Uuid::now_v7().to_string();
+    let error = app
+        .error(CREATE, json!({"input": event_input(json!({"parentEventId": missing}))}))
+        .await;
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT");
+    assert_eq!(error["extensions"]["field"], "parentEventId");
+    assert!(error["message"].as_str().unwrap().contains(&missing), "{error}");
+    assert_eq!(app.row_count().await, 0);
+}
+
+async fn validation_errors_name_the_field_and_write_nothing(app: TestApp) {
+    let too_deep = (0..11).fold(json!(1), |inner, _| json!({ "n": inner }));
+    let cases = [
+        (json!({"eventType": ""}), "eventType"),
+        (json!({"eventType": "x".repeat(101)}), "eventType"),
+        (json!({"eventCategory": "Gateway"}), "eventCategory"),
+        (json!({"eventAction": ""}), "eventAction"),
+        (json!({"eventOutcome": "done"}), "eventOutcome"),
+        (json!({"correlationId": ""}), "correlationId"),
+        (json!({"correlationId": "c".repeat(256)}), "correlationId"),
+        (json!({"eventData": [1, 2, 3]}), "eventData"),
+        (json!({"eventData": too_deep}), "eventData"),
+        (json!({"eventData": {"blob": "x".repeat(300 * 1024)}}), "eventData"),
+        (json!({"eventMetadata": "text"}), "eventMetadata"),
+        (json!({"retentionDays": 0}), "retentionDays"),
+        (json!({"retentionDays": 2556}), "retentionDays"),
+        (json!({"durationMs": -5}), "durationMs"),
+        (json!({"actorIp": "not-an-ip"}), "actorIp"),
+        (json!({"namespace": "n".repeat(254)}), "namespace"),
+        (json!({"severity": "s".repeat(21)}), "severity"),
+        (
+            json!({"eventTimestamp": (chrono::Utc::now() + chrono::Duration::minutes(61)).to_rfc3339()}),
+            "eventTimestamp",
+        ),
+        (
+            json!({"eventTimestamp": (chrono::Utc::now() - chrono::Duration::days(8)).to_rfc3339()}),
+            "eventTimestamp",
+        ),
+    ];
+    for (overrides, field) in cases {
+        let error = app
+            .error(CREATE, json!({"input": event_input(overrides.clone())}))
+            .await;
+        assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{overrides}: {error}");
+        assert_eq!(error["extensions"]["field"], field, "{overrides}: {error}");
+        assert!(error["message"].as_str().unwrap().starts_with(field), "{error}");
+    }
+    assert_eq!(app.row_count().await, 0);
+}
+
+async fn a_retry_with_the_same_event_id_and_content_returns_the_stored_event(app: TestApp) {
+    let id = uuid::Uuid::new_v4().to_string();
+    let first = app
+        .create(json!({"eventId": id, "eventData": {"a": 1, "b": [true, null]}}))
+        .await;
+    // No timestamp given: the retry is not compared on it, and gets the stored one back.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let retry = app
+        .create(json!({"eventId": id, "eventData": {"b": [true, null], "a": 1}}))
+        .await;
+    assert_eq!(retry, first);
+    assert_eq!(first["eventId"], id.as_str());
+    assert_eq!(app.row_count().await, 1);
+
+    let ts = (chrono::Utc::now() - chrono::Duration::minutes(5)).to_rfc3339();
+    let other = uuid::Uuid::new_v4().to_string();
+    let with_ts = app.create(json!({"eventId": other, "eventTimestamp": ts})).await;
+    assert_eq!(
+        app.create(json!({"eventId": other, "eventTimestamp": ts})).await,
+        with_ts
+    );
+    assert_eq!(app.row_count().await, 2);
+}
+
+async fn reusing_an_event_id_with_different_content_is_a_conflict(app: TestApp) {
+    let id = uuid::Uuid::new_v4().to_string();
+    app.create(json!({"eventId": id})).await;
+    let error = app
+        .error(
+            CREATE,
+            json!({"input": event_input(json!({"eventId": id, "eventOutcome": "failure"}))}),
+        )
+        .await;
+    assert_eq!(error["extensions"]["code"], "CONFLICT", "{error}");
+    let ts = (chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339();
+    let error = app
+        .error(
+            CREATE,
+            json!({"input": event_input(json!({"eventId": id, "eventTimestamp": ts}))}),
+        )
+        .await;
+    assert_eq!(
+        error["extensions"]["code"], "CONFLICT",
+        "a different timestamp (another day) is other content: {error}"
+    );
+    assert_eq!(app.row_count().await, 1);
+}
+
+async fn concurrent_retries_of_one_event_id_store_one_event(app: TestApp) {
+    let id = uuid::Uuid::new_v4().to_string();
+    let ts = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    let app = std::sync::Arc::new(app);
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let app = app.clone();
+            let (id, ts) = (id.clone(), ts.clone());
+            tokio::spawn(async move { app.create(json!({"eventId": id, "eventTimestamp": ts})).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    assert!(results.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(app.row_count().await, 1);
+}
+
+async fn a_child_stamped_slightly_before_its_parent_is_accepted(app: TestApp) {
+    let now = chrono::Utc::now();
+    let parent = app.create(json!({"eventTimestamp": now.to_rfc3339()})).await;
+    let child = app
+        .create(json!({"parentEventId": parent["eventId"],
+                       "eventTimestamp": (now - chrono::Duration::seconds(2)).to_rfc3339()}))
+        .await;
+    assert_eq!(child["parentEventId"], parent["eventId"]);
+}
