@@ -72,3 +72,57 @@ async fn the_server_serves_over_tcp_and_shuts_down_gracefully() {
         "the port is closed after shutdown"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_defaults_to_a_local_sqlite_file_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_auditgraph"))
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env("AUDITGRAPH_LISTEN", addr.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut healthy = false;
+    for _ in 0..300 {
+        if TcpStream::connect(addr).await.is_ok() {
+            let (status, _) = http(addr, get("/healthz")).await;
+            healthy = status.contains("200");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(healthy, "the server did not come up on {addr}");
+    assert!(
+        dir.path().join("auditgraph.db").exists(),
+        "the default database is auditgraph.db in the working directory"
+    );
+
+    let killed = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut exit = None;
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            exit = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let Some(status) = exit else {
+        let _ = child.kill();
+        panic!("the server did not stop within 10 s of SIGTERM");
+    };
+    assert!(
+        status.success(),
+        "the server exits with success after SIGTERM: {status}"
+    );
+}
