@@ -55,6 +55,10 @@ pub struct Config {
     #[arg(long, env = "AUDITGRAPH_STATEMENT_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub statement_timeout_secs: u64,
 
+    /// Longest a recursive tree query (ancestors, descendants, trees) may run, in milliseconds (PostgreSQL).
+    #[arg(long, env = "AUDITGRAPH_TREE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub tree_timeout_ms: u64,
+
     /// Longest an HTTP request may take, in seconds.
     #[arg(long, env = "AUDITGRAPH_REQUEST_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub request_timeout_secs: u64,
@@ -112,6 +116,7 @@ impl Config {
             database_url: self.database_url.clone(),
             max_connections: self.db_max_connections,
             statement_timeout: Duration::from_secs(self.statement_timeout_secs),
+            tree_timeout: Duration::from_millis(self.tree_timeout_ms),
         }
     }
 

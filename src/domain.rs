@@ -5,8 +5,9 @@ pub mod event;
 pub mod filter;
 pub mod page;
 pub mod time;
+pub mod tree;
 
-pub use cursor::Cursor;
+pub use cursor::{Cursor, TreeCursor};
 pub use event::{EventInput, FieldError, Limits, NewEvent};
 pub use filter::EventFilter;
 pub use page::{PageRequest, PageWindow};

@@ -18,6 +18,9 @@ pub enum ApiError {
     /// The request contradicts what is stored (an event id reused with other content).
     #[error("{0}")]
     Conflict(String),
+    /// A query ran into its time limit and was stopped; the client can ask for less.
+    #[error("{0}")]
+    Timeout(String),
     /// A failure on our side. Logged once with its chain; the client sees a generic message.
     #[error("internal server error")]
     Internal(#[source] anyhow::Error),
@@ -56,6 +59,7 @@ impl ApiError {
             Self::BadUserInput { .. } | Self::BadArgument { .. } => "BAD_USER_INPUT",
             Self::NotFound(_) => "NOT_FOUND",
             Self::Conflict(_) => "CONFLICT",
+            Self::Timeout(_) => "TIMEOUT",
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -164,6 +168,7 @@ mod tests {
             ),
             (ApiError::NotFound("no such event".into()), "NOT_FOUND"),
             (ApiError::Conflict("reused id".into()), "CONFLICT"),
+            (ApiError::Timeout("too slow".into()), "TIMEOUT"),
             (ApiError::internal(anyhow::anyhow!("boom")), "INTERNAL_SERVER_ERROR"),
         ];
         for (error, code) in cases {

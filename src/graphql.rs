@@ -7,6 +7,7 @@ mod loaders;
 mod mutation;
 mod prefetch;
 mod query;
+mod tree;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::{EmptySubscription, Schema};
@@ -16,6 +17,10 @@ pub use event::AuditEvent;
 pub use input::{AuditEventFilter, AuditEventInput};
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
+pub use tree::{
+    AuditEventCount, AuditEventDescendantConnection, AuditEventDescendantEdge, AuditEventGroupBy, CausalityTree,
+    CausalityTreeNode,
+};
 
 use crate::domain::Limits;
 use crate::store::Store;
@@ -90,6 +95,8 @@ pub fn prepare_request(request: async_graphql::Request, store: &Store) -> async_
         .data(loader(loaders::ParentLoader(store.clone())))
         .data(loader(loaders::ChildrenLoader(store.clone())))
         .data(loader(loaders::ChildCountLoader(store.clone())))
+        .data(loader(loaders::AncestorsLoader(store.clone())))
+        .data(loader(loaders::ChildrenUpToLoader(store.clone())))
 }
 
 /// The SDL of the schema; needs no database.

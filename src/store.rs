@@ -1,7 +1,10 @@
 //! Every SQL statement of auditgraph. The only module that talks to the database.
 
 mod read;
+mod tree;
 mod write;
+
+pub use tree::{Tree, TreeNode};
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +26,8 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// PostgreSQL `statement_timeout`; ends runaway queries.
     pub statement_timeout: Duration,
+    /// PostgreSQL `statement_timeout` of the recursive tree queries.
+    pub tree_timeout: Duration,
 }
 
 /// The database, shared by every request. Cheap to clone.
@@ -33,6 +38,8 @@ pub struct Store {
 
 struct Inner {
     db: DatabaseConnection,
+    /// Timeout of recursive tree queries (PostgreSQL).
+    tree_timeout: Duration,
     /// Statements executed since start: counted by sea-orm's metric hook, for tests and metrics.
     statements: Arc<AtomicU64>,
     /// First days of the months whose PostgreSQL partition is known to exist.
@@ -99,6 +106,7 @@ impl Store {
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
+                tree_timeout: options.tree_timeout,
                 statements,
                 known_months: Mutex::new(HashSet::new()),
                 write_gate: sqlite.then(|| tokio::sync::Mutex::new(())),

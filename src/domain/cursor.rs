@@ -61,6 +61,52 @@ impl Cursor {
     }
 }
 
+/// A position in the breadth-first order of a subtree: `(depth, event_timestamp, event_id)`.
+/// Encoded like [`Cursor`] with version byte `2` and the depth (four bytes, big-endian) first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TreeCursor {
+    /// Distance from the subtree's root (children are at depth 1).
+    pub depth: u32,
+    /// The position among the events of that depth.
+    pub at: Cursor,
+}
+
+const TREE_VERSION: u8 = 2;
+
+impl TreeCursor {
+    /// Encodes the cursor as an opaque string.
+    pub fn encode(&self) -> String {
+        let mut bytes = Vec::with_capacity(ENCODED_LEN + 4);
+        bytes.push(TREE_VERSION);
+        bytes.extend_from_slice(&self.depth.to_be_bytes());
+        bytes.extend_from_slice(&self.at.timestamp.timestamp_micros().to_be_bytes());
+        bytes.extend_from_slice(self.at.id.as_bytes());
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Decodes a string produced by [`TreeCursor::encode`].
+    pub fn decode(text: &str) -> Result<Self, CursorError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| CursorError("not URL-safe base64"))?;
+        if bytes.len() != ENCODED_LEN + 4 {
+            return Err(CursorError("wrong length"));
+        }
+        if bytes[0] != TREE_VERSION {
+            return Err(CursorError("not a descendants cursor"));
+        }
+        let mut depth = [0u8; 4];
+        depth.copy_from_slice(&bytes[1..5]);
+        let mut rest = vec![VERSION];
+        rest.extend_from_slice(&bytes[5..]);
+        let at = Cursor::decode(&URL_SAFE_NO_PAD.encode(rest))?;
+        Ok(Self {
+            depth: u32::from_be_bytes(depth),
+            at,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +118,18 @@ mod tests {
         let text = cursor.encode();
         assert!(text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert_eq!(Cursor::decode(&text).unwrap(), cursor);
+    }
+
+    #[test]
+    fn tree_cursors_round_trip_and_are_not_confused_with_list_cursors() {
+        let at = Cursor::new(
+            DateTime::from_timestamp_micros(1_764_000_000_000_001).unwrap(),
+            Uuid::now_v7(),
+        );
+        let tree = TreeCursor { depth: 4242, at };
+        assert_eq!(TreeCursor::decode(&tree.encode()).unwrap(), tree);
+        assert!(TreeCursor::decode(&at.encode()).is_err());
+        assert!(Cursor::decode(&tree.encode()).is_err());
     }
 
     #[test]

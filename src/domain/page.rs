@@ -26,7 +26,7 @@ pub struct PageRequest {
 }
 
 /// Which pagination argument was wrong, and why.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PageError {
     /// The argument (`first`, `after`, …).
     pub argument: &'static str,

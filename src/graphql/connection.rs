@@ -1,36 +1,76 @@
 //! Relay connections of events.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, ErrorExtensions, Object, Result, SimpleObject};
 
 use super::event::AuditEvent;
-use super::loaders::{ChildCountKey, ChildCountLoader};
+use super::loaders::{ChildCountKey, ChildCountLoader, ChildrenUpToKey, ChildrenUpToLoader};
 use super::{AppContext, Loader};
 use crate::domain::page::{Beyond, Order};
-use crate::domain::{Cursor, EventFilter, EventKey};
+use crate::domain::{Cursor, EventFilter, EventKey, TreeCursor};
 use crate::entity::audit_event::Model;
 
 /// What a connection lists.
 #[derive(Clone, Debug)]
 pub(crate) enum Scope {
     /// Events matching a filter, newest first.
-    Events(Box<EventFilter>),
+    Events(Arc<EventFilter>),
     /// The children of one event, oldest first.
     Children(EventKey),
 }
 
 impl Scope {
-    fn filter_and_order(&self) -> (EventFilter, Order) {
+    fn filter_and_order(&self) -> (Arc<EventFilter>, Order) {
         match self {
-            Scope::Events(filter) => ((**filter).clone(), Order::NewestFirst),
+            Scope::Events(filter) => (filter.clone(), Order::NewestFirst),
             Scope::Children(parent) => (
-                EventFilter {
+                Arc::new(EventFilter {
                     parent_event_id: Some(parent.id),
                     ..EventFilter::default()
-                },
+                }),
                 Order::OldestFirst,
             ),
         }
     }
+
+    /// What is known of one side of a page of this scope.
+    fn side(&self, beyond: Beyond) -> Side {
+        match (self, beyond) {
+            (_, Beyond::Known(known)) => Side::Known(known),
+            (Scope::Children(parent), Beyond::ProbeUpTo(cursor)) => Side::ChildrenUpTo(ChildrenUpToKey {
+                parent: *parent,
+                cursor,
+            }),
+            (_, probe) => {
+                let (filter, order) = self.filter_and_order();
+                Side::Events {
+                    filter,
+                    order,
+                    beyond: probe,
+                }
+            }
+        }
+    }
+}
+
+/// Whether elements exist on one side of a page: known from the page query, or to be checked
+/// with one small query when a client asks.
+#[derive(Clone, Debug)]
+pub(crate) enum Side {
+    Known(bool),
+    Events {
+        filter: Arc<EventFilter>,
+        order: Order,
+        beyond: Beyond,
+    },
+    Descendants {
+        root: EventKey,
+        max_depth: u32,
+        cursor: TreeCursor,
+    },
+    /// Batched across the parents of a level (children pages only page forwards).
+    ChildrenUpTo(ChildrenUpToKey),
 }
 
 /// A page of audit events, following the Relay Cursor Connections specification.
@@ -86,11 +126,10 @@ impl AuditEventConnection {
     /// Where this page lies in the whole list.
     async fn page_info(&self) -> PageInfo {
         PageInfo {
-            start_cursor: self.rows.first().map(cursor_of),
-            end_cursor: self.rows.last().map(cursor_of),
-            previous: self.previous,
-            next: self.next,
-            scope: self.scope.clone(),
+            start_cursor: self.rows.first().map(|m| cursor_of(m).encode()),
+            end_cursor: self.rows.last().map(|m| cursor_of(m).encode()),
+            previous: self.scope.side(self.previous),
+            next: self.scope.side(self.next),
         }
     }
 
@@ -114,24 +153,35 @@ impl AuditEventConnection {
 
 /// Relay page information.
 pub struct PageInfo {
-    start_cursor: Option<Cursor>,
-    end_cursor: Option<Cursor>,
-    previous: Beyond,
-    next: Beyond,
-    scope: Scope,
+    pub(crate) start_cursor: Option<String>,
+    pub(crate) end_cursor: Option<String>,
+    pub(crate) previous: Side,
+    pub(crate) next: Side,
 }
 
 impl PageInfo {
-    async fn decide(&self, ctx: &Context<'_>, beyond: Beyond) -> Result<bool> {
-        if let Beyond::Known(known) = beyond {
-            return Ok(known);
-        }
-        let app = ctx.data::<AppContext>()?;
-        let (filter, order) = self.scope.filter_and_order();
-        app.store
-            .exists_beyond(&filter, beyond, order)
-            .await
-            .map_err(|e| e.extend())
+    async fn decide(&self, ctx: &Context<'_>, side: &Side) -> Result<bool> {
+        let result = match side {
+            Side::Known(known) => return Ok(*known),
+            Side::Events { filter, order, beyond } => {
+                let app = ctx.data::<AppContext>()?;
+                app.store.exists_beyond(filter, *beyond, *order).await
+            }
+            Side::Descendants {
+                root,
+                max_depth,
+                cursor,
+            } => {
+                let app = ctx.data::<AppContext>()?;
+                app.store.descendants_up_to(*root, *max_depth, *cursor).await
+            }
+            Side::ChildrenUpTo(key) => {
+                let loader = ctx.data::<Loader<ChildrenUpToLoader>>()?;
+                let found = loader.load_one(*key).await.map_err(|e| e.extend())?;
+                return Ok(found.unwrap_or(false));
+            }
+        };
+        result.map_err(|e| e.extend())
     }
 }
 
@@ -140,22 +190,22 @@ impl PageInfo {
     /// Whether elements exist before this page. With `last`, decided by the page itself; with
     /// `after`, by checking for elements at or before that cursor (one small query, only when asked).
     async fn has_previous_page(&self, ctx: &Context<'_>) -> Result<bool> {
-        self.decide(ctx, self.previous).await
+        self.decide(ctx, &self.previous).await
     }
 
     /// Whether elements exist after this page. With `first`, decided by the page itself; with
     /// `before`, by checking for elements at or after that cursor (one small query, only when asked).
     async fn has_next_page(&self, ctx: &Context<'_>) -> Result<bool> {
-        self.decide(ctx, self.next).await
+        self.decide(ctx, &self.next).await
     }
 
     /// The cursor of the first edge of this page; null when the page is empty.
-    async fn start_cursor(&self) -> Option<String> {
-        self.start_cursor.map(|c| c.encode())
+    async fn start_cursor(&self) -> Option<&str> {
+        self.start_cursor.as_deref()
     }
 
     /// The cursor of the last edge of this page; null when the page is empty.
-    async fn end_cursor(&self) -> Option<String> {
-        self.end_cursor.map(|c| c.encode())
+    async fn end_cursor(&self) -> Option<&str> {
+        self.end_cursor.as_deref()
     }
 }

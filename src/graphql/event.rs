@@ -1,13 +1,19 @@
 //! The `AuditEvent` type.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, ErrorExtensions, Json, Object, Result};
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::connection::{AuditEventConnection, Scope};
-use super::loaders::{ChildCountKey, ChildCountLoader, ChildrenKey, ChildrenLoader, ParentLoader};
+use super::loaders::{
+    AncestorsKey, AncestorsLoader, ChildCountKey, ChildCountLoader, ChildrenKey, ChildrenLoader, ParentLoader,
+};
+use super::tree::AuditEventDescendantConnection;
 use super::{AppContext, DEFAULT_PAGE_SIZE, Loader, page_cost};
-use crate::domain::PageRequest;
+use crate::domain::tree;
+use crate::domain::{PageRequest, TreeCursor};
 use crate::entity::audit_event::Model;
 use crate::error::ApiError;
 
@@ -15,6 +21,20 @@ use crate::error::ApiError;
 /// outcome. Events form causality trees through `parent` and `children`.
 #[derive(Clone, Debug)]
 pub struct AuditEvent(pub Model);
+
+impl AuditEvent {
+    async fn ancestor_path(&self, ctx: &Context<'_>) -> Result<Arc<Vec<Model>>> {
+        if self.0.parent_event_id.is_none() {
+            return Ok(Arc::default());
+        }
+        let loader = ctx.data::<Loader<AncestorsLoader>>()?;
+        let path = loader
+            .load_one(AncestorsKey(self.0.key()))
+            .await
+            .map_err(|e| e.extend())?;
+        Ok(path.unwrap_or_default())
+    }
+}
 
 #[Object]
 impl AuditEvent {
@@ -214,6 +234,69 @@ impl AuditEvent {
             .unwrap_or_default();
         let (rows, previous, next) = window.finish(rows);
         Ok(AuditEventConnection::new(rows, previous, next, Scope::Children(parent)))
+    }
+
+    /// The path from the root of this event's tree down to its parent: root first, parent last;
+    /// empty for a root. One recursive query, batched across events.
+    #[graphql(complexity = "20 * child_complexity")]
+    async fn ancestors(&self, ctx: &Context<'_>) -> Result<Vec<AuditEvent>> {
+        Ok(self.ancestor_path(ctx).await?.iter().cloned().map(AuditEvent).collect())
+    }
+
+    /// The root of this event's tree (the event itself when it has no parent).
+    async fn root(&self, ctx: &Context<'_>) -> Result<AuditEvent> {
+        let path = self.ancestor_path(ctx).await?;
+        Ok(AuditEvent(path.first().cloned().unwrap_or_else(|| self.0.clone())))
+    }
+
+    /// How many ancestors this event has (0 for a root).
+    async fn depth(&self, ctx: &Context<'_>) -> Result<usize> {
+        Ok(self.ancestor_path(ctx).await?.len())
+    }
+
+    /// Everything this event caused, directly or not, breadth-first: by depth, then
+    /// `eventTimestamp`, then `eventId`. One recursive query per page.
+    #[graphql(complexity = "page_cost(first, None, child_complexity)")]
+    async fn descendants(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Deepest level to include, 1 to 10000 (default 100); children are at 1.")] max_depth: Option<
+            i32,
+        >,
+        #[graphql(desc = "Page size, 0 to 1000 (default 50).")] first: Option<i32>,
+        #[graphql(desc = "Return descendants after this cursor.")] after: Option<String>,
+    ) -> Result<AuditEventDescendantConnection> {
+        let app = ctx.data::<AppContext>()?;
+        let max_depth = tree::bound("maxDepth", max_depth, tree::DEFAULT_MAX_DEPTH, tree::HARD_MAX_DEPTH)
+            .map_err(|e| ApiError::from(e).extend())?;
+        let window = PageRequest {
+            first,
+            ..PageRequest::default()
+        }
+        .resolve(DEFAULT_PAGE_SIZE)
+        .map_err(|e| ApiError::from(e).extend())?;
+        let after = after.map(|text| TreeCursor::decode(&text)).transpose().map_err(|e| {
+            ApiError::BadArgument {
+                argument: "after".into(),
+                message: format!("after is not a valid cursor ({e})"),
+            }
+            .extend()
+        })?;
+        let root = self.0.key();
+        let mut nodes = app
+            .store
+            .descendants(root, max_depth, after, window.fetch())
+            .await
+            .map_err(|e| e.extend())?;
+        let has_next = nodes.len() as u64 > window.limit;
+        nodes.truncate(window.limit as usize);
+        Ok(AuditEventDescendantConnection {
+            nodes,
+            has_next,
+            after,
+            root,
+            max_depth,
+        })
     }
 
     /// How many events this one caused. Batched across events.

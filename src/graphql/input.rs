@@ -4,6 +4,7 @@ use async_graphql::{InputObject, Json};
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
+use crate::domain::event::to_micros;
 use crate::domain::time::parse_time_bound;
 use crate::domain::{EventFilter, EventInput};
 use crate::error::ApiError;
@@ -148,7 +149,7 @@ impl AuditEventFilter {
     /// The domain filter, with `since` and `until` resolved against `now`.
     pub fn resolve(self, now: DateTime<Utc>) -> Result<EventFilter, ApiError> {
         let bound = |argument: &str, text: Option<String>| {
-            text.map(|t| parse_time_bound(&t, now))
+            text.map(|t| parse_time_bound(&t, now).map(to_micros))
                 .transpose()
                 .map_err(|message| ApiError::BadArgument {
                     argument: format!("filter.{argument}"),

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::domain::{EventKey, PageWindow};
+use crate::domain::{Cursor, EventKey, PageWindow};
 use crate::entity::audit_event::Model;
 use crate::error::ApiError;
 use crate::store::Store;
@@ -73,5 +73,58 @@ impl async_graphql::dataloader::Loader<ChildCountKey> for ChildCountLoader {
             .into_iter()
             .map(|p| (ChildCountKey(p), counts.get(&p).copied().unwrap_or(0)))
             .collect())
+    }
+}
+
+/// The ancestors of an event, root first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AncestorsKey(pub EventKey);
+
+/// Loads ancestor paths: one recursive statement for all the events of a batch.
+pub struct AncestorsLoader(pub Store);
+
+impl async_graphql::dataloader::Loader<AncestorsKey> for AncestorsLoader {
+    type Value = Arc<Vec<Model>>;
+    type Error = Arc<ApiError>;
+
+    async fn load(&self, keys: &[AncestorsKey]) -> Result<HashMap<AncestorsKey, Self::Value>, Self::Error> {
+        let events: Vec<EventKey> = keys.iter().map(|k| k.0).collect();
+        let mut found = self.0.ancestors(&events).await.map_err(Arc::new)?;
+        Ok(events
+            .into_iter()
+            .map(|e| (AncestorsKey(e), Arc::new(found.remove(&e).unwrap_or_default())))
+            .collect())
+    }
+}
+
+/// Whether a parent has children at or before a cursor (oldest first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChildrenUpToKey {
+    /// The parent.
+    pub parent: EventKey,
+    /// The `after` cursor of a children page.
+    pub cursor: Cursor,
+}
+
+/// Loads `hasPreviousPage` of children pages; keys with the same cursor share one statement.
+pub struct ChildrenUpToLoader(pub Store);
+
+impl async_graphql::dataloader::Loader<ChildrenUpToKey> for ChildrenUpToLoader {
+    type Value = bool;
+    type Error = Arc<ApiError>;
+
+    async fn load(&self, keys: &[ChildrenUpToKey]) -> Result<HashMap<ChildrenUpToKey, bool>, Self::Error> {
+        let mut by_cursor: HashMap<Cursor, Vec<EventKey>> = HashMap::new();
+        for key in keys {
+            by_cursor.entry(key.cursor).or_default().push(key.parent);
+        }
+        let mut out = HashMap::with_capacity(keys.len());
+        for (cursor, parents) in by_cursor {
+            let found = self.0.children_up_to(&parents, cursor).await.map_err(Arc::new)?;
+            for parent in parents {
+                out.insert(ChildrenUpToKey { parent, cursor }, found.contains(&parent));
+            }
+        }
+        Ok(out)
     }
 }

@@ -4,7 +4,7 @@
 //! query costs would depend on timing. Instead, the resolver of a top-level connection looks ahead
 //! at the selection, fetches each nested level of `children` for all parents of that level in one
 //! statement, and feeds the per-request loaders; the `children`, `totalCount` and `childCount`
-//! resolvers then find their pages in the cache. A query nested d levels deep costs d+1 statements
+//! resolvers then find their pages in the cache (as does `hasPreviousPage` of pages after a cursor). A query nested d levels deep costs d+1 statements
 //! (plus one per requested count), whatever the fan-out. Anything not prefetched (for example a
 //! `children` reached through `parent`) still goes through the loaders.
 
@@ -12,7 +12,9 @@ use std::collections::HashMap;
 
 use async_graphql::{Context, ErrorExtensions, Lookahead, Result, SelectionField, Value};
 
-use super::loaders::{ChildCountKey, ChildCountLoader, ChildrenKey, ChildrenLoader};
+use super::loaders::{
+    ChildCountKey, ChildCountLoader, ChildrenKey, ChildrenLoader, ChildrenUpToKey, ChildrenUpToLoader,
+};
 use super::{AppContext, DEFAULT_PAGE_SIZE, Loader};
 use crate::domain::{EventKey, PageRequest, PageWindow};
 use crate::entity::audit_event::Model;
@@ -64,6 +66,7 @@ async fn prefetch<'a>(ctx: &'a Context<'_>, mut work: Vec<(Lookahead<'a>, Vec<Ev
     let app = ctx.data::<AppContext>()?;
     let children = ctx.data::<Loader<ChildrenLoader>>()?;
     let counts = ctx.data::<Loader<ChildCountLoader>>()?;
+    let up_to = ctx.data::<Loader<ChildrenUpToLoader>>()?;
     while let Some((node, parents)) = work.pop() {
         if parents.is_empty() || !node.exists() {
             continue;
@@ -96,6 +99,22 @@ async fn prefetch<'a>(ctx: &'a Context<'_>, mut work: Vec<(Lookahead<'a>, Vec<Ev
                 ));
             }
             children.feed_many(fed).await;
+            if let Some(cursor) = window.after
+                && Lookahead::from(field)
+                    .field("pageInfo")
+                    .field("hasPreviousPage")
+                    .exists()
+            {
+                let found = app
+                    .store
+                    .children_up_to(&parents, cursor)
+                    .await
+                    .map_err(|e| e.extend())?;
+                let fed = parents
+                    .iter()
+                    .map(|p| (ChildrenUpToKey { parent: *p, cursor }, found.contains(p)));
+                up_to.feed_many(fed).await;
+            }
             for below in node_selections(Lookahead::from(field)) {
                 work.push((below, next.clone()));
             }

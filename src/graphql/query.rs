@@ -1,14 +1,20 @@
 //! Query root.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, ErrorExtensions, Object, Result};
 use chrono::Utc;
 use uuid::Uuid;
 
 use super::connection::{AuditEventConnection, Scope};
 use super::prefetch;
-use super::{AppContext, AuditEvent, AuditEventFilter, DEFAULT_PAGE_SIZE, page_cost};
+use super::{
+    AppContext, AuditEvent, AuditEventCount, AuditEventFilter, AuditEventGroupBy, CausalityTree, DEFAULT_PAGE_SIZE,
+    page_cost,
+};
 use crate::domain::PageRequest;
 use crate::domain::page::Order;
+use crate::domain::tree::{self, TreeBounds};
 use crate::error::ApiError;
 
 /// Reading the audit trail.
@@ -64,7 +70,69 @@ impl QueryRoot {
             rows,
             previous,
             next,
-            Scope::Events(Box::new(filter)),
+            Scope::Events(Arc::new(filter)),
         ))
+    }
+
+    /// The causality tree of a correlation id or below one event, in one request: nodes with
+    /// their depth and parent, breadth-first, bounded by `maxDepth` (default 100, at most 10000)
+    /// and `maxNodes` (default 1000, at most 10000). Give exactly one of `correlationId` and
+    /// `rootEventId`. For a correlation, an event whose parent is not part of it is a root.
+    #[graphql(
+        complexity = "1 + max_nodes.unwrap_or(tree::DEFAULT_MAX_NODES as i32).clamp(1, tree::HARD_MAX_NODES as i32) as usize * child_complexity"
+    )]
+    async fn causality_tree(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The correlation whose events to arrange.")] correlation_id: Option<String>,
+        #[graphql(desc = "The event at the top of the tree (depth 0).")] root_event_id: Option<Uuid>,
+        #[graphql(desc = "Deepest level returned, 1 to 10000 (default 100).")] max_depth: Option<i32>,
+        #[graphql(desc = "Most nodes returned, 1 to 10000 (default 1000).")] max_nodes: Option<i32>,
+    ) -> Result<CausalityTree> {
+        let app = ctx.data::<AppContext>()?;
+        let bounds = TreeBounds {
+            max_depth: tree::bound("maxDepth", max_depth, tree::DEFAULT_MAX_DEPTH, tree::HARD_MAX_DEPTH)
+                .map_err(|e| ApiError::from(e).extend())?,
+            max_nodes: tree::bound("maxNodes", max_nodes, tree::DEFAULT_MAX_NODES, tree::HARD_MAX_NODES)
+                .map_err(|e| ApiError::from(e).extend())?,
+        };
+        let tree = match (correlation_id, root_event_id) {
+            (Some(correlation), None) => app.store.tree_of_correlation(&correlation, bounds).await,
+            (None, Some(id)) => match app.store.find_event(id).await.map_err(|e| e.extend())? {
+                Some(root) => app.store.tree_of_event(root.key(), bounds).await,
+                None => Err(ApiError::NotFound(format!("event {id} does not exist"))),
+            },
+            _ => Err(ApiError::BadArgument {
+                argument: "correlationId".into(),
+                message: "give exactly one of correlationId and rootEventId".into(),
+            }),
+        }
+        .map_err(|e| e.extend())?;
+        Ok(CausalityTree {
+            tree,
+            max_depth: bounds.max_depth,
+            max_nodes: bounds.max_nodes,
+        })
+    }
+
+    /// How many events match a filter, grouped by category, type, outcome or severity, largest
+    /// group first.
+    async fn audit_event_counts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Which events to count; all when omitted.")] filter: Option<AuditEventFilter>,
+        #[graphql(desc = "What to group by.")] group_by: AuditEventGroupBy,
+    ) -> Result<Vec<AuditEventCount>> {
+        let app = ctx.data::<AppContext>()?;
+        let filter = filter.unwrap_or_default().resolve(Utc::now()).map_err(|e| e.extend())?;
+        let counts = app
+            .store
+            .count_by(&filter, group_by.into())
+            .await
+            .map_err(|e| e.extend())?;
+        Ok(counts
+            .into_iter()
+            .map(|(key, count)| AuditEventCount { key, count })
+            .collect())
     }
 }

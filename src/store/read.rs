@@ -77,7 +77,7 @@ fn escape_like(text: &str) -> String {
 }
 
 /// The SQL form of a filter.
-fn condition(filter: &EventFilter) -> Condition {
+pub(super) fn condition(filter: &EventFilter) -> Condition {
     let mut cond = Condition::all();
     let eq = |cond: Condition, column: Column, value: &Option<String>| match value {
         Some(v) => cond.add(column.eq(v.clone())),
@@ -289,6 +289,39 @@ impl Store {
             }
         }
         Ok(pages)
+    }
+
+    /// Which parents have children at or before `cursor` in the children's order (oldest first):
+    /// the `hasPreviousPage` of pages that start after `cursor`, for many parents in one statement.
+    #[tracing::instrument(skip_all, fields(parents = parents.len()))]
+    pub async fn children_up_to(
+        &self,
+        parents: &[EventKey],
+        cursor: Cursor,
+    ) -> Result<std::collections::HashSet<EventKey>, ApiError> {
+        if parents.is_empty() {
+            return Ok(Default::default());
+        }
+        let mut ids: Vec<Uuid> = parents.iter().map(|k| k.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let rows: Vec<(Uuid, chrono::NaiveDate)> = Entity::find()
+            .select_only()
+            .column(Column::ParentEventId)
+            .column(Column::ParentEventDate)
+            .distinct()
+            .filter(Column::ParentEventId.is_in(ids))
+            .filter(Column::ParentEventDate.is_not_null())
+            .filter(keyset(&cursor, side(Order::OldestFirst, false, true)))
+            .into_tuple()
+            .all(self.db())
+            .await?;
+        let wanted: std::collections::HashSet<&EventKey> = parents.iter().collect();
+        Ok(rows
+            .into_iter()
+            .map(|(id, date)| EventKey { id, date })
+            .filter(|k| wanted.contains(k))
+            .collect())
     }
 
     /// The number of children of each parent, in one statement.

@@ -1,0 +1,171 @@
+//! Whole causality trees, subtree connections and grouped counts.
+
+use async_graphql::{Enum, Object, SimpleObject};
+use uuid::Uuid;
+
+use super::connection::{PageInfo, Side};
+use super::event::AuditEvent;
+use crate::domain::tree::GroupBy;
+use crate::domain::{EventKey, TreeCursor};
+use crate::store::{Tree, TreeNode};
+
+/// An event in a causality tree.
+pub struct CausalityTreeNode(pub TreeNode);
+
+#[Object]
+impl CausalityTreeNode {
+    /// Distance from the root of the tree (roots are at 0).
+    async fn depth(&self) -> u32 {
+        self.0.depth
+    }
+    /// The event's parent, as stored; null for an event without one.
+    async fn parent_event_id(&self) -> Option<Uuid> {
+        self.0.event.parent_event_id
+    }
+    /// The event itself.
+    async fn event(&self) -> AuditEvent {
+        AuditEvent(self.0.event.clone())
+    }
+}
+
+/// A causality tree read within bounds.
+pub struct CausalityTree {
+    pub(crate) tree: Tree,
+    pub(crate) max_depth: u32,
+    pub(crate) max_nodes: u32,
+}
+
+#[Object]
+impl CausalityTree {
+    /// The events of the tree, breadth-first: by depth, then `eventTimestamp`, then `eventId`.
+    /// When `truncated`, the deepest level returned may be partial.
+    async fn nodes(&self) -> Vec<CausalityTreeNode> {
+        self.tree.nodes.iter().cloned().map(CausalityTreeNode).collect()
+    }
+    /// How many nodes were returned.
+    async fn node_count(&self) -> usize {
+        self.tree.nodes.len()
+    }
+    /// Whether `maxDepth` or `maxNodes` left events out.
+    async fn truncated(&self) -> bool {
+        self.tree.truncated
+    }
+    /// Events of the tree that name a parent the store does not hold (legacy or imported data).
+    async fn missing_parent_event_ids(&self) -> &[Uuid] {
+        &self.tree.missing_parent_event_ids
+    }
+    /// The depth bound that was applied.
+    async fn max_depth(&self) -> u32 {
+        self.max_depth
+    }
+    /// The node bound that was applied.
+    async fn max_nodes(&self) -> u32 {
+        self.max_nodes
+    }
+}
+
+/// A descendant and its cursor.
+pub struct AuditEventDescendantEdge(pub TreeNode);
+
+#[Object]
+impl AuditEventDescendantEdge {
+    /// Opaque cursor of this edge; pass it as `after` to continue from here.
+    async fn cursor(&self) -> String {
+        tree_cursor(&self.0).encode()
+    }
+    /// Distance from the event whose descendants these are (children are at 1).
+    async fn depth(&self) -> u32 {
+        self.0.depth
+    }
+    /// The descendant.
+    async fn node(&self) -> AuditEvent {
+        AuditEvent(self.0.event.clone())
+    }
+}
+
+fn tree_cursor(node: &TreeNode) -> TreeCursor {
+    TreeCursor {
+        depth: node.depth,
+        at: crate::domain::Cursor::new(node.event.event_timestamp, node.event.event_id),
+    }
+}
+
+/// A page of descendants, breadth-first, following the Relay Cursor Connections specification.
+pub struct AuditEventDescendantConnection {
+    pub(crate) nodes: Vec<TreeNode>,
+    pub(crate) has_next: bool,
+    pub(crate) after: Option<TreeCursor>,
+    pub(crate) root: EventKey,
+    pub(crate) max_depth: u32,
+}
+
+#[Object]
+impl AuditEventDescendantConnection {
+    /// The descendants of this page with their depth and cursor.
+    async fn edges(&self) -> Vec<AuditEventDescendantEdge> {
+        self.nodes.iter().cloned().map(AuditEventDescendantEdge).collect()
+    }
+    /// The descendants of this page.
+    async fn nodes(&self) -> Vec<AuditEvent> {
+        self.nodes.iter().map(|n| AuditEvent(n.event.clone())).collect()
+    }
+    /// Where this page lies among all descendants up to `maxDepth`.
+    async fn page_info(&self) -> PageInfo {
+        PageInfo {
+            start_cursor: self.nodes.first().map(|n| tree_cursor(n).encode()),
+            end_cursor: self.nodes.last().map(|n| tree_cursor(n).encode()),
+            previous: match self.after {
+                Some(cursor) => Side::Descendants {
+                    root: self.root,
+                    max_depth: self.max_depth,
+                    cursor,
+                },
+                None => Side::Known(false),
+            },
+            next: Side::Known(self.has_next),
+        }
+    }
+    /// How many descendants exist up to `maxDepth` (one recursive counting query).
+    #[graphql(complexity = 5)]
+    async fn total_count(&self, ctx: &async_graphql::Context<'_>) -> async_graphql::Result<u64> {
+        use async_graphql::ErrorExtensions;
+        let app = ctx.data::<super::AppContext>()?;
+        app.store
+            .count_descendants(self.root, self.max_depth)
+            .await
+            .map_err(|e| e.extend())
+    }
+}
+
+/// What to group event counts by.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditEventGroupBy {
+    /// `eventCategory`.
+    Category,
+    /// `eventType`.
+    Type,
+    /// `eventOutcome`.
+    Outcome,
+    /// `severity` (events without one are counted under a null key).
+    Severity,
+}
+
+impl From<AuditEventGroupBy> for GroupBy {
+    fn from(group: AuditEventGroupBy) -> Self {
+        match group {
+            AuditEventGroupBy::Category => GroupBy::Category,
+            AuditEventGroupBy::Type => GroupBy::Type,
+            AuditEventGroupBy::Outcome => GroupBy::Outcome,
+            AuditEventGroupBy::Severity => GroupBy::Severity,
+        }
+    }
+}
+
+/// How many events share one value of the grouping.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct AuditEventCount {
+    /// The value (null for events without one).
+    pub key: Option<String>,
+    /// How many events have it.
+    pub count: u64,
+}

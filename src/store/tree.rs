@@ -1,0 +1,370 @@
+//! Tree queries: ancestors, descendants, whole trees, grouped counts.
+//!
+//! Each walk is one recursive SQL statement (`WITH RECURSIVE`), never a loop in Rust.
+//!
+//! Why the statements are shaped as they are, on partitioned PostgreSQL:
+//! - Upwards, every step joins on the parent's full key `(event_id, event_date)`. `event_date` is
+//!   the partition key, so the start rows are pruned at plan time (constant dates) and each
+//!   recursive step is pruned at run time (the join parameters name one partition), instead of
+//!   probing every partition's primary key once per ancestor.
+//! - Downwards, a child's own `event_date` is not implied by its parent's key (clocks skew, imports
+//!   carry any date), so no partition can be excluded by the key. Each step therefore joins the
+//!   whole frontier of a level at once on `(parent_event_id, parent_event_date)`, which every
+//!   partition serves from its share of the partial parent-lookup index (BR-STORAGE-036): one index
+//!   probe per partition per parent, and no sequential scan.
+//! - Whole trees are read with an outer `LIMIT` and no `ORDER BY`, so that both engines stop the
+//!   recursion as soon as `maxNodes + 1` rows exist (PostgreSQL evaluates a recursive CTE only as
+//!   far as its reader fetches; SQLite's queue does the same). The recursion goes one level past
+//!   `maxDepth` only to tell whether the depth bound cut the tree. Both engines produce recursive
+//!   rows level by level, so the rows kept are the shallowest ones; they are ordered in Rust.
+//! - `descendants` pages need a total order `(depth, event_timestamp, event_id)` for their keyset,
+//!   so they sort the subtree bounded by `maxDepth`; on PostgreSQL the tree timeout ends a subtree
+//!   too large to sort in time.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::NaiveDate;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryResult,
+    QuerySelect, Statement, TransactionTrait, Value,
+};
+use uuid::Uuid;
+
+use super::Store;
+use super::read::condition;
+use crate::domain::tree::{ANCESTOR_GUARD, GroupBy, TreeBounds};
+use crate::domain::{EventFilter, EventKey, TreeCursor};
+use crate::entity::audit_event::{Column, Entity, Model};
+use crate::error::ApiError;
+
+/// An event in a tree, with its distance from the tree's root.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TreeNode {
+    /// The event.
+    pub event: Model,
+    /// 0 for a root of the tree.
+    pub depth: u32,
+}
+
+/// A causality tree read with bounds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tree {
+    /// The nodes, breadth-first: by depth, then `event_timestamp`, then `event_id`.
+    pub nodes: Vec<TreeNode>,
+    /// Whether `maxDepth` or `maxNodes` left events out.
+    pub truncated: bool,
+    /// Events of the tree whose parent is not in the store (legacy or imported data).
+    pub missing_parent_event_ids: Vec<Uuid>,
+}
+
+/// `$first, $first+1, …` for `count` values.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn is_timeout(error: &DbErr) -> bool {
+    let (DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))) = error
+    else {
+        return false;
+    };
+    matches!(&**e, sea_orm::sqlx::Error::Database(db) if db.code().as_deref() == Some("57014"))
+}
+
+fn depth_of(row: &QueryResult, column: &str) -> Result<u32, DbErr> {
+    let depth: i64 = row.try_get("", column)?;
+    Ok(u32::try_from(depth).unwrap_or(u32::MAX))
+}
+
+/// Rows of a recursive walk with their depth, breadth-first.
+fn nodes_of(rows: Vec<QueryResult>) -> Result<Vec<TreeNode>, DbErr> {
+    let mut nodes = rows
+        .iter()
+        .map(|row| {
+            Ok(TreeNode {
+                event: Model::from_query_result(row, "")?,
+                depth: depth_of(row, "depth")?,
+            })
+        })
+        .collect::<Result<Vec<_>, DbErr>>()?;
+    nodes.sort_by(|a, b| {
+        (a.depth, a.event.event_timestamp, a.event.event_id).cmp(&(b.depth, b.event.event_timestamp, b.event.event_id))
+    });
+    Ok(nodes)
+}
+
+/// The descendants of `root` (depth ≥ 1) up to `max_depth`, as a CTE named `down`.
+fn descendants_cte() -> &'static str {
+    "WITH RECURSIVE down AS ( \
+         SELECT c.*, CAST(1 AS BIGINT) AS depth FROM audit_events c \
+         WHERE c.parent_event_id = $1 AND c.parent_event_date = $2 \
+       UNION ALL \
+         SELECT c.*, down.depth + 1 FROM down \
+         JOIN audit_events c ON c.parent_event_id = down.event_id AND c.parent_event_date = down.event_date \
+         WHERE down.depth < $3 \
+     )"
+}
+
+/// `(depth, event_timestamp, event_id) <op> ($4, $5, $6)`.
+fn tree_keyset(op: &str) -> String {
+    let strict = op.trim_end_matches('=');
+    format!(
+        "(depth {strict} $4 OR (depth = $4 AND (event_timestamp {strict} $5 OR (event_timestamp = $5 AND event_id {op} $6))))"
+    )
+}
+
+fn tree_cursor_values(cursor: &TreeCursor) -> [Value; 3] {
+    [
+        i64::from(cursor.depth).into(),
+        cursor.at.timestamp.into(),
+        cursor.at.id.into(),
+    ]
+}
+
+impl Store {
+    /// Runs a recursive statement under the tree timeout (PostgreSQL), mapping a cancelled
+    /// statement to [`ApiError::Timeout`]. The transaction is read-only and ends either way, so
+    /// the connection goes back to the pool healthy.
+    async fn tree_query(&self, stmt: Statement) -> Result<Vec<QueryResult>, ApiError> {
+        if self.backend() != DatabaseBackend::Postgres {
+            return Ok(self.db().query_all_raw(stmt).await?);
+        }
+        let timeout_ms = self.inner.tree_timeout.as_millis().max(1);
+        let txn = self.db().begin().await?;
+        txn.execute_unprepared(&format!("SET LOCAL statement_timeout = {timeout_ms}"))
+            .await?;
+        let rows = txn.query_all_raw(stmt).await;
+        txn.rollback().await?;
+        rows.map_err(|error| {
+            if is_timeout(&error) {
+                ApiError::Timeout(format!(
+                    "the tree query took longer than {timeout_ms} ms and was stopped; \
+                     ask for a smaller maxDepth or maxNodes, or a narrower subtree"
+                ))
+            } else {
+                error.into()
+            }
+        })
+    }
+
+    /// The ancestors of each event, root first, in one statement for all of them.
+    #[tracing::instrument(skip_all, fields(events = keys.len()))]
+    pub async fn ancestors(&self, keys: &[EventKey]) -> Result<HashMap<EventKey, Vec<Model>>, ApiError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: HashSet<Uuid> = keys.iter().map(|k| k.id).collect();
+        let dates: HashSet<NaiveDate> = keys.iter().map(|k| k.date).collect();
+        let sql = format!(
+            "WITH RECURSIVE up AS ( \
+                 SELECT e.*, e.event_id AS start_id, e.event_date AS start_date, CAST(0 AS BIGINT) AS hops \
+                 FROM audit_events e \
+                 WHERE e.event_id IN ({}) AND e.event_date IN ({}) \
+               UNION ALL \
+                 SELECT p.*, up.start_id, up.start_date, up.hops + 1 FROM up \
+                 JOIN audit_events p ON p.event_id = up.parent_event_id AND p.event_date = up.parent_event_date \
+                 WHERE up.hops < {ANCESTOR_GUARD} \
+             ) SELECT * FROM up WHERE hops > 0",
+            placeholders(1, ids.len()),
+            placeholders(1 + ids.len(), dates.len()),
+        );
+        let mut values: Vec<Value> = ids.into_iter().map(Value::from).collect();
+        values.extend(dates.into_iter().map(Value::from));
+        let rows = self
+            .tree_query(Statement::from_sql_and_values(self.backend(), sql, values))
+            .await?;
+        let wanted: HashSet<&EventKey> = keys.iter().collect();
+        let mut found: HashMap<EventKey, Vec<(u32, Model)>> = HashMap::new();
+        for row in rows {
+            let start = EventKey {
+                id: row.try_get("", "start_id")?,
+                date: row.try_get("", "start_date")?,
+            };
+            if wanted.contains(&start) {
+                found
+                    .entry(start)
+                    .or_default()
+                    .push((depth_of(&row, "hops")?, Model::from_query_result(&row, "")?));
+            }
+        }
+        Ok(found
+            .into_iter()
+            .map(|(key, mut chain)| {
+                chain.sort_by_key(|(hops, _)| std::cmp::Reverse(*hops));
+                (key, chain.into_iter().map(|(_, m)| m).collect())
+            })
+            .collect())
+    }
+
+    /// A page of the descendants of `root` up to `max_depth`, breadth-first, after `after`;
+    /// `fetch` rows at most (the page size plus one).
+    #[tracing::instrument(skip(self))]
+    pub async fn descendants(
+        &self,
+        root: EventKey,
+        max_depth: u32,
+        after: Option<TreeCursor>,
+        fetch: u64,
+    ) -> Result<Vec<TreeNode>, ApiError> {
+        let mut values: Vec<Value> = vec![root.id.into(), root.date.into(), i64::from(max_depth).into()];
+        let bound = match after {
+            Some(cursor) => {
+                values.extend(tree_cursor_values(&cursor));
+                format!("WHERE {}", tree_keyset(">"))
+            }
+            None => String::new(),
+        };
+        let sql = format!(
+            "{} SELECT * FROM down {bound} ORDER BY depth, event_timestamp, event_id LIMIT {fetch}",
+            descendants_cte()
+        );
+        let rows = self
+            .tree_query(Statement::from_sql_and_values(self.backend(), sql, values))
+            .await?;
+        Ok(nodes_of(rows)?)
+    }
+
+    /// Whether descendants of `root` exist at or before `cursor` in breadth-first order.
+    #[tracing::instrument(skip(self))]
+    pub async fn descendants_up_to(
+        &self,
+        root: EventKey,
+        max_depth: u32,
+        cursor: TreeCursor,
+    ) -> Result<bool, ApiError> {
+        let mut values: Vec<Value> = vec![root.id.into(), root.date.into(), i64::from(max_depth).into()];
+        values.extend(tree_cursor_values(&cursor));
+        let sql = format!(
+            "{} SELECT event_id FROM down WHERE {} LIMIT 1",
+            descendants_cte(),
+            tree_keyset("<=")
+        );
+        let rows = self
+            .tree_query(Statement::from_sql_and_values(self.backend(), sql, values))
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// How many descendants `root` has up to `max_depth`.
+    #[tracing::instrument(skip(self))]
+    pub async fn count_descendants(&self, root: EventKey, max_depth: u32) -> Result<u64, ApiError> {
+        let values: Vec<Value> = vec![root.id.into(), root.date.into(), i64::from(max_depth).into()];
+        let sql = format!("{} SELECT COUNT(*) AS n FROM down", descendants_cte());
+        let rows = self
+            .tree_query(Statement::from_sql_and_values(self.backend(), sql, values))
+            .await?;
+        let n: i64 = rows.first().map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
+        Ok(n.max(0) as u64)
+    }
+
+    /// The tree below one event (the event at depth 0), within `bounds`.
+    #[tracing::instrument(skip(self))]
+    pub async fn tree_of_event(&self, root: EventKey, bounds: TreeBounds) -> Result<Tree, ApiError> {
+        let sql = format!(
+            "WITH RECURSIVE tree AS ( \
+                 SELECT e.*, CAST(0 AS BIGINT) AS depth FROM audit_events e \
+                 WHERE e.event_id = $1 AND e.event_date = $2 \
+               UNION ALL \
+                 SELECT c.*, tree.depth + 1 FROM tree \
+                 JOIN audit_events c ON c.parent_event_id = tree.event_id \
+                   AND (c.parent_event_date = tree.event_date OR c.parent_event_date IS NULL) \
+                 WHERE tree.depth <= $3 \
+             ) SELECT * FROM tree LIMIT {}",
+            u64::from(bounds.max_nodes) + 1
+        );
+        let values: Vec<Value> = vec![root.id.into(), root.date.into(), i64::from(bounds.max_depth).into()];
+        let rows = self
+            .tree_query(Statement::from_sql_and_values(self.backend(), sql, values))
+            .await?;
+        self.finish_tree(nodes_of(rows)?, bounds).await
+    }
+
+    /// The tree of a correlation id: its events arranged by their links. An event whose parent
+    /// belongs to no event of the correlation is a root (depth 0).
+    #[tracing::instrument(skip(self))]
+    pub async fn tree_of_correlation(&self, correlation_id: &str, bounds: TreeBounds) -> Result<Tree, ApiError> {
+        let sql = format!(
+            "WITH RECURSIVE tree AS ( \
+                 SELECT e.*, CAST(0 AS BIGINT) AS depth FROM audit_events e \
+                 WHERE e.correlation_id = $1 AND (e.parent_event_id IS NULL OR NOT EXISTS ( \
+                     SELECT 1 FROM audit_events p \
+                     WHERE p.event_id = e.parent_event_id AND p.correlation_id = $1)) \
+               UNION ALL \
+                 SELECT c.*, tree.depth + 1 FROM tree \
+                 JOIN audit_events c ON c.parent_event_id = tree.event_id \
+                   AND (c.parent_event_date = tree.event_date OR c.parent_event_date IS NULL) \
+                 WHERE tree.depth <= $2 AND c.correlation_id = $1 \
+             ) SELECT * FROM tree LIMIT {}",
+            u64::from(bounds.max_nodes) + 1
+        );
+        let values: Vec<Value> = vec![correlation_id.into(), i64::from(bounds.max_depth).into()];
+        let rows = self
+            .tree_query(Statement::from_sql_and_values(self.backend(), sql, values))
+            .await?;
+        self.finish_tree(nodes_of(rows)?, bounds).await
+    }
+
+    /// Applies the bounds to the rows of a walk and finds the roots whose parent is missing.
+    async fn finish_tree(&self, mut nodes: Vec<TreeNode>, bounds: TreeBounds) -> Result<Tree, ApiError> {
+        let before = nodes.len();
+        nodes.retain(|n| n.depth <= bounds.max_depth);
+        let mut truncated = nodes.len() < before;
+        if nodes.len() > bounds.max_nodes as usize {
+            nodes.truncate(bounds.max_nodes as usize);
+            truncated = true;
+        }
+        let claimed: Vec<Uuid> = nodes
+            .iter()
+            .filter(|n| n.depth == 0)
+            .filter_map(|n| n.event.parent_event_id)
+            .collect();
+        let mut missing = Vec::new();
+        if !claimed.is_empty() {
+            let present: HashSet<Uuid> = Entity::find()
+                .select_only()
+                .column(Column::EventId)
+                .filter(Column::EventId.is_in(claimed.clone()))
+                .into_tuple::<Uuid>()
+                .all(self.db())
+                .await?
+                .into_iter()
+                .collect();
+            for node in nodes.iter().filter(|n| n.depth == 0) {
+                if let Some(parent) = node.event.parent_event_id.filter(|p| !present.contains(p)) {
+                    missing.push(node.event.event_id);
+                    tracing::debug!(event.id = %node.event.event_id, parent = %parent, "parent missing from the store");
+                }
+            }
+        }
+        Ok(Tree {
+            nodes,
+            truncated,
+            missing_parent_event_ids: missing,
+        })
+    }
+
+    /// Counts of the events matching `filter`, grouped, largest first.
+    #[tracing::instrument(skip(self, filter))]
+    pub async fn count_by(&self, filter: &EventFilter, group: GroupBy) -> Result<Vec<(Option<String>, u64)>, ApiError> {
+        let column = match group {
+            GroupBy::Category => Column::EventCategory,
+            GroupBy::Type => Column::EventType,
+            GroupBy::Outcome => Column::EventOutcome,
+            GroupBy::Severity => Column::Severity,
+        };
+        let rows: Vec<(Option<String>, i64)> = Entity::find()
+            .select_only()
+            .column(column)
+            .column_as(Column::EventId.count(), "n")
+            .filter(condition(filter))
+            .group_by(column)
+            .into_tuple()
+            .all(self.db())
+            .await?;
+        let mut counts: Vec<(Option<String>, u64)> = rows.into_iter().map(|(k, n)| (k, n.max(0) as u64)).collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(counts)
+    }
+}
