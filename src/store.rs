@@ -154,7 +154,7 @@ impl Store {
     /// Makes sure the partition holding `day` exists, so a write into it cannot fail for want of one.
     /// Runs outside any write transaction: partition DDL takes a strong lock on the parent table,
     /// which must not be held for the length of a write.
-    pub(crate) async fn ensure_partition(&self, day: NaiveDate) -> Result<(), sea_orm::DbErr> {
+    pub async fn ensure_partition(&self, day: NaiveDate) -> Result<(), sea_orm::DbErr> {
         if self.backend() != DatabaseBackend::Postgres {
             return Ok(());
         }

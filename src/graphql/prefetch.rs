@@ -4,16 +4,19 @@
 //! query costs would depend on timing. Instead, the resolver of a top-level connection looks ahead
 //! at the selection, fetches each nested level of `children` for all parents of that level in one
 //! statement, and feeds the per-request loaders; the `children`, `totalCount` and `childCount`
-//! resolvers then find their pages in the cache (as does `hasPreviousPage` of pages after a cursor). A query nested d levels deep costs d+1 statements
+//! resolvers then find their pages in the cache (as do `hasPreviousPage` of pages after a cursor,
+//! and `ancestors`, `root` and `depth`). A query nested d levels deep costs d+1 statements
 //! (plus one per requested count), whatever the fan-out. Anything not prefetched (for example a
 //! `children` reached through `parent`) still goes through the loaders.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_graphql::{Context, ErrorExtensions, Lookahead, Result, SelectionField, Value};
 
 use super::loaders::{
-    ChildCountKey, ChildCountLoader, ChildrenKey, ChildrenLoader, ChildrenUpToKey, ChildrenUpToLoader,
+    AncestorsKey, AncestorsLoader, ChildCountKey, ChildCountLoader, ChildrenKey, ChildrenLoader, ChildrenUpToKey,
+    ChildrenUpToLoader,
 };
 use super::{AppContext, DEFAULT_PAGE_SIZE, Loader};
 use crate::domain::{EventKey, PageRequest, PageWindow};
@@ -67,9 +70,17 @@ async fn prefetch<'a>(ctx: &'a Context<'_>, mut work: Vec<(Lookahead<'a>, Vec<Ev
     let children = ctx.data::<Loader<ChildrenLoader>>()?;
     let counts = ctx.data::<Loader<ChildCountLoader>>()?;
     let up_to = ctx.data::<Loader<ChildrenUpToLoader>>()?;
+    let ancestors = ctx.data::<Loader<AncestorsLoader>>()?;
     while let Some((node, parents)) = work.pop() {
         if parents.is_empty() || !node.exists() {
             continue;
+        }
+        if node.field("ancestors").exists() || node.field("root").exists() || node.field("depth").exists() {
+            let mut found = app.store.ancestors(&parents).await.map_err(|e| e.extend())?;
+            let fed = parents
+                .iter()
+                .map(|p| (AncestorsKey(*p), Arc::new(found.remove(p).unwrap_or_default())));
+            ancestors.feed_many(fed).await;
         }
         if wants_counts(&node) {
             let found = app.store.child_counts(&parents).await.map_err(|e| e.extend())?;

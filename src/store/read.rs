@@ -242,20 +242,16 @@ impl Store {
         Ok(found.is_some())
     }
 
-    /// A page of children for each parent, in one statement: the window applies to each parent's
-    /// children separately (a per-parent row number), oldest first.
-    #[tracing::instrument(skip_all, fields(parents = parents.len(), limit = window.limit))]
-    pub async fn children_pages(
-        &self,
-        parents: &[EventKey],
-        window: &PageWindow,
-    ) -> Result<HashMap<EventKey, Vec<Model>>, ApiError> {
-        if parents.is_empty() {
-            return Ok(HashMap::new());
-        }
+    /// The statement behind [`Store::children_pages`] (public so that tests can EXPLAIN it).
+    /// Children of many parents in one statement: the window applies to each parent's children
+    /// separately through a per-parent row number, so every parent gets its own page size.
+    pub fn children_pages_statement(&self, parents: &[EventKey], window: &PageWindow) -> Statement {
         let order = Order::OldestFirst;
-        let ascending = travels_ascending(window, order);
-        let direction = if ascending { "ASC" } else { "DESC" };
+        let direction = if travels_ascending(window, order) {
+            "ASC"
+        } else {
+            "DESC"
+        };
         let mut ids: Vec<Uuid> = parents.iter().map(|k| k.id).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -275,11 +271,24 @@ impl Store {
             inner.sql,
             window.fetch()
         );
-        let stmt = Statement {
+        Statement {
             sql,
             values: inner.values,
             db_backend: inner.db_backend,
-        };
+        }
+    }
+
+    /// A page of children for each parent, in one statement, oldest first.
+    #[tracing::instrument(skip_all, fields(parents = parents.len(), limit = window.limit))]
+    pub async fn children_pages(
+        &self,
+        parents: &[EventKey],
+        window: &PageWindow,
+    ) -> Result<HashMap<EventKey, Vec<Model>>, ApiError> {
+        if parents.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let stmt = self.children_pages_statement(parents, window);
         let rows = Entity::find().from_raw_sql(stmt).all(self.db()).await?;
         let wanted: std::collections::HashSet<&EventKey> = parents.iter().collect();
         let mut pages: HashMap<EventKey, Vec<Model>> = HashMap::new();

@@ -149,12 +149,8 @@ impl Store {
         })
     }
 
-    /// The ancestors of each event, root first, in one statement for all of them.
-    #[tracing::instrument(skip_all, fields(events = keys.len()))]
-    pub async fn ancestors(&self, keys: &[EventKey]) -> Result<HashMap<EventKey, Vec<Model>>, ApiError> {
-        if keys.is_empty() {
-            return Ok(HashMap::new());
-        }
+    /// The statement behind [`Store::ancestors`] (public so that tests can EXPLAIN it).
+    pub fn ancestors_statement(&self, keys: &[EventKey]) -> Statement {
         let ids: HashSet<Uuid> = keys.iter().map(|k| k.id).collect();
         let dates: HashSet<NaiveDate> = keys.iter().map(|k| k.date).collect();
         let sql = format!(
@@ -172,9 +168,16 @@ impl Store {
         );
         let mut values: Vec<Value> = ids.into_iter().map(Value::from).collect();
         values.extend(dates.into_iter().map(Value::from));
-        let rows = self
-            .tree_query(Statement::from_sql_and_values(self.backend(), sql, values))
-            .await?;
+        Statement::from_sql_and_values(self.backend(), sql, values)
+    }
+
+    /// The ancestors of each event, root first, in one statement for all of them.
+    #[tracing::instrument(skip_all, fields(events = keys.len()))]
+    pub async fn ancestors(&self, keys: &[EventKey]) -> Result<HashMap<EventKey, Vec<Model>>, ApiError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = self.tree_query(self.ancestors_statement(keys)).await?;
         let wanted: HashSet<&EventKey> = keys.iter().collect();
         let mut found: HashMap<EventKey, Vec<(u32, Model)>> = HashMap::new();
         for row in rows {

@@ -242,3 +242,71 @@ macro_rules! both_engines {
         )*
     };
 }
+
+/// An event row for bulk set-up, bypassing the API (large trees would take too long to write one
+/// request at a time).
+pub fn row(
+    id: uuid::Uuid,
+    timestamp: chrono::DateTime<chrono::Utc>,
+    parent: Option<&auditgraph::entity::audit_event::Model>,
+    correlation_id: &str,
+) -> auditgraph::entity::audit_event::Model {
+    // Stored timestamps have microsecond precision, as the write path guarantees.
+    let timestamp = auditgraph::domain::event::to_micros(timestamp);
+    auditgraph::entity::audit_event::Model {
+        event_id: id,
+        event_version: "1.0".into(),
+        event_timestamp: timestamp,
+        event_date: timestamp.date_naive(),
+        event_type: "test.tree.node".into(),
+        event_category: "test".into(),
+        event_action: "node".into(),
+        event_outcome: "success".into(),
+        actor_type: "service".into(),
+        actor_id: "test-service".into(),
+        actor_ip: None,
+        resource_type: "test".into(),
+        resource_id: correlation_id.into(),
+        resource_name: None,
+        correlation_id: correlation_id.into(),
+        parent_event_id: parent.map(|p| p.event_id),
+        parent_event_date: parent.map(|p| p.event_date),
+        trace_id: None,
+        span_id: None,
+        namespace: None,
+        cluster_id: None,
+        event_data: json!({}),
+        event_metadata: None,
+        severity: None,
+        duration_ms: None,
+        error_code: None,
+        error_message: None,
+        retention_days: 2555,
+        is_sensitive: false,
+        event_hash: None,
+        previous_event_hash: None,
+        hash_algorithm: "sha256-unkeyed".into(),
+        legal_hold: false,
+        legal_hold_reason: None,
+        legal_hold_placed_by: None,
+        legal_hold_placed_at: None,
+    }
+}
+
+impl TestApp {
+    /// Inserts rows in multi-row statements, parents before children, creating partitions first.
+    pub async fn insert_rows(&self, rows: &[auditgraph::entity::audit_event::Model]) {
+        use sea_orm::{EntityTrait, IntoActiveModel};
+        let days: std::collections::BTreeSet<_> = rows.iter().map(|r| r.event_date).collect();
+        for day in days {
+            self.store.ensure_partition(day).await.expect("partition");
+        }
+        for chunk in rows.chunks(500) {
+            let models = chunk.iter().cloned().map(IntoActiveModel::into_active_model);
+            auditgraph::entity::audit_event::Entity::insert_many(models)
+                .exec_without_returning(self.store.db())
+                .await
+                .expect("bulk insert");
+        }
+    }
+}

@@ -13,4 +13,5 @@ mod reads;
 mod schema;
 mod serving;
 mod storage;
+mod trees;
 mod writes;
