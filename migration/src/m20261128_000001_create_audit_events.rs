@@ -9,6 +9,10 @@
 //! partition. There is deliberately no DEFAULT partition: rows in it would block the creation of the
 //! month partition later.
 //!
+//! A child's `event_date` is at most one day before its parent's (`chk_child_not_before_parent_day`):
+//! clock skew between services is tolerated, but a child cannot predate its cause by days. The
+//! bound also lets descendant walks skip every partition older than the day before a parent.
+//!
 //! SQLite: the same logical table without partitions; foreign keys and WAL are switched on by the
 //! connection options of the application.
 
@@ -61,7 +65,8 @@ CREATE TABLE audit_events (
     CONSTRAINT chk_event_date_is_utc_date CHECK (event_date = (event_timestamp AT TIME ZONE 'UTC')::date),
     CONSTRAINT chk_event_outcome CHECK (event_outcome IN ('success', 'failure', 'pending')),
     CONSTRAINT chk_parent_date_needs_parent CHECK (parent_event_id IS NOT NULL OR parent_event_date IS NULL),
-    CONSTRAINT chk_duration_ms_non_negative CHECK (duration_ms IS NULL OR duration_ms >= 0)
+    CONSTRAINT chk_duration_ms_non_negative CHECK (duration_ms IS NULL OR duration_ms >= 0),
+    CONSTRAINT chk_child_not_before_parent_day CHECK (parent_event_date IS NULL OR event_date >= parent_event_date - 1)
 ) PARTITION BY RANGE (event_date);
 
 ALTER TABLE audit_events ADD CONSTRAINT fk_audit_events_parent
@@ -153,6 +158,7 @@ CREATE TABLE audit_events (
     CONSTRAINT chk_retention_days_range CHECK (retention_days BETWEEN 1 AND 2555),
     CONSTRAINT chk_event_date_is_utc_date CHECK (event_date = date(event_timestamp)),
     CONSTRAINT chk_parent_date_needs_parent CHECK (parent_event_id IS NOT NULL OR parent_event_date IS NULL),
+    CONSTRAINT chk_child_not_before_parent_day CHECK (parent_event_date IS NULL OR event_date >= date(parent_event_date, '-1 day')),
     CONSTRAINT fk_audit_events_parent FOREIGN KEY (parent_event_id, parent_event_date)
         REFERENCES audit_events (event_id, event_date) ON DELETE RESTRICT
 ) STRICT;

@@ -149,6 +149,27 @@ fn window_condition(window: &PageWindow, order: Order) -> Condition {
     cond
 }
 
+/// The children of any of `parents` (a superset: callers keep the exact pairs). The lower bound on
+/// `event_date` holds for every child (`chk_child_not_before_parent_day`) and lets PostgreSQL skip,
+/// at plan time, every partition older than the day before the oldest parent; the remaining ones
+/// are probed through the partial parent-lookup index.
+fn children_of(parents: &[EventKey]) -> Condition {
+    let mut ids: Vec<Uuid> = parents.iter().map(|k| k.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut dates: Vec<chrono::NaiveDate> = parents.iter().map(|k| k.date).collect();
+    dates.sort_unstable();
+    dates.dedup();
+    let earliest = dates.first().map(|d| *d - chrono::Days::new(1));
+    let mut cond = Condition::all()
+        .add(Column::ParentEventId.is_in(ids))
+        .add(Column::ParentEventDate.is_in(dates));
+    if let Some(earliest) = earliest {
+        cond = cond.add(Column::EventDate.gte(earliest));
+    }
+    cond
+}
+
 /// Whether the rows are fetched in ascending `(event_timestamp, event_id)` order.
 fn travels_ascending(window: &PageWindow, order: Order) -> bool {
     matches!(order, Order::OldestFirst) != window.from_end
@@ -252,11 +273,8 @@ impl Store {
         } else {
             "DESC"
         };
-        let mut ids: Vec<Uuid> = parents.iter().map(|k| k.id).collect();
-        ids.sort_unstable();
-        ids.dedup();
         let inner = Entity::find()
-            .filter(Column::ParentEventId.is_in(ids))
+            .filter(children_of(parents))
             .filter(window_condition(window, order))
             .expr_as(
                 Expr::cust(format!(
@@ -311,16 +329,12 @@ impl Store {
         if parents.is_empty() {
             return Ok(Default::default());
         }
-        let mut ids: Vec<Uuid> = parents.iter().map(|k| k.id).collect();
-        ids.sort_unstable();
-        ids.dedup();
         let rows: Vec<(Uuid, chrono::NaiveDate)> = Entity::find()
             .select_only()
             .column(Column::ParentEventId)
             .column(Column::ParentEventDate)
             .distinct()
-            .filter(Column::ParentEventId.is_in(ids))
-            .filter(Column::ParentEventDate.is_not_null())
+            .filter(children_of(parents))
             .filter(keyset(&cursor, side(Order::OldestFirst, false, true)))
             .into_tuple()
             .all(self.db())
@@ -339,16 +353,12 @@ impl Store {
         if parents.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut ids: Vec<Uuid> = parents.iter().map(|k| k.id).collect();
-        ids.sort_unstable();
-        ids.dedup();
         let rows: Vec<(Uuid, chrono::NaiveDate, i64)> = Entity::find()
             .select_only()
             .column(Column::ParentEventId)
             .column(Column::ParentEventDate)
             .column_as(Column::EventId.count(), "children")
-            .filter(Column::ParentEventId.is_in(ids))
-            .filter(Column::ParentEventDate.is_not_null())
+            .filter(children_of(parents))
             .group_by(Column::ParentEventId)
             .group_by(Column::ParentEventDate)
             .into_tuple()

@@ -7,11 +7,15 @@
 //!   the partition key, so the start rows are pruned at plan time (constant dates) and each
 //!   recursive step is pruned at run time (the join parameters name one partition), instead of
 //!   probing every partition's primary key once per ancestor.
-//! - Downwards, a child's own `event_date` is not implied by its parent's key (clocks skew, imports
-//!   carry any date), so no partition can be excluded by the key. Each step therefore joins the
-//!   whole frontier of a level at once on `(parent_event_id, parent_event_date)`, which every
-//!   partition serves from its share of the partial parent-lookup index (BR-STORAGE-036): one index
-//!   probe per partition per parent, and no sequential scan.
+//! - Downwards, a child's own `event_date` is not fixed by its parent's key, but it is bounded
+//!   below: the schema guarantees it is at most one day before the parent's date
+//!   (`chk_child_not_before_parent_day`). Every step states that bound on the partition key
+//!   (`c.event_date >= parent date - 1`), so PostgreSQL prunes, at run time, every partition older
+//!   than the day before each parent; the partitions left are probed through their share of the
+//!   partial parent-lookup index (BR-STORAGE-036), never scanned. Newer partitions cannot be
+//!   excluded (a child may come weeks after its cause).
+//! - Only complete links (parent date set, enforced by the foreign key) are followed; legacy rows
+//!   without a parent date are not linked until `backfill-parent-dates` completes them.
 //! - Whole trees are read with an outer `LIMIT` and no `ORDER BY`, so that both engines stop the
 //!   recursion as soon as `maxNodes + 1` rows exist (PostgreSQL evaluates a recursive CTE only as
 //!   far as its reader fetches; SQLite's queue does the same). The recursion goes one level past
@@ -95,16 +99,31 @@ fn nodes_of(rows: Vec<QueryResult>) -> Result<Vec<TreeNode>, DbErr> {
     Ok(nodes)
 }
 
-/// The descendants of `root` (depth ≥ 1) up to `max_depth`, as a CTE named `down`.
-fn descendants_cte() -> &'static str {
-    "WITH RECURSIVE down AS ( \
-         SELECT c.*, CAST(1 AS BIGINT) AS depth FROM audit_events c \
-         WHERE c.parent_event_id = $1 AND c.parent_event_date = $2 \
-       UNION ALL \
-         SELECT c.*, down.depth + 1 FROM down \
-         JOIN audit_events c ON c.parent_event_id = down.event_id AND c.parent_event_date = down.event_date \
-         WHERE down.depth < $3 \
-     )"
+/// The day before a date expression: the earliest `event_date` a child of it can have
+/// (`chk_child_not_before_parent_day`). Comparing the partition key with it lets PostgreSQL skip
+/// older partitions, at plan time for constants and at run time inside recursive joins.
+fn day_before(backend: DatabaseBackend, date: &str) -> String {
+    match backend {
+        DatabaseBackend::Sqlite => format!("date({date}, '-1 day')"),
+        _ => format!("({date} - 1)"),
+    }
+}
+
+/// The descendants of `root` (`$1`, `$2`; depth ≥ 1) up to `$3` levels, as a CTE named `down`.
+fn descendants_cte(backend: DatabaseBackend) -> String {
+    format!(
+        "WITH RECURSIVE down AS ( \
+             SELECT c.*, CAST(1 AS BIGINT) AS depth FROM audit_events c \
+             WHERE c.parent_event_id = $1 AND c.parent_event_date = $2 AND c.event_date >= {} \
+           UNION ALL \
+             SELECT c.*, down.depth + 1 FROM down \
+             JOIN audit_events c ON c.parent_event_id = down.event_id AND c.parent_event_date = down.event_date \
+               AND c.event_date >= {} \
+             WHERE down.depth < $3 \
+         )",
+        day_before(backend, "$2"),
+        day_before(backend, "down.event_date"),
+    )
 }
 
 /// `(depth, event_timestamp, event_id) <op> ($4, $5, $6)`.
@@ -221,7 +240,7 @@ impl Store {
         };
         let sql = format!(
             "{} SELECT * FROM down {bound} ORDER BY depth, event_timestamp, event_id LIMIT {fetch}",
-            descendants_cte()
+            descendants_cte(self.backend())
         );
         let rows = self
             .tree_query(Statement::from_sql_and_values(self.backend(), sql, values))
@@ -241,7 +260,7 @@ impl Store {
         values.extend(tree_cursor_values(&cursor));
         let sql = format!(
             "{} SELECT event_id FROM down WHERE {} LIMIT 1",
-            descendants_cte(),
+            descendants_cte(self.backend()),
             tree_keyset("<=")
         );
         let rows = self
@@ -254,12 +273,25 @@ impl Store {
     #[tracing::instrument(skip(self))]
     pub async fn count_descendants(&self, root: EventKey, max_depth: u32) -> Result<u64, ApiError> {
         let values: Vec<Value> = vec![root.id.into(), root.date.into(), i64::from(max_depth).into()];
-        let sql = format!("{} SELECT COUNT(*) AS n FROM down", descendants_cte());
+        let sql = format!("{} SELECT COUNT(*) AS n FROM down", descendants_cte(self.backend()));
         let rows = self
             .tree_query(Statement::from_sql_and_values(self.backend(), sql, values))
             .await?;
         let n: i64 = rows.first().map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
         Ok(n.max(0) as u64)
+    }
+
+    /// The recursive step of a whole-tree walk: the children of the rows of `tree` through
+    /// complete links, while `tree.depth <= $depth_param` (one level past the bound, to learn
+    /// whether it cut the tree).
+    fn tree_step(&self, depth_param: usize, extra: &str) -> String {
+        format!(
+            "SELECT c.*, tree.depth + 1 FROM tree \
+             JOIN audit_events c ON c.parent_event_id = tree.event_id AND c.parent_event_date = tree.event_date \
+               AND c.event_date >= {} \
+             WHERE tree.depth <= ${depth_param}{extra}",
+            day_before(self.backend(), "tree.event_date")
+        )
     }
 
     /// The tree below one event (the event at depth 0), within `bounds`.
@@ -269,12 +301,9 @@ impl Store {
             "WITH RECURSIVE tree AS ( \
                  SELECT e.*, CAST(0 AS BIGINT) AS depth FROM audit_events e \
                  WHERE e.event_id = $1 AND e.event_date = $2 \
-               UNION ALL \
-                 SELECT c.*, tree.depth + 1 FROM tree \
-                 JOIN audit_events c ON c.parent_event_id = tree.event_id \
-                   AND (c.parent_event_date = tree.event_date OR c.parent_event_date IS NULL) \
-                 WHERE tree.depth <= $3 \
+               UNION ALL {} \
              ) SELECT * FROM tree LIMIT {}",
+            self.tree_step(3, ""),
             u64::from(bounds.max_nodes) + 1
         );
         let values: Vec<Value> = vec![root.id.into(), root.date.into(), i64::from(bounds.max_depth).into()];
@@ -284,22 +313,27 @@ impl Store {
         self.finish_tree(nodes_of(rows)?, bounds).await
     }
 
-    /// The tree of a correlation id: its events arranged by their links. An event whose parent
-    /// belongs to no event of the correlation is a root (depth 0).
+    /// The tree of a correlation id: its events arranged by their links. An event is a root
+    /// (depth 0) unless it is linked to a parent of the same correlation; legacy events without
+    /// a parent date are roots until their link is completed.
+    ///
+    /// The correlation is checked on the expanding side (`tree.correlation_id`) and on the output,
+    /// not on the children being joined: a condition on `c.correlation_id` invites the planner to
+    /// read the whole correlation through its index once per level (seconds for a deep chain)
+    /// instead of probing the parent-lookup index. A child of another correlation is produced but
+    /// neither expanded nor returned.
     #[tracing::instrument(skip(self))]
     pub async fn tree_of_correlation(&self, correlation_id: &str, bounds: TreeBounds) -> Result<Tree, ApiError> {
         let sql = format!(
             "WITH RECURSIVE tree AS ( \
                  SELECT e.*, CAST(0 AS BIGINT) AS depth FROM audit_events e \
-                 WHERE e.correlation_id = $1 AND (e.parent_event_id IS NULL OR NOT EXISTS ( \
+                 WHERE e.correlation_id = $1 AND (e.parent_event_date IS NULL OR NOT EXISTS ( \
                      SELECT 1 FROM audit_events p \
-                     WHERE p.event_id = e.parent_event_id AND p.correlation_id = $1)) \
-               UNION ALL \
-                 SELECT c.*, tree.depth + 1 FROM tree \
-                 JOIN audit_events c ON c.parent_event_id = tree.event_id \
-                   AND (c.parent_event_date = tree.event_date OR c.parent_event_date IS NULL) \
-                 WHERE tree.depth <= $2 AND c.correlation_id = $1 \
-             ) SELECT * FROM tree LIMIT {}",
+                     WHERE p.event_id = e.parent_event_id AND p.event_date = e.parent_event_date \
+                       AND p.correlation_id = $1)) \
+               UNION ALL {} \
+             ) SELECT * FROM tree WHERE correlation_id = $1 LIMIT {}",
+            self.tree_step(2, " AND tree.correlation_id = $1"),
             u64::from(bounds.max_nodes) + 1
         );
         let values: Vec<Value> = vec![correlation_id.into(), i64::from(bounds.max_depth).into()];

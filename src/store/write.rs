@@ -104,6 +104,17 @@ impl Store {
             Some(parent) => Some(parent_date(&txn, parent).await?.ok_or_else(|| unknown_parent(parent))?),
             None => None,
         };
+        if let Some(parent_date) = parent_date
+            && new.event_date < parent_date - chrono::Days::new(1)
+        {
+            return Err(ApiError::field(
+                "event_timestamp",
+                "before_parent",
+                format!(
+                    "is more than a day before its parent's date ({parent_date}); a child cannot predate its cause by days"
+                ),
+            ));
+        }
         let parent = new.parent_event_id;
         let model = to_model(new, parent_date);
         let insert = Entity::insert(model.clone().into_active_model())

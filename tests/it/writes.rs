@@ -14,6 +14,7 @@ both_engines!(
     reusing_an_event_id_with_different_content_is_a_conflict,
     concurrent_retries_of_one_event_id_store_one_event,
     a_child_stamped_slightly_before_its_parent_is_accepted,
+    a_child_stamped_days_before_its_parent_is_rejected,
 );
 
 async fn a_parent_child_grandchild_chain_reads_back_with_derived_parent_dates(app: TestApp) {
@@ -202,4 +203,23 @@ async fn a_child_stamped_slightly_before_its_parent_is_accepted(app: TestApp) {
                        "eventTimestamp": (now - chrono::Duration::seconds(2)).to_rfc3339()}))
         .await;
     assert_eq!(child["parentEventId"], parent["eventId"]);
+}
+
+async fn a_child_stamped_days_before_its_parent_is_rejected(app: TestApp) {
+    let now = chrono::Utc::now();
+    let parent = app.create(json!({"eventTimestamp": now.to_rfc3339()})).await;
+    let early = (now - chrono::Duration::days(3)).to_rfc3339();
+    let error = app
+        .error(
+            CREATE,
+            json!({"input": event_input(json!({"parentEventId": parent["eventId"], "eventTimestamp": early}))}),
+        )
+        .await;
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{error}");
+    assert_eq!(error["extensions"]["field"], "eventTimestamp", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("before its parent"),
+        "{error}"
+    );
+    assert_eq!(app.row_count().await, 1);
 }
