@@ -269,13 +269,18 @@ impl Store {
         Ok(!rows.is_empty())
     }
 
+    /// The statement behind [`Store::count_descendants`] (public so that tests can EXPLAIN it).
+    pub fn count_descendants_statement(&self, root: EventKey, max_depth: u32) -> Statement {
+        let values: Vec<Value> = vec![root.id.into(), root.date.into(), i64::from(max_depth).into()];
+        let sql = format!("{} SELECT COUNT(*) AS n FROM down", descendants_cte(self.backend()));
+        Statement::from_sql_and_values(self.backend(), sql, values)
+    }
+
     /// How many descendants `root` has up to `max_depth`.
     #[tracing::instrument(skip(self))]
     pub async fn count_descendants(&self, root: EventKey, max_depth: u32) -> Result<u64, ApiError> {
-        let values: Vec<Value> = vec![root.id.into(), root.date.into(), i64::from(max_depth).into()];
-        let sql = format!("{} SELECT COUNT(*) AS n FROM down", descendants_cte(self.backend()));
         let rows = self
-            .tree_query(Statement::from_sql_and_values(self.backend(), sql, values))
+            .tree_query(self.count_descendants_statement(root, max_depth))
             .await?;
         let n: i64 = rows.first().map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
         Ok(n.max(0) as u64)

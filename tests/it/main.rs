@@ -7,6 +7,8 @@
 
 mod helpers;
 
+mod explain;
+
 mod nesting;
 mod pagination;
 mod reads;

@@ -1,0 +1,217 @@
+//! Query plans on partitioned PostgreSQL with 100,000 events over several monthly partitions:
+//! the children lookup uses the parent-lookup index (BR-STORAGE-036) and ancestor and descendant
+//! walks prune partitions.
+
+use auditgraph::domain::{EventKey, PageWindow};
+use chrono::{Datelike, Months, NaiveDate, Utc};
+use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::helpers::{Engine, TestApp};
+
+/// 25,000 roots with three children each, one root every six minutes over about 104 days, and a
+/// chain of 60 events one day apart: 100,060 events in five or six monthly partitions.
+const SEED: &str = "
+INSERT INTO audit_events (event_id, event_timestamp, event_date, event_type, event_category, event_action,
+    event_outcome, actor_type, actor_id, resource_type, resource_id, correlation_id, event_data)
+SELECT md5('root' || i)::uuid, ts, (ts AT TIME ZONE 'UTC')::date, 'plan.root', 'plan', 'root', 'success',
+    'service', 'plan', 'plan', 'r' || i, 'corr-' || i, '{}'::jsonb
+FROM (SELECT i, date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '100 days'
+             + i * interval '6 minutes' AS ts
+      FROM generate_series(1, 25000) AS i) AS roots;
+
+INSERT INTO audit_events (event_id, event_timestamp, event_date, event_type, event_category, event_action,
+    event_outcome, actor_type, actor_id, resource_type, resource_id, correlation_id, event_data,
+    parent_event_id, parent_event_date)
+SELECT md5('child' || i || '-' || j)::uuid, ts + j * interval '1 second',
+    ((ts + j * interval '1 second') AT TIME ZONE 'UTC')::date, 'plan.child', 'plan', 'child', 'success',
+    'service', 'plan', 'plan', 'r' || i, 'corr-' || i, '{}'::jsonb, md5('root' || i)::uuid,
+    (ts AT TIME ZONE 'UTC')::date
+FROM (SELECT i, date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '100 days'
+             + i * interval '6 minutes' AS ts
+      FROM generate_series(1, 25000) AS i) AS roots, generate_series(1, 3) AS j;
+
+INSERT INTO audit_events (event_id, event_timestamp, event_date, event_type, event_category, event_action,
+    event_outcome, actor_type, actor_id, resource_type, resource_id, correlation_id, event_data,
+    parent_event_id, parent_event_date)
+SELECT md5('chain' || k)::uuid, ts, (ts AT TIME ZONE 'UTC')::date, 'plan.chain', 'plan', 'chain', 'success',
+    'service', 'plan', 'plan', 'chain', 'chain', '{}'::jsonb,
+    CASE WHEN k > 1 THEN md5('chain' || (k - 1))::uuid END,
+    CASE WHEN k > 1 THEN ((ts - interval '1 day') AT TIME ZONE 'UTC')::date END
+FROM (SELECT k, date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '61 days'
+             + k * interval '1 day' AS ts
+      FROM generate_series(1, 60) AS k) AS chain
+ORDER BY k;
+
+ANALYZE audit_events;
+";
+
+/// Every plan node below `node`, depth-first.
+fn nodes(node: &Value, out: &mut Vec<Value>) {
+    out.push(node.clone());
+    for child in node["Plans"].as_array().into_iter().flatten() {
+        nodes(child, out);
+    }
+}
+
+/// The scans of partitions below `node`: (partition, node type, index name, actual loops).
+fn scans(node: &Value) -> Vec<(String, String, String, u64)> {
+    let mut all = Vec::new();
+    nodes(node, &mut all);
+    all.iter()
+        .filter_map(|n| {
+            let relation = n["Relation Name"].as_str()?;
+            relation.starts_with("audit_events_").then(|| {
+                (
+                    relation.to_string(),
+                    n["Node Type"].as_str().unwrap_or_default().to_string(),
+                    n["Index Name"].as_str().unwrap_or_default().to_string(),
+                    n["Actual Loops"].as_u64().unwrap_or(0),
+                )
+            })
+        })
+        .collect()
+}
+
+async fn explain(app: &TestApp, stmt: Statement) -> Value {
+    let explained = Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        format!("EXPLAIN (ANALYZE, FORMAT JSON) {}", stmt.sql),
+        stmt.values.map(|v| v.0).unwrap_or_default(),
+    );
+    let row = app.store.db().query_one_raw(explained).await.unwrap().unwrap();
+    let plan: Value = row.try_get("", "QUERY PLAN").unwrap();
+    plan[0]["Plan"].clone()
+}
+
+async fn rows_in(app: &TestApp, partition: &str) -> i64 {
+    let row = app
+        .store
+        .db()
+        .query_one_raw(Statement::from_string(
+            DatabaseBackend::Postgres,
+            format!("SELECT COUNT(*) AS n FROM {partition}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "n").unwrap()
+}
+
+fn partition_of(date: NaiveDate) -> String {
+    format!("audit_events_{:04}_{:02}", date.year(), date.month())
+}
+
+async fn key_of(app: &TestApp, seed: &str) -> EventKey {
+    let row = app
+        .store
+        .db()
+        .query_one_raw(Statement::from_string(
+            DatabaseBackend::Postgres,
+            format!("SELECT event_id, event_date FROM audit_events WHERE event_id = md5('{seed}')::uuid"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    EventKey {
+        id: row.try_get::<Uuid>("", "event_id").unwrap(),
+        date: row.try_get("", "event_date").unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_children_use_the_parent_index_and_walks_prune_partitions() {
+    let Some(app) = TestApp::new(Engine::Postgres).await else {
+        return;
+    };
+    let this_month = Utc::now().date_naive().with_day(1).unwrap();
+    for back in 0..=5 {
+        app.store
+            .ensure_partition(this_month - Months::new(back))
+            .await
+            .unwrap();
+    }
+    app.store.db().execute_unprepared(SEED).await.unwrap();
+    assert_eq!(app.row_count().await, 100_060);
+
+    // Children of 50 roots from the middle of the range.
+    let mut parents = Vec::new();
+    for i in 12_000..12_050 {
+        parents.push(key_of(&app, &format!("root{i}")).await);
+    }
+    let oldest_parent = parents.iter().map(|k| k.date).min().unwrap();
+    let plan = explain(
+        &app,
+        app.store
+            .children_pages_statement(&parents, &PageWindow::forward(10, None)),
+    )
+    .await;
+    let scanned = scans(&plan);
+    let mut populated = 0;
+    for (partition, node_type, index, _) in &scanned {
+        assert!(
+            partition.as_str() >= partition_of(oldest_parent - chrono::Days::new(1)).as_str(),
+            "{partition} is older than the day before the oldest parent and must be pruned"
+        );
+        if rows_in(&app, partition).await > 0 {
+            populated += 1;
+            assert!(
+                index.contains("parent_event_id_parent_event_date"),
+                "children in {partition} must be found through the parent-lookup index, not a {node_type}"
+            );
+        }
+    }
+    assert!(populated >= 2, "the lookup spans populated partitions: {scanned:?}");
+
+    // Ancestors of the last event of a chain spanning two months: one partition per step.
+    let leaf = key_of(&app, "chain60").await;
+    let plan = explain(&app, app.store.ancestors_statement(&[leaf])).await;
+    let mut all = Vec::new();
+    nodes(&plan, &mut all);
+    let union = all
+        .iter()
+        .find(|n| n["Node Type"] == "Recursive Union")
+        .expect("a recursive plan")
+        .clone();
+    let start = scans(&union["Plans"][0]);
+    assert_eq!(
+        start.len(),
+        1,
+        "the start row is read from its own partition only: {start:?}"
+    );
+    assert_eq!(start[0].0, partition_of(leaf.date));
+    let steps = scans(&union["Plans"][1]);
+    let visits: u64 = steps.iter().map(|s| s.3).sum();
+    assert_eq!(
+        visits, 59,
+        "each of the 59 steps visits exactly one partition: {steps:?}"
+    );
+    let touched = steps.iter().filter(|s| s.3 > 0).count();
+    assert!(touched <= 3, "the chain spans at most three months: {steps:?}");
+    assert!(
+        steps.iter().all(|s| s.1 == "Index Scan" || s.3 == 0),
+        "steps use the primary key: {steps:?}"
+    );
+
+    // Descendants of the chain's first event skip every partition older than its day before.
+    let first = key_of(&app, "chain1").await;
+    let stmt = app.store.count_descendants_statement(first, 100);
+    let plan = explain(&app, stmt).await;
+    let older: Vec<_> = scans(&plan)
+        .into_iter()
+        .filter(|s| s.0.as_str() < partition_of(first.date - chrono::Days::new(1)).as_str())
+        .collect();
+    assert!(!older.is_empty(), "older partitions exist in the plan");
+    assert!(
+        older.iter().all(|s| s.3 == 0),
+        "older partitions are never executed: {older:?}"
+    );
+    let data = app
+        .ok(
+            "query($id: UUID!) { auditEvent(eventId: $id) { descendants(maxDepth: 100) { totalCount } } }",
+            serde_json::json!({"id": first.id}),
+        )
+        .await;
+    assert_eq!(data["auditEvent"]["descendants"]["totalCount"], 59);
+}
