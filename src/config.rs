@@ -88,6 +88,10 @@ pub struct Config {
     #[arg(long, env = "AUDITGRAPH_ALLOWED_CATEGORIES", value_delimiter = ',', global = true)]
     pub allowed_categories: Option<Vec<String>>,
 
+    /// Most events in one batch write (GraphQL `createAuditEvents`, REST `/events/batch`); 0 means the default, 500.
+    #[arg(long, env = "AUDITGRAPH_MAX_BATCH_SIZE", default_value_t = 500, global = true)]
+    pub max_batch_size: usize,
+
     /// Deepest GraphQL selection set accepted.
     #[arg(long, env = "AUDITGRAPH_MAX_QUERY_DEPTH", default_value_t = 16, global = true)]
     pub max_query_depth: usize,
@@ -126,6 +130,15 @@ impl Config {
             max_future_skew: chrono::Duration::minutes(self.max_future_skew_minutes.into()),
             max_age: chrono::Duration::days(self.max_event_age_days.into()),
             allowed_categories: self.allowed_categories.clone().filter(|c| !c.is_empty()),
+        }
+    }
+
+    /// The batch limit in force.
+    pub fn batch_limit(&self) -> usize {
+        if self.max_batch_size == 0 {
+            500
+        } else {
+            self.max_batch_size
         }
     }
 

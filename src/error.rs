@@ -29,7 +29,10 @@ pub enum ApiError {
 /// `eventType: is required …` for one error; a count and the list for several. Field names are
 /// spelled the GraphQL way; REST spells its own.
 fn summary(errors: &[FieldError]) -> String {
-    let each = |e: &FieldError| format!("{}: {}", camel_case(e.field), e.message);
+    let each = |e: &FieldError| match e.index {
+        Some(index) => format!("inputs[{index}].{}: {}", camel_case(e.field), e.message),
+        None => format!("{}: {}", camel_case(e.field), e.message),
+    };
     match errors {
         [one] => each(one),
         many => format!(
@@ -45,6 +48,16 @@ impl ApiError {
     pub fn field(field: &'static str, reason: &'static str, message: impl Into<String>) -> Self {
         Self::BadUserInput {
             errors: vec![FieldError::new(field, reason, message)],
+        }
+    }
+
+    /// The same error with batch positions removed (for single-event APIs).
+    pub fn without_index(self) -> Self {
+        match self {
+            Self::BadUserInput { errors } => Self::BadUserInput {
+                errors: errors.into_iter().map(|e| FieldError { index: None, ..e }).collect(),
+            },
+            other => other,
         }
     }
 
@@ -111,6 +124,9 @@ impl async_graphql::ErrorExtensions for ApiError {
                 ApiError::BadUserInput { errors } => {
                     if let Some(first) = errors.first() {
                         ext.set("field", camel_case(first.field));
+                        if let Some(index) = first.index {
+                            ext.set("index", index);
+                        }
                     }
                     let list: Vec<async_graphql::Value> = errors
                         .iter()

@@ -23,6 +23,7 @@ pub use tree::{
 };
 
 use crate::domain::Limits;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// The auditgraph schema.
@@ -35,6 +36,10 @@ pub struct AppContext {
     pub store: Store,
     /// Validation limits for writes.
     pub limits: Limits,
+    /// Most events in one batch write.
+    pub max_batch_size: usize,
+    /// Where requests are counted and timed.
+    pub metrics: Metrics,
 }
 
 /// Limits on what a single GraphQL operation may ask for.

@@ -10,6 +10,7 @@ pub mod entity;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod metrics;
 pub mod store;
 
 use std::time::Duration;
@@ -20,6 +21,7 @@ use axum::Router;
 use config::{Cli, Command, Config};
 use graphql::{AppContext, build_schema};
 use http::{HttpOptions, HttpState};
+use metrics::Metrics;
 use store::{Store, redact};
 
 /// Runs the subcommand the command line asks for.
@@ -41,19 +43,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The application router on a connected store.
-pub fn app(store: Store, config: &Config) -> Router {
+pub fn app(store: Store, config: &Config) -> anyhow::Result<Router> {
+    let metrics = Metrics::new(store.clone()).context("registering metrics")?;
     let ctx = AppContext {
-        store: store.clone(),
+        store,
         limits: config.limits(),
+        max_batch_size: config.batch_limit(),
+        metrics,
     };
-    let schema = build_schema(ctx, config.query_limits());
-    http::router(
-        HttpState { schema, store },
+    let schema = build_schema(ctx.clone(), config.query_limits());
+    Ok(http::router(
+        HttpState { schema, ctx },
         HttpOptions {
             body_limit_bytes: config.body_limit_bytes,
             request_timeout: Duration::from_secs(config.request_timeout_secs),
         },
-    )
+    ))
 }
 
 /// Connects, migrates (unless told not to), prepares partitions and serves on `config.listen`
@@ -86,7 +91,7 @@ pub async fn serve_on(
         database = %redact(&config.database_url),
         "auditgraph serving GraphQL at http://{address}/graphql and GraphiQL at http://{address}/graphiql"
     );
-    let served = axum::serve(listener, app(store, &config))
+    let served = axum::serve(listener, app(store, &config)?)
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP");

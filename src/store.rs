@@ -40,6 +40,8 @@ struct Inner {
     db: DatabaseConnection,
     /// Timeout of recursive tree queries (PostgreSQL).
     tree_timeout: Duration,
+    /// Durations of SQL statements, for `/metrics`.
+    statement_durations: prometheus::Histogram,
     /// Statements executed since start: counted by sea-orm's metric hook, for tests and metrics.
     statements: Arc<AtomicU64>,
     /// First days of the months whose PostgreSQL partition is known to exist.
@@ -93,8 +95,15 @@ impl Store {
             .with_context(|| format!("connecting to {}", redact(url)))?;
         let statements = Arc::new(AtomicU64::new(0));
         let counter = statements.clone();
+        let statement_durations = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new("db_statement_duration_seconds", "Time of each SQL statement")
+                .buckets(crate::metrics::WRITE_BUCKETS.to_vec()),
+        )
+        .context("creating the statement histogram")?;
+        let durations = statement_durations.clone();
         db.set_metric_callback(move |info| {
             counter.fetch_add(1, Ordering::Relaxed);
+            durations.observe(info.elapsed.as_secs_f64());
             tracing::trace!(
                 target: "auditgraph::sql",
                 sql = %info.statement.sql,
@@ -107,6 +116,7 @@ impl Store {
             inner: Arc::new(Inner {
                 db,
                 tree_timeout: options.tree_timeout,
+                statement_durations,
                 statements,
                 known_months: Mutex::new(HashSet::new()),
                 write_gate: sqlite.then(|| tokio::sync::Mutex::new(())),
@@ -132,6 +142,27 @@ impl Store {
     /// How many SQL statements this store has executed.
     pub fn statements_executed(&self) -> u64 {
         self.inner.statements.load(Ordering::Relaxed)
+    }
+
+    /// The histogram of statement durations (registered by [`crate::metrics::Metrics`]).
+    pub fn statement_durations(&self) -> prometheus::Histogram {
+        self.inner.statement_durations.clone()
+    }
+
+    /// The pool's open, idle and maximum connections.
+    pub fn pool_state(&self) -> (u32, usize, u32) {
+        let db = self.db();
+        match self.backend() {
+            DatabaseBackend::Postgres => {
+                let pool = db.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle(), pool.options().get_max_connections())
+            }
+            DatabaseBackend::Sqlite => {
+                let pool = db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle(), pool.options().get_max_connections())
+            }
+            _ => (0, 0, 0),
+        }
     }
 
     /// Checks that the database answers.

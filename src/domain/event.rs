@@ -92,6 +92,8 @@ pub struct FieldError {
     pub message: String,
     /// A stable, short reason label for metrics (`required`, `too_long`, …).
     pub reason: &'static str,
+    /// The position of the event in a batch; `None` for a single event.
+    pub index: Option<usize>,
 }
 
 impl FieldError {
@@ -100,7 +102,14 @@ impl FieldError {
             field,
             reason,
             message: message.into(),
+            index: None,
         }
+    }
+
+    /// The same error, about the event at `index` of a batch.
+    pub fn at(mut self, index: usize) -> Self {
+        self.index = Some(index);
+        self
     }
 }
 

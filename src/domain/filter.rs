@@ -27,4 +27,11 @@ pub struct EventFilter {
     pub since: Option<DateTime<Utc>>,
     /// Inclusive upper bound on `event_timestamp`.
     pub until: Option<DateTime<Utc>>,
+    /// `event_data` holds this top-level key with this value (compared as text).
+    pub data_equals: Option<(String, String)>,
+}
+
+/// Whether `key` may name an `event_data` field in a filter: letters, digits and underscores.
+pub fn is_data_key(key: &str) -> bool {
+    !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

@@ -174,6 +174,7 @@ impl AuditEventFilter {
             cluster_id: self.cluster_id,
             parent_event_id: self.parent_event_id,
             roots_only: self.roots_only.unwrap_or(false),
+            data_equals: None,
         })
     }
 }

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use sea_orm::sea_query::{Expr, Func, LikeExpr};
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select, Statement,
+    ColumnTrait, Condition, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
+    Statement,
 };
 use uuid::Uuid;
 
@@ -77,7 +78,7 @@ fn escape_like(text: &str) -> String {
 }
 
 /// The SQL form of a filter.
-pub(super) fn condition(filter: &EventFilter) -> Condition {
+pub(super) fn condition(filter: &EventFilter, backend: DatabaseBackend) -> Condition {
     let mut cond = Condition::all();
     let eq = |cond: Condition, column: Column, value: &Option<String>| match value {
         Some(v) => cond.add(column.eq(v.clone())),
@@ -121,6 +122,15 @@ pub(super) fn condition(filter: &EventFilter) -> Condition {
     }
     if let Some(until) = filter.until {
         cond = cond.add(Column::EventTimestamp.lte(until));
+    }
+    if let Some((key, value)) = &filter.data_equals {
+        // `->>` reads a top-level field as text on both engines; the key is bound, never spliced.
+        let values = [sea_orm::Value::from(key.clone()), sea_orm::Value::from(value.clone())];
+        let sql = match backend {
+            DatabaseBackend::Postgres => "event_data ->> $1 = $2",
+            _ => "event_data ->> ? = ?",
+        };
+        cond = cond.add(Expr::cust_with_values(sql, values));
     }
     cond
 }
@@ -222,10 +232,27 @@ impl Store {
         order: Order,
     ) -> Result<Vec<Model>, ApiError> {
         let select = Entity::find()
-            .filter(condition(filter))
+            .filter(condition(filter, self.backend()))
             .filter(window_condition(window, order));
         Ok(ordered(select, travels_ascending(window, order))
             .limit(window.fetch())
+            .all(self.db())
+            .await?)
+    }
+
+    /// One page of the events matching `filter`, newest first, by offset (the REST API's
+    /// original pagination; cursors are cheaper for deep pages).
+    #[tracing::instrument(skip_all, fields(offset, limit))]
+    pub async fn list_events_at_offset(
+        &self,
+        filter: &EventFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<Model>, ApiError> {
+        let select = Entity::find().filter(condition(filter, self.backend()));
+        Ok(ordered(select, false)
+            .offset(offset)
+            .limit(limit)
             .all(self.db())
             .await?)
     }
@@ -236,7 +263,7 @@ impl Store {
         let count = Entity::find()
             .select_only()
             .column_as(Column::EventId.count(), "n")
-            .filter(condition(filter))
+            .filter(condition(filter, self.backend()))
             .into_tuple::<i64>()
             .one(self.db())
             .await?;
@@ -254,7 +281,7 @@ impl Store {
         let found = Entity::find()
             .select_only()
             .column(Column::EventId)
-            .filter(condition(filter))
+            .filter(condition(filter, self.backend()))
             .filter(bound)
             .limit(1)
             .into_tuple::<Uuid>()

@@ -400,7 +400,7 @@ impl Store {
             .select_only()
             .column(column)
             .column_as(Column::EventId.count(), "n")
-            .filter(condition(filter))
+            .filter(condition(filter, self.backend()))
             .group_by(column)
             .into_tuple()
             .all(self.db())

@@ -1,24 +1,18 @@
 //! Writing events.
 
-use chrono::NaiveDate;
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{Days, NaiveDate};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr, Statement, TransactionTrait,
+    QueryFilter, QuerySelect, SqlErr, Statement, TransactionTrait,
 };
 use uuid::Uuid;
 
 use super::Store;
-use crate::domain::NewEvent;
+use crate::domain::{FieldError, NewEvent};
 use crate::entity::audit_event::{Column, Entity, Model};
 use crate::error::ApiError;
-
-fn unknown_parent(id: Uuid) -> ApiError {
-    ApiError::field(
-        "parent_event_id",
-        "unknown_parent",
-        format!("parent event {id} does not exist"),
-    )
-}
 
 /// The row a new event becomes, given its parent's date.
 fn to_model(new: NewEvent, parent_event_date: Option<NaiveDate>) -> Model {
@@ -81,101 +75,202 @@ fn same_content(new: &NewEvent, stored: &Model) -> bool {
     &candidate == stored
 }
 
+/// Rows per multi-row INSERT: the bind-parameter limit (65,535 on PostgreSQL, 32,766 on SQLite)
+/// divided by the 36 columns, with room to spare.
+fn rows_per_insert(backend: DatabaseBackend) -> usize {
+    match backend {
+        DatabaseBackend::Postgres => 1_500,
+        _ => 800,
+    }
+}
+
+fn bad(index: usize, field: &'static str, reason: &'static str, message: String) -> ApiError {
+    ApiError::BadUserInput {
+        errors: vec![FieldError::new(field, reason, message).at(index)],
+    }
+}
+
 impl Store {
-    /// Writes one validated event and returns it as stored. The parent's date is looked up here;
-    /// a client-supplied event id that exists already makes the call idempotent (same content) or a
-    /// conflict (other content). Nothing is written when an error is returned.
+    /// Writes one validated event and returns it as stored. See [`Store::create_events`].
     #[tracing::instrument(skip_all, fields(event.id = %new.event_id, event.parent = ?new.parent_event_id))]
     pub async fn create_event(&self, new: NewEvent) -> Result<Model, ApiError> {
-        self.ensure_partition(new.event_date).await?;
+        let mut stored = self.create_events(vec![new]).await.map_err(ApiError::without_index)?;
+        stored
+            .pop()
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a one-event batch stored nothing")))
+    }
+
+    /// Writes validated events atomically, all or none, and returns them as stored, in order.
+    ///
+    /// Parents are resolved in one query; a parent may also be an earlier event of the batch. A
+    /// client-supplied event id that exists already makes that item idempotent (same content:
+    /// the stored event is returned) or a conflict (other content). Rows go in with multi-row
+    /// INSERTs. Errors name the index of the offending event.
+    #[tracing::instrument(skip_all, fields(events = batch.len()))]
+    pub async fn create_events(&self, batch: Vec<NewEvent>) -> Result<Vec<Model>, ApiError> {
+        let months: BTreeSet<NaiveDate> = batch.iter().map(|e| e.event_date).collect();
+        for day in months {
+            self.ensure_partition(day).await?;
+        }
         let _gate = match &self.inner.write_gate {
             Some(gate) => Some(gate.lock().await),
             None => None,
         };
         let txn = self.inner.db.begin().await?;
-        if new.client_supplied_id {
-            lock_event_id(&txn, new.event_id).await?;
-            if let Some(stored) = find_by_id(&txn, new.event_id).await? {
-                txn.rollback().await?;
-                return idempotent(&new, stored);
+
+        // Client-chosen ids: serialise writers of the same ids, then find those stored already.
+        let mut first_use: HashMap<Uuid, usize> = HashMap::new();
+        for (index, event) in batch.iter().enumerate().filter(|(_, e)| e.client_supplied_id) {
+            if let Some(earlier) = first_use.insert(event.event_id, index) {
+                return Err(bad(
+                    index,
+                    "event_id",
+                    "duplicate_id",
+                    format!("repeats the event_id of event {earlier} of the batch"),
+                ));
             }
         }
-        let parent_date = match new.parent_event_id {
-            Some(parent) => Some(parent_date(&txn, parent).await?.ok_or_else(|| unknown_parent(parent))?),
-            None => None,
-        };
-        if let Some(parent_date) = parent_date
-            && new.event_date < parent_date - chrono::Days::new(1)
-        {
-            return Err(ApiError::field(
-                "event_timestamp",
-                "before_parent",
-                format!(
-                    "is more than a day before its parent's date ({parent_date}); a child cannot predate its cause by days"
-                ),
-            ));
+        let mut stored: HashMap<Uuid, Model> = HashMap::new();
+        if !first_use.is_empty() {
+            let mut ids: Vec<Uuid> = first_use.keys().copied().collect();
+            ids.sort_unstable();
+            lock_event_ids(&txn, &ids).await?;
+            for model in Entity::find().filter(Column::EventId.is_in(ids)).all(&txn).await? {
+                stored.insert(model.event_id, model);
+            }
         }
-        let parent = new.parent_event_id;
-        let model = to_model(new, parent_date);
-        let insert = Entity::insert(model.clone().into_active_model())
-            .exec_without_returning(&txn)
-            .await;
-        match insert {
-            Ok(_) => {}
-            Err(err) => {
-                return Err(match (err.sql_err(), parent) {
-                    (Some(SqlErr::ForeignKeyConstraintViolation(_)), Some(parent)) => unknown_parent(parent),
-                    (Some(SqlErr::UniqueConstraintViolation(_)), _) => {
-                        ApiError::Conflict(format!("event {} already exists", model.event_id))
+
+        // Parents: stored ones in one query, earlier events of the batch from the batch itself.
+        let position: HashMap<Uuid, usize> = batch.iter().enumerate().map(|(i, e)| (e.event_id, i)).collect();
+        let outside: Vec<Uuid> = batch
+            .iter()
+            .filter_map(|e| e.parent_event_id)
+            .filter(|p| !position.contains_key(p))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let known = parent_dates(&txn, outside).await?;
+
+        let mut results = Vec::with_capacity(batch.len());
+        let mut rows = Vec::new();
+        for (index, new) in batch.into_iter().enumerate() {
+            if let Some(existing) = stored.get(&new.event_id).filter(|_| new.client_supplied_id) {
+                if !same_content(&new, existing) {
+                    return Err(ApiError::Conflict(format!(
+                        "event {index} of the batch: event {} already exists with different content; a retry must resend the same event",
+                        existing.event_id
+                    )));
+                }
+                results.push(existing.clone());
+                continue;
+            }
+            let parent_date = match new.parent_event_id {
+                None => None,
+                Some(parent) => Some(match position.get(&parent) {
+                    Some(&at) if at < index => results
+                        .get(at)
+                        .map(|m: &Model| m.event_date)
+                        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("batch position {at} missing")))?,
+                    Some(&at) => {
+                        return Err(bad(
+                            index,
+                            "parent_event_id",
+                            "parent_later_in_batch",
+                            format!(
+                                "refers to event {at} of the batch, which comes later; list parents before their children"
+                            ),
+                        ));
+                    }
+                    None => *known.get(&parent).ok_or_else(|| {
+                        bad(
+                            index,
+                            "parent_event_id",
+                            "unknown_parent",
+                            format!("parent event {parent} does not exist"),
+                        )
+                    })?,
+                }),
+            };
+            if let Some(parent_date) = parent_date
+                && new.event_date < parent_date - Days::new(1)
+            {
+                return Err(bad(
+                    index,
+                    "event_timestamp",
+                    "before_parent",
+                    format!(
+                        "is more than a day before its parent's date ({parent_date}); a child cannot predate its cause by days"
+                    ),
+                ));
+            }
+            let model = to_model(new, parent_date);
+            rows.push(model.clone());
+            results.push(model);
+        }
+
+        for chunk in rows.chunks(rows_per_insert(txn.get_database_backend())) {
+            let insert = Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
+                .exec_without_returning(&txn)
+                .await;
+            if let Err(err) = insert {
+                return Err(match err.sql_err() {
+                    Some(SqlErr::ForeignKeyConstraintViolation(_)) => ApiError::field(
+                        "parent_event_id",
+                        "unknown_parent",
+                        "a parent event disappeared while the events were written",
+                    ),
+                    Some(SqlErr::UniqueConstraintViolation(_)) => {
+                        ApiError::Conflict("an event of the batch was written concurrently with the same id".into())
                     }
                     _ => err.into(),
                 });
             }
         }
         txn.commit().await?;
-        tracing::debug!("event written");
-        Ok(model)
+        tracing::debug!(written = rows.len(), "events written");
+        Ok(results)
     }
 }
 
-fn idempotent(new: &NewEvent, stored: Model) -> Result<Model, ApiError> {
-    if same_content(new, &stored) {
-        tracing::debug!("idempotent retry of a stored event");
-        Ok(stored)
-    } else {
-        Err(ApiError::Conflict(format!(
-            "event {} already exists with different content; a retry must resend the same event",
-            stored.event_id
-        )))
+/// Serialises writers of the same client-chosen ids (PostgreSQL), locking in sorted order so that
+/// overlapping batches cannot deadlock. The primary key includes the date, so the database alone
+/// would accept the same id on two different days.
+async fn lock_event_ids(txn: &DatabaseTransaction, ids: &[Uuid]) -> Result<(), DbErr> {
+    if txn.get_database_backend() != DatabaseBackend::Postgres || ids.is_empty() {
+        return Ok(());
     }
-}
-
-/// Serialises writers of one client-chosen id (PostgreSQL). The primary key includes the date, so
-/// the database alone would accept the same id on two different days.
-async fn lock_event_id(txn: &DatabaseTransaction, id: Uuid) -> Result<(), DbErr> {
-    if txn.get_database_backend() == DatabaseBackend::Postgres {
-        let stmt = Statement::from_sql_and_values(
-            DatabaseBackend::Postgres,
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            [id.to_string().into()],
-        );
-        txn.execute_raw(stmt).await?;
-    }
+    let values: Vec<String> = (1..=ids.len()).map(|i| format!("(${i})")).collect();
+    let sql = format!(
+        "SELECT pg_advisory_xact_lock(hashtextextended(id, 0)) FROM (VALUES {}) AS ids(id) ORDER BY id",
+        values.join(", ")
+    );
+    let stmt = Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        sql,
+        ids.iter().map(|id| id.to_string().into()),
+    );
+    txn.execute_raw(stmt).await?;
     Ok(())
 }
 
-async fn find_by_id(txn: &DatabaseTransaction, id: Uuid) -> Result<Option<Model>, DbErr> {
-    Entity::find().filter(Column::EventId.eq(id)).one(txn).await
-}
-
-/// The date of the parent event; the newest one if legacy data holds the id on several days.
-async fn parent_date(txn: &DatabaseTransaction, parent: Uuid) -> Result<Option<NaiveDate>, DbErr> {
-    Entity::find()
+/// The dates of these parent events, in one query; the newest one where legacy data holds an id
+/// on several days.
+async fn parent_dates(txn: &DatabaseTransaction, parents: Vec<Uuid>) -> Result<HashMap<Uuid, NaiveDate>, DbErr> {
+    if parents.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(Uuid, NaiveDate)> = Entity::find()
         .select_only()
+        .column(Column::EventId)
         .column(Column::EventDate)
-        .filter(Column::EventId.eq(parent))
-        .order_by_desc(Column::EventDate)
-        .into_tuple::<NaiveDate>()
-        .one(txn)
-        .await
+        .filter(Column::EventId.is_in(parents))
+        .into_tuple()
+        .all(txn)
+        .await?;
+    let mut dates: HashMap<Uuid, NaiveDate> = HashMap::new();
+    for (id, date) in rows {
+        let entry = dates.entry(id).or_insert(date);
+        *entry = (*entry).max(date);
+    }
+    Ok(dates)
 }

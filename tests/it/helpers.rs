@@ -130,7 +130,7 @@ impl TestApp {
         adjust(&mut config);
         let store = Store::connect(&config.store_options()).await.expect("connect");
         store.migrate().await.expect("migrate");
-        let router = auditgraph::app(store.clone(), &config);
+        let router = auditgraph::app(store.clone(), &config).expect("app");
         Some(Self {
             store,
             router,

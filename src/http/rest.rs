@@ -1,0 +1,514 @@
+//! The kubernaut-compatible REST API: `POST /api/v1/audit/events`, `POST /api/v1/audit/events/batch`
+//! and `GET /api/v1/audit/events`, with RFC 7807 errors and cursor pagination (BR-STORAGE-035).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::HttpState;
+use super::problem::Problem;
+use crate::domain::event::to_micros;
+use crate::domain::filter::is_data_key;
+use crate::domain::page::Order;
+use crate::domain::time::parse_time_bound;
+use crate::domain::{Cursor, EventFilter, EventInput, FieldError, PageWindow};
+use crate::entity::audit_event::Model;
+use crate::error::ApiError;
+use crate::metrics::Source;
+
+/// The header a trusted proxy sets to the authenticated identity.
+pub const IDENTITY_HEADER: &str = "x-auth-request-user";
+
+const REQUIRED: [(&str, &str); 8] = [
+    ("version", "event_version"),
+    ("event_type", "event_type"),
+    ("event_timestamp", "event_timestamp"),
+    ("event_category", "event_category"),
+    ("event_action", "event_action"),
+    ("event_outcome", "event_outcome"),
+    ("correlation_id", "correlation_id"),
+    ("event_data", "event_data"),
+];
+
+/// Reads one request field, recording a type error under its column name.
+struct Fields<'a> {
+    object: &'a Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl<'a> Fields<'a> {
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        self.object.get(name).filter(|v| !v.is_null())
+    }
+
+    fn string(&mut self, name: &str, column: &'static str) -> Option<String> {
+        match self.get(name) {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                self.errors
+                    .push(FieldError::new(column, "invalid_type", "must be a string"));
+                None
+            }
+        }
+    }
+
+    fn required_string(&mut self, name: &str, column: &'static str) -> String {
+        self.string(name, column).unwrap_or_default()
+    }
+
+    fn integer(&mut self, name: &str, column: &'static str) -> Option<i32> {
+        let value = self.get(name)?;
+        match value.as_i64().and_then(|n| i32::try_from(n).ok()) {
+            Some(n) => Some(n),
+            None => {
+                self.errors
+                    .push(FieldError::new(column, "invalid_type", "must be a 32-bit integer"));
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, name: &str, column: &'static str) -> Option<bool> {
+        let value = self.get(name)?;
+        match value.as_bool() {
+            Some(b) => Some(b),
+            None => {
+                self.errors
+                    .push(FieldError::new(column, "invalid_type", "must be true or false"));
+                None
+            }
+        }
+    }
+
+    fn uuid(&mut self, name: &str, column: &'static str) -> Option<Uuid> {
+        let text = self.string(name, column)?;
+        match Uuid::parse_str(&text) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                self.errors
+                    .push(FieldError::new(column, "invalid_format", "must be a UUID"));
+                None
+            }
+        }
+    }
+
+    fn timestamp(&mut self, name: &str, column: &'static str) -> Option<DateTime<Utc>> {
+        let text = self.string(name, column)?;
+        match DateTime::parse_from_rfc3339(&text) {
+            Ok(t) => Some(t.to_utc()),
+            Err(_) => {
+                self.errors.push(FieldError::new(
+                    column,
+                    "invalid_format",
+                    "must be an RFC 3339 date-time",
+                ));
+                None
+            }
+        }
+    }
+}
+
+/// The event a request body describes. A human identity from the trusted proxy header becomes
+/// the actor (a writer cannot claim to be someone else); service accounts keep the body's actor.
+fn parse_event(value: &Value, identity: Option<&str>) -> Result<EventInput, Vec<FieldError>> {
+    let Some(object) = value.as_object() else {
+        return Err(vec![FieldError::new(
+            "event_data",
+            "invalid_type",
+            "each event must be a JSON object",
+        )]);
+    };
+    let mut f = Fields {
+        object,
+        errors: Vec::new(),
+    };
+    for (name, column) in REQUIRED {
+        if f.get(name).is_none() {
+            f.errors.push(FieldError::new(column, "required", "is required"));
+        }
+    }
+    let mut input = EventInput {
+        event_id: f.uuid("event_id", "event_id"),
+        event_version: f.string("version", "event_version"),
+        event_timestamp: f.timestamp("event_timestamp", "event_timestamp"),
+        event_type: f.required_string("event_type", "event_type"),
+        event_category: f.required_string("event_category", "event_category"),
+        event_action: f.required_string("event_action", "event_action"),
+        event_outcome: f.required_string("event_outcome", "event_outcome"),
+        actor_type: f.string("actor_type", "actor_type"),
+        actor_id: f.string("actor_id", "actor_id"),
+        actor_ip: f.string("actor_ip", "actor_ip"),
+        resource_type: f.string("resource_type", "resource_type"),
+        resource_id: f.string("resource_id", "resource_id"),
+        resource_name: f.string("resource_name", "resource_name"),
+        correlation_id: f.required_string("correlation_id", "correlation_id"),
+        parent_event_id: f.uuid("parent_event_id", "parent_event_id"),
+        trace_id: f.string("trace_id", "trace_id"),
+        span_id: f.string("span_id", "span_id"),
+        namespace: f.string("namespace", "namespace"),
+        cluster_id: f.string("cluster_id", "cluster_id"),
+        event_data: f.get("event_data").cloned().unwrap_or_else(|| json!({})),
+        event_metadata: f.get("event_metadata").cloned(),
+        severity: f.string("severity", "severity"),
+        duration_ms: f.integer("duration_ms", "duration_ms"),
+        error_code: f.string("error_code", "error_code"),
+        error_message: f.string("error_message", "error_message"),
+        retention_days: f.integer("retention_days", "retention_days"),
+        is_sensitive: f.boolean("is_sensitive", "is_sensitive"),
+    };
+    // `parent_event_date` is accepted and ignored: the server derives it from the stored parent.
+    if let Some(user) = identity.filter(|u| !u.is_empty() && !u.starts_with("system:serviceaccount:")) {
+        input.actor_type = Some("user".into());
+        input.actor_id = Some(user.to_string());
+    }
+    if f.errors.is_empty() { Ok(input) } else { Err(f.errors) }
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if json {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported Media Type",
+            "the request body must be application/json",
+        ))
+    }
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, Problem> {
+    serde_json::from_slice(body).map_err(|_| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Invalid Request",
+            "The request body could not be parsed as valid JSON",
+        )
+    })
+}
+
+fn identity(headers: &HeaderMap) -> Option<&str> {
+    headers.get(IDENTITY_HEADER).and_then(|v| v.to_str().ok())
+}
+
+fn rejected(state: &HttpState, error: ApiError) -> Problem {
+    if let ApiError::BadUserInput { errors } = &error {
+        state.ctx.metrics.validation_failed(Source::Rest, errors);
+    }
+    Problem::from(error)
+}
+
+fn timestamp_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// `POST /api/v1/audit/events`: 201 `{event_id, event_timestamp, message}`.
+pub async fn create_event(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    const PATH: &str = "/api/v1/audit/events";
+    require_json(&headers).map_err(|p| p.at(PATH))?;
+    let value = parse_body(&body).map_err(|p| p.at(PATH))?;
+    let ctx = &state.ctx;
+    let new = parse_event(&value, identity(&headers))
+        .and_then(|input| input.validate(&ctx.limits, Utc::now()))
+        .map_err(|errors| rejected(&state, ApiError::BadUserInput { errors }).at(PATH))?;
+    let started = Instant::now();
+    let stored = ctx
+        .store
+        .create_event(new)
+        .await
+        .map_err(|e| rejected(&state, e).at(PATH))?;
+    ctx.metrics.written(Source::Rest, 1, started.elapsed().as_secs_f64());
+    let body = json!({
+        "event_id": stored.event_id,
+        "event_timestamp": timestamp_text(stored.event_timestamp),
+        "message": "Audit event created successfully",
+    });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// `POST /api/v1/audit/events/batch`: a JSON array, written atomically; 201 `{event_ids, message}`.
+pub async fn create_batch(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    const PATH: &str = "/api/v1/audit/events/batch";
+    require_json(&headers).map_err(|p| p.at(PATH))?;
+    let value = parse_body(&body).map_err(|p| p.at(PATH))?;
+    let ctx = &state.ctx;
+    let items = match value {
+        Value::Array(items) => items,
+        Value::Object(_) => {
+            return Err(Problem::invalid("body", "request body must be a JSON array, not a single object").at(PATH));
+        }
+        _ => return Err(Problem::invalid("body", "request body must be a JSON array of events").at(PATH)),
+    };
+    if items.is_empty() {
+        return Err(Problem::invalid("body", "batch cannot be empty").at(PATH));
+    }
+    if items.len() > ctx.max_batch_size {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "batch-size-exceeded",
+            "Batch Size Exceeded",
+            format!(
+                "a batch holds at most {} events, got {}",
+                ctx.max_batch_size,
+                items.len()
+            ),
+        )
+        .at(PATH));
+    }
+    let now = Utc::now();
+    let user = identity(&headers);
+    let mut batch = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        match parse_event(item, user).and_then(|input| input.validate(&ctx.limits, now)) {
+            Ok(event) => batch.push(event),
+            Err(found) => errors.extend(found.into_iter().map(|e| e.at(index))),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(rejected(&state, ApiError::BadUserInput { errors }).at(PATH));
+    }
+    let started = Instant::now();
+    let count = batch.len();
+    let stored = ctx
+        .store
+        .create_events(batch)
+        .await
+        .map_err(|e| rejected(&state, e).at(PATH))?;
+    ctx.metrics
+        .written(Source::Rest, count, started.elapsed().as_secs_f64());
+    let ids: Vec<Uuid> = stored.iter().map(|m| m.event_id).collect();
+    let body = json!({"event_ids": ids, "message": format!("{count} audit events created successfully")});
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// An event in the REST shape: the column names, with `version` for `event_version`,
+/// `event_date` as a date and `parent_event_date` as a date-time. Optional text columns that are
+/// not nullable in the contract are omitted when empty.
+pub fn rest_event(m: &Model) -> Value {
+    let mut o = Map::new();
+    let mut put = |key: &str, value: Value| {
+        o.insert(key.to_string(), value);
+    };
+    put("event_id", json!(m.event_id));
+    put("version", json!(m.event_version));
+    put("event_timestamp", json!(timestamp_text(m.event_timestamp)));
+    put("event_date", json!(m.event_date.format("%Y-%m-%d").to_string()));
+    put("event_type", json!(m.event_type));
+    put("event_category", json!(m.event_category));
+    put("event_action", json!(m.event_action));
+    put("event_outcome", json!(m.event_outcome));
+    put("actor_type", json!(m.actor_type));
+    put("actor_id", json!(m.actor_id));
+    if let Some(ip) = &m.actor_ip {
+        put("actor_ip", json!(ip));
+    }
+    put("resource_type", json!(m.resource_type));
+    put("resource_id", json!(m.resource_id));
+    if let Some(name) = &m.resource_name {
+        put("resource_name", json!(name));
+    }
+    put("correlation_id", json!(m.correlation_id));
+    put("parent_event_id", json!(m.parent_event_id));
+    put(
+        "parent_event_date",
+        json!(
+            m.parent_event_date
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|d| timestamp_text(d.and_utc()))
+        ),
+    );
+    if let Some(trace) = &m.trace_id {
+        put("trace_id", json!(trace));
+    }
+    if let Some(span) = &m.span_id {
+        put("span_id", json!(span));
+    }
+    put("namespace", json!(m.namespace));
+    put("cluster_id", json!(m.cluster_id));
+    put("event_data", m.event_data.clone());
+    if let Some(meta) = &m.event_metadata {
+        put("event_metadata", meta.clone());
+    }
+    put("severity", json!(m.severity));
+    put("duration_ms", json!(m.duration_ms));
+    put("error_code", json!(m.error_code));
+    put("error_message", json!(m.error_message));
+    put("retention_days", json!(m.retention_days));
+    put("is_sensitive", json!(m.is_sensitive));
+    put("event_hash", json!(m.event_hash));
+    put("previous_event_hash", json!(m.previous_event_hash));
+    put("hash_algorithm", json!(m.hash_algorithm));
+    put("legal_hold", json!(m.legal_hold));
+    put("legal_hold_reason", json!(m.legal_hold_reason));
+    put("legal_hold_placed_by", json!(m.legal_hold_placed_by));
+    put(
+        "legal_hold_placed_at",
+        json!(m.legal_hold_placed_at.map(timestamp_text)),
+    );
+    Value::Object(o)
+}
+
+/// The query parameters of `GET /api/v1/audit/events`, checked.
+struct Listing {
+    filter: EventFilter,
+    limit: u64,
+    offset: u64,
+    cursor: Option<Cursor>,
+}
+
+fn listing(params: &HashMap<String, String>, now: DateTime<Utc>) -> Result<Listing, Problem> {
+    let text = |name: &str| params.get(name).filter(|v| !v.is_empty()).cloned();
+    let limit = match params.get("limit") {
+        None => 50,
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => return Err(Problem::invalid("limit", "must be between 1 and 1000")),
+        },
+    };
+    let offset = match params.get("offset") {
+        None => None,
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => return Err(Problem::invalid("offset", "must be an integer of at least 0")),
+        },
+    };
+    let cursor = match text("cursor") {
+        None => None,
+        Some(c) => {
+            Some(Cursor::decode(&c).map_err(|e| Problem::invalid("cursor", format!("is not a valid cursor ({e})")))?)
+        }
+    };
+    if cursor.is_some() && offset.is_some() {
+        return Err(Problem::invalid("cursor", "cannot be used together with offset"));
+    }
+    if let Some(outcome) = text("event_outcome")
+        && !matches!(outcome.as_str(), "success" | "failure" | "pending")
+    {
+        return Err(Problem::invalid(
+            "event_outcome",
+            "must be one of: success, failure, pending",
+        ));
+    }
+    let bound = |name: &str| -> Result<Option<DateTime<Utc>>, Problem> {
+        text(name)
+            .map(|t| {
+                parse_time_bound(&t, now)
+                    .map(to_micros)
+                    .map_err(|m| Problem::invalid(name, m))
+            })
+            .transpose()
+    };
+    let data_equals = match (text("detail_key"), params.get("detail_value")) {
+        (None, None) => None,
+        (Some(key), Some(value)) if is_data_key(&key) => Some((key, value.clone())),
+        (Some(_), Some(_)) => {
+            return Err(Problem::invalid(
+                "detail_key",
+                "may hold only letters, digits and underscores",
+            ));
+        }
+        (Some(_), None) => return Err(Problem::invalid("detail_value", "must accompany detail_key")),
+        (None, Some(_)) => return Err(Problem::invalid("detail_key", "must accompany detail_value")),
+    };
+    let filter = EventFilter {
+        event_type: text("event_type"),
+        event_category: text("event_category"),
+        event_outcome: text("event_outcome"),
+        severity: text("severity"),
+        correlation_id: text("correlation_id"),
+        since: bound("since")?,
+        until: bound("until")?,
+        data_equals,
+        ..EventFilter::default()
+    };
+    Ok(Listing {
+        filter,
+        limit,
+        offset: offset.unwrap_or(0),
+        cursor,
+    })
+}
+
+/// `GET /api/v1/audit/events`: `{data, pagination{limit, offset, total, has_more, next_cursor}}`,
+/// newest first (`event_timestamp DESC, event_id DESC`), by offset or by cursor.
+pub async fn query_events(
+    State(state): State<HttpState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, Problem> {
+    const PATH: &str = "/api/v1/audit/events";
+    let started = Instant::now();
+    let Listing {
+        filter,
+        limit,
+        offset,
+        cursor,
+    } = listing(&params, Utc::now()).map_err(|p| p.at(PATH))?;
+    let store = &state.ctx.store;
+    let total = store
+        .count_events(&filter)
+        .await
+        .map_err(|e| Problem::from(e).at(PATH))?;
+    let (rows, has_more) = match cursor {
+        Some(after) => {
+            let window = PageWindow::forward(limit, Some(after));
+            let mut rows = store
+                .list_events(&filter, &window, Order::NewestFirst)
+                .await
+                .map_err(|e| Problem::from(e).at(PATH))?;
+            let more = rows.len() as u64 > limit;
+            rows.truncate(limit as usize);
+            (rows, more)
+        }
+        None => {
+            let rows = store
+                .list_events_at_offset(&filter, offset, limit)
+                .await
+                .map_err(|e| Problem::from(e).at(PATH))?;
+            let more = offset + (rows.len() as u64) < total;
+            (rows, more)
+        }
+    };
+    let next_cursor = rows
+        .last()
+        .filter(|_| has_more)
+        .map(|m| Cursor::new(m.event_timestamp, m.event_id).encode());
+    let body = json!({
+        "data": rows.iter().map(rest_event).collect::<Vec<_>>(),
+        "pagination": {
+            "limit": limit,
+            "offset": offset,
+            "total": total,
+            "has_more": has_more,
+            "next_cursor": next_cursor,
+        },
+    });
+    state.ctx.metrics.queried(Source::Rest, started.elapsed().as_secs_f64());
+    Ok(Json(body).into_response())
+}
