@@ -140,6 +140,9 @@ impl async_graphql::ErrorExtensions for ApiError {
                                 async_graphql::Name::new("message"),
                                 async_graphql::Value::from(e.message.clone()),
                             );
+                            if let Some(index) = e.index {
+                                map.insert(async_graphql::Name::new("index"), async_graphql::Value::from(index));
+                            }
                             async_graphql::Value::Object(map)
                         })
                         .collect();

@@ -13,9 +13,12 @@ const TYPE_BASE: &str = "https://kubernaut.ai/problems/";
 /// The detail of every 5xx problem: internals stay in the logs.
 pub const INTERNAL_DETAIL: &str = "An internal error occurred. Check server logs for details.";
 
-/// An `application/problem+json` response.
+/// An `application/problem+json` response (boxed: it travels in `Err` variants).
+#[derive(Debug)]
+pub struct Problem(Box<Body>);
+
 #[derive(Debug, Serialize)]
-pub struct Problem {
+struct Body {
     #[serde(rename = "type")]
     kind: String,
     title: &'static str,
@@ -30,14 +33,14 @@ pub struct Problem {
 impl Problem {
     /// A problem of the given status, type slug and title.
     pub fn new(status: StatusCode, slug: &str, title: &'static str, detail: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(Body {
             kind: format!("{TYPE_BASE}{slug}"),
             title,
             status: status.as_u16(),
             detail: detail.into(),
             instance: None,
             field_errors: None,
-        }
+        }))
     }
 
     /// A 400 validation problem naming one field.
@@ -54,19 +57,19 @@ impl Problem {
 
     /// The same problem with field errors.
     pub fn with_fields(mut self, fields: impl IntoIterator<Item = (String, String)>) -> Self {
-        self.field_errors = Some(fields.into_iter().collect());
+        self.0.field_errors = Some(fields.into_iter().collect());
         self
     }
 
     /// The same problem with the request path as `instance`.
     pub fn at(mut self, path: &str) -> Self {
-        self.instance = Some(path.to_string());
+        self.0.instance = Some(path.to_string());
         self
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
 
@@ -120,7 +123,7 @@ impl From<ApiError> for Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut response = (status, axum::Json(self)).into_response();
+        let mut response = (status, axum::Json(self.0)).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
@@ -194,8 +197,8 @@ mod tests {
         ];
         for (error, status, slug) in cases {
             let problem = Problem::from(error);
-            assert_eq!(problem.status, status);
-            assert_eq!(problem.kind, format!("{TYPE_BASE}{slug}"));
+            assert_eq!(problem.0.status, status);
+            assert_eq!(problem.0.kind, format!("{TYPE_BASE}{slug}"));
         }
     }
 
@@ -208,10 +211,11 @@ mod tests {
             ],
         };
         let problem = Problem::from(error);
-        let fields = problem.field_errors.unwrap();
+        let fields = problem.0.field_errors.clone().unwrap();
         assert_eq!(fields["events[2].version"], "is required");
         assert!(
             problem
+                .0
                 .detail
                 .contains("parent_event_id: parent event x does not exist")
         );
@@ -222,6 +226,6 @@ mod tests {
         let problem = Problem::from(ApiError::internal(anyhow::anyhow!(
             "relation audit_events does not exist"
         )));
-        assert_eq!(problem.detail, INTERNAL_DETAIL);
+        assert_eq!(problem.0.detail, INTERNAL_DETAIL);
     }
 }

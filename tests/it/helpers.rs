@@ -151,6 +151,38 @@ impl TestApp {
         (status, body)
     }
 
+    /// Sends a REST request (a JSON body when given); returns status, content type and JSON body.
+    pub async fn rest(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, String, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .expect("request");
+        let response = self.router.clone().oneshot(request).await.expect("router answers");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let json =
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, content_type, json)
+    }
+
     /// POSTs a GraphQL operation; returns the whole response body.
     pub async fn graphql(&self, query: &str, variables: Value) -> Value {
         let request = Request::post("/graphql")
@@ -309,4 +341,23 @@ impl TestApp {
                 .expect("bulk insert");
         }
     }
+}
+
+/// A valid kubernaut-style REST event with `overrides` merged in.
+pub fn rest_event(overrides: Value) -> Value {
+    let mut event = json!({
+        "version": "1.0",
+        "event_type": "gateway.signal.received",
+        "event_timestamp": (chrono::Utc::now() - chrono::Duration::seconds(5)).to_rfc3339(),
+        "event_category": "gateway",
+        "event_action": "received",
+        "event_outcome": "success",
+        "correlation_id": "rr-2026-001",
+        "event_data": {"signal_type": "prometheus", "signal_name": "HighCPU", "namespace": "prod",
+                       "fingerprint": "fp-1", "event_type": "gateway.signal.received"}
+    });
+    if let (Some(base), Value::Object(extra)) = (event.as_object_mut(), overrides) {
+        base.extend(extra);
+    }
+    event
 }

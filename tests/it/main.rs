@@ -12,6 +12,7 @@ mod explain;
 mod nesting;
 mod pagination;
 mod reads;
+mod rest;
 mod schema;
 mod serving;
 mod storage;

@@ -15,6 +15,7 @@ both_engines!(
     concurrent_retries_of_one_event_id_store_one_event,
     a_child_stamped_slightly_before_its_parent_is_accepted,
     a_child_stamped_days_before_its_parent_is_rejected,
+    a_graphql_batch_is_atomic_and_links_parents_within_it,
 );
 
 async fn a_parent_child_grandchild_chain_reads_back_with_derived_parent_dates(app: TestApp) {
@@ -222,4 +223,86 @@ async fn a_child_stamped_days_before_its_parent_is_rejected(app: TestApp) {
         "{error}"
     );
     assert_eq!(app.row_count().await, 1);
+}
+
+const BATCH: &str = "mutation($inputs: [AuditEventInput!]!) { createAuditEvents(inputs: $inputs) { \
+    eventId eventDate parentEventId parentEventDate correlationId } }";
+
+async fn a_graphql_batch_is_atomic_and_links_parents_within_it(app: TestApp) {
+    let root = uuid::Uuid::new_v4().to_string();
+    let child = uuid::Uuid::new_v4().to_string();
+    let inputs = json!([
+        event_input(json!({"eventId": root, "correlationId": "rr-gb"})),
+        event_input(json!({"eventId": child, "parentEventId": root, "correlationId": "rr-gb"})),
+        event_input(json!({"parentEventId": child, "correlationId": "rr-gb"})),
+    ]);
+    let data = app.ok(BATCH, json!({"inputs": inputs})).await;
+    let stored = data["createAuditEvents"].as_array().unwrap();
+    assert_eq!(stored.len(), 3);
+    assert_eq!(stored[0]["eventId"], root.as_str());
+    assert_eq!(stored[1]["parentEventDate"], stored[0]["eventDate"]);
+    assert_eq!(stored[2]["parentEventId"], child.as_str());
+    assert_eq!(app.row_count().await, 3);
+
+    // Every item is validated first; errors carry the index; nothing is written.
+    let bad = json!([
+        event_input(json!({})),
+        event_input(json!({"eventOutcome": "nope"})),
+        event_input(json!({})),
+        event_input(json!({"eventType": ""})),
+    ]);
+    let body = app.graphql(BATCH, json!({"inputs": bad})).await;
+    let error = &body["errors"][0];
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT");
+    assert_eq!(error["extensions"]["index"], 1);
+    assert_eq!(error["extensions"]["field"], "eventOutcome");
+    assert_eq!(error["extensions"]["fieldErrors"][1]["index"], 3, "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("inputs[3].eventType"),
+        "{error}"
+    );
+
+    let later = json!([
+        event_input(json!({"parentEventId": root})),
+        event_input(json!({"parentEventId": uuid::Uuid::now_v7()})),
+    ]);
+    let error = app.error(BATCH, json!({"inputs": later})).await;
+    assert_eq!(error["extensions"]["index"], 1, "{error}");
+    assert_eq!(error["extensions"]["field"], "parentEventId");
+    let forward = uuid::Uuid::new_v4().to_string();
+    let order = json!([
+        event_input(json!({"parentEventId": forward})),
+        event_input(json!({"eventId": forward})),
+    ]);
+    let error = app.error(BATCH, json!({"inputs": order})).await;
+    assert!(error["message"].as_str().unwrap().contains("later"), "{error}");
+    let error = app.error(BATCH, json!({"inputs": []})).await;
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT");
+    assert_eq!(app.row_count().await, 3, "failed batches wrote nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_one_insert_statement_is_split_and_stays_atomic() {
+    use crate::helpers::Engine;
+    for engine in [Engine::Sqlite, Engine::Postgres] {
+        let Some(app) = TestApp::with_config(engine, |c| c.max_batch_size = 4000).await else {
+            continue;
+        };
+        // 36 columns × 4,000 rows is far beyond both engines' bind-parameter limits.
+        let inputs: Vec<_> = (0..4000)
+            .map(|i| event_input(json!({"correlationId": format!("rr-big-{}", i % 7)})))
+            .collect();
+        let data = app.ok(BATCH, json!({"inputs": inputs})).await;
+        assert_eq!(data["createAuditEvents"].as_array().unwrap().len(), 4000);
+        assert_eq!(app.row_count().await, 4000);
+        let mut inputs: Vec<_> = (0..4000).map(|_| event_input(json!({}))).collect();
+        inputs[3999] = event_input(json!({"parentEventId": uuid::Uuid::now_v7()}));
+        let error = app.error(BATCH, json!({"inputs": inputs})).await;
+        assert_eq!(error["extensions"]["index"], 3999);
+        assert_eq!(
+            app.row_count().await,
+            4000,
+            "on {engine:?} the failed batch left nothing behind"
+        );
+    }
 }
