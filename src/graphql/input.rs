@@ -32,7 +32,7 @@ pub struct AuditEventInput {
     pub actor_type: Option<String>,
     /// Who acted (default `<eventCategory>-service`).
     pub actor_id: Option<String>,
-    /// The actor's IPv4 or IPv6 address.
+    /// The actor's IP address (at most 45 characters).
     pub actor_ip: Option<String>,
     /// Kind of resource acted upon (default: the category).
     pub resource_type: Option<String>,
