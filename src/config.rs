@@ -30,6 +30,37 @@ pub enum Command {
     Migrate,
     /// Print the GraphQL schema (SDL) and exit.
     ExportSchema,
+    /// Load historical events from newline-delimited JSON (the REST field shape), keeping ids and
+    /// timestamps; the live timestamp window does not apply.
+    Import {
+        /// The file to read, or `-` for standard input.
+        file: String,
+        /// Lines written per transaction.
+        #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        batch_size: u64,
+        /// Report malformed lines and go on, instead of stopping at the first.
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+    /// Fill `parent_event_date` of legacy rows from their parents, in short keyset batches
+    /// (BR-STORAGE-037). Resumable: run it again after an interruption.
+    BackfillParentDates {
+        /// Legacy rows per batch (one short transaction each).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        batch_size: u64,
+        /// Only count what would be filled, orphans and skewed rows; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Undo the fills of earlier runs (all of them, or the one given with --run).
+        #[arg(long)]
+        rollback: bool,
+        /// With --rollback: the run to undo (its id is printed by the run).
+        #[arg(long, requires = "rollback")]
+        run: Option<uuid::Uuid>,
+        /// How many orphan ids to list in the report.
+        #[arg(long, default_value_t = 20)]
+        list_orphans: usize,
+    },
 }
 
 /// Every setting of auditgraph. Each flag can also be given as the environment variable shown.
@@ -130,6 +161,7 @@ impl Config {
             max_future_skew: chrono::Duration::minutes(self.max_future_skew_minutes.into()),
             max_age: chrono::Duration::days(self.max_event_age_days.into()),
             allowed_categories: self.allowed_categories.clone().filter(|c| !c.is_empty()),
+            check_timestamp_bounds: true,
         }
     }
 

@@ -6,6 +6,7 @@ pub mod filter;
 pub mod page;
 pub mod time;
 pub mod tree;
+pub mod wire;
 
 pub use cursor::{Cursor, TreeCursor};
 pub use event::{EventInput, FieldError, Limits, NewEvent};

@@ -11,6 +11,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod ops;
 pub mod store;
 
 use std::time::Duration;
@@ -39,7 +40,48 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", graphql::sdl());
             Ok(())
         }
+        Command::Import { file, batch_size, skip_invalid } => {
+            let store = migrated_store(&config).await?;
+            let options = ops::import::ImportOptions {
+                source: file,
+                batch_size: usize::try_from(batch_size).unwrap_or(5_000),
+                skip_invalid,
+            };
+            let summary = ops::import::run(&store, &options).await?;
+            report(&summary);
+            Ok(())
+        }
+        Command::BackfillParentDates { batch_size, dry_run, rollback, run, list_orphans } => {
+            let store = migrated_store(&config).await?;
+            if rollback {
+                let rows = ops::backfill::rollback(&store, run, batch_size).await?;
+                report(&format!("rollback finished: {rows} rows are legacy links again"));
+                return Ok(());
+            }
+            let options = ops::backfill::BackfillOptions { batch_size, dry_run, list_orphans };
+            let summary = ops::backfill::run(&store, &options).await?;
+            report(&summary);
+            match &summary.foreign_key {
+                Some(fk) if !fk.valid => anyhow::bail!("the parent foreign key is not valid"),
+                _ => Ok(()),
+            }
+        }
     }
+}
+
+/// Prints a command's result on standard output; a closed pipe is not an error.
+fn report(result: &dyn std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{result}");
+}
+
+/// Connects and applies pending migrations (unless told not to).
+async fn migrated_store(config: &Config) -> anyhow::Result<Store> {
+    let store = Store::connect(&config.store_options()).await?;
+    if !config.no_migrate {
+        store.migrate().await?;
+    }
+    Ok(store)
 }
 
 /// The application router on a connected store.

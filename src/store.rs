@@ -1,8 +1,14 @@
 //! Every SQL statement of auditgraph. The only module that talks to the database.
 
+mod backfill;
+mod import;
 mod read;
 mod tree;
 mod write;
+
+pub use backfill::{BackfillBatch, ForeignKeyCheck, LegacyKey};
+pub use import::{ImportError, ImportRow, ImportedBatch};
+pub(crate) use write::to_model;
 
 pub use tree::{Tree, TreeNode};
 

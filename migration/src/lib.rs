@@ -7,6 +7,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_create_audit_events;
+mod m20261128_000002_backfill_support;
 
 /// The ordered list of auditgraph migrations.
 pub struct Migrator;
@@ -14,6 +15,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261128_000001_create_audit_events::Migration)]
+        vec![
+            Box::new(m20261128_000001_create_audit_events::Migration),
+            Box::new(m20261128_000002_backfill_support::Migration),
+        ]
     }
 }

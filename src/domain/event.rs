@@ -120,6 +120,8 @@ pub struct Limits {
     pub max_age: Duration,
     /// When set, the only categories accepted.
     pub allowed_categories: Option<Vec<String>>,
+    /// Whether timestamps must lie in the live window (off for the import of history).
+    pub check_timestamp_bounds: bool,
 }
 
 impl Default for Limits {
@@ -128,7 +130,15 @@ impl Default for Limits {
             max_future_skew: Duration::minutes(60),
             max_age: Duration::days(7),
             allowed_categories: None,
+            check_timestamp_bounds: true,
         }
+    }
+}
+
+impl Limits {
+    /// The limits of the historical import: any timestamp, any category identifier.
+    pub fn history() -> Self {
+        Self { check_timestamp_bounds: false, ..Self::default() }
     }
 }
 
@@ -274,7 +284,7 @@ impl EventInput {
                 "must not be the nil UUID",
             )));
         }
-        if let Some(ts) = self.event_timestamp {
+        if let Some(ts) = self.event_timestamp.filter(|_| limits.check_timestamp_bounds) {
             if ts > now + limits.max_future_skew {
                 push(Some(FieldError::new(
                     "event_timestamp",

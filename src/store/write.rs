@@ -15,7 +15,7 @@ use crate::entity::audit_event::{Column, Entity, Model};
 use crate::error::ApiError;
 
 /// The row a new event becomes, given its parent's date.
-fn to_model(new: NewEvent, parent_event_date: Option<NaiveDate>) -> Model {
+pub(crate) fn to_model(new: NewEvent, parent_event_date: Option<NaiveDate>) -> Model {
     Model {
         event_id: new.event_id,
         event_version: new.event_version,

@@ -1,0 +1,218 @@
+//! The parent-date backfill (BR-STORAGE-037): completes legacy links in short keyset batches.
+//!
+//! A legacy row names a parent (`parent_event_id`) without its date. Each batch takes the next
+//! `size` legacy rows in `(event_id, event_date)` order through the partial index
+//! `idx_audit_events_legacy_links`, sets their parent date from the stored parent in one UPDATE,
+//! journals the rows it filled, and commits. Short transactions keep locks brief, so live writes
+//! go on; a killed run loses at most one uncommitted batch, and a new run simply continues, since
+//! filled rows are no longer legacy.
+//!
+//! A parent whose date is more than a day after the child's cannot be linked
+//! (`chk_child_not_before_parent_day`); such rows are reported as skewed and stay legacy, as do
+//! orphans, whose parent is not in the store at all.
+
+use chrono::NaiveDate;
+use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, Statement, TransactionTrait, Value};
+use uuid::Uuid;
+
+use super::Store;
+use crate::error::ApiError;
+
+/// A position in the `(event_id, event_date)` order of legacy rows.
+pub type LegacyKey = (Uuid, NaiveDate);
+
+/// What one batch found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackfillBatch {
+    /// Legacy rows examined.
+    pub scanned: u64,
+    /// Rows whose parent date was set (or, in a dry run, would be).
+    pub filled: u64,
+    /// Rows whose parent is not in the store.
+    pub orphans: Vec<Uuid>,
+    /// Rows whose parent exists but is dated more than a day after them.
+    pub skewed: Vec<Uuid>,
+    /// The last key examined; the next batch starts after it. `None` when nothing was left.
+    pub last: Option<LegacyKey>,
+}
+
+/// How the parent-link foreign key stands after a backfill.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForeignKeyCheck {
+    /// Whether the database holds the constraint as validated for every row.
+    pub valid: bool,
+    /// Rows naming a parent that the database found missing (always 0 when `valid`).
+    pub violations: u64,
+    /// Whether this check ran `VALIDATE CONSTRAINT` (a constraint added as NOT VALID).
+    pub validated_now: bool,
+}
+
+/// `date + 1 day` in the engine's SQL.
+fn day_after(backend: DatabaseBackend, date: &str) -> String {
+    match backend {
+        DatabaseBackend::Sqlite => format!("date({date}, '+1 day')"),
+        _ => format!("({date} + 1)"),
+    }
+}
+
+const LEGACY: &str = "parent_event_id IS NOT NULL AND parent_event_date IS NULL";
+
+impl Store {
+    /// How many legacy rows (a parent without its date) the store holds.
+    pub async fn count_legacy_links(&self) -> Result<u64, ApiError> {
+        let sql = format!("SELECT COUNT(*) AS n FROM audit_events WHERE {LEGACY}");
+        let row = self.db().query_one_raw(Statement::from_string(self.backend(), sql)).await?;
+        let n: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
+        Ok(n.max(0) as u64)
+    }
+
+    /// Processes the next batch of legacy rows after `after`: fills what can be filled (unless
+    /// `dry_run`), journals it under `run`, and classifies the rest. One short transaction.
+    #[tracing::instrument(skip(self))]
+    pub async fn backfill_batch(
+        &self,
+        run: Uuid,
+        after: Option<LegacyKey>,
+        size: u64,
+        dry_run: bool,
+    ) -> Result<BackfillBatch, ApiError> {
+        let backend = self.backend();
+        let (start, mut values): (&str, Vec<Value>) = match after {
+            Some((id, date)) => ("AND (event_id, event_date) > ($1, $2)", vec![id.into(), date.into()]),
+            None => ("", vec![]),
+        };
+        let txn = self.db().begin().await?;
+        // The batch: the next `size` legacy keys, their parents and whether those are linkable.
+        let parent_fits = format!(
+            "EXISTS (SELECT 1 FROM audit_events p WHERE p.event_id = c.parent_event_id AND p.event_date <= {})",
+            day_after(backend, "c.event_date")
+        );
+        let sql = format!(
+            "SELECT c.event_id, c.event_date, \
+                    EXISTS (SELECT 1 FROM audit_events p WHERE p.event_id = c.parent_event_id) AS parent_exists, \
+                    {parent_fits} AS parent_fits \
+             FROM audit_events c WHERE {LEGACY} {start} \
+             ORDER BY c.event_id, c.event_date LIMIT {size}"
+        );
+        let rows = txn.query_all_raw(Statement::from_sql_and_values(backend, sql, values.clone())).await?;
+        let mut batch = BackfillBatch { scanned: rows.len() as u64, ..BackfillBatch::default() };
+        let mut fillable = 0u64;
+        for row in &rows {
+            let id: Uuid = row.try_get("", "event_id")?;
+            let date: NaiveDate = row.try_get("", "event_date")?;
+            batch.last = Some((id, date));
+            let (exists, fits) = (flag(row, "parent_exists")?, flag(row, "parent_fits")?);
+            match (exists, fits) {
+                (_, true) => fillable += 1,
+                (false, _) => batch.orphans.push(id),
+                (true, false) => batch.skewed.push(id),
+            }
+        }
+        let Some((last_id, last_date)) = batch.last else {
+            txn.rollback().await?;
+            return Ok(batch);
+        };
+        if dry_run || fillable == 0 {
+            batch.filled = if dry_run { fillable } else { 0 };
+            txn.rollback().await?;
+            return Ok(batch);
+        }
+        let n = values.len();
+        values.push(last_id.into());
+        values.push(last_date.into());
+        let end = format!("AND (event_id, event_date) <= (${}, ${})", n + 1, n + 2);
+        let parent_date = format!(
+            "(SELECT MAX(p.event_date) FROM audit_events p \
+              WHERE p.event_id = audit_events.parent_event_id AND p.event_date <= {})",
+            day_after(backend, "audit_events.event_date")
+        );
+        let update = format!(
+            "UPDATE audit_events SET parent_event_date = {parent_date} \
+             WHERE {LEGACY} {start} {end} AND {parent_date} IS NOT NULL \
+             RETURNING event_id, event_date"
+        );
+        let filled = txn.query_all_raw(Statement::from_sql_and_values(backend, update, values)).await?;
+        batch.filled = filled.len() as u64;
+        for chunk in filled.chunks(5_000) {
+            let mut journal_values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
+            let mut tuples = Vec::with_capacity(chunk.len());
+            for (i, row) in chunk.iter().enumerate() {
+                journal_values.push(run.into());
+                journal_values.push(row.try_get::<Uuid>("", "event_id")?.into());
+                journal_values.push(row.try_get::<NaiveDate>("", "event_date")?.into());
+                tuples.push(format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3));
+            }
+            let sql = format!(
+                "INSERT INTO audit_backfill_journal (run_id, event_id, event_date) VALUES {}",
+                tuples.join(", ")
+            );
+            txn.execute_raw(Statement::from_sql_and_values(backend, sql, journal_values)).await?;
+        }
+        txn.commit().await?;
+        Ok(batch)
+    }
+
+    /// Undoes journaled fills, up to `size` rows per call (all runs, or one), in one short
+    /// transaction. Returns how many rows went back to legacy; 0 when the journal is empty.
+    #[tracing::instrument(skip(self))]
+    pub async fn rollback_backfill_batch(&self, run: Option<Uuid>, size: u64) -> Result<u64, ApiError> {
+        let backend = self.backend();
+        let (scope, values): (&str, Vec<Value>) = match run {
+            Some(run) => ("WHERE run_id = $1", vec![run.into()]),
+            None => ("", vec![]),
+        };
+        let next = format!(
+            "SELECT run_id, event_id, event_date FROM audit_backfill_journal {scope} \
+             ORDER BY run_id, event_id, event_date LIMIT {size}"
+        );
+        let txn = self.db().begin().await?;
+        let reset = format!(
+            "UPDATE audit_events SET parent_event_date = NULL \
+             WHERE (event_id, event_date) IN (SELECT event_id, event_date FROM ({next}) AS j)"
+        );
+        let reset = txn.execute_raw(Statement::from_sql_and_values(backend, reset, values.clone())).await?;
+        let forget = format!(
+            "DELETE FROM audit_backfill_journal \
+             WHERE (run_id, event_id, event_date) IN (SELECT run_id, event_id, event_date FROM ({next}) AS j)"
+        );
+        let forgotten = txn.execute_raw(Statement::from_sql_and_values(backend, forget, values)).await?;
+        txn.commit().await?;
+        tracing::debug!(reset = reset.rows_affected(), forgotten = forgotten.rows_affected(), "rolled back");
+        Ok(forgotten.rows_affected())
+    }
+
+    /// Checks the parent-link foreign key, validating it first where it was added as NOT VALID
+    /// (PostgreSQL); on SQLite, runs `PRAGMA foreign_key_check`.
+    pub async fn check_parent_foreign_key(&self) -> Result<ForeignKeyCheck, ApiError> {
+        let db = self.db();
+        match self.backend() {
+            DatabaseBackend::Postgres => {
+                let query = "SELECT convalidated FROM pg_constraint \
+                             WHERE conname = 'fk_audit_events_parent' AND conrelid = 'audit_events'::regclass";
+                let validated = |row: Option<sea_orm::QueryResult>| -> Result<bool, DbErr> {
+                    row.map(|r| r.try_get::<bool>("", "convalidated")).transpose().map(|v| v.unwrap_or(false))
+                };
+                let before = validated(db.query_one_raw(Statement::from_string(DatabaseBackend::Postgres, query)).await?)?;
+                let mut validated_now = false;
+                if !before {
+                    db.execute_unprepared("ALTER TABLE audit_events VALIDATE CONSTRAINT fk_audit_events_parent")
+                        .await?;
+                    validated_now = true;
+                }
+                let after = validated(db.query_one_raw(Statement::from_string(DatabaseBackend::Postgres, query)).await?)?;
+                Ok(ForeignKeyCheck { valid: after, violations: 0, validated_now })
+            }
+            backend => {
+                let rows = db
+                    .query_all_raw(Statement::from_string(backend, "PRAGMA foreign_key_check(audit_events)"))
+                    .await?;
+                Ok(ForeignKeyCheck { valid: rows.is_empty(), violations: rows.len() as u64, validated_now: false })
+            }
+        }
+    }
+}
+
+/// A boolean column, which SQLite returns as an integer.
+fn flag(row: &sea_orm::QueryResult, column: &str) -> Result<bool, DbErr> {
+    row.try_get::<bool>("", column).or_else(|_| row.try_get::<i64>("", column).map(|n| n != 0))
+}
