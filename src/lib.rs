@@ -40,7 +40,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", graphql::sdl());
             Ok(())
         }
-        Command::Import { file, batch_size, skip_invalid } => {
+        Command::Import {
+            file,
+            batch_size,
+            skip_invalid,
+        } => {
             let store = migrated_store(&config).await?;
             let options = ops::import::ImportOptions {
                 source: file,
@@ -51,14 +55,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             report(&summary);
             Ok(())
         }
-        Command::BackfillParentDates { batch_size, dry_run, rollback, run, list_orphans } => {
+        Command::BackfillParentDates {
+            batch_size,
+            dry_run,
+            rollback,
+            run,
+            list_orphans,
+        } => {
             let store = migrated_store(&config).await?;
             if rollback {
                 let rows = ops::backfill::rollback(&store, run, batch_size).await?;
                 report(&format!("rollback finished: {rows} rows are legacy links again"));
                 return Ok(());
             }
-            let options = ops::backfill::BackfillOptions { batch_size, dry_run, list_orphans };
+            let options = ops::backfill::BackfillOptions {
+                batch_size,
+                dry_run,
+                list_orphans,
+            };
             let summary = ops::backfill::run(&store, &options).await?;
             report(&summary);
             match &summary.foreign_key {

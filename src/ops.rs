@@ -33,7 +33,12 @@ impl Progress {
             }
             bar
         });
-        Self { bar, every, last_line: 0, what }
+        Self {
+            bar,
+            every,
+            last_line: 0,
+            what,
+        }
     }
 
     /// Moves the bar to `position` and reports `done` items, with a log line each time `done`

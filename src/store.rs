@@ -21,7 +21,9 @@ use anyhow::Context;
 use chrono::{Datelike, Months, NaiveDate, Utc};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, Statement};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, Statement, TransactionTrait,
+};
 
 /// How the store connects.
 #[derive(Clone, Debug)]
@@ -210,10 +212,33 @@ impl Store {
         Ok(())
     }
 
+    /// Starts a write transaction. On SQLite it holds the process's write gate and begins
+    /// IMMEDIATE, so a transaction that reads before it writes never fails with SQLITE_BUSY: other
+    /// processes' writers wait for the lock (busy timeout) instead of deadlocking on an upgrade.
+    pub(crate) async fn begin_write(&self) -> Result<WriteTxn<'_>, sea_orm::DbErr> {
+        let gate = match &self.inner.write_gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        };
+        let options = sea_orm::TransactionOptions {
+            sqlite_transaction_mode: gate.as_ref().map(|_| sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        let txn = self.inner.db.begin_with_options(options).await?;
+        Ok(WriteTxn { txn, _gate: gate })
+    }
+
     fn known_months(&self) -> std::sync::MutexGuard<'_, HashSet<NaiveDate>> {
         // The set only caches; a poisoned lock still holds a valid set.
         self.inner.known_months.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// A write transaction and, on SQLite, the write gate it holds until it ends.
+pub(crate) struct WriteTxn<'a> {
+    /// The transaction; commit it, or drop it to roll back.
+    pub txn: sea_orm::DatabaseTransaction,
+    _gate: Option<tokio::sync::MutexGuard<'a, ()>>,
 }
 
 /// The URL without its password, for messages.

@@ -138,7 +138,10 @@ impl Default for Limits {
 impl Limits {
     /// The limits of the historical import: any timestamp, any category identifier.
     pub fn history() -> Self {
-        Self { check_timestamp_bounds: false, ..Self::default() }
+        Self {
+            check_timestamp_bounds: false,
+            ..Self::default()
+        }
     }
 }
 

@@ -28,7 +28,10 @@ pub struct Fields<'a> {
 impl<'a> Fields<'a> {
     /// Reads the fields of `object`.
     pub fn new(object: &'a Map<String, Value>) -> Self {
-        Self { object, errors: Vec::new() }
+        Self {
+            object,
+            errors: Vec::new(),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&'a Value> {
@@ -153,4 +156,3 @@ pub fn parse_event(value: &Value) -> Result<EventInput, Vec<FieldError>> {
     };
     if f.errors.is_empty() { Ok(input) } else { Err(f.errors) }
 }
-

@@ -48,13 +48,21 @@ pub struct BackfillSummary {
 
 impl std::fmt::Display for BackfillSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let rate = if self.seconds > 0.0 { self.filled as f64 / self.seconds } else { 0.0 };
+        let rate = if self.seconds > 0.0 {
+            self.filled as f64 / self.seconds
+        } else {
+            0.0
+        };
         let verb = if self.dry_run { "would fill" } else { "filled" };
         writeln!(
             f,
             "backfill {}{}: {} legacy rows at start, {} scanned in {} batches, {verb} {} ({:.0} rows/s, {:.1} s)",
             self.run_id,
-            if self.dry_run { " (dry run: nothing written)" } else { "" },
+            if self.dry_run {
+                " (dry run: nothing written)"
+            } else {
+                ""
+            },
             self.legacy_before,
             self.scanned,
             self.batches,
@@ -69,14 +77,22 @@ impl std::fmt::Display for BackfillSummary {
         if self.orphans > self.orphan_ids.len() as u64 {
             writeln!(f, "  … and {} more", self.orphans - self.orphan_ids.len() as u64)?;
         }
-        writeln!(f, "skewed (parent dated more than a day after the event, left unlinked): {}", self.skewed)?;
+        writeln!(
+            f,
+            "skewed (parent dated more than a day after the event, left unlinked): {}",
+            self.skewed
+        )?;
         match &self.foreign_key {
             Some(fk) if fk.valid => write!(
                 f,
                 "foreign key fk_audit_events_parent: valid{} — every completed link points at a stored parent",
                 if fk.validated_now { " (validated now)" } else { "" }
             ),
-            Some(fk) => write!(f, "foreign key fk_audit_events_parent: NOT valid, {} violations", fk.violations),
+            Some(fk) => write!(
+                f,
+                "foreign key fk_audit_events_parent: NOT valid, {} violations",
+                fk.violations
+            ),
             None => write!(f, "foreign key: not checked in a dry run"),
         }
     }
@@ -114,7 +130,12 @@ pub async fn run(store: &Store, options: &BackfillOptions) -> anyhow::Result<Bac
     }
     progress.finish();
     if !options.dry_run {
-        summary.foreign_key = Some(store.check_parent_foreign_key().await.map_err(|e| anyhow::anyhow!("{e:?}"))?);
+        summary.foreign_key = Some(
+            store
+                .check_parent_foreign_key()
+                .await
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+        );
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
@@ -125,7 +146,10 @@ pub async fn run(store: &Store, options: &BackfillOptions) -> anyhow::Result<Bac
 pub async fn rollback(store: &Store, run: Option<Uuid>, batch_size: u64) -> anyhow::Result<u64> {
     let mut total = 0;
     loop {
-        let done = store.rollback_backfill_batch(run, batch_size).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let done = store
+            .rollback_backfill_batch(run, batch_size)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         if done == 0 {
             return Ok(total);
         }

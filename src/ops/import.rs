@@ -43,7 +43,11 @@ pub struct ImportSummary {
 
 impl std::fmt::Display for ImportSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let rate = if self.seconds > 0.0 { self.imported as f64 / self.seconds } else { 0.0 };
+        let rate = if self.seconds > 0.0 {
+            self.imported as f64 / self.seconds
+        } else {
+            0.0
+        };
         write!(
             f,
             "import finished: {} lines read, {} events imported ({} legacy links without a parent date), \
@@ -57,7 +61,13 @@ impl std::fmt::Display for ImportSummary {
 fn describe(errors: &[FieldError]) -> String {
     errors
         .iter()
-        .map(|e| format!("{}: {}", if e.field == "event_version" { "version" } else { e.field }, e.message))
+        .map(|e| {
+            format!(
+                "{}: {}",
+                if e.field == "event_version" { "version" } else { e.field },
+                e.message
+            )
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }

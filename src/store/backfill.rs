@@ -12,7 +12,7 @@
 //! orphans, whose parent is not in the store at all.
 
 use chrono::NaiveDate;
-use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, Statement, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, Statement, Value};
 use uuid::Uuid;
 
 use super::Store;
@@ -61,7 +61,10 @@ impl Store {
     /// How many legacy rows (a parent without its date) the store holds.
     pub async fn count_legacy_links(&self) -> Result<u64, ApiError> {
         let sql = format!("SELECT COUNT(*) AS n FROM audit_events WHERE {LEGACY}");
-        let row = self.db().query_one_raw(Statement::from_string(self.backend(), sql)).await?;
+        let row = self
+            .db()
+            .query_one_raw(Statement::from_string(self.backend(), sql))
+            .await?;
         let n: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
         Ok(n.max(0) as u64)
     }
@@ -81,7 +84,8 @@ impl Store {
             Some((id, date)) => ("AND (event_id, event_date) > ($1, $2)", vec![id.into(), date.into()]),
             None => ("", vec![]),
         };
-        let txn = self.db().begin().await?;
+        let write = self.begin_write().await?;
+        let txn = &write.txn;
         // The batch: the next `size` legacy keys, their parents and whether those are linkable.
         let parent_fits = format!(
             "EXISTS (SELECT 1 FROM audit_events p WHERE p.event_id = c.parent_event_id AND p.event_date <= {})",
@@ -94,8 +98,13 @@ impl Store {
              FROM audit_events c WHERE {LEGACY} {start} \
              ORDER BY c.event_id, c.event_date LIMIT {size}"
         );
-        let rows = txn.query_all_raw(Statement::from_sql_and_values(backend, sql, values.clone())).await?;
-        let mut batch = BackfillBatch { scanned: rows.len() as u64, ..BackfillBatch::default() };
+        let rows = txn
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values.clone()))
+            .await?;
+        let mut batch = BackfillBatch {
+            scanned: rows.len() as u64,
+            ..BackfillBatch::default()
+        };
         let mut fillable = 0u64;
         for row in &rows {
             let id: Uuid = row.try_get("", "event_id")?;
@@ -109,12 +118,10 @@ impl Store {
             }
         }
         let Some((last_id, last_date)) = batch.last else {
-            txn.rollback().await?;
             return Ok(batch);
         };
         if dry_run || fillable == 0 {
             batch.filled = if dry_run { fillable } else { 0 };
-            txn.rollback().await?;
             return Ok(batch);
         }
         let n = values.len();
@@ -131,7 +138,9 @@ impl Store {
              WHERE {LEGACY} {start} {end} AND {parent_date} IS NOT NULL \
              RETURNING event_id, event_date"
         );
-        let filled = txn.query_all_raw(Statement::from_sql_and_values(backend, update, values)).await?;
+        let filled = txn
+            .query_all_raw(Statement::from_sql_and_values(backend, update, values))
+            .await?;
         batch.filled = filled.len() as u64;
         for chunk in filled.chunks(5_000) {
             let mut journal_values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
@@ -146,9 +155,10 @@ impl Store {
                 "INSERT INTO audit_backfill_journal (run_id, event_id, event_date) VALUES {}",
                 tuples.join(", ")
             );
-            txn.execute_raw(Statement::from_sql_and_values(backend, sql, journal_values)).await?;
+            txn.execute_raw(Statement::from_sql_and_values(backend, sql, journal_values))
+                .await?;
         }
-        txn.commit().await?;
+        write.txn.commit().await?;
         Ok(batch)
     }
 
@@ -165,19 +175,28 @@ impl Store {
             "SELECT run_id, event_id, event_date FROM audit_backfill_journal {scope} \
              ORDER BY run_id, event_id, event_date LIMIT {size}"
         );
-        let txn = self.db().begin().await?;
+        let write = self.begin_write().await?;
+        let txn = &write.txn;
         let reset = format!(
             "UPDATE audit_events SET parent_event_date = NULL \
              WHERE (event_id, event_date) IN (SELECT event_id, event_date FROM ({next}) AS j)"
         );
-        let reset = txn.execute_raw(Statement::from_sql_and_values(backend, reset, values.clone())).await?;
+        let reset = txn
+            .execute_raw(Statement::from_sql_and_values(backend, reset, values.clone()))
+            .await?;
         let forget = format!(
             "DELETE FROM audit_backfill_journal \
              WHERE (run_id, event_id, event_date) IN (SELECT run_id, event_id, event_date FROM ({next}) AS j)"
         );
-        let forgotten = txn.execute_raw(Statement::from_sql_and_values(backend, forget, values)).await?;
-        txn.commit().await?;
-        tracing::debug!(reset = reset.rows_affected(), forgotten = forgotten.rows_affected(), "rolled back");
+        let forgotten = txn
+            .execute_raw(Statement::from_sql_and_values(backend, forget, values))
+            .await?;
+        write.txn.commit().await?;
+        tracing::debug!(
+            reset = reset.rows_affected(),
+            forgotten = forgotten.rows_affected(),
+            "rolled back"
+        );
         Ok(forgotten.rows_affected())
     }
 
@@ -190,23 +209,42 @@ impl Store {
                 let query = "SELECT convalidated FROM pg_constraint \
                              WHERE conname = 'fk_audit_events_parent' AND conrelid = 'audit_events'::regclass";
                 let validated = |row: Option<sea_orm::QueryResult>| -> Result<bool, DbErr> {
-                    row.map(|r| r.try_get::<bool>("", "convalidated")).transpose().map(|v| v.unwrap_or(false))
+                    row.map(|r| r.try_get::<bool>("", "convalidated"))
+                        .transpose()
+                        .map(|v| v.unwrap_or(false))
                 };
-                let before = validated(db.query_one_raw(Statement::from_string(DatabaseBackend::Postgres, query)).await?)?;
+                let before = validated(
+                    db.query_one_raw(Statement::from_string(DatabaseBackend::Postgres, query))
+                        .await?,
+                )?;
                 let mut validated_now = false;
                 if !before {
                     db.execute_unprepared("ALTER TABLE audit_events VALIDATE CONSTRAINT fk_audit_events_parent")
                         .await?;
                     validated_now = true;
                 }
-                let after = validated(db.query_one_raw(Statement::from_string(DatabaseBackend::Postgres, query)).await?)?;
-                Ok(ForeignKeyCheck { valid: after, violations: 0, validated_now })
+                let after = validated(
+                    db.query_one_raw(Statement::from_string(DatabaseBackend::Postgres, query))
+                        .await?,
+                )?;
+                Ok(ForeignKeyCheck {
+                    valid: after,
+                    violations: 0,
+                    validated_now,
+                })
             }
             backend => {
                 let rows = db
-                    .query_all_raw(Statement::from_string(backend, "PRAGMA foreign_key_check(audit_events)"))
+                    .query_all_raw(Statement::from_string(
+                        backend,
+                        "PRAGMA foreign_key_check(audit_events)",
+                    ))
                     .await?;
-                Ok(ForeignKeyCheck { valid: rows.is_empty(), violations: rows.len() as u64, validated_now: false })
+                Ok(ForeignKeyCheck {
+                    valid: rows.is_empty(),
+                    violations: rows.len() as u64,
+                    validated_now: false,
+                })
             }
         }
     }
@@ -214,5 +252,6 @@ impl Store {
 
 /// A boolean column, which SQLite returns as an integer.
 fn flag(row: &sea_orm::QueryResult, column: &str) -> Result<bool, DbErr> {
-    row.try_get::<bool>("", column).or_else(|_| row.try_get::<i64>("", column).map(|n| n != 0))
+    row.try_get::<bool>("", column)
+        .or_else(|_| row.try_get::<i64>("", column).map(|n| n != 0))
 }

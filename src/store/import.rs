@@ -4,9 +4,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{Days, NaiveDate, SecondsFormat};
 use sea_orm::sqlx;
-use sea_orm::{
-    ColumnTrait, DatabaseBackend, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, DatabaseBackend, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
 use super::Store;
@@ -148,7 +146,9 @@ impl Store {
                 });
             }
         }
-        let present = self.stored_keys(rows.iter().map(|r| r.model.event_id).collect()).await?;
+        let present = self
+            .stored_keys(rows.iter().map(|r| r.model.event_id).collect())
+            .await?;
         let present_ids: HashSet<Uuid> = present.iter().map(|(id, _)| *id).collect();
         let wanted_parents: Vec<Uuid> = rows
             .iter()
@@ -196,13 +196,13 @@ impl Store {
         match self.backend() {
             DatabaseBackend::Postgres => self.copy_rows(&fresh).await?,
             _ => {
-                let txn = self.db().begin().await?;
+                let write = self.begin_write().await?;
                 for chunk in fresh.chunks(800) {
                     Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
-                        .exec_without_returning(&txn)
+                        .exec_without_returning(&write.txn)
                         .await?;
                 }
-                txn.commit().await?;
+                write.txn.commit().await?;
             }
         }
         Ok(batch)
@@ -251,7 +251,9 @@ mod tests {
     use super::*;
 
     fn model() -> Model {
-        let ts = chrono::DateTime::parse_from_rfc3339("2025-03-01T10:00:00.5Z").unwrap().to_utc();
+        let ts = chrono::DateTime::parse_from_rfc3339("2025-03-01T10:00:00.5Z")
+            .unwrap()
+            .to_utc();
         Model {
             event_id: Uuid::nil(),
             event_version: "1.0".into(),
@@ -299,10 +301,17 @@ mod tests {
         assert!(row.starts_with(
             r#""00000000-0000-0000-0000-000000000000","1.0","2025-03-01T10:00:00.500000Z","2025-03-01","#
         ));
-        assert!(row.contains(r#","a""b","c","","success","#), "quotes are doubled, empty text is not NULL: {row}");
+        assert!(
+            row.contains(r#","a""b","c","","success","#),
+            "quotes are doubled, empty text is not NULL: {row}"
+        );
         assert!(row.contains(r#""{""q"":""\""""}""#), "JSON is quoted text: {row}");
         assert!(row.contains(r#""x",,"r""#), "NULL is an empty field: {row}");
         assert!(row.ends_with(",\"false\",,,\n"));
-        assert_eq!(row.matches('\n').count(), 2, "the embedded newline stays inside its quotes");
+        assert_eq!(
+            row.matches('\n').count(),
+            2,
+            "the embedded newline stays inside its quotes"
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{Days, NaiveDate};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QuerySelect, SqlErr, Statement, TransactionTrait,
+    QueryFilter, QuerySelect, SqlErr, Statement,
 };
 use uuid::Uuid;
 
@@ -112,11 +112,8 @@ impl Store {
         for day in months {
             self.ensure_partition(day).await?;
         }
-        let _gate = match &self.inner.write_gate {
-            Some(gate) => Some(gate.lock().await),
-            None => None,
-        };
-        let txn = self.inner.db.begin().await?;
+        let write = self.begin_write().await?;
+        let txn = &write.txn;
 
         // Client-chosen ids: serialise writers of the same ids, then find those stored already.
         let mut first_use: HashMap<Uuid, usize> = HashMap::new();
@@ -134,8 +131,8 @@ impl Store {
         if !first_use.is_empty() {
             let mut ids: Vec<Uuid> = first_use.keys().copied().collect();
             ids.sort_unstable();
-            lock_event_ids(&txn, &ids).await?;
-            for model in Entity::find().filter(Column::EventId.is_in(ids)).all(&txn).await? {
+            lock_event_ids(txn, &ids).await?;
+            for model in Entity::find().filter(Column::EventId.is_in(ids)).all(txn).await? {
                 stored.insert(model.event_id, model);
             }
         }
@@ -149,7 +146,7 @@ impl Store {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let known = parent_dates(&txn, outside).await?;
+        let known = parent_dates(txn, outside).await?;
 
         let mut results = Vec::with_capacity(batch.len());
         let mut rows = Vec::new();
@@ -210,7 +207,7 @@ impl Store {
 
         for chunk in rows.chunks(rows_per_insert(txn.get_database_backend())) {
             let insert = Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
-                .exec_without_returning(&txn)
+                .exec_without_returning(txn)
                 .await;
             if let Err(err) = insert {
                 return Err(match err.sql_err() {
@@ -226,7 +223,7 @@ impl Store {
                 });
             }
         }
-        txn.commit().await?;
+        write.txn.commit().await?;
         tracing::debug!(written = rows.len(), "events written");
         Ok(results)
     }

@@ -8,6 +8,7 @@
 mod helpers;
 
 mod explain;
+mod history;
 
 mod nesting;
 mod pagination;
