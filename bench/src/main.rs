@@ -21,7 +21,11 @@ use sea_orm::{ConnectionTrait, Database, DatabaseBackend, Statement};
 #[command(about = "auditgraph benchmarks beside raw PostgreSQL")]
 struct Cli {
     /// A PostgreSQL database the benchmark may use to create and drop `auditgraph_bench`.
-    #[arg(long, env = "AUDITGRAPH_BENCH_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    #[arg(
+        long,
+        env = "AUDITGRAPH_BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
     admin_url: String,
     /// How many times each workload runs (the median is reported, with min and max).
     #[arg(long, default_value_t = 3)]
@@ -62,7 +66,10 @@ fn id(kind: u64, n: u64) -> uuid::Uuid {
 fn generate(path: &Path, events: u64) -> anyhow::Result<()> {
     let roots = events / 4;
     let now = Utc::now();
-    let this_month = Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).single().context("month")?;
+    let this_month = Utc
+        .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
+        .single()
+        .context("month")?;
     let start = this_month - Duration::days(365);
     let step = Duration::days(364).num_seconds() / roots.max(1) as i64;
     let mut out = BufWriter::new(std::fs::File::create(path)?);
@@ -93,10 +100,15 @@ fn generate(path: &Path, events: u64) -> anyhow::Result<()> {
 
 async fn fresh_database(admin_url: &str) -> anyhow::Result<String> {
     let admin = Database::connect(admin_url).await.context("connecting to PostgreSQL")?;
-    admin.execute_unprepared("DROP DATABASE IF EXISTS auditgraph_bench WITH (FORCE)").await?;
+    admin
+        .execute_unprepared("DROP DATABASE IF EXISTS auditgraph_bench WITH (FORCE)")
+        .await?;
     admin.execute_unprepared("CREATE DATABASE auditgraph_bench").await?;
     admin.close().await?;
-    let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_string()).context("admin URL has no database")?;
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .context("admin URL has no database")?;
     Ok(format!("{base}/auditgraph_bench"))
 }
 
@@ -148,16 +160,27 @@ async fn history(cli: &Cli, events: u64) -> anyhow::Result<String> {
         if header.is_empty() {
             header = environment(&store, events).await?;
         }
-        let options = ImportOptions { source: file.display().to_string(), batch_size: 5_000, skip_invalid: false };
+        let options = ImportOptions {
+            source: file.display().to_string(),
+            batch_size: 5_000,
+            skip_invalid: false,
+        };
         let summary = import::run(&store, &options).await?;
         anyhow::ensure!(summary.imported == events, "imported {} of {events}", summary.imported);
         let import_rate = summary.imported as f64 / summary.seconds;
         store.db().execute_unprepared("VACUUM ANALYZE audit_events").await?;
 
-        let options = BackfillOptions { batch_size: 10_000, dry_run: false, list_orphans: 0 };
+        let options = BackfillOptions {
+            batch_size: 10_000,
+            dry_run: false,
+            list_orphans: 0,
+        };
         let filled = backfill::run(&store, &options).await?;
         anyhow::ensure!(filled.filled == events / 4 * 3, "backfill filled {}", filled.filled);
-        anyhow::ensure!(filled.foreign_key.as_ref().is_some_and(|fk| fk.valid), "foreign key not valid");
+        anyhow::ensure!(
+            filled.foreign_key.as_ref().is_some_and(|fk| fk.valid),
+            "foreign key not valid"
+        );
         let backfill_rate = filled.filled as f64 / filled.seconds;
 
         // Back to the legacy state, then the seed's one-shot statement on the same rows.
@@ -204,7 +227,11 @@ async fn history(cli: &Cli, events: u64) -> anyhow::Result<String> {
 async fn environment(store: &Store, events: u64) -> anyhow::Result<String> {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|info| info.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let commit = std::process::Command::new("git")
@@ -235,7 +262,9 @@ fn write_section(path: &str, section: &str) -> anyhow::Result<()> {
     let existing = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n\n".into());
     let updated = match existing.find(title) {
         Some(start) => {
-            let end = existing[start + title.len()..].find("\n## ").map_or(existing.len(), |i| start + title.len() + i + 1);
+            let end = existing[start + title.len()..]
+                .find("\n## ")
+                .map_or(existing.len(), |i| start + title.len() + i + 1);
             format!("{}{}{}", &existing[..start], section, &existing[end..])
         }
         None => format!("{}\n{}", existing.trim_end(), section),

@@ -11,7 +11,7 @@
 //! (`chk_child_not_before_parent_day`); such rows are reported as skewed and stay legacy, as do
 //! orphans, whose parent is not in the store at all.
 
-use chrono::NaiveDate;
+use chrono::{Days, NaiveDate};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, Statement, Value};
 use uuid::Uuid;
 
@@ -47,14 +47,6 @@ pub struct ForeignKeyCheck {
     pub validated_now: bool,
 }
 
-/// `date + 1 day` in the engine's SQL.
-fn day_after(backend: DatabaseBackend, date: &str) -> String {
-    match backend {
-        DatabaseBackend::Sqlite => format!("date({date}, '+1 day')"),
-        _ => format!("({date} + 1)"),
-    }
-}
-
 const LEGACY: &str = "parent_event_id IS NOT NULL AND parent_event_date IS NULL";
 
 impl Store {
@@ -80,84 +72,47 @@ impl Store {
         dry_run: bool,
     ) -> Result<BackfillBatch, ApiError> {
         let backend = self.backend();
-        let (start, mut values): (&str, Vec<Value>) = match after {
+        let (start, values): (&str, Vec<Value>) = match after {
             Some((id, date)) => ("AND (event_id, event_date) > ($1, $2)", vec![id.into(), date.into()]),
             None => ("", vec![]),
         };
         let write = self.begin_write().await?;
         let txn = &write.txn;
-        // The batch: the next `size` legacy keys, their parents and whether those are linkable.
-        let parent_fits = format!(
-            "EXISTS (SELECT 1 FROM audit_events p WHERE p.event_id = c.parent_event_id AND p.event_date <= {})",
-            day_after(backend, "c.event_date")
-        );
+        // The batch: the next `size` legacy keys and the date of each one's parent, if stored.
         let sql = format!(
             "SELECT c.event_id, c.event_date, \
-                    EXISTS (SELECT 1 FROM audit_events p WHERE p.event_id = c.parent_event_id) AS parent_exists, \
-                    {parent_fits} AS parent_fits \
+                    (SELECT MAX(p.event_date) FROM audit_events p WHERE p.event_id = c.parent_event_id) AS parent_date \
              FROM audit_events c WHERE {LEGACY} {start} \
              ORDER BY c.event_id, c.event_date LIMIT {size}"
         );
         let rows = txn
-            .query_all_raw(Statement::from_sql_and_values(backend, sql, values.clone()))
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
             .await?;
         let mut batch = BackfillBatch {
             scanned: rows.len() as u64,
             ..BackfillBatch::default()
         };
-        let mut fillable = 0u64;
+        let mut fills: Vec<(Uuid, NaiveDate, NaiveDate)> = Vec::with_capacity(rows.len());
         for row in &rows {
             let id: Uuid = row.try_get("", "event_id")?;
             let date: NaiveDate = row.try_get("", "event_date")?;
+            let parent: Option<NaiveDate> = row.try_get("", "parent_date")?;
             batch.last = Some((id, date));
-            let (exists, fits) = (flag(row, "parent_exists")?, flag(row, "parent_fits")?);
-            match (exists, fits) {
-                (_, true) => fillable += 1,
-                (false, _) => batch.orphans.push(id),
-                (true, false) => batch.skewed.push(id),
+            match parent {
+                None => batch.orphans.push(id),
+                Some(parent) if parent > date + Days::new(1) => batch.skewed.push(id),
+                Some(parent) => fills.push((id, date, parent)),
             }
         }
-        let Some((last_id, last_date)) = batch.last else {
+        if dry_run || fills.is_empty() {
+            batch.filled = if dry_run { fills.len() as u64 } else { 0 };
             return Ok(batch);
+        }
+        let filled = match backend {
+            DatabaseBackend::Postgres => fill_postgres(txn, run, &fills).await?,
+            _ => fill_each(txn, run, &fills).await?,
         };
-        if dry_run || fillable == 0 {
-            batch.filled = if dry_run { fillable } else { 0 };
-            return Ok(batch);
-        }
-        let n = values.len();
-        values.push(last_id.into());
-        values.push(last_date.into());
-        let end = format!("AND (event_id, event_date) <= (${}, ${})", n + 1, n + 2);
-        let parent_date = format!(
-            "(SELECT MAX(p.event_date) FROM audit_events p \
-              WHERE p.event_id = audit_events.parent_event_id AND p.event_date <= {})",
-            day_after(backend, "audit_events.event_date")
-        );
-        let update = format!(
-            "UPDATE audit_events SET parent_event_date = {parent_date} \
-             WHERE {LEGACY} {start} {end} AND {parent_date} IS NOT NULL \
-             RETURNING event_id, event_date"
-        );
-        let filled = txn
-            .query_all_raw(Statement::from_sql_and_values(backend, update, values))
-            .await?;
-        batch.filled = filled.len() as u64;
-        for chunk in filled.chunks(5_000) {
-            let mut journal_values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
-            let mut tuples = Vec::with_capacity(chunk.len());
-            for (i, row) in chunk.iter().enumerate() {
-                journal_values.push(run.into());
-                journal_values.push(row.try_get::<Uuid>("", "event_id")?.into());
-                journal_values.push(row.try_get::<NaiveDate>("", "event_date")?.into());
-                tuples.push(format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3));
-            }
-            let sql = format!(
-                "INSERT INTO audit_backfill_journal (run_id, event_id, event_date) VALUES {}",
-                tuples.join(", ")
-            );
-            txn.execute_raw(Statement::from_sql_and_values(backend, sql, journal_values))
-                .await?;
-        }
+        batch.filled = filled;
         write.txn.commit().await?;
         Ok(batch)
     }
@@ -250,8 +205,68 @@ impl Store {
     }
 }
 
-/// A boolean column, which SQLite returns as an integer.
-fn flag(row: &sea_orm::QueryResult, column: &str) -> Result<bool, DbErr> {
-    row.try_get::<bool>("", column)
-        .or_else(|_| row.try_get::<i64>("", column).map(|n| n != 0))
+/// Sets the parent dates of a batch in one statement joined with arrays of the keys (each key
+/// names its partition, so PostgreSQL prunes to one partition per row), and journals them.
+async fn fill_postgres(
+    txn: &sea_orm::DatabaseTransaction,
+    run: Uuid,
+    fills: &[(Uuid, NaiveDate, NaiveDate)],
+) -> Result<u64, DbErr> {
+    let ids: Vec<Uuid> = fills.iter().map(|f| f.0).collect();
+    let dates: Vec<NaiveDate> = fills.iter().map(|f| f.1).collect();
+    let parents: Vec<NaiveDate> = fills.iter().map(|f| f.2).collect();
+    let update = Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        "UPDATE audit_events AS c SET parent_event_date = v.parent_date \
+         FROM unnest($1::uuid[], $2::date[], $3::date[]) AS v(event_id, event_date, parent_date) \
+         WHERE c.event_id = v.event_id AND c.event_date = v.event_date AND c.parent_event_date IS NULL \
+         RETURNING c.event_id, c.event_date",
+        [ids.into(), dates.into(), parents.into()],
+    );
+    let filled = txn.query_all_raw(update).await?;
+    let ids: Vec<Uuid> = filled
+        .iter()
+        .map(|r| r.try_get("", "event_id"))
+        .collect::<Result<_, _>>()?;
+    let dates: Vec<NaiveDate> = filled
+        .iter()
+        .map(|r| r.try_get("", "event_date"))
+        .collect::<Result<_, _>>()?;
+    let journal = Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        "INSERT INTO audit_backfill_journal (run_id, event_id, event_date) \
+         SELECT $1, k.event_id, k.event_date FROM unnest($2::uuid[], $3::date[]) AS k(event_id, event_date)",
+        [run.into(), ids.into(), dates.into()],
+    );
+    txn.execute_raw(journal).await?;
+    Ok(filled.len() as u64)
+}
+
+/// Sets the parent dates of a batch row by row (SQLite runs in-process, so statements are cheap)
+/// and journals them.
+async fn fill_each(
+    txn: &sea_orm::DatabaseTransaction,
+    run: Uuid,
+    fills: &[(Uuid, NaiveDate, NaiveDate)],
+) -> Result<u64, DbErr> {
+    let backend = txn.get_database_backend();
+    let mut filled = 0;
+    for (id, date, parent) in fills {
+        let update = Statement::from_sql_and_values(
+            backend,
+            "UPDATE audit_events SET parent_event_date = $1 \
+             WHERE event_id = $2 AND event_date = $3 AND parent_event_date IS NULL",
+            [(*parent).into(), (*id).into(), (*date).into()],
+        );
+        if txn.execute_raw(update).await?.rows_affected() == 1 {
+            let journal = Statement::from_sql_and_values(
+                backend,
+                "INSERT INTO audit_backfill_journal (run_id, event_id, event_date) VALUES ($1, $2, $3)",
+                [run.into(), (*id).into(), (*date).into()],
+            );
+            txn.execute_raw(journal).await?;
+            filled += 1;
+        }
+    }
+    Ok(filled)
 }
