@@ -262,7 +262,11 @@ async fn environment(store: &Store, events: u64) -> anyhow::Result<String> {
 /// Replaces (or appends) the section that starts with `## title` in the results file.
 fn write_section(path: &str, section: &str) -> anyhow::Result<()> {
     let title = section.lines().next().unwrap_or_default();
-    let existing = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n\n".into());
+    let existing = std::fs::read_to_string(path).unwrap_or_else(|_| {
+        "# Benchmarks\n\nFigures measured by `bench` (see `bench/README.md`): auditgraph beside raw PostgreSQL doing \
+         the same work on the same data in the same run.\n"
+            .into()
+    });
     let updated = match existing.find(title) {
         Some(start) => {
             let end = existing[start + title.len()..]
@@ -270,7 +274,7 @@ fn write_section(path: &str, section: &str) -> anyhow::Result<()> {
                 .map_or(existing.len(), |i| start + title.len() + i + 1);
             format!("{}{}{}", &existing[..start], section, &existing[end..])
         }
-        None => format!("{}\n{}", existing.trim_end(), section),
+        None => format!("{}\n\n{}", existing.trim_end(), section),
     };
     std::fs::write(path, updated)?;
     Ok(())
