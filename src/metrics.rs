@@ -3,6 +3,7 @@
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::domain::FieldError;
+use crate::error::ApiError;
 use crate::store::Store;
 
 /// Every metric auditgraph exports.
@@ -110,6 +111,14 @@ impl Metrics {
             self.validation_failures
                 .with_label_values(&[source.label(), error.reason])
                 .inc();
+        }
+    }
+
+    /// Counts the validation failures inside a refused request, whatever refused it (the
+    /// validation of the input or the store, for an unknown parent).
+    pub fn refused(&self, source: Source, error: &ApiError) {
+        if let ApiError::BadUserInput { errors } = error {
+            self.validation_failed(source, errors);
         }
     }
 

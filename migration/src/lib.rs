@@ -9,6 +9,17 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_create_audit_events;
 mod m20261128_000002_backfill_support;
 
+/// Runs the script written for the connected engine (PostgreSQL or SQLite).
+pub(crate) async fn run_script(manager: &SchemaManager<'_>, postgres: &str, sqlite: &str) -> Result<(), DbErr> {
+    use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend};
+    let sql = match manager.get_database_backend() {
+        DatabaseBackend::Postgres => postgres,
+        DatabaseBackend::Sqlite => sqlite,
+        other => return Err(DbErr::Migration(format!("unsupported database backend {other:?}"))),
+    };
+    manager.get_connection().execute_unprepared(sql).await.map(drop)
+}
+
 /// The ordered list of auditgraph migrations.
 pub struct Migrator;
 

@@ -17,7 +17,6 @@
 //! connection options of the application.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -184,20 +183,10 @@ const SQLITE_DOWN: &str = "DROP TABLE audit_events;";
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let sql = match manager.get_database_backend() {
-            DatabaseBackend::Postgres => POSTGRES_UP,
-            DatabaseBackend::Sqlite => SQLITE_UP,
-            other => return Err(DbErr::Migration(format!("unsupported database backend {other:?}"))),
-        };
-        manager.get_connection().execute_unprepared(sql).await.map(drop)
+        crate::run_script(manager, POSTGRES_UP, SQLITE_UP).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let sql = match manager.get_database_backend() {
-            DatabaseBackend::Postgres => POSTGRES_DOWN,
-            DatabaseBackend::Sqlite => SQLITE_DOWN,
-            other => return Err(DbErr::Migration(format!("unsupported database backend {other:?}"))),
-        };
-        manager.get_connection().execute_unprepared(sql).await.map(drop)
+        crate::run_script(manager, POSTGRES_DOWN, SQLITE_DOWN).await
     }
 }

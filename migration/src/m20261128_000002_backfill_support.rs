@@ -4,7 +4,6 @@
 //! - a journal of the rows each run filled, which makes a backfill reversible row by row.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -43,15 +42,10 @@ DROP INDEX idx_audit_events_legacy_links;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let sql = match manager.get_database_backend() {
-            DatabaseBackend::Postgres => POSTGRES_UP,
-            DatabaseBackend::Sqlite => SQLITE_UP,
-            other => return Err(DbErr::Migration(format!("unsupported database backend {other:?}"))),
-        };
-        manager.get_connection().execute_unprepared(sql).await.map(drop)
+        crate::run_script(manager, POSTGRES_UP, SQLITE_UP).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(DOWN).await.map(drop)
+        crate::run_script(manager, DOWN, DOWN).await
     }
 }

@@ -12,9 +12,7 @@ use crate::metrics::Source;
 
 /// Counts a write refused for its content (unknown parent, …) and turns it into a GraphQL error.
 fn failed(app: &AppContext, error: ApiError) -> async_graphql::Error {
-    if let ApiError::BadUserInput { errors } = &error {
-        app.metrics.validation_failed(Source::Graphql, errors);
-    }
+    app.metrics.refused(Source::Graphql, &error);
     error.extend()
 }
 
@@ -34,10 +32,7 @@ impl MutationRoot {
         let app = ctx.data::<AppContext>()?;
         let new = EventInput::from(input)
             .validate(&app.limits, Utc::now())
-            .map_err(|errors| {
-                app.metrics.validation_failed(Source::Graphql, &errors);
-                ApiError::BadUserInput { errors }.extend()
-            })?;
+            .map_err(|errors| failed(app, ApiError::BadUserInput { errors }))?;
         let started = Instant::now();
         let stored = app.store.create_event(new).await.map_err(|e| failed(app, e))?;
         app.metrics.written(Source::Graphql, 1, started.elapsed().as_secs_f64());
@@ -82,8 +77,7 @@ impl MutationRoot {
             }
         }
         if !errors.is_empty() {
-            app.metrics.validation_failed(Source::Graphql, &errors);
-            return Err(ApiError::BadUserInput { errors }.extend());
+            return Err(failed(app, ApiError::BadUserInput { errors }));
         }
         let started = Instant::now();
         let count = batch.len();

@@ -76,9 +76,7 @@ fn identity(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn rejected(state: &HttpState, error: ApiError) -> Problem {
-    if let ApiError::BadUserInput { errors } = &error {
-        state.ctx.metrics.validation_failed(Source::Rest, errors);
-    }
+    state.ctx.metrics.refused(Source::Rest, &error);
     Problem::from(error)
 }
 
