@@ -222,6 +222,19 @@ impl Store {
             .collect())
     }
 
+    fn page_select(&self, filter: &EventFilter, window: &PageWindow, order: Order) -> Select<Entity> {
+        let select = Entity::find()
+            .filter(condition(filter, self.backend()))
+            .filter(window_condition(window, order));
+        ordered(select, travels_ascending(window, order)).limit(window.fetch())
+    }
+
+    /// The statement behind [`Store::list_events`] (public so that the benchmark can run the same
+    /// SQL without the server).
+    pub fn list_events_statement(&self, filter: &EventFilter, window: &PageWindow, order: Order) -> Statement {
+        self.page_select(filter, window, order).build(self.backend())
+    }
+
     /// One page of the events matching `filter`, in the direction of travel, with one extra row
     /// when more exist (see [`PageWindow::finish`]).
     #[tracing::instrument(skip_all, fields(limit = window.limit))]
@@ -231,13 +244,17 @@ impl Store {
         window: &PageWindow,
         order: Order,
     ) -> Result<Vec<Model>, ApiError> {
-        let select = Entity::find()
-            .filter(condition(filter, self.backend()))
-            .filter(window_condition(window, order));
-        Ok(ordered(select, travels_ascending(window, order))
-            .limit(window.fetch())
-            .all(self.db())
-            .await?)
+        Ok(self.page_select(filter, window, order).all(self.db()).await?)
+    }
+
+    fn offset_select(&self, filter: &EventFilter, offset: u64, limit: u64) -> Select<Entity> {
+        let select = Entity::find().filter(condition(filter, self.backend()));
+        ordered(select, false).offset(offset).limit(limit)
+    }
+
+    /// The statement behind [`Store::list_events_at_offset`] (public for the benchmark).
+    pub fn list_events_at_offset_statement(&self, filter: &EventFilter, offset: u64, limit: u64) -> Statement {
+        self.offset_select(filter, offset, limit).build(self.backend())
     }
 
     /// One page of the events matching `filter`, newest first, by offset (the REST API's
@@ -249,24 +266,25 @@ impl Store {
         offset: u64,
         limit: u64,
     ) -> Result<Vec<Model>, ApiError> {
-        let select = Entity::find().filter(condition(filter, self.backend()));
-        Ok(ordered(select, false)
-            .offset(offset)
-            .limit(limit)
-            .all(self.db())
-            .await?)
+        Ok(self.offset_select(filter, offset, limit).all(self.db()).await?)
+    }
+
+    fn count_select(&self, filter: &EventFilter) -> Select<Entity> {
+        Entity::find()
+            .select_only()
+            .column_as(Column::EventId.count(), "n")
+            .filter(condition(filter, self.backend()))
+    }
+
+    /// The statement behind [`Store::count_events`] (public for the benchmark).
+    pub fn count_events_statement(&self, filter: &EventFilter) -> Statement {
+        self.count_select(filter).build(self.backend())
     }
 
     /// How many events match `filter`.
     #[tracing::instrument(skip_all)]
     pub async fn count_events(&self, filter: &EventFilter) -> Result<u64, ApiError> {
-        let count = Entity::find()
-            .select_only()
-            .column_as(Column::EventId.count(), "n")
-            .filter(condition(filter, self.backend()))
-            .into_tuple::<i64>()
-            .one(self.db())
-            .await?;
+        let count = self.count_select(filter).into_tuple::<i64>().one(self.db()).await?;
         Ok(count.unwrap_or(0).max(0) as u64)
     }
 

@@ -220,16 +220,15 @@ impl Store {
             .collect())
     }
 
-    /// A page of the descendants of `root` up to `max_depth`, breadth-first, after `after`;
-    /// `fetch` rows at most (the page size plus one).
-    #[tracing::instrument(skip(self))]
-    pub async fn descendants(
+    /// The statement behind [`Store::descendants`] (public so that tests can EXPLAIN it and the
+    /// benchmark can run the same SQL without the server).
+    pub fn descendants_statement(
         &self,
         root: EventKey,
         max_depth: u32,
         after: Option<TreeCursor>,
         fetch: u64,
-    ) -> Result<Vec<TreeNode>, ApiError> {
+    ) -> Statement {
         let mut values: Vec<Value> = vec![root.id.into(), root.date.into(), i64::from(max_depth).into()];
         let bound = match after {
             Some(cursor) => {
@@ -242,8 +241,21 @@ impl Store {
             "{} SELECT * FROM down {bound} ORDER BY depth, event_timestamp, event_id LIMIT {fetch}",
             descendants_cte(self.backend())
         );
+        Statement::from_sql_and_values(self.backend(), sql, values)
+    }
+
+    /// A page of the descendants of `root` up to `max_depth`, breadth-first, after `after`;
+    /// `fetch` rows at most (the page size plus one).
+    #[tracing::instrument(skip(self))]
+    pub async fn descendants(
+        &self,
+        root: EventKey,
+        max_depth: u32,
+        after: Option<TreeCursor>,
+        fetch: u64,
+    ) -> Result<Vec<TreeNode>, ApiError> {
         let rows = self
-            .tree_query(Statement::from_sql_and_values(self.backend(), sql, values))
+            .tree_query(self.descendants_statement(root, max_depth, after, fetch))
             .await?;
         Ok(nodes_of(rows)?)
     }

@@ -1,0 +1,89 @@
+//! Closed-loop load: a number of workers, each repeating its request for a fixed time.
+
+use std::time::{Duration, Instant};
+
+/// One kind of request, repeated by a worker. Each call checks its response.
+pub trait Op: Send + 'static {
+    /// Sends one request and returns how many items it handled (events written, rows read).
+    fn once(&mut self) -> impl Future<Output = anyhow::Result<u64>> + Send;
+}
+
+/// What a measured period did.
+#[derive(Clone, Debug, Default)]
+pub struct Sample {
+    /// Requests completed, failed ones included.
+    pub requests: u64,
+    /// Items handled by successful requests.
+    pub items: u64,
+    /// Requests that failed (an error, a GraphQL `errors` entry, a wrong answer).
+    pub failures: u64,
+    /// The first failure, to report.
+    pub first_failure: Option<String>,
+    /// Wall-clock seconds of the period.
+    pub seconds: f64,
+}
+
+impl Sample {
+    /// Items per second.
+    pub fn items_per_second(&self) -> f64 {
+        self.items as f64 / self.seconds.max(f64::EPSILON)
+    }
+
+    /// Successful requests per second.
+    pub fn requests_per_second(&self) -> f64 {
+        (self.requests - self.failures) as f64 / self.seconds.max(f64::EPSILON)
+    }
+
+    fn add(&mut self, other: Sample) {
+        self.requests += other.requests;
+        self.items += other.items;
+        self.failures += other.failures;
+        if self.first_failure.is_none() {
+            self.first_failure = other.first_failure;
+        }
+    }
+}
+
+async fn run_for<O: Op>(workers: Vec<O>, duration: Duration) -> anyhow::Result<(Vec<O>, Sample)> {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = workers
+        .into_iter()
+        .map(|mut worker| {
+            tokio::spawn(async move {
+                let mut sample = Sample::default();
+                while Instant::now() < deadline {
+                    match worker.once().await {
+                        Ok(items) => sample.items += items,
+                        Err(error) => {
+                            sample.failures += 1;
+                            sample.first_failure.get_or_insert_with(|| format!("{error:#}"));
+                        }
+                    }
+                    sample.requests += 1;
+                }
+                (worker, sample)
+            })
+        })
+        .collect();
+    let mut total = Sample::default();
+    let mut workers = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let (worker, sample) = task.await?;
+        workers.push(worker);
+        total.add(sample);
+    }
+    total.seconds = started.elapsed().as_secs_f64();
+    Ok((workers, total))
+}
+
+/// Warms the workers up for `warm_up` (not counted), then measures them running together for
+/// `duration`. Returns the workers for the next run.
+pub async fn measure<O: Op>(
+    workers: Vec<O>,
+    warm_up: Duration,
+    duration: Duration,
+) -> anyhow::Result<(Vec<O>, Sample)> {
+    let (workers, _) = run_for(workers, warm_up).await?;
+    run_for(workers, duration).await
+}

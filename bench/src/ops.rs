@@ -1,0 +1,355 @@
+//! The requests the workloads repeat: through the server (GraphQL, REST) and straight to
+//! PostgreSQL. Every response is checked; a wrong answer is a failure like an error.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use auditgraph::domain::{EventKey, PageWindow};
+use auditgraph::store::Store;
+use chrono::Utc;
+use hyper::body::Bytes;
+use sea_orm::sqlx::Row;
+use serde_json::{Value, json};
+
+use crate::client::{Conn, graphql_body};
+use crate::data::Rng;
+use crate::load::Op;
+use crate::raw::{Arg, Raw, Sql};
+
+/// How a response is checked: returns the items it holds, or why it is wrong.
+pub type Check = Arc<dyn Fn(&Value) -> anyhow::Result<u64> + Send + Sync>;
+
+/// The same GraphQL requests again and again (in turn when there are several).
+pub struct GraphqlRead {
+    /// The connection.
+    pub conn: Conn,
+    /// Request bodies, sent in turn.
+    pub bodies: Arc<Vec<Bytes>>,
+    /// Checks of the `data` of each body's response, in the same order.
+    pub checks: Arc<Vec<Check>>,
+    /// Requests sent.
+    pub sent: usize,
+}
+
+impl Op for GraphqlRead {
+    async fn once(&mut self) -> anyhow::Result<u64> {
+        let at = self.sent % self.bodies.len();
+        self.sent += 1;
+        let data = self.conn.graphql(self.bodies[at].clone()).await?;
+        (self.checks[at])(&data)
+    }
+}
+
+/// The same REST `GET` again and again.
+pub struct RestRead {
+    /// The connection.
+    pub conn: Conn,
+    /// Path and query.
+    pub path: String,
+    /// Check of the JSON response.
+    pub check: Check,
+}
+
+impl Op for RestRead {
+    async fn once(&mut self) -> anyhow::Result<u64> {
+        let body = self.conn.get_json(&self.path).await?;
+        (self.check)(&body)
+    }
+}
+
+/// Raw statements run one after the other as one request (in turn when there are several groups).
+pub struct RawRead {
+    /// The connection.
+    pub raw: Raw,
+    /// Groups of statements with the row count each must return.
+    pub groups: Arc<Vec<Vec<(Sql, usize)>>>,
+    /// Requests sent.
+    pub sent: usize,
+}
+
+impl Op for RawRead {
+    async fn once(&mut self) -> anyhow::Result<u64> {
+        let at = self.sent % self.groups.len();
+        self.sent += 1;
+        let mut items = 0;
+        for (sql, expected) in &self.groups[at] {
+            let rows = self.raw.fetch(sql).await?.len();
+            anyhow::ensure!(rows == *expected, "{rows} rows where {expected} were expected");
+            items += rows as u64;
+        }
+        Ok(items)
+    }
+}
+
+/// The nested query's three statements straight to PostgreSQL: a page of roots, then one
+/// statement per level for the children of all events of the level above, each page limited
+/// per parent. The SQL is the server's own (built by its store).
+pub struct RawNested {
+    /// The connection.
+    pub raw: Raw,
+    /// Builds the statements.
+    pub store: Store,
+    /// The roots statement.
+    pub roots: Sql,
+    /// Children per parent and level.
+    pub children: u64,
+    /// Levels below the roots.
+    pub levels: usize,
+}
+
+fn keys(rows: &[sea_orm::sqlx::postgres::PgRow], limit: usize) -> anyhow::Result<Vec<EventKey>> {
+    rows.iter()
+        .take(limit)
+        .map(|row| {
+            Ok(EventKey {
+                id: row.try_get("event_id")?,
+                date: row.try_get("event_date")?,
+            })
+        })
+        .collect()
+}
+
+impl RawNested {
+    /// Runs the statements; returns the events of the tree (roots included).
+    pub async fn run(&mut self) -> anyhow::Result<u64> {
+        let rows = self.raw.fetch(&self.roots).await?;
+        let mut level = keys(&rows, 50)?;
+        let mut total = level.len() as u64;
+        let window = PageWindow::forward(self.children, None);
+        for _ in 0..self.levels {
+            if level.is_empty() {
+                break;
+            }
+            let sql = Sql::of(&self.store.children_pages_statement(&level, &window))?;
+            let rows = self.raw.fetch(&sql).await?;
+            // Each parent's page holds at most `children` + 1 rows; the extra one only tells
+            // whether more exist, as on the server.
+            let mut next = Vec::new();
+            let mut per_parent: std::collections::HashMap<(uuid::Uuid, chrono::NaiveDate), u64> =
+                std::collections::HashMap::new();
+            for row in &rows {
+                let parent: (uuid::Uuid, chrono::NaiveDate) =
+                    (row.try_get("parent_event_id")?, row.try_get("parent_event_date")?);
+                let seen = per_parent.entry(parent).or_default();
+                *seen += 1;
+                if *seen <= self.children {
+                    next.extend(keys(std::slice::from_ref(row), 1)?);
+                }
+            }
+            total += next.len() as u64;
+            level = next;
+        }
+        Ok(total)
+    }
+}
+
+impl Op for RawNested {
+    async fn once(&mut self) -> anyhow::Result<u64> {
+        self.run().await
+    }
+}
+
+/// The content of the `n`-th written event, shared by the server and raw writers so that both
+/// store the same rows.
+struct Written {
+    resource_id: String,
+    correlation_id: String,
+    event_data: Value,
+    parent: EventKey,
+}
+
+fn written(rng: &mut Rng, parents: &[EventKey], worker: usize, n: u64) -> Written {
+    Written {
+        resource_id: format!("pod-{}", n % 1_000),
+        correlation_id: format!("write-{worker}-{n}"),
+        event_data: json!({"signal_name": "HighCPU", "n": n, "worker": worker}),
+        parent: parents[rng.below(parents.len() as u64) as usize],
+    }
+}
+
+const CREATE_ONE: &str = "mutation($input: AuditEventInput!) { createAuditEvent(input: $input) { eventId } }";
+const CREATE_MANY: &str = "mutation($inputs: [AuditEventInput!]!) { createAuditEvents(inputs: $inputs) { eventId } }";
+
+/// `createAuditEvent` (one event) or `createAuditEvents` (a batch), each event naming a stored parent.
+pub struct GraphqlCreate {
+    /// The connection.
+    pub conn: Conn,
+    /// Events per request; 1 uses `createAuditEvent`.
+    pub batch: usize,
+    /// Parents to name.
+    pub parents: Arc<Vec<EventKey>>,
+    /// Picks the parents.
+    pub rng: Rng,
+    /// Which worker this is (part of the correlation id).
+    pub worker: usize,
+    /// Events written so far.
+    pub n: u64,
+}
+
+impl Op for GraphqlCreate {
+    async fn once(&mut self) -> anyhow::Result<u64> {
+        let inputs: Vec<Value> = (0..self.batch)
+            .map(|_| {
+                self.n += 1;
+                let w = written(&mut self.rng, &self.parents, self.worker, self.n);
+                json!({
+                    "eventType": "bench.write", "eventCategory": "gateway", "eventAction": "write",
+                    "eventOutcome": "success", "actorType": "service", "actorId": "bench-writer",
+                    "resourceType": "Pod", "resourceId": w.resource_id, "correlationId": w.correlation_id,
+                    "namespace": "prod", "parentEventId": w.parent.id, "eventData": w.event_data,
+                })
+            })
+            .collect();
+        let written = if self.batch == 1 {
+            let data = self
+                .conn
+                .graphql(graphql_body(CREATE_ONE, json!({"input": inputs[0]})))
+                .await?;
+            anyhow::ensure!(data["createAuditEvent"]["eventId"].is_string(), "no event id in {data}");
+            1
+        } else {
+            let data = self
+                .conn
+                .graphql(graphql_body(CREATE_MANY, json!({"inputs": inputs})))
+                .await?;
+            data["createAuditEvents"].as_array().map_or(0, Vec::len)
+        };
+        anyhow::ensure!(written == self.batch, "{written} events stored of {}", self.batch);
+        Ok(written as u64)
+    }
+}
+
+/// The columns a written event sets; the others take their defaults, as on the server.
+const COLUMNS: &str = "event_id, event_version, event_timestamp, event_date, event_type, event_category, \
+    event_action, event_outcome, actor_type, actor_id, resource_type, resource_id, correlation_id, \
+    parent_event_id, parent_event_date, namespace, event_data";
+const WIDTH: usize = 17;
+
+/// The multi-row `INSERT` of `rows` events (a single-row INSERT for 1).
+pub fn insert_sql(rows: usize) -> String {
+    let groups: Vec<String> = (0..rows)
+        .map(|r| {
+            let marks: Vec<String> = (1..=WIDTH).map(|c| format!("${}", r * WIDTH + c)).collect();
+            format!("({})", marks.join(", "))
+        })
+        .collect();
+    format!("INSERT INTO audit_events ({COLUMNS}) VALUES {}", groups.join(", "))
+}
+
+/// How raw rows go in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawWay {
+    /// One `INSERT … VALUES (…), (…)` statement.
+    Insert,
+    /// `COPY … FROM STDIN` in CSV.
+    Copy,
+}
+
+/// The same events written straight to PostgreSQL, naming the same kind of parent (the foreign
+/// key is checked for every row, as for the server's writes).
+pub struct RawCreate {
+    /// The connection.
+    pub raw: Raw,
+    /// How the rows go in.
+    pub way: RawWay,
+    /// Rows per statement.
+    pub batch: usize,
+    /// The INSERT statement for `batch` rows.
+    pub insert: Arc<String>,
+    /// Parents to name.
+    pub parents: Arc<Vec<EventKey>>,
+    /// Picks the parents.
+    pub rng: Rng,
+    /// Which worker this is.
+    pub worker: usize,
+    /// Events written so far.
+    pub n: u64,
+}
+
+fn csv_field(out: &mut String, text: &str) {
+    out.push('"');
+    out.push_str(&text.replace('"', "\"\""));
+    out.push('"');
+}
+
+impl Op for RawCreate {
+    async fn once(&mut self) -> anyhow::Result<u64> {
+        let now = Utc::now();
+        let mut args = Vec::with_capacity(self.batch * WIDTH);
+        let mut csv = String::new();
+        for _ in 0..self.batch {
+            self.n += 1;
+            let w = written(&mut self.rng, &self.parents, self.worker, self.n);
+            let id = self.rng.uuid();
+            match self.way {
+                RawWay::Insert => args.extend([
+                    Arg::Uuid(id),
+                    Arg::Text("1.0".into()),
+                    Arg::Time(now),
+                    Arg::Date(now.date_naive()),
+                    Arg::Text("bench.write".into()),
+                    Arg::Text("gateway".into()),
+                    Arg::Text("write".into()),
+                    Arg::Text("success".into()),
+                    Arg::Text("service".into()),
+                    Arg::Text("bench-writer".into()),
+                    Arg::Text("Pod".into()),
+                    Arg::Text(w.resource_id),
+                    Arg::Text(w.correlation_id),
+                    Arg::Uuid(w.parent.id),
+                    Arg::Date(w.parent.date),
+                    Arg::Text("prod".into()),
+                    Arg::Json(w.event_data),
+                ]),
+                RawWay::Copy => {
+                    csv.push_str(&format!(
+                        "{id},1.0,{},{},bench.write,gateway,write,success,service,bench-writer,Pod,{},{},{},{},prod,",
+                        now.to_rfc3339(),
+                        now.date_naive(),
+                        w.resource_id,
+                        w.correlation_id,
+                        w.parent.id,
+                        w.parent.date
+                    ));
+                    csv_field(&mut csv, &w.event_data.to_string());
+                    csv.push('\n');
+                }
+            }
+        }
+        let stored = match self.way {
+            RawWay::Insert => {
+                self.raw
+                    .execute(&Sql {
+                        text: self.insert.to_string(),
+                        args,
+                    })
+                    .await?
+            }
+            RawWay::Copy => {
+                self.raw
+                    .copy_in(
+                        &format!("COPY audit_events ({COLUMNS}) FROM STDIN WITH (FORMAT csv)"),
+                        csv.as_bytes(),
+                    )
+                    .await?
+            }
+        };
+        anyhow::ensure!(stored == self.batch as u64, "{stored} rows stored of {}", self.batch);
+        Ok(stored)
+    }
+}
+
+/// Counts the events of a nested `auditEvents → children → children` response.
+pub fn count_nested(data: &Value) -> anyhow::Result<u64> {
+    fn count(connection: &Value) -> anyhow::Result<u64> {
+        let edges = connection["edges"].as_array().context("no edges")?;
+        let mut total = edges.len() as u64;
+        for edge in edges {
+            if let Some(children) = edge["node"].get("children") {
+                total += count(children)?;
+            }
+        }
+        Ok(total)
+    }
+    count(&data["auditEvents"])
+}

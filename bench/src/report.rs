@@ -1,0 +1,207 @@
+//! Figures and where they go: statistics, the environment header, the results table and the
+//! sections of `BENCHMARKS.md`.
+
+use std::fmt::Write as _;
+
+use anyhow::Context;
+use chrono::Utc;
+use sea_orm::{ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, Statement};
+
+use crate::load::Sample;
+
+/// The median, min and max of some figures.
+pub fn stats(values: &[f64]) -> (f64, f64, f64) {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let median = if v.is_empty() {
+        0.0
+    } else if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    (median, *v.first().unwrap_or(&0.0), *v.last().unwrap_or(&0.0))
+}
+
+/// Drops and creates the database `auditgraph_bench` and returns its URL.
+pub async fn fresh_database(admin_url: &str) -> anyhow::Result<String> {
+    let admin = Database::connect(admin_url).await.context("connecting to PostgreSQL")?;
+    admin
+        .execute_unprepared("DROP DATABASE IF EXISTS auditgraph_bench WITH (FORCE)")
+        .await?;
+    admin.execute_unprepared("CREATE DATABASE auditgraph_bench").await?;
+    admin.close().await?;
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .context("admin URL has no database")?;
+    Ok(format!("{base}/auditgraph_bench"))
+}
+
+async fn scalar(db: &DatabaseConnection, sql: &str) -> anyhow::Result<String> {
+    let row = db
+        .query_one_raw(Statement::from_string(DatabaseBackend::Postgres, sql))
+        .await?
+        .context("no row")?;
+    Ok(row.try_get_by_index::<String>(0)?)
+}
+
+/// The header of a section: date, commit, CPU, PostgreSQL version and settings, data.
+pub async fn environment(db: &DatabaseConnection, data: &str) -> anyhow::Result<String> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let version = scalar(db, "SELECT version()").await?;
+    let settings = scalar(
+        db,
+        "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) FROM pg_settings \
+         WHERE name IN ('shared_buffers', 'work_mem', 'synchronous_commit', 'fsync', 'max_wal_size', 'jit')",
+    )
+    .await?;
+    Ok(format!(
+        "- date: {}\n- commit: {commit}\n- CPU: {cpu}, {cores} cores\n- PostgreSQL: {version}\n- settings: {settings}\n\
+         - data: {data}\n",
+        Utc::now().format("%Y-%m-%d %H:%M UTC"),
+    ))
+}
+
+/// One line of a results table: our figure and the raw one, over the runs.
+#[derive(Clone, Debug)]
+pub struct Figure {
+    /// What was measured.
+    pub label: String,
+    /// Unit of both figures.
+    pub unit: &'static str,
+    /// What the raw figure is.
+    pub raw_label: String,
+    /// Our figure of each run.
+    pub ours: Vec<f64>,
+    /// The raw figure of each run.
+    pub raw: Vec<f64>,
+    /// Failed requests, ours and raw.
+    pub failures: u64,
+    /// The first failure.
+    pub first_failure: Option<String>,
+}
+
+impl Figure {
+    /// A figure with no runs yet.
+    pub fn new(label: impl Into<String>, unit: &'static str, raw_label: &str) -> Self {
+        Self {
+            label: label.into(),
+            unit,
+            raw_label: raw_label.into(),
+            ours: Vec::new(),
+            raw: Vec::new(),
+            failures: 0,
+            first_failure: None,
+        }
+    }
+
+    /// Adds a run: items per second when `items`, successful requests per second otherwise.
+    pub fn add(&mut self, run: usize, ours: Sample, raw: Option<Sample>, items: bool) {
+        let rate = |s: &Sample| {
+            if items {
+                s.items_per_second()
+            } else {
+                s.requests_per_second()
+            }
+        };
+        self.ours.push(rate(&ours));
+        let mut line = format!("  run {run}: {}: {:.0} {}", self.label, rate(&ours), self.unit);
+        for sample in std::iter::once(&ours).chain(raw.as_ref()) {
+            self.failures += sample.failures;
+            if self.first_failure.is_none() {
+                self.first_failure.clone_from(&sample.first_failure);
+            }
+        }
+        if let Some(raw) = &raw {
+            self.raw.push(rate(raw));
+            let _ = write!(line, ", {} {:.0}", self.raw_label, rate(raw));
+        }
+        if ours.failures > 0 || raw.as_ref().is_some_and(|r| r.failures > 0) {
+            let _ = write!(line, " ({} failures)", self.failures);
+        }
+        eprintln!("{line}");
+    }
+
+    /// Median of our figure ÷ median of the raw one.
+    pub fn ratio(&self) -> Option<f64> {
+        let (raw, _, _) = stats(&self.raw);
+        (!self.raw.is_empty() && raw > 0.0).then(|| stats(&self.ours).0 / raw)
+    }
+}
+
+fn spread(values: &[f64]) -> String {
+    let (median, min, max) = stats(values);
+    format!("{median:.0} ({min:.0}–{max:.0})")
+}
+
+/// The results table, with the failures listed under it.
+pub fn table(figures: &[Figure]) -> String {
+    let mut out = String::from(
+        "| workload | auditgraph | raw PostgreSQL | raw work | ratio | failures |\n|---|---|---|---|---|---|\n",
+    );
+    for f in figures {
+        let raw = if f.raw.is_empty() { "—".into() } else { spread(&f.raw) };
+        let ratio = f.ratio().map_or("—".into(), |r| format!("{r:.2}×"));
+        let _ = writeln!(
+            out,
+            "| {} | {} {} | {raw} | {} | {ratio} | {} |",
+            f.label,
+            spread(&f.ours),
+            f.unit,
+            f.raw_label,
+            f.failures
+        );
+    }
+    let failed: Vec<&Figure> = figures.iter().filter(|f| f.failures > 0).collect();
+    if failed.is_empty() {
+        out.push_str("\nEvery response was checked (no GraphQL `errors`, the expected number of events, the expected first event of each page); none failed.\n");
+    } else {
+        out.push_str("\nFailures (first of each workload):\n\n");
+        for f in failed {
+            let _ = writeln!(
+                out,
+                "- {}: {} failed; first: {}",
+                f.label,
+                f.failures,
+                f.first_failure.as_deref().unwrap_or("?")
+            );
+        }
+    }
+    out
+}
+
+/// Replaces (or appends) the section that starts with `## title` in the results file.
+pub fn write_section(path: &str, section: &str) -> anyhow::Result<()> {
+    let title = section.lines().next().unwrap_or_default();
+    let existing = std::fs::read_to_string(path).unwrap_or_else(|_| {
+        "# Benchmarks\n\nFigures measured by `bench` (see `bench/README.md`): auditgraph beside raw PostgreSQL doing \
+         the same work on the same data in the same run.\n"
+            .into()
+    });
+    let updated = match existing.find(title) {
+        Some(start) => {
+            let end = existing[start + title.len()..]
+                .find("\n## ")
+                .map_or(existing.len(), |i| start + title.len() + i + 1);
+            format!("{}{}{}", &existing[..start], section, &existing[end..])
+        }
+        None => format!("{}\n\n{}", existing.trim_end(), section),
+    };
+    std::fs::write(path, updated)?;
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! The server under test: the release binary, started on a free port against the bench database.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::process::{Child, Command};
+
+use crate::client::Conn;
+
+/// The release binary: the one given, or `auditgraph` next to this benchmark, built first when
+/// the benchmark runs under cargo so that it is never older than the sources.
+pub fn binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        anyhow::ensure!(path.exists(), "no server binary at {}", path.display());
+        return Ok(path.to_path_buf());
+    }
+    let path = std::env::current_exe()?.with_file_name("auditgraph");
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        eprintln!("building the release server");
+        let status = std::process::Command::new(cargo)
+            // Both packages, so that features resolve as for this build and nothing is rebuilt twice.
+            .args(["build", "--release", "--locked", "-p", "auditgraph", "-p", "bench"])
+            .status()
+            .context("running cargo build")?;
+        anyhow::ensure!(status.success(), "cargo build of the server failed");
+    }
+    anyhow::ensure!(
+        path.exists(),
+        "no server binary at {}; run `cargo build --release` or pass --server",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// A running server; killed when dropped.
+pub struct Server {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts `binary` against `database_url` and waits until `/readyz` answers 200.
+    pub async fn start(binary: &Path, database_url: &str) -> anyhow::Result<Self> {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let log = std::env::temp_dir().join("auditgraph-bench-server.log");
+        let out = std::fs::File::create(&log)?;
+        let child = Command::new(binary)
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("AUDITGRAPH_LISTEN", addr.to_string())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut server = Self { child, addr, log };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = server.child.try_wait()? {
+                anyhow::bail!(
+                    "the server exited ({status}) before it was ready:\n{}",
+                    server.log_tail()
+                );
+            }
+            if let Ok(mut conn) = Conn::connect(addr).await
+                && conn.get_text("/readyz").await.is_ok()
+            {
+                return Ok(server);
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(120),
+                "the server was not ready within 120 s:\n{}",
+                server.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Stops the server.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+}

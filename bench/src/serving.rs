@@ -1,0 +1,660 @@
+//! The server workloads (`bench serve`): a year of generated trees imported into a fresh
+//! database, the release server started on it, and each workload measured through HTTP beside raw
+//! PostgreSQL doing the same work on the same data in the same run.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use auditgraph::config::Config;
+use auditgraph::domain::page::Order;
+use auditgraph::domain::{Cursor, EventFilter, PageWindow};
+use auditgraph::ops::import::{self, ImportOptions};
+use auditgraph::store::Store;
+use sea_orm::ConnectionTrait;
+use sea_orm::sqlx::Row;
+use serde_json::{Value, json};
+
+use crate::client::{Conn, graphql_body};
+use crate::data::{self, Dataset, Rng, Shapes, Tree};
+use crate::load::{Op, Sample, measure};
+use crate::ops::{
+    Check, GraphqlCreate, GraphqlRead, RawCreate, RawNested, RawRead, RawWay, RestRead, count_nested, insert_sql,
+};
+use crate::raw::{Raw, Sql};
+use crate::report::{self, Figure};
+use crate::server::{self, Server};
+
+/// Options of the server workloads.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ServeOptions {
+    /// Events to generate and import (at least the fixed trees, about 312,000).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Seed of the generated data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Seconds each measurement lasts (after a warm-up of a third of that).
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// The server binary; by default the release build next to this benchmark, built first.
+    #[arg(long)]
+    pub server: Option<PathBuf>,
+}
+
+/// Page size of the page-read workloads (the REST API's default).
+const PAGE: u64 = 50;
+const PAGE_FIELDS: &str = "eventId eventType eventTimestamp eventCategory eventOutcome correlationId parentEventId actorId resourceId eventData";
+
+struct Bench {
+    runs: usize,
+    warm_up: Duration,
+    duration: Duration,
+    addr: std::net::SocketAddr,
+    url: String,
+    store: Store,
+    data: Dataset,
+    figures: Vec<Figure>,
+    notes: Vec<String>,
+    /// Median SQL statements per nested request.
+    nested_statements: Option<f64>,
+}
+
+impl Bench {
+    async fn sample<O: Op>(&self, workers: Vec<O>) -> anyhow::Result<Sample> {
+        Ok(measure(workers, self.warm_up, self.duration).await?.1)
+    }
+
+    async fn conns(&self, n: usize) -> anyhow::Result<Vec<Conn>> {
+        let mut conns = Vec::with_capacity(n);
+        for _ in 0..n {
+            conns.push(Conn::connect(self.addr).await?);
+        }
+        Ok(conns)
+    }
+
+    async fn raws(&self, n: usize) -> anyhow::Result<Vec<Raw>> {
+        let mut raws = Vec::with_capacity(n);
+        for _ in 0..n {
+            raws.push(Raw::connect(&self.url).await?);
+        }
+        Ok(raws)
+    }
+
+    /// Measures GraphQL reads beside raw statement groups, `runs` times, interleaved.
+    async fn reads(
+        &mut self,
+        figure: Figure,
+        bodies: Vec<(Value, Check)>,
+        groups: Vec<Vec<(Sql, usize)>>,
+        concurrency: usize,
+    ) -> anyhow::Result<()> {
+        let (bodies, checks): (Vec<_>, Vec<_>) = bodies
+            .into_iter()
+            .map(|(body, check)| (hyper::body::Bytes::from(body.to_string()), check))
+            .unzip();
+        let (bodies, checks, groups) = (Arc::new(bodies), Arc::new(checks), Arc::new(groups));
+        let mut figure = figure;
+        for run in 1..=self.runs {
+            let ours = self
+                .conns(concurrency)
+                .await?
+                .into_iter()
+                .map(|conn| GraphqlRead {
+                    conn,
+                    bodies: bodies.clone(),
+                    checks: checks.clone(),
+                    sent: 0,
+                })
+                .collect();
+            let ours = self.sample(ours).await?;
+            let raw = if groups.is_empty() {
+                None
+            } else {
+                let raw = self
+                    .raws(concurrency)
+                    .await?
+                    .into_iter()
+                    .map(|raw| RawRead {
+                        raw,
+                        groups: groups.clone(),
+                        sent: 0,
+                    })
+                    .collect();
+                Some(self.sample(raw).await?)
+            };
+            figure.add(run, ours, raw, false);
+        }
+        self.figures.push(figure);
+        Ok(())
+    }
+}
+
+/// A check that a GraphQL list at `path` holds `expected` entries, the first being `first` when given.
+fn list_check(path: &'static [&'static str], expected: usize, first: Option<String>) -> Check {
+    Arc::new(move |data: &Value| {
+        let mut at = data;
+        for step in path {
+            at = &at[*step];
+        }
+        let items = at
+            .as_array()
+            .with_context(|| format!("no list at {path:?} in {data}"))?;
+        anyhow::ensure!(
+            items.len() == expected,
+            "{} entries where {expected} were expected",
+            items.len()
+        );
+        if let (Some(first), Some(item)) = (&first, items.first()) {
+            // GraphQL edges, GraphQL nodes, REST events.
+            let id = item["node"]["eventId"]
+                .as_str()
+                .or_else(|| item["eventId"].as_str())
+                .or_else(|| item["event_id"].as_str());
+            anyhow::ensure!(id == Some(first.as_str()), "page starts at {id:?}, not {first}");
+        }
+        Ok(expected as u64)
+    })
+}
+
+async fn first_id(raw: &mut Raw, sql: &Sql) -> anyhow::Result<(usize, Option<String>)> {
+    let rows = raw.fetch(sql).await?;
+    let first = rows
+        .first()
+        .map(|row| row.try_get::<uuid::Uuid, _>("event_id"))
+        .transpose()?
+        .map(|id| id.to_string());
+    Ok((rows.len(), first))
+}
+
+/// Page reads: `auditEvents` by cursor beside the server's keyset SQL, and REST offset paging
+/// beside the same `COUNT` and `OFFSET` statements.
+async fn pages(bench: &mut Bench) -> anyhow::Result<()> {
+    let mut raw = Raw::connect(&bench.url).await?;
+    let all = EventFilter::default();
+    for page in [1u64, 100, 10_000] {
+        let skipped = (page - 1) * PAGE;
+        let after = if page == 1 {
+            None
+        } else {
+            let row = raw
+                .fetch(&Sql::of(&bench.store.list_events_at_offset_statement(
+                    &all,
+                    skipped - 1,
+                    1,
+                ))?)
+                .await?;
+            let row = row.first().context("the data set is too small for this page")?;
+            Some(Cursor::new(row.try_get("event_timestamp")?, row.try_get("event_id")?))
+        };
+        let keyset = Sql::of(&bench.store.list_events_statement(
+            &all,
+            &PageWindow::forward(PAGE, after),
+            Order::NewestFirst,
+        ))?;
+        let (rows, first) = first_id(&mut raw, &keyset).await?;
+        anyhow::ensure!(rows as u64 == PAGE + 1, "page {page} has {rows} rows");
+        let query = format!(
+            "query($after: String) {{ auditEvents(first: {PAGE}, after: $after) {{ edges {{ cursor node {{ {PAGE_FIELDS} }} }} pageInfo {{ hasNextPage endCursor }} }} }}"
+        );
+        let body = json!({"query": query, "variables": {"after": after.map(|c| c.encode())}});
+        bench
+            .reads(
+                Figure::new(
+                    format!("`auditEvents` page {page} by cursor (50 events)"),
+                    "pages/s",
+                    "keyset SQL",
+                ),
+                vec![(
+                    body,
+                    list_check(&["auditEvents", "edges"], PAGE as usize, first.clone()),
+                )],
+                vec![vec![(keyset, rows)]],
+                1,
+            )
+            .await?;
+
+        let count = Sql::of(&bench.store.count_events_statement(&all))?;
+        let offset = Sql::of(&bench.store.list_events_at_offset_statement(&all, skipped, PAGE))?;
+        let (offset_rows, offset_first) = first_id(&mut raw, &offset).await?;
+        anyhow::ensure!(offset_first == first, "offset and keyset pages {page} differ");
+        let mut figure = Figure::new(
+            format!("REST page {page} by offset (`?limit=50&offset={skipped}`)"),
+            "pages/s",
+            "COUNT + OFFSET SQL",
+        );
+        let path = format!("/api/v1/audit/events?limit={PAGE}&offset={skipped}");
+        let check = list_check(&["data"], PAGE as usize, first.clone());
+        let groups = Arc::new(vec![vec![(count.clone(), 1), (offset.clone(), offset_rows)]]);
+        for run in 1..=bench.runs {
+            let ours = vec![RestRead {
+                conn: Conn::connect(bench.addr).await?,
+                path: path.clone(),
+                check: check.clone(),
+            }];
+            let ours = bench.sample(ours).await?;
+            let raw = vec![RawRead {
+                raw: Raw::connect(&bench.url).await?,
+                groups: groups.clone(),
+                sent: 0,
+            }];
+            let raw = bench.sample(raw).await?;
+            figure.add(run, ours, Some(raw), false);
+        }
+        bench.figures.push(figure);
+    }
+    Ok(())
+}
+
+const NESTED: &str = "{ auditEvents(first: 50, filter: {rootsOnly: true}) { edges { node { eventId eventType \
+    children(first: 10) { edges { node { eventId eventType \
+      children(first: 10) { edges { node { eventId eventType } } } } } } } } } }";
+
+/// The SQL statements the server has executed so far (its `/metrics`).
+async fn statements(conn: &mut Conn) -> anyhow::Result<f64> {
+    let text = conn.get_text("/metrics").await?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("db_statement_duration_seconds_count "))
+        .context("no db_statement_duration_seconds_count in /metrics")?
+        .trim()
+        .parse()
+        .context("statement count")
+}
+
+/// 50 roots → children → children: statements per request and speed beside the same three
+/// statements sent raw.
+async fn nested(bench: &mut Bench) -> anyhow::Result<()> {
+    let roots_only = EventFilter {
+        roots_only: true,
+        ..EventFilter::default()
+    };
+    let roots = Sql::of(&bench.store.list_events_statement(
+        &roots_only,
+        &PageWindow::forward(50, None),
+        Order::NewestFirst,
+    ))?;
+    let raw_nested = || async {
+        anyhow::Ok(RawNested {
+            raw: Raw::connect(&bench.url).await?,
+            store: bench.store.clone(),
+            roots: roots.clone(),
+            children: 10,
+            levels: 2,
+        })
+    };
+    let expected = raw_nested().await?.run().await?;
+    let check: Check = Arc::new(move |data: &Value| {
+        let found = count_nested(data)?;
+        anyhow::ensure!(found == expected, "{found} events where {expected} were expected");
+        Ok(found)
+    });
+    let mut figure = Figure::new(
+        format!("nested query: 50 roots → children → children ({expected} events)"),
+        "requests/s",
+        "the same 3 statements",
+    );
+    let body = graphql_body(NESTED, json!({}));
+    let mut per_request = Vec::new();
+    for run in 1..=bench.runs {
+        let mut conn = Conn::connect(bench.addr).await?;
+        let before = statements(&mut conn).await?;
+        for _ in 0..10 {
+            check(&conn.graphql(body.clone()).await?)?;
+        }
+        per_request.push((statements(&mut conn).await? - before) / 10.0);
+        let ours = vec![GraphqlRead {
+            conn,
+            bodies: Arc::new(vec![body.clone()]),
+            checks: Arc::new(vec![check.clone()]),
+            sent: 0,
+        }];
+        let ours = bench.sample(ours).await?;
+        let raw = bench.sample(vec![raw_nested().await?]).await?;
+        figure.add(run, ours, Some(raw), false);
+    }
+    let (median, min, max) = report::stats(&per_request);
+    bench.nested_statements = Some(median);
+    bench.notes.push(format!(
+        "SQL statements per nested request (50 roots → children → children, nesting depth d = 2; counted by the \
+         server's `db_statement_duration_seconds_count` over 10 requests per run): median {median:.1}, min {min:.1}, \
+         max {max:.1}; SPEC §9 allows d + 1 = 3."
+    ));
+    bench.figures.push(figure);
+    Ok(())
+}
+
+/// `descendants` and `ancestors` on deep, wide and bushy trees beside the server's recursive SQL.
+async fn trees(bench: &mut Bench) -> anyhow::Result<()> {
+    struct Walk<'a> {
+        label: &'static str,
+        trees: &'a [Tree],
+        max_depth: u32,
+    }
+    let walks = [
+        Walk {
+            label: "chain",
+            trees: &bench.data.chains,
+            max_depth: 10_000,
+        },
+        Walk {
+            label: "fan-out",
+            trees: &bench.data.fans,
+            max_depth: 100,
+        },
+        Walk {
+            label: "bushy tree",
+            trees: &bench.data.bushes,
+            max_depth: 100,
+        },
+    ];
+    let mut cases = Vec::new();
+    for walk in &walks {
+        let mut bodies = Vec::new();
+        let mut groups = Vec::new();
+        let mut size = 0;
+        for tree in walk.trees {
+            let expected = tree.descendants.min(100) as usize;
+            let query = format!(
+                "{{ auditEvent(eventId: \"{}\") {{ descendants(maxDepth: {}, first: 100) {{ edges {{ depth node {{ eventId eventType parentEventId }} }} pageInfo {{ hasNextPage }} }} }} }}",
+                tree.root.id, walk.max_depth
+            );
+            bodies.push((
+                json!({"query": query}),
+                list_check(&["auditEvent", "descendants", "edges"], expected, None),
+            ));
+            let sql = Sql::of(&bench.store.descendants_statement(tree.root, walk.max_depth, None, 101))?;
+            groups.push(vec![(sql, (tree.descendants.min(101)) as usize)]);
+            size = tree.descendants;
+        }
+        cases.push((
+            format!(
+                "`descendants(first: 100)` of a {} root ({size} descendants, maxDepth {})",
+                walk.label, walk.max_depth
+            ),
+            bodies,
+            groups,
+        ));
+    }
+    for (label, trees) in [("chain", &bench.data.chains), ("bushy tree", &bench.data.bushes)] {
+        let mut bodies = Vec::new();
+        let mut groups = Vec::new();
+        let mut depth = 0;
+        for tree in trees {
+            let query = format!(
+                "{{ auditEvent(eventId: \"{}\") {{ ancestors {{ eventId eventType parentEventId }} }} }}",
+                tree.leaf.id
+            );
+            bodies.push((
+                json!({"query": query}),
+                list_check(&["auditEvent", "ancestors"], tree.depth as usize, None),
+            ));
+            let sql = Sql::of(&bench.store.ancestors_statement(&[tree.leaf]))?;
+            groups.push(vec![(sql, tree.depth as usize)]);
+            depth = tree.depth;
+        }
+        cases.push((
+            format!("`ancestors` of a {label} leaf ({depth} ancestors)"),
+            bodies,
+            groups,
+        ));
+    }
+    for (label, bodies, groups) in cases {
+        let figure = Figure::new(label, "requests/s", "recursive SQL");
+        bench.reads(figure, bodies, groups, 1).await?;
+    }
+    Ok(())
+}
+
+/// The floor of the HTTP + GraphQL stack, beside a `SELECT 1` round trip.
+async fn floor(bench: &mut Bench) -> anyhow::Result<()> {
+    let check: Check = Arc::new(|data: &Value| {
+        anyhow::ensure!(data["__typename"] == "Query", "unexpected {data}");
+        Ok(1)
+    });
+    for concurrency in [1, 4] {
+        bench
+            .reads(
+                Figure::new(
+                    format!("`{{ __typename }}`, concurrency {concurrency}"),
+                    "requests/s",
+                    "`SELECT 1`",
+                ),
+                vec![(json!({"query": "{ __typename }"}), check.clone())],
+                vec![vec![(Sql::plain("SELECT 1"), 1)]],
+                concurrency,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Writes: single events at several concurrencies and batches, beside raw INSERT (and COPY).
+async fn writes(bench: &mut Bench) -> anyhow::Result<()> {
+    let parents = Arc::new(bench.data.parents.clone());
+    let cases: [(usize, usize); 6] = [(1, 1), (1, 4), (1, 16), (10, 1), (100, 1), (500, 1)];
+    for (batch, concurrency) in cases {
+        let label = if batch == 1 {
+            format!("`createAuditEvent`, concurrency {concurrency}")
+        } else {
+            format!("`createAuditEvents` of {batch}")
+        };
+        let ways: &[RawWay] = if batch == 1 {
+            &[RawWay::Insert]
+        } else {
+            &[RawWay::Insert, RawWay::Copy]
+        };
+        let mut figures: Vec<Figure> = ways
+            .iter()
+            .map(|way| {
+                let raw = match (way, batch) {
+                    (RawWay::Insert, 1) => "single-row INSERT".to_string(),
+                    (RawWay::Insert, _) => format!("{batch}-row INSERT"),
+                    (RawWay::Copy, _) => format!("COPY of {batch} rows"),
+                };
+                Figure::new(label.clone(), "events/s", &raw)
+            })
+            .collect();
+        let insert = Arc::new(insert_sql(batch));
+        for run in 1..=bench.runs {
+            let seed = (run as u64) << 32 | (batch as u64) << 8 | concurrency as u64;
+            let ours = bench
+                .conns(concurrency)
+                .await?
+                .into_iter()
+                .enumerate()
+                .map(|(worker, conn)| GraphqlCreate {
+                    conn,
+                    batch,
+                    parents: parents.clone(),
+                    rng: Rng::new(seed ^ worker as u64),
+                    worker,
+                    n: 0,
+                })
+                .collect();
+            let ours = bench.sample(ours).await?;
+            for (figure, way) in figures.iter_mut().zip(ways) {
+                let raw = bench
+                    .raws(concurrency)
+                    .await?
+                    .into_iter()
+                    .enumerate()
+                    .map(|(worker, raw)| RawCreate {
+                        raw,
+                        way: *way,
+                        batch,
+                        insert: insert.clone(),
+                        parents: parents.clone(),
+                        rng: Rng::new(!seed ^ worker as u64),
+                        worker,
+                        n: 0,
+                    })
+                    .collect();
+                let raw = bench.sample(raw).await?;
+                figure.add(run, ours.clone(), Some(raw), true);
+            }
+        }
+        bench.figures.extend(figures);
+    }
+    Ok(())
+}
+
+/// The SPEC §9 requirements next to what was measured, and the largest gap to raw PostgreSQL.
+fn verdicts(bench: &Bench) -> String {
+    let find = |label: &str, raw: &str| {
+        bench
+            .figures
+            .iter()
+            .find(|f| f.label.starts_with(label) && f.raw_label.starts_with(raw))
+    };
+    let mut out = String::from("### Against SPEC §9\n\n| requirement | measured | holds |\n|---|---|---|\n");
+    let mut row = |requirement: String, measured: String, holds: bool| {
+        let _ = writeln!(
+            out,
+            "| {requirement} | {measured} | {} |",
+            if holds { "yes" } else { "**no**" }
+        );
+    };
+    for n in [100, 500] {
+        if let Some(r) =
+            find(&format!("`createAuditEvents` of {n}"), &format!("{n}-row INSERT")).and_then(Figure::ratio)
+        {
+            row(
+                format!("batch of {n} ≥ 0.5× raw multi-row INSERT"),
+                format!("{r:.2}×"),
+                r >= 0.5,
+            );
+        }
+    }
+    for c in [1, 4, 16] {
+        if let Some(r) = find(&format!("`createAuditEvent`, concurrency {c}"), "single-row").and_then(Figure::ratio) {
+            row(
+                format!("single event at concurrency {c} ≥ 0.7× raw single-row INSERT"),
+                format!("{r:.2}×"),
+                r >= 0.7,
+            );
+        }
+    }
+    let page = |p: u64| find(&format!("`auditEvents` page {p} "), "keyset");
+    for p in [1, 100, 10_000] {
+        if let Some(r) = page(p).and_then(Figure::ratio) {
+            row(
+                format!("page {p} read ≥ 0.3× raw keyset SQL"),
+                format!("{r:.2}×"),
+                r >= 0.3,
+            );
+        }
+    }
+    if let (Some(first), Some(deep)) = (page(1), page(10_000)) {
+        let slower = report::stats(&first.ours).0 / report::stats(&deep.ours).0.max(f64::EPSILON);
+        row(
+            "page 10,000 within 1.5× of page 1".into(),
+            format!("page 10,000 takes {slower:.2}× the time of page 1"),
+            slower <= 1.5,
+        );
+    }
+    if let Some(statements) = bench.nested_statements {
+        row(
+            "nested query of depth d = 2 issues ≤ d + 1 = 3 statements".into(),
+            format!("{statements:.1} statements per request"),
+            statements <= 3.0,
+        );
+    }
+    let gap = bench
+        .figures
+        .iter()
+        .filter_map(|f| f.ratio().map(|r| (r, f)))
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((ratio, figure)) = gap {
+        let _ = writeln!(
+            out,
+            "\nLargest gap to raw PostgreSQL: {} beside {}, **{ratio:.2}×**.",
+            figure.label, figure.raw_label
+        );
+    }
+    out
+}
+
+/// Runs every server workload and returns the section for `BENCHMARKS.md`.
+pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow::Result<String> {
+    let binary = server::binary(options.server.as_deref())?;
+    let shapes = Shapes::default();
+    let dir = std::env::temp_dir().join("auditgraph-bench");
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join(format!("serve-{}-{}.ndjson", options.seed, options.events));
+    eprintln!("generating {} events into {}", options.events, file.display());
+    let data = data::generate(&file, options.events, &shapes, options.seed)?;
+
+    let url = report::fresh_database(admin_url).await?;
+    let mut config = Config::for_database(&url);
+    config.statement_timeout_secs = 3_600;
+    let store = Store::connect(&config.store_options()).await?;
+    store.migrate().await?;
+    eprintln!("importing");
+    let summary = import::run(
+        &store,
+        &ImportOptions {
+            source: file.display().to_string(),
+            batch_size: 5_000,
+            skip_invalid: false,
+        },
+    )
+    .await?;
+    anyhow::ensure!(
+        summary.imported == options.events && summary.legacy == 0,
+        "imported {summary}"
+    );
+    store.db().execute_unprepared("VACUUM ANALYZE audit_events").await?;
+    store.db().execute_unprepared("CHECKPOINT").await?;
+    let header = report::environment(store.db(), &data.describe(&shapes, options.seed)).await?;
+
+    eprintln!("starting {}", binary.display());
+    let server = Server::start(&binary, &url).await?;
+    let seconds = options.seconds.max(0.1);
+    let mut bench = Bench {
+        runs,
+        warm_up: Duration::from_secs_f64(seconds / 3.0),
+        duration: Duration::from_secs_f64(seconds),
+        addr: server.addr,
+        url,
+        store,
+        data,
+        figures: Vec::new(),
+        notes: Vec::new(),
+        nested_statements: None,
+    };
+    eprintln!("floor");
+    floor(&mut bench).await?;
+    eprintln!("page reads");
+    pages(&mut bench).await?;
+    eprintln!("nested query");
+    nested(&mut bench).await?;
+    eprintln!("tree walks");
+    trees(&mut bench).await?;
+    eprintln!("writes");
+    writes(&mut bench).await?;
+    server.stop().await?;
+
+    let mut section = format!("## Serving: auditgraph beside raw PostgreSQL\n\n{header}");
+    let _ = writeln!(
+        section,
+        "- server: release build, started by the benchmark with `RUST_LOG=warn` and default settings \
+         (pool of 16 connections); the load generator runs on the same 2 cores\n\
+         - each figure: {runs} runs of {seconds} s after a {:.1} s warm-up; median (min–max) of the runs; \
+         our figure and the raw one alternate within each run\n",
+        seconds / 3.0
+    );
+    section.push_str(&report::table(&bench.figures));
+    section.push('\n');
+    for note in &bench.notes {
+        let _ = writeln!(section, "{note}\n");
+    }
+    section.push_str(&verdicts(&bench));
+    let _ = writeln!(
+        section,
+        "\nReproduce: `cargo run -p bench --release -- --runs {runs} serve --events {} --seconds {seconds}`.",
+        options.events
+    );
+    Ok(section)
+}
