@@ -280,7 +280,8 @@ impl Op for RawCreate {
         for _ in 0..self.batch {
             self.n += 1;
             let w = written(&mut self.rng, &self.parents, self.worker, self.n);
-            let id = self.rng.uuid();
+            // Random, not seeded: written ids must not repeat across runs on a reused database.
+            let id = uuid::Uuid::new_v4();
             match self.way {
                 RawWay::Insert => args.extend([
                     Arg::Uuid(id),

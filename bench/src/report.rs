@@ -23,6 +23,15 @@ pub fn stats(values: &[f64]) -> (f64, f64, f64) {
     (median, *v.first().unwrap_or(&0.0), *v.last().unwrap_or(&0.0))
 }
 
+/// The URL of the database `auditgraph_bench` on the server of `admin_url`.
+pub fn bench_database_url(admin_url: &str) -> anyhow::Result<String> {
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .context("admin URL has no database")?;
+    Ok(format!("{base}/auditgraph_bench"))
+}
+
 /// Drops and creates the database `auditgraph_bench` and returns its URL.
 pub async fn fresh_database(admin_url: &str) -> anyhow::Result<String> {
     let admin = Database::connect(admin_url).await.context("connecting to PostgreSQL")?;
@@ -31,11 +40,7 @@ pub async fn fresh_database(admin_url: &str) -> anyhow::Result<String> {
         .await?;
     admin.execute_unprepared("CREATE DATABASE auditgraph_bench").await?;
     admin.close().await?;
-    let base = admin_url
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_string())
-        .context("admin URL has no database")?;
-    Ok(format!("{base}/auditgraph_bench"))
+    bench_database_url(admin_url)
 }
 
 async fn scalar(db: &DatabaseConnection, sql: &str) -> anyhow::Result<String> {
@@ -94,6 +99,8 @@ pub struct Figure {
     pub failures: u64,
     /// The first failure.
     pub first_failure: Option<String>,
+    /// Whether the raw figure is the same work (a ratio is meaningful) or only context.
+    pub comparable: bool,
 }
 
 impl Figure {
@@ -107,7 +114,14 @@ impl Figure {
             raw: Vec::new(),
             failures: 0,
             first_failure: None,
+            comparable: true,
         }
+    }
+
+    /// A figure whose raw side is context, not the same work: no ratio is given.
+    pub fn context(mut self) -> Self {
+        self.comparable = false;
+        self
     }
 
     /// Adds a run: items per second when `items`, successful requests per second otherwise.
@@ -140,7 +154,7 @@ impl Figure {
     /// Median of our figure ÷ median of the raw one.
     pub fn ratio(&self) -> Option<f64> {
         let (raw, _, _) = stats(&self.raw);
-        (!self.raw.is_empty() && raw > 0.0).then(|| stats(&self.ours).0 / raw)
+        (self.comparable && !self.raw.is_empty() && raw > 0.0).then(|| stats(&self.ours).0 / raw)
     }
 }
 
