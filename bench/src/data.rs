@@ -43,10 +43,14 @@ impl Rng {
         self.next_u64() % n
     }
 
-    /// A random (version 4) UUID.
-    pub fn uuid(&mut self) -> Uuid {
-        let bytes = (u128::from(self.next_u64()) << 64 | u128::from(self.next_u64())).to_be_bytes();
-        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    /// A time-ordered (version 7) UUID for an event at `at`, as the server generates them: ids
+    /// of events close in time share index pages, which real workloads rely on.
+    pub fn uuid_at(&mut self, at: DateTime<Utc>) -> Uuid {
+        let mut random = [0u8; 10];
+        random[..8].copy_from_slice(&self.next_u64().to_be_bytes());
+        random[8..].copy_from_slice(&self.next_u64().to_be_bytes()[..2]);
+        let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+        uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
     }
 }
 
@@ -184,7 +188,7 @@ impl<W: Write> Writer<W> {
         tree: usize,
         parent: Option<EventKey>,
     ) -> anyhow::Result<EventKey> {
-        let id = self.rng.uuid();
+        let id = self.rng.uuid_at(at);
         let n = self.written;
         let mut event = json!({
             "event_id": id,

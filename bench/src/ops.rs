@@ -280,8 +280,9 @@ impl Op for RawCreate {
         for _ in 0..self.batch {
             self.n += 1;
             let w = written(&mut self.rng, &self.parents, self.worker, self.n);
-            // Random, not seeded: written ids must not repeat across runs on a reused database.
-            let id = uuid::Uuid::new_v4();
+            // Time-ordered like the server's ids, and not seeded: written ids must not repeat
+            // across runs on a reused database.
+            let id = uuid::Uuid::now_v7();
             match self.way {
                 RawWay::Insert => args.extend([
                     Arg::Uuid(id),

@@ -42,7 +42,8 @@ pub struct ServeOptions {
     /// The server binary; by default the release build next to this benchmark, built first.
     #[arg(long)]
     pub server: Option<PathBuf>,
-    /// Only these workload groups (floor, pages, nested, trees, writes); all by default.
+    /// Only these workload groups (floor, pages, nested, trees, writes, or of the writes only
+    /// single or batches); all by default.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Keep `auditgraph_bench` when it already holds this data set instead of importing it again
@@ -449,7 +450,7 @@ async fn floor(bench: &mut Bench) -> anyhow::Result<()> {
 }
 
 /// Writes: single events at several concurrencies and batches, beside raw INSERT (and COPY).
-async fn writes(bench: &mut Bench) -> anyhow::Result<()> {
+async fn writes(bench: &mut Bench, single: bool, batches: bool) -> anyhow::Result<()> {
     let parents = Arc::new(bench.data.parents.clone());
     // sqlx leaves Nagle's algorithm on, so over TCP the last message of a COPY waits for the
     // delayed acknowledgement of the data before it (about 40 ms). Raw COPY therefore goes over
@@ -457,6 +458,9 @@ async fn writes(bench: &mut Bench) -> anyhow::Result<()> {
     let copy_url = unix_socket_url(&bench.url);
     let cases: [(usize, usize); 6] = [(1, 1), (1, 4), (1, 16), (10, 1), (100, 1), (500, 1)];
     for (batch, concurrency) in cases {
+        if (batch == 1 && !single) || (batch > 1 && !batches) {
+            continue;
+        }
         let label = if batch == 1 {
             format!("`createAuditEvent`, concurrency {concurrency}")
         } else {
@@ -709,9 +713,13 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
         eprintln!("tree walks");
         trees(&mut bench).await?;
     }
-    if wanted("writes") {
+    let (single, batches) = (
+        wanted("writes") || wanted("single"),
+        wanted("writes") || wanted("batches"),
+    );
+    if single || batches {
         eprintln!("writes");
-        writes(&mut bench).await?;
+        writes(&mut bench, single, batches).await?;
     }
     server.stop().await?;
 

@@ -22,8 +22,9 @@
 //!   `maxDepth` only to tell whether the depth bound cut the tree. Both engines produce recursive
 //!   rows level by level, so the rows kept are the shallowest ones; they are ordered in Rust.
 //! - `descendants` pages need a total order `(depth, event_timestamp, event_id)` for their keyset,
-//!   so they sort the subtree bounded by `maxDepth`; on PostgreSQL the tree timeout ends a subtree
-//!   too large to sort in time.
+//!   so they sort the levels of the subtree down to the one that holds the page's last row (found
+//!   by reading the walk only that far); on PostgreSQL the tree timeout ends a level too large to
+//!   sort in time.
 
 use std::collections::{HashMap, HashSet};
 
@@ -109,21 +110,27 @@ fn day_before(backend: DatabaseBackend, date: &str) -> String {
     }
 }
 
-/// The descendants of `root` (`$1`, `$2`; depth ≥ 1) up to `$3` levels, as a CTE named `down`.
-fn descendants_cte(backend: DatabaseBackend) -> String {
+/// The descendants of `root` (`$1`, `$2`; depth ≥ 1) up to `$3` levels and below `also`, as a
+/// recursive CTE named `name` (without `WITH RECURSIVE`).
+fn descendants_walk(backend: DatabaseBackend, name: &str, also: &str) -> String {
     format!(
-        "WITH RECURSIVE down AS ( \
+        "{name} AS ( \
              SELECT c.*, CAST(1 AS BIGINT) AS depth FROM audit_events c \
              WHERE c.parent_event_id = $1 AND c.parent_event_date = $2 AND c.event_date >= {} \
            UNION ALL \
-             SELECT c.*, down.depth + 1 FROM down \
-             JOIN audit_events c ON c.parent_event_id = down.event_id AND c.parent_event_date = down.event_date \
+             SELECT c.*, {name}.depth + 1 FROM {name} \
+             JOIN audit_events c ON c.parent_event_id = {name}.event_id AND c.parent_event_date = {name}.event_date \
                AND c.event_date >= {} \
-             WHERE down.depth < $3 \
+             WHERE {name}.depth < $3{also} \
          )",
         day_before(backend, "$2"),
-        day_before(backend, "down.event_date"),
+        day_before(backend, &format!("{name}.event_date")),
     )
+}
+
+/// The descendants of `root` (`$1`, `$2`; depth ≥ 1) up to `$3` levels, as a CTE named `down`.
+fn descendants_cte(backend: DatabaseBackend) -> String {
+    format!("WITH RECURSIVE {}", descendants_walk(backend, "down", ""))
 }
 
 /// `(depth, event_timestamp, event_id) <op> ($4, $5, $6)`.
@@ -237,11 +244,25 @@ impl Store {
             }
             None => String::new(),
         };
+        // A page needs every level down to the one holding its last row, and no deeper one. Both
+        // engines produce a walk's rows level by level and only as far as they are read, so the
+        // deepest of the first `fetch` rows after the cursor (`reach`) is that level: reading
+        // them stops the first walk early. The second walk stops there and is sorted. Without
+        // this, the first page of a 5,000-wide fan-out also walked every grandchild.
+        let backend = self.backend();
         let sql = format!(
-            "{} SELECT * FROM down {bound} ORDER BY depth, event_timestamp, event_id LIMIT {fetch}",
-            descendants_cte(self.backend())
+            "WITH RECURSIVE {}, \
+             reach AS (SELECT MAX(depth) AS depth FROM (SELECT depth FROM down {bound} LIMIT {fetch}) AS first_rows), \
+             {} \
+             SELECT * FROM page {bound} ORDER BY depth, event_timestamp, event_id LIMIT {fetch}",
+            descendants_walk(backend, "down", ""),
+            descendants_walk(
+                backend,
+                "page",
+                " AND page.depth < COALESCE((SELECT depth FROM reach), 0)"
+            ),
         );
-        Statement::from_sql_and_values(self.backend(), sql, values)
+        Statement::from_sql_and_values(backend, sql, values)
     }
 
     /// A page of the descendants of `root` up to `max_depth`, breadth-first, after `after`;

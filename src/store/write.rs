@@ -4,8 +4,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::{Days, NaiveDate};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QuerySelect, SqlErr, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait,
+    IdenStatic, IntoActiveModel, Iterable, QueryFilter, QuerySelect, SqlErr, Statement,
 };
 use uuid::Uuid;
 
@@ -112,6 +112,13 @@ impl Store {
         for day in months {
             self.ensure_partition(day).await?;
         }
+        if let [single] = batch.as_slice()
+            && !single.client_supplied_id
+            && self.backend() == DatabaseBackend::Postgres
+            && let Some(stored) = self.insert_single(single).await?
+        {
+            return Ok(vec![stored]);
+        }
         let write = self.begin_write().await?;
         let txn = &write.txn;
 
@@ -206,26 +213,89 @@ impl Store {
         }
 
         for chunk in rows.chunks(rows_per_insert(txn.get_database_backend())) {
-            let insert = Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
+            Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
                 .exec_without_returning(txn)
-                .await;
-            if let Err(err) = insert {
-                return Err(match err.sql_err() {
-                    Some(SqlErr::ForeignKeyConstraintViolation(_)) => ApiError::field(
-                        "parent_event_id",
-                        "unknown_parent",
-                        "a parent event disappeared while the events were written",
-                    ),
-                    Some(SqlErr::UniqueConstraintViolation(_)) => {
-                        ApiError::Conflict("an event of the batch was written concurrently with the same id".into())
-                    }
-                    _ => err.into(),
-                });
-            }
+                .await
+                .map_err(write_error)?;
         }
         write.txn.commit().await?;
         tracing::debug!(written = rows.len(), "events written");
         Ok(results)
+    }
+}
+
+/// A failed INSERT as the client should see it.
+fn write_error(err: DbErr) -> ApiError {
+    match err.sql_err() {
+        Some(SqlErr::ForeignKeyConstraintViolation(_)) => ApiError::field(
+            "parent_event_id",
+            "unknown_parent",
+            "a parent event disappeared while the events were written",
+        ),
+        Some(SqlErr::UniqueConstraintViolation(_)) => {
+            ApiError::Conflict("an event of the batch was written concurrently with the same id".into())
+        }
+        _ => err.into(),
+    }
+}
+
+impl Store {
+    /// The common write in one autocommitted statement: one event whose id the server chose, on
+    /// PostgreSQL. Nothing needs serialising (the id is new) and the parent's date is read inside
+    /// the INSERT: the newest row with the parent's id, taken only when it is at most a day after
+    /// the event's own date. No row written means the parent is missing or too late; the caller
+    /// then takes the general path, which names the problem (or writes the event, should the
+    /// parent have arrived meanwhile). One round trip instead of four (BEGIN, parent lookup,
+    /// INSERT, COMMIT).
+    async fn insert_single(&self, new: &NewEvent) -> Result<Option<Model>, ApiError> {
+        let mut model = to_model(new.clone(), None);
+        let active = model.clone().into_active_model();
+        let mut columns = Vec::new();
+        let mut exprs = Vec::new();
+        let mut values: Vec<sea_orm::Value> = Vec::new();
+        for column in Column::iter() {
+            columns.push(column.as_str());
+            if matches!(column, Column::ParentEventDate) && new.parent_event_id.is_some() {
+                exprs.push("p.event_date".to_string());
+                continue;
+            }
+            let value = active
+                .get(column)
+                .into_value()
+                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("column {} has no value", column.as_str())))?;
+            values.push(value);
+            exprs.push(format!("${}", values.len()));
+        }
+        let (columns, exprs) = (columns.join(", "), exprs.join(", "));
+        let Some(parent) = new.parent_event_id else {
+            let sql = format!("INSERT INTO audit_events ({columns}) VALUES ({exprs})");
+            self.db()
+                .execute_raw(Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values))
+                .await
+                .map_err(write_error)?;
+            return Ok(Some(model));
+        };
+        values.push(parent.into());
+        let parent_at = values.len();
+        values.push((new.event_date + Days::new(1)).into());
+        let latest = values.len();
+        let sql = format!(
+            "INSERT INTO audit_events ({columns}) SELECT {exprs} \
+             FROM (SELECT event_date FROM audit_events WHERE event_id = ${parent_at} \
+                   ORDER BY event_date DESC LIMIT 1) AS p \
+             WHERE p.event_date <= ${latest} \
+             RETURNING parent_event_date"
+        );
+        let row = self
+            .db()
+            .query_one_raw(Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values))
+            .await
+            .map_err(write_error)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        model.parent_event_date = Some(row.try_get("", "parent_event_date")?);
+        Ok(Some(model))
     }
 }
 

@@ -10,6 +10,7 @@ use crate::helpers::{Engine, TestApp, row};
 both_engines!(
     a_five_thousand_deep_chain_across_a_month_boundary_is_walked_in_single_queries,
     a_ten_thousand_wide_fan_out_pages_and_bounds_cleanly,
+    descendant_pages_cross_levels_in_breadth_first_order,
     a_mixed_tree_with_orphans_legacy_links_and_foreign_parents,
     tree_bounds_and_arguments_are_checked,
     counts_are_grouped_over_the_filter,
@@ -177,6 +178,59 @@ async fn a_ten_thousand_wide_fan_out_pages_and_bounds_cleanly(app: TestApp) {
         .await;
     assert_eq!(data["auditEvent"]["depth"], 1);
     assert_eq!(data["auditEvent"]["root"]["eventId"], root_id.as_str());
+}
+
+/// Pages that end inside a level, start inside one, or span several: each page walks only down to
+/// the level of its last row, and the pages still join up into the whole breadth-first order.
+async fn descendant_pages_cross_levels_in_breadth_first_order(app: TestApp) {
+    let base = Utc::now() - Duration::hours(2);
+    let root = row(Uuid::now_v7(), base, None, "bushy");
+    let mut rows = vec![root.clone()];
+    let mut expected = Vec::new();
+    let mut level = vec![root.clone()];
+    for depth in 1..=4 {
+        let mut next = Vec::new();
+        for (p, parent) in level.iter().enumerate() {
+            for b in 0..3 {
+                // Later parents' children come first in time, so timestamps alone are not the order.
+                let offset = Duration::seconds(depth * 60) - Duration::milliseconds((p * 3 + b) as i64);
+                let child = row(Uuid::now_v7(), base + offset, Some(parent), "bushy");
+                next.push(child);
+            }
+        }
+        let mut sorted = next.clone();
+        sorted.sort_by_key(|c| (c.event_timestamp, c.event_id));
+        expected.extend(sorted.iter().map(|c| (depth, c.event_id.to_string())));
+        rows.extend(next.iter().cloned());
+        level = next;
+    }
+    app.insert_rows(&rows).await;
+    assert_eq!(expected.len(), 3 + 9 + 27 + 81);
+
+    let page = "query($id: UUID!, $after: String, $first: Int, $depth: Int) { auditEvent(eventId: $id) { \
+        descendants(first: $first, after: $after, maxDepth: $depth) { edges { depth node { eventId } } \
+        pageInfo { hasNextPage endCursor } } } }";
+    for (first, max_depth) in [(7, 100), (1, 100), (50, 3), (200, 100)] {
+        let want: Vec<(i64, String)> = expected.iter().filter(|(d, _)| *d <= max_depth).cloned().collect();
+        let mut seen = Vec::new();
+        let mut after = Value::Null;
+        loop {
+            let vars = json!({"id": root.event_id, "after": after, "first": first, "depth": max_depth});
+            let data = app.ok(page, vars).await;
+            let connection = &data["auditEvent"]["descendants"];
+            for edge in connection["edges"].as_array().unwrap() {
+                seen.push((
+                    edge["depth"].as_i64().unwrap(),
+                    edge["node"]["eventId"].as_str().unwrap().to_string(),
+                ));
+            }
+            if connection["pageInfo"]["hasNextPage"] != true {
+                break;
+            }
+            after = connection["pageInfo"]["endCursor"].clone();
+        }
+        assert_eq!(seen, want, "pages of {first} down to depth {max_depth}");
+    }
 }
 
 async fn a_mixed_tree_with_orphans_legacy_links_and_foreign_parents(app: TestApp) {
