@@ -92,6 +92,11 @@ impl Store {
             });
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             connect.statement_timeout(options.statement_timeout);
+            // JIT compilation never pays off for these short statements, and the recursive tree
+            // walks, whose estimated cost is high, triggered it: measured on a year of data, the
+            // first page of a 5,000-wide fan-out's descendants took 5.2 s with JIT and 21 ms
+            // without (`bench serve`).
+            connect.map_sqlx_postgres_opts(|o| o.options([("jit", "off")]));
         } else {
             anyhow::bail!(
                 "DATABASE_URL must start with sqlite: or postgres:, got `{}`",

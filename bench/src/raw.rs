@@ -1,10 +1,12 @@
 //! Raw PostgreSQL: the same SQL the server would run, sent straight through sqlx on one
 //! connection per worker, with no HTTP, GraphQL, validation or ORM in between.
 
+use std::str::FromStr;
+
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::sea_query::Value;
-use sea_orm::sqlx::postgres::{PgArguments, PgConnection, PgRow};
+use sea_orm::sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgRow};
 use sea_orm::sqlx::query::Query;
 use sea_orm::sqlx::{self, AssertSqlSafe, Connection, Postgres};
 use uuid::Uuid;
@@ -98,9 +100,13 @@ pub struct Raw {
 }
 
 impl Raw {
-    /// Connects to `url`.
+    /// Connects to `url` with the session settings the server uses (`jit=off`), so that the
+    /// same SQL is planned and run the same way on both sides.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let conn = PgConnection::connect(url).await.context("connecting to PostgreSQL")?;
+        let options = PgConnectOptions::from_str(url)?.options([("jit", "off")]);
+        let conn = PgConnection::connect_with(&options)
+            .await
+            .context("connecting to PostgreSQL")?;
         Ok(Self { conn })
     }
 

@@ -214,3 +214,28 @@ async fn postgres_creates_a_missing_month_partition_on_demand() {
     assert_eq!(child["parentEventDate"], "2031-05-31");
     assert_eq!(app.row_count().await, 2);
 }
+
+/// The server's sessions run without JIT compilation, which cost seconds on the recursive tree
+/// walks for nothing; statement timeouts stay set.
+#[tokio::test]
+async fn postgres_sessions_run_without_jit() {
+    let Some(app) = TestApp::new(Engine::Postgres).await else {
+        return;
+    };
+    let setting = |name: &'static str| {
+        let db = app.store.db().clone();
+        async move {
+            db.query_one_raw(Statement::from_string(
+                sea_orm::DatabaseBackend::Postgres,
+                format!("SELECT current_setting('{name}') AS value"),
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<String>("", "value")
+            .unwrap()
+        }
+    };
+    assert_eq!(setting("jit").await, "off");
+    assert_ne!(setting("statement_timeout").await, "0");
+}
