@@ -1,6 +1,7 @@
 //! The requests the workloads repeat: through the server (GraphQL, REST) and straight to
 //! PostgreSQL. Every response is checked; a wrong answer is a failure like an error.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -9,6 +10,7 @@ use auditgraph::store::Store;
 use chrono::Utc;
 use hyper::body::Bytes;
 use sea_orm::sqlx::Row;
+use sea_orm::sqlx::postgres::PgRow;
 use serde_json::{Value, json};
 
 use crate::client::{Conn, graphql_body};
@@ -97,23 +99,22 @@ pub struct RawNested {
     pub levels: usize,
 }
 
-fn keys(rows: &[sea_orm::sqlx::postgres::PgRow], limit: usize) -> anyhow::Result<Vec<EventKey>> {
-    rows.iter()
-        .take(limit)
-        .map(|row| {
-            Ok(EventKey {
-                id: row.try_get("event_id")?,
-                date: row.try_get("event_date")?,
-            })
-        })
-        .collect()
+fn key(row: &PgRow, id: &str, date: &str) -> anyhow::Result<EventKey> {
+    Ok(EventKey {
+        id: row.try_get(id)?,
+        date: row.try_get(date)?,
+    })
 }
 
 impl RawNested {
     /// Runs the statements; returns the events of the tree (roots included).
     pub async fn run(&mut self) -> anyhow::Result<u64> {
         let rows = self.raw.fetch(&self.roots).await?;
-        let mut level = keys(&rows, 50)?;
+        let mut level = rows
+            .iter()
+            .take(50)
+            .map(|row| key(row, "event_id", "event_date"))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let mut total = level.len() as u64;
         let window = PageWindow::forward(self.children, None);
         for _ in 0..self.levels {
@@ -125,15 +126,14 @@ impl RawNested {
             // Each parent's page holds at most `children` + 1 rows; the extra one only tells
             // whether more exist, as on the server.
             let mut next = Vec::new();
-            let mut per_parent: std::collections::HashMap<(uuid::Uuid, chrono::NaiveDate), u64> =
-                std::collections::HashMap::new();
+            let mut per_parent: HashMap<EventKey, u64> = HashMap::new();
             for row in &rows {
-                let parent: (uuid::Uuid, chrono::NaiveDate) =
-                    (row.try_get("parent_event_id")?, row.try_get("parent_event_date")?);
-                let seen = per_parent.entry(parent).or_default();
+                let seen = per_parent
+                    .entry(key(row, "parent_event_id", "parent_event_date")?)
+                    .or_default();
                 *seen += 1;
                 if *seen <= self.children {
-                    next.extend(keys(std::slice::from_ref(row), 1)?);
+                    next.push(key(row, "event_id", "event_date")?);
                 }
             }
             total += next.len() as u64;

@@ -107,21 +107,29 @@ impl Bench {
             .into_iter()
             .map(|(body, check)| (hyper::body::Bytes::from(body.to_string()), check))
             .unzip();
-        let (bodies, checks, groups) = (Arc::new(bodies), Arc::new(checks), Arc::new(groups));
-        let mut figure = figure;
+        let (bodies, checks) = (Arc::new(bodies), Arc::new(checks));
+        let ours = |conn| GraphqlRead {
+            conn,
+            bodies: bodies.clone(),
+            checks: checks.clone(),
+            sent: 0,
+        };
+        self.compare(figure, concurrency, ours, groups).await
+    }
+
+    /// Measures requests made by `ours` on one server connection per worker beside raw statement
+    /// groups (none: no raw figure), `runs` times, interleaved.
+    async fn compare<O: Op>(
+        &mut self,
+        mut figure: Figure,
+        concurrency: usize,
+        ours: impl Fn(Conn) -> O,
+        groups: Vec<Vec<(Sql, usize)>>,
+    ) -> anyhow::Result<()> {
+        let groups = Arc::new(groups);
         for run in 1..=self.runs {
-            let ours = self
-                .conns(concurrency)
-                .await?
-                .into_iter()
-                .map(|conn| GraphqlRead {
-                    conn,
-                    bodies: bodies.clone(),
-                    checks: checks.clone(),
-                    sent: 0,
-                })
-                .collect();
-            let ours = self.sample(ours).await?;
+            let workers = self.conns(concurrency).await?.into_iter().map(&ours).collect();
+            let ours = self.sample(workers).await?;
             let raw = if groups.is_empty() {
                 None
             } else {
@@ -238,30 +246,20 @@ async fn pages(bench: &mut Bench) -> anyhow::Result<()> {
         let offset = Sql::of(&bench.store.list_events_at_offset_statement(&all, skipped, PAGE))?;
         let (offset_rows, offset_first) = first_id(&mut raw, &offset).await?;
         anyhow::ensure!(offset_first == first, "offset and keyset pages {page} differ");
-        let mut figure = Figure::new(
+        let figure = Figure::new(
             format!("REST page {page} by offset (`?limit=50&offset={skipped}`)"),
             "pages/s",
             "COUNT + OFFSET SQL",
         );
         let path = format!("/api/v1/audit/events?limit={PAGE}&offset={skipped}");
         let check = list_check(&["data"], PAGE as usize, first.clone());
-        let groups = Arc::new(vec![vec![(count.clone(), 1), (offset.clone(), offset_rows)]]);
-        for run in 1..=bench.runs {
-            let ours = vec![RestRead {
-                conn: Conn::connect(bench.addr).await?,
-                path: path.clone(),
-                check: check.clone(),
-            }];
-            let ours = bench.sample(ours).await?;
-            let raw = vec![RawRead {
-                raw: Raw::connect(&bench.url).await?,
-                groups: groups.clone(),
-                sent: 0,
-            }];
-            let raw = bench.sample(raw).await?;
-            figure.add(run, ours, Some(raw), false);
-        }
-        bench.figures.push(figure);
+        let ours = |conn| RestRead {
+            conn,
+            path: path.clone(),
+            check: check.clone(),
+        };
+        let groups = vec![vec![(count, 1), (offset, offset_rows)]];
+        bench.compare(figure, 1, ours, groups).await?;
     }
     Ok(())
 }

@@ -4,8 +4,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::{Days, NaiveDate};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait,
-    IdenStatic, IntoActiveModel, Iterable, QueryFilter, SqlErr, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait, IdenStatic,
+    IntoActiveModel, Iterable, ModelTrait, QueryFilter, SqlErr, Statement,
 };
 use uuid::Uuid;
 
@@ -87,6 +87,21 @@ fn rows_per_insert(backend: DatabaseBackend) -> usize {
 fn bad(index: usize, field: &'static str, reason: &'static str, message: String) -> ApiError {
     ApiError::BadUserInput {
         errors: vec![FieldError::new(field, reason, message).at(index)],
+    }
+}
+
+/// A failed INSERT as the client should see it.
+fn write_error(err: DbErr) -> ApiError {
+    match err.sql_err() {
+        Some(SqlErr::ForeignKeyConstraintViolation(_)) => ApiError::field(
+            "parent_event_id",
+            "unknown_parent",
+            "a parent event disappeared while the events were written",
+        ),
+        Some(SqlErr::UniqueConstraintViolation(_)) => {
+            ApiError::Conflict("an event of the batch was written concurrently with the same id".into())
+        }
+        _ => err.into(),
     }
 }
 
@@ -222,24 +237,7 @@ impl Store {
         tracing::debug!(written = rows.len(), "events written");
         Ok(results)
     }
-}
 
-/// A failed INSERT as the client should see it.
-fn write_error(err: DbErr) -> ApiError {
-    match err.sql_err() {
-        Some(SqlErr::ForeignKeyConstraintViolation(_)) => ApiError::field(
-            "parent_event_id",
-            "unknown_parent",
-            "a parent event disappeared while the events were written",
-        ),
-        Some(SqlErr::UniqueConstraintViolation(_)) => {
-            ApiError::Conflict("an event of the batch was written concurrently with the same id".into())
-        }
-        _ => err.into(),
-    }
-}
-
-impl Store {
     /// The common write in one autocommitted statement: one event whose id the server chose, on
     /// PostgreSQL. Nothing needs serialising (the id is new) and the parent's date is read inside
     /// the INSERT: the newest row with the parent's id, taken only when it is at most a day after
@@ -249,7 +247,6 @@ impl Store {
     /// INSERT, COMMIT).
     async fn insert_single(&self, new: &NewEvent) -> Result<Option<Model>, ApiError> {
         let mut model = to_model(new.clone(), None);
-        let active = model.clone().into_active_model();
         let mut columns = Vec::new();
         let mut exprs = Vec::new();
         let mut values: Vec<sea_orm::Value> = Vec::new();
@@ -259,11 +256,7 @@ impl Store {
                 exprs.push("p.event_date".to_string());
                 continue;
             }
-            let value = active
-                .get(column)
-                .into_value()
-                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("column {} has no value", column.as_str())))?;
-            values.push(value);
+            values.push(model.get(column));
             exprs.push(format!("${}", values.len()));
         }
         let (columns, exprs) = (columns.join(", "), exprs.join(", "));
@@ -280,11 +273,9 @@ impl Store {
         values.push((new.event_date + Days::new(1)).into());
         let latest = values.len();
         let sql = format!(
-            "INSERT INTO audit_events ({columns}) SELECT {exprs} \
-             FROM (SELECT event_date FROM audit_events WHERE event_id = ${parent_at} \
-                   ORDER BY event_date DESC LIMIT 1) AS p \
-             WHERE p.event_date <= ${latest} \
-             RETURNING parent_event_date"
+            "INSERT INTO audit_events ({columns}) SELECT {exprs} FROM ({}) AS p \
+             WHERE p.event_date <= ${latest} RETURNING parent_event_date",
+            newest_date_of(&format!("${parent_at}"))
         );
         let row = self
             .db()
@@ -297,6 +288,12 @@ impl Store {
         model.parent_event_date = Some(row.try_get("", "parent_event_date")?);
         Ok(Some(model))
     }
+}
+
+/// The date of the newest stored event with the id `id` (an SQL expression): a parent's date, the
+/// newest where legacy data holds the id on several days. A probe of each partition's primary key.
+fn newest_date_of(id: &str) -> String {
+    format!("SELECT event_date FROM audit_events WHERE event_id = {id} ORDER BY event_date DESC LIMIT 1")
 }
 
 /// Serialises writers of the same client-chosen ids (PostgreSQL), locking in sorted order so that
@@ -339,11 +336,9 @@ async fn parent_dates(txn: &DatabaseTransaction, parents: Vec<Uuid>) -> Result<H
             })
             .collect();
         let sql = format!(
-            "WITH wanted(n, id) AS (VALUES {}) \
-             SELECT wanted.n AS n, (SELECT p.event_date FROM audit_events p WHERE p.event_id = wanted.id \
-                                    ORDER BY p.event_date DESC LIMIT 1) AS event_date \
-             FROM wanted",
-            wanted.join(", ")
+            "WITH wanted(n, id) AS (VALUES {}) SELECT wanted.n AS n, ({}) AS event_date FROM wanted",
+            wanted.join(", "),
+            newest_date_of("wanted.id")
         );
         let stmt = Statement::from_sql_and_values(backend, sql, chunk.iter().map(|id| sea_orm::Value::from(*id)));
         for row in txn.query_all_raw(stmt).await? {
