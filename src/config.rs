@@ -74,8 +74,8 @@ pub struct Config {
     #[arg(long, env = "AUDITGRAPH_LISTEN", default_value = "127.0.0.1:8080", global = true)]
     pub listen: SocketAddr,
 
-    /// Do not apply pending migrations when the server starts.
-    #[arg(long, env = "AUDITGRAPH_NO_MIGRATE", global = true)]
+    /// Do not apply pending migrations when the server starts, nor create a missing PostgreSQL database.
+    #[arg(long, env = "AUDITGRAPH_NO_MIGRATE", global = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub no_migrate: bool,
 
     /// Size of the database connection pool.
@@ -152,6 +152,7 @@ impl Config {
             max_connections: self.db_max_connections,
             statement_timeout: Duration::from_secs(self.statement_timeout_secs),
             tree_timeout: Duration::from_millis(self.tree_timeout_ms),
+            create_database: !self.no_migrate,
         }
     }
 

@@ -5,6 +5,7 @@ mod event;
 mod input;
 mod loaders;
 mod mutation;
+mod order;
 mod prefetch;
 mod query;
 mod tree;
@@ -75,6 +76,7 @@ fn builder(limits: QueryLimits) -> async_graphql::SchemaBuilder<QueryRoot, Mutat
     Schema::build(QueryRoot, MutationRoot, EmptySubscription)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
+        .extension(order::SelectionOrder)
 }
 
 /// The schema wired to a store: what the server and the tests run. Every request must go through

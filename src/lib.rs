@@ -31,7 +31,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => {
-            let store = Store::connect(&config.store_options()).await?;
+            let options = store::StoreOptions {
+                create_database: true,
+                ..config.store_options()
+            };
+            let store = Store::connect(&options).await?;
             store.migrate().await?;
             tracing::info!(database = %redact(&config.database_url), "migrations applied");
             Ok(())

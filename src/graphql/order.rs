@@ -1,0 +1,223 @@
+//! Response maps in the order of the selection set.
+//!
+//! The GraphQL specification (§ "Serialized Map Ordering") orders every response map as its
+//! fields were requested, and clients and snapshot tests rely on it. async-graphql resolves the
+//! fields of an object concurrently and inserts each value when it completes, so a field that
+//! waits for the database (`totalCount`) can end up after one that does not (`edges`), depending
+//! on timing. This extension puts every map of `data` back into the order of the operation's
+//! selection set, as the specification's CollectFields defines it: aliases, fragments, merged
+//! fields and `@skip`/`@include` included.
+//!
+//! Type conditions are not evaluated: keys of a fragment whose condition does not apply are simply
+//! absent from the map, so only their relative place among the present keys could differ, and
+//! only when the same key also appears in an applicable selection after them.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery};
+use async_graphql::parser::types::{Directive, ExecutableDocument, FragmentDefinition, Selection, SelectionSet};
+use async_graphql::{Name, Positioned, Response, ServerResult, Value, Variables};
+use async_graphql::indexmap::IndexMap;
+
+/// Orders response maps as their selection sets (see the module documentation).
+pub struct SelectionOrder;
+
+impl ExtensionFactory for SelectionOrder {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(SelectionOrderExtension::default())
+    }
+}
+
+#[derive(Default)]
+struct SelectionOrderExtension {
+    /// The request's document and variables, kept from parsing for the execution that follows.
+    parsed: Mutex<Option<(ExecutableDocument, Variables)>>,
+}
+
+#[async_trait::async_trait]
+impl Extension for SelectionOrderExtension {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        let mut parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
+        *parsed = Some((document.clone(), variables.clone()));
+        Ok(document)
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let mut response = next.run(ctx, operation_name).await;
+        let parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((document, variables)) = parsed {
+            let operation = match operation_name {
+                Some(name) => document.operations.iter().find(|(n, _)| n.is_some_and(|n| n.as_str() == name)),
+                None => document.operations.iter().next(),
+            };
+            if let Some((_, operation)) = operation {
+                let order = Order {
+                    fragments: &document.fragments,
+                    variables: &variables,
+                };
+                order.apply(&mut response.data, &[&operation.node.selection_set.node]);
+            }
+        }
+        response
+    }
+}
+
+/// What ordering a response needs from its request.
+struct Order<'a> {
+    fragments: &'a std::collections::HashMap<Name, Positioned<FragmentDefinition>>,
+    variables: &'a Variables,
+}
+
+impl<'a> Order<'a> {
+    /// Orders `value` (and everything below it) as the merged selection sets `sets` ask.
+    fn apply(&self, value: &mut Value, sets: &[&'a SelectionSet]) {
+        match value {
+            Value::List(items) => {
+                for item in items {
+                    self.apply(item, sets);
+                }
+            }
+            Value::Object(map) => {
+                let mut fields: IndexMap<&'a str, Vec<&'a SelectionSet>> = IndexMap::new();
+                let mut visited = HashSet::new();
+                for set in sets {
+                    self.collect(set, &mut fields, &mut visited);
+                }
+                let mut ordered = IndexMap::with_capacity(map.len());
+                for (key, subsets) in &fields {
+                    if let Some((name, mut child)) = map.shift_remove_entry(*key) {
+                        if !subsets.is_empty() {
+                            self.apply(&mut child, subsets);
+                        }
+                        ordered.insert(name, child);
+                    }
+                }
+                // Nothing should remain; if something does, it keeps its place after the rest.
+                ordered.extend(std::mem::take(map));
+                *map = ordered;
+            }
+            _ => {}
+        }
+    }
+
+    /// CollectFields: the response keys of `set` in order, each with the selection sets below it.
+    fn collect(
+        &self,
+        set: &'a SelectionSet,
+        fields: &mut IndexMap<&'a str, Vec<&'a SelectionSet>>,
+        visited: &mut HashSet<&'a str>,
+    ) {
+        for selection in &set.items {
+            if !self.included(selection.node.directives()) {
+                continue;
+            }
+            match &selection.node {
+                Selection::Field(field) => {
+                    let below = fields.entry(field.node.response_key().node.as_str()).or_default();
+                    if !field.node.selection_set.node.items.is_empty() {
+                        below.push(&field.node.selection_set.node);
+                    }
+                }
+                Selection::InlineFragment(fragment) => {
+                    self.collect(&fragment.node.selection_set.node, fields, visited);
+                }
+                Selection::FragmentSpread(spread) => {
+                    let name = spread.node.fragment_name.node.as_str();
+                    if !visited.insert(name) {
+                        continue;
+                    }
+                    if let Some(fragment) = self.fragments.get(name) {
+                        self.collect(&fragment.node.selection_set.node, fields, visited);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `@skip` and `@include` let a selection through.
+    fn included(&self, directives: &[Positioned<Directive>]) -> bool {
+        directives.iter().all(|directive| {
+            let condition = || {
+                directive
+                    .node
+                    .get_argument("if")
+                    .and_then(|value| {
+                        value
+                            .node
+                            .clone()
+                            .into_const_with(|name| self.variables.get(&name).cloned().ok_or(()))
+                            .ok()
+                    })
+                    .map(|value| value == Value::Boolean(true))
+            };
+            match directive.node.name.node.as_str() {
+                "skip" => condition() != Some(true),
+                "include" => condition() != Some(false),
+                _ => true,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ordered(query: &str, variables: serde_json::Value, data: serde_json::Value) -> String {
+        let document = async_graphql::parser::parse_query(query).unwrap();
+        let variables = Variables::from_json(variables);
+        let (_, operation) = document.operations.iter().next().unwrap();
+        let mut value = Value::from_json(data).unwrap();
+        let order = Order {
+            fragments: &document.fragments,
+            variables: &variables,
+        };
+        order.apply(&mut value, &[&operation.node.selection_set.node]);
+        value.into_json().unwrap().to_string()
+    }
+
+    #[test]
+    fn maps_follow_the_selection_order_at_every_level() {
+        let query = "{ events { totalCount edges { node { b a } } pageInfo { hasNextPage } } }";
+        let data = serde_json::json!({"events": {
+            "pageInfo": {"hasNextPage": false},
+            "edges": [{"node": {"a": 1, "b": 2}}, {"node": {"a": 3, "b": 4}}],
+            "totalCount": 2
+        }});
+        assert_eq!(
+            ordered(query, serde_json::json!({}), data),
+            r#"{"events":{"totalCount":2,"edges":[{"node":{"b":2,"a":1}},{"node":{"b":4,"a":3}}],"pageInfo":{"hasNextPage":false}}}"#
+        );
+    }
+
+    #[test]
+    fn aliases_fragments_and_merged_fields_take_their_first_place() {
+        let query = "query { x: e { ...F c } e { a } } fragment F on E { b ... on E { a } }";
+        let data = serde_json::json!({"e": {"a": 1}, "x": {"c": 3, "a": 1, "b": 2}});
+        assert_eq!(
+            ordered(query, serde_json::json!({}), data),
+            r#"{"x":{"b":2,"a":1,"c":3},"e":{"a":1}}"#
+        );
+    }
+
+    #[test]
+    fn skipped_selections_do_not_claim_a_place() {
+        let query = "query($s: Boolean!) { a @skip(if: $s) b a @include(if: true) }";
+        let data = serde_json::json!({"a": 1, "b": 2});
+        assert_eq!(ordered(query, serde_json::json!({"s": true}), data.clone()), r#"{"b":2,"a":1}"#);
+        assert_eq!(ordered(query, serde_json::json!({"s": false}), data), r#"{"a":1,"b":2}"#);
+    }
+}
