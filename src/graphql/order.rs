@@ -186,7 +186,7 @@ mod tests {
             variables: &variables,
         };
         order.apply(&mut value, &[&operation.node.selection_set.node]);
-        value.into_json().unwrap().to_string()
+        serde_json::to_string(&value).unwrap()
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use crate::helpers::{Engine, TestApp, rest_event};
+use crate::helpers::{Engine, TestApp, brief, rest_event};
 
 /// OpenAPI 3.0 schema → JSON Schema: `nullable` becomes a union with null, component references
 /// point into `$defs`, and OpenAPI-only keywords go.
@@ -106,7 +106,7 @@ async fn requests_and_responses_conform_to_the_kubernaut_contract() {
         contract.check("AuditEventRequest", &child);
         let batch = json!([minimal, child]);
         let (status, _, body) = app.rest("POST", "/api/v1/audit/events/batch", Some(batch), &[]).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(status, StatusCode::CREATED, "{}", brief(&body));
         contract.check("BatchAuditEventResponse", &body);
 
         let (_, _, page) = app.rest("GET", "/api/v1/audit/events?limit=2", None, &[]).await;

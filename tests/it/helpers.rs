@@ -35,12 +35,14 @@ pub struct TestApp {
     pub store: Store,
     pub router: Router,
     _dir: Option<tempfile::TempDir>,
+    /// Dropped last: the database goes when the app does, also when the test panics.
+    _database: Option<TestDatabase>,
 }
 
 static DATABASES: AtomicU32 = AtomicU32::new(0);
 static CLEANUP: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
 
-/// Drops the test databases of test processes that are gone.
+/// Drops the test databases of test processes that are gone (killed before they could clean up).
 async fn drop_stale_databases(admin: &sea_orm::DatabaseConnection) {
     let rows = admin
         .query_all_raw(Statement::from_string(
@@ -76,8 +78,40 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// A fresh, empty PostgreSQL database; its URL.
-pub async fn fresh_postgres_database() -> Option<String> {
+/// A PostgreSQL database of one test, dropped when this value is (at the end of the test, or
+/// while a failing test unwinds).
+pub struct TestDatabase {
+    /// Its URL.
+    pub url: String,
+    name: String,
+    admin_url: String,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // The test's runtime may be the one being dropped, or panicking: use a runtime of its own.
+        let dropped = std::thread::spawn(move || -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let admin = Database::connect(&admin_url).await.map_err(|e| e.to_string())?;
+                admin.execute_unprepared(&statement).await.map_err(|e| e.to_string())?;
+                admin.close().await.map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+/// A fresh, empty PostgreSQL database, or `None` when PostgreSQL is unreachable and not required.
+pub async fn fresh_postgres_database() -> Option<TestDatabase> {
     let admin_url = postgres_admin_url();
     let admin = match Database::connect(&admin_url).await {
         Ok(db) => db,
@@ -100,11 +134,97 @@ pub async fn fresh_postgres_database() -> Option<String> {
         .await
         .expect("create test database");
     let _ = admin.close().await;
+    let url = postgres_url_of(&name, None);
+    Some(TestDatabase { url, name, admin_url })
+}
+
+/// A name for a PostgreSQL database that does not exist yet and is dropped, should it come to
+/// exist, when the value is; `None` when PostgreSQL is unreachable and not required.
+pub async fn absent_postgres_database() -> Option<TestDatabase> {
+    let database = fresh_postgres_database().await?;
+    let admin = Database::connect(&database.admin_url).await.expect("connect");
+    admin
+        .execute_unprepared(&format!("DROP DATABASE {}", database.name))
+        .await
+        .expect("drop");
+    let _ = admin.close().await;
+    Some(database)
+}
+
+impl TestDatabase {
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Whether the test PostgreSQL server has a database of this name.
+pub async fn postgres_database_exists(name: &str) -> bool {
+    let admin = Database::connect(&postgres_admin_url()).await.expect("connect");
+    let row = admin
+        .query_one_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT COUNT(*) AS n FROM pg_database WHERE datname = $1",
+            [name.into()],
+        ))
+        .await
+        .expect("query")
+        .expect("a row");
+    let _ = admin.close().await;
+    row.try_get::<i64>("", "n").expect("n") == 1
+}
+
+/// The URL of database `name` on the test PostgreSQL server, as `user` when given.
+pub fn postgres_url_of(name: &str, user: Option<&str>) -> String {
+    let admin_url = postgres_admin_url();
     let base = admin_url
         .rsplit_once('/')
         .map(|(base, _)| base.to_string())
         .unwrap_or(admin_url);
-    Some(format!("{base}/{name}"))
+    let base = match (user, base.split_once("://"), base.rfind('@')) {
+        (Some(user), Some((scheme, _)), Some(at)) => format!("{scheme}://{user}{}", &base[at..]),
+        _ => base,
+    };
+    format!("{base}/{name}")
+}
+
+/// A value for a failure message, cut to a readable length.
+pub fn brief(value: &impl std::fmt::Display) -> String {
+    const MAX: usize = 1_500;
+    let text = value.to_string();
+    if text.len() <= MAX {
+        return text;
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes)", &text[..end], text.len() - end)
+}
+
+/// Asserts that two lists are equal; a failure names the lengths and the first difference
+/// instead of printing both lists.
+#[track_caller]
+pub fn assert_same_list<T: PartialEq + std::fmt::Debug>(actual: &[T], expected: &[T], what: &str) {
+    if actual == expected {
+        return;
+    }
+    let first = actual.iter().zip(expected).position(|(a, e)| a != e);
+    match first {
+        Some(i) => panic!(
+            "{what}: element {i} differs: {:?} instead of {:?} ({} elements, {} expected)",
+            actual[i],
+            expected[i],
+            actual.len(),
+            expected.len()
+        ),
+        None => panic!(
+            "{what}: {} elements instead of {}; the first {} agree",
+            actual.len(),
+            expected.len(),
+            actual.len().min(expected.len())
+        ),
+    }
 }
 
 impl TestApp {
@@ -116,17 +236,25 @@ impl TestApp {
     /// Like [`TestApp::new`], with the configuration adjusted first.
     pub async fn with_config(engine: Engine, adjust: impl FnOnce(&mut Config)) -> Option<Self> {
         init_tracing();
-        let (url, dir) = match engine {
+        let (url, dir, database) = match engine {
             Engine::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 (
                     format!("sqlite://{}", dir.path().join("auditgraph.db").display()),
                     Some(dir),
+                    None,
                 )
             }
-            Engine::Postgres => (fresh_postgres_database().await?, None),
+            Engine::Postgres => {
+                let database = fresh_postgres_database().await?;
+                (database.url.clone(), None, Some(database))
+            }
         };
         let mut config = Config::for_database(&url);
+        // A loaded machine must not fail a test: no time limit applies unless a test sets one.
+        config.statement_timeout_secs = 3_600;
+        config.tree_timeout_ms = 3_600_000;
+        config.request_timeout_secs = 3_600;
         adjust(&mut config);
         let store = Store::connect(&config.store_options()).await.expect("connect");
         store.migrate().await.expect("migrate");
@@ -135,7 +263,13 @@ impl TestApp {
             store,
             router,
             _dir: dir,
+            _database: database,
         })
+    }
+
+    /// The name of the app's PostgreSQL database (none on SQLite).
+    pub fn database_name(&self) -> Option<&str> {
+        self._database.as_ref().map(TestDatabase::name)
     }
 
     /// Sends a request through the router; returns the status and the JSON body.
@@ -190,14 +324,30 @@ impl TestApp {
             .body(Body::from(json!({"query": query, "variables": variables}).to_string()))
             .expect("request");
         let (status, body) = self.send(request).await;
-        assert_eq!(status, StatusCode::OK, "GraphQL answered {status}: {body}");
+        assert_eq!(status, StatusCode::OK, "GraphQL answered {status}: {}", brief(&body));
         body
+    }
+
+    /// POSTs a GraphQL operation; returns the response body as the server wrote it.
+    pub async fn graphql_text(&self, query: &str, variables: Value) -> String {
+        let request = Request::post("/graphql")
+            .header("content-type", "application/json")
+            .body(Body::from(json!({"query": query, "variables": variables}).to_string()))
+            .expect("request");
+        let response = self.router.clone().oneshot(request).await.expect("router answers");
+        assert_eq!(response.status(), StatusCode::OK);
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        String::from_utf8(bytes.to_vec()).expect("UTF-8")
     }
 
     /// Runs an operation that must succeed; returns `data`.
     pub async fn ok(&self, query: &str, variables: Value) -> Value {
         let body = self.graphql(query, variables).await;
-        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        assert!(
+            body.get("errors").is_none(),
+            "unexpected errors: {}",
+            brief(&body["errors"])
+        );
         body["data"].clone()
     }
 

@@ -7,6 +7,7 @@
 
 mod helpers;
 
+mod cli;
 mod contract;
 mod explain;
 mod history;

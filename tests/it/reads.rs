@@ -11,6 +11,7 @@ both_engines!(
     an_unknown_event_id_reads_as_null,
     each_filter_selects_exactly_the_matching_events,
     malformed_time_bounds_are_client_errors,
+    responses_list_fields_in_the_order_the_query_asks,
 );
 
 const IDS: &str = "query($filter: AuditEventFilter) { auditEvents(filter: $filter, first: 1000) { \
@@ -206,4 +207,35 @@ async fn malformed_time_bounds_are_client_errors(app: TestApp) {
         let field = error["extensions"]["field"].as_str().unwrap();
         assert!(field == "filter.since" || field == "filter.until", "{error}");
     }
+}
+
+async fn responses_list_fields_in_the_order_the_query_asks(app: TestApp) {
+    let parent = app.create(json!({"correlationId": "order", "eventType": "a.parent"})).await;
+    app.create(json!({"correlationId": "order", "eventType": "b.child", "parentEventId": parent["eventId"]}))
+        .await;
+    // Fields that wait for the database (totalCount, childCount, hasNextPage) come where they are
+    // asked for, before and after fields that do not; aliases and fragments take their first place.
+    let query = "query($c: String) { auditEvents(first: 1, filter: {correlationId: $c, rootsOnly: true}) { \
+        totalCount pageInfo { hasNextPage hasPreviousPage } edges { node { eventType childCount ...More \
+        kids: children(first: 5) { edges { node { eventOutcome eventType } } totalCount } } } } } \
+        fragment More on AuditEvent { eventCategory depth }";
+    let body = app.graphql_text(query, json!({"c": "order"})).await;
+    assert_eq!(
+        body,
+        concat!(
+            r#"{"data":{"auditEvents":{"totalCount":1,"pageInfo":{"hasNextPage":false,"hasPreviousPage":false},"#,
+            r#""edges":[{"node":{"eventType":"a.parent","childCount":1,"eventCategory":"gateway","depth":0,"#,
+            r#""kids":{"edges":[{"node":{"eventOutcome":"success","eventType":"b.child"}}],"totalCount":1}}}]}}}"#
+        )
+    );
+    let reversed = "query($c: String) { auditEvents(first: 1, filter: {correlationId: $c}) { \
+        edges { node { childCount eventType } } pageInfo { hasPreviousPage hasNextPage } totalCount } }";
+    let body = app.graphql_text(reversed, json!({"c": "order"})).await;
+    assert_eq!(
+        body,
+        concat!(
+            r#"{"data":{"auditEvents":{"edges":[{"node":{"childCount":0,"eventType":"b.child"}}],"#,
+            r#""pageInfo":{"hasPreviousPage":false,"hasNextPage":true},"totalCount":2}}}"#
+        )
+    );
 }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::both_engines;
-use crate::helpers::{Engine, TestApp, rest_event};
+use crate::helpers::{Engine, TestApp, brief, rest_event};
 
 both_engines!(
     a_single_event_is_created_with_kubernaut_defaults,
@@ -55,13 +55,13 @@ fn assert_conforms(event: &Value) {
 
 async fn list(app: &TestApp, query: &str) -> Value {
     let (status, _, body) = app.rest("GET", &format!("{EVENTS}?{query}"), None, &[]).await;
-    assert_eq!(status, StatusCode::OK, "{query}: {body}");
+    assert_eq!(status, StatusCode::OK, "{query}: {}", brief(&body));
     body
 }
 
 async fn a_single_event_is_created_with_kubernaut_defaults(app: TestApp) {
     let (status, content_type, body) = app.rest("POST", EVENTS, Some(rest_event(json!({}))), &[]).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(status, StatusCode::CREATED, "{}", brief(&body));
     assert!(content_type.starts_with("application/json"));
     assert_eq!(body["message"], "Audit event created successfully");
     let id = body["event_id"].as_str().unwrap().to_string();
@@ -141,7 +141,7 @@ async fn an_unknown_parent_gives_400_mentioning_the_parent_and_writes_nothing(ap
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(content_type, "application/problem+json");
     assert_eq!(body["type"], "https://kubernaut.ai/problems/validation-error");
-    assert!(body["detail"].as_str().unwrap().contains("parent"), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("parent"), "{}", brief(&body));
     assert!(body["field_errors"]["parent_event_id"].is_string());
     assert_eq!(app.row_count().await, 0);
 
@@ -181,8 +181,8 @@ async fn malformed_requests_get_problems_naming_the_field(app: TestApp) {
     let (status, content_type, body) = app.rest("POST", EVENTS, Some(missing), &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(content_type, "application/problem+json");
-    assert_eq!(body["field_errors"]["version"], "is required", "{body}");
-    assert_eq!(body["field_errors"]["event_data"], "is required", "{body}");
+    assert_eq!(body["field_errors"]["version"], "is required", "{}", brief(&body));
+    assert_eq!(body["field_errors"]["event_data"], "is required", "{}", brief(&body));
     assert_eq!(body["status"], 400);
     assert_eq!(body["title"], "Validation Error");
 
@@ -201,7 +201,7 @@ async fn malformed_requests_get_problems_naming_the_field(app: TestApp) {
     for (overrides, field) in cases {
         let (status, _, body) = app.rest("POST", EVENTS, Some(rest_event(overrides.clone())), &[]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{overrides}");
-        assert!(body["field_errors"][field].is_string(), "{overrides}: {body}");
+        assert!(body["field_errors"][field].is_string(), "{overrides}: {}", brief(&body));
     }
 
     let request = axum::http::Request::post(EVENTS)
@@ -225,20 +225,20 @@ async fn batches_are_atomic_and_resolve_parents_inside_the_batch(app: TestApp) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         body["detail"].as_str().unwrap().contains("not a single object"),
-        "{body}"
+        "{}", brief(&body)
     );
     let (status, _, body) = app.rest("POST", BATCH, Some(json!([])), &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         body["detail"].as_str().unwrap().contains("batch cannot be empty"),
-        "{body}"
+        "{}", brief(&body)
     );
 
     let three: Vec<Value> = (0..3)
         .map(|i| rest_event(json!({"correlation_id": format!("rr-b{i}")})))
         .collect();
     let (status, _, body) = app.rest("POST", BATCH, Some(json!(three)), &[]).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(status, StatusCode::CREATED, "{}", brief(&body));
     assert_eq!(body["event_ids"].as_array().unwrap().len(), 3);
     assert_eq!(body["message"], "3 audit events created successfully");
 
@@ -250,7 +250,7 @@ async fn batches_are_atomic_and_resolve_parents_inside_the_batch(app: TestApp) {
         rest_event(json!({"event_id": ids[2], "parent_event_id": ids[1], "correlation_id": "rr-chain"})),
     ]);
     let (status, _, body) = app.rest("POST", BATCH, Some(chain.clone()), &[]).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(status, StatusCode::CREATED, "{}", brief(&body));
     assert_eq!(body["event_ids"], json!(ids));
     let page = list(&app, "correlation_id=rr-chain").await;
     let linked = page["data"]
@@ -271,12 +271,12 @@ async fn batches_are_atomic_and_resolve_parents_inside_the_batch(app: TestApp) {
     mixed[3]["event_type"] = json!("");
     let (status, _, body) = app.rest("POST", BATCH, Some(json!(mixed)), &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["field_errors"]["events[3].event_type"].is_string(), "{body}");
+    assert!(body["field_errors"]["events[3].event_type"].is_string(), "{}", brief(&body));
     let mut orphan: Vec<Value> = (0..4).map(|_| rest_event(json!({}))).collect();
     orphan[2]["parent_event_id"] = json!(uuid::Uuid::now_v7());
     let (status, _, body) = app.rest("POST", BATCH, Some(json!(orphan)), &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["field_errors"]["events[2].parent_event_id"].is_string(), "{body}");
+    assert!(body["field_errors"]["events[2].parent_event_id"].is_string(), "{}", brief(&body));
     assert_eq!(app.row_count().await, before, "a failed batch writes nothing");
 }
 
@@ -376,7 +376,7 @@ async fn query_filters_and_their_validation(app: TestApp) {
         let (status, content_type, body) = app.rest("GET", &format!("{EVENTS}?{query}"), None, &[]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
         assert_eq!(content_type, "application/problem+json");
-        assert!(body["field_errors"][field].is_string(), "{query}: {body}");
+        assert!(body["field_errors"][field].is_string(), "{query}: {}", brief(&body));
     }
     assert_eq!(list(&app, "limit=1000").await["pagination"]["limit"], 1000);
 }
@@ -415,7 +415,7 @@ async fn cursors_walk_every_event_once(app: TestApp) {
         .rest("GET", &format!("{EVENTS}?offset=0&cursor={}", "AQ"), None, &[])
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["field_errors"]["cursor"].is_string(), "{body}");
+    assert!(body["field_errors"]["cursor"].is_string(), "{}", brief(&body));
 }
 
 async fn cursor_paging_is_stable_while_events_are_inserted(app: TestApp) {
@@ -535,5 +535,5 @@ async fn batch_size_limits_are_enforced_and_zero_means_the_default() {
         .unwrap();
     let many: Vec<Value> = (0..501).map(|_| rest_event(json!({}))).collect();
     let (_, _, body) = app.rest("POST", BATCH, Some(json!(many)), &[]).await;
-    assert!(body["detail"].as_str().unwrap().contains("at most 500"), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("at most 500"), "{}", brief(&body));
 }

@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use auditgraph::config::Config;
+
+use crate::helpers::brief;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -48,12 +50,12 @@ async fn the_server_serves_over_tcp_and_shuts_down_gracefully() {
 
     let create = r#"{"query":"mutation { createAuditEvent(input: {eventType: \"gateway.signal.received\", eventCategory: \"gateway\", eventAction: \"received\", eventOutcome: \"success\", correlationId: \"rr-tcp\", eventData: {}}) { eventId } }"}"#;
     let (status, body) = http(addr, post("/graphql", create)).await;
-    assert!(status.contains("200"), "{status} {body}");
-    assert!(body.contains("eventId"), "{body}");
+    assert!(status.contains("200"), "{status} {}", brief(&body));
+    assert!(body.contains("eventId"), "{}", brief(&body));
 
     let (status, body) = http(addr, get("/graphql?query=%7BauditEvents%7BtotalCount%7D%7D")).await;
     assert!(status.contains("200"), "{status}");
-    assert!(body.contains(r#""totalCount":1"#), "{body}");
+    assert!(body.contains(r#""totalCount":1"#), "{}", brief(&body));
 
     let (status, _) = http(addr, get("/graphql?query=mutation%7B__typename%7D")).await;
     assert!(status.contains("405"), "a mutation over GET is refused: {status}");
@@ -63,7 +65,8 @@ async fn the_server_serves_over_tcp_and_shuts_down_gracefully() {
     assert!(body.contains("/graphql"), "GraphiQL points at the endpoint");
 
     stop.send(()).unwrap();
-    let result = tokio::time::timeout(Duration::from_secs(10), server)
+    // Bounded so that a hang fails, and long enough that a loaded machine does not.
+    let result = tokio::time::timeout(Duration::from_secs(120), server)
         .await
         .expect("stops in time");
     result.unwrap().expect("serve returns Ok after a graceful shutdown");
@@ -89,7 +92,7 @@ async fn the_binary_defaults_to_a_local_sqlite_file_and_stops_cleanly_on_sigterm
         .spawn()
         .unwrap();
     let mut healthy = false;
-    for _ in 0..300 {
+    for _ in 0..1_200 {
         if TcpStream::connect(addr).await.is_ok() {
             let (status, _) = http(addr, get("/healthz")).await;
             healthy = status.contains("200");
@@ -110,7 +113,7 @@ async fn the_binary_defaults_to_a_local_sqlite_file_and_stops_cleanly_on_sigterm
         .unwrap();
     assert!(killed.success());
     let mut exit = None;
-    for _ in 0..100 {
+    for _ in 0..1_200 {
         if let Some(status) = child.try_wait().unwrap() {
             exit = Some(status);
             break;
@@ -119,7 +122,7 @@ async fn the_binary_defaults_to_a_local_sqlite_file_and_stops_cleanly_on_sigterm
     }
     let Some(status) = exit else {
         let _ = child.kill();
-        panic!("the server did not stop within 10 s of SIGTERM");
+        panic!("the server did not stop within 120 s of SIGTERM");
     };
     assert!(
         status.success(),

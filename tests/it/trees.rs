@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::both_engines;
-use crate::helpers::{Engine, TestApp, row};
+use crate::helpers::{Engine, TestApp, assert_same_list, row};
 
 both_engines!(
     a_five_thousand_deep_chain_across_a_month_boundary_is_walked_in_single_queries,
@@ -64,10 +64,10 @@ async fn a_five_thousand_deep_chain_across_a_month_boundary_is_walked_in_single_
     let event = &data["auditEvent"];
     assert_eq!(event["depth"], 4999);
     assert_eq!(event["root"]["eventId"], root.as_str());
-    assert_eq!(
-        ids(&event["ancestors"], &["eventId"]),
-        id_strings(&rows[..4999]),
-        "root first, parent last"
+    assert_same_list(
+        &ids(&event["ancestors"], &["eventId"]),
+        &id_strings(&rows[..4999]),
+        "ancestors, root first, parent last",
     );
 
     let page = "query($id: UUID!, $after: String) { auditEvent(eventId: $id) { descendants(maxDepth: 10000, first: 1000, after: $after) { \
@@ -75,7 +75,11 @@ async fn a_five_thousand_deep_chain_across_a_month_boundary_is_walked_in_single_
     let data = app.ok(page, json!({"id": root})).await;
     let first = &data["auditEvent"]["descendants"];
     assert_eq!(first["totalCount"], 4999);
-    assert_eq!(ids(&first["edges"], &["node", "eventId"]), id_strings(&rows[1..=1000]));
+    assert_same_list(
+        &ids(&first["edges"], &["node", "eventId"]),
+        &id_strings(&rows[1..=1000]),
+        "the first page of descendants",
+    );
     assert_eq!(first["edges"][999]["depth"], 1000);
     assert_eq!(first["pageInfo"]["hasNextPage"], true);
     assert_eq!(first["pageInfo"]["hasPreviousPage"], false);
@@ -83,9 +87,10 @@ async fn a_five_thousand_deep_chain_across_a_month_boundary_is_walked_in_single_
         .ok(page, json!({"id": root, "after": first["pageInfo"]["endCursor"]}))
         .await;
     let second = &data["auditEvent"]["descendants"];
-    assert_eq!(
-        ids(&second["edges"], &["node", "eventId"]),
-        id_strings(&rows[1001..=2000])
+    assert_same_list(
+        &ids(&second["edges"], &["node", "eventId"]),
+        &id_strings(&rows[1001..=2000]),
+        "the second page of descendants",
     );
     assert_eq!(second["pageInfo"]["hasPreviousPage"], true);
 
@@ -101,7 +106,7 @@ async fn a_five_thousand_deep_chain_across_a_month_boundary_is_walked_in_single_
         assert_eq!(t["nodeCount"], 5000, "{vars}");
         assert_eq!(t["truncated"], false, "{vars}");
         assert_eq!(t["missingParentEventIds"], json!([]));
-        assert_eq!(ids(&t["nodes"], &["event", "eventId"]), id_strings(&rows));
+        assert_same_list(&ids(&t["nodes"], &["event", "eventId"]), &id_strings(&rows), "tree nodes");
         assert_eq!(t["nodes"][4321]["depth"], 4321);
         assert_eq!(t["nodes"][4321]["parentEventId"], rows[4320].event_id.to_string());
     }
@@ -143,7 +148,7 @@ async fn a_ten_thousand_wide_fan_out_pages_and_bounds_cleanly(app: TestApp) {
         }
         after = event["children"]["pageInfo"]["endCursor"].clone();
     }
-    assert_eq!(seen, id_strings(&rows[1..]), "every child once, oldest first");
+    assert_same_list(&seen, &id_strings(&rows[1..]), "every child once, oldest first");
 
     let data = app
         .ok(

@@ -1,0 +1,209 @@
+//! The binary as a new user meets it: a missing PostgreSQL database, errors on one line, a quiet
+//! start, and test databases that do not outlive their tests.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{
+    Engine, TestApp, absent_postgres_database, fresh_postgres_database, postgres_database_exists, postgres_url_of,
+};
+
+/// Runs the binary to completion (at most two minutes: a hang fails, a slow machine does not).
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_auditgraph"));
+    command
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("start the binary");
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("auditgraph {args:?} did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Whether the server on `addr` answers `/readyz` with 200.
+async fn ready(addr: std::net::SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let request = "GET /readyz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response).await;
+    response.starts_with("HTTP/1.1 200")
+}
+
+/// The lines a clean start must never log.
+fn assert_quiet(log: &str) {
+    for noise in ["NOTICE", "already exists", "skipping", "WARN", "ERROR"] {
+        assert!(!log.contains(noise), "the log mentions {noise:?}:\n{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_postgres_database_is_created_and_the_log_says_so() {
+    let Some(database) = absent_postgres_database().await else {
+        return;
+    };
+    let url = database.url.clone();
+    let first = tokio::task::spawn_blocking(move || run(&["migrate"], &[("DATABASE_URL", &url)]))
+        .await
+        .unwrap();
+    let log = stderr(&first);
+    assert!(first.status.success(), "{log}");
+    assert!(log.contains("the database did not exist; created it"), "{log}");
+    assert!(log.contains(database.name()), "the log names the database: {log}");
+    assert_quiet(&log);
+    assert!(postgres_database_exists(database.name()).await);
+
+    let url = database.url.clone();
+    let again = tokio::task::spawn_blocking(move || run(&["migrate"], &[("DATABASE_URL", &url)]))
+        .await
+        .unwrap();
+    let log = stderr(&again);
+    assert!(again.status.success(), "{log}");
+    assert!(!log.contains("created it"), "{log}");
+    assert_quiet(&log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_starts_on_postgres_without_a_notice() {
+    let Some(database) = fresh_postgres_database().await else {
+        return;
+    };
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_auditgraph"))
+        .env("DATABASE_URL", &database.url)
+        .env("AUDITGRAPH_LISTEN", addr.to_string())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !ready(addr).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the server was not ready within 120 s"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the server exited");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let killed = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("auditgraph serving"), "{log}");
+    assert_quiet(&log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_the_user_may_not_create_is_named_in_one_line_without_a_backtrace() {
+    let Some(database) = absent_postgres_database().await else {
+        return;
+    };
+    let admin = sea_orm::Database::connect(postgres_url_of("postgres", None)).await.unwrap();
+    use sea_orm::ConnectionTrait;
+    admin
+        .execute_unprepared(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'auditgraph_test_nocreate') \
+             THEN CREATE ROLE auditgraph_test_nocreate LOGIN NOCREATEDB; END IF; END $$",
+        )
+        .await
+        .unwrap();
+    let _ = admin.close().await;
+    let url = postgres_url_of(database.name(), Some("auditgraph_test_nocreate"));
+    let output = tokio::task::spawn_blocking(move || {
+        run(&["serve"], &[("DATABASE_URL", &url), ("RUST_BACKTRACE", "1")])
+    })
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let log = stderr(&output);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {log}");
+    assert!(lines[0].starts_with("error: PostgreSQL database"), "{log}");
+    assert!(lines[0].contains(database.name()), "names the database: {log}");
+    assert!(lines[0].contains("may not create databases"), "says why: {log}");
+    assert!(lines[0].contains("createdb"), "says what to do: {log}");
+    assert!(!postgres_database_exists(database.name()).await);
+}
+
+#[test]
+fn every_cli_error_is_one_short_line_whatever_rust_backtrace_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        "postgres://postgres@127.0.0.1:1/auditgraph".to_string(),
+        format!("sqlite://{}/missing-dir/auditgraph.db", dir.path().display()),
+        "mysql://localhost/auditgraph".to_string(),
+    ];
+    for url in &cases {
+        let output = run(&["migrate"], &[("DATABASE_URL", url), ("RUST_BACKTRACE", "full")]);
+        let log = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{url}: {log}");
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 1, "{url}: one line: {log}");
+        assert!(lines[0].starts_with("error: "), "{url}: {log}");
+        assert!(lines[0].len() < 400, "{url}: short: {log}");
+        assert!(!log.contains("backtrace"), "{url}: {log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_databases_are_dropped_when_their_test_ends_even_by_a_panic() {
+    let Some(database) = fresh_postgres_database().await else {
+        return;
+    };
+    let name = database.name().to_string();
+    assert!(postgres_database_exists(&name).await);
+    drop(database);
+    assert!(!postgres_database_exists(&name).await, "dropped with its guard");
+
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let failing_test = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let app = TestApp::new(Engine::Postgres).await.unwrap();
+            app.create(serde_json::json!({})).await;
+            sender.send(app.database_name().unwrap().to_string()).unwrap();
+            panic!("a test failing on purpose, with its app alive");
+        });
+    });
+    assert!(failing_test.join().is_err(), "the test thread panicked");
+    let name = receiver.recv().unwrap();
+    assert!(!postgres_database_exists(&name).await, "dropped while the test unwound");
+}
