@@ -9,7 +9,7 @@ use axum::extract::Request;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -18,6 +18,7 @@ use tower_http::trace::TraceLayer;
 use crate::graphql::{AppContext, AuditSchema, prepare_request};
 use crate::metrics::Source;
 
+pub mod assets;
 pub mod problem;
 pub mod rest;
 
@@ -43,7 +44,8 @@ pub struct HttpOptions {
 pub fn router(state: HttpState, options: HttpOptions) -> Router {
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
-        .route("/graphiql", get(graphiql))
+        .route("/graphiql", get(assets::graphiql_page))
+        .route("/graphiql/assets/{name}", get(assets::graphiql_asset))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -110,15 +112,6 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
         None => document.operations.iter().next().map(|(_, op)| op),
     };
     chosen.is_some_and(|op| op.node.ty == OperationType::Mutation)
-}
-
-async fn graphiql() -> Html<String> {
-    Html(
-        async_graphql::http::GraphiQLSource::build()
-            .endpoint("/graphql")
-            .title("auditgraph")
-            .finish(),
-    )
 }
 
 /// Liveness: the process serves HTTP. Database health belongs to readiness.

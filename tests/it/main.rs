@@ -7,6 +7,7 @@
 
 mod helpers;
 
+mod browser;
 mod cli;
 mod contract;
 mod explain;

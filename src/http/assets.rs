@@ -1,0 +1,238 @@
+//! Pages and their files, served from the binary itself: nothing a page needs comes from another
+//! origin, so the playground works in networks without internet access, and the
+//! Content-Security-Policy says so to the browser.
+//!
+//! The GraphiQL files are built from pinned npm packages by `web/graphiql/refresh.sh` and
+//! committed gzip-compressed under `web/graphiql/dist/` with their licences and checksums.
+
+use std::io::Read;
+use std::sync::LazyLock;
+
+use axum::extract::Path;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+/// What every page and file of ours may load: only from this origin. Styles may be inline because
+/// the editor (Monaco) sets them from script; fonts come inline as `data:` URLs.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+    style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
+    connect-src 'self'; worker-src 'self'; manifest-src 'self'; base-uri 'none'; \
+    form-action 'none'; frame-ancestors 'none'";
+
+/// One file served from the binary.
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    /// The bytes, gzip-compressed when `gzipped`.
+    bytes: &'static [u8],
+    gzipped: bool,
+}
+
+macro_rules! graphiql_file {
+    ($name:literal, $content_type:literal, gz) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            bytes: include_bytes!(concat!("../../web/graphiql/dist/", $name, ".gz")),
+            gzipped: true,
+        }
+    };
+    ($name:literal, $content_type:literal, $path:literal) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            bytes: include_bytes!(concat!("../../web/graphiql/", $path)),
+            gzipped: false,
+        }
+    };
+}
+
+static GRAPHIQL_ASSETS: [Asset; 8] = [
+    graphiql_file!("graphiql.js", "text/javascript; charset=utf-8", gz),
+    graphiql_file!("graphiql.css", "text/css; charset=utf-8", gz),
+    graphiql_file!("editor.worker.js", "text/javascript; charset=utf-8", gz),
+    graphiql_file!("json.worker.js", "text/javascript; charset=utf-8", gz),
+    graphiql_file!("graphql.worker.js", "text/javascript; charset=utf-8", gz),
+    graphiql_file!("favicon.svg", "image/svg+xml", "favicon.svg"),
+    graphiql_file!("LICENSES.txt", "text/plain; charset=utf-8", "dist/LICENSES.txt"),
+    graphiql_file!("SHA256SUMS", "text/plain; charset=utf-8", "dist/SHA256SUMS"),
+];
+
+const GRAPHIQL_PAGE: &str = include_str!("../../web/graphiql/index.html");
+
+/// Strong validators of the files, computed once.
+static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    GRAPHIQL_ASSETS
+        .iter()
+        .map(|asset| etag_of(asset.bytes))
+        .collect()
+});
+
+static PAGE_ETAG: LazyLock<String> = LazyLock::new(|| etag_of(GRAPHIQL_PAGE.as_bytes()));
+
+fn etag_of(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
+}
+
+/// The headers of everything served here: the policy, no sniffing, no framing, no referrer.
+fn secure(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+}
+
+/// 304 when the client holds this version already.
+fn not_modified(request: &HeaderMap, etag: &str) -> bool {
+    request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"))
+}
+
+/// A response for `bytes` with revalidation: the client keeps the file and asks whether it
+/// changed (`no-cache` + ETag), so a new server version is picked up at once.
+fn cached(request: &HeaderMap, etag: &str, content_type: &'static str, body: Response) -> Response {
+    let mut response = if not_modified(request, etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        body
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        headers.insert(header::ETAG, value);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    secure(&mut response);
+    response
+}
+
+/// `GET /graphiql`: the playground page.
+pub async fn graphiql_page(request: HeaderMap) -> Response {
+    cached(
+        &request,
+        &PAGE_ETAG,
+        "text/html; charset=utf-8",
+        GRAPHIQL_PAGE.into_response(),
+    )
+}
+
+/// `GET /graphiql/assets/{name}`: a file of the playground, gzip-compressed when the client takes it.
+pub async fn graphiql_asset(Path(name): Path<String>, request: HeaderMap) -> Response {
+    let Some(index) = GRAPHIQL_ASSETS.iter().position(|asset| asset.name == name) else {
+        let mut response = (StatusCode::NOT_FOUND, "no such file\n").into_response();
+        secure(&mut response);
+        return response;
+    };
+    let asset = &GRAPHIQL_ASSETS[index];
+    let etag = &ETAGS[index];
+    let body = if !asset.gzipped {
+        asset.bytes.into_response()
+    } else if accepts_gzip(&request) {
+        let mut response = asset.bytes.into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        response
+    } else {
+        match gunzip(asset.bytes) {
+            Ok(bytes) => bytes.into_response(),
+            Err(error) => {
+                tracing::error!(asset = asset.name, %error, "an embedded file does not decompress");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+        }
+    };
+    let mut response = cached(&request, etag, asset.content_type, body);
+    if asset.gzipped {
+        response
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    response
+}
+
+fn accepts_gzip(request: &HeaderMap) -> bool {
+    request
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or_default().trim();
+            let refused = parts.any(|p| matches!(p.trim().replace(' ', "").as_str(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+fn gunzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The embedded files are exactly the ones `refresh.sh` built and summed.
+    #[test]
+    fn embedded_graphiql_files_match_their_checksums() {
+        let sums = include_str!("../../web/graphiql/dist/SHA256SUMS");
+        let mut checked = 0;
+        for line in sums.lines() {
+            let (sum, file) = line.split_once("  ").expect("`sum  file` lines");
+            let asset = GRAPHIQL_ASSETS
+                .iter()
+                .find(|a| (a.gzipped && file == format!("{}.gz", a.name)) || (!a.gzipped && file == a.name))
+                .unwrap_or_else(|| panic!("{file} is listed but not served"));
+            let digest: String = Sha256::digest(asset.bytes).iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(digest, sum, "{file}");
+            checked += 1;
+        }
+        let gzipped = GRAPHIQL_ASSETS.iter().filter(|a| a.gzipped).count();
+        assert_eq!(checked, gzipped + 1, "every built file and the licences are summed");
+    }
+
+    #[test]
+    fn every_compressed_file_decompresses() {
+        for asset in GRAPHIQL_ASSETS.iter().filter(|a| a.gzipped) {
+            assert!(gunzip(asset.bytes).unwrap().len() > asset.bytes.len(), "{}", asset.name);
+        }
+    }
+
+    #[test]
+    fn gzip_is_sent_only_to_clients_that_take_it() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(value).unwrap());
+            accepts_gzip(&headers)
+        };
+        assert!(with("gzip, deflate, br"));
+        assert!(with("br;q=1.0, GZIP;q=0.5"));
+        assert!(with("*"));
+        assert!(!with("gzip;q=0"));
+        assert!(!with("br, deflate"));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn the_page_loads_nothing_from_another_origin() {
+        assert!(!GRAPHIQL_PAGE.contains("http://") && !GRAPHIQL_PAGE.contains("https://"));
+        assert!(!GRAPHIQL_PAGE.contains("<script>"), "no inline script: the policy forbids it");
+        assert!(!CONTENT_SECURITY_POLICY.contains("http"));
+    }
+}

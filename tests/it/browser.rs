@@ -1,0 +1,442 @@
+//! Pages in a real browser: headless Chromium, driven over the DevTools protocol, against the
+//! real server on a real port. Every request the page and its workers make is recorded, so the
+//! tests can prove that nothing leaves the server's origin.
+//!
+//! Chromium is found at `AUDITGRAPH_TEST_CHROMIUM`, `/usr/bin/chromium` or on `PATH`. Without it
+//! these tests print a warning and pass without running, unless `AUDITGRAPH_REQUIRE_BROWSER=1`
+//! is set (as CI does), which makes them fail instead.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use auditgraph::config::Config;
+
+use crate::helpers::brief;
+
+/// The longest any single wait may take: a hang fails, a slow machine does not.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+fn chromium() -> Option<PathBuf> {
+    if let Ok(path) = std::env::var("AUDITGRAPH_TEST_CHROMIUM") {
+        return Some(PathBuf::from(path));
+    }
+    let candidates = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
+    if let Some(found) = candidates.iter().map(PathBuf::from).find(|p| p.exists()) {
+        return Some(found);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("chromium"))
+            .find(|p| p.exists())
+    })
+}
+
+fn browser_required() -> bool {
+    std::env::var("AUDITGRAPH_REQUIRE_BROWSER").is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// A headless Chromium of one test, killed when dropped.
+struct Browser {
+    child: Child,
+    _profile: tempfile::TempDir,
+    endpoint: String,
+}
+
+impl Browser {
+    /// Starts Chromium, or returns `None` when it is missing and not required.
+    fn start() -> Option<Self> {
+        let Some(binary) = chromium() else {
+            assert!(
+                !browser_required(),
+                "Chromium is required (AUDITGRAPH_REQUIRE_BROWSER) but not installed: apt-get install chromium"
+            );
+            eprintln!("Chromium is not installed; skipping this browser test. Set AUDITGRAPH_REQUIRE_BROWSER=1 to make this a failure.");
+            return None;
+        };
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut child = Command::new(&binary)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-extensions",
+                "--window-size=1400,900",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        let stderr = child.stderr.take().expect("stderr");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(endpoint) = line.strip_prefix("DevTools listening on ") {
+                    let _ = sender.send(endpoint.trim().to_string());
+                }
+            }
+        });
+        let endpoint = receiver
+            .recv_timeout(PATIENCE)
+            .expect("Chromium announces its DevTools endpoint");
+        Some(Self {
+            child,
+            _profile: profile,
+            endpoint,
+        })
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A request the browser made (or tried to make).
+#[derive(Clone)]
+struct Seen {
+    url: String,
+    failure: Option<String>,
+}
+
+impl std::fmt::Debug for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // data: URLs carry whole fonts; their start says enough.
+        let url: String = self.url.chars().take(120).collect();
+        write!(f, "{url}")?;
+        if let Some(failure) = &self.failure {
+            write!(f, " (failed: {failure})")?;
+        }
+        Ok(())
+    }
+}
+
+/// A DevTools protocol session on one page, with the requests of the page and its workers.
+struct Page {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    session: String,
+    next_id: u64,
+    /// Every request, in order; keyed by session and request id for their outcome.
+    requests: Vec<Seen>,
+    request_index: HashMap<(String, String), usize>,
+    console: Vec<String>,
+}
+
+impl Page {
+    async fn open(browser: &Browser) -> Self {
+        let (socket, _) = tokio_tungstenite::connect_async(browser.endpoint.as_str())
+            .await
+            .expect("connect to DevTools");
+        let mut page = Self {
+            socket,
+            session: String::new(),
+            next_id: 0,
+            requests: Vec::new(),
+            request_index: HashMap::new(),
+            console: Vec::new(),
+        };
+        let target = page.call_on(None, "Target.createTarget", json!({"url": "about:blank"})).await;
+        let target_id = target["targetId"].as_str().expect("targetId").to_string();
+        let attached = page
+            .call_on(
+                None,
+                "Target.attachToTarget",
+                json!({"targetId": target_id, "flatten": true}),
+            )
+            .await;
+        page.session = attached["sessionId"].as_str().expect("sessionId").to_string();
+        for method in ["Network.enable", "Page.enable", "Runtime.enable", "Log.enable"] {
+            page.call(method, json!({})).await;
+        }
+        // Workers start paused until their requests are recorded too (see `record`).
+        page.call(
+            "Target.setAutoAttach",
+            json!({"autoAttach": true, "waitForDebuggerOnStart": true, "flatten": true}),
+        )
+        .await;
+        page
+    }
+
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        let session = self.session.clone();
+        self.call_on(Some(&session), method, params).await
+    }
+
+    async fn send(&mut self, session: Option<&str>, method: &str, params: Value) -> u64 {
+        self.next_id += 1;
+        let mut message = json!({"id": self.next_id, "method": method, "params": params});
+        if let Some(session) = session {
+            message["sessionId"] = json!(session);
+        }
+        self.socket
+            .send(Message::text(message.to_string()))
+            .await
+            .expect("send to DevTools");
+        self.next_id
+    }
+
+    /// Sends a command and waits for its answer, recording the events that arrive meanwhile.
+    async fn call_on(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        let id = self.send(session, method, params).await;
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = tokio::time::timeout(left, self.socket.next())
+                .await
+                .unwrap_or_else(|_| panic!("{method}: no answer within {PATIENCE:?}"))
+                .expect("DevTools connection open")
+                .expect("DevTools message");
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let value: Value = serde_json::from_str(&text).expect("DevTools JSON");
+            if value["id"] == json!(id) {
+                assert!(value.get("error").is_none(), "{method} failed: {}", brief(&value));
+                return value["result"].clone();
+            }
+            self.record(&value).await;
+        }
+    }
+
+    /// Keeps what the tests look at: requests, failures, console messages and logs.
+    async fn record(&mut self, event: &Value) {
+        let params = &event["params"];
+        let key = (
+            event["sessionId"].as_str().unwrap_or_default().to_string(),
+            params["requestId"].as_str().unwrap_or_default().to_string(),
+        );
+        match event["method"].as_str().unwrap_or_default() {
+            "Network.requestWillBeSent" => {
+                let url = params["request"]["url"].as_str().unwrap_or_default().to_string();
+                self.request_index.insert(key, self.requests.len());
+                self.requests.push(Seen { url, failure: None });
+            }
+            "Network.loadingFailed" => {
+                if let Some(seen) = self.request_index.get(&key).and_then(|&i| self.requests.get_mut(i)) {
+                    let reason = params["blockedReason"]
+                        .as_str()
+                        .or(params["errorText"].as_str())
+                        .unwrap_or("failed");
+                    seen.failure = Some(reason.to_string());
+                }
+            }
+            "Runtime.consoleAPICalled" => {
+                let text: Vec<String> = params["args"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| a["value"].as_str().map_or_else(|| a["description"].to_string(), str::to_string))
+                    .collect();
+                self.console
+                    .push(format!("console.{}: {}", params["type"].as_str().unwrap_or("log"), text.join(" ")));
+            }
+            "Runtime.exceptionThrown" => {
+                self.console
+                    .push(format!("exception: {}", params["exceptionDetails"]["exception"]["description"]));
+            }
+            "Log.entryAdded" => {
+                let entry = &params["entry"];
+                self.console.push(format!(
+                    "log.{}: {}",
+                    entry["level"].as_str().unwrap_or_default(),
+                    entry["text"].as_str().unwrap_or_default()
+                ));
+            }
+            "Target.attachedToTarget" => {
+                // A worker: record its requests as well, then let it run.
+                if let Some(worker) = params["sessionId"].as_str() {
+                    let worker = worker.to_string();
+                    self.send(Some(&worker), "Network.enable", json!({})).await;
+                    self.send(Some(&worker), "Runtime.runIfWaitingForDebugger", json!({}))
+                        .await;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Evaluates a JavaScript expression in the page; returns its value.
+    async fn eval(&mut self, expression: &str) -> Value {
+        let result = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+            )
+            .await;
+        assert!(
+            result.get("exceptionDetails").is_none(),
+            "{expression} threw: {}",
+            brief(&result)
+        );
+        result["result"]["value"].clone()
+    }
+
+    /// Waits until the page or a worker has requested a URL ending in `suffix`.
+    async fn wait_for_request(&mut self, suffix: &str) {
+        let started = Instant::now();
+        while !self.requests.iter().any(|r| r.url.ends_with(suffix)) {
+            assert!(
+                started.elapsed() < PATIENCE,
+                "{suffix} was not requested within {PATIENCE:?}: {:?}",
+                self.requests
+            );
+            self.eval("0").await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until `expression` is truthy; fails with `what` after [`PATIENCE`].
+    async fn wait_for(&mut self, expression: &str, what: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let value = self.eval(expression).await;
+            if !(value.is_null() || value == json!(false) || value == json!("")) {
+                return value;
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "{what} did not happen within {PATIENCE:?}; console: {}",
+                brief(&self.console.join("\n"))
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The real server on a free port of the loopback, on a fresh SQLite file.
+async fn serve() -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::for_database(&format!("sqlite://{}", dir.path().join("browser.db").display()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(auditgraph::serve_on(listener, config, async {
+        let _ = stopped.await;
+    }));
+    (addr, stop, dir)
+}
+
+/// POSTs a GraphQL operation to the running server.
+async fn post_graphql(addr: std::net::SocketAddr, query: &str) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = json!({"query": query}).to_string();
+    let started = Instant::now();
+    let mut stream = loop {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => break stream,
+            Err(error) => {
+                assert!(started.elapsed() < PATIENCE, "the server does not listen: {error}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let request = format!(
+        "POST /graphql HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let (_, body) = response.split_once("\r\n\r\n").expect("a body");
+    serde_json::from_str(body).unwrap_or_else(|_| panic!("JSON: {}", brief(&body)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_runs_a_query_in_a_real_browser_without_leaving_the_servers_origin() {
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let (addr, stop, _dir) = serve().await;
+    let created = post_graphql(
+        addr,
+        r#"mutation { createAuditEvent(input: {eventType: "browser.check.done", eventCategory: "browser",
+            eventAction: "done", eventOutcome: "success", correlationId: "rr-browser", eventData: {}}) { eventId } }"#,
+    )
+    .await;
+    assert!(created["data"]["createAuditEvent"]["eventId"].is_string(), "{}", brief(&created));
+
+    let mut page = Page::open(&browser).await;
+    let query = "{ auditEvents(first: 5) { totalCount edges { node { eventType correlationId } } } }";
+    let encoded: String = query
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let origin = format!("http://{addr}");
+    page.call("Page.navigate", json!({"url": format!("{origin}/graphiql?query={encoded}")}))
+        .await;
+
+    // The editor is up when its run button is there and the schema has been loaded into it.
+    page.wait_for(
+        "!!document.querySelector('.graphiql-execute-button')",
+        "GraphiQL showing its run button",
+    )
+    .await;
+    page.wait_for(
+        "document.querySelector('.graphiql-query-editor')?.innerText.replace(/\\u00a0/g, ' ').includes('auditEvents')",
+        "the query from the address in the editor",
+    )
+    .await;
+    page.eval("document.querySelector('.graphiql-execute-button').click()").await;
+    let result = page
+        .wait_for(
+            "(() => { const t = document.querySelector('.result-window')?.innerText.replace(/\\u00a0/g, ' ') ?? ''; \
+             return t.includes('browser.check.done') ? t : ''; })()",
+            "the result of the query in the response pane",
+        )
+        .await;
+    let result = result.as_str().unwrap_or_default();
+    assert!(result.contains("\"totalCount\": 1"), "{}", brief(&result));
+    assert!(result.contains("rr-browser"), "{}", brief(&result));
+
+    // Every request of the page and its workers went to the server itself, and none failed.
+    // The editor starts its GraphQL language worker when it first needs it.
+    page.wait_for_request("graphql.worker.js").await;
+    let requests = page.requests.clone();
+    assert!(
+        requests.iter().any(|r| r.url.ends_with("/graphql")),
+        "the query went to /graphql: {requests:?}"
+    );
+    for worker in ["editor.worker.js", "graphql.worker.js"] {
+        assert!(
+            requests.iter().any(|r| r.url.ends_with(worker)),
+            "{worker} was loaded: {requests:?}"
+        );
+    }
+    for request in &requests {
+        let own = request.url.starts_with(&format!("{origin}/"))
+            || request.url.starts_with("data:")
+            || request.url.starts_with("blob:");
+        assert!(own, "a request left the server's origin: {request:?}");
+        assert!(request.failure.is_none(), "a request failed: {request:?}");
+    }
+    let violations: Vec<&String> = page
+        .console
+        .iter()
+        .filter(|line| line.contains("Content Security Policy") || line.starts_with("exception"))
+        .collect();
+    assert!(violations.is_empty(), "the page broke a rule or threw: {violations:?}");
+    let _ = stop.send(());
+}
