@@ -16,9 +16,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery};
+use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{Directive, ExecutableDocument, FragmentDefinition, Selection, SelectionSet};
 use async_graphql::{Name, Positioned, Response, ServerResult, Value, Variables};
-use async_graphql::indexmap::IndexMap;
 
 /// Orders response maps as their selection sets (see the module documentation).
 pub struct SelectionOrder;
@@ -60,7 +60,10 @@ impl Extension for SelectionOrderExtension {
         let parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some((document, variables)) = parsed {
             let operation = match operation_name {
-                Some(name) => document.operations.iter().find(|(n, _)| n.is_some_and(|n| n.as_str() == name)),
+                Some(name) => document
+                    .operations
+                    .iter()
+                    .find(|(n, _)| n.is_some_and(|n| n.as_str() == name)),
                 None => document.operations.iter().next(),
             };
             if let Some((_, operation)) = operation {
@@ -217,7 +220,13 @@ mod tests {
     fn skipped_selections_do_not_claim_a_place() {
         let query = "query($s: Boolean!) { a @skip(if: $s) b a @include(if: true) }";
         let data = serde_json::json!({"a": 1, "b": 2});
-        assert_eq!(ordered(query, serde_json::json!({"s": true}), data.clone()), r#"{"b":2,"a":1}"#);
-        assert_eq!(ordered(query, serde_json::json!({"s": false}), data), r#"{"a":1,"b":2}"#);
+        assert_eq!(
+            ordered(query, serde_json::json!({"s": true}), data.clone()),
+            r#"{"b":2,"a":1}"#
+        );
+        assert_eq!(
+            ordered(query, serde_json::json!({"s": false}), data),
+            r#"{"a":1,"b":2}"#
+        );
     }
 }

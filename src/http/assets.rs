@@ -62,12 +62,8 @@ static GRAPHIQL_ASSETS: [Asset; 8] = [
 const GRAPHIQL_PAGE: &str = include_str!("../../web/graphiql/index.html");
 
 /// Strong validators of the files, computed once.
-static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    GRAPHIQL_ASSETS
-        .iter()
-        .map(|asset| etag_of(asset.bytes))
-        .collect()
-});
+static ETAGS: LazyLock<Vec<String>> =
+    LazyLock::new(|| GRAPHIQL_ASSETS.iter().map(|asset| etag_of(asset.bytes)).collect());
 
 static PAGE_ETAG: LazyLock<String> = LazyLock::new(|| etag_of(GRAPHIQL_PAGE.as_bytes()));
 
@@ -87,10 +83,7 @@ fn secure(response: &mut Response) {
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(
-        "cross-origin-resource-policy",
-        HeaderValue::from_static("same-origin"),
-    );
+    headers.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
 }
 
 /// 304 when the client holds this version already.
@@ -173,7 +166,12 @@ fn accepts_gzip(request: &HeaderMap) -> bool {
         .any(|coding| {
             let mut parts = coding.split(';');
             let name = parts.next().unwrap_or_default().trim();
-            let refused = parts.any(|p| matches!(p.trim().replace(' ', "").as_str(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            let refused = parts.any(|p| {
+                matches!(
+                    p.trim().replace(' ', "").as_str(),
+                    "q=0" | "q=0.0" | "q=0.00" | "q=0.000"
+                )
+            });
             (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
         })
 }
@@ -232,7 +230,10 @@ mod tests {
     #[test]
     fn the_page_loads_nothing_from_another_origin() {
         assert!(!GRAPHIQL_PAGE.contains("http://") && !GRAPHIQL_PAGE.contains("https://"));
-        assert!(!GRAPHIQL_PAGE.contains("<script>"), "no inline script: the policy forbids it");
+        assert!(
+            !GRAPHIQL_PAGE.contains("<script>"),
+            "no inline script: the policy forbids it"
+        );
         assert!(!CONTENT_SECURITY_POLICY.contains("http"));
     }
 }

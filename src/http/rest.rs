@@ -168,7 +168,8 @@ pub async fn create_batch(
     ctx.metrics
         .written(Source::Rest, count, started.elapsed().as_secs_f64());
     let ids: Vec<Uuid> = stored.iter().map(|m| m.event_id).collect();
-    let body = json!({"event_ids": ids, "message": format!("{count} audit events created successfully")});
+    let noun = if count == 1 { "event" } else { "events" };
+    let body = json!({"event_ids": ids, "message": format!("{count} audit {noun} created successfully")});
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 

@@ -29,7 +29,11 @@ fn chromium() -> Option<PathBuf> {
     if let Ok(path) = std::env::var("AUDITGRAPH_TEST_CHROMIUM") {
         return Some(PathBuf::from(path));
     }
-    let candidates = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
+    let candidates = [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ];
     if let Some(found) = candidates.iter().map(PathBuf::from).find(|p| p.exists()) {
         return Some(found);
     }
@@ -59,7 +63,9 @@ impl Browser {
                 !browser_required(),
                 "Chromium is required (AUDITGRAPH_REQUIRE_BROWSER) but not installed: apt-get install chromium"
             );
-            eprintln!("Chromium is not installed; skipping this browser test. Set AUDITGRAPH_REQUIRE_BROWSER=1 to make this a failure.");
+            eprintln!(
+                "Chromium is not installed; skipping this browser test. Set AUDITGRAPH_REQUIRE_BROWSER=1 to make this a failure."
+            );
             return None;
         };
         let profile = tempfile::tempdir().expect("profile dir");
@@ -155,7 +161,9 @@ impl Page {
             request_index: HashMap::new(),
             console: Vec::new(),
         };
-        let target = page.call_on(None, "Target.createTarget", json!({"url": "about:blank"})).await;
+        let target = page
+            .call_on(None, "Target.createTarget", json!({"url": "about:blank"}))
+            .await;
         let target_id = target["targetId"].as_str().expect("targetId").to_string();
         let attached = page
             .call_on(
@@ -245,14 +253,23 @@ impl Page {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .map(|a| a["value"].as_str().map_or_else(|| a["description"].to_string(), str::to_string))
+                    .map(|a| {
+                        a["value"]
+                            .as_str()
+                            .map_or_else(|| a["description"].to_string(), str::to_string)
+                    })
                     .collect();
-                self.console
-                    .push(format!("console.{}: {}", params["type"].as_str().unwrap_or("log"), text.join(" ")));
+                self.console.push(format!(
+                    "console.{}: {}",
+                    params["type"].as_str().unwrap_or("log"),
+                    text.join(" ")
+                ));
             }
             "Runtime.exceptionThrown" => {
-                self.console
-                    .push(format!("exception: {}", params["exceptionDetails"]["exception"]["description"]));
+                self.console.push(format!(
+                    "exception: {}",
+                    params["exceptionDetails"]["exception"]["description"]
+                ));
             }
             "Log.entryAdded" => {
                 let entry = &params["entry"];
@@ -324,7 +341,11 @@ impl Page {
 }
 
 /// The real server on a free port of the loopback, on a fresh SQLite file.
-async fn serve() -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>, tempfile::TempDir) {
+async fn serve() -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = Config::for_database(&format!("sqlite://{}", dir.path().join("browser.db").display()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -373,7 +394,11 @@ async fn graphiql_runs_a_query_in_a_real_browser_without_leaving_the_servers_ori
             eventAction: "done", eventOutcome: "success", correlationId: "rr-browser", eventData: {}}) { eventId } }"#,
     )
     .await;
-    assert!(created["data"]["createAuditEvent"]["eventId"].is_string(), "{}", brief(&created));
+    assert!(
+        created["data"]["createAuditEvent"]["eventId"].is_string(),
+        "{}",
+        brief(&created)
+    );
 
     let mut page = Page::open(&browser).await;
     let query = "{ auditEvents(first: 5) { totalCount edges { node { eventType correlationId } } } }";
@@ -385,8 +410,11 @@ async fn graphiql_runs_a_query_in_a_real_browser_without_leaving_the_servers_ori
         })
         .collect();
     let origin = format!("http://{addr}");
-    page.call("Page.navigate", json!({"url": format!("{origin}/graphiql?query={encoded}")}))
-        .await;
+    page.call(
+        "Page.navigate",
+        json!({"url": format!("{origin}/graphiql?query={encoded}")}),
+    )
+    .await;
 
     // The editor is up when its run button is there and the schema has been loaded into it.
     page.wait_for(
@@ -399,7 +427,8 @@ async fn graphiql_runs_a_query_in_a_real_browser_without_leaving_the_servers_ori
         "the query from the address in the editor",
     )
     .await;
-    page.eval("document.querySelector('.graphiql-execute-button').click()").await;
+    page.eval("document.querySelector('.graphiql-execute-button').click()")
+        .await;
     let result = page
         .wait_for(
             "(() => { const t = document.querySelector('.result-window')?.innerText.replace(/\\u00a0/g, ' ') ?? ''; \
@@ -412,19 +441,15 @@ async fn graphiql_runs_a_query_in_a_real_browser_without_leaving_the_servers_ori
     assert!(result.contains("rr-browser"), "{}", brief(&result));
 
     // Every request of the page and its workers went to the server itself, and none failed.
-    // The editor starts its GraphQL language worker when it first needs it.
-    page.wait_for_request("graphql.worker.js").await;
+    // The editor starts its workers when it first needs them.
+    for worker in ["editor.worker.js", "json.worker.js", "graphql.worker.js"] {
+        page.wait_for_request(worker).await;
+    }
     let requests = page.requests.clone();
     assert!(
         requests.iter().any(|r| r.url.ends_with("/graphql")),
         "the query went to /graphql: {requests:?}"
     );
-    for worker in ["editor.worker.js", "graphql.worker.js"] {
-        assert!(
-            requests.iter().any(|r| r.url.ends_with(worker)),
-            "{worker} was loaded: {requests:?}"
-        );
-    }
     for request in &requests {
         let own = request.url.starts_with(&format!("{origin}/"))
             || request.url.starts_with("data:")

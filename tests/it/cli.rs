@@ -132,7 +132,9 @@ async fn a_database_the_user_may_not_create_is_named_in_one_line_without_a_backt
     let Some(database) = absent_postgres_database().await else {
         return;
     };
-    let admin = sea_orm::Database::connect(postgres_url_of("postgres", None)).await.unwrap();
+    let admin = sea_orm::Database::connect(postgres_url_of("postgres", None))
+        .await
+        .unwrap();
     use sea_orm::ConnectionTrait;
     admin
         .execute_unprepared(
@@ -143,11 +145,10 @@ async fn a_database_the_user_may_not_create_is_named_in_one_line_without_a_backt
         .unwrap();
     let _ = admin.close().await;
     let url = postgres_url_of(database.name(), Some("auditgraph_test_nocreate"));
-    let output = tokio::task::spawn_blocking(move || {
-        run(&["serve"], &[("DATABASE_URL", &url), ("RUST_BACKTRACE", "1")])
-    })
-    .await
-    .unwrap();
+    let output =
+        tokio::task::spawn_blocking(move || run(&["serve"], &[("DATABASE_URL", &url), ("RUST_BACKTRACE", "1")]))
+            .await
+            .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let log = stderr(&output);
     let lines: Vec<&str> = log.lines().collect();

@@ -210,7 +210,9 @@ async fn malformed_time_bounds_are_client_errors(app: TestApp) {
 }
 
 async fn responses_list_fields_in_the_order_the_query_asks(app: TestApp) {
-    let parent = app.create(json!({"correlationId": "order", "eventType": "a.parent"})).await;
+    let parent = app
+        .create(json!({"correlationId": "order", "eventType": "a.parent"}))
+        .await;
     app.create(json!({"correlationId": "order", "eventType": "b.child", "parentEventId": parent["eventId"]}))
         .await;
     // Fields that wait for the database (totalCount, childCount, hasNextPage) come where they are

@@ -225,13 +225,15 @@ async fn batches_are_atomic_and_resolve_parents_inside_the_batch(app: TestApp) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         body["detail"].as_str().unwrap().contains("not a single object"),
-        "{}", brief(&body)
+        "{}",
+        brief(&body)
     );
     let (status, _, body) = app.rest("POST", BATCH, Some(json!([])), &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         body["detail"].as_str().unwrap().contains("batch cannot be empty"),
-        "{}", brief(&body)
+        "{}",
+        brief(&body)
     );
 
     let three: Vec<Value> = (0..3)
@@ -241,6 +243,10 @@ async fn batches_are_atomic_and_resolve_parents_inside_the_batch(app: TestApp) {
     assert_eq!(status, StatusCode::CREATED, "{}", brief(&body));
     assert_eq!(body["event_ids"].as_array().unwrap().len(), 3);
     assert_eq!(body["message"], "3 audit events created successfully");
+    let one = json!([rest_event(json!({"correlation_id": "rr-b-one"}))]);
+    let (status, _, body) = app.rest("POST", BATCH, Some(one), &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{}", brief(&body));
+    assert_eq!(body["message"], "1 audit event created successfully");
 
     // A root, its child and grandchild in one batch; the ids are the client's own.
     let ids: Vec<String> = (0..3).map(|_| uuid::Uuid::new_v4().to_string()).collect();
@@ -264,19 +270,27 @@ async fn batches_are_atomic_and_resolve_parents_inside_the_batch(app: TestApp) {
     let (status, _, _) = app.rest("POST", BATCH, Some(chain), &[]).await;
     assert_eq!(status, StatusCode::CREATED);
     let before = app.row_count().await;
-    assert_eq!(before, 6);
+    assert_eq!(before, 7, "three, one and the chain of three");
 
     // One bad item rejects the whole batch, and the error names its index.
     let mut mixed: Vec<Value> = (0..5).map(|_| rest_event(json!({}))).collect();
     mixed[3]["event_type"] = json!("");
     let (status, _, body) = app.rest("POST", BATCH, Some(json!(mixed)), &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["field_errors"]["events[3].event_type"].is_string(), "{}", brief(&body));
+    assert!(
+        body["field_errors"]["events[3].event_type"].is_string(),
+        "{}",
+        brief(&body)
+    );
     let mut orphan: Vec<Value> = (0..4).map(|_| rest_event(json!({}))).collect();
     orphan[2]["parent_event_id"] = json!(uuid::Uuid::now_v7());
     let (status, _, body) = app.rest("POST", BATCH, Some(json!(orphan)), &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["field_errors"]["events[2].parent_event_id"].is_string(), "{}", brief(&body));
+    assert!(
+        body["field_errors"]["events[2].parent_event_id"].is_string(),
+        "{}",
+        brief(&body)
+    );
     assert_eq!(app.row_count().await, before, "a failed batch writes nothing");
 }
 
@@ -535,5 +549,9 @@ async fn batch_size_limits_are_enforced_and_zero_means_the_default() {
         .unwrap();
     let many: Vec<Value> = (0..501).map(|_| rest_event(json!({}))).collect();
     let (_, _, body) = app.rest("POST", BATCH, Some(json!(many)), &[]).await;
-    assert!(body["detail"].as_str().unwrap().contains("at most 500"), "{}", brief(&body));
+    assert!(
+        body["detail"].as_str().unwrap().contains("at most 500"),
+        "{}",
+        brief(&body)
+    );
 }

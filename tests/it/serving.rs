@@ -137,7 +137,9 @@ async fn graphiql_and_its_files_come_from_the_binary_under_a_same_origin_policy(
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
-    let app = crate::helpers::TestApp::new(crate::helpers::Engine::Sqlite).await.unwrap();
+    let app = crate::helpers::TestApp::new(crate::helpers::Engine::Sqlite)
+        .await
+        .unwrap();
     let get = |path: &str, headers: &[(&str, &str)]| {
         let mut request = Request::get(path);
         for (name, value) in headers {
@@ -149,15 +151,32 @@ async fn graphiql_and_its_files_come_from_the_binary_under_a_same_origin_policy(
     let page = get("/graphiql", &[]).await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let policy = page.headers()["content-security-policy"].to_str().unwrap().to_string();
-    for directive in ["default-src 'none'", "script-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"] {
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
         assert!(policy.contains(directive), "{policy}");
     }
     assert_eq!(page.headers()["x-content-type-options"], "nosniff");
-    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let html = String::from_utf8(page.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    assert!(!html.contains("https://") && !html.contains("http://"), "{}", brief(&html));
+    assert!(
+        !html.contains("https://") && !html.contains("http://"),
+        "{}",
+        brief(&html)
+    );
     for file in ["graphiql.js", "graphiql.css", "favicon.svg"] {
-        assert!(html.contains(&format!("/graphiql/assets/{file}")), "the page loads {file}");
+        assert!(
+            html.contains(&format!("/graphiql/assets/{file}")),
+            "the page loads {file}"
+        );
     }
 
     // Compressed for browsers, plain for clients that do not take gzip, revalidated by ETag.
@@ -166,14 +185,24 @@ async fn graphiql_and_its_files_come_from_the_binary_under_a_same_origin_policy(
         .unwrap();
     assert_eq!(gzipped.status(), StatusCode::OK);
     assert_eq!(gzipped.headers()["content-encoding"], "gzip");
-    assert!(gzipped.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(
+        gzipped.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
     assert!(gzipped.headers()["content-security-policy"].to_str().is_ok());
     let etag = gzipped.headers()["etag"].to_str().unwrap().to_string();
     let compressed = gzipped.into_body().collect().await.unwrap().to_bytes();
     let plain = get("/graphiql/assets/graphiql.js", &[]).await.unwrap();
     assert!(plain.headers().get("content-encoding").is_none());
     let plain = plain.into_body().collect().await.unwrap().to_bytes();
-    assert!(plain.len() > 2 * compressed.len(), "{} vs {}", plain.len(), compressed.len());
+    assert!(
+        plain.len() > 2 * compressed.len(),
+        "{} vs {}",
+        plain.len(),
+        compressed.len()
+    );
     assert!(
         !String::from_utf8_lossy(&plain).contains("unpkg.com"),
         "the bundle names no CDN"

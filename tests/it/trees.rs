@@ -106,7 +106,11 @@ async fn a_five_thousand_deep_chain_across_a_month_boundary_is_walked_in_single_
         assert_eq!(t["nodeCount"], 5000, "{vars}");
         assert_eq!(t["truncated"], false, "{vars}");
         assert_eq!(t["missingParentEventIds"], json!([]));
-        assert_same_list(&ids(&t["nodes"], &["event", "eventId"]), &id_strings(&rows), "tree nodes");
+        assert_same_list(
+            &ids(&t["nodes"], &["event", "eventId"]),
+            &id_strings(&rows),
+            "tree nodes",
+        );
         assert_eq!(t["nodes"][4321]["depth"], 4321);
         assert_eq!(t["nodes"][4321]["parentEventId"], rows[4320].event_id.to_string());
     }
