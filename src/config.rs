@@ -82,6 +82,10 @@ pub struct Config {
     #[arg(long, env = "AUDITGRAPH_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub db_max_connections: u32,
 
+    /// Longest a request waits for a database connection, and on SQLite for the write lock, in seconds.
+    #[arg(long, env = "AUDITGRAPH_DB_WAIT_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub db_wait_timeout_secs: u64,
+
     /// Longest a single SQL statement may run, in seconds (PostgreSQL).
     #[arg(long, env = "AUDITGRAPH_STATEMENT_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub statement_timeout_secs: u64,
@@ -153,6 +157,7 @@ impl Config {
             statement_timeout: Duration::from_secs(self.statement_timeout_secs),
             tree_timeout: Duration::from_millis(self.tree_timeout_ms),
             create_database: !self.no_migrate,
+            wait_timeout: Duration::from_secs(self.db_wait_timeout_secs),
         }
     }
 

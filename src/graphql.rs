@@ -106,6 +106,21 @@ pub fn prepare_request(request: async_graphql::Request, store: &Store) -> async_
         .data(loader(loaders::ChildrenUpToLoader(store.clone())))
 }
 
+/// The operation a request runs: the one named, or the only one.
+pub fn chosen_operation<'a>(
+    document: &'a async_graphql::parser::types::ExecutableDocument,
+    name: Option<&str>,
+) -> Option<&'a async_graphql::Positioned<async_graphql::parser::types::OperationDefinition>> {
+    match name {
+        Some(name) => document
+            .operations
+            .iter()
+            .find(|(n, _)| n.is_some_and(|n| n.as_str() == name))
+            .map(|(_, op)| op),
+        None => document.operations.iter().next().map(|(_, op)| op),
+    }
+}
+
 /// The SDL of the schema; needs no database.
 pub fn sdl() -> String {
     builder(QueryLimits::default()).finish().sdl()

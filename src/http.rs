@@ -103,15 +103,8 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
     let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
         return false;
     };
-    let chosen = match &request.operation_name {
-        Some(name) => document
-            .operations
-            .iter()
-            .find(|(n, _)| n.is_some_and(|n| n.as_str() == name))
-            .map(|(_, op)| op),
-        None => document.operations.iter().next().map(|(_, op)| op),
-    };
-    chosen.is_some_and(|op| op.node.ty == OperationType::Mutation)
+    crate::graphql::chosen_operation(&document, request.operation_name.as_deref())
+        .is_some_and(|op| op.node.ty == OperationType::Mutation)
 }
 
 /// Liveness: the process serves HTTP. Database health belongs to readiness.

@@ -38,6 +38,8 @@ pub struct StoreOptions {
     pub tree_timeout: Duration,
     /// Create the PostgreSQL database when it does not exist (and the user may).
     pub create_database: bool,
+    /// Longest a request waits for a pooled connection, and on SQLite for the write lock.
+    pub wait_timeout: Duration,
 }
 
 /// The database, shared by every request. Cheap to clone.
@@ -82,15 +84,16 @@ impl Store {
         connect
             .max_connections(options.max_connections)
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(options.wait_timeout)
             .sqlx_logging(false);
         let sqlite = url.starts_with("sqlite:");
         if sqlite {
-            connect.map_sqlx_sqlite_opts(|o| {
+            let wait = options.wait_timeout;
+            connect.map_sqlx_sqlite_opts(move |o| {
                 o.create_if_missing(true)
                     .foreign_keys(true)
                     .journal_mode(SqliteJournalMode::Wal)
-                    .busy_timeout(Duration::from_secs(10))
+                    .busy_timeout(wait)
             });
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             ensure_postgres_database(url, options.create_database).await?;
@@ -256,13 +259,14 @@ const POSTGRES_SESSION_SETTINGS: [(&str, &str); 2] = [("jit", "off"), ("client_m
 /// Makes sure the PostgreSQL database named by `url` exists. A missing one is created when
 /// `create` is set and the user has the right to; otherwise the error says what to do.
 async fn ensure_postgres_database(url: &str, create: bool) -> anyhow::Result<()> {
-    use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection};
+    use sea_orm::sqlx::postgres::PgConnectOptions;
     use sea_orm::sqlx::{ConnectOptions as _, Connection as _};
 
     let options: PgConnectOptions = url
         .parse()
         .with_context(|| format!("DATABASE_URL `{}` is not a valid PostgreSQL URL", redact(url)))?;
-    let options = options.options(POSTGRES_SESSION_SETTINGS);
+    // The pool does not log statements either; a slow CREATE DATABASE is no warning.
+    let options = options.options(POSTGRES_SESSION_SETTINGS).disable_statement_logging();
     let server = format!("{}:{}", options.get_host(), options.get_port());
     let user = options.get_username().to_string();
     let name = options.get_database().unwrap_or(&user).to_string();
@@ -279,24 +283,23 @@ async fn ensure_postgres_database(url: &str, create: bool) -> anyhow::Result<()>
         }
     }
     let advice = format!(
-        "create it (`createdb -h {} -p {} -U {user} {name}`) or point DATABASE_URL at an existing database",
-        options.get_host(),
-        options.get_port()
+        "create it (`createdb -h {} -p {} -U {} {}`) or point DATABASE_URL at an existing database",
+        shell_word(options.get_host()),
+        options.get_port(),
+        shell_word(&user),
+        shell_word(&name)
     );
     if !create {
         anyhow::bail!("PostgreSQL database \"{name}\" does not exist on {server}; {advice}");
     }
-    let mut admin: Option<PgConnection> = None;
-    for maintenance in ["postgres", "template1"] {
-        if let Ok(connection) = options.clone().database(maintenance).connect().await {
-            admin = Some(connection);
-            break;
-        }
-    }
-    let Some(mut admin) = admin else {
-        anyhow::bail!(
-            "PostgreSQL database \"{name}\" does not exist on {server}, and user \"{user}\" cannot reach a maintenance database to create it; {advice}"
-        );
+    let mut admin = match options.clone().database("postgres").connect().await {
+        Ok(connection) => connection,
+        Err(error) => match options.clone().database("template1").connect().await {
+            Ok(connection) => connection,
+            Err(_) => anyhow::bail!(
+                "PostgreSQL database \"{name}\" does not exist on {server}, and user \"{user}\" cannot reach the maintenance database \"postgres\" to create it ({error}); {advice}"
+            ),
+        },
     };
     // An identifier cannot be a bind parameter; quoting it (quotes doubled) keeps it one name.
     let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
@@ -309,14 +312,23 @@ async fn ensure_postgres_database(url: &str, create: bool) -> anyhow::Result<()>
             tracing::info!(database = %name, server = %server, "the database did not exist; created it");
             Ok(())
         }
-        // Another process created it meanwhile.
-        Err(error) if sqlstate(&error).as_deref() == Some("42P04") => Ok(()),
+        // Another process created it meanwhile (a race on the catalog can also surface as 23505).
+        Err(error) if matches!(sqlstate(&error).as_deref(), Some("42P04" | "23505")) => Ok(()),
         Err(error) if sqlstate(&error).as_deref() == Some("42501") => anyhow::bail!(
             "PostgreSQL database \"{name}\" does not exist on {server}, and user \"{user}\" may not create databases; {advice}"
         ),
         Err(error) => Err(anyhow::anyhow!(
             "PostgreSQL database \"{name}\" does not exist on {server}, and creating it failed: {error}; {advice}"
         )),
+    }
+}
+
+/// `word` as one shell word, quoted when it needs to be.
+fn shell_word(word: &str) -> String {
+    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "_-./:".contains(c)) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 
@@ -345,6 +357,15 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn advice_quotes_only_the_words_that_need_it() {
+        assert_eq!(shell_word("auditgraph"), "auditgraph");
+        assert_eq!(shell_word("127.0.0.1"), "127.0.0.1");
+        assert_eq!(shell_word("audit graph"), "'audit graph'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
 
     #[test]
     fn passwords_are_redacted_from_urls() {

@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery};
 use async_graphql::indexmap::IndexMap;
-use async_graphql::parser::types::{Directive, ExecutableDocument, FragmentDefinition, Selection, SelectionSet};
+use async_graphql::parser::types::{
+    Directive, ExecutableDocument, FragmentDefinition, OperationDefinition, Selection, SelectionSet,
+};
 use async_graphql::{Name, Positioned, Response, ServerResult, Value, Variables};
 
 /// Orders response maps as their selection sets (see the module documentation).
@@ -58,24 +60,30 @@ impl Extension for SelectionOrderExtension {
     ) -> Response {
         let mut response = next.run(ctx, operation_name).await;
         let parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some((document, variables)) = parsed {
-            let operation = match operation_name {
-                Some(name) => document
-                    .operations
-                    .iter()
-                    .find(|(n, _)| n.is_some_and(|n| n.as_str() == name)),
-                None => document.operations.iter().next(),
+        if let Some((document, variables)) = parsed
+            && let Some(operation) = super::chosen_operation(&document, operation_name)
+        {
+            let variables = with_defaults(&operation.node, variables);
+            let order = Order {
+                fragments: &document.fragments,
+                variables: &variables,
             };
-            if let Some((_, operation)) = operation {
-                let order = Order {
-                    fragments: &document.fragments,
-                    variables: &variables,
-                };
-                order.apply(&mut response.data, &[&operation.node.selection_set.node]);
-            }
+            order.apply(&mut response.data, &[&operation.node.selection_set.node]);
         }
         response
     }
+}
+
+/// The request's variables, with the operation's defaults for those it did not send (so that
+/// `@skip(if: $v)` sees what the execution saw).
+fn with_defaults(operation: &OperationDefinition, mut variables: Variables) -> Variables {
+    for definition in &operation.variable_definitions {
+        let name = &definition.node.name.node;
+        if let (false, Some(default)) = (variables.contains_key(name), &definition.node.default_value) {
+            variables.insert(name.clone(), default.node.clone());
+        }
+    }
+    variables
 }
 
 /// What ordering a response needs from its request.
@@ -87,20 +95,27 @@ struct Order<'a> {
 impl<'a> Order<'a> {
     /// Orders `value` (and everything below it) as the merged selection sets `sets` ask.
     fn apply(&self, value: &mut Value, sets: &[&'a SelectionSet]) {
+        if matches!(value, Value::List(_) | Value::Object(_)) {
+            let mut fields = IndexMap::new();
+            let mut visited = HashSet::new();
+            for set in sets {
+                self.collect(set, &mut fields, &mut visited);
+            }
+            self.apply_fields(value, &fields);
+        }
+    }
+
+    /// Orders the maps of `value` (every element, for a list) by `fields`, collected once.
+    fn apply_fields(&self, value: &mut Value, fields: &IndexMap<&'a str, Vec<&'a SelectionSet>>) {
         match value {
             Value::List(items) => {
                 for item in items {
-                    self.apply(item, sets);
+                    self.apply_fields(item, fields);
                 }
             }
             Value::Object(map) => {
-                let mut fields: IndexMap<&'a str, Vec<&'a SelectionSet>> = IndexMap::new();
-                let mut visited = HashSet::new();
-                for set in sets {
-                    self.collect(set, &mut fields, &mut visited);
-                }
                 let mut ordered = IndexMap::with_capacity(map.len());
-                for (key, subsets) in &fields {
+                for (key, subsets) in fields {
                     if let Some((name, mut child)) = map.shift_remove_entry(*key) {
                         if !subsets.is_empty() {
                             self.apply(&mut child, subsets);
@@ -181,8 +196,8 @@ mod tests {
 
     fn ordered(query: &str, variables: serde_json::Value, data: serde_json::Value) -> String {
         let document = async_graphql::parser::parse_query(query).unwrap();
-        let variables = Variables::from_json(variables);
         let (_, operation) = document.operations.iter().next().unwrap();
+        let variables = with_defaults(&operation.node, Variables::from_json(variables));
         let mut value = Value::from_json(data).unwrap();
         let order = Order {
             fragments: &document.fragments,
@@ -227,6 +242,27 @@ mod tests {
         assert_eq!(
             ordered(query, serde_json::json!({"s": false}), data),
             r#"{"a":1,"b":2}"#
+        );
+    }
+
+    #[test]
+    fn an_unsent_variable_takes_its_default() {
+        let query = "query($s: Boolean = true) { a @skip(if: $s) b a }";
+        let data = serde_json::json!({"a": 1, "b": 2});
+        assert_eq!(ordered(query, serde_json::json!({}), data.clone()), r#"{"b":2,"a":1}"#);
+        assert_eq!(
+            ordered(query, serde_json::json!({"s": false}), data),
+            r#"{"a":1,"b":2}"#
+        );
+    }
+
+    #[test]
+    fn lists_of_objects_are_ordered_element_by_element() {
+        let query = "{ l { b a } }";
+        let data = serde_json::json!({"l": [{"a": 1, "b": 2}, null, {"a": 3, "b": 4}]});
+        assert_eq!(
+            ordered(query, serde_json::json!({}), data),
+            r#"{"l":[{"b":2,"a":1},null,{"b":4,"a":3}]}"#
         );
     }
 }

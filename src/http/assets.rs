@@ -6,7 +6,7 @@
 //! committed gzip-compressed under `web/graphiql/dist/` with their licences and checksums.
 
 use std::io::Read;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -61,16 +61,21 @@ static GRAPHIQL_ASSETS: [Asset; 8] = [
 
 const GRAPHIQL_PAGE: &str = include_str!("../../web/graphiql/index.html");
 
-/// Strong validators of the files, computed once.
+/// Strong validators of the files as stored, computed once. A file sent decompressed is another
+/// representation and gets another tag (`…-identity`), so no cache confuses the two.
 static ETAGS: LazyLock<Vec<String>> =
-    LazyLock::new(|| GRAPHIQL_ASSETS.iter().map(|asset| etag_of(asset.bytes)).collect());
+    LazyLock::new(|| GRAPHIQL_ASSETS.iter().map(|asset| etag_of(asset.bytes, "")).collect());
 
-static PAGE_ETAG: LazyLock<String> = LazyLock::new(|| etag_of(GRAPHIQL_PAGE.as_bytes()));
+static PAGE_ETAG: LazyLock<String> = LazyLock::new(|| etag_of(GRAPHIQL_PAGE.as_bytes(), ""));
 
-fn etag_of(bytes: &[u8]) -> String {
+/// Decompressed copies, made once on the first request of a client that does not take gzip.
+static DECOMPRESSED: [OnceLock<Option<Vec<u8>>>; GRAPHIQL_ASSETS.len()] =
+    [const { OnceLock::new() }; GRAPHIQL_ASSETS.len()];
+
+fn etag_of(bytes: &[u8], suffix: &str) -> String {
     let digest = Sha256::digest(bytes);
     let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!("\"{hex}\"")
+    format!("\"{hex}{suffix}\"")
 }
 
 /// The headers of everything served here: the policy, no sniffing, no framing, no referrer.
@@ -86,21 +91,25 @@ fn secure(response: &mut Response) {
     headers.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
 }
 
-/// 304 when the client holds this version already.
+/// Whether the client holds this version already (`If-None-Match`, weak comparison).
 fn not_modified(request: &HeaderMap, etag: &str) -> bool {
     request
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"))
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim())
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
-/// A response for `bytes` with revalidation: the client keeps the file and asks whether it
-/// changed (`no-cache` + ETag), so a new server version is picked up at once.
-fn cached(request: &HeaderMap, etag: &str, content_type: &'static str, body: Response) -> Response {
+/// A response with revalidation: the client keeps the file and asks whether it changed
+/// (`no-cache` + ETag), so a new server version is picked up at once. `body` is only made when
+/// the client does not hold this version.
+fn cached(request: &HeaderMap, etag: &str, content_type: &'static str, body: impl FnOnce() -> Response) -> Response {
     let mut response = if not_modified(request, etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        body
+        body()
     };
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(etag) {
@@ -114,12 +123,9 @@ fn cached(request: &HeaderMap, etag: &str, content_type: &'static str, body: Res
 
 /// `GET /graphiql`: the playground page.
 pub async fn graphiql_page(request: HeaderMap) -> Response {
-    cached(
-        &request,
-        &PAGE_ETAG,
-        "text/html; charset=utf-8",
-        GRAPHIQL_PAGE.into_response(),
-    )
+    cached(&request, &PAGE_ETAG, "text/html; charset=utf-8", || {
+        GRAPHIQL_PAGE.into_response()
+    })
 }
 
 /// `GET /graphiql/assets/{name}`: a file of the playground, gzip-compressed when the client takes it.
@@ -130,50 +136,61 @@ pub async fn graphiql_asset(Path(name): Path<String>, request: HeaderMap) -> Res
         return response;
     };
     let asset = &GRAPHIQL_ASSETS[index];
-    let etag = &ETAGS[index];
-    let body = if !asset.gzipped {
-        asset.bytes.into_response()
-    } else if accepts_gzip(&request) {
-        let mut response = asset.bytes.into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        response
-    } else {
-        match gunzip(asset.bytes) {
-            Ok(bytes) => bytes.into_response(),
-            Err(error) => {
-                tracing::error!(asset = asset.name, %error, "an embedded file does not decompress");
-                StatusCode::INTERNAL_SERVER_ERROR.into_response()
-            }
-        }
-    };
-    let mut response = cached(&request, etag, asset.content_type, body);
-    if asset.gzipped {
-        response
-            .headers_mut()
-            .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if !asset.gzipped {
+        return cached(&request, &ETAGS[index], asset.content_type, || {
+            asset.bytes.into_response()
+        });
     }
+    let mut response = if accepts_gzip(&request) {
+        cached(&request, &ETAGS[index], asset.content_type, || {
+            ([(header::CONTENT_ENCODING, "gzip")], asset.bytes).into_response()
+        })
+    } else {
+        let etag = format!("{}-identity\"", ETAGS[index].trim_end_matches('"'));
+        cached(&request, &etag, asset.content_type, || {
+            match DECOMPRESSED[index].get_or_init(|| gunzip(asset.bytes).ok()) {
+                Some(bytes) => bytes.as_slice().into_response(),
+                None => {
+                    tracing::error!(asset = asset.name, "an embedded file does not decompress");
+                    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                }
+            }
+        })
+    };
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     response
 }
 
+/// Whether `Accept-Encoding` takes gzip: named with a weight above zero, or through `*` when not
+/// named at all (RFC 9110 §12.5.3).
 fn accepts_gzip(request: &HeaderMap) -> bool {
-    request
+    let mut gzip = None;
+    let mut any = None;
+    for coding in request
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|coding| {
-            let mut parts = coding.split(';');
-            let name = parts.next().unwrap_or_default().trim();
-            let refused = parts.any(|p| {
-                matches!(
-                    p.trim().replace(' ', "").as_str(),
-                    "q=0" | "q=0.0" | "q=0.00" | "q=0.000"
-                )
-            });
-            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
-        })
+    {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let weight = parts
+            .find_map(|parameter| {
+                let (key, value) = parameter.split_once('=')?;
+                key.trim()
+                    .eq_ignore_ascii_case("q")
+                    .then(|| value.trim().parse::<f32>().unwrap_or(0.0))
+            })
+            .unwrap_or(1.0);
+        match name.as_str() {
+            "gzip" | "x-gzip" => gzip = Some(weight > 0.0),
+            "*" => any = Some(weight > 0.0),
+            _ => {}
+        }
+    }
+    gzip.or(any).unwrap_or(false)
 }
 
 fn gunzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -223,8 +240,26 @@ mod tests {
         assert!(with("br;q=1.0, GZIP;q=0.5"));
         assert!(with("*"));
         assert!(!with("gzip;q=0"));
+        assert!(!with("gzip; Q=0.0, br"));
+        assert!(!with("gzip;q=0, *"), "an explicit refusal wins over the wildcard");
+        assert!(!with("*;q=0"));
         assert!(!with("br, deflate"));
         assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn revalidation_compares_weakly_and_lists() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::IF_NONE_MATCH, HeaderValue::from_str(value).unwrap());
+            not_modified(&headers, "\"abc\"")
+        };
+        assert!(with("\"abc\""));
+        assert!(with("W/\"abc\""));
+        assert!(with("\"x\", \"abc\""));
+        assert!(with("*"));
+        assert!(!with("\"abcd\""));
+        assert!(!not_modified(&HeaderMap::new(), "\"abc\""));
     }
 
     #[test]

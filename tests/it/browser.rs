@@ -18,9 +18,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use auditgraph::config::Config;
-
-use crate::helpers::brief;
+use crate::helpers::{RunningServer, brief, http_exchange, http_post};
 
 /// The longest any single wait may take: a hang fails, a slow machine does not.
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -54,6 +52,9 @@ struct Browser {
     _profile: tempfile::TempDir,
     endpoint: String,
 }
+
+/// The last lines Chromium wrote, for a failure message.
+type Log = std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>;
 
 impl Browser {
     /// Starts Chromium, or returns `None` when it is missing and not required.
@@ -93,16 +94,28 @@ impl Browser {
             .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
         let stderr = child.stderr.take().expect("stderr");
         let (sender, receiver) = std::sync::mpsc::channel();
+        let log = Log::default();
+        let lines = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(endpoint) = line.strip_prefix("DevTools listening on ") {
                     let _ = sender.send(endpoint.trim().to_string());
                 }
+                let mut lines = lines.lock().unwrap_or_else(|p| p.into_inner());
+                if lines.len() == 20 {
+                    lines.pop_front();
+                }
+                lines.push_back(line);
             }
         });
-        let endpoint = receiver
-            .recv_timeout(PATIENCE)
-            .expect("Chromium announces its DevTools endpoint");
+        let endpoint = receiver.recv_timeout(PATIENCE).unwrap_or_else(|_| {
+            let _ = child.kill();
+            let lines = log.lock().unwrap_or_else(|p| p.into_inner());
+            panic!(
+                "Chromium did not announce its DevTools endpoint within {PATIENCE:?}; it wrote:\n{}",
+                lines.iter().cloned().collect::<Vec<_>>().join("\n")
+            )
+        });
         Some(Self {
             child,
             _profile: profile,
@@ -340,46 +353,12 @@ impl Page {
     }
 }
 
-/// The real server on a free port of the loopback, on a fresh SQLite file.
-async fn serve() -> (
-    std::net::SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    tempfile::TempDir,
-) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = Config::for_database(&format!("sqlite://{}", dir.path().join("browser.db").display()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(auditgraph::serve_on(listener, config, async {
-        let _ = stopped.await;
-    }));
-    (addr, stop, dir)
-}
-
 /// POSTs a GraphQL operation to the running server.
 async fn post_graphql(addr: std::net::SocketAddr, query: &str) -> Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let body = json!({"query": query}).to_string();
-    let started = Instant::now();
-    let mut stream = loop {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => break stream,
-            Err(error) => {
-                assert!(started.elapsed() < PATIENCE, "the server does not listen: {error}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
-    let request = format!(
-        "POST /graphql HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    let (_, body) = response.split_once("\r\n\r\n").expect("a body");
-    serde_json::from_str(body).unwrap_or_else(|_| panic!("JSON: {}", brief(&body)))
+    let (status, body) = http_exchange(addr, &http_post("/graphql", &body)).await;
+    assert!(status.contains(" 200 "), "{status}: {}", brief(&body));
+    serde_json::from_str(&body).unwrap_or_else(|_| panic!("JSON: {}", brief(&body)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,7 +366,8 @@ async fn graphiql_runs_a_query_in_a_real_browser_without_leaving_the_servers_ori
     let Some(browser) = Browser::start() else {
         return;
     };
-    let (addr, stop, _dir) = serve().await;
+    let server = RunningServer::start().await;
+    let addr = server.addr;
     let created = post_graphql(
         addr,
         r#"mutation { createAuditEvent(input: {eventType: "browser.check.done", eventCategory: "browser",
@@ -463,5 +443,4 @@ async fn graphiql_runs_a_query_in_a_real_browser_without_leaving_the_servers_ori
         .filter(|line| line.contains("Content Security Policy") || line.starts_with("exception"))
         .collect();
     assert!(violations.is_empty(), "the page broke a rule or threw: {violations:?}");
-    let _ = stop.send(());
 }

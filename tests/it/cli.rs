@@ -5,7 +5,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{
-    Engine, TestApp, absent_postgres_database, fresh_postgres_database, postgres_database_exists, postgres_url_of,
+    ChildGuard, Engine, TestApp, absent_postgres_database, fresh_postgres_database, postgres_admin_url,
+    postgres_database_exists, postgres_url_of, ready,
 };
 
 /// Runs the binary to completion (at most two minutes: a hang fails, a slow machine does not).
@@ -35,21 +36,6 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Whether the server on `addr` answers `/readyz` with 200.
-async fn ready(addr: std::net::SocketAddr) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
-        return false;
-    };
-    let request = "GET /readyz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n";
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response).await;
-    response.starts_with("HTTP/1.1 200")
 }
 
 /// The lines a clean start must never log.
@@ -94,33 +80,44 @@ async fn the_server_starts_on_postgres_without_a_notice() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_auditgraph"))
-        .env("DATABASE_URL", &database.url)
-        .env("AUDITGRAPH_LISTEN", addr.to_string())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_auditgraph"))
+            .env("DATABASE_URL", &database.url)
+            .env("AUDITGRAPH_LISTEN", addr.to_string())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let started = Instant::now();
     while !ready(addr).await {
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "the server was not ready within 120 s"
         );
-        assert!(child.try_wait().unwrap().is_none(), "the server exited");
+        assert!(child.0.try_wait().unwrap().is_none(), "the server exited");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let killed = Command::new("kill")
         .arg("-TERM")
-        .arg(child.id().to_string())
+        .arg(child.0.id().to_string())
         .status()
         .unwrap();
     assert!(killed.success());
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut stderr = child.0.stderr.take().expect("stderr");
+        let mut log = Vec::new();
+        std::io::Read::read_to_end(&mut stderr, &mut log).expect("read the log");
+        (child.0.wait().expect("exit"), log)
+    })
+    .await
+    .unwrap();
+    let output = Output {
+        status: output.0,
+        stdout: Vec::new(),
+        stderr: output.1,
+    };
     let log = stderr(&output);
     assert!(output.status.success(), "{log}");
     assert!(log.contains("auditgraph serving"), "{log}");
@@ -132,10 +129,8 @@ async fn a_database_the_user_may_not_create_is_named_in_one_line_without_a_backt
     let Some(database) = absent_postgres_database().await else {
         return;
     };
-    let admin = sea_orm::Database::connect(postgres_url_of("postgres", None))
-        .await
-        .unwrap();
     use sea_orm::ConnectionTrait;
+    let admin = sea_orm::Database::connect(postgres_admin_url()).await.unwrap();
     admin
         .execute_unprepared(
             "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'auditgraph_test_nocreate') \
@@ -143,7 +138,6 @@ async fn a_database_the_user_may_not_create_is_named_in_one_line_without_a_backt
         )
         .await
         .unwrap();
-    let _ = admin.close().await;
     let url = postgres_url_of(database.name(), Some("auditgraph_test_nocreate"));
     let output =
         tokio::task::spawn_blocking(move || run(&["serve"], &[("DATABASE_URL", &url), ("RUST_BACKTRACE", "1")]))
@@ -158,6 +152,11 @@ async fn a_database_the_user_may_not_create_is_named_in_one_line_without_a_backt
     assert!(lines[0].contains("may not create databases"), "says why: {log}");
     assert!(lines[0].contains("createdb"), "says what to do: {log}");
     assert!(!postgres_database_exists(database.name()).await);
+    admin
+        .execute_unprepared("DROP ROLE IF EXISTS auditgraph_test_nocreate")
+        .await
+        .unwrap();
+    let _ = admin.close().await;
 }
 
 #[test]
@@ -178,6 +177,28 @@ fn every_cli_error_is_one_short_line_whatever_rust_backtrace_says() {
         assert!(lines[0].len() < 400, "{url}: short: {log}");
         assert!(!log.contains("backtrace"), "{url}: {log}");
     }
+}
+
+#[test]
+fn a_malformed_option_is_one_line_too() {
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+    let cases: [Case; 3] = [
+        (&["serve"], &[("AUDITGRAPH_LISTEN", "not-an-address")]),
+        (&["--db-max-connections", "0"], &[]),
+        (&["no-such-command"], &[]),
+    ];
+    for (args, env) in cases {
+        let output = run(args, env);
+        let log = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {log}");
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: one line: {log}");
+        assert!(lines[0].starts_with("error: "), "{args:?}: {log}");
+        assert!(lines[0].contains("--help"), "{args:?}: says where to look: {log}");
+    }
+    let help = run(&["--help"], &[]);
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("AUDITGRAPH_LISTEN"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

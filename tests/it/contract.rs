@@ -66,7 +66,12 @@ impl Contract {
 
     fn check(&self, schema: &str, instance: &Value) {
         let errors = self.errors(schema, instance);
-        assert!(errors.is_empty(), "{schema} rejects {instance}:\n{}", errors.join("\n"));
+        assert!(
+            errors.is_empty(),
+            "{schema} rejects {}:\n{}",
+            brief(instance),
+            brief(&errors.join("\n"))
+        );
     }
 }
 

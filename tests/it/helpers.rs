@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 /// Where the PostgreSQL server is; the tests create and drop their own databases on it.
-fn postgres_admin_url() -> String {
+pub fn postgres_admin_url() -> String {
     std::env::var("AUDITGRAPH_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
@@ -60,7 +60,9 @@ async fn drop_stale_databases(admin: &sea_orm::DatabaseConnection) {
             .split('_')
             .next()
             .unwrap_or("");
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        // Only Linux tells whether a process is alive this way; elsewhere nothing is dropped.
+        let gone = cfg!(target_os = "linux") && !std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if gone {
             let _ = admin
                 .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .await;
@@ -253,6 +255,7 @@ impl TestApp {
         let mut config = Config::for_database(&url);
         // A loaded machine must not fail a test: no time limit applies unless a test sets one.
         config.statement_timeout_secs = 3_600;
+        config.db_wait_timeout_secs = 3_600;
         config.tree_timeout_ms = 3_600_000;
         config.request_timeout_secs = 3_600;
         adjust(&mut config);
@@ -510,4 +513,98 @@ pub fn rest_event(overrides: Value) -> Value {
         base.extend(extra);
     }
     event
+}
+
+/// A child process of a test, killed if the test ends before it does.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Sends one raw HTTP/1.1 request (with `connection: close`) to `addr`; returns the status line and
+/// the body.
+pub async fn http_exchange(addr: std::net::SocketAddr, request: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let status = response.lines().next().unwrap_or_default().to_string();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A raw GET request for [`http_exchange`].
+pub fn http_get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+}
+
+/// A raw POST of a JSON body for [`http_exchange`].
+pub fn http_post(path: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Whether a server answers `/readyz` on `addr` with 200.
+pub async fn ready(addr: std::net::SocketAddr) -> bool {
+    if tokio::net::TcpStream::connect(addr).await.is_err() {
+        return false;
+    }
+    let (status, _) = http_exchange(addr, &http_get("/readyz")).await;
+    status.contains(" 200 ")
+}
+
+/// The real server, in this process, on a free loopback port and a fresh SQLite file; it stops
+/// when dropped.
+pub struct RunningServer {
+    pub addr: std::net::SocketAddr,
+    pub task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl RunningServer {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config::for_database(&format!("sqlite://{}", dir.path().join("served.db").display()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(auditgraph::serve_on(listener, config, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            task: Some(task),
+            stop: Some(stop),
+            _dir: dir,
+        }
+    }
+
+    /// Asks the server to stop gracefully; returns its task.
+    pub fn stop(&mut self) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.take().expect("stopped once")
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }

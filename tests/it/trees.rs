@@ -238,7 +238,7 @@ async fn descendant_pages_cross_levels_in_breadth_first_order(app: TestApp) {
             }
             after = connection["pageInfo"]["endCursor"].clone();
         }
-        assert_eq!(seen, want, "pages of {first} down to depth {max_depth}");
+        assert_same_list(&seen, &want, &format!("pages of {first} down to depth {max_depth}"));
     }
 }
 
