@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use async_graphql::parser::types::OperationType;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::Router;
 use axum::extract::Request;
 use axum::extract::State;
@@ -15,10 +13,10 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::graphql::{AppContext, AuditSchema, prepare_request};
-use crate::metrics::Source;
+use crate::graphql::{AppContext, AuditSchema};
 
 pub mod assets;
+pub mod graphql;
 pub mod problem;
 pub mod rest;
 
@@ -43,7 +41,7 @@ pub struct HttpOptions {
 /// The router with every route and layer.
 pub fn router(state: HttpState, options: HttpOptions) -> Router {
     Router::new()
-        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/graphiql", get(assets::graphiql_page))
         .route("/graphiql/assets/{name}", get(assets::graphiql_asset))
         .route("/healthz", get(healthz))
@@ -57,54 +55,24 @@ pub fn router(state: HttpState, options: HttpOptions) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             options.request_timeout,
         ))
-        .layer(middleware::from_fn(rest_errors_as_problems))
+        .layer(middleware::from_fn(typed_bare_errors))
         .layer(TraceLayer::new_for_http())
 }
 
-/// REST responses that the framework produces bare (413, 404, 405, 408) get a problem body.
-async fn rest_errors_as_problems(request: Request, next: Next) -> Response {
-    let rest = request.uri().path().starts_with("/api/");
+/// Responses that the framework produces bare (413, 404, 405, 408) get the body of their API:
+/// a problem for REST, GraphQL-shaped errors for `/graphql`.
+async fn typed_bare_errors(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let rest = path.starts_with("/api/");
+    let graphql = (path == "/graphql").then(|| graphql::negotiate(request.headers()).unwrap_or(graphql::Media::Json));
     let response = next.run(request).await;
     if rest {
         problem::problem_for_bare_errors(response).await
+    } else if let Some(media) = graphql {
+        graphql::shape_bare_error(response, media)
     } else {
         response
     }
-}
-
-async fn graphql_post(State(state): State<HttpState>, request: GraphQLRequest) -> GraphQLResponse {
-    let started = std::time::Instant::now();
-    let request = prepare_request(request.into_inner(), &state.ctx.store);
-    let response = state.schema.execute(request).await;
-    state
-        .ctx
-        .metrics
-        .queried(Source::Graphql, started.elapsed().as_secs_f64());
-    response.into()
-}
-
-/// GET runs queries only: a mutation over GET is refused with 405, as GraphQL over HTTP requires.
-async fn graphql_get(State(state): State<HttpState>, request: GraphQLRequest) -> Response {
-    let request = request.into_inner();
-    if is_mutation(&request) {
-        let body = serde_json::json!({
-            "errors": [{
-                "message": "mutations are only accepted over POST",
-                "extensions": {"code": "BAD_REQUEST"}
-            }]
-        });
-        return (StatusCode::METHOD_NOT_ALLOWED, [("allow", "POST")], axum::Json(body)).into_response();
-    }
-    let request = prepare_request(request, &state.ctx.store);
-    GraphQLResponse::from(state.schema.execute(request).await).into_response()
-}
-
-fn is_mutation(request: &async_graphql::Request) -> bool {
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-        return false;
-    };
-    crate::graphql::chosen_operation(&document, request.operation_name.as_deref())
-        .is_some_and(|op| op.node.ty == OperationType::Mutation)
 }
 
 /// Liveness: the process serves HTTP. Database health belongs to readiness.

@@ -12,6 +12,7 @@ mod cli;
 mod contract;
 mod explain;
 mod history;
+mod hostile;
 
 mod nesting;
 mod pagination;

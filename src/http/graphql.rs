@@ -1,0 +1,397 @@
+//! GraphQL over HTTP, as the GraphQL-over-HTTP specification (stage-2 draft) asks:
+//!
+//! - POST only with `Content-Type: application/json` (415 otherwise: a web page cannot send that
+//!   cross-site without a CORS preflight, so no other site can write events through a browser);
+//!   GET only for queries (405 for a mutation).
+//! - `Accept: application/graphql-response+json` gets that media type, with 400 for a document
+//!   that does not parse or validate; `application/json`, `*/*` or no `Accept` get
+//!   `application/json` and 200 for every GraphQL response; anything else 406.
+//! - A request that fails before execution has no `data` entry.
+//! - Every refusal of the transport (malformed body, batch, nesting, media types, size, time) is a
+//!   GraphQL-shaped JSON error with `extensions.code`, never a bare status.
+//!
+//! Documents are scanned for bracket nesting before they are parsed: the parser recurses into
+//! nested values without a limit, and a few kilobytes of `[[[[…` would overflow the stack.
+
+use std::time::Instant;
+
+use async_graphql::parser::types::OperationType;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::HttpState;
+use crate::graphql::{chosen_operation, prepare_request};
+use crate::metrics::Source;
+
+/// The media type of GraphQL responses (GraphQL over HTTP).
+pub const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+
+/// The deepest bracket nesting (`{`, `[`, `(`) a document may have. Selection sets are also
+/// limited by the query depth; input values by their own validation (event data nests at most
+/// 10 deep), so 64 leaves room for every valid request.
+pub const MAX_DOCUMENT_NESTING: usize = 64;
+
+/// The code of every refusal by the transport (the HTTP status says which).
+pub const BAD_REQUEST: &str = "BAD_REQUEST";
+
+/// How the response is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Media {
+    /// `application/graphql-response+json`: request errors get 400.
+    GraphqlResponse,
+    /// `application/json`: every GraphQL response gets 200.
+    Json,
+}
+
+impl Media {
+    fn content_type(self) -> HeaderValue {
+        match self {
+            Media::GraphqlResponse => HeaderValue::from_static("application/graphql-response+json; charset=utf-8"),
+            Media::Json => HeaderValue::from_static("application/json"),
+        }
+    }
+}
+
+/// Chooses the response media type from `Accept`; `None` when the client takes neither.
+pub fn negotiate(headers: &HeaderMap) -> Option<Media> {
+    let values: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if values.iter().all(|v| v.trim().is_empty()) {
+        return Some(Media::Json);
+    }
+    let mut graphql = 0.0_f32;
+    let mut json = 0.0_f32;
+    for range in values.iter().flat_map(|v| v.split(',')) {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let weight = parts
+            .find_map(|parameter| {
+                let (key, value) = parameter.split_once('=')?;
+                key.trim()
+                    .eq_ignore_ascii_case("q")
+                    .then(|| value.trim().parse::<f32>().unwrap_or(0.0))
+            })
+            .unwrap_or(1.0);
+        match media.as_str() {
+            GRAPHQL_RESPONSE_JSON => graphql = graphql.max(weight),
+            "application/json" | "application/*" | "*/*" => json = json.max(weight),
+            _ => {}
+        }
+    }
+    if graphql > 0.0 && graphql >= json {
+        Some(Media::GraphqlResponse)
+    } else if json > 0.0 {
+        Some(Media::Json)
+    } else {
+        None
+    }
+}
+
+/// A GraphQL-shaped error response of the transport.
+pub fn refusal(status: StatusCode, code: &str, message: impl Into<String>, media: Media) -> Response {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        errors: [Error<'a>; 1],
+    }
+    #[derive(Serialize)]
+    struct Error<'a> {
+        message: String,
+        extensions: Extensions<'a>,
+    }
+    #[derive(Serialize)]
+    struct Extensions<'a> {
+        code: &'a str,
+    }
+    let body = Body {
+        errors: [Error {
+            message: message.into(),
+            extensions: Extensions { code },
+        }],
+    };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, media.content_type())], bytes).into_response()
+}
+
+/// `POST /graphql`.
+pub async fn post(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(media) = negotiate(&headers) else {
+        return not_acceptable();
+    };
+    if !is_json(&headers) {
+        return refusal(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BAD_REQUEST,
+            "POST /graphql takes a JSON body with `Content-Type: application/json`",
+            media,
+        );
+    }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            BAD_REQUEST,
+            "batched requests are not supported: send one operation per request",
+            media,
+        );
+    }
+    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                BAD_REQUEST,
+                format!("the body is not a GraphQL request: {error}"),
+                media,
+            );
+        }
+    };
+    execute(&state, request, media).await
+}
+
+/// `GET /graphql`: queries only.
+pub async fn get(State(state): State<HttpState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let Some(media) = negotiate(&headers) else {
+        return not_acceptable();
+    };
+    let request = match async_graphql::http::parse_query_string(query.as_deref().unwrap_or_default()) {
+        Ok(request) => request,
+        Err(error) => {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                BAD_REQUEST,
+                format!("the query string is not a GraphQL request: {error}"),
+                media,
+            );
+        }
+    };
+    if let Some(refused) = too_deep(&request.query, media) {
+        return refused;
+    }
+    if operation_type(&request) == Some(OperationType::Mutation) {
+        let mut response = refusal(
+            StatusCode::METHOD_NOT_ALLOWED,
+            BAD_REQUEST,
+            "mutations are only accepted over POST",
+            media,
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    execute(&state, request, media).await
+}
+
+fn not_acceptable() -> Response {
+    refusal(
+        StatusCode::NOT_ACCEPTABLE,
+        BAD_REQUEST,
+        "the server answers GraphQL with application/graphql-response+json or application/json",
+        Media::Json,
+    )
+}
+
+/// Whether the body is declared as JSON (`application/json`, with at most a UTF-8 charset).
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mut parts = value.split(';');
+    let media = parts.next().unwrap_or_default().trim();
+    media.eq_ignore_ascii_case("application/json")
+        && parts.all(|parameter| {
+            parameter.split_once('=').is_some_and(|(key, value)| {
+                key.trim().eq_ignore_ascii_case("charset")
+                    && value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            })
+        })
+}
+
+fn operation_type(request: &async_graphql::Request) -> Option<OperationType> {
+    let document = async_graphql::parser::parse_query(&request.query).ok()?;
+    chosen_operation(&document, request.operation_name.as_deref()).map(|op| op.node.ty)
+}
+
+/// The refusal of a document nested deeper than [`MAX_DOCUMENT_NESTING`].
+fn too_deep(query: &str, media: Media) -> Option<Response> {
+    let depth = nesting_depth(query, MAX_DOCUMENT_NESTING);
+    (depth > MAX_DOCUMENT_NESTING).then(|| {
+        refusal(
+            StatusCode::BAD_REQUEST,
+            BAD_REQUEST,
+            format!("the document nests brackets more than {MAX_DOCUMENT_NESTING} levels deep"),
+            media,
+        )
+    })
+}
+
+/// How deep `{`, `[` and `(` nest in a GraphQL document, outside strings and comments; stops
+/// counting once past `limit`.
+pub fn nesting_depth(query: &str, limit: usize) -> usize {
+    let bytes = query.as_bytes();
+    let (mut depth, mut deepest, mut i) = (0_usize, 0_usize, 0_usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
+                i += 3;
+                while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
+                    i += if bytes[i..].starts_with(b"\\\"\"\"") { 4 } else { 1 };
+                }
+                i += 2;
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if deepest > limit {
+                    return deepest;
+                }
+            }
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    deepest
+}
+
+/// Runs a request and writes its response in `media`.
+async fn execute(state: &HttpState, request: async_graphql::Request, media: Media) -> Response {
+    if let Some(refused) = too_deep(&request.query, media) {
+        return refused;
+    }
+    let started = Instant::now();
+    let request = prepare_request(request, &state.ctx.store);
+    let response = state.schema.execute(request).await;
+    state
+        .ctx
+        .metrics
+        .queried(Source::Graphql, started.elapsed().as_secs_f64());
+    // Errors before execution (parse, validation, limits) carry no path, and leave no data.
+    let request_error =
+        response.data == async_graphql::Value::Null && response.errors.iter().all(|e| e.path.is_empty());
+    let request_error = request_error && !response.errors.is_empty();
+    let body = if request_error {
+        #[derive(Serialize)]
+        struct Errors<'a> {
+            errors: &'a [async_graphql::ServerError],
+        }
+        serde_json::to_vec(&Errors {
+            errors: &response.errors,
+        })
+    } else {
+        serde_json::to_vec(&response)
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(error) => {
+            tracing::error!(%error, "a GraphQL response could not be written");
+            return refusal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_SERVER_ERROR",
+                "internal server error",
+                media,
+            );
+        }
+    };
+    let status = match (media, request_error) {
+        (Media::GraphqlResponse, true) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    };
+    (status, [(header::CONTENT_TYPE, media.content_type())], body).into_response()
+}
+
+/// The GraphQL-shaped form of errors the framework answers bare on `/graphql` (413 from the body
+/// limit, 408 from the request timeout, 405 for other methods).
+pub fn shape_bare_error(response: Response, media: Media) -> Response {
+    let status = response.status();
+    let bare = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !bare || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (BAD_REQUEST, "the request body is larger than the server accepts"),
+        StatusCode::REQUEST_TIMEOUT => ("TIMEOUT", "the request took longer than the server allows"),
+        StatusCode::METHOD_NOT_ALLOWED => (BAD_REQUEST, "/graphql takes GET (queries) and POST"),
+        s if s.is_server_error() => ("INTERNAL_SERVER_ERROR", "internal server error"),
+        _ => (BAD_REQUEST, "the request could not be processed"),
+    };
+    let mut shaped = refusal(status, code, message, media);
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        shaped.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    shaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_counts_brackets_outside_strings_and_comments() {
+        assert_eq!(nesting_depth("{ a { b } }", 64), 2);
+        assert_eq!(nesting_depth("{ a(f: {x: [[1]]}) }", 64), 5);
+        assert_eq!(nesting_depth(r#"{ a(s: "{{{{[[[") }"#, 64), 2);
+        assert_eq!(nesting_depth(r#"{ a(s: "\"{{{{") }"#, 64), 2);
+        assert_eq!(nesting_depth("{ a(s: \"\"\"{{{ \\\"\"\" {{{\"\"\") }", 64), 2);
+        assert_eq!(nesting_depth("# {{{{{\n{ a }", 64), 1);
+        assert_eq!(nesting_depth(&"[".repeat(100_000), 64), 65, "stops past the limit");
+        assert_eq!(nesting_depth("}}}{", 64), 1, "stray closers do not go below zero");
+    }
+
+    #[test]
+    fn accept_chooses_the_media_type() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+            negotiate(&headers)
+        };
+        assert_eq!(negotiate(&HeaderMap::new()), Some(Media::Json));
+        assert_eq!(with("application/graphql-response+json"), Some(Media::GraphqlResponse));
+        assert_eq!(
+            with("application/graphql-response+json, application/json;q=0.9"),
+            Some(Media::GraphqlResponse)
+        );
+        assert_eq!(
+            with("application/json, application/graphql-response+json;q=0.5"),
+            Some(Media::Json)
+        );
+        assert_eq!(with("*/*"), Some(Media::Json));
+        assert_eq!(with("text/html"), None);
+        assert_eq!(with("application/json;q=0"), None);
+    }
+
+    #[test]
+    fn only_json_bodies_are_taken() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(value).unwrap());
+            is_json(&headers)
+        };
+        assert!(with("application/json"));
+        assert!(with("Application/JSON; charset=UTF-8"));
+        assert!(!with("text/plain"));
+        assert!(!with("application/x-www-form-urlencoded"));
+        assert!(!with("multipart/form-data; boundary=x"));
+        assert!(!with("application/json; charset=latin1"));
+        assert!(!is_json(&HeaderMap::new()));
+    }
+}

@@ -1,0 +1,243 @@
+//! Hostile and malformed requests: GraphQL over HTTP exactly, every refusal typed, and no request
+//! that can crash or hang the server.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::both_engines;
+use crate::helpers::{Engine, TestApp, brief};
+
+both_engines!(
+    deeply_nested_literals_are_refused_and_the_server_keeps_serving,
+    posts_that_are_not_json_are_refused_and_write_nothing,
+);
+
+/// The status, content type and body (JSON, or the raw text) of one request through the router.
+async fn exchange(app: &TestApp, request: Request<Body>) -> (StatusCode, String, Value) {
+    let response = app.router.clone().oneshot(request).await.expect("router answers");
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, content_type, body)
+}
+
+fn post(body: impl Into<Body>, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut request = Request::post("/graphql");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.body(body.into()).expect("request")
+}
+
+fn post_json(body: &Value, accept: Option<&str>) -> Request<Body> {
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(accept) = accept {
+        headers.push(("accept", accept));
+    }
+    post(body.to_string(), &headers)
+}
+
+fn get(query: &str) -> Request<Body> {
+    let encoded: String = query
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    Request::get(format!("/graphql?query={encoded}"))
+        .body(Body::empty())
+        .expect("request")
+}
+
+/// Asserts a GraphQL-shaped refusal: JSON, one error with a code, no data, no Rust debug text.
+#[track_caller]
+fn assert_refusal(status: StatusCode, content_type: &str, body: &Value, want: StatusCode, code: &str) {
+    assert_eq!(status, want, "{}", brief(body));
+    assert!(
+        content_type.starts_with("application/json") || content_type.starts_with("application/graphql-response+json"),
+        "typed: {content_type}"
+    );
+    assert_eq!(body["errors"][0]["extensions"]["code"], code, "{}", brief(body));
+    assert!(body.get("data").is_none(), "no data: {}", brief(body));
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    for debug in ["InvalidRequest(", "Error(", "untagged enum", "BatchRequest"] {
+        assert!(!message.contains(debug), "no Rust debug text: {message}");
+    }
+}
+
+async fn deeply_nested_literals_are_refused_and_the_server_keeps_serving(app: TestApp) {
+    let object = format!(
+        "{{auditEvents(filter:{}1{}){{totalCount}}}}",
+        "{a:".repeat(1_500),
+        "}".repeat(1_500)
+    );
+    let list = format!(
+        "{{auditEvents(first:{}1{}){{totalCount}}}}",
+        "[".repeat(2_000),
+        "]".repeat(2_000)
+    );
+    let huge = format!("{{a(b:{})}}", "[".repeat(1_000_000));
+    let selections = format!("{}{}", "{a".repeat(5_000), "}".repeat(5_000));
+    for document in [&object, &list, &huge, &selections] {
+        let (status, content_type, body) = exchange(&app, post_json(&json!({"query": document}), None)).await;
+        assert_refusal(status, &content_type, &body, StatusCode::BAD_REQUEST, "BAD_REQUEST");
+        if document.len() < 100_000 {
+            let (status, content_type, body) = exchange(&app, get(document)).await;
+            assert_refusal(status, &content_type, &body, StatusCode::BAD_REQUEST, "BAD_REQUEST");
+        }
+    }
+    // Nesting inside strings and comments is text, not structure.
+    let quoted = format!(
+        "{{auditEvents(filter:{{correlationId:\"{}\"}}){{totalCount}}}} # {}",
+        "[".repeat(500),
+        "{".repeat(500)
+    );
+    let data = app.ok(&quoted, json!({})).await;
+    assert_eq!(data["auditEvents"]["totalCount"], 0);
+}
+
+async fn posts_that_are_not_json_are_refused_and_write_nothing(app: TestApp) {
+    let mutation = json!({"query": "mutation { createAuditEvent(input: {eventType: \"x.y\", eventCategory: \"x\", \
+        eventAction: \"y\", eventOutcome: \"success\", correlationId: \"csrf\", eventData: {}}) { eventId } }"})
+    .to_string();
+    for content_type in [
+        Some("text/plain"),
+        Some("text/plain; charset=utf-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let headers: Vec<(&str, &str)> = content_type.map(|c| ("content-type", c)).into_iter().collect();
+        let (status, got, body) = exchange(&app, post(mutation.clone(), &headers)).await;
+        assert_refusal(status, &got, &body, StatusCode::UNSUPPORTED_MEDIA_TYPE, "BAD_REQUEST");
+    }
+    assert_eq!(app.row_count().await, 0, "no cross-site write got through");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_bodies_get_graphql_shaped_errors() {
+    let app = TestApp::new(Engine::Sqlite).await.unwrap();
+    for body in [
+        "",
+        "{",
+        "null",
+        "42",
+        "\"query\"",
+        r#"{"query": 5}"#,
+        r#"{"query": "{ __typename }", "variables": "x"}"#,
+    ] {
+        let (status, content_type, json) =
+            exchange(&app, post(body.to_string(), &[("content-type", "application/json")])).await;
+        assert_refusal(status, &content_type, &json, StatusCode::BAD_REQUEST, "BAD_REQUEST");
+        assert!(
+            json["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("the body is not a GraphQL request"),
+            "{body}: {}",
+            brief(&json)
+        );
+    }
+    let (status, content_type, json) = exchange(
+        &app,
+        post(
+            r#"[{"query": "{ __typename }"}]"#,
+            &[("content-type", "application/json")],
+        ),
+    )
+    .await;
+    assert_refusal(status, &content_type, &json, StatusCode::BAD_REQUEST, "BAD_REQUEST");
+    assert!(json["errors"][0]["message"].as_str().unwrap().contains("batched"));
+    let (status, content_type, json) = exchange(
+        &app,
+        Request::get("/graphql?query=%7B__typename%7D&variables=%7Bnot-json")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_refusal(status, &content_type, &json, StatusCode::BAD_REQUEST, "BAD_REQUEST");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_graphql_response_media_type_is_honoured_as_graphql_over_http_asks() {
+    let app = TestApp::new(Engine::Sqlite).await.unwrap();
+    const GRAPHQL: &str = "application/graphql-response+json";
+
+    // A document that does not parse, or does not validate: 400 with that media type, no data.
+    for query in [
+        "{ auditEvents {",
+        "{ noSuchField }",
+        "query($x: Int!) { auditEvents(first: $x) { totalCount } }",
+    ] {
+        let (status, content_type, body) = exchange(&app, post_json(&json!({"query": query}), Some(GRAPHQL))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {}", brief(&body));
+        assert!(content_type.starts_with(GRAPHQL), "{content_type}");
+        assert!(body.get("data").is_none(), "{query}: {}", brief(&body));
+        assert!(body["errors"][0]["message"].is_string());
+        // The same with application/json: 200, still no data.
+        let (status, content_type, body) =
+            exchange(&app, post_json(&json!({"query": query}), Some("application/json"))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type, "application/json");
+        assert!(body.get("data").is_none(), "{query}: {}", brief(&body));
+    }
+
+    // A valid request: 200 in the media type asked for; */* and no Accept get application/json.
+    let query = json!({"query": "{ auditEvents { totalCount } }"});
+    let (status, content_type, body) = exchange(&app, post_json(&query, Some(GRAPHQL))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with(GRAPHQL));
+    assert_eq!(body["data"]["auditEvents"]["totalCount"], 0);
+    for accept in [Some("*/*"), None, Some("application/json, text/plain")] {
+        let (status, content_type, _) = exchange(&app, post_json(&query, accept)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type, "application/json", "{accept:?}");
+    }
+    let (status, content_type, body) = exchange(&app, post_json(&query, Some("text/html"))).await;
+    assert_refusal(status, &content_type, &body, StatusCode::NOT_ACCEPTABLE, "BAD_REQUEST");
+
+    // Mutations over GET: 405 naming POST, GraphQL-shaped.
+    let response = app
+        .router
+        .clone()
+        .oneshot(get("mutation { __typename }"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "POST");
+    // Other methods: 405 too, typed.
+    let (status, content_type, body) = exchange(&app, Request::delete("/graphql").body(Body::empty()).unwrap()).await;
+    assert_refusal(
+        status,
+        &content_type,
+        &body,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "BAD_REQUEST",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_limit_is_a_typed_413() {
+    let app = TestApp::with_config(Engine::Sqlite, |c| c.body_limit_bytes = 1_000)
+        .await
+        .unwrap();
+    let big = json!({"query": format!("{{ __typename }} # {}", "x".repeat(2_000))});
+    let (status, content_type, body) = exchange(&app, post_json(&big, None)).await;
+    assert_refusal(
+        status,
+        &content_type,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "BAD_REQUEST",
+    );
+}
