@@ -1,7 +1,7 @@
 //! Validation of incoming events (SPEC §3). Field names in errors are column names; each API maps
 //! them to its own spelling.
 
-use chrono::{DateTime, Duration, DurationRound, NaiveDate, Utc};
+use chrono::{DateTime, Duration, DurationRound, NaiveDate, Timelike, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -145,9 +145,40 @@ impl Limits {
     }
 }
 
-/// Truncates a timestamp to the microsecond, the precision both engines store.
+/// Truncates a timestamp to the microsecond, the precision both engines store. A leap second
+/// (`…:59:60`, which neither engine can store) becomes the last microsecond before the next
+/// minute (`…:59.999999`), so that what is acknowledged is what is stored.
 pub fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    let t = if t.nanosecond() >= 1_000_000_000 {
+        t.with_nanosecond(999_999_999).unwrap_or(t)
+    } else {
+        t
+    };
     t.duration_trunc(Duration::microseconds(1)).unwrap_or(t)
+}
+
+/// Why a text cannot be stored: PostgreSQL text and JSON cannot hold U+0000, so neither engine
+/// accepts it.
+pub const NUL_MESSAGE: &str = "must not contain the NUL character (U+0000)";
+
+/// Where a JSON value holds U+0000 in a key or a string, as a JSON pointer.
+pub fn json_nul_at(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => s.contains('\0').then(String::new),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| json_nul_at(item).map(|at| format!("/{i}{at}"))),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            let escaped = || key.replace('~', "~0").replace('/', "~1");
+            if key.contains('\0') {
+                Some(format!("/{}", escaped().replace('\0', "\\u0000")))
+            } else {
+                json_nul_at(item).map(|at| format!("/{}{at}", escaped()))
+            }
+        }),
+        _ => None,
+    }
 }
 
 fn required(field: &'static str, value: &str, max: usize) -> Option<FieldError> {
@@ -159,6 +190,9 @@ fn required(field: &'static str, value: &str, max: usize) -> Option<FieldError> 
 }
 
 fn too_long(field: &'static str, value: &str, max: usize) -> Option<FieldError> {
+    if value.contains('\0') {
+        return Some(FieldError::new(field, "invalid_character", NUL_MESSAGE));
+    }
     let len = value.chars().count();
     (len > max).then(|| {
         FieldError::new(
@@ -200,11 +234,18 @@ fn check_json_object(field: &'static str, value: &Value) -> Option<FieldError> {
         ));
     }
     let depth = json_depth(value);
-    (depth > MAX_JSON_DEPTH).then(|| {
-        FieldError::new(
+    if depth > MAX_JSON_DEPTH {
+        return Some(FieldError::new(
             field,
             "too_deep",
             format!("nests {depth} levels deep; at most {MAX_JSON_DEPTH} are allowed"),
+        ));
+    }
+    json_nul_at(value).map(|at| {
+        FieldError::new(
+            field,
+            "invalid_character",
+            format!("{NUL_MESSAGE}; found at {}", if at.is_empty() { "/" } else { &at }),
         )
     })
 }

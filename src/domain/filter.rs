@@ -31,6 +31,36 @@ pub struct EventFilter {
     pub data_equals: Option<(String, String)>,
 }
 
+impl EventFilter {
+    /// The first text field that cannot be compared on every engine (it holds U+0000), by its
+    /// column name.
+    pub fn unstorable_text(&self) -> Option<&'static str> {
+        let (key, value) = match &self.data_equals {
+            Some((key, value)) => (Some(key), Some(value)),
+            None => (None, None),
+        };
+        [
+            ("event_type", self.event_type.as_ref()),
+            ("event_type_prefix", self.event_type_prefix.as_ref()),
+            ("event_category", self.event_category.as_ref()),
+            ("event_action", self.event_action.as_ref()),
+            ("event_outcome", self.event_outcome.as_ref()),
+            ("severity", self.severity.as_ref()),
+            ("correlation_id", self.correlation_id.as_ref()),
+            ("actor_type", self.actor_type.as_ref()),
+            ("actor_id", self.actor_id.as_ref()),
+            ("resource_type", self.resource_type.as_ref()),
+            ("resource_id", self.resource_id.as_ref()),
+            ("namespace", self.namespace.as_ref()),
+            ("cluster_id", self.cluster_id.as_ref()),
+            ("detail_key", key),
+            ("detail_value", value),
+        ]
+        .into_iter()
+        .find_map(|(name, value)| value.is_some_and(|v| v.contains('\0')).then_some(name))
+    }
+}
+
 /// Whether `key` may name an `event_data` field in a filter: letters, digits and underscores.
 pub fn is_data_key(key: &str) -> bool {
     !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')

@@ -156,7 +156,7 @@ impl AuditEventFilter {
                     message: format!("filter.{argument}: {message}"),
                 })
         };
-        Ok(EventFilter {
+        let filter = EventFilter {
             since: bound("since", self.since)?,
             until: bound("until", self.until)?,
             event_type: self.event_type,
@@ -175,6 +175,16 @@ impl AuditEventFilter {
             parent_event_id: self.parent_event_id,
             roots_only: self.roots_only.unwrap_or(false),
             data_equals: None,
-        })
+        };
+        match filter.unstorable_text() {
+            Some(field) => {
+                let argument = format!("filter.{}", crate::error::camel_case(field));
+                Err(ApiError::BadArgument {
+                    message: format!("{argument}: {}", crate::domain::event::NUL_MESSAGE),
+                    argument,
+                })
+            }
+            None => Ok(filter),
+        }
     }
 }

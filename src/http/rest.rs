@@ -240,6 +240,9 @@ pub fn rest_event(m: &Model) -> Value {
     Value::Object(o)
 }
 
+/// The deepest `offset` accepted; deeper pages are reached with the cursor.
+const MAX_OFFSET: u64 = 1_000_000_000;
+
 /// The query parameters of `GET /api/v1/audit/events`, checked.
 struct Listing {
     filter: EventFilter,
@@ -260,8 +263,13 @@ fn listing(params: &HashMap<String, String>, now: DateTime<Utc>) -> Result<Listi
     let offset = match params.get("offset") {
         None => None,
         Some(v) => match v.parse::<u64>() {
-            Ok(n) => Some(n),
-            Err(_) => return Err(Problem::invalid("offset", "must be an integer of at least 0")),
+            Ok(n) if n <= MAX_OFFSET => Some(n),
+            _ => {
+                return Err(Problem::invalid(
+                    "offset",
+                    format!("must be an integer from 0 to {MAX_OFFSET} (page deeper with the cursor)"),
+                ));
+            }
         },
     };
     let cursor = match text("cursor") {
@@ -313,6 +321,9 @@ fn listing(params: &HashMap<String, String>, now: DateTime<Utc>) -> Result<Listi
         data_equals,
         ..EventFilter::default()
     };
+    if let Some(field) = filter.unstorable_text() {
+        return Err(Problem::invalid(field, crate::domain::event::NUL_MESSAGE));
+    }
     Ok(Listing {
         filter,
         limit,

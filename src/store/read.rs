@@ -138,13 +138,26 @@ pub(super) fn condition(filter: &EventFilter, backend: DatabaseBackend) -> Condi
         cond = cond.add(Column::EventTimestamp.lte(until));
     }
     if let Some((key, value)) = &filter.data_equals {
-        // `->>` reads a top-level field as text on both engines; the key is bound, never spliced.
-        let values = [sea_orm::Value::from(key.clone()), sea_orm::Value::from(value.clone())];
-        let sql = match backend {
-            DatabaseBackend::Postgres => "event_data ->> $1 = $2",
-            _ => "event_data ->> ? = ?",
+        // A top-level string, number or boolean whose text equals the value, the same on both
+        // engines: PostgreSQL's `->>` already gives `5` and `true`; SQLite's gives 5 and 1, so it
+        // takes the JSON text (`->`) of numbers and booleans. Objects, arrays and null never
+        // match. The key (letters, digits, underscores) is bound, never spliced.
+        let (sql, values) = match backend {
+            DatabaseBackend::Postgres => (
+                "(jsonb_typeof(event_data -> $1) IN ('string', 'number', 'boolean') AND event_data ->> $1 = $2)",
+                vec![key.clone(), value.clone()],
+            ),
+            _ => (
+                "(CASE json_type(event_data, '$.' || ?) WHEN 'text' THEN event_data ->> ? \
+                 WHEN 'integer' THEN event_data -> ? WHEN 'real' THEN event_data -> ? \
+                 WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' END) = ?",
+                vec![key.clone(), key.clone(), key.clone(), key.clone(), value.clone()],
+            ),
         };
-        cond = cond.add(Expr::cust_with_values(sql, values));
+        cond = cond.add(Expr::cust_with_values(
+            sql,
+            values.into_iter().map(sea_orm::Value::from),
+        ));
     }
     cond
 }

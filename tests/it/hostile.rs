@@ -241,3 +241,217 @@ async fn a_body_over_the_limit_is_a_typed_413() {
         "BAD_REQUEST",
     );
 }
+
+both_engines!(
+    nul_characters_are_field_errors_on_both_engines,
+    a_leap_second_is_stored_as_acknowledged_and_retries_stay_idempotent,
+    rest_offsets_beyond_the_limit_are_field_errors,
+    event_data_filters_match_strings_numbers_and_booleans_alike,
+);
+
+async fn nul_characters_are_field_errors_on_both_engines(app: TestApp) {
+    use crate::helpers::{CREATE, event_input, rest_event};
+    let cases = [
+        (json!({"correlationId": "a\u{0}b"}), "correlationId"),
+        (json!({"eventType": "x\u{0}"}), "eventType"),
+        (json!({"actorId": "\u{0}"}), "actorId"),
+        (json!({"eventData": {"k": ["ok", "a\u{0}"]}}), "eventData"),
+        (json!({"eventData": {"a\u{0}key": 1}}), "eventData"),
+    ];
+    for (overrides, field) in cases {
+        let error = app
+            .error(CREATE, json!({"input": event_input(overrides.clone())}))
+            .await;
+        assert_eq!(
+            error["extensions"]["code"],
+            "BAD_USER_INPUT",
+            "{overrides}: {}",
+            brief(&error)
+        );
+        assert_eq!(error["extensions"]["field"], field, "{overrides}: {}", brief(&error));
+        assert!(
+            error["message"].as_str().unwrap().contains("U+0000"),
+            "{}",
+            brief(&error)
+        );
+    }
+    let error = app
+        .error(
+            CREATE,
+            json!({"input": event_input(json!({"eventData": {"k": ["ok", "a\u{0}"]}}))}),
+        )
+        .await;
+    assert!(
+        error["message"].as_str().unwrap().contains("/k/1"),
+        "names where: {}",
+        brief(&error)
+    );
+    // The same written as a GraphQL string literal.
+    let literal = "mutation { createAuditEvent(input: {eventType: \"a.b\", eventCategory: \"a\", eventAction: \"b\", \
+        eventOutcome: \"success\", correlationId: \"a\\u0000b\", eventData: {}}) { eventId } }";
+    let error = app.error(literal, json!({})).await;
+    assert_eq!(error["extensions"]["field"], "correlationId", "{}", brief(&error));
+
+    let filter = "query($c: String) { auditEvents(filter: {correlationId: $c}) { totalCount } }";
+    let error = app.error(filter, json!({"c": "a\u{0}b"})).await;
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{}", brief(&error));
+    assert!(
+        error["message"].as_str().unwrap().contains("filter.correlationId"),
+        "{}",
+        brief(&error)
+    );
+
+    let (status, _, body) = app
+        .rest("GET", "/api/v1/audit/events?correlation_id=a%00b", None, &[])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{}", brief(&body));
+    assert!(body["field_errors"]["correlation_id"].is_string(), "{}", brief(&body));
+    let (status, _, body) = app
+        .rest("GET", "/api/v1/audit/events?detail_key=k&detail_value=%00", None, &[])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{}", brief(&body));
+    let event = rest_event(json!({"event_data": {"k": "\u{0}"}}));
+    let (status, _, body) = app.rest("POST", "/api/v1/audit/events", Some(event), &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{}", brief(&body));
+    assert!(body["field_errors"]["event_data"].is_string(), "{}", brief(&body));
+    assert_eq!(app.row_count().await, 0);
+}
+
+async fn a_leap_second_is_stored_as_acknowledged_and_retries_stay_idempotent(app: TestApp) {
+    use chrono::{Duration, Timelike, Utc};
+    let earlier = Utc::now() - Duration::hours(3);
+    // The last minute of an hour three hours ago, and the last minute of yesterday (a new date).
+    let midnight = (Utc::now() - Duration::days(1)).date_naive();
+    for (leap, stored, date) in [
+        (
+            format!("{}T{:02}:59:60Z", earlier.date_naive(), earlier.hour()),
+            format!("{}T{:02}:59:59.999999+00:00", earlier.date_naive(), earlier.hour()),
+            earlier.date_naive(),
+        ),
+        (
+            format!("{midnight}T23:59:60.5Z"),
+            format!("{midnight}T23:59:59.999999+00:00"),
+            midnight,
+        ),
+    ] {
+        let id = uuid::Uuid::now_v7().to_string();
+        let input = json!({"eventId": id, "eventTimestamp": leap});
+        let created = app.create(input.clone()).await;
+        assert_eq!(created["eventTimestamp"], stored.as_str(), "{leap}");
+        assert_eq!(created["eventDate"], date.to_string(), "{leap}");
+        let read = app
+            .ok(
+                "query($id: UUID!) { auditEvent(eventId: $id) { eventTimestamp eventDate } }",
+                json!({"id": id}),
+            )
+            .await;
+        assert_eq!(
+            read["auditEvent"]["eventTimestamp"],
+            stored.as_str(),
+            "what is acknowledged is stored"
+        );
+        let again = app.create(input).await;
+        assert_eq!(
+            again["eventTimestamp"],
+            stored.as_str(),
+            "the retry is idempotent, not a conflict"
+        );
+    }
+    assert_eq!(app.row_count().await, 2);
+    // No writer can store a date that disagrees with its timestamp, not even through SQL.
+    use sea_orm::ConnectionTrait;
+    let sql = match app.store.backend() {
+        sea_orm::DatabaseBackend::Postgres => {
+            "UPDATE audit_events SET event_timestamp = event_timestamp + interval '1 day'"
+        }
+        _ => "UPDATE audit_events SET event_timestamp = replace(event_timestamp, ':59.999999', ':60')",
+    };
+    assert!(app.store.db().execute_unprepared(sql).await.is_err(), "{sql}");
+}
+
+async fn rest_offsets_beyond_the_limit_are_field_errors(app: TestApp) {
+    for offset in ["9223372036854775808", "18446744073709551616", "1000000001", "-1", "x"] {
+        let (status, content_type, body) = app
+            .rest("GET", &format!("/api/v1/audit/events?offset={offset}"), None, &[])
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{offset}: {}", brief(&body));
+        assert!(content_type.starts_with("application/problem+json"));
+        assert!(body["field_errors"]["offset"].is_string(), "{offset}: {}", brief(&body));
+    }
+    let (status, _, body) = app
+        .rest("GET", "/api/v1/audit/events?offset=1000000000", None, &[])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{}", brief(&body));
+    assert_eq!(body["data"], json!([]));
+}
+
+async fn event_data_filters_match_strings_numbers_and_booleans_alike(app: TestApp) {
+    let data = json!({"n": 5, "b": true, "f": false, "s": "5", "r": 1.5, "o": {"x": 1}, "a": [1], "z": null});
+    app.create(json!({"eventData": data})).await;
+    for (key, value, want) in [
+        ("n", "5", 1),
+        ("n", "5.0", 0),
+        ("b", "true", 1),
+        ("b", "1", 0),
+        ("f", "false", 1),
+        ("s", "5", 1),
+        ("r", "1.5", 1),
+        ("o", "{\"x\":1}", 0),
+        ("a", "[1]", 0),
+        ("z", "null", 0),
+        ("missing", "5", 0),
+    ] {
+        let value_encoded: String = value
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b == b'.' {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let (status, _, body) = app
+            .rest(
+                "GET",
+                &format!("/api/v1/audit/events?detail_key={key}&detail_value={value_encoded}"),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{}", brief(&body));
+        assert_eq!(body["pagination"]["total"], want, "{key} = {value}");
+    }
+}
+
+both_engines!(lone_surrogates_are_refused_before_any_engine_sees_them);
+
+async fn lone_surrogates_are_refused_before_any_engine_sees_them(app: TestApp) {
+    let literal = "mutation { createAuditEvent(input: {eventType: \"a.b\", eventCategory: \"a\", eventAction: \"b\", \
+        eventOutcome: \"success\", correlationId: \"a\\ud800b\", eventData: {k: \"\\udc00\"}}) { eventId correlationId } }";
+    let body = app.graphql(literal, json!({})).await;
+    assert!(body["errors"][0]["message"].is_string(), "{}", brief(&body));
+    assert!(body.get("data").is_none(), "refused before execution: {}", brief(&body));
+    let raw = r#"{"query": "mutation($i: AuditEventInput!) { createAuditEvent(input: $i) { eventId } }", "variables": {"i": {"eventType": "a.b", "eventCategory": "a", "eventAction": "b", "eventOutcome": "success", "correlationId": "a\ud800b", "eventData": {}}}}"#;
+    let (status, content_type, body) = exchange(&app, post(raw, &[("content-type", "application/json")])).await;
+    assert_refusal(status, &content_type, &body, StatusCode::BAD_REQUEST, "BAD_REQUEST");
+    let raw = r#"{"version": "1.0", "event_type": "a.b", "event_category": "a", "event_action": "b", "event_outcome": "success", "correlation_id": "a\ud800b", "event_data": {}}"#;
+    let response = app
+        .router
+        .clone()
+        .oneshot(
+            Request::post("/api/v1/audit/events")
+                .header("content-type", "application/json")
+                .body(Body::from(raw))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "a typed refusal"
+    );
+    assert_eq!(app.row_count().await, 0, "the engines never see them");
+}
