@@ -82,8 +82,10 @@ pub struct Config {
     #[arg(long, env = "AUDITGRAPH_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub db_max_connections: u32,
 
-    /// Longest a request waits for a database connection, and on SQLite for the write lock, in seconds.
-    #[arg(long, env = "AUDITGRAPH_DB_WAIT_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    /// Longest a request waits for a database connection, in seconds; then it is refused as
+    /// UNAVAILABLE (retryable). Also how long a SQLite writer waits for another process's lock,
+    /// at least 10 s.
+    #[arg(long, env = "AUDITGRAPH_DB_WAIT_TIMEOUT_SECS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub db_wait_timeout_secs: u64,
 
     /// Longest a single SQL statement may run, in seconds (PostgreSQL).

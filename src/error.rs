@@ -21,6 +21,10 @@ pub enum ApiError {
     /// A query ran into its time limit and was stopped; the client can ask for less.
     #[error("{0}")]
     Timeout(String),
+    /// The database cannot be reached, or the server is saturated (no connection came free in
+    /// time). Retryable: the client should try again shortly.
+    #[error("{0}")]
+    Unavailable(String),
     /// A failure on our side. Logged once with its chain; the client sees a generic message.
     #[error("internal server error")]
     Internal(#[source] anyhow::Error),
@@ -73,14 +77,53 @@ impl ApiError {
             Self::NotFound(_) => "NOT_FOUND",
             Self::Conflict(_) => "CONFLICT",
             Self::Timeout(_) => "TIMEOUT",
+            Self::Unavailable(_) => "UNAVAILABLE",
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
 }
 
+/// What a client is told when the database is out of reach or every connection is busy.
+pub const UNAVAILABLE_MESSAGE: &str =
+    "the database is unavailable or the server is saturated; nothing was done, retry shortly";
+
 impl From<sea_orm::DbErr> for ApiError {
     fn from(error: sea_orm::DbErr) -> Self {
-        Self::Internal(error.into())
+        if is_unavailable(&error) {
+            tracing::warn!(%error, "the database is out of reach or the pool is exhausted");
+            Self::Unavailable(UNAVAILABLE_MESSAGE.into())
+        } else {
+            Self::Internal(error.into())
+        }
+    }
+}
+
+/// Whether a database error means "not now" rather than "never": no connection in time, a lost
+/// connection, or a server that is shutting down, starting or full.
+pub fn is_unavailable(error: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{DbErr, RuntimeErr};
+    match error {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) => match &**e {
+            Sqlx::Io(_)
+            | Sqlx::Tls(_)
+            | Sqlx::Protocol(_)
+            | Sqlx::PoolTimedOut
+            | Sqlx::PoolClosed
+            | Sqlx::WorkerCrashed => true,
+            // PostgreSQL: class 08 (connection exception), admin shutdown, crash shutdown, cannot
+            // connect now, too many connections. SQLite: busy or locked by another process.
+            Sqlx::Database(db) => db.code().is_some_and(|code| {
+                code.starts_with("08")
+                    || matches!(
+                        &*code,
+                        "57P01" | "57P02" | "57P03" | "53300" | "5" | "6" | "517" | "262"
+                    )
+            }),
+            _ => false,
+        },
+        _ => false,
     }
 }
 
@@ -188,6 +231,7 @@ mod tests {
             (ApiError::NotFound("no such event".into()), "NOT_FOUND"),
             (ApiError::Conflict("reused id".into()), "CONFLICT"),
             (ApiError::Timeout("too slow".into()), "TIMEOUT"),
+            (ApiError::Unavailable("down".into()), "UNAVAILABLE"),
             (ApiError::internal(anyhow::anyhow!("boom")), "INTERNAL_SERVER_ERROR"),
         ];
         for (error, code) in cases {
@@ -212,6 +256,31 @@ mod tests {
             "relation \"audit_events\" does not exist"
         )));
         assert_eq!(error.message, "internal server error");
+    }
+
+    #[test]
+    fn a_pool_timeout_or_a_lost_connection_is_unavailable_and_retryable() {
+        use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+        let io = || std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let cases = [
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            DbErr::Conn(RuntimeErr::Internal("refused".into())),
+            DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(sea_orm::sqlx::Error::Io(
+                io(),
+            )))),
+            DbErr::Exec(RuntimeErr::SqlxError(std::sync::Arc::new(
+                sea_orm::sqlx::Error::PoolTimedOut,
+            ))),
+        ];
+        for error in cases {
+            let api = ApiError::from(error);
+            assert_eq!(api.code(), "UNAVAILABLE");
+            assert_eq!(api.to_string(), UNAVAILABLE_MESSAGE);
+        }
+        assert_eq!(
+            ApiError::from(DbErr::Custom("x".into())).code(),
+            "INTERNAL_SERVER_ERROR"
+        );
     }
 
     #[test]

@@ -80,9 +80,11 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the database answers.
+/// Readiness: the database answers, within 800 ms (a probe must not hang on a database that
+/// does not answer).
 async fn readyz(State(state): State<HttpState>) -> Response {
-    match state.ctx.store.ping().await {
+    let ping = tokio::time::timeout(Duration::from_millis(800), state.ctx.store.ping()).await;
+    match ping.unwrap_or_else(|_| Err(sea_orm::DbErr::Custom("no answer within 800 ms".into()))) {
         Ok(()) => axum::Json(serde_json::json!({"status": "ready", "database": "ok"})).into_response(),
         Err(error) => {
             tracing::warn!(%error, "readiness check: the database does not answer");

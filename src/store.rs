@@ -38,7 +38,8 @@ pub struct StoreOptions {
     pub tree_timeout: Duration,
     /// Create the PostgreSQL database when it does not exist (and the user may).
     pub create_database: bool,
-    /// Longest a request waits for a pooled connection, and on SQLite for the write lock.
+    /// Longest a request waits for a pooled connection (and, at least 10 s, a SQLite writer for
+    /// another process's lock).
     pub wait_timeout: Duration,
 }
 
@@ -88,7 +89,7 @@ impl Store {
             .sqlx_logging(false);
         let sqlite = url.starts_with("sqlite:");
         if sqlite {
-            let wait = options.wait_timeout;
+            let wait = options.wait_timeout.max(Duration::from_secs(10));
             connect.map_sqlx_sqlite_opts(move |o| {
                 o.create_if_missing(true)
                     .foreign_keys(true)

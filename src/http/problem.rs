@@ -107,6 +107,12 @@ impl From<ApiError> for Problem {
                 "Service Unavailable",
                 detail,
             ),
+            ApiError::Unavailable(detail) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service Unavailable",
+                detail,
+            ),
             ApiError::Internal(inner) => {
                 tracing::error!(error = ?inner, "internal error while serving a REST request");
                 Problem::new(
@@ -128,6 +134,12 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        // A 503 is worth retrying: say when.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response
     }
 }

@@ -11,6 +11,7 @@ mod browser;
 mod cli;
 mod contract;
 mod explain;
+mod faults;
 mod history;
 mod hostile;
 
