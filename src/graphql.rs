@@ -3,6 +3,7 @@
 mod connection;
 mod event;
 mod input;
+pub mod limits;
 mod loaders;
 mod mutation;
 mod order;
@@ -61,6 +62,17 @@ impl Default for QueryLimits {
     }
 }
 
+/// Complexity of a field that runs a statement of its own (a page, a count, a lookup): the cost
+/// model counts database work, so a request's complexity limit also bounds its statements.
+pub const STATEMENT_COST: usize = 1_000;
+
+/// Complexity of a recursive walk (descendants, their count, a causality tree).
+pub const WALK_COST: usize = 5_000;
+
+/// Complexity of a field answered by a batched statement per nesting level (however many events
+/// the level holds), or by a probe that often needs no statement at all.
+pub const BATCHED_COST: usize = 10;
+
 /// Page size when a client gives neither `first` nor `last`.
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
 
@@ -76,6 +88,9 @@ fn builder(limits: QueryLimits) -> async_graphql::SchemaBuilder<QueryRoot, Mutat
     Schema::build(QueryRoot, MutationRoot, EmptySubscription)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
+        .limit_directives(8)
+        .extension(limits::DocumentLimits)
+        .extension(limits::DatabaseShare)
         .extension(order::SelectionOrder)
 }
 

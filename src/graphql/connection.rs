@@ -135,7 +135,7 @@ impl AuditEventConnection {
 
     /// How many events the whole list holds, ignoring `first`, `last`, `after` and `before`.
     /// Costs one counting query (batched across parents for `children`).
-    #[graphql(complexity = 5)]
+    #[graphql(complexity = "super::BATCHED_COST")]
     async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
         match &self.scope {
             Scope::Events(filter) => {
@@ -189,12 +189,14 @@ impl PageInfo {
 impl PageInfo {
     /// Whether elements exist before this page. With `last`, decided by the page itself; with
     /// `after`, by checking for elements at or before that cursor (one small query, only when asked).
+    #[graphql(complexity = "super::BATCHED_COST")]
     async fn has_previous_page(&self, ctx: &Context<'_>) -> Result<bool> {
         self.decide(ctx, &self.previous).await
     }
 
     /// Whether elements exist after this page. With `first`, decided by the page itself; with
     /// `before`, by checking for elements at or after that cursor (one small query, only when asked).
+    #[graphql(complexity = "super::BATCHED_COST")]
     async fn has_next_page(&self, ctx: &Context<'_>) -> Result<bool> {
         self.decide(ctx, &self.next).await
     }

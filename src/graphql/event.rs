@@ -187,6 +187,7 @@ impl AuditEvent {
 
     /// The event that caused this one; null for a root. Batched: asking for the parents of many
     /// events costs one query.
+    #[graphql(complexity = "super::BATCHED_COST + child_complexity")]
     async fn parent(&self, ctx: &Context<'_>) -> Result<Option<AuditEvent>> {
         let Some(parent_id) = self.0.parent_event_id else {
             return Ok(None);
@@ -238,25 +239,27 @@ impl AuditEvent {
 
     /// The path from the root of this event's tree down to its parent: root first, parent last;
     /// empty for a root. One recursive query, batched across events.
-    #[graphql(complexity = "20 * child_complexity")]
+    #[graphql(complexity = "super::BATCHED_COST + 20 * child_complexity")]
     async fn ancestors(&self, ctx: &Context<'_>) -> Result<Vec<AuditEvent>> {
         Ok(self.ancestor_path(ctx).await?.iter().cloned().map(AuditEvent).collect())
     }
 
     /// The root of this event's tree (the event itself when it has no parent).
+    #[graphql(complexity = "super::BATCHED_COST + child_complexity")]
     async fn root(&self, ctx: &Context<'_>) -> Result<AuditEvent> {
         let path = self.ancestor_path(ctx).await?;
         Ok(AuditEvent(path.first().cloned().unwrap_or_else(|| self.0.clone())))
     }
 
     /// How many ancestors this event has (0 for a root).
+    #[graphql(complexity = "super::BATCHED_COST")]
     async fn depth(&self, ctx: &Context<'_>) -> Result<usize> {
         Ok(self.ancestor_path(ctx).await?.len())
     }
 
     /// Everything this event caused, directly or not, breadth-first: by depth, then
     /// `eventTimestamp`, then `eventId`. One recursive query per page.
-    #[graphql(complexity = "page_cost(first, None, child_complexity)")]
+    #[graphql(complexity = "2 * super::WALK_COST + page_cost(first, None, child_complexity)")]
     async fn descendants(
         &self,
         ctx: &Context<'_>,
@@ -300,6 +303,7 @@ impl AuditEvent {
     }
 
     /// How many events this one caused. Batched across events.
+    #[graphql(complexity = "super::BATCHED_COST")]
     async fn child_count(&self, ctx: &Context<'_>) -> Result<u64> {
         let loader = ctx.data::<Loader<ChildCountLoader>>()?;
         Ok(loader

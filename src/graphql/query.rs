@@ -23,6 +23,7 @@ pub struct QueryRoot;
 #[Object(name = "Query")]
 impl QueryRoot {
     /// One event by id; null when there is none.
+    #[graphql(complexity = "super::STATEMENT_COST + child_complexity")]
     async fn audit_event(
         &self,
         ctx: &Context<'_>,
@@ -39,7 +40,7 @@ impl QueryRoot {
     /// Events matching a filter, newest first (`eventTimestamp`, then `eventId`, descending), as a
     /// Relay connection with keyset pagination: pages stay stable while new events arrive. Page
     /// forwards with `first`/`after` or backwards with `last`/`before`; not both sizes at once.
-    #[graphql(complexity = "page_cost(first, last, child_complexity)")]
+    #[graphql(complexity = "super::STATEMENT_COST + page_cost(first, last, child_complexity)")]
     async fn audit_events(
         &self,
         ctx: &Context<'_>,
@@ -79,7 +80,7 @@ impl QueryRoot {
     /// and `maxNodes` (default 1000, at most 10000). Give exactly one of `correlationId` and
     /// `rootEventId`. For a correlation, an event whose parent is not part of it is a root.
     #[graphql(
-        complexity = "1 + max_nodes.unwrap_or(tree::DEFAULT_MAX_NODES as i32).clamp(1, tree::HARD_MAX_NODES as i32) as usize * child_complexity"
+        complexity = "super::WALK_COST + max_nodes.unwrap_or(tree::DEFAULT_MAX_NODES as i32).clamp(1, tree::HARD_MAX_NODES as i32) as usize * child_complexity"
     )]
     async fn causality_tree(
         &self,
@@ -117,6 +118,7 @@ impl QueryRoot {
 
     /// How many events match a filter, grouped by category, type, outcome or severity, largest
     /// group first.
+    #[graphql(complexity = "super::STATEMENT_COST + child_complexity")]
     async fn audit_event_counts(
         &self,
         ctx: &Context<'_>,

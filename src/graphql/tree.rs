@@ -125,8 +125,9 @@ impl AuditEventDescendantConnection {
             next: Side::Known(self.has_next),
         }
     }
-    /// How many descendants exist up to `maxDepth` (one recursive counting query).
-    #[graphql(complexity = 5)]
+    /// How many descendants exist up to `maxDepth` (one recursive counting query; its cost is
+    /// counted with `descendants`, since a connection's complexity multiplies by its page size).
+    #[graphql(complexity = "super::BATCHED_COST")]
     async fn total_count(&self, ctx: &async_graphql::Context<'_>) -> async_graphql::Result<u64> {
         use async_graphql::ErrorExtensions;
         let app = ctx.data::<super::AppContext>()?;

@@ -455,3 +455,137 @@ async fn lone_surrogates_are_refused_before_any_engine_sees_them(app: TestApp) {
     );
     assert_eq!(app.row_count().await, 0, "the engines never see them");
 }
+
+both_engines!(
+    alias_amplification_is_refused_by_counting_database_work,
+    a_heavy_request_does_not_starve_other_clients,
+);
+
+/// A root with `width` children, each with `width` children: 1 + width + width² events.
+async fn bushy_tree(app: &TestApp, width: usize) -> String {
+    use chrono::{Duration, Utc};
+    let base = Utc::now() - Duration::hours(2);
+    let root = crate::helpers::row(uuid::Uuid::now_v7(), base, None, "amplify");
+    let mut rows = vec![root.clone()];
+    let mut tick = 0;
+    for _ in 0..width {
+        tick += 1;
+        let child = crate::helpers::row(
+            uuid::Uuid::now_v7(),
+            base + Duration::milliseconds(tick),
+            Some(&root),
+            "amplify",
+        );
+        rows.push(child.clone());
+        for _ in 0..width {
+            tick += 1;
+            rows.push(crate::helpers::row(
+                uuid::Uuid::now_v7(),
+                base + Duration::milliseconds(tick),
+                Some(&child),
+                "amplify",
+            ));
+        }
+    }
+    app.insert_rows(&rows).await;
+    root.event_id.to_string()
+}
+
+async fn alias_amplification_is_refused_by_counting_database_work(app: TestApp) {
+    let root = bushy_tree(&app, 10).await;
+    let walks = |n: usize| -> String {
+        let aliases: String = (0..n)
+            .map(|i| {
+                format!("w{i}: auditEvent(eventId: \"{root}\") {{ descendants(maxDepth: 10000) {{ totalCount }} }} ")
+            })
+            .collect();
+        format!("{{ {aliases} }}")
+    };
+    let counts = |n: usize| -> String {
+        let aliases: String = (0..n)
+            .map(|i| format!("c{i}: auditEvents(first: 1) {{ totalCount }} "))
+            .collect();
+        format!("{{ {aliases} }}")
+    };
+    for (query, why) in [
+        (walks(200), "root fields"),
+        (walks(30), "complex"),
+        (counts(1_000), "selections"),
+        (counts(300), "root fields"),
+    ] {
+        let body = app.graphql(&query, json!({})).await;
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default().to_string();
+        assert!(message.contains(why), "{why}: {}", brief(&body));
+        assert!(
+            body.get("data").is_none(),
+            "refused before any statement: {}",
+            brief(&body)
+        );
+    }
+    // Within the budget the same work is done, and answered right.
+    let body = app.graphql(&walks(10), json!({})).await;
+    assert!(body.get("errors").is_none(), "{}", brief(&body));
+    assert_eq!(body["data"]["w9"]["descendants"]["totalCount"], 110);
+}
+
+async fn a_heavy_request_does_not_starve_other_clients(app: TestApp) {
+    let root = bushy_tree(&app, 30).await;
+    let aliases: String = (0..20)
+        .map(|i| {
+            format!(
+                "w{i}: auditEvent(eventId: \"{root}\") {{ descendants(maxDepth: 10000, first: 100) {{ totalCount }} }} "
+            )
+        })
+        .collect();
+    let heavy = format!("{{ {aliases} }}");
+    let light = "{ auditEvents(first: 1, filter: {rootsOnly: true}) { edges { node { eventId } } } }";
+    let (heavy_body, light_bodies) = tokio::join!(app.graphql(&heavy, json!({})), async {
+        let mut bodies = Vec::new();
+        for _ in 0..20 {
+            bodies.push(app.graphql(light, json!({})).await);
+        }
+        bodies
+    });
+    assert!(heavy_body.get("errors").is_none(), "{}", brief(&heavy_body));
+    assert_eq!(heavy_body["data"]["w19"]["descendants"]["totalCount"], 930);
+    for body in light_bodies {
+        assert!(
+            body.get("errors").is_none(),
+            "other clients are served: {}",
+            brief(&body)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_is_a_typed_retryable_refusal() {
+    use sea_orm::TransactionTrait;
+    for engine in [Engine::Sqlite, Engine::Postgres] {
+        let Some(app) = TestApp::with_config(engine, |c| {
+            c.db_max_connections = 1;
+            c.db_wait_timeout_secs = 1;
+        })
+        .await
+        else {
+            continue;
+        };
+        let held = app.store.db().begin().await.expect("the only connection");
+        let body = app.graphql("{ auditEvents { totalCount } }", json!({})).await;
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"],
+            "UNAVAILABLE",
+            "{engine:?}: {}",
+            brief(&body)
+        );
+        let (status, _, problem) = app.rest("GET", "/api/v1/audit/events", None, &[]).await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{engine:?}: {}",
+            brief(&problem)
+        );
+        held.rollback().await.expect("release");
+        let data = app.ok("{ auditEvents { totalCount } }", json!({})).await;
+        assert_eq!(data["auditEvents"]["totalCount"], 0);
+    }
+}
