@@ -12,6 +12,7 @@ mod cli;
 mod contract;
 mod explain;
 mod faults;
+mod fuzz;
 mod history;
 mod hostile;
 
