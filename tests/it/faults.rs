@@ -229,3 +229,123 @@ async fn a_database_that_resets_or_goes_silent_gets_typed_retryable_refusals_and
     assert!(body.get("errors").is_none(), "writes work again: {}", brief(&body));
     assert_eq!(app.row_count().await, 4);
 }
+
+/// Writes batches through a real server process, kills it with SIGKILL while batches are in
+/// flight, and checks every batch is whole or absent, and every acknowledged batch whole.
+async fn kill_nine_mid_batch(database_url: String, _keep: impl Send) {
+    use crate::helpers::{ChildGuard, http_exchange, http_post, ready};
+    const BATCH: usize = 50;
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = ChildGuard(
+        std::process::Command::new(env!("CARGO_BIN_EXE_auditgraph"))
+            .current_dir(dir.path())
+            .env("DATABASE_URL", &database_url)
+            .env("AUDITGRAPH_LISTEN", addr.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while !ready(addr).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the server did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (enough, mut enough_rx) = tokio::sync::mpsc::channel::<()>(64);
+    let mut writers = Vec::new();
+    for writer in 0..4 {
+        let acknowledged = acknowledged.clone();
+        let enough = enough.clone();
+        writers.push(tokio::spawn(async move {
+            for round in 0..10_000 {
+                let correlation = format!("kill-{writer}-{round}");
+                let events: Vec<Value> = (0..BATCH)
+                    .map(|_| rest_event(json!({"correlation_id": correlation})))
+                    .collect();
+                let body = Value::from(events).to_string();
+                let request = http_post("/api/v1/audit/events/batch", &body);
+                // The exchange panics when the server dies under it; its task keeps that here.
+                let exchange = tokio::spawn(async move { http_exchange(addr, &request).await });
+                match exchange.await {
+                    Ok((status, _)) if status.contains(" 201 ") => {
+                        acknowledged.lock().unwrap().push(correlation);
+                        let _ = enough.try_send(());
+                    }
+                    _ => return,
+                }
+            }
+        }));
+    }
+    // Kill once twelve batches are acknowledged and others are surely in flight.
+    for _ in 0..12 {
+        enough_rx.recv().await.expect("writers acknowledge batches");
+    }
+    child.0.kill().expect("SIGKILL");
+    let _ = child.0.wait();
+    for writer in writers {
+        let _ = writer.await;
+    }
+
+    let store =
+        auditgraph::store::Store::connect(&auditgraph::config::Config::for_database(&database_url).store_options())
+            .await
+            .expect("reconnect");
+    use sea_orm::ConnectionTrait;
+    let rows = store
+        .db()
+        .query_all_raw(sea_orm::Statement::from_string(
+            store.backend(),
+            "SELECT correlation_id, COUNT(*) AS n FROM audit_events GROUP BY correlation_id",
+        ))
+        .await
+        .expect("counts");
+    let counts: std::collections::HashMap<String, i64> = rows
+        .iter()
+        .map(|row| {
+            (
+                row.try_get("", "correlation_id").unwrap(),
+                row.try_get("", "n").unwrap(),
+            )
+        })
+        .collect();
+    for (correlation, count) in &counts {
+        assert_eq!(
+            *count, BATCH as i64,
+            "{correlation} is whole or absent, not {count} events"
+        );
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= 12);
+    for correlation in &acknowledged {
+        assert!(counts.contains_key(correlation), "acknowledged {correlation} is stored");
+    }
+    eprintln!(
+        "kill -9: {} batches acknowledged, {} stored (a batch can commit before its answer is sent)",
+        acknowledged.len(),
+        counts.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_mid_batch_leaves_every_batch_whole_or_absent_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kill.db").display());
+    kill_nine_mid_batch(url, dir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_mid_batch_leaves_every_batch_whole_or_absent_on_postgres() {
+    let Some(database) = crate::helpers::fresh_postgres_database().await else {
+        return;
+    };
+    kill_nine_mid_batch(database.url.clone(), database).await;
+}
