@@ -34,6 +34,11 @@ pub const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 /// 10 deep), so 64 leaves room for every valid request.
 pub const MAX_DOCUMENT_NESTING: usize = 64;
 
+/// The most names (fields, arguments, types, enum values…) a document may hold, counted before it
+/// is parsed: a document within the selection limit has far fewer, and parsing a document of a
+/// few megabytes of names would cost tens of megabytes of memory before any limit could see it.
+pub const MAX_DOCUMENT_NAMES: usize = 20_000;
+
 /// The code of every refusal by the transport (the HTTP status says which).
 pub const BAD_REQUEST: &str = "BAD_REQUEST";
 
@@ -217,24 +222,42 @@ fn operation_type(request: &async_graphql::Request) -> Option<OperationType> {
     chosen_operation(&document, request.operation_name.as_deref()).map(|op| op.node.ty)
 }
 
-/// The refusal of a document nested deeper than [`MAX_DOCUMENT_NESTING`].
+/// The refusal of a document nested deeper than [`MAX_DOCUMENT_NESTING`] or holding more than
+/// [`MAX_DOCUMENT_NAMES`] names.
 fn too_deep(query: &str, media: Media) -> Option<Response> {
-    let depth = nesting_depth(query, MAX_DOCUMENT_NESTING);
-    (depth > MAX_DOCUMENT_NESTING).then(|| {
-        refusal(
-            StatusCode::BAD_REQUEST,
-            BAD_REQUEST,
-            format!("the document nests brackets more than {MAX_DOCUMENT_NESTING} levels deep"),
-            media,
-        )
-    })
+    let shape = shape(query, MAX_DOCUMENT_NESTING);
+    let refuse = |message: String| Some(refusal(StatusCode::BAD_REQUEST, BAD_REQUEST, message, media));
+    if shape.deepest > MAX_DOCUMENT_NESTING {
+        return refuse(format!(
+            "the document nests brackets more than {MAX_DOCUMENT_NESTING} levels deep"
+        ));
+    }
+    if shape.names > MAX_DOCUMENT_NAMES {
+        return refuse(format!(
+            "the document holds {} names; at most {MAX_DOCUMENT_NAMES} are allowed",
+            shape.names
+        ));
+    }
+    None
 }
 
 /// How deep `{`, `[` and `(` nest in a GraphQL document, outside strings and comments; stops
 /// counting once past `limit`.
 pub fn nesting_depth(query: &str, limit: usize) -> usize {
+    shape(query, limit).deepest
+}
+
+/// What a document looks like before it is parsed.
+struct Shape {
+    /// The deepest bracket nesting (counting stops past the limit).
+    deepest: usize,
+    /// How many names it holds.
+    names: usize,
+}
+
+fn shape(query: &str, limit: usize) -> Shape {
     let bytes = query.as_bytes();
-    let (mut depth, mut deepest, mut i) = (0_usize, 0_usize, 0_usize);
+    let (mut depth, mut deepest, mut i, mut names) = (0_usize, 0_usize, 0_usize, 0_usize);
     while i < bytes.len() {
         match bytes[i] {
             b'#' => {
@@ -259,15 +282,29 @@ pub fn nesting_depth(query: &str, limit: usize) -> usize {
                 depth += 1;
                 deepest = deepest.max(depth);
                 if deepest > limit {
-                    return deepest;
+                    return Shape { deepest, names };
                 }
             }
             b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            b'_' | b'a'..=b'z' | b'A'..=b'Z' => {
+                names += 1;
+                while i + 1 < bytes.len() && (bytes[i + 1] == b'_' || bytes[i + 1].is_ascii_alphanumeric()) {
+                    i += 1;
+                }
+            }
+            b'0'..=b'9' | b'-' => {
+                // A number (with its exponent or fraction letters) is no name.
+                while i + 1 < bytes.len()
+                    && (bytes[i + 1].is_ascii_alphanumeric() || matches!(bytes[i + 1], b'.' | b'+' | b'-'))
+                {
+                    i += 1;
+                }
+            }
             _ => {}
         }
         i += 1;
     }
-    deepest
+    Shape { deepest, names }
 }
 
 /// Runs a request and writes its response in `media`.
@@ -355,6 +392,13 @@ mod tests {
         assert_eq!(nesting_depth("# {{{{{\n{ a }", 64), 1);
         assert_eq!(nesting_depth(&"[".repeat(100_000), 64), 65, "stops past the limit");
         assert_eq!(nesting_depth("}}}{", 64), 1, "stray closers do not go below zero");
+    }
+
+    #[test]
+    fn names_are_counted_outside_strings_and_numbers() {
+        assert_eq!(shape("{ a(first: 10) { b_c d2 } }", 64).names, 4);
+        assert_eq!(shape("{ a(s: \"x y z\", n: 1e10, m: -2.5E-3) }", 64).names, 4);
+        assert_eq!(shape("# a b c\n{ a }", 64).names, 1);
     }
 
     #[test]

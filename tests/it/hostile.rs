@@ -88,7 +88,8 @@ async fn deeply_nested_literals_are_refused_and_the_server_keeps_serving(app: Te
     );
     let huge = format!("{{a(b:{})}}", "[".repeat(1_000_000));
     let selections = format!("{}{}", "{a".repeat(5_000), "}".repeat(5_000));
-    for document in [&object, &list, &huge, &selections] {
+    let names = format!("{{ {} }}", "f ".repeat(200_000));
+    for document in [&object, &list, &huge, &selections, &names] {
         let (status, content_type, body) = exchange(&app, post_json(&json!({"query": document}), None)).await;
         assert_refusal(status, &content_type, &body, StatusCode::BAD_REQUEST, "BAD_REQUEST");
         if document.len() < 100_000 {
