@@ -180,6 +180,16 @@ fn every_cli_error_is_one_short_line_whatever_rust_backtrace_says() {
 }
 
 #[test]
+fn boolean_variables_take_the_usual_spellings() {
+    for value in ["1", "true", "yes", "on", "0", "false", "no", "off"] {
+        let output = run(&["export-schema"], &[("AUDITGRAPH_NO_MIGRATE", value)]);
+        assert!(output.status.success(), "{value}: {}", stderr(&output));
+    }
+    let output = run(&["export-schema"], &[("AUDITGRAPH_NO_MIGRATE", "maybe")]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+}
+
+#[test]
 fn a_malformed_option_is_one_line_too() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
     let cases: [Case; 3] = [
