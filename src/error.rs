@@ -84,8 +84,8 @@ impl ApiError {
 }
 
 /// What a client is told when the database is out of reach or every connection is busy.
-pub const UNAVAILABLE_MESSAGE: &str =
-    "the database is unavailable or the server is saturated; nothing was done, retry shortly";
+pub const UNAVAILABLE_MESSAGE: &str = "the database is unavailable or the server is saturated; retry shortly \
+     (a write may have been committed if the connection was lost at its end: retry with the same eventId)";
 
 impl From<sea_orm::DbErr> for ApiError {
     fn from(error: sea_orm::DbErr) -> Self {

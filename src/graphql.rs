@@ -89,7 +89,6 @@ fn builder(limits: QueryLimits) -> async_graphql::SchemaBuilder<QueryRoot, Mutat
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .limit_directives(8)
-        .extension(limits::DocumentLimits)
         .extension(limits::DatabaseShare)
         .extension(order::SelectionOrder)
 }

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
 use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -50,6 +50,8 @@ pub fn router(state: HttpState, options: HttpOptions) -> Router {
         .route("/api/v1/audit/events", get(rest::query_events).post(rest::create_event))
         .route("/api/v1/audit/events/batch", post(rest::create_batch))
         .with_state(state)
+        // The one body limit is ours (axum's extractors would add their own 2 MiB one).
+        .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(options.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

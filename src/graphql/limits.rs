@@ -1,44 +1,34 @@
 //! Limits that keep one request from harming the others, beyond depth and complexity:
 //!
-//! - [`DocumentLimits`]: a document holds at most [`MAX_SELECTIONS`] selections (fields, aliases,
-//!   fragment spreads, counted in every operation and fragment) and an operation at most
-//!   [`MAX_ROOT_FIELDS`] root fields. Checked right after parsing, before validation walks it.
+//! - [`document_refusal`]: a document holds at most [`MAX_SELECTIONS`] selections (fields, aliases,
+//!   fragment spreads, counted in every operation and fragment), at most
+//!   [`MAX_EXPANDED_SELECTIONS`] once every fragment spread is replaced by its fragment (a few
+//!   fragments that each spread the next one twice would otherwise expand to billions of
+//!   selections, which validation walks one by one), and an operation at most
+//!   [`MAX_ROOT_FIELDS`] root fields. The HTTP layer checks this before validation runs.
 //! - [`DatabaseShare`]: one request resolves at most [`ROOT_FIELDS_AT_ONCE`] root fields at a time,
-//!   and at most [`WALKS_AT_ONCE`] descendant walks at a time, so a request full of aliases takes
-//!   longer itself instead of taking every pooled connection from other clients. Fields that
-//!   dataloaders batch are not held back: holding them would split their batches.
+//!   so a request full of aliases takes longer itself instead of taking every pooled connection
+//!   from other clients. Root fields cannot nest, so the permits cannot deadlock.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextResolve, ResolveInfo,
-};
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{ServerError, ServerResult, Value, Variables};
+use async_graphql::{ServerResult, Value};
 use tokio::sync::Semaphore;
 
-/// Most selections in one document.
+/// Most selections written in one document.
 pub const MAX_SELECTIONS: usize = 1_000;
+
+/// Most selections of one document once its fragments are expanded.
+pub const MAX_EXPANDED_SELECTIONS: usize = 10_000;
 
 /// Most root fields (aliases included) in one operation.
 pub const MAX_ROOT_FIELDS: usize = 50;
 
 /// Root fields of one request resolved at the same time.
 pub const ROOT_FIELDS_AT_ONCE: usize = 4;
-
-/// Descendant walks of one request run at the same time.
-pub const WALKS_AT_ONCE: usize = 4;
-
-/// Refuses documents with too many selections or root fields (see the module documentation).
-pub struct DocumentLimits;
-
-impl ExtensionFactory for DocumentLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DocumentLimitsExtension)
-    }
-}
-
-struct DocumentLimitsExtension;
 
 fn selections(set: &SelectionSet) -> usize {
     set.items
@@ -49,6 +39,43 @@ fn selections(set: &SelectionSet) -> usize {
             Selection::FragmentSpread(_) => 1,
         })
         .sum()
+}
+
+/// Selections of `set` with every spread replaced by its fragment; each fragment's size is
+/// computed once. A cycle counts nothing (validation rejects it).
+fn expanded<'a>(
+    set: &'a SelectionSet,
+    document: &'a ExecutableDocument,
+    sizes: &mut HashMap<&'a str, usize>,
+    visiting: &mut Vec<&'a str>,
+) -> usize {
+    let mut total = 0_usize;
+    for item in &set.items {
+        let size = match &item.node {
+            Selection::Field(field) => 1 + expanded(&field.node.selection_set.node, document, sizes, visiting),
+            Selection::InlineFragment(fragment) => {
+                1 + expanded(&fragment.node.selection_set.node, document, sizes, visiting)
+            }
+            Selection::FragmentSpread(spread) => {
+                let name = spread.node.fragment_name.node.as_str();
+                let inner = match (sizes.get(name), document.fragments.get(name)) {
+                    (Some(size), _) => *size,
+                    (None, Some(_)) if visiting.contains(&name) => 0,
+                    (None, Some(fragment)) => {
+                        visiting.push(name);
+                        let size = expanded(&fragment.node.selection_set.node, document, sizes, visiting);
+                        visiting.pop();
+                        sizes.insert(name, size);
+                        size
+                    }
+                    (None, None) => 0,
+                };
+                1_usize.saturating_add(inner)
+            }
+        };
+        total = total.saturating_add(size);
+    }
+    total
 }
 
 /// Why a document is refused, if it is.
@@ -69,28 +96,27 @@ pub fn document_refusal(document: &ExecutableDocument) -> Option<String> {
             "the document has {total} selections; at most {MAX_SELECTIONS} are allowed"
         ));
     }
-    document.operations.iter().find_map(|(_, op)| {
-        let roots = op.node.selection_set.node.items.len();
-        (roots > MAX_ROOT_FIELDS)
-            .then(|| format!("an operation selects {roots} root fields; at most {MAX_ROOT_FIELDS} are allowed"))
-    })
-}
-
-#[async_trait::async_trait]
-impl Extension for DocumentLimitsExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        match document_refusal(&document) {
-            Some(reason) => Err(ServerError::new(reason, None)),
-            None => Ok(document),
+    let mut sizes = HashMap::new();
+    for (_, operation) in document.operations.iter() {
+        let size = expanded(
+            &operation.node.selection_set.node,
+            document,
+            &mut sizes,
+            &mut Vec::new(),
+        );
+        if size > MAX_EXPANDED_SELECTIONS {
+            return Some(format!(
+                "an operation expands to more than {MAX_EXPANDED_SELECTIONS} selections once its fragments are spread"
+            ));
+        }
+        let roots = operation.node.selection_set.node.items.len();
+        if roots > MAX_ROOT_FIELDS {
+            return Some(format!(
+                "an operation selects {roots} root fields; at most {MAX_ROOT_FIELDS} are allowed"
+            ));
         }
     }
+    None
 }
 
 /// Shares the database fairly between requests (see the module documentation).
@@ -100,7 +126,6 @@ impl ExtensionFactory for DatabaseShare {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(DatabaseShareExtension {
             roots: Semaphore::new(ROOT_FIELDS_AT_ONCE),
-            walks: Semaphore::new(WALKS_AT_ONCE),
         })
     }
 }
@@ -108,7 +133,6 @@ impl ExtensionFactory for DatabaseShare {
 /// One per request.
 struct DatabaseShareExtension {
     roots: Semaphore,
-    walks: Semaphore,
 }
 
 #[async_trait::async_trait]
@@ -119,16 +143,9 @@ impl Extension for DatabaseShareExtension {
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
-        let semaphore = match (info.parent_type, info.name) {
-            ("Query", name) if !name.starts_with("__") => Some(&self.roots),
-            ("AuditEvent", "descendants") => Some(&self.walks),
-            _ => None,
-        };
-        let _permit = match semaphore {
-            // The semaphores live as long as the request and are never closed.
-            Some(semaphore) => semaphore.acquire().await.ok(),
-            None => None,
-        };
+        let root = info.parent_type == "Query" && !info.name.starts_with("__");
+        // The semaphore lives as long as the request and is never closed.
+        let _permit = if root { self.roots.acquire().await.ok() } else { None };
         next.run(ctx, info).await
     }
 }
@@ -159,5 +176,13 @@ mod tests {
             refusal(&format!("{{ ...F0 }} {chain}")).unwrap().contains("selections"),
             "fragment spreads count too"
         );
+        // Thirty fragments that each spread the next twice: 63 selections written, 2^31 expanded.
+        let fan: String = (0..30)
+            .map(|i| format!("fragment F{i} on Query {{ ...F{} ...F{} }} ", i + 1, i + 1))
+            .collect();
+        let fan = format!("{{ ...F0 }} {fan} fragment F30 on Query {{ __typename }}");
+        assert!(refusal(&fan).unwrap().contains("expands"), "{:?}", refusal(&fan));
+        let cycle = "{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }";
+        assert_eq!(refusal(cycle), None, "cycles are left to validation");
     }
 }

@@ -98,6 +98,10 @@ impl QueryRoot {
                 .map_err(|e| ApiError::from(e).extend())?,
         };
         let tree = match (correlation_id, root_event_id) {
+            (Some(correlation), None) if correlation.contains('\0') => Err(ApiError::BadArgument {
+                argument: "correlationId".into(),
+                message: format!("correlationId: {}", crate::domain::event::NUL_MESSAGE),
+            }),
             (Some(correlation), None) => app.store.tree_of_correlation(&correlation, bounds).await,
             (None, Some(id)) => match app.store.find_event(id).await.map_err(|e| e.extend())? {
                 Some(root) => app.store.tree_of_event(root.key(), bounds).await,

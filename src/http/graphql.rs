@@ -34,10 +34,10 @@ pub const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 /// 10 deep), so 64 leaves room for every valid request.
 pub const MAX_DOCUMENT_NESTING: usize = 64;
 
-/// The most names (fields, arguments, types, enum values…) a document may hold, counted before it
-/// is parsed: a document within the selection limit has far fewer, and parsing a document of a
-/// few megabytes of names would cost tens of megabytes of memory before any limit could see it.
-pub const MAX_DOCUMENT_NAMES: usize = 20_000;
+/// The most tokens (names, numbers, strings, brackets) a document may hold, counted before it is
+/// parsed: parsing a document of a few megabytes of tokens would cost far more memory than its
+/// size before any other limit could see it. Large inputs belong in variables.
+pub const MAX_DOCUMENT_TOKENS: usize = 50_000;
 
 /// The code of every refusal by the transport (the HTTP status says which).
 pub const BAD_REQUEST: &str = "BAD_REQUEST";
@@ -223,7 +223,7 @@ fn operation_type(request: &async_graphql::Request) -> Option<OperationType> {
 }
 
 /// The refusal of a document nested deeper than [`MAX_DOCUMENT_NESTING`] or holding more than
-/// [`MAX_DOCUMENT_NAMES`] names.
+/// [`MAX_DOCUMENT_TOKENS`] tokens.
 fn too_deep(query: &str, media: Media) -> Option<Response> {
     let shape = shape(query, MAX_DOCUMENT_NESTING);
     let refuse = |message: String| Some(refusal(StatusCode::BAD_REQUEST, BAD_REQUEST, message, media));
@@ -232,10 +232,9 @@ fn too_deep(query: &str, media: Media) -> Option<Response> {
             "the document nests brackets more than {MAX_DOCUMENT_NESTING} levels deep"
         ));
     }
-    if shape.names > MAX_DOCUMENT_NAMES {
+    if shape.tokens > MAX_DOCUMENT_TOKENS {
         return refuse(format!(
-            "the document holds {} names; at most {MAX_DOCUMENT_NAMES} are allowed",
-            shape.names
+            "the document holds more than {MAX_DOCUMENT_TOKENS} tokens; pass large inputs as variables"
         ));
     }
     None
@@ -251,13 +250,13 @@ pub fn nesting_depth(query: &str, limit: usize) -> usize {
 struct Shape {
     /// The deepest bracket nesting (counting stops past the limit).
     deepest: usize,
-    /// How many names it holds.
-    names: usize,
+    /// How many tokens it holds (names, numbers, strings, brackets).
+    tokens: usize,
 }
 
 fn shape(query: &str, limit: usize) -> Shape {
     let bytes = query.as_bytes();
-    let (mut depth, mut deepest, mut i, mut names) = (0_usize, 0_usize, 0_usize, 0_usize);
+    let (mut depth, mut deepest, mut i, mut tokens) = (0_usize, 0_usize, 0_usize, 0_usize);
     while i < bytes.len() {
         match bytes[i] {
             b'#' => {
@@ -266,6 +265,7 @@ fn shape(query: &str, limit: usize) -> Shape {
                 }
             }
             b'"' if bytes[i..].starts_with(b"\"\"\"") => {
+                tokens += 1;
                 i += 3;
                 while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
                     i += if bytes[i..].starts_with(b"\\\"\"\"") { 4 } else { 1 };
@@ -273,27 +273,30 @@ fn shape(query: &str, limit: usize) -> Shape {
                 i += 2;
             }
             b'"' => {
+                tokens += 1;
                 i += 1;
                 while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
                     i += if bytes[i] == b'\\' { 2 } else { 1 };
                 }
             }
             b'{' | b'[' | b'(' => {
+                tokens += 1;
                 depth += 1;
                 deepest = deepest.max(depth);
                 if deepest > limit {
-                    return Shape { deepest, names };
+                    return Shape { deepest, tokens };
                 }
             }
             b'}' | b']' | b')' => depth = depth.saturating_sub(1),
             b'_' | b'a'..=b'z' | b'A'..=b'Z' => {
-                names += 1;
+                tokens += 1;
                 while i + 1 < bytes.len() && (bytes[i + 1] == b'_' || bytes[i + 1].is_ascii_alphanumeric()) {
                     i += 1;
                 }
             }
             b'0'..=b'9' | b'-' => {
-                // A number (with its exponent or fraction letters) is no name.
+                // A number, with its fraction and exponent.
+                tokens += 1;
                 while i + 1 < bytes.len()
                     && (bytes[i + 1].is_ascii_alphanumeric() || matches!(bytes[i + 1], b'.' | b'+' | b'-'))
                 {
@@ -304,13 +307,24 @@ fn shape(query: &str, limit: usize) -> Shape {
         }
         i += 1;
     }
-    Shape { deepest, names }
+    Shape { deepest, tokens }
 }
 
 /// Runs a request and writes its response in `media`.
-async fn execute(state: &HttpState, request: async_graphql::Request, media: Media) -> Response {
+async fn execute(state: &HttpState, mut request: async_graphql::Request, media: Media) -> Response {
     if let Some(refused) = too_deep(&request.query, media) {
         return refused;
+    }
+    // Parsed once here (the schema reuses it), and checked before validation walks it. A
+    // document that does not parse is reported by the execution, the usual way.
+    if let Ok(document) = request.parsed_query()
+        && let Some(reason) = crate::graphql::limits::document_refusal(document)
+    {
+        let status = match media {
+            Media::GraphqlResponse => StatusCode::BAD_REQUEST,
+            Media::Json => StatusCode::OK,
+        };
+        return refusal(status, BAD_REQUEST, reason, media);
     }
     let started = Instant::now();
     let request = prepare_request(request, &state.ctx.store);
@@ -395,10 +409,12 @@ mod tests {
     }
 
     #[test]
-    fn names_are_counted_outside_strings_and_numbers() {
-        assert_eq!(shape("{ a(first: 10) { b_c d2 } }", 64).names, 4);
-        assert_eq!(shape("{ a(s: \"x y z\", n: 1e10, m: -2.5E-3) }", 64).names, 4);
-        assert_eq!(shape("# a b c\n{ a }", 64).names, 1);
+    fn tokens_are_counted_outside_comments() {
+        // { a ( first 10 ) { b_c d2 } } → brackets 3, names 4, a number
+        assert_eq!(shape("{ a(first: 10) { b_c d2 } }", 64).tokens, 8);
+        // { a ( s "x y z" n 1e10 m -2.5E-3 ) }
+        assert_eq!(shape("{ a(s: \"x y z\", n: 1e10, m: -2.5E-3) }", 64).tokens, 9);
+        assert_eq!(shape("# a b c\n{ a }", 64).tokens, 2);
     }
 
     #[test]

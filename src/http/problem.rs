@@ -129,13 +129,14 @@ impl From<ApiError> for Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retryable = self.0.kind.ends_with("/unavailable");
         let mut response = (status, axum::Json(self.0)).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        // A 503 is worth retrying: say when.
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        // Unavailable is worth retrying: say when.
+        if retryable {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

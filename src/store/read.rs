@@ -138,26 +138,29 @@ pub(super) fn condition(filter: &EventFilter, backend: DatabaseBackend) -> Condi
         cond = cond.add(Column::EventTimestamp.lte(until));
     }
     if let Some((key, value)) = &filter.data_equals {
-        // A top-level string, number or boolean whose text equals the value, the same on both
-        // engines: PostgreSQL's `->>` already gives `5` and `true`; SQLite's gives 5 and 1, so it
-        // takes the JSON text (`->`) of numbers and booleans. Objects, arrays and null never
-        // match. The key (letters, digits, underscores) is bound, never spliced.
+        // A top-level string or boolean whose text equals the value, or a number equal to it as a
+        // number (`5`, `5.0` and `5e0` alike: the engines print numbers differently), the same on
+        // both engines. Objects, arrays and null never match. The key (letters, digits,
+        // underscores) is bound, never spliced.
+        let number = value.parse::<f64>().ok().filter(|n| n.is_finite());
+        let text = || sea_orm::Value::from(value.clone());
+        let key = || sea_orm::Value::from(key.clone());
+        let number = || sea_orm::Value::from(number);
         let (sql, values) = match backend {
             DatabaseBackend::Postgres => (
-                "(jsonb_typeof(event_data -> $1) IN ('string', 'number', 'boolean') AND event_data ->> $1 = $2)",
-                vec![key.clone(), value.clone()],
+                "(CASE jsonb_typeof(event_data -> $1) WHEN 'string' THEN event_data ->> $1 = $2 \
+                 WHEN 'boolean' THEN event_data ->> $1 = $2 \
+                 WHEN 'number' THEN (event_data ->> $1)::float8 = $3 ELSE false END)",
+                vec![key(), text(), number()],
             ),
             _ => (
-                "(CASE json_type(event_data, '$.' || ?) WHEN 'text' THEN event_data ->> ? \
-                 WHEN 'integer' THEN event_data -> ? WHEN 'real' THEN event_data -> ? \
-                 WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' END) = ?",
-                vec![key.clone(), key.clone(), key.clone(), key.clone(), value.clone()],
+                "(CASE json_type(event_data, '$.' || ?) WHEN 'text' THEN event_data ->> ? = ? \
+                 WHEN 'true' THEN 'true' = ? WHEN 'false' THEN 'false' = ? \
+                 WHEN 'integer' THEN event_data ->> ? = ? WHEN 'real' THEN event_data ->> ? = ? ELSE 0 END)",
+                vec![key(), key(), text(), text(), text(), key(), number(), key(), number()],
             ),
         };
-        cond = cond.add(Expr::cust_with_values(
-            sql,
-            values.into_iter().map(sea_orm::Value::from),
-        ));
+        cond = cond.add(Expr::cust_with_values(sql, values));
     }
     cond
 }

@@ -97,6 +97,27 @@ async fn deeply_nested_literals_are_refused_and_the_server_keeps_serving(app: Te
             assert_refusal(status, &content_type, &body, StatusCode::BAD_REQUEST, "BAD_REQUEST");
         }
     }
+    // Fragments that each spread the next twice: 63 selections written, 2^31 once expanded.
+    let fan: String = (0..30)
+        .map(|i| format!("fragment F{i} on Query {{ ...F{} ...F{} }} ", i + 1, i + 1))
+        .collect();
+    let fan = format!("{{ ...F0 }} {fan} fragment F30 on Query {{ __typename }}");
+    let body = app.graphql(&fan, json!({})).await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("expands"),
+        "{}",
+        brief(&body)
+    );
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_REQUEST");
+    assert!(body.get("data").is_none());
+    // A body of 3 MiB is within the 5 MiB limit (no hidden smaller one).
+    let large = json!({"query": format!("{{ auditEvents {{ totalCount }} }} # {}", "x".repeat(3 << 20))});
+    let (status, _, body) = exchange(&app, post_json(&large, None)).await;
+    assert_eq!(status, StatusCode::OK, "{}", brief(&body));
+    assert_eq!(body["data"]["auditEvents"]["totalCount"], 0);
     // Nesting inside strings and comments is text, not structure.
     let quoted = format!(
         "{{auditEvents(filter:{{correlationId:\"{}\"}}){{totalCount}}}} # {}",
@@ -293,6 +314,9 @@ async fn nul_characters_are_field_errors_on_both_engines(app: TestApp) {
     let error = app.error(literal, json!({})).await;
     assert_eq!(error["extensions"]["field"], "correlationId", "{}", brief(&error));
 
+    let tree = "query($c: String) { causalityTree(correlationId: $c) { nodeCount } }";
+    let error = app.error(tree, json!({"c": "a\u{0}b"})).await;
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{}", brief(&error));
     let filter = "query($c: String) { auditEvents(filter: {correlationId: $c}) { totalCount } }";
     let error = app.error(filter, json!({"c": "a\u{0}b"})).await;
     assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{}", brief(&error));
@@ -387,11 +411,17 @@ async fn rest_offsets_beyond_the_limit_are_field_errors(app: TestApp) {
 }
 
 async fn event_data_filters_match_strings_numbers_and_booleans_alike(app: TestApp) {
-    let data = json!({"n": 5, "b": true, "f": false, "s": "5", "r": 1.5, "o": {"x": 1}, "a": [1], "z": null});
+    let data = json!({"n": 5, "b": true, "f": false, "s": "5", "r": 1.5, "o": {"x": 1}, "a": [1], "z": null,
+        "tiny": 1e-7, "big": 1e16});
     app.create(json!({"eventData": data})).await;
     for (key, value, want) in [
         ("n", "5", 1),
-        ("n", "5.0", 0),
+        ("n", "5.0", 1),
+        ("n", "6", 0),
+        ("tiny", "1e-7", 1),
+        ("tiny", "0.0000001", 1),
+        ("big", "10000000000000000", 1),
+        ("s", "5.0", 0),
         ("b", "true", 1),
         ("b", "1", 0),
         ("f", "false", 1),
@@ -548,6 +578,17 @@ async fn a_heavy_request_does_not_starve_other_clients(app: TestApp) {
         bodies
     });
     assert!(heavy_body.get("errors").is_none(), "{}", brief(&heavy_body));
+    // Walks nested in walks, under several root fields: no permit is held across a subtree.
+    let nested: String = (0..3)
+        .map(|i| {
+            format!(
+                "n{i}: auditEvent(eventId: \"{root}\") {{ descendants(first: 2) {{ edges {{ node {{ \
+                 descendants(first: 2) {{ edges {{ node {{ descendants(first: 1) {{ totalCount }} }} }} }} }} }} }} }} "
+            )
+        })
+        .collect();
+    let body = app.graphql(&format!("{{ {nested} }}"), json!({})).await;
+    assert!(body.get("errors").is_none(), "{}", brief(&body));
     assert_eq!(heavy_body["data"]["w19"]["descendants"]["totalCount"], 930);
     for body in light_bodies {
         assert!(
