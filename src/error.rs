@@ -118,7 +118,7 @@ pub fn is_unavailable(error: &sea_orm::DbErr) -> bool {
                 code.starts_with("08")
                     || matches!(
                         &*code,
-                        "57P01" | "57P02" | "57P03" | "53300" | "5" | "6" | "517" | "262"
+                        "57P01" | "57P02" | "57P03" | "53300" | "5" | "6" | "261" | "262" | "517" | "518" | "773"
                     )
             }),
             _ => false,
