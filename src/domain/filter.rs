@@ -31,33 +31,49 @@ pub struct EventFilter {
     pub data_equals: Option<(String, String)>,
 }
 
+/// The longest text a column filter may hold: no stored column value is longer (255 is the
+/// widest), so a longer filter could only match nothing after shipping it to the database.
+pub const MAX_FILTER_TEXT: usize = 1_000;
+
 impl EventFilter {
-    /// The first text field that cannot be compared on every engine (it holds U+0000), by its
-    /// column name.
-    pub fn unstorable_text(&self) -> Option<&'static str> {
+    /// The first text field that cannot be compared on every engine (it holds U+0000) or is
+    /// longer than anything stored, by its column name, with what is wrong.
+    pub fn text_problem(&self) -> Option<(&'static str, String)> {
         let (key, value) = match &self.data_equals {
             Some((key, value)) => (Some(key), Some(value)),
             None => (None, None),
         };
         [
-            ("event_type", self.event_type.as_ref()),
-            ("event_type_prefix", self.event_type_prefix.as_ref()),
-            ("event_category", self.event_category.as_ref()),
-            ("event_action", self.event_action.as_ref()),
-            ("event_outcome", self.event_outcome.as_ref()),
-            ("severity", self.severity.as_ref()),
-            ("correlation_id", self.correlation_id.as_ref()),
-            ("actor_type", self.actor_type.as_ref()),
-            ("actor_id", self.actor_id.as_ref()),
-            ("resource_type", self.resource_type.as_ref()),
-            ("resource_id", self.resource_id.as_ref()),
-            ("namespace", self.namespace.as_ref()),
-            ("cluster_id", self.cluster_id.as_ref()),
-            ("detail_key", key),
-            ("detail_value", value),
+            ("event_type", self.event_type.as_ref(), MAX_FILTER_TEXT),
+            ("event_type_prefix", self.event_type_prefix.as_ref(), MAX_FILTER_TEXT),
+            ("event_category", self.event_category.as_ref(), MAX_FILTER_TEXT),
+            ("event_action", self.event_action.as_ref(), MAX_FILTER_TEXT),
+            ("event_outcome", self.event_outcome.as_ref(), MAX_FILTER_TEXT),
+            ("severity", self.severity.as_ref(), MAX_FILTER_TEXT),
+            ("correlation_id", self.correlation_id.as_ref(), MAX_FILTER_TEXT),
+            ("actor_type", self.actor_type.as_ref(), MAX_FILTER_TEXT),
+            ("actor_id", self.actor_id.as_ref(), MAX_FILTER_TEXT),
+            ("resource_type", self.resource_type.as_ref(), MAX_FILTER_TEXT),
+            ("resource_id", self.resource_id.as_ref(), MAX_FILTER_TEXT),
+            ("namespace", self.namespace.as_ref(), MAX_FILTER_TEXT),
+            ("cluster_id", self.cluster_id.as_ref(), MAX_FILTER_TEXT),
+            ("detail_key", key, MAX_FILTER_TEXT),
+            ("detail_value", value, crate::domain::event::MAX_JSON_BYTES),
         ]
         .into_iter()
-        .find_map(|(name, value)| value.is_some_and(|v| v.contains('\0')).then_some(name))
+        .find_map(|(name, value, max)| {
+            let value = value?;
+            if value.contains('\0') {
+                Some((name, crate::domain::event::NUL_MESSAGE.to_string()))
+            } else if value.len() > max {
+                Some((
+                    name,
+                    format!("is {} bytes long; at most {max} are allowed", value.len()),
+                ))
+            } else {
+                None
+            }
+        })
     }
 }
 

@@ -176,11 +176,11 @@ impl AuditEventFilter {
             roots_only: self.roots_only.unwrap_or(false),
             data_equals: None,
         };
-        match filter.unstorable_text() {
-            Some(field) => {
+        match filter.text_problem() {
+            Some((field, problem)) => {
                 let argument = format!("filter.{}", crate::error::camel_case(field));
                 Err(ApiError::BadArgument {
-                    message: format!("{argument}: {}", crate::domain::event::NUL_MESSAGE),
+                    message: format!("{argument}: {problem}"),
                     argument,
                 })
             }

@@ -13,6 +13,7 @@ use super::{
     page_cost,
 };
 use crate::domain::PageRequest;
+use crate::domain::filter::MAX_FILTER_TEXT;
 use crate::domain::page::Order;
 use crate::domain::tree::{self, TreeBounds};
 use crate::error::ApiError;
@@ -98,10 +99,15 @@ impl QueryRoot {
                 .map_err(|e| ApiError::from(e).extend())?,
         };
         let tree = match (correlation_id, root_event_id) {
-            (Some(correlation), None) if correlation.contains('\0') => Err(ApiError::BadArgument {
-                argument: "correlationId".into(),
-                message: format!("correlationId: {}", crate::domain::event::NUL_MESSAGE),
-            }),
+            (Some(correlation), None) if correlation.contains('\0') || correlation.len() > MAX_FILTER_TEXT => {
+                Err(ApiError::BadArgument {
+                    argument: "correlationId".into(),
+                    message: format!(
+                        "correlationId: {} and at most {MAX_FILTER_TEXT} bytes long",
+                        crate::domain::event::NUL_MESSAGE
+                    ),
+                })
+            }
             (Some(correlation), None) => app.store.tree_of_correlation(&correlation, bounds).await,
             (None, Some(id)) => match app.store.find_event(id).await.map_err(|e| e.extend())? {
                 Some(root) => app.store.tree_of_event(root.key(), bounds).await,

@@ -39,6 +39,10 @@ pub const MAX_DOCUMENT_NESTING: usize = 64;
 /// size before any other limit could see it. Large inputs belong in variables.
 pub const MAX_DOCUMENT_TOKENS: usize = 50_000;
 
+/// The longest GraphQL document (the `query` text) accepted. Bodies may be larger (variables carry
+/// batches of events); a document's text is parsed into a tree several times its size.
+pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;
+
 /// The code of every refusal by the transport (the HTTP status says which).
 pub const BAD_REQUEST: &str = "BAD_REQUEST";
 
@@ -222,11 +226,17 @@ fn operation_type(request: &async_graphql::Request) -> Option<OperationType> {
     chosen_operation(&document, request.operation_name.as_deref()).map(|op| op.node.ty)
 }
 
-/// The refusal of a document nested deeper than [`MAX_DOCUMENT_NESTING`] or holding more than
-/// [`MAX_DOCUMENT_TOKENS`] tokens.
+/// The refusal of a document longer than [`MAX_DOCUMENT_BYTES`], nested deeper than
+/// [`MAX_DOCUMENT_NESTING`] or holding more than [`MAX_DOCUMENT_TOKENS`] tokens.
 fn too_deep(query: &str, media: Media) -> Option<Response> {
-    let shape = shape(query, MAX_DOCUMENT_NESTING);
     let refuse = |message: String| Some(refusal(StatusCode::BAD_REQUEST, BAD_REQUEST, message, media));
+    if query.len() > MAX_DOCUMENT_BYTES {
+        return refuse(format!(
+            "the document is {} bytes long; at most {MAX_DOCUMENT_BYTES} are allowed (pass large inputs as variables)",
+            query.len()
+        ));
+    }
+    let shape = shape(query, MAX_DOCUMENT_NESTING);
     if shape.deepest > MAX_DOCUMENT_NESTING {
         return refuse(format!(
             "the document nests brackets more than {MAX_DOCUMENT_NESTING} levels deep"

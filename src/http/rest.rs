@@ -321,8 +321,8 @@ fn listing(params: &HashMap<String, String>, now: DateTime<Utc>) -> Result<Listi
         data_equals,
         ..EventFilter::default()
     };
-    if let Some(field) = filter.unstorable_text() {
-        return Err(Problem::invalid(field, crate::domain::event::NUL_MESSAGE));
+    if let Some((field, problem)) = filter.text_problem() {
+        return Err(Problem::invalid(field, problem));
     }
     Ok(Listing {
         filter,

@@ -113,11 +113,24 @@ async fn deeply_nested_literals_are_refused_and_the_server_keeps_serving(app: Te
     );
     assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_REQUEST");
     assert!(body.get("data").is_none());
-    // A body of 3 MiB is within the 5 MiB limit (no hidden smaller one).
-    let large = json!({"query": format!("{{ auditEvents {{ totalCount }} }} # {}", "x".repeat(3 << 20))});
+    // A body of 3 MiB is within the 5 MiB limit (no hidden smaller one); its document may not
+    // exceed 1 MiB.
+    let inputs: Vec<Value> = (0..20)
+        .map(|_| crate::helpers::event_input(json!({"eventData": {"blob": "x".repeat(150_000)}})))
+        .collect();
+    let large = json!({"query": "mutation($i: [AuditEventInput!]!) { createAuditEvents(inputs: $i) { eventId } }",
+        "variables": {"i": inputs}});
     let (status, _, body) = exchange(&app, post_json(&large, None)).await;
     assert_eq!(status, StatusCode::OK, "{}", brief(&body));
-    assert_eq!(body["data"]["auditEvents"]["totalCount"], 0);
+    assert_eq!(
+        body["data"]["createAuditEvents"].as_array().map(Vec::len),
+        Some(20),
+        "{}",
+        brief(&body)
+    );
+    let long = json!({"query": format!("{{ auditEvents {{ totalCount }} }} # {}", "x".repeat(2 << 20))});
+    let (status, content_type, body) = exchange(&app, post_json(&long, None)).await;
+    assert_refusal(status, &content_type, &body, StatusCode::BAD_REQUEST, "BAD_REQUEST");
     // Nesting inside strings and comments is text, not structure.
     let quoted = format!(
         "{{auditEvents(filter:{{correlationId:\"{}\"}}){{totalCount}}}} # {}",
@@ -318,6 +331,12 @@ async fn nul_characters_are_field_errors_on_both_engines(app: TestApp) {
     let error = app.error(tree, json!({"c": "a\u{0}b"})).await;
     assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{}", brief(&error));
     let filter = "query($c: String) { auditEvents(filter: {correlationId: $c}) { totalCount } }";
+    let error = app.error(filter, json!({"c": "x".repeat(1_001)})).await;
+    assert!(
+        error["message"].as_str().unwrap().contains("at most 1000"),
+        "{}",
+        brief(&error)
+    );
     let error = app.error(filter, json!({"c": "a\u{0}b"})).await;
     assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{}", brief(&error));
     assert!(
