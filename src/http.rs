@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,6 +19,33 @@ pub mod assets;
 pub mod graphql;
 pub mod problem;
 pub mod rest;
+
+/// The items of a weighted list header (`Accept`, `Accept-Encoding`): each name, lowercased, with
+/// its `q` weight (1 when absent, 0 when unreadable). `None` when the header is absent or blank.
+pub fn weighted_items(headers: &HeaderMap, name: HeaderName) -> Option<Vec<(String, f32)>> {
+    let values: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+    if values.iter().all(|v| v.trim().is_empty()) {
+        return None;
+    }
+    let items = values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|item| {
+            let mut parts = item.split(';');
+            let name = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let weight = parts
+                .find_map(|parameter| {
+                    let (key, value) = parameter.split_once('=')?;
+                    key.trim()
+                        .eq_ignore_ascii_case("q")
+                        .then(|| value.trim().parse::<f32>().unwrap_or(0.0))
+                })
+                .unwrap_or(1.0);
+            (name, weight)
+        })
+        .collect();
+    Some(items)
+}
 
 /// What the handlers share.
 #[derive(Clone)]

@@ -168,23 +168,8 @@ pub async fn graphiql_asset(Path(name): Path<String>, request: HeaderMap) -> Res
 fn accepts_gzip(request: &HeaderMap) -> bool {
     let mut gzip = None;
     let mut any = None;
-    for coding in request
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-    {
-        let mut parts = coding.split(';');
-        let name = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-        let weight = parts
-            .find_map(|parameter| {
-                let (key, value) = parameter.split_once('=')?;
-                key.trim()
-                    .eq_ignore_ascii_case("q")
-                    .then(|| value.trim().parse::<f32>().unwrap_or(0.0))
-            })
-            .unwrap_or(1.0);
-        match name.as_str() {
+    for (coding, weight) in super::weighted_items(request, header::ACCEPT_ENCODING).unwrap_or_default() {
+        match coding.as_str() {
             "gzip" | "x-gzip" => gzip = Some(weight > 0.0),
             "*" => any = Some(weight > 0.0),
             _ => {}

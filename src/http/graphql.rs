@@ -66,27 +66,12 @@ impl Media {
 
 /// Chooses the response media type from `Accept`; `None` when the client takes neither.
 pub fn negotiate(headers: &HeaderMap) -> Option<Media> {
-    let values: Vec<&str> = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    if values.iter().all(|v| v.trim().is_empty()) {
+    let Some(ranges) = super::weighted_items(headers, header::ACCEPT) else {
         return Some(Media::Json);
-    }
+    };
     let mut graphql = 0.0_f32;
     let mut json = 0.0_f32;
-    for range in values.iter().flat_map(|v| v.split(',')) {
-        let mut parts = range.split(';');
-        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-        let weight = parts
-            .find_map(|parameter| {
-                let (key, value) = parameter.split_once('=')?;
-                key.trim()
-                    .eq_ignore_ascii_case("q")
-                    .then(|| value.trim().parse::<f32>().unwrap_or(0.0))
-            })
-            .unwrap_or(1.0);
+    for (media, weight) in ranges {
         match media.as_str() {
             GRAPHQL_RESPONSE_JSON => graphql = graphql.max(weight),
             "application/json" | "application/*" | "*/*" => json = json.max(weight),

@@ -382,13 +382,7 @@ async fn graphiql_runs_a_query_in_a_real_browser_without_leaving_the_servers_ori
 
     let mut page = Page::open(&browser).await;
     let query = "{ auditEvents(first: 5) { totalCount edges { node { eventType correlationId } } } }";
-    let encoded: String = query
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let encoded = crate::helpers::url_encode(query);
     let origin = format!("http://{addr}");
     page.call(
         "Page.navigate",

@@ -306,6 +306,12 @@ impl TestApp {
         let request = request
             .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
             .expect("request");
+        self.exchange(request).await
+    }
+
+    /// Sends a request through the router; returns the status, the content type and the body
+    /// (JSON, or the text as a JSON string when it is not JSON).
+    pub async fn exchange(&self, request: Request<Body>) -> (StatusCode, String, Value) {
         let response = self.router.clone().oneshot(request).await.expect("router answers");
         let status = response.status();
         let content_type = response
@@ -607,4 +613,14 @@ impl Drop for RunningServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// `text` percent-encoded for a query string (letters, digits, `-`, `_`, `.` kept).
+pub fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -3,7 +3,6 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -15,19 +14,9 @@ both_engines!(
     posts_that_are_not_json_are_refused_and_write_nothing,
 );
 
-/// The status, content type and body (JSON, or the raw text) of one request through the router.
+/// The status, content type and body of one request through the router.
 async fn exchange(app: &TestApp, request: Request<Body>) -> (StatusCode, String, Value) {
-    let response = app.router.clone().oneshot(request).await.expect("router answers");
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let bytes = response.into_body().collect().await.expect("body").to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-    (status, content_type, body)
+    app.exchange(request).await
 }
 
 fn post(body: impl Into<Body>, headers: &[(&str, &str)]) -> Request<Body> {
@@ -47,14 +36,7 @@ fn post_json(body: &Value, accept: Option<&str>) -> Request<Body> {
 }
 
 fn get(query: &str) -> Request<Body> {
-    let encoded: String = query
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    Request::get(format!("/graphql?query={encoded}"))
+    Request::get(format!("/graphql?query={}", crate::helpers::url_encode(query)))
         .body(Body::empty())
         .expect("request")
 }
