@@ -144,7 +144,7 @@ pub async fn post(State(state): State<HttpState>, headers: HeaderMap, body: Byte
             );
         }
     };
-    execute(&state, request, media).await
+    execute(&state, request, media, Operations::Any).await
 }
 
 /// `GET /graphql`: queries only.
@@ -163,22 +163,7 @@ pub async fn get(State(state): State<HttpState>, headers: HeaderMap, RawQuery(qu
             );
         }
     };
-    if let Some(refused) = too_deep(&request.query, media) {
-        return refused;
-    }
-    if operation_type(&request) == Some(OperationType::Mutation) {
-        let mut response = refusal(
-            StatusCode::METHOD_NOT_ALLOWED,
-            BAD_REQUEST,
-            "mutations are only accepted over POST",
-            media,
-        );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return response;
-    }
-    execute(&state, request, media).await
+    execute(&state, request, media, Operations::QueriesOnly).await
 }
 
 fn not_acceptable() -> Response {
@@ -206,9 +191,21 @@ fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
-fn operation_type(request: &async_graphql::Request) -> Option<OperationType> {
-    let document = async_graphql::parser::parse_query(&request.query).ok()?;
-    chosen_operation(&document, request.operation_name.as_deref()).map(|op| op.node.ty)
+/// Which operations a transport runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Operations {
+    /// POST: queries and mutations.
+    Any,
+    /// GET: queries only (a mutation gets 405).
+    QueriesOnly,
+}
+
+/// The status of a request error (a document refused before execution) in `media`.
+fn request_error_status(media: Media) -> StatusCode {
+    match media {
+        Media::GraphqlResponse => StatusCode::BAD_REQUEST,
+        Media::Json => StatusCode::OK,
+    }
 }
 
 /// The refusal of a document longer than [`MAX_DOCUMENT_BYTES`], nested deeper than
@@ -306,20 +303,35 @@ fn shape(query: &str, limit: usize) -> Shape {
 }
 
 /// Runs a request and writes its response in `media`.
-async fn execute(state: &HttpState, mut request: async_graphql::Request, media: Media) -> Response {
+async fn execute(
+    state: &HttpState,
+    mut request: async_graphql::Request,
+    media: Media,
+    operations: Operations,
+) -> Response {
     if let Some(refused) = too_deep(&request.query, media) {
         return refused;
     }
     // Parsed once here (the schema reuses it), and checked before validation walks it. A
     // document that does not parse is reported by the execution, the usual way.
-    if let Ok(document) = request.parsed_query()
-        && let Some(reason) = crate::graphql::limits::document_refusal(document)
-    {
-        let status = match media {
-            Media::GraphqlResponse => StatusCode::BAD_REQUEST,
-            Media::Json => StatusCode::OK,
-        };
-        return refusal(status, BAD_REQUEST, reason, media);
+    let operation_name = request.operation_name.clone();
+    if let Ok(document) = request.parsed_query() {
+        if let Some(reason) = crate::graphql::limits::document_refusal(document) {
+            return refusal(request_error_status(media), BAD_REQUEST, reason, media);
+        }
+        let operation = chosen_operation(document, operation_name.as_deref()).map(|op| op.node.ty);
+        if operations == Operations::QueriesOnly && operation == Some(OperationType::Mutation) {
+            let mut response = refusal(
+                StatusCode::METHOD_NOT_ALLOWED,
+                BAD_REQUEST,
+                "mutations are only accepted over POST",
+                media,
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return response;
+        }
     }
     let started = Instant::now();
     let request = prepare_request(request, &state.ctx.store);
@@ -355,9 +367,10 @@ async fn execute(state: &HttpState, mut request: async_graphql::Request, media: 
             );
         }
     };
-    let status = match (media, request_error) {
-        (Media::GraphqlResponse, true) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::OK,
+    let status = if request_error {
+        request_error_status(media)
+    } else {
+        StatusCode::OK
     };
     (status, [(header::CONTENT_TYPE, media.content_type())], body).into_response()
 }

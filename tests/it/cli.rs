@@ -5,8 +5,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{
-    ChildGuard, Engine, TestApp, absent_postgres_database, fresh_postgres_database, postgres_admin_url,
-    postgres_database_exists, postgres_url_of, ready,
+    Engine, TestApp, absent_postgres_database, fresh_postgres_database, postgres_admin_url, postgres_database_exists,
+    postgres_url_of, start_binary,
 };
 
 /// Runs the binary to completion (at most two minutes: a hang fails, a slow machine does not).
@@ -76,29 +76,8 @@ async fn the_server_starts_on_postgres_without_a_notice() {
     let Some(database) = fresh_postgres_database().await else {
         return;
     };
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut child = ChildGuard(
-        Command::new(env!("CARGO_BIN_EXE_auditgraph"))
-            .env("DATABASE_URL", &database.url)
-            .env("AUDITGRAPH_LISTEN", addr.to_string())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let started = Instant::now();
-    while !ready(addr).await {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the server was not ready within 120 s"
-        );
-        assert!(child.0.try_wait().unwrap().is_none(), "the server exited");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _) = start_binary(dir.path(), Some(&database.url), Stdio::piped()).await;
     let killed = Command::new("kill")
         .arg("-TERM")
         .arg(child.0.id().to_string())

@@ -247,32 +247,10 @@ async fn a_database_that_resets_or_goes_silent_gets_typed_retryable_refusals_and
 /// Writes batches through a real server process, kills it with SIGKILL while batches are in
 /// flight, and checks every batch is whole or absent, and every acknowledged batch whole.
 async fn kill_nine_mid_batch(database_url: String, _keep: impl Send) {
-    use crate::helpers::{ChildGuard, http_exchange, http_post, ready};
+    use crate::helpers::{http_exchange, http_post, start_binary};
     const BATCH: usize = 50;
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = ChildGuard(
-        std::process::Command::new(env!("CARGO_BIN_EXE_auditgraph"))
-            .current_dir(dir.path())
-            .env("DATABASE_URL", &database_url)
-            .env("AUDITGRAPH_LISTEN", addr.to_string())
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let started = Instant::now();
-    while !ready(addr).await {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the server did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (mut child, addr) = start_binary(dir.path(), Some(&database_url), std::process::Stdio::null()).await;
     let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let (enough, mut enough_rx) = tokio::sync::mpsc::channel::<()>(64);
     let mut writers = Vec::new();

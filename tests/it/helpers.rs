@@ -533,6 +533,41 @@ impl Drop for ChildGuard {
     }
 }
 
+/// The real binary, started in `dir` on a free loopback port (on `database_url`, or the default
+/// SQLite file when `None`, with `RUST_LOG=info`), once it answers `/readyz`. Bounded: a server
+/// that exits or is not ready within 120 s fails the test.
+pub async fn start_binary(
+    dir: &std::path::Path,
+    database_url: Option<&str>,
+    stderr: std::process::Stdio,
+) -> (ChildGuard, std::net::SocketAddr) {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|probe| probe.local_addr())
+        .expect("a free port");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_auditgraph"));
+    command
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env("AUDITGRAPH_LISTEN", addr.to_string())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr);
+    if let Some(url) = database_url {
+        command.env("DATABASE_URL", url);
+    }
+    let mut child = ChildGuard(command.spawn().expect("start the binary"));
+    let started = std::time::Instant::now();
+    while !ready(addr).await {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "the server was not ready on {addr} within 120 s"
+        );
+        assert!(child.0.try_wait().expect("wait").is_none(), "the server exited");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    (child, addr)
+}
+
 /// Sends one raw HTTP/1.1 request (with `connection: close`) to `addr`; returns the status line and
 /// the body.
 pub async fn http_exchange(addr: std::net::SocketAddr, request: &str) -> (String, String) {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use crate::helpers::{ChildGuard, RunningServer, brief, http_exchange as http, http_get as get, http_post as post};
+use crate::helpers::{RunningServer, brief, http_exchange as http, http_get as get, http_post as post};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_serves_over_tcp_and_shuts_down_gracefully() {
@@ -45,29 +45,7 @@ async fn the_server_serves_over_tcp_and_shuts_down_gracefully() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_defaults_to_a_local_sqlite_file_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let addr = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap()
-    };
-    let mut child = ChildGuard(
-        std::process::Command::new(env!("CARGO_BIN_EXE_auditgraph"))
-            .current_dir(dir.path())
-            .env_remove("DATABASE_URL")
-            .env("AUDITGRAPH_LISTEN", addr.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut healthy = false;
-    for _ in 0..1_200 {
-        if crate::helpers::ready(addr).await {
-            healthy = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(healthy, "the server did not come up on {addr}");
+    let (mut child, _) = crate::helpers::start_binary(dir.path(), None, std::process::Stdio::null()).await;
     assert!(
         dir.path().join("auditgraph.db").exists(),
         "the default database is auditgraph.db in the working directory"
