@@ -258,7 +258,9 @@ pub(crate) struct WriteTxn<'a> {
 const POSTGRES_SESSION_SETTINGS: [(&str, &str); 2] = [("jit", "off"), ("client_min_messages", "warning")];
 
 /// Makes sure the PostgreSQL database named by `url` exists. A missing one is created when
-/// `create` is set and the user has the right to; otherwise the error says what to do.
+/// `create` is set and the user has the right to; otherwise the error says what to do. This is a
+/// connection of its own, not the pool's first: its error names the cause (connection refused,
+/// authentication failed), where the pool's says only that it timed out.
 async fn ensure_postgres_database(url: &str, create: bool) -> anyhow::Result<()> {
     use sea_orm::sqlx::postgres::PgConnectOptions;
     use sea_orm::sqlx::{ConnectOptions as _, Connection as _};
