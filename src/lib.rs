@@ -4,6 +4,7 @@
 //! The library builds everything; `main.rs` only parses the command line and calls [`run`]. Tests
 //! build the same router with [`app`].
 
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod entity;
