@@ -134,7 +134,8 @@ impl Principal {
 }
 
 /// Whether a name is a Kubernetes service account, `system:serviceaccount:<namespace>:<name>`, with
-/// both parts present. Such a name is a program, whatever else the credentials say.
+/// both parts present and no further colon (Kubernetes names have none). Such a name is a program,
+/// whatever else the credentials say.
 pub(crate) fn is_service_account(name: &str) -> bool {
     name.strip_prefix("system:serviceaccount:")
         .and_then(|rest| rest.split_once(':'))
@@ -185,7 +186,8 @@ impl AuthError {
 }
 
 /// Keeps a description inside an RFC 7230 quoted string: RFC 6750 allows only printable ASCII
-/// without `"` and `\` in `error_description`, so anything else becomes a space or `'`.
+/// without `"` and `\` in `error_description`: quotes become `'`, backslashes `/`, anything else a
+/// space.
 fn quoted_string_safe(text: &str) -> String {
     text.chars()
         .map(|c| match c {

@@ -45,7 +45,8 @@ impl std::fmt::Debug for CreatedKey {
     }
 }
 
-/// The keys file as stored.
+/// The keys file as stored. Unknown fields are refused: a field added later (an expiry, say) must
+/// not be silently ignored by a server too old to enforce it.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KeysFile {
@@ -204,9 +205,11 @@ struct StoreState {
 
 impl std::fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Counts the keys loaded without rereading the file: formatting has no side effects.
+        let keys = self.state.lock().unwrap_or_else(PoisonError::into_inner).keys.len();
         f.debug_struct("KeyStore")
             .field("path", &self.path)
-            .field("keys", &self.current().len())
+            .field("keys", &keys)
             .finish()
     }
 }
@@ -299,7 +302,9 @@ impl KeyStore {
 
 /// Creates an API key for `principal` and appends its hash to the keys file at `path`, creating the
 /// file if missing. The file is replaced atomically (readers see the old or the new version, never
-/// half of one) and is readable by its owner only.
+/// half of one) and is readable by its owner only, so create keys as the user the server runs as.
+/// Two runs at the same instant may each append to the version they read, losing one key: run
+/// them one after the other.
 pub fn create_key(path: &Path, principal: &str, role: Role, kind: PrincipalKind) -> anyhow::Result<CreatedKey> {
     check_principal(principal, kind).context("cannot create the API key")?;
     let mut file = match std::fs::read_to_string(path) {
