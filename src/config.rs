@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::auth::{AuthSettings, Role};
 use crate::domain::Limits;
 use crate::graphql::QueryLimits;
 use crate::store::StoreOptions;
@@ -41,6 +42,24 @@ pub enum Command {
         /// Report malformed lines and go on, instead of stopping at the first.
         #[arg(long)]
         skip_invalid: bool,
+        /// Who runs the import, recorded as `submitted_by` of every imported event (default: the
+        /// operating-system user, from `USER` or `LOGNAME`).
+        #[arg(long)]
+        operator: Option<String>,
+    },
+    /// Create an API key, add its hash to the keys file (`--api-keys-file`) and print the key once.
+    /// The server picks the key up without a restart.
+    CreateKey {
+        /// The principal the key authenticates (recorded as `submitted_by` of its writes).
+        #[arg(long)]
+        principal: String,
+        /// What the key may do.
+        #[arg(long, value_enum)]
+        role: Role,
+        /// The key belongs to a person, not a service: its writes always name the person as the
+        /// actor.
+        #[arg(long)]
+        human: bool,
     },
     /// Fill `parent_event_date` of legacy rows from their parents, in short keyset batches
     /// (BR-STORAGE-037). Resumable: run it again after an interruption.
@@ -132,6 +151,28 @@ pub struct Config {
     /// Deepest GraphQL selection set accepted.
     #[arg(long, env = "AUDITGRAPH_MAX_QUERY_DEPTH", default_value_t = 16, global = true)]
     pub max_query_depth: usize,
+
+    /// Serve GraphiQL at `/graphiql` (the page holds no data; its queries are authenticated like
+    /// any other).
+    #[arg(long, env = "AUDITGRAPH_GRAPHIQL", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), global = true)]
+    pub graphiql: bool,
+
+    /// Answer GraphQL introspection (`__schema`, `__type`); GraphiQL's documentation needs it.
+    #[arg(long, env = "AUDITGRAPH_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), global = true)]
+    pub introspection: bool,
+
+    /// Serve `/metrics` only to callers holding this role (default: to anyone who reaches the port).
+    #[arg(long, env = "AUDITGRAPH_METRICS_ROLE", value_enum, global = true)]
+    pub metrics_role: Option<Role>,
+
+    /// Serve `/metrics` on this address instead of the main one (for example a port that only the
+    /// monitoring network reaches); it is then absent from the main listener.
+    #[arg(long, env = "AUDITGRAPH_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Authentication.
+    #[command(flatten)]
+    pub auth: AuthSettings,
 
     /// Largest GraphQL query complexity accepted; paginated fields multiply by their page size.
     #[arg(

@@ -2,6 +2,7 @@
 
 use crate::domain::FieldError;
 use crate::domain::page::PageError;
+use crate::store::StoreError;
 
 /// Everything a request can fail with. Each variant maps to one `extensions.code`.
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +13,19 @@ pub enum ApiError {
     /// A pagination or filter argument is wrong.
     #[error("{message}")]
     BadArgument { argument: String, message: String },
+    /// A batch write with no event.
+    #[error("a batch must hold at least one event")]
+    EmptyBatch,
+    /// A batch write with more events than the server takes at once.
+    #[error("a batch holds at most {max} events, got {got}")]
+    BatchTooLarge { max: usize, got: usize },
+    /// The request carries no credentials, or credentials that are not valid. `challenge` is the
+    /// `WWW-Authenticate` value REST answers with.
+    #[error("{message}")]
+    Unauthenticated { message: String, challenge: String },
+    /// The caller is known but its role does not allow the operation.
+    #[error("{0}")]
+    Forbidden(String),
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -73,7 +87,11 @@ impl ApiError {
     /// The GraphQL `extensions.code` of this error.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::BadUserInput { .. } | Self::BadArgument { .. } => "BAD_USER_INPUT",
+            Self::BadUserInput { .. } | Self::BadArgument { .. } | Self::EmptyBatch | Self::BatchTooLarge { .. } => {
+                "BAD_USER_INPUT"
+            }
+            Self::Unauthenticated { .. } => "UNAUTHENTICATED",
+            Self::Forbidden(_) => "FORBIDDEN",
             Self::NotFound(_) => "NOT_FOUND",
             Self::Conflict(_) => "CONFLICT",
             Self::Timeout(_) => "TIMEOUT",
@@ -87,43 +105,42 @@ impl ApiError {
 pub const UNAVAILABLE_MESSAGE: &str = "the database is unavailable or the server is saturated; retry shortly \
      (a write may have been committed if the connection was lost at its end: retry with the same eventId)";
 
-impl From<sea_orm::DbErr> for ApiError {
-    fn from(error: sea_orm::DbErr) -> Self {
-        if is_unavailable(&error) {
-            tracing::warn!(%error, "the database is out of reach or the pool is exhausted");
-            Self::Unavailable(UNAVAILABLE_MESSAGE.into())
-        } else {
-            Self::Internal(error.into())
+impl From<&StoreError> for ApiError {
+    /// The one mapping of store failures to what clients see. Store internals (SQL, constraint
+    /// names) never reach the client: they are logged where the error is answered.
+    fn from(error: &StoreError) -> Self {
+        match error {
+            StoreError::UnknownParent(field) | StoreError::Invalid(field) => Self::BadUserInput {
+                errors: vec![field.clone()],
+            },
+            StoreError::Conflict(message) => Self::Conflict(message.clone()),
+            StoreError::Timeout(message) => Self::Timeout(message.clone()),
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "the database is out of reach or the pool is exhausted");
+                Self::Unavailable(UNAVAILABLE_MESSAGE.into())
+            }
+            StoreError::Constraint(_) | StoreError::Database(_) | StoreError::Internal(_) => {
+                Self::Internal(anyhow::anyhow!("{error}"))
+            }
         }
     }
 }
 
-/// Whether a database error means "not now" rather than "never": no connection in time, a lost
-/// connection, or a server that is shutting down, starting or full.
-pub fn is_unavailable(error: &sea_orm::DbErr) -> bool {
-    use sea_orm::sqlx::Error as Sqlx;
-    use sea_orm::{DbErr, RuntimeErr};
-    match error {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-        DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) => match &**e {
-            Sqlx::Io(_)
-            | Sqlx::Tls(_)
-            | Sqlx::Protocol(_)
-            | Sqlx::PoolTimedOut
-            | Sqlx::PoolClosed
-            | Sqlx::WorkerCrashed => true,
-            // PostgreSQL: class 08 (connection exception), admin shutdown, crash shutdown, cannot
-            // connect now, too many connections. SQLite: busy or locked by another process.
-            Sqlx::Database(db) => db.code().is_some_and(|code| {
-                code.starts_with("08")
-                    || matches!(
-                        &*code,
-                        "57P01" | "57P02" | "57P03" | "53300" | "5" | "6" | "261" | "262" | "517" | "518" | "773"
-                    )
-            }),
-            _ => false,
-        },
-        _ => false,
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        Self::from(&error)
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(error: sea_orm::DbErr) -> Self {
+        Self::from(StoreError::from(error))
+    }
+}
+
+impl async_graphql::ErrorExtensions for StoreError {
+    fn extend(&self) -> async_graphql::Error {
+        ApiError::from(self).extend()
     }
 }
 
@@ -195,6 +212,10 @@ impl async_graphql::ErrorExtensions for ApiError {
                     ext.set("field", argument.clone());
                     ext.set("argument", argument.clone());
                 }
+                ApiError::EmptyBatch | ApiError::BatchTooLarge { .. } => {
+                    ext.set("field", "inputs");
+                    ext.set("argument", "inputs");
+                }
                 _ => {}
             }
         })
@@ -232,6 +253,16 @@ mod tests {
             (ApiError::Conflict("reused id".into()), "CONFLICT"),
             (ApiError::Timeout("too slow".into()), "TIMEOUT"),
             (ApiError::Unavailable("down".into()), "UNAVAILABLE"),
+            (ApiError::EmptyBatch, "BAD_USER_INPUT"),
+            (ApiError::BatchTooLarge { max: 2, got: 3 }, "BAD_USER_INPUT"),
+            (
+                ApiError::Unauthenticated {
+                    message: "no".into(),
+                    challenge: "Bearer".into(),
+                },
+                "UNAUTHENTICATED",
+            ),
+            (ApiError::Forbidden("reader".into()), "FORBIDDEN"),
             (ApiError::internal(anyhow::anyhow!("boom")), "INTERNAL_SERVER_ERROR"),
         ];
         for (error, code) in cases {
@@ -259,28 +290,37 @@ mod tests {
     }
 
     #[test]
-    fn a_pool_timeout_or_a_lost_connection_is_unavailable_and_retryable() {
-        use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
-        let io = || std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+    fn store_errors_map_to_their_codes_without_revealing_internals() {
+        use sea_orm::{ConnAcquireErr, DbErr};
+        let field = || FieldError::new("parent_event_id", "unknown_parent", "parent event x does not exist");
         let cases = [
-            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
-            DbErr::Conn(RuntimeErr::Internal("refused".into())),
-            DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(sea_orm::sqlx::Error::Io(
-                io(),
-            )))),
-            DbErr::Exec(RuntimeErr::SqlxError(std::sync::Arc::new(
-                sea_orm::sqlx::Error::PoolTimedOut,
-            ))),
+            (StoreError::UnknownParent(field()), "BAD_USER_INPUT"),
+            (StoreError::Invalid(field()), "BAD_USER_INPUT"),
+            (StoreError::Conflict("reused".into()), "CONFLICT"),
+            (StoreError::Timeout("slow".into()), "TIMEOUT"),
+            (
+                StoreError::from(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)),
+                "UNAVAILABLE",
+            ),
+            (
+                StoreError::Constraint("violates check constraint \"audit_events_x\"".into()),
+                "INTERNAL_SERVER_ERROR",
+            ),
+            (
+                StoreError::from(DbErr::Custom("syntax error at SELECT".into())),
+                "INTERNAL_SERVER_ERROR",
+            ),
         ];
-        for error in cases {
+        for (error, code) in cases {
             let api = ApiError::from(error);
-            assert_eq!(api.code(), "UNAVAILABLE");
-            assert_eq!(api.to_string(), UNAVAILABLE_MESSAGE);
+            assert_eq!(api.code(), code);
+            if code == "UNAVAILABLE" {
+                assert_eq!(api.to_string(), UNAVAILABLE_MESSAGE);
+            }
+            if code == "INTERNAL_SERVER_ERROR" {
+                assert_eq!(gql(api).message, "internal server error");
+            }
         }
-        assert_eq!(
-            ApiError::from(DbErr::Custom("x".into())).code(),
-            "INTERNAL_SERVER_ERROR"
-        );
     }
 
     #[test]

@@ -24,25 +24,13 @@ pub use tree::{
     CausalityTreeNode,
 };
 
-use crate::domain::Limits;
-use crate::metrics::Metrics;
+use crate::auth::{Principal, Role};
+use crate::error::ApiError;
+use crate::service::Service;
 use crate::store::Store;
 
 /// The auditgraph schema.
 pub type AuditSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
-
-/// What the resolvers need, shared by every request.
-#[derive(Clone, Debug)]
-pub struct AppContext {
-    /// The database.
-    pub store: Store,
-    /// Validation limits for writes.
-    pub limits: Limits,
-    /// Most events in one batch write.
-    pub max_batch_size: usize,
-    /// Where requests are counted and timed.
-    pub metrics: Metrics,
-}
 
 /// Limits on what a single GraphQL operation may ask for.
 #[derive(Clone, Copy, Debug)]
@@ -95,8 +83,13 @@ fn builder(limits: QueryLimits) -> async_graphql::SchemaBuilder<QueryRoot, Mutat
 
 /// The schema wired to a store: what the server and the tests run. Every request must go through
 /// [`prepare_request`] to get its dataloaders.
-pub fn build_schema(ctx: AppContext, limits: QueryLimits) -> AuditSchema {
-    builder(limits).data(ctx).finish()
+pub fn build_schema(ctx: Service, limits: QueryLimits, introspection: bool) -> AuditSchema {
+    let builder = builder(limits).data(ctx);
+    if introspection {
+        builder.finish()
+    } else {
+        builder.disable_introspection().finish()
+    }
 }
 
 /// Loaders cache per request: what one request loaded never leaks into another, and a level of a
@@ -132,6 +125,34 @@ pub fn chosen_operation<'a>(
             .find(|(n, _)| n.is_some_and(|n| n.as_str() == name))
             .map(|(_, op)| op),
         None => document.operations.iter().next().map(|(_, op)| op),
+    }
+}
+
+/// The authenticated caller of a request, attached by the HTTP layer. A request without one is
+/// refused: no path may reach the data without having been authenticated.
+pub fn caller<'a>(ctx: &async_graphql::Context<'a>) -> async_graphql::Result<&'a Principal> {
+    use async_graphql::ErrorExtensions;
+    ctx.data_opt::<Principal>().ok_or_else(|| {
+        ApiError::Unauthenticated {
+            message: "the request is not authenticated".into(),
+            challenge: "Bearer".into(),
+        }
+        .extend()
+    })
+}
+
+/// Admits a field only to callers holding at least its role (`FORBIDDEN` otherwise). Every root
+/// query field carries `RoleGuard(Role::Reader)`; the mutations check in the service.
+pub struct RoleGuard(pub Role);
+
+impl async_graphql::Guard for RoleGuard {
+    async fn check(&self, ctx: &async_graphql::Context<'_>) -> async_graphql::Result<()> {
+        use async_graphql::ErrorExtensions;
+        let caller = caller(ctx)?;
+        let service = ctx.data::<Service>()?;
+        service
+            .authorize(caller, self.0, crate::metrics::Source::Graphql)
+            .map_err(|e| e.extend())
     }
 }
 

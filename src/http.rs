@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +13,11 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::graphql::{AppContext, AuditSchema};
+use crate::auth::{Authenticator, Role};
+use crate::error::ApiError;
+use crate::graphql::AuditSchema;
+use crate::metrics::Source;
+use crate::service::Service;
 
 pub mod assets;
 pub mod graphql;
@@ -52,8 +56,23 @@ pub fn weighted_items(headers: &HeaderMap, name: HeaderName) -> Option<Vec<(Stri
 pub struct HttpState {
     /// The GraphQL schema, wired to the store.
     pub schema: AuditSchema,
-    /// The store, limits and metrics, shared with the GraphQL resolvers.
-    pub ctx: AppContext,
+    /// The application's operations, shared with the GraphQL resolvers.
+    pub ctx: Service,
+    /// Who is calling.
+    pub auth: Authenticator,
+    /// Who may read `/metrics` on this router.
+    pub metrics_access: MetricsAccess,
+}
+
+/// Where `/metrics` is served, and to whom.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricsAccess {
+    /// On the main listener, to anyone who reaches it.
+    Open,
+    /// On the main listener, to callers holding the role.
+    Role(Role),
+    /// Only on a listener of its own (see [`metrics_router`]), not on the main one.
+    Elsewhere,
 }
 
 /// Options of the HTTP layer.
@@ -63,19 +82,28 @@ pub struct HttpOptions {
     pub body_limit_bytes: usize,
     /// Longest a request may take.
     pub request_timeout: Duration,
+    /// Whether `/graphiql` is served.
+    pub graphiql: bool,
 }
 
 /// The router with every route and layer.
 pub fn router(state: HttpState, options: HttpOptions) -> Router {
-    Router::new()
+    let mut routes = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
-        .route("/graphiql", get(assets::graphiql_page))
-        .route("/graphiql/assets/{name}", get(assets::graphiql_asset))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/api/v1/audit/events", get(rest::query_events).post(rest::create_event))
-        .route("/api/v1/audit/events/batch", post(rest::create_batch))
+        .route("/api/v1/audit/events/batch", post(rest::create_batch));
+    if options.graphiql {
+        routes = routes
+            .route("/graphiql", get(assets::graphiql_page))
+            .route("/graphiql/assets/{name}", get(assets::graphiql_asset));
+    }
+    if state.metrics_access != MetricsAccess::Elsewhere {
+        routes = routes.route("/metrics", get(metrics));
+    }
+    routes
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
         // The one body limit is ours (axum's extractors would add their own 2 MiB one).
         .layer(DefaultBodyLimit::disable())
@@ -86,6 +114,74 @@ pub fn router(state: HttpState, options: HttpOptions) -> Router {
         ))
         .layer(middleware::from_fn(typed_bare_errors))
         .layer(TraceLayer::new_for_http())
+}
+
+/// A router serving only `/metrics`, for a listener of its own (a port that only the monitoring
+/// network reaches).
+pub fn metrics_router(state: HttpState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Authenticates every request to the APIs (and to `/metrics` when it needs a role) and attaches
+/// the caller to it; refuses, with the API's own error shape, a request whose credentials are
+/// missing or not valid. Static pages and health probes need no identity: they hold no data.
+async fn authenticate(State(state): State<HttpState>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    let rest = path.starts_with("/api/");
+    let metrics = path == "/metrics";
+    let metrics_role = match state.metrics_access {
+        MetricsAccess::Role(role) if metrics => Some(role),
+        _ => None,
+    };
+    if !(rest || path == "/graphql" || metrics_role.is_some()) {
+        return next.run(request).await;
+    }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let source = if rest { Source::Rest } else { Source::Graphql };
+    let principal = match state.auth.authenticate(request.headers(), peer) {
+        Ok(principal) => principal,
+        Err(error) => {
+            tracing::info!(%error, path = %path, peer = ?peer, "request refused: not authenticated");
+            state.ctx.metrics.auth_refused(source, "unauthenticated");
+            let refused = ApiError::Unauthenticated {
+                message: error.to_string(),
+                challenge: error.www_authenticate(),
+            };
+            return refuse(&path, request.headers(), refused);
+        }
+    };
+    if let Some(role) = metrics_role
+        && let Err(refused) = state.ctx.authorize(&principal, role, source)
+    {
+        return refuse(&path, request.headers(), refused);
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+/// An authentication or authorization refusal in the shape of the API asked.
+fn refuse(path: &str, headers: &HeaderMap, refused: ApiError) -> Response {
+    if path.starts_with("/api/") {
+        return problem::Problem::from(refused).at(path).into_response();
+    }
+    let (status, challenge) = match &refused {
+        ApiError::Unauthenticated { challenge, .. } => (StatusCode::UNAUTHORIZED, Some(challenge.clone())),
+        _ => (StatusCode::FORBIDDEN, None),
+    };
+    let media = graphql::negotiate(headers).unwrap_or(graphql::Media::Json);
+    let mut response = graphql::refusal(status, refused.code(), refused.to_string(), media);
+    if let Some(value) = challenge.and_then(|c| axum::http::HeaderValue::from_str(&c).ok()) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::WWW_AUTHENTICATE, value);
+    }
+    response
 }
 
 /// Responses that the framework produces bare (413, 404, 405, 408) get the body of their API:
@@ -130,7 +226,7 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 async fn metrics(State(state): State<HttpState>) -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.ctx.metrics.render(),
+        state.ctx.metrics.render(state.ctx.store.pool_state()),
     )
         .into_response()
 }

@@ -13,6 +13,7 @@ pub mod graphql;
 pub mod http;
 pub mod metrics;
 pub mod ops;
+pub mod service;
 pub mod store;
 
 use std::time::Duration;
@@ -20,10 +21,12 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 
+use auth::Authenticator;
 use config::{Cli, Command, Config};
-use graphql::{AppContext, build_schema};
-use http::{HttpOptions, HttpState};
+use graphql::build_schema;
+use http::{HttpOptions, HttpState, MetricsAccess};
 use metrics::Metrics;
+use service::Service;
 use store::{Store, redact};
 
 /// Runs the subcommand the command line asks for.
@@ -49,15 +52,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             file,
             batch_size,
             skip_invalid,
+            operator,
         } => {
             let store = migrated_store(&config).await?;
+            let operator = operator
+                .or_else(|| std::env::var("USER").ok())
+                .or_else(|| std::env::var("LOGNAME").ok())
+                .filter(|name| !name.trim().is_empty())
+                .context("name the operator who runs the import with --operator (USER is not set)")?;
             let options = ops::import::ImportOptions {
                 source: file,
                 batch_size: usize::try_from(batch_size).unwrap_or(5_000),
                 skip_invalid,
+                operator,
             };
             let summary = ops::import::run(&store, &options).await?;
             report(&summary);
+            Ok(())
+        }
+        Command::CreateKey { principal, role, human } => {
+            let kind = if human {
+                auth::PrincipalKind::Human
+            } else {
+                auth::PrincipalKind::Service
+            };
+            let path = &config.auth.api_keys_file;
+            let created = auth::keys::create_key(path, &principal, role, kind)?;
+            report(&format!(
+                "created key {} for {principal} ({}) in {}; it is shown only now:\n{}",
+                created.id,
+                role.as_str(),
+                path.display(),
+                created.key
+            ));
             Ok(())
         }
         Command::BackfillParentDates {
@@ -105,21 +132,41 @@ async fn migrated_store(config: &Config) -> anyhow::Result<Store> {
 
 /// The application router on a connected store.
 pub fn app(store: Store, config: &Config) -> anyhow::Result<Router> {
-    let metrics = Metrics::new(store.clone()).context("registering metrics")?;
-    let ctx = AppContext {
+    Ok(routers(store, config)?.0)
+}
+
+/// The main router and, when `/metrics` has a listener of its own, the router for it.
+fn routers(store: Store, config: &Config) -> anyhow::Result<(Router, Option<Router>)> {
+    let metrics = Metrics::new(vec![Box::new(store.statement_durations())]).context("registering metrics")?;
+    let ctx = Service {
         store,
         limits: config.limits(),
         max_batch_size: config.batch_limit(),
         metrics,
     };
-    let schema = build_schema(ctx.clone(), config.query_limits());
-    Ok(http::router(
-        HttpState { schema, ctx },
+    let auth = Authenticator::from_settings(&config.auth)?;
+    let schema = build_schema(ctx.clone(), config.query_limits(), config.introspection);
+    let metrics_access = match (config.metrics_listen, config.metrics_role) {
+        (Some(_), _) => MetricsAccess::Elsewhere,
+        (None, Some(role)) => MetricsAccess::Role(role),
+        (None, None) => MetricsAccess::Open,
+    };
+    let state = HttpState {
+        schema,
+        ctx,
+        auth,
+        metrics_access,
+    };
+    let metrics_router = config.metrics_listen.map(|_| http::metrics_router(state.clone()));
+    let main = http::router(
+        state,
         HttpOptions {
             body_limit_bytes: config.body_limit_bytes,
             request_timeout: Duration::from_secs(config.request_timeout_secs),
+            graphiql: config.graphiql,
         },
-    ))
+    );
+    Ok((main, metrics_router))
 }
 
 /// Connects, migrates (unless told not to), prepares partitions and serves on `config.listen`
@@ -137,6 +184,9 @@ pub async fn serve_on(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let address = listener.local_addr().context("reading the listening address")?;
+    // Before anything else: an open server on a public address is refused, not started.
+    Authenticator::from_settings(&config.auth)?.check_listen(address)?;
     let store = Store::connect(&config.store_options()).await?;
     if !config.no_migrate {
         store.migrate().await?;
@@ -146,17 +196,34 @@ pub async fn serve_on(
         .await
         .context("creating partitions ahead of time")?;
     let maintenance = tokio::spawn(keep_partitions_ahead(store.clone(), config.partition_lookahead_months));
-    let address = listener.local_addr().context("reading the listening address")?;
+    let (main, metrics_router) = routers(store, &config)?;
+    let metrics_server = match (config.metrics_listen, metrics_router) {
+        (Some(metrics_address), Some(router)) => {
+            let metrics_listener = tokio::net::TcpListener::bind(metrics_address)
+                .await
+                .with_context(|| format!("binding the metrics address {metrics_address}"))?;
+            tracing::info!(listen = %metrics_address, "metrics served at http://{metrics_address}/metrics");
+            Some(tokio::spawn(async move { axum::serve(metrics_listener, router).await }))
+        }
+        _ => None,
+    };
     tracing::info!(
         listen = %address,
         database = %redact(&config.database_url),
         "auditgraph serving GraphQL at http://{address}/graphql and GraphiQL at http://{address}/graphiql"
     );
-    let served = axum::serve(listener, app(store, &config)?)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP");
+    // The peer address lets the trusted-proxy rule see who connected.
+    let served = axum::serve(
+        listener,
+        main.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("serving HTTP");
     maintenance.abort();
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.abort();
+    }
     tracing::info!("auditgraph stopped");
     served
 }

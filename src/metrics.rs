@@ -1,10 +1,8 @@
-//! Prometheus metrics: one registry per application instance, rendered at `/metrics`.
+//! Prometheus metrics: one registry per application instance, rendered at `/metrics`. A leaf
+//! module: it knows no other part of the application, which reports to it.
 
+use prometheus::core::Collector;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
-
-use crate::domain::FieldError;
-use crate::error::ApiError;
-use crate::store::Store;
 
 /// Every metric auditgraph exports.
 #[derive(Clone)]
@@ -20,7 +18,8 @@ pub struct Metrics {
     query_duration: HistogramVec,
     /// `db_pool_connections{state}`: connections of the pool, sampled at each scrape.
     pool: IntGaugeVec,
-    store: Store,
+    /// `auth_refusals_total{source, reason}`: requests refused as unauthenticated or forbidden.
+    auth_refusals: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -30,10 +29,12 @@ impl std::fmt::Debug for Metrics {
 }
 
 /// Which API a request came through.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     Graphql,
     Rest,
+    /// The `import` command.
+    Import,
 }
 
 impl Source {
@@ -41,8 +42,20 @@ impl Source {
         match self {
             Source::Graphql => "graphql",
             Source::Rest => "rest",
+            Source::Import => "import",
         }
     }
+}
+
+/// The connections of a database pool at one moment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PoolState {
+    /// Connections open.
+    pub open: u32,
+    /// Connections open and idle.
+    pub idle: usize,
+    /// The most the pool opens.
+    pub max: u32,
 }
 
 /// Latency buckets, from half a millisecond to five seconds.
@@ -51,8 +64,9 @@ pub const WRITE_BUCKETS: &[f64] = &[
 ];
 
 impl Metrics {
-    /// Registers the metrics, including the store's statement-duration histogram.
-    pub fn new(store: Store) -> anyhow::Result<Self> {
+    /// Registers the metrics; `extra` are collectors of other parts (the store's statement
+    /// durations).
+    pub fn new(extra: Vec<Box<dyn Collector>>) -> anyhow::Result<Self> {
         let registry = Registry::new();
         let validation_failures = IntCounterVec::new(
             Opts::new(
@@ -88,12 +102,22 @@ impl Metrics {
             ),
             &["state"],
         )?;
+        let auth_refusals = IntCounterVec::new(
+            Opts::new(
+                "auth_refusals_total",
+                "Requests refused as unauthenticated or forbidden, by API and reason",
+            ),
+            &["source", "reason"],
+        )?;
         registry.register(Box::new(validation_failures.clone()))?;
+        registry.register(Box::new(auth_refusals.clone()))?;
         registry.register(Box::new(events_written.clone()))?;
         registry.register(Box::new(write_duration.clone()))?;
         registry.register(Box::new(query_duration.clone()))?;
         registry.register(Box::new(pool.clone()))?;
-        registry.register(Box::new(store.statement_durations()))?;
+        for collector in extra {
+            registry.register(collector)?;
+        }
         Ok(Self {
             registry,
             validation_failures,
@@ -101,25 +125,20 @@ impl Metrics {
             write_duration,
             query_duration,
             pool,
-            store,
+            auth_refusals,
         })
     }
 
-    /// Counts the validation failures of one rejected request.
-    pub fn validation_failed(&self, source: Source, errors: &[FieldError]) {
-        for error in errors {
-            self.validation_failures
-                .with_label_values(&[source.label(), error.reason])
-                .inc();
-        }
+    /// Counts one validation failure of a rejected event, by its reason label.
+    pub fn validation_failed(&self, source: Source, reason: &str) {
+        self.validation_failures
+            .with_label_values(&[source.label(), reason])
+            .inc();
     }
 
-    /// Counts the validation failures inside a refused request, whatever refused it (the
-    /// validation of the input or the store, for an unknown parent).
-    pub fn refused(&self, source: Source, error: &ApiError) {
-        if let ApiError::BadUserInput { errors } = error {
-            self.validation_failed(source, errors);
-        }
+    /// Counts a request refused for its credentials (`unauthenticated`) or its role (`forbidden`).
+    pub fn auth_refused(&self, source: Source, reason: &str) {
+        self.auth_refusals.with_label_values(&[source.label(), reason]).inc();
     }
 
     /// Records an acknowledged write of `events` events.
@@ -140,12 +159,11 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// The metrics in the Prometheus text format.
-    pub fn render(&self) -> String {
-        let (open, idle, max) = self.store.pool_state();
-        self.pool.with_label_values(&["open"]).set(open as i64);
-        self.pool.with_label_values(&["idle"]).set(idle as i64);
-        self.pool.with_label_values(&["max"]).set(max as i64);
+    /// The metrics in the Prometheus text format, with the pool as it is now.
+    pub fn render(&self, pool: PoolState) -> String {
+        self.pool.with_label_values(&["open"]).set(pool.open.into());
+        self.pool.with_label_values(&["idle"]).set(pool.idle as i64);
+        self.pool.with_label_values(&["max"]).set(pool.max.into());
         let mut buffer = Vec::new();
         if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
             tracing::error!(%error, "cannot encode metrics");

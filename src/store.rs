@@ -1,12 +1,14 @@
 //! Every SQL statement of auditgraph. The only module that talks to the database.
 
 mod backfill;
+mod error;
 mod import;
 mod read;
 mod tree;
 mod write;
 
 pub use backfill::{BackfillBatch, ForeignKeyCheck, LegacyKey};
+pub use error::{StoreError, is_unavailable};
 pub use import::{ImportError, ImportRow, ImportedBatch};
 pub(crate) use write::to_model;
 
@@ -20,6 +22,8 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{Datelike, Months, NaiveDate, Utc};
 use migration::{Migrator, MigratorTrait};
+
+use crate::metrics::PoolState;
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, Statement, TransactionTrait,
@@ -171,9 +175,9 @@ impl Store {
     }
 
     /// The pool's open, idle and maximum connections.
-    pub fn pool_state(&self) -> (u32, usize, u32) {
+    pub fn pool_state(&self) -> PoolState {
         let db = self.db();
-        match self.backend() {
+        let (open, idle, max) = match self.backend() {
             DatabaseBackend::Postgres => {
                 let pool = db.get_postgres_connection_pool();
                 (pool.size(), pool.num_idle(), pool.options().get_max_connections())
@@ -183,7 +187,8 @@ impl Store {
                 (pool.size(), pool.num_idle(), pool.options().get_max_connections())
             }
             _ => (0, 0, 0),
-        }
+        };
+        PoolState { open, idle, max }
     }
 
     /// Checks that the database answers.

@@ -93,6 +93,7 @@ pub async fn run(admin_url: &str, runs: usize, events: u64) -> anyhow::Result<St
             source: file.display().to_string(),
             batch_size: 5_000,
             skip_invalid: false,
+            operator: "bench".into(),
         };
         let summary = import::run(&store, &options).await?;
         anyhow::ensure!(summary.imported == events, "imported {} of {events}", summary.imported);

@@ -759,6 +759,7 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
                 source: file.display().to_string(),
                 batch_size: 5_000,
                 skip_invalid: false,
+                operator: "bench".into(),
             },
         )
         .await?;

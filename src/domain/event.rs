@@ -79,6 +79,8 @@ pub struct NewEvent {
     pub error_message: Option<String>,
     pub retention_days: i32,
     pub is_sensitive: bool,
+    /// The authenticated principal that submits the event; set by the service, not the client.
+    pub submitted_by: Option<String>,
 }
 
 /// One validation failure: the column it concerns and what is wrong.
@@ -401,6 +403,7 @@ impl EventInput {
             error_message: self.error_message,
             retention_days: self.retention_days.unwrap_or(2555),
             is_sensitive: self.is_sensitive.unwrap_or(false),
+            submitted_by: None,
         })
     }
 }

@@ -44,6 +44,8 @@ pub struct Model {
     pub legal_hold_reason: Option<String>,
     pub legal_hold_placed_by: Option<String>,
     pub legal_hold_placed_at: Option<DateTimeUtc>,
+    /// The authenticated principal that submitted the event (NULL for rows older than authentication).
+    pub submitted_by: Option<String>,
 }
 
 /// The composite self-reference `(parent_event_id, parent_event_date) → (event_id, event_date)`.

@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ErrorExtensions, Object, Result, SimpleObject};
 
+use super::Loader;
 use super::event::AuditEvent;
 use super::loaders::{ChildCountKey, ChildCountLoader, ChildrenUpToKey, ChildrenUpToLoader};
-use super::{AppContext, Loader};
 use crate::domain::page::{Beyond, Order};
 use crate::domain::{Cursor, EventFilter, EventKey, TreeCursor};
 use crate::entity::audit_event::Model;
+use crate::service::Service;
 
 /// What a connection lists.
 #[derive(Clone, Debug)]
@@ -139,7 +140,7 @@ impl AuditEventConnection {
     async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
         match &self.scope {
             Scope::Events(filter) => {
-                let app = ctx.data::<AppContext>()?;
+                let app = ctx.data::<Service>()?;
                 app.store.count_events(filter).await.map_err(|e| e.extend())
             }
             Scope::Children(parent) => {
@@ -164,7 +165,7 @@ impl PageInfo {
         let result = match side {
             Side::Known(known) => return Ok(*known),
             Side::Events { filter, order, beyond } => {
-                let app = ctx.data::<AppContext>()?;
+                let app = ctx.data::<Service>()?;
                 app.store.exists_beyond(filter, *beyond, *order).await
             }
             Side::Descendants {
@@ -172,7 +173,7 @@ impl PageInfo {
                 max_depth,
                 cursor,
             } => {
-                let app = ctx.data::<AppContext>()?;
+                let app = ctx.data::<Service>()?;
                 app.store.descendants_up_to(*root, *max_depth, *cursor).await
             }
             Side::ChildrenUpTo(key) => {

@@ -11,11 +11,12 @@ use super::loaders::{
     AncestorsKey, AncestorsLoader, ChildCountKey, ChildCountLoader, ChildrenKey, ChildrenLoader, ParentLoader,
 };
 use super::tree::AuditEventDescendantConnection;
-use super::{AppContext, DEFAULT_PAGE_SIZE, Loader, page_cost};
+use super::{DEFAULT_PAGE_SIZE, Loader, page_cost};
 use crate::domain::tree;
 use crate::domain::{PageRequest, TreeCursor};
 use crate::entity::audit_event::Model;
 use crate::error::ApiError;
+use crate::service::Service;
 
 /// One audit event: something that happened in a service, who did it to what, and with what
 /// outcome. Events form causality trees through `parent` and `children`.
@@ -184,6 +185,12 @@ impl AuditEvent {
     async fn legal_hold_placed_at(&self) -> Option<DateTime<Utc>> {
         self.0.legal_hold_placed_at
     }
+    /// The authenticated principal that submitted the event: who sent it, as the server verified
+    /// it, apart from the actor the event names. For a human principal the two agree; a service may
+    /// act for someone else. Null for events stored before authentication was recorded.
+    async fn submitted_by(&self) -> Option<&str> {
+        self.0.submitted_by.as_deref()
+    }
 
     /// The event that caused this one; null for a root. Batched: asking for the parents of many
     /// events costs one query.
@@ -199,7 +206,7 @@ impl AuditEvent {
             }
             // A legacy link without the parent's date: look the parent up by id.
             None => ctx
-                .data::<AppContext>()?
+                .data::<Service>()?
                 .store
                 .find_event(parent_id)
                 .await
@@ -269,7 +276,7 @@ impl AuditEvent {
         #[graphql(desc = "Page size, 0 to 1000 (default 50).")] first: Option<i32>,
         #[graphql(desc = "Return descendants after this cursor.")] after: Option<String>,
     ) -> Result<AuditEventDescendantConnection> {
-        let app = ctx.data::<AppContext>()?;
+        let app = ctx.data::<Service>()?;
         let max_depth = tree::bound("maxDepth", max_depth, tree::DEFAULT_MAX_DEPTH, tree::HARD_MAX_DEPTH)
             .map_err(|e| ApiError::from(e).extend())?;
         let window = PageRequest {

@@ -16,7 +16,7 @@ impl async_graphql::dataloader::Loader<EventKey> for ParentLoader {
     type Error = Arc<ApiError>;
 
     async fn load(&self, keys: &[EventKey]) -> Result<HashMap<EventKey, Model>, Self::Error> {
-        self.0.events_by_keys(keys).await.map_err(Arc::new)
+        self.0.events_by_keys(keys).await.map_err(|e| Arc::new(e.into()))
     }
 }
 
@@ -43,7 +43,11 @@ impl async_graphql::dataloader::Loader<ChildrenKey> for ChildrenLoader {
         }
         let mut out = HashMap::with_capacity(keys.len());
         for (window, parents) in by_window {
-            let mut pages = self.0.children_pages(&parents, &window).await.map_err(Arc::new)?;
+            let mut pages = self
+                .0
+                .children_pages(&parents, &window)
+                .await
+                .map_err(|e| Arc::new(e.into()))?;
             for parent in parents {
                 out.insert(
                     ChildrenKey { parent, window },
@@ -68,7 +72,7 @@ impl async_graphql::dataloader::Loader<ChildCountKey> for ChildCountLoader {
 
     async fn load(&self, keys: &[ChildCountKey]) -> Result<HashMap<ChildCountKey, u64>, Self::Error> {
         let parents: Vec<EventKey> = keys.iter().map(|k| k.0).collect();
-        let counts = self.0.child_counts(&parents).await.map_err(Arc::new)?;
+        let counts = self.0.child_counts(&parents).await.map_err(|e| Arc::new(e.into()))?;
         Ok(parents
             .into_iter()
             .map(|p| (ChildCountKey(p), counts.get(&p).copied().unwrap_or(0)))
@@ -89,7 +93,7 @@ impl async_graphql::dataloader::Loader<AncestorsKey> for AncestorsLoader {
 
     async fn load(&self, keys: &[AncestorsKey]) -> Result<HashMap<AncestorsKey, Self::Value>, Self::Error> {
         let events: Vec<EventKey> = keys.iter().map(|k| k.0).collect();
-        let mut found = self.0.ancestors(&events).await.map_err(Arc::new)?;
+        let mut found = self.0.ancestors(&events).await.map_err(|e| Arc::new(e.into()))?;
         Ok(events
             .into_iter()
             .map(|e| (AncestorsKey(e), Arc::new(found.remove(&e).unwrap_or_default())))
@@ -120,7 +124,11 @@ impl async_graphql::dataloader::Loader<ChildrenUpToKey> for ChildrenUpToLoader {
         }
         let mut out = HashMap::with_capacity(keys.len());
         for (cursor, parents) in by_cursor {
-            let found = self.0.children_up_to(&parents, cursor).await.map_err(Arc::new)?;
+            let found = self
+                .0
+                .children_up_to(&parents, cursor)
+                .await
+                .map_err(|e| Arc::new(e.into()))?;
             for parent in parents {
                 out.insert(ChildrenUpToKey { parent, cursor }, found.contains(&parent));
             }

@@ -18,9 +18,10 @@ use super::loaders::{
     AncestorsKey, AncestorsLoader, ChildCountKey, ChildCountLoader, ChildrenKey, ChildrenLoader, ChildrenUpToKey,
     ChildrenUpToLoader,
 };
-use super::{AppContext, DEFAULT_PAGE_SIZE, Loader};
+use super::{DEFAULT_PAGE_SIZE, Loader};
 use crate::domain::{EventKey, PageRequest, PageWindow};
 use crate::entity::audit_event::Model;
+use crate::service::Service;
 
 /// The selections that apply to the nodes of a connection: `edges { node { … } }` and `nodes { … }`.
 fn node_selections(connection: Lookahead<'_>) -> [Lookahead<'_>; 2] {
@@ -66,7 +67,7 @@ pub async fn below_event(ctx: &Context<'_>, node: &Model) -> Result<()> {
 /// Works through (node selection, parents) pairs level by level: one statement per `children`
 /// field per level, one per requested count.
 async fn prefetch<'a>(ctx: &'a Context<'_>, mut work: Vec<(Lookahead<'a>, Vec<EventKey>)>) -> Result<()> {
-    let app = ctx.data::<AppContext>()?;
+    let app = ctx.data::<Service>()?;
     let children = ctx.data::<Loader<ChildrenLoader>>()?;
     let counts = ctx.data::<Loader<ChildCountLoader>>()?;
     let up_to = ctx.data::<Loader<ChildrenUpToLoader>>()?;

@@ -9,14 +9,16 @@ use uuid::Uuid;
 use super::connection::{AuditEventConnection, Scope};
 use super::prefetch;
 use super::{
-    AppContext, AuditEvent, AuditEventCount, AuditEventFilter, AuditEventGroupBy, CausalityTree, DEFAULT_PAGE_SIZE,
+    AuditEvent, AuditEventCount, AuditEventFilter, AuditEventGroupBy, CausalityTree, DEFAULT_PAGE_SIZE, RoleGuard,
     page_cost,
 };
+use crate::auth::Role;
 use crate::domain::PageRequest;
 use crate::domain::filter::MAX_FILTER_TEXT;
 use crate::domain::page::Order;
 use crate::domain::tree::{self, TreeBounds};
 use crate::error::ApiError;
+use crate::service::Service;
 
 /// Reading the audit trail.
 pub struct QueryRoot;
@@ -24,13 +26,16 @@ pub struct QueryRoot;
 #[Object(name = "Query")]
 impl QueryRoot {
     /// One event by id; null when there is none.
-    #[graphql(complexity = "super::STATEMENT_COST + child_complexity")]
+    #[graphql(
+        complexity = "super::STATEMENT_COST + child_complexity",
+        guard = "RoleGuard(Role::Reader)"
+    )]
     async fn audit_event(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The event id.")] event_id: Uuid,
     ) -> Result<Option<AuditEvent>> {
-        let app = ctx.data::<AppContext>()?;
+        let app = ctx.data::<Service>()?;
         let Some(event) = app.store.find_event(event_id).await.map_err(|e| e.extend())? else {
             return Ok(None);
         };
@@ -41,7 +46,10 @@ impl QueryRoot {
     /// Events matching a filter, newest first (`eventTimestamp`, then `eventId`, descending), as a
     /// Relay connection with keyset pagination: pages stay stable while new events arrive. Page
     /// forwards with `first`/`after` or backwards with `last`/`before`; not both sizes at once.
-    #[graphql(complexity = "super::STATEMENT_COST + page_cost(first, last, child_complexity)")]
+    #[graphql(
+        complexity = "super::STATEMENT_COST + page_cost(first, last, child_complexity)",
+        guard = "RoleGuard(Role::Reader)"
+    )]
     async fn audit_events(
         &self,
         ctx: &Context<'_>,
@@ -51,7 +59,7 @@ impl QueryRoot {
         #[graphql(desc = "Page size from the end, 0 to 1000.")] last: Option<i32>,
         #[graphql(desc = "Return events before this cursor (newer ones).")] before: Option<String>,
     ) -> Result<AuditEventConnection> {
-        let app = ctx.data::<AppContext>()?;
+        let app = ctx.data::<Service>()?;
         let window = PageRequest {
             first,
             after,
@@ -81,7 +89,8 @@ impl QueryRoot {
     /// and `maxNodes` (default 1000, at most 10000). Give exactly one of `correlationId` and
     /// `rootEventId`. For a correlation, an event whose parent is not part of it is a root.
     #[graphql(
-        complexity = "super::WALK_COST + max_nodes.unwrap_or(tree::DEFAULT_MAX_NODES as i32).clamp(1, tree::HARD_MAX_NODES as i32) as usize * child_complexity"
+        complexity = "super::WALK_COST + max_nodes.unwrap_or(tree::DEFAULT_MAX_NODES as i32).clamp(1, tree::HARD_MAX_NODES as i32) as usize * child_complexity",
+        guard = "RoleGuard(Role::Reader)"
     )]
     async fn causality_tree(
         &self,
@@ -91,7 +100,7 @@ impl QueryRoot {
         #[graphql(desc = "Deepest level returned, 1 to 10000 (default 100).")] max_depth: Option<i32>,
         #[graphql(desc = "Most nodes returned, 1 to 10000 (default 1000).")] max_nodes: Option<i32>,
     ) -> Result<CausalityTree> {
-        let app = ctx.data::<AppContext>()?;
+        let app = ctx.data::<Service>()?;
         let bounds = TreeBounds {
             max_depth: tree::bound("maxDepth", max_depth, tree::DEFAULT_MAX_DEPTH, tree::HARD_MAX_DEPTH)
                 .map_err(|e| ApiError::from(e).extend())?,
@@ -108,9 +117,17 @@ impl QueryRoot {
                     ),
                 })
             }
-            (Some(correlation), None) => app.store.tree_of_correlation(&correlation, bounds).await,
+            (Some(correlation), None) => app
+                .store
+                .tree_of_correlation(&correlation, bounds)
+                .await
+                .map_err(ApiError::from),
             (None, Some(id)) => match app.store.find_event(id).await.map_err(|e| e.extend())? {
-                Some(root) => app.store.tree_of_event(root.key(), bounds).await,
+                Some(root) => app
+                    .store
+                    .tree_of_event(root.key(), bounds)
+                    .await
+                    .map_err(ApiError::from),
                 None => Err(ApiError::NotFound(format!("event {id} does not exist"))),
             },
             _ => Err(ApiError::BadArgument {
@@ -128,14 +145,17 @@ impl QueryRoot {
 
     /// How many events match a filter, grouped by category, type, outcome or severity, largest
     /// group first.
-    #[graphql(complexity = "super::STATEMENT_COST + child_complexity")]
+    #[graphql(
+        complexity = "super::STATEMENT_COST + child_complexity",
+        guard = "RoleGuard(Role::Reader)"
+    )]
     async fn audit_event_counts(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Which events to count; all when omitted.")] filter: Option<AuditEventFilter>,
         #[graphql(desc = "What to group by.")] group_by: AuditEventGroupBy,
     ) -> Result<Vec<AuditEventCount>> {
-        let app = ctx.data::<AppContext>()?;
+        let app = ctx.data::<Service>()?;
         let filter = filter.unwrap_or_default().resolve(Utc::now()).map_err(|e| e.extend())?;
         let counts = app
             .store

@@ -130,7 +130,7 @@ impl AuditEventDescendantConnection {
     #[graphql(complexity = "super::BATCHED_COST")]
     async fn total_count(&self, ctx: &async_graphql::Context<'_>) -> async_graphql::Result<u64> {
         use async_graphql::ErrorExtensions;
-        let app = ctx.data::<super::AppContext>()?;
+        let app = ctx.data::<crate::service::Service>()?;
         app.store
             .count_descendants(self.root, self.max_depth)
             .await

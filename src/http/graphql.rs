@@ -16,6 +16,7 @@
 use std::time::Instant;
 
 use async_graphql::parser::types::OperationType;
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -23,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::HttpState;
+use crate::auth::Principal;
 use crate::graphql::{chosen_operation, prepare_request};
 use crate::metrics::Source;
 
@@ -113,7 +115,12 @@ pub fn refusal(status: StatusCode, code: &str, message: impl Into<String>, media
 }
 
 /// `POST /graphql`.
-pub async fn post(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post(
+    State(state): State<HttpState>,
+    caller: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
     };
@@ -144,11 +151,16 @@ pub async fn post(State(state): State<HttpState>, headers: HeaderMap, body: Byte
             );
         }
     };
-    execute(&state, request, media, Operations::Any).await
+    execute(&state, request, caller, media, Operations::Any).await
 }
 
 /// `GET /graphql`: queries only.
-pub async fn get(State(state): State<HttpState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub async fn get(
+    State(state): State<HttpState>,
+    caller: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
     };
@@ -163,7 +175,7 @@ pub async fn get(State(state): State<HttpState>, headers: HeaderMap, RawQuery(qu
             );
         }
     };
-    execute(&state, request, media, Operations::QueriesOnly).await
+    execute(&state, request, caller, media, Operations::QueriesOnly).await
 }
 
 fn not_acceptable() -> Response {
@@ -306,6 +318,7 @@ fn shape(query: &str, limit: usize) -> Shape {
 async fn execute(
     state: &HttpState,
     mut request: async_graphql::Request,
+    caller: Option<Extension<Principal>>,
     media: Media,
     operations: Operations,
 ) -> Response {
@@ -334,7 +347,10 @@ async fn execute(
         }
     }
     let started = Instant::now();
-    let request = prepare_request(request, &state.ctx.store);
+    let mut request = prepare_request(request, &state.ctx.store);
+    if let Some(Extension(caller)) = caller {
+        request = request.data(caller);
+    }
     let response = state.schema.execute(request).await;
     state
         .ctx

@@ -15,7 +15,7 @@ pub const INTERNAL_DETAIL: &str = "An internal error occurred. Check server logs
 
 /// An `application/problem+json` response (boxed: it travels in `Err` variants).
 #[derive(Debug)]
-pub struct Problem(Box<Body>);
+pub struct Problem(Box<Body>, Option<HeaderValue>);
 
 #[derive(Debug, Serialize)]
 struct Body {
@@ -33,14 +33,17 @@ struct Body {
 impl Problem {
     /// A problem of the given status, type slug and title.
     pub fn new(status: StatusCode, slug: &str, title: &'static str, detail: impl Into<String>) -> Self {
-        Self(Box::new(Body {
-            kind: format!("{TYPE_BASE}{slug}"),
-            title,
-            status: status.as_u16(),
-            detail: detail.into(),
-            instance: None,
-            field_errors: None,
-        }))
+        Self(
+            Box::new(Body {
+                kind: format!("{TYPE_BASE}{slug}"),
+                title,
+                status: status.as_u16(),
+                detail: detail.into(),
+                instance: None,
+                field_errors: None,
+            }),
+            None,
+        )
     }
 
     /// A 400 validation problem naming one field.
@@ -73,6 +76,12 @@ impl Problem {
     }
 }
 
+impl From<crate::store::StoreError> for Problem {
+    fn from(error: crate::store::StoreError) -> Self {
+        Self::from(ApiError::from(error))
+    }
+}
+
 /// The REST spelling of a column name: the request field `version` holds `event_version`.
 pub fn rest_field(error: &FieldError) -> String {
     let field = if error.field == "event_version" {
@@ -99,6 +108,21 @@ impl From<ApiError> for Problem {
                     .with_fields(errors.iter().map(|e| (rest_field(e), e.message.clone())))
             }
             ApiError::BadArgument { argument, message } => Problem::invalid(&argument, message),
+            ApiError::EmptyBatch => Problem::invalid("body", "batch cannot be empty"),
+            ApiError::BatchTooLarge { max, got } => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "batch-size-exceeded",
+                "Batch Size Exceeded",
+                format!("a batch holds at most {max} events, got {got}"),
+            ),
+            ApiError::Unauthenticated { message, challenge } => {
+                let mut problem = Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", message);
+                // A challenge that cannot be a header value still gets the bare scheme.
+                problem.1 =
+                    Some(HeaderValue::from_str(&challenge).unwrap_or_else(|_| HeaderValue::from_static("Bearer")));
+                problem
+            }
+            ApiError::Forbidden(detail) => Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail),
             ApiError::NotFound(detail) => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not Found", detail),
             ApiError::Conflict(detail) => Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", detail),
             ApiError::Timeout(detail) => Problem::new(
@@ -130,7 +154,11 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status();
         let retryable = self.0.kind.ends_with("/unavailable");
+        let challenge = self.1;
         let mut response = (status, axum::Json(self.0)).into_response();
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+        }
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
@@ -202,6 +230,17 @@ mod tests {
             (ApiError::NotFound("x".into()), 404, "not-found"),
             (ApiError::Conflict("x".into()), 409, "conflict"),
             (ApiError::Timeout("x".into()), 503, "service-unavailable"),
+            (ApiError::EmptyBatch, 400, "validation-error"),
+            (ApiError::BatchTooLarge { max: 1, got: 2 }, 400, "batch-size-exceeded"),
+            (
+                ApiError::Unauthenticated {
+                    message: "x".into(),
+                    challenge: "Bearer realm=\"auditgraph\"".into(),
+                },
+                401,
+                "unauthorized",
+            ),
+            (ApiError::Forbidden("x".into()), 403, "forbidden"),
             (
                 ApiError::internal(anyhow::anyhow!("password=secret")),
                 500,

@@ -4,40 +4,27 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::HttpState;
 use super::problem::Problem;
+use crate::auth::{Principal, Role};
 use crate::domain::event::to_micros;
 use crate::domain::filter::is_data_key;
 use crate::domain::page::Order;
 use crate::domain::time::parse_time_bound;
 use crate::domain::wire::parse_event;
-use crate::domain::{Cursor, EventFilter, EventInput, FieldError, PageWindow};
+use crate::domain::{Cursor, EventFilter, PageWindow};
 use crate::entity::audit_event::Model;
 use crate::error::ApiError;
 use crate::metrics::Source;
-
-/// The header a trusted proxy sets to the authenticated identity.
-pub const IDENTITY_HEADER: &str = "x-auth-request-user";
-
-/// The event of a request body. A human identity from the trusted proxy header becomes the actor
-/// (a writer cannot claim to be someone else); service accounts keep the body's actor.
-fn request_event(value: &Value, identity: Option<&str>) -> Result<EventInput, Vec<FieldError>> {
-    let mut input = parse_event(value)?;
-    if let Some(user) = identity.filter(|u| !u.is_empty() && !u.starts_with("system:serviceaccount:")) {
-        input.actor_type = Some("user".into());
-        input.actor_id = Some(user.to_string());
-    }
-    Ok(input)
-}
 
 fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
     let json = headers
@@ -71,13 +58,14 @@ fn parse_body(body: &Bytes) -> Result<Value, Problem> {
     })
 }
 
-fn identity(headers: &HeaderMap) -> Option<&str> {
-    headers.get(IDENTITY_HEADER).and_then(|v| v.to_str().ok())
-}
-
-fn rejected(state: &HttpState, error: ApiError) -> Problem {
-    state.ctx.metrics.refused(Source::Rest, &error);
-    Problem::from(error)
+/// The caller the authentication layer attached; a request without one is refused (fail closed).
+fn authenticated(caller: Option<Extension<Principal>>) -> Result<Principal, Problem> {
+    caller.map(|Extension(caller)| caller).ok_or_else(|| {
+        Problem::from(ApiError::Unauthenticated {
+            message: "the request is not authenticated".into(),
+            challenge: "Bearer".into(),
+        })
+    })
 }
 
 fn timestamp_text(t: DateTime<Utc>) -> String {
@@ -87,23 +75,23 @@ fn timestamp_text(t: DateTime<Utc>) -> String {
 /// `POST /api/v1/audit/events`: 201 `{event_id, event_timestamp, message}`.
 pub async fn create_event(
     State(state): State<HttpState>,
+    caller: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
     const PATH: &str = "/api/v1/audit/events";
+    let service = &state.ctx;
+    let caller = authenticated(caller).map_err(|p| p.at(PATH))?;
+    // The role first: a caller who may not write learns nothing about the body.
+    service
+        .authorize(&caller, Role::Writer, Source::Rest)
+        .map_err(|e| Problem::from(e).at(PATH))?;
     require_json(&headers).map_err(|p| p.at(PATH))?;
     let value = parse_body(&body).map_err(|p| p.at(PATH))?;
-    let ctx = &state.ctx;
-    let new = request_event(&value, identity(&headers))
-        .and_then(|input| input.validate(&ctx.limits, Utc::now()))
-        .map_err(|errors| rejected(&state, ApiError::BadUserInput { errors }).at(PATH))?;
-    let started = Instant::now();
-    let stored = ctx
-        .store
-        .create_event(new)
+    let stored = service
+        .create_event(&caller, parse_event(&value), Source::Rest)
         .await
-        .map_err(|e| rejected(&state, e).at(PATH))?;
-    ctx.metrics.written(Source::Rest, 1, started.elapsed().as_secs_f64());
+        .map_err(|e| Problem::from(e).at(PATH))?;
     let body = json!({
         "event_id": stored.event_id,
         "event_timestamp": timestamp_text(stored.event_timestamp),
@@ -115,58 +103,30 @@ pub async fn create_event(
 /// `POST /api/v1/audit/events/batch`: a JSON array, written atomically; 201 `{event_ids, message}`.
 pub async fn create_batch(
     State(state): State<HttpState>,
+    caller: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
     const PATH: &str = "/api/v1/audit/events/batch";
+    let service = &state.ctx;
+    let caller = authenticated(caller).map_err(|p| p.at(PATH))?;
+    service
+        .authorize(&caller, Role::Writer, Source::Rest)
+        .map_err(|e| Problem::from(e).at(PATH))?;
     require_json(&headers).map_err(|p| p.at(PATH))?;
-    let value = parse_body(&body).map_err(|p| p.at(PATH))?;
-    let ctx = &state.ctx;
-    let items = match value {
+    let items = match parse_body(&body).map_err(|p| p.at(PATH))? {
         Value::Array(items) => items,
         Value::Object(_) => {
             return Err(Problem::invalid("body", "request body must be a JSON array, not a single object").at(PATH));
         }
         _ => return Err(Problem::invalid("body", "request body must be a JSON array of events").at(PATH)),
     };
-    if items.is_empty() {
-        return Err(Problem::invalid("body", "batch cannot be empty").at(PATH));
-    }
-    if items.len() > ctx.max_batch_size {
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "batch-size-exceeded",
-            "Batch Size Exceeded",
-            format!(
-                "a batch holds at most {} events, got {}",
-                ctx.max_batch_size,
-                items.len()
-            ),
-        )
-        .at(PATH));
-    }
-    let now = Utc::now();
-    let user = identity(&headers);
-    let mut batch = Vec::with_capacity(items.len());
-    let mut errors = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        match request_event(item, user).and_then(|input| input.validate(&ctx.limits, now)) {
-            Ok(event) => batch.push(event),
-            Err(found) => errors.extend(found.into_iter().map(|e| e.at(index))),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(rejected(&state, ApiError::BadUserInput { errors }).at(PATH));
-    }
-    let started = Instant::now();
-    let count = batch.len();
-    let stored = ctx
-        .store
-        .create_events(batch)
+    let submissions = items.iter().map(parse_event).collect();
+    let stored = service
+        .create_events(&caller, submissions, Source::Rest)
         .await
-        .map_err(|e| rejected(&state, e).at(PATH))?;
-    ctx.metrics
-        .written(Source::Rest, count, started.elapsed().as_secs_f64());
+        .map_err(|e| Problem::from(e).at(PATH))?;
+    let count = stored.len();
     let ids: Vec<Uuid> = stored.iter().map(|m| m.event_id).collect();
     let noun = if count == 1 { "event" } else { "events" };
     let body = json!({"event_ids": ids, "message": format!("{count} audit {noun} created successfully")});
@@ -237,6 +197,7 @@ pub fn rest_event(m: &Model) -> Value {
         "legal_hold_placed_at",
         json!(m.legal_hold_placed_at.map(timestamp_text)),
     );
+    put("submitted_by", json!(m.submitted_by));
     Value::Object(o)
 }
 
@@ -336,10 +297,16 @@ fn listing(params: &HashMap<String, String>, now: DateTime<Utc>) -> Result<Listi
 /// newest first (`event_timestamp DESC, event_id DESC`), by offset or by cursor.
 pub async fn query_events(
     State(state): State<HttpState>,
+    caller: Option<Extension<Principal>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, Problem> {
     const PATH: &str = "/api/v1/audit/events";
     let started = Instant::now();
+    let caller = authenticated(caller).map_err(|p| p.at(PATH))?;
+    state
+        .ctx
+        .authorize(&caller, Role::Reader, Source::Rest)
+        .map_err(|e| Problem::from(e).at(PATH))?;
     let Listing {
         filter,
         limit,

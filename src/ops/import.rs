@@ -22,6 +22,8 @@ pub struct ImportOptions {
     pub batch_size: usize,
     /// Report malformed lines and go on instead of stopping.
     pub skip_invalid: bool,
+    /// Who runs the import: recorded as `submitted_by` of every event it writes.
+    pub operator: String,
 }
 
 /// What an import did.
@@ -147,7 +149,10 @@ pub async fn run(store: &Store, options: &ImportOptions) -> anyhow::Result<Impor
             if !trimmed.is_empty() {
                 summary.lines += 1;
                 match parse_line(line_no, trimmed, now) {
-                    Ok(row) => batch.push(row),
+                    Ok(mut row) => {
+                        row.model.submitted_by = Some(options.operator.clone());
+                        batch.push(row);
+                    }
                     Err(message) if options.skip_invalid => {
                         tracing::warn!(line = line_no, "skipped: {message}");
                         summary.skipped += 1;

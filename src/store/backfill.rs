@@ -15,8 +15,7 @@ use chrono::{Days, NaiveDate};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, Statement, Value};
 use uuid::Uuid;
 
-use super::Store;
-use crate::error::ApiError;
+use super::{Store, StoreError};
 
 /// A position in the `(event_id, event_date)` order of legacy rows.
 pub type LegacyKey = (Uuid, NaiveDate);
@@ -51,7 +50,7 @@ const LEGACY: &str = "parent_event_id IS NOT NULL AND parent_event_date IS NULL"
 
 impl Store {
     /// How many legacy rows (a parent without its date) the store holds.
-    pub async fn count_legacy_links(&self) -> Result<u64, ApiError> {
+    pub async fn count_legacy_links(&self) -> Result<u64, StoreError> {
         let sql = format!("SELECT COUNT(*) AS n FROM audit_events WHERE {LEGACY}");
         let row = self
             .db()
@@ -70,7 +69,7 @@ impl Store {
         after: Option<LegacyKey>,
         size: u64,
         dry_run: bool,
-    ) -> Result<BackfillBatch, ApiError> {
+    ) -> Result<BackfillBatch, StoreError> {
         let backend = self.backend();
         let (start, values): (&str, Vec<Value>) = match after {
             Some((id, date)) => ("AND (event_id, event_date) > ($1, $2)", vec![id.into(), date.into()]),
@@ -120,7 +119,7 @@ impl Store {
     /// Undoes journaled fills, up to `size` rows per call (all runs, or one), in one short
     /// transaction. Returns how many rows went back to legacy; 0 when the journal is empty.
     #[tracing::instrument(skip(self))]
-    pub async fn rollback_backfill_batch(&self, run: Option<Uuid>, size: u64) -> Result<u64, ApiError> {
+    pub async fn rollback_backfill_batch(&self, run: Option<Uuid>, size: u64) -> Result<u64, StoreError> {
         let backend = self.backend();
         let (scope, values): (&str, Vec<Value>) = match run {
             Some(run) => ("WHERE run_id = $1", vec![run.into()]),
@@ -157,7 +156,7 @@ impl Store {
 
     /// Checks the parent-link foreign key, validating it first where it was added as NOT VALID
     /// (PostgreSQL); on SQLite, runs `PRAGMA foreign_key_check`.
-    pub async fn check_parent_foreign_key(&self) -> Result<ForeignKeyCheck, ApiError> {
+    pub async fn check_parent_foreign_key(&self) -> Result<ForeignKeyCheck, StoreError> {
         let db = self.db();
         match self.backend() {
             DatabaseBackend::Postgres => {

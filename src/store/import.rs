@@ -7,9 +7,8 @@ use sea_orm::sqlx;
 use sea_orm::{ColumnTrait, DatabaseBackend, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
-use super::Store;
+use super::{Store, StoreError};
 use crate::entity::audit_event::{Column, Entity, Model};
-use crate::error::ApiError;
 
 /// A row to import and the input line it came from.
 #[derive(Clone, Debug)]
@@ -39,7 +38,7 @@ pub enum ImportError {
     Line { line: usize, message: String },
     /// The database failed.
     #[error(transparent)]
-    Store(#[from] ApiError),
+    Store(#[from] StoreError),
 }
 
 impl From<sea_orm::DbErr> for ImportError {
@@ -50,7 +49,7 @@ impl From<sea_orm::DbErr> for ImportError {
 
 impl From<sqlx::Error> for ImportError {
     fn from(error: sqlx::Error) -> Self {
-        Self::Store(ApiError::internal(error))
+        Self::Store(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(error))).into())
     }
 }
 
@@ -58,7 +57,7 @@ const COLUMNS: &str = "event_id, event_version, event_timestamp, event_date, eve
     event_action, event_outcome, actor_type, actor_id, actor_ip, resource_type, resource_id, resource_name, \
     correlation_id, parent_event_id, parent_event_date, trace_id, span_id, namespace, cluster_id, event_data, \
     event_metadata, severity, duration_ms, error_code, error_message, retention_days, is_sensitive, event_hash, \
-    previous_event_hash, hash_algorithm, legal_hold, legal_hold_reason, legal_hold_placed_by, legal_hold_placed_at";
+    previous_event_hash, hash_algorithm, legal_hold, legal_hold_reason, legal_hold_placed_by, legal_hold_placed_at, submitted_by";
 
 /// Appends one CSV field: NULL as an empty unquoted field, everything else quoted.
 fn field(out: &mut String, value: Option<&str>) {
@@ -79,7 +78,7 @@ fn field(out: &mut String, value: Option<&str>) {
 fn csv_row(out: &mut String, m: &Model) {
     let ts = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
     let text = |s: &Option<String>| s.clone();
-    let values: [Option<String>; 36] = [
+    let values: [Option<String>; 37] = [
         Some(m.event_id.to_string()),
         Some(m.event_version.clone()),
         Some(ts(m.event_timestamp)),
@@ -116,6 +115,7 @@ fn csv_row(out: &mut String, m: &Model) {
         text(&m.legal_hold_reason),
         text(&m.legal_hold_placed_by),
         m.legal_hold_placed_at.map(ts),
+        text(&m.submitted_by),
     ];
     for value in &values {
         field(out, value.as_deref());
@@ -291,6 +291,7 @@ mod tests {
             legal_hold_reason: None,
             legal_hold_placed_by: None,
             legal_hold_placed_at: None,
+            submitted_by: Some("operator".into()),
         }
     }
 
@@ -307,7 +308,7 @@ mod tests {
         );
         assert!(row.contains(r#""{""q"":""\""""}""#), "JSON is quoted text: {row}");
         assert!(row.contains(r#""x",,"r""#), "NULL is an empty field: {row}");
-        assert!(row.ends_with(",\"false\",,,\n"));
+        assert!(row.ends_with(",\"false\",,,,\"operator\"\n"), "{row}");
         assert_eq!(
             row.matches('\n').count(),
             2,

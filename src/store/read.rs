@@ -9,11 +9,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::Store;
+use super::{Store, StoreError};
 use crate::domain::page::{Beyond, Order};
 use crate::domain::{Cursor, EventFilter, EventKey, PageWindow};
 use crate::entity::audit_event::{Column, Entity, Model};
-use crate::error::ApiError;
 
 /// A strict or inclusive comparison of `(event_timestamp, event_id)` with a cursor.
 #[derive(Clone, Copy)]
@@ -218,7 +217,7 @@ fn travels_ascending(window: &PageWindow, order: Order) -> bool {
 impl Store {
     /// The event with this id (the newest, should legacy data hold the id on several days).
     #[tracing::instrument(skip(self))]
-    pub async fn find_event(&self, id: Uuid) -> Result<Option<Model>, ApiError> {
+    pub async fn find_event(&self, id: Uuid) -> Result<Option<Model>, StoreError> {
         Ok(Entity::find()
             .filter(Column::EventId.eq(id))
             .order_by_desc(Column::EventDate)
@@ -229,7 +228,7 @@ impl Store {
     /// The events with these keys, in one statement. Filtering on the dates lets PostgreSQL prune
     /// partitions; the exact pairs are picked afterwards.
     #[tracing::instrument(skip_all, fields(keys = keys.len()))]
-    pub async fn events_by_keys(&self, keys: &[EventKey]) -> Result<HashMap<EventKey, Model>, ApiError> {
+    pub async fn events_by_keys(&self, keys: &[EventKey]) -> Result<HashMap<EventKey, Model>, StoreError> {
         if keys.is_empty() {
             return Ok(HashMap::new());
         }
@@ -273,7 +272,7 @@ impl Store {
         filter: &EventFilter,
         window: &PageWindow,
         order: Order,
-    ) -> Result<Vec<Model>, ApiError> {
+    ) -> Result<Vec<Model>, StoreError> {
         Ok(self.page_select(filter, window, order).all(self.db()).await?)
     }
 
@@ -295,7 +294,7 @@ impl Store {
         filter: &EventFilter,
         offset: u64,
         limit: u64,
-    ) -> Result<Vec<Model>, ApiError> {
+    ) -> Result<Vec<Model>, StoreError> {
         Ok(self.offset_select(filter, offset, limit).all(self.db()).await?)
     }
 
@@ -313,14 +312,14 @@ impl Store {
 
     /// How many events match `filter`.
     #[tracing::instrument(skip_all)]
-    pub async fn count_events(&self, filter: &EventFilter) -> Result<u64, ApiError> {
+    pub async fn count_events(&self, filter: &EventFilter) -> Result<u64, StoreError> {
         let count = self.count_select(filter).into_tuple::<i64>().one(self.db()).await?;
         Ok(count.unwrap_or(0).max(0) as u64)
     }
 
     /// Whether events matching `filter` exist beyond one side of a page (Relay's optional check).
     #[tracing::instrument(skip_all)]
-    pub async fn exists_beyond(&self, filter: &EventFilter, beyond: Beyond, order: Order) -> Result<bool, ApiError> {
+    pub async fn exists_beyond(&self, filter: &EventFilter, beyond: Beyond, order: Order) -> Result<bool, StoreError> {
         let bound = match beyond {
             Beyond::Known(known) => return Ok(known),
             Beyond::ProbeFrom(cursor) => keyset(&cursor, side(order, true, true)),
@@ -377,7 +376,7 @@ impl Store {
         &self,
         parents: &[EventKey],
         window: &PageWindow,
-    ) -> Result<HashMap<EventKey, Vec<Model>>, ApiError> {
+    ) -> Result<HashMap<EventKey, Vec<Model>>, StoreError> {
         if parents.is_empty() {
             return Ok(HashMap::new());
         }
@@ -400,7 +399,7 @@ impl Store {
         &self,
         parents: &[EventKey],
         cursor: Cursor,
-    ) -> Result<std::collections::HashSet<EventKey>, ApiError> {
+    ) -> Result<std::collections::HashSet<EventKey>, StoreError> {
         if parents.is_empty() {
             return Ok(Default::default());
         }
@@ -424,7 +423,7 @@ impl Store {
 
     /// The number of children of each parent, in one statement.
     #[tracing::instrument(skip_all, fields(parents = parents.len()))]
-    pub async fn child_counts(&self, parents: &[EventKey]) -> Result<HashMap<EventKey, u64>, ApiError> {
+    pub async fn child_counts(&self, parents: &[EventKey]) -> Result<HashMap<EventKey, u64>, StoreError> {
         if parents.is_empty() {
             return Ok(HashMap::new());
         }

@@ -35,12 +35,11 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::Store;
 use super::read::condition;
+use super::{Store, StoreError};
 use crate::domain::tree::{ANCESTOR_GUARD, GroupBy, TreeBounds};
 use crate::domain::{EventFilter, EventKey, TreeCursor};
 use crate::entity::audit_event::{Column, Entity, Model};
-use crate::error::ApiError;
 
 /// An event in a tree, with its distance from the tree's root.
 #[derive(Clone, Debug, PartialEq)]
@@ -151,9 +150,9 @@ fn tree_cursor_values(cursor: &TreeCursor) -> [Value; 3] {
 
 impl Store {
     /// Runs a recursive statement under the tree timeout (PostgreSQL), mapping a cancelled
-    /// statement to [`ApiError::Timeout`]. The transaction is read-only and ends either way, so
+    /// statement to [`StoreError::Timeout`]. The transaction is read-only and ends either way, so
     /// the connection goes back to the pool healthy.
-    async fn tree_query(&self, stmt: Statement) -> Result<Vec<QueryResult>, ApiError> {
+    async fn tree_query(&self, stmt: Statement) -> Result<Vec<QueryResult>, StoreError> {
         if self.backend() != DatabaseBackend::Postgres {
             return Ok(self.db().query_all_raw(stmt).await?);
         }
@@ -165,7 +164,7 @@ impl Store {
         txn.rollback().await?;
         rows.map_err(|error| {
             if is_timeout(&error) {
-                ApiError::Timeout(format!(
+                StoreError::Timeout(format!(
                     "the tree query took longer than {timeout_ms} ms and was stopped; \
                      ask for a smaller maxDepth or maxNodes, or a narrower subtree"
                 ))
@@ -199,7 +198,7 @@ impl Store {
 
     /// The ancestors of each event, root first, in one statement for all of them.
     #[tracing::instrument(skip_all, fields(events = keys.len()))]
-    pub async fn ancestors(&self, keys: &[EventKey]) -> Result<HashMap<EventKey, Vec<Model>>, ApiError> {
+    pub async fn ancestors(&self, keys: &[EventKey]) -> Result<HashMap<EventKey, Vec<Model>>, StoreError> {
         if keys.is_empty() {
             return Ok(HashMap::new());
         }
@@ -274,7 +273,7 @@ impl Store {
         max_depth: u32,
         after: Option<TreeCursor>,
         fetch: u64,
-    ) -> Result<Vec<TreeNode>, ApiError> {
+    ) -> Result<Vec<TreeNode>, StoreError> {
         let rows = self
             .tree_query(self.descendants_statement(root, max_depth, after, fetch))
             .await?;
@@ -288,7 +287,7 @@ impl Store {
         root: EventKey,
         max_depth: u32,
         cursor: TreeCursor,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, StoreError> {
         let mut values: Vec<Value> = vec![root.id.into(), root.date.into(), i64::from(max_depth).into()];
         values.extend(tree_cursor_values(&cursor));
         let sql = format!(
@@ -311,7 +310,7 @@ impl Store {
 
     /// How many descendants `root` has up to `max_depth`.
     #[tracing::instrument(skip(self))]
-    pub async fn count_descendants(&self, root: EventKey, max_depth: u32) -> Result<u64, ApiError> {
+    pub async fn count_descendants(&self, root: EventKey, max_depth: u32) -> Result<u64, StoreError> {
         let rows = self
             .tree_query(self.count_descendants_statement(root, max_depth))
             .await?;
@@ -334,7 +333,7 @@ impl Store {
 
     /// The tree below one event (the event at depth 0), within `bounds`.
     #[tracing::instrument(skip(self))]
-    pub async fn tree_of_event(&self, root: EventKey, bounds: TreeBounds) -> Result<Tree, ApiError> {
+    pub async fn tree_of_event(&self, root: EventKey, bounds: TreeBounds) -> Result<Tree, StoreError> {
         let sql = format!(
             "WITH RECURSIVE tree AS ( \
                  SELECT e.*, CAST(0 AS BIGINT) AS depth FROM audit_events e \
@@ -361,7 +360,7 @@ impl Store {
     /// instead of probing the parent-lookup index. A child of another correlation is produced but
     /// neither expanded nor returned.
     #[tracing::instrument(skip(self))]
-    pub async fn tree_of_correlation(&self, correlation_id: &str, bounds: TreeBounds) -> Result<Tree, ApiError> {
+    pub async fn tree_of_correlation(&self, correlation_id: &str, bounds: TreeBounds) -> Result<Tree, StoreError> {
         let sql = format!(
             "WITH RECURSIVE tree AS ( \
                  SELECT e.*, CAST(0 AS BIGINT) AS depth FROM audit_events e \
@@ -382,7 +381,7 @@ impl Store {
     }
 
     /// Applies the bounds to the rows of a walk and finds the roots whose parent is missing.
-    async fn finish_tree(&self, mut nodes: Vec<TreeNode>, bounds: TreeBounds) -> Result<Tree, ApiError> {
+    async fn finish_tree(&self, mut nodes: Vec<TreeNode>, bounds: TreeBounds) -> Result<Tree, StoreError> {
         let before = nodes.len();
         nodes.retain(|n| n.depth <= bounds.max_depth);
         let mut truncated = nodes.len() < before;
@@ -422,7 +421,11 @@ impl Store {
 
     /// Counts of the events matching `filter`, grouped, largest first.
     #[tracing::instrument(skip(self, filter))]
-    pub async fn count_by(&self, filter: &EventFilter, group: GroupBy) -> Result<Vec<(Option<String>, u64)>, ApiError> {
+    pub async fn count_by(
+        &self,
+        filter: &EventFilter,
+        group: GroupBy,
+    ) -> Result<Vec<(Option<String>, u64)>, StoreError> {
         let column = match group {
             GroupBy::Category => Column::EventCategory,
             GroupBy::Type => Column::EventType,

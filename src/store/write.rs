@@ -9,10 +9,9 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::Store;
+use super::{Store, StoreError};
 use crate::domain::{FieldError, NewEvent};
 use crate::entity::audit_event::{Column, Entity, Model};
-use crate::error::ApiError;
 
 /// The row a new event becomes, given its parent's date.
 pub(crate) fn to_model(new: NewEvent, parent_event_date: Option<NaiveDate>) -> Model {
@@ -53,6 +52,7 @@ pub(crate) fn to_model(new: NewEvent, parent_event_date: Option<NaiveDate>) -> M
         legal_hold_reason: None,
         legal_hold_placed_by: None,
         legal_hold_placed_at: None,
+        submitted_by: new.submitted_by,
     }
 }
 
@@ -72,6 +72,8 @@ fn same_content(new: &NewEvent, stored: &Model) -> bool {
     candidate.legal_hold_reason.clone_from(&stored.legal_hold_reason);
     candidate.legal_hold_placed_by.clone_from(&stored.legal_hold_placed_by);
     candidate.legal_hold_placed_at = stored.legal_hold_placed_at;
+    // Who sends a retry is not part of the event: the first submission's principal stays.
+    candidate.submitted_by.clone_from(&stored.submitted_by);
     &candidate == stored
 }
 
@@ -84,35 +86,52 @@ fn rows_per_insert(backend: DatabaseBackend) -> usize {
     }
 }
 
-fn bad(index: usize, field: &'static str, reason: &'static str, message: String) -> ApiError {
-    ApiError::BadUserInput {
-        errors: vec![FieldError::new(field, reason, message).at(index)],
-    }
+fn bad(index: usize, field: &'static str, reason: &'static str, message: String) -> StoreError {
+    StoreError::Invalid(FieldError::new(field, reason, message).at(index))
 }
 
 /// A failed INSERT as the client should see it.
-fn write_error(err: DbErr) -> ApiError {
+fn write_error(err: DbErr) -> StoreError {
     match err.sql_err() {
-        Some(SqlErr::ForeignKeyConstraintViolation(_)) => ApiError::field(
+        Some(SqlErr::ForeignKeyConstraintViolation(_)) => StoreError::UnknownParent(FieldError::new(
             "parent_event_id",
             "unknown_parent",
             "a parent event disappeared while the events were written",
-        ),
+        )),
         Some(SqlErr::UniqueConstraintViolation(_)) => {
-            ApiError::Conflict("an event of the batch was written concurrently with the same id".into())
+            StoreError::Conflict("an event of the batch was written concurrently with the same id".into())
         }
+        _ if is_constraint_violation(&err) => StoreError::Constraint(err.to_string()),
         _ => err.into(),
+    }
+}
+
+/// A CHECK, NOT NULL or trigger refusal (PostgreSQL SQLSTATE class 23, SQLite's constraint codes).
+fn is_constraint_violation(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::error::ErrorKind;
+    let (DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e))) = err else {
+        return false;
+    };
+    match &**e {
+        sea_orm::sqlx::Error::Database(db) => {
+            matches!(db.kind(), ErrorKind::CheckViolation | ErrorKind::NotNullViolation)
+                || db
+                    .code()
+                    .is_some_and(|code| code.starts_with("23") || code == "19" || code == "1811")
+        }
+        _ => false,
     }
 }
 
 impl Store {
     /// Writes one validated event and returns it as stored. See [`Store::create_events`].
     #[tracing::instrument(skip_all, fields(event.id = %new.event_id, event.parent = ?new.parent_event_id))]
-    pub async fn create_event(&self, new: NewEvent) -> Result<Model, ApiError> {
-        let mut stored = self.create_events(vec![new]).await.map_err(ApiError::without_index)?;
+    pub async fn create_event(&self, new: NewEvent) -> Result<Model, StoreError> {
+        let mut stored = self.create_events(vec![new]).await.map_err(StoreError::without_index)?;
         stored
             .pop()
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a one-event batch stored nothing")))
+            .ok_or_else(|| StoreError::Internal("a one-event batch stored nothing".into()))
     }
 
     /// Writes validated events atomically, all or none, and returns them as stored, in order.
@@ -122,7 +141,7 @@ impl Store {
     /// the stored event is returned) or a conflict (other content). Rows go in with multi-row
     /// INSERTs. Errors name the index of the offending event.
     #[tracing::instrument(skip_all, fields(events = batch.len()))]
-    pub async fn create_events(&self, batch: Vec<NewEvent>) -> Result<Vec<Model>, ApiError> {
+    pub async fn create_events(&self, batch: Vec<NewEvent>) -> Result<Vec<Model>, StoreError> {
         let months: BTreeSet<NaiveDate> = batch.iter().map(|e| e.event_date).collect();
         for day in months {
             self.ensure_partition(day).await?;
@@ -175,7 +194,7 @@ impl Store {
         for (index, new) in batch.into_iter().enumerate() {
             if let Some(existing) = stored.get(&new.event_id).filter(|_| new.client_supplied_id) {
                 if !same_content(&new, existing) {
-                    return Err(ApiError::Conflict(format!(
+                    return Err(StoreError::Conflict(format!(
                         "event {index} of the batch: event {} already exists with different content; a retry must resend the same event",
                         existing.event_id
                     )));
@@ -189,7 +208,7 @@ impl Store {
                     Some(&at) if at < index => results
                         .get(at)
                         .map(|m: &Model| m.event_date)
-                        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("batch position {at} missing")))?,
+                        .ok_or_else(|| StoreError::Internal(format!("batch position {at} missing")))?,
                     Some(&at) => {
                         return Err(bad(
                             index,
@@ -201,11 +220,13 @@ impl Store {
                         ));
                     }
                     None => *known.get(&parent).ok_or_else(|| {
-                        bad(
-                            index,
-                            "parent_event_id",
-                            "unknown_parent",
-                            format!("parent event {parent} does not exist"),
+                        StoreError::UnknownParent(
+                            FieldError::new(
+                                "parent_event_id",
+                                "unknown_parent",
+                                format!("parent event {parent} does not exist"),
+                            )
+                            .at(index),
                         )
                     })?,
                 }),
@@ -245,7 +266,7 @@ impl Store {
     /// then takes the general path, which names the problem (or writes the event, should the
     /// parent have arrived meanwhile). One round trip instead of four (BEGIN, parent lookup,
     /// INSERT, COMMIT).
-    async fn insert_single(&self, new: &NewEvent) -> Result<Option<Model>, ApiError> {
+    async fn insert_single(&self, new: &NewEvent) -> Result<Option<Model>, StoreError> {
         let mut model = to_model(new.clone(), None);
         let mut columns = Vec::new();
         let mut exprs = Vec::new();

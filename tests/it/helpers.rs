@@ -481,6 +481,7 @@ pub fn row(
         legal_hold_reason: None,
         legal_hold_placed_by: None,
         legal_hold_placed_at: None,
+        submitted_by: None,
     }
 }
 

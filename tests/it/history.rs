@@ -51,6 +51,7 @@ async fn import_file(
         source: file.path().display().to_string(),
         batch_size,
         skip_invalid,
+        operator: "test-operator".into(),
     };
     import::run(&app.store, &options).await
 }

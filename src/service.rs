@@ -1,0 +1,187 @@
+//! The application's operations, shared by every API. GraphQL resolvers and REST handlers only
+//! translate their request into a call here and the result back into their response; everything
+//! else happens once, in this order: the caller's role is checked, the input validated, the actor
+//! rule applied, the events written through the store, and metrics recorded. Later features hook in
+//! here (hash chains, live subscriptions).
+
+use std::time::Instant;
+
+use chrono::Utc;
+
+use crate::auth::{Principal, PrincipalKind, Role};
+use crate::domain::{EventInput, FieldError, Limits};
+use crate::entity::audit_event::Model;
+use crate::error::ApiError;
+use crate::metrics::{Metrics, Source};
+use crate::store::Store;
+
+/// An event as a client submitted it: parsed, or the field errors of its parsing (the REST API
+/// reads JSON field by field, so a wrong type is known before validation).
+pub type Submission = Result<EventInput, Vec<FieldError>>;
+
+/// What every operation needs. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Service {
+    /// The database.
+    pub store: Store,
+    /// Validation limits for writes.
+    pub limits: Limits,
+    /// Most events in one batch write.
+    pub max_batch_size: usize,
+    /// Where requests are counted and timed.
+    pub metrics: Metrics,
+}
+
+impl Service {
+    /// Refuses a caller whose role does not reach `role`: `FORBIDDEN`, naming the role needed and
+    /// the one held.
+    pub fn authorize(&self, caller: &Principal, role: Role, source: Source) -> Result<(), ApiError> {
+        if caller.has(role) {
+            return Ok(());
+        }
+        self.metrics.auth_refused(source, "forbidden");
+        let held = caller
+            .role
+            .map_or_else(|| "no role".to_string(), |r| format!("the role {}", r.as_str()));
+        Err(ApiError::Forbidden(format!(
+            "{} holds {held}; this operation needs the role {} or higher",
+            caller.name,
+            role.as_str()
+        )))
+    }
+
+    /// Records one event for `caller`. It is durable once this returns.
+    pub async fn create_event(
+        &self,
+        caller: &Principal,
+        submission: Submission,
+        source: Source,
+    ) -> Result<Model, ApiError> {
+        let mut stored = self
+            .write(caller, vec![submission], source)
+            .await
+            .map_err(ApiError::without_index)?;
+        stored
+            .pop()
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a one-event write stored nothing")))
+    }
+
+    /// Records a batch atomically for `caller`: all events or none. Every event is validated
+    /// before anything is written, and errors give each event's index.
+    pub async fn create_events(
+        &self,
+        caller: &Principal,
+        submissions: Vec<Submission>,
+        source: Source,
+    ) -> Result<Vec<Model>, ApiError> {
+        if submissions.is_empty() {
+            return Err(ApiError::EmptyBatch);
+        }
+        if submissions.len() > self.max_batch_size {
+            return Err(ApiError::BatchTooLarge {
+                max: self.max_batch_size,
+                got: submissions.len(),
+            });
+        }
+        self.write(caller, submissions, source).await
+    }
+
+    async fn write(
+        &self,
+        caller: &Principal,
+        submissions: Vec<Submission>,
+        source: Source,
+    ) -> Result<Vec<Model>, ApiError> {
+        self.authorize(caller, Role::Writer, source)?;
+        let now = Utc::now();
+        let mut batch = Vec::with_capacity(submissions.len());
+        let mut errors = Vec::new();
+        for (index, submission) in submissions.into_iter().enumerate() {
+            let validated = submission.and_then(|mut input| {
+                apply_actor_rule(caller, &mut input);
+                input.validate(&self.limits, now)
+            });
+            match validated {
+                Ok(mut event) => {
+                    event.submitted_by = Some(caller.name.clone());
+                    batch.push(event);
+                }
+                Err(found) => errors.extend(found.into_iter().map(|e| e.at(index))),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(self.refused(source, ApiError::BadUserInput { errors }));
+        }
+        let started = Instant::now();
+        let count = batch.len();
+        let stored = self
+            .store
+            .create_events(batch)
+            .await
+            .map_err(|e| self.refused(source, e.into()))?;
+        self.metrics.written(source, count, started.elapsed().as_secs_f64());
+        Ok(stored)
+    }
+
+    /// Counts the field errors of a refused write (validation, or the store's unknown parent).
+    fn refused(&self, source: Source, error: ApiError) -> ApiError {
+        if let ApiError::BadUserInput { errors } = &error {
+            for e in errors {
+                self.metrics.validation_failed(source, e.reason);
+            }
+        }
+        error
+    }
+}
+
+/// kubernaut's anti-spoofing rule, on the authenticated principal: a human writes as themselves
+/// (the actor becomes `user` / their name, whatever the body says); a service may name the actor
+/// it acts for. Without authentication (`anonymous`) nobody is vouched for, and the body's actor
+/// stands.
+pub fn apply_actor_rule(caller: &Principal, input: &mut EventInput) {
+    if caller.kind == PrincipalKind::Human {
+        input.actor_type = Some("user".into());
+        input.actor_id = Some(caller.name.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Method;
+
+    fn principal(kind: PrincipalKind) -> Principal {
+        Principal {
+            name: "alice@example.com".into(),
+            kind,
+            role: Some(Role::Writer),
+            method: Method::Jwt,
+        }
+    }
+
+    fn claiming(actor: &str) -> EventInput {
+        EventInput {
+            actor_type: Some("service".into()),
+            actor_id: Some(actor.into()),
+            ..EventInput::default()
+        }
+    }
+
+    #[test]
+    fn a_human_always_becomes_the_actor() {
+        let mut input = claiming("payments-service");
+        apply_actor_rule(&principal(PrincipalKind::Human), &mut input);
+        assert_eq!(input.actor_type.as_deref(), Some("user"));
+        assert_eq!(input.actor_id.as_deref(), Some("alice@example.com"));
+    }
+
+    #[test]
+    fn a_service_or_an_anonymous_caller_keeps_the_actor_it_names() {
+        for kind in [PrincipalKind::Service, PrincipalKind::Anonymous] {
+            let mut input = claiming("payments-service");
+            apply_actor_rule(&principal(kind), &mut input);
+            assert_eq!(input.actor_id.as_deref(), Some("payments-service"));
+            assert_eq!(input.actor_type.as_deref(), Some("service"));
+        }
+    }
+}
