@@ -62,6 +62,8 @@ pub struct HttpState {
     pub auth: Authenticator,
     /// Who may read `/metrics` on this router.
     pub metrics_access: MetricsAccess,
+    /// Whether GraphQL introspection is answered.
+    pub introspection: bool,
 }
 
 /// Where `/metrics` is served, and to whom.

@@ -156,6 +156,7 @@ fn routers(store: Store, config: &Config) -> anyhow::Result<(Router, Option<Rout
         ctx,
         auth,
         metrics_access,
+        introspection: config.introspection,
     };
     let metrics_router = config.metrics_listen.map(|_| http::metrics_router(state.clone()));
     let main = http::router(

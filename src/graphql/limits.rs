@@ -41,6 +41,31 @@ fn selections(set: &SelectionSet) -> usize {
         .sum()
 }
 
+/// Whether a selection set asks for `__schema` or `__type`, directly or inside inline fragments.
+fn asks_introspection(set: &SelectionSet) -> bool {
+    set.items.iter().any(|item| match &item.node {
+        Selection::Field(field) => {
+            matches!(field.node.name.node.as_str(), "__schema" | "__type")
+                || asks_introspection(&field.node.selection_set.node)
+        }
+        Selection::InlineFragment(fragment) => asks_introspection(&fragment.node.selection_set.node),
+        Selection::FragmentSpread(_) => false,
+    })
+}
+
+/// Whether a document uses introspection (`__schema`, `__type`; `__typename` is not
+/// introspection of the schema). Fragments are checked too, wherever they are spread.
+pub fn uses_introspection(document: &ExecutableDocument) -> bool {
+    document
+        .operations
+        .iter()
+        .any(|(_, op)| asks_introspection(&op.node.selection_set.node))
+        || document
+            .fragments
+            .values()
+            .any(|fragment| asks_introspection(&fragment.node.selection_set.node))
+}
+
 /// Selections of `set` with every spread replaced by its fragment; each fragment's size is
 /// computed once. A cycle counts nothing (validation rejects it).
 fn expanded<'a>(

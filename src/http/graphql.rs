@@ -332,6 +332,15 @@ async fn execute(
         if let Some(reason) = crate::graphql::limits::document_refusal(document) {
             return refusal(request_error_status(media), BAD_REQUEST, reason, media);
         }
+        // Without this the schema would answer `__schema` with a bare null.
+        if !state.introspection && crate::graphql::limits::uses_introspection(document) {
+            return refusal(
+                request_error_status(media),
+                BAD_REQUEST,
+                "introspection is switched off on this server (AUDITGRAPH_INTROSPECTION)",
+                media,
+            );
+        }
         let operation = chosen_operation(document, operation_name.as_deref()).map(|op| op.node.ty);
         if operations == Operations::QueriesOnly && operation == Some(OperationType::Mutation) {
             let mut response = refusal(

@@ -218,3 +218,117 @@ async fn test_databases_are_dropped_when_their_test_ends_even_by_a_panic() {
     let name = receiver.recv().unwrap();
     assert!(!postgres_database_exists(&name).await, "dropped while the test unwound");
 }
+
+/// Without authentication the server keeps to loopback: a public address is refused in one line
+/// naming the way out, and taking that way out is logged as a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_authentication_a_public_address_is_refused_unless_the_operator_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("open.db").display());
+    let output = run(&[], &[("AUDITGRAPH_LISTEN", "0.0.0.0:0"), ("DATABASE_URL", &db)]);
+    assert_eq!(output.status.code(), Some(1));
+    let log = stderr(&output);
+    assert!(
+        log.contains("--allow-unauthenticated") && log.contains("AUDITGRAPH_AUTH"),
+        "{log}"
+    );
+    assert_eq!(log.trim().lines().count(), 1, "{log}");
+    assert!(
+        !dir.path().join("open.db").exists(),
+        "refused before touching the database"
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|probe| probe.local_addr())
+        .unwrap()
+        .port();
+    let log_path = dir.path().join("server.log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_auditgraph"));
+    command
+        .env("DATABASE_URL", &db)
+        .env("AUDITGRAPH_LISTEN", format!("0.0.0.0:{port}"))
+        .env("AUDITGRAPH_ALLOW_UNAUTHENTICATED", "true")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap());
+    let mut child = crate::helpers::ChildGuard(command.spawn().unwrap());
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let started = Instant::now();
+    while !crate::helpers::ready(addr).await {
+        assert!(started.elapsed() < Duration::from_secs(120), "not ready");
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "exited: {}",
+            std::fs::read_to_string(&log_path).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("WARN") && log.contains("without authentication"), "{log}");
+    let _ = child.0.kill();
+}
+
+/// `create-key` prints a key once and stores only its hash; a running server takes a key created
+/// after it started, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_created_on_the_command_line_authenticates_without_a_restart() {
+    use crate::helpers::{http_exchange, rest_event};
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    let keys_text = keys.display().to_string();
+    let create = |principal: &str, role: &str| {
+        let output = run(
+            &["create-key", "--principal", principal, "--role", role],
+            &[("AUDITGRAPH_API_KEYS_FILE", &keys_text)],
+        );
+        assert!(output.status.success(), "{}", stderr(&output));
+        let printed = String::from_utf8(output.stdout).unwrap();
+        printed.lines().last().unwrap().trim().to_string()
+    };
+    let first = create("ci-bot", "writer");
+    assert!(first.starts_with("agk_"), "{first}");
+    let stored = std::fs::read_to_string(&keys).unwrap();
+    assert!(!stored.contains(&first), "the keys file holds no key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    let (_child, addr) = crate::helpers::start_binary_with(
+        dir.path(),
+        None,
+        Stdio::null(),
+        &[
+            ("AUDITGRAPH_AUTH", "api-keys"),
+            ("AUDITGRAPH_API_KEYS_FILE", &keys_text),
+        ],
+    )
+    .await;
+    let post = |key: &str| {
+        let body = rest_event(serde_json::json!({})).to_string();
+        format!(
+            "POST /api/v1/audit/events HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let (status, body) = http_exchange(addr, &post(&first)).await;
+    assert!(status.contains(" 201 "), "{status} {body}");
+    let (status, _) = http_exchange(addr, &post("agk_unknown")).await;
+    assert!(status.contains(" 401 "), "{status}");
+
+    let second = create("nightly-job", "writer");
+    let started = Instant::now();
+    loop {
+        let (status, body) = http_exchange(addr, &post(&second)).await;
+        if status.contains(" 201 ") {
+            break;
+        }
+        assert!(status.contains(" 401 "), "{status} {body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the new key was never taken"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -542,6 +542,16 @@ pub async fn start_binary(
     database_url: Option<&str>,
     stderr: std::process::Stdio,
 ) -> (ChildGuard, std::net::SocketAddr) {
+    start_binary_with(dir, database_url, stderr, &[]).await
+}
+
+/// [`start_binary`] with more environment variables.
+pub async fn start_binary_with(
+    dir: &std::path::Path,
+    database_url: Option<&str>,
+    stderr: std::process::Stdio,
+    env: &[(&str, &str)],
+) -> (ChildGuard, std::net::SocketAddr) {
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|probe| probe.local_addr())
         .expect("a free port");
@@ -556,6 +566,7 @@ pub async fn start_binary(
     if let Some(url) = database_url {
         command.env("DATABASE_URL", url);
     }
+    command.envs(env.iter().copied());
     let mut child = ChildGuard(command.spawn().expect("start the binary"));
     let started = std::time::Instant::now();
     while !ready(addr).await {
