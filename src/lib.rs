@@ -132,11 +132,12 @@ async fn migrated_store(config: &Config) -> anyhow::Result<Store> {
 
 /// The application router on a connected store.
 pub fn app(store: Store, config: &Config) -> anyhow::Result<Router> {
-    Ok(routers(store, config)?.0)
+    let auth = Authenticator::from_settings(&config.auth)?;
+    Ok(routers(store, config, auth)?.0)
 }
 
 /// The main router and, when `/metrics` has a listener of its own, the router for it.
-fn routers(store: Store, config: &Config) -> anyhow::Result<(Router, Option<Router>)> {
+fn routers(store: Store, config: &Config, auth: Authenticator) -> anyhow::Result<(Router, Option<Router>)> {
     let metrics = Metrics::new(vec![Box::new(store.statement_durations())]).context("registering metrics")?;
     let ctx = Service {
         store,
@@ -144,7 +145,6 @@ fn routers(store: Store, config: &Config) -> anyhow::Result<(Router, Option<Rout
         max_batch_size: config.batch_limit(),
         metrics,
     };
-    let auth = Authenticator::from_settings(&config.auth)?;
     let schema = build_schema(ctx.clone(), config.query_limits(), config.introspection);
     let metrics_access = match (config.metrics_listen, config.metrics_role) {
         (Some(_), _) => MetricsAccess::Elsewhere,
@@ -187,7 +187,8 @@ pub async fn serve_on(
 ) -> anyhow::Result<()> {
     let address = listener.local_addr().context("reading the listening address")?;
     // Before anything else: an open server on a public address is refused, not started.
-    Authenticator::from_settings(&config.auth)?.check_listen(address)?;
+    let auth = Authenticator::from_settings(&config.auth)?;
+    auth.check_listen(address)?;
     let store = Store::connect(&config.store_options()).await?;
     if !config.no_migrate {
         store.migrate().await?;
@@ -197,7 +198,7 @@ pub async fn serve_on(
         .await
         .context("creating partitions ahead of time")?;
     let maintenance = tokio::spawn(keep_partitions_ahead(store.clone(), config.partition_lookahead_months));
-    let (main, metrics_router) = routers(store, &config)?;
+    let (main, metrics_router) = routers(store, &config, auth)?;
     let metrics_server = match (config.metrics_listen, metrics_router) {
         (Some(metrics_address), Some(router)) => {
             let metrics_listener = tokio::net::TcpListener::bind(metrics_address)

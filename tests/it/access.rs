@@ -628,3 +628,39 @@ async fn graphiql_and_introspection_can_each_be_switched_off() {
     let data = app.ok("{ auditEvents(first: 1) { totalCount } }", json!({})).await;
     assert_eq!(data["auditEvents"]["totalCount"], 0, "queries still run");
 }
+
+/// `/metrics` on a listener of its own answers there and nowhere else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_on_their_own_listener_are_served_there_only() {
+    use crate::helpers::{http_exchange, http_get, ready};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config =
+        auditgraph::config::Config::for_database(&format!("sqlite://{}", dir.path().join("m.db").display()));
+    let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|probe| probe.local_addr())
+        .unwrap();
+    config.metrics_listen = Some(metrics_addr);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(auditgraph::serve_on(listener, config, async {
+        let _ = stopped.await;
+    }));
+    let started = std::time::Instant::now();
+    while !ready(addr).await {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "not ready");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, body) = http_exchange(metrics_addr, &http_get("/metrics")).await;
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(body.contains("db_pool_connections"), "{body}");
+    let (status, _) = http_exchange(addr, &http_get("/metrics")).await;
+    assert!(status.contains(" 404 "), "the main listener has no /metrics: {status}");
+    let (status, _) = http_exchange(metrics_addr, &http_get("/graphql?query=%7B__typename%7D")).await;
+    assert!(
+        status.contains(" 404 "),
+        "the metrics listener serves nothing else: {status}"
+    );
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

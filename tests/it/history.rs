@@ -103,6 +103,11 @@ async fn an_import_keeps_ids_and_timestamps_and_stores_legacy_links(app: TestApp
     );
     assert_eq!(child.parent_event_date, None);
     assert!(child.parent_event_id.is_some());
+    assert_eq!(
+        child.submitted_by.as_deref(),
+        Some("test-operator"),
+        "imported history records the operator who imported it"
+    );
     assert_eq!(app.store.count_legacy_links().await.unwrap(), 41);
 
     let again = import_file(&app, &file, 50, false).await.unwrap();
