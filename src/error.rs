@@ -79,6 +79,16 @@ impl ApiError {
         }
     }
 
+    /// A request that reached an API without an authenticated caller (the HTTP layer attaches
+    /// one to every request it lets through, so this fails closed).
+    pub fn unauthenticated() -> Self {
+        let missing = crate::auth::AuthError::Missing;
+        Self::Unauthenticated {
+            message: missing.to_string(),
+            challenge: missing.www_authenticate(),
+        }
+    }
+
     /// Wraps an unexpected failure.
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
         Self::Internal(error.into())
@@ -105,9 +115,23 @@ impl ApiError {
 pub const UNAVAILABLE_MESSAGE: &str = "the database is unavailable or the server is saturated; retry shortly \
      (a write may have been committed if the connection was lost at its end: retry with the same eventId)";
 
-impl From<&StoreError> for ApiError {
+impl From<StoreError> for ApiError {
     /// The one mapping of store failures to what clients see. Store internals (SQL, constraint
-    /// names) never reach the client: they are logged where the error is answered.
+    /// names) never reach the client: they are logged, with their chain, where the error is
+    /// answered.
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Constraint(_) | StoreError::Database(_) | StoreError::Internal(_) => {
+                Self::Internal(error.into())
+            }
+            other => Self::from(&other),
+        }
+    }
+}
+
+impl From<&StoreError> for ApiError {
+    /// [`From<StoreError>`] for a borrowed error (GraphQL extensions see errors by reference); an
+    /// internal one keeps its chain as text.
     fn from(error: &StoreError) -> Self {
         match error {
             StoreError::UnknownParent(field) | StoreError::Invalid(field) => Self::BadUserInput {
@@ -120,15 +144,16 @@ impl From<&StoreError> for ApiError {
                 Self::Unavailable(UNAVAILABLE_MESSAGE.into())
             }
             StoreError::Constraint(_) | StoreError::Database(_) | StoreError::Internal(_) => {
-                Self::Internal(anyhow::anyhow!("{error}"))
+                let mut chain = error.to_string();
+                let mut source = std::error::Error::source(error);
+                while let Some(cause) = source {
+                    chain.push_str(": ");
+                    chain.push_str(&cause.to_string());
+                    source = cause.source();
+                }
+                Self::Internal(anyhow::anyhow!(chain))
             }
         }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        Self::from(&error)
     }
 }
 

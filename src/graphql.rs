@@ -132,13 +132,8 @@ pub fn chosen_operation<'a>(
 /// refused: no path may reach the data without having been authenticated.
 pub fn caller<'a>(ctx: &async_graphql::Context<'a>) -> async_graphql::Result<&'a Principal> {
     use async_graphql::ErrorExtensions;
-    ctx.data_opt::<Principal>().ok_or_else(|| {
-        ApiError::Unauthenticated {
-            message: "the request is not authenticated".into(),
-            challenge: "Bearer".into(),
-        }
-        .extend()
-    })
+    ctx.data_opt::<Principal>()
+        .ok_or_else(|| ApiError::unauthenticated().extend())
 }
 
 /// Admits a field only to callers holding at least its role (`FORBIDDEN` otherwise). Every root
@@ -150,9 +145,7 @@ impl async_graphql::Guard for RoleGuard {
         use async_graphql::ErrorExtensions;
         let caller = caller(ctx)?;
         let service = ctx.data::<Service>()?;
-        service
-            .authorize(caller, self.0, crate::metrics::Source::Graphql)
-            .map_err(|e| e.extend())
+        service.authorize(caller, self.0).map_err(|e| e.extend())
     }
 }
 

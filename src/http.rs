@@ -60,21 +60,10 @@ pub struct HttpState {
     pub ctx: Service,
     /// Who is calling.
     pub auth: Authenticator,
-    /// Who may read `/metrics` on this router.
-    pub metrics_access: MetricsAccess,
+    /// The role `/metrics` needs, wherever it is served (open when `None`).
+    pub metrics_role: Option<Role>,
     /// Whether GraphQL introspection is answered.
     pub introspection: bool,
-}
-
-/// Where `/metrics` is served, and to whom.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MetricsAccess {
-    /// On the main listener, to anyone who reaches it.
-    Open,
-    /// On the main listener, to callers holding the role.
-    Role(Role),
-    /// Only on a listener of its own (see [`metrics_router`]), not on the main one.
-    Elsewhere,
 }
 
 /// Options of the HTTP layer.
@@ -86,6 +75,9 @@ pub struct HttpOptions {
     pub request_timeout: Duration,
     /// Whether `/graphiql` is served.
     pub graphiql: bool,
+    /// Whether `/metrics` is served here (not when it has a listener of its own, see
+    /// [`metrics_router`]).
+    pub metrics: bool,
 }
 
 /// The router with every route and layer.
@@ -101,7 +93,7 @@ pub fn router(state: HttpState, options: HttpOptions) -> Router {
             .route("/graphiql", get(assets::graphiql_page))
             .route("/graphiql/assets/{name}", get(assets::graphiql_asset));
     }
-    if state.metrics_access != MetricsAccess::Elsewhere {
+    if options.metrics {
         routes = routes.route("/metrics", get(metrics));
     }
     routes
@@ -119,10 +111,11 @@ pub fn router(state: HttpState, options: HttpOptions) -> Router {
 }
 
 /// A router serving only `/metrics`, for a listener of its own (a port that only the monitoring
-/// network reaches).
+/// network reaches); the metrics role applies there too.
 pub fn metrics_router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
         .layer(TraceLayer::new_for_http())
 }
@@ -134,10 +127,7 @@ async fn authenticate(State(state): State<HttpState>, mut request: Request, next
     let path = request.uri().path().to_string();
     let rest = path.starts_with("/api/");
     let metrics = path == "/metrics";
-    let metrics_role = match state.metrics_access {
-        MetricsAccess::Role(role) if metrics => Some(role),
-        _ => None,
-    };
+    let metrics_role = state.metrics_role.filter(|_| metrics);
     if !(rest || path == "/graphql" || metrics_role.is_some()) {
         return next.run(request).await;
     }
@@ -145,7 +135,11 @@ async fn authenticate(State(state): State<HttpState>, mut request: Request, next
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    let source = if rest { Source::Rest } else { Source::Graphql };
+    let source = match (rest, metrics) {
+        (true, _) => Source::Rest,
+        (_, true) => Source::Metrics,
+        _ => Source::Graphql,
+    };
     let principal = match state.auth.authenticate(request.headers(), peer) {
         Ok(principal) => principal,
         Err(error) => {
@@ -159,12 +153,19 @@ async fn authenticate(State(state): State<HttpState>, mut request: Request, next
         }
     };
     if let Some(role) = metrics_role
-        && let Err(refused) = state.ctx.authorize(&principal, role, source)
+        && let Err(refused) = state.ctx.authorize(&principal, role)
     {
+        state.ctx.metrics.auth_refused(source, "forbidden");
         return refuse(&path, request.headers(), refused);
     }
     request.extensions_mut().insert(principal);
-    next.run(request).await
+    let response = next.run(request).await;
+    // A REST refusal for the role is a 403 of its own; GraphQL counts its own (several fields of
+    // one request may be refused).
+    if rest && response.status() == StatusCode::FORBIDDEN {
+        state.ctx.metrics.auth_refused(source, "forbidden");
+    }
+    response
 }
 
 /// An authentication or authorization refusal in the shape of the API asked.

@@ -24,7 +24,7 @@ use axum::Router;
 use auth::Authenticator;
 use config::{Cli, Command, Config};
 use graphql::build_schema;
-use http::{HttpOptions, HttpState, MetricsAccess};
+use http::{HttpOptions, HttpState};
 use metrics::Metrics;
 use service::Service;
 use store::{Store, redact};
@@ -146,16 +146,11 @@ fn routers(store: Store, config: &Config, auth: Authenticator) -> anyhow::Result
         metrics,
     };
     let schema = build_schema(ctx.clone(), config.query_limits(), config.introspection);
-    let metrics_access = match (config.metrics_listen, config.metrics_role) {
-        (Some(_), _) => MetricsAccess::Elsewhere,
-        (None, Some(role)) => MetricsAccess::Role(role),
-        (None, None) => MetricsAccess::Open,
-    };
     let state = HttpState {
         schema,
         ctx,
         auth,
-        metrics_access,
+        metrics_role: config.metrics_role,
         introspection: config.introspection,
     };
     let metrics_router = config.metrics_listen.map(|_| http::metrics_router(state.clone()));
@@ -165,6 +160,7 @@ fn routers(store: Store, config: &Config, auth: Authenticator) -> anyhow::Result
             body_limit_bytes: config.body_limit_bytes,
             request_timeout: Duration::from_secs(config.request_timeout_secs),
             graphiql: config.graphiql,
+            metrics: config.metrics_listen.is_none(),
         },
     );
     Ok((main, metrics_router))
@@ -205,7 +201,16 @@ pub async fn serve_on(
                 .await
                 .with_context(|| format!("binding the metrics address {metrics_address}"))?;
             tracing::info!(listen = %metrics_address, "metrics served at http://{metrics_address}/metrics");
-            Some(tokio::spawn(async move { axum::serve(metrics_listener, router).await }))
+            Some(tokio::spawn(async move {
+                let served = axum::serve(
+                    metrics_listener,
+                    router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .await;
+                if let Err(error) = served {
+                    tracing::error!(%error, "the metrics listener stopped");
+                }
+            }))
         }
         _ => None,
     };

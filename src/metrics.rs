@@ -33,8 +33,8 @@ impl std::fmt::Debug for Metrics {
 pub enum Source {
     Graphql,
     Rest,
-    /// The `import` command.
-    Import,
+    /// The `/metrics` endpoint itself (refusals only).
+    Metrics,
 }
 
 impl Source {
@@ -42,7 +42,7 @@ impl Source {
         match self {
             Source::Graphql => "graphql",
             Source::Rest => "rest",
-            Source::Import => "import",
+            Source::Metrics => "metrics",
         }
     }
 }

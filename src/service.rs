@@ -34,12 +34,11 @@ pub struct Service {
 
 impl Service {
     /// Refuses a caller whose role does not reach `role`: `FORBIDDEN`, naming the role needed and
-    /// the one held.
-    pub fn authorize(&self, caller: &Principal, role: Role, source: Source) -> Result<(), ApiError> {
+    /// the one held. Refusals are counted where each API answers them, once per request.
+    pub fn authorize(&self, caller: &Principal, role: Role) -> Result<(), ApiError> {
         if caller.has(role) {
             return Ok(());
         }
-        self.metrics.auth_refused(source, "forbidden");
         let held = caller
             .role
             .map_or_else(|| "no role".to_string(), |r| format!("the role {}", r.as_str()));
@@ -74,6 +73,8 @@ impl Service {
         submissions: Vec<Submission>,
         source: Source,
     ) -> Result<Vec<Model>, ApiError> {
+        // The role first: a caller who may not write learns nothing, not even the batch limit.
+        self.authorize(caller, Role::Writer)?;
         if submissions.is_empty() {
             return Err(ApiError::EmptyBatch);
         }
@@ -92,7 +93,7 @@ impl Service {
         submissions: Vec<Submission>,
         source: Source,
     ) -> Result<Vec<Model>, ApiError> {
-        self.authorize(caller, Role::Writer, source)?;
+        self.authorize(caller, Role::Writer)?;
         let now = Utc::now();
         let mut batch = Vec::with_capacity(submissions.len());
         let mut errors = Vec::new();

@@ -361,6 +361,13 @@ async fn execute(
         request = request.data(caller);
     }
     let response = state.schema.execute(request).await;
+    if response
+        .errors
+        .iter()
+        .any(|e| e.extensions.as_ref().and_then(|x| x.get("code")) == Some(&async_graphql::Value::from("FORBIDDEN")))
+    {
+        state.ctx.metrics.auth_refused(Source::Graphql, "forbidden");
+    }
     state
         .ctx
         .metrics

@@ -60,12 +60,9 @@ fn parse_body(body: &Bytes) -> Result<Value, Problem> {
 
 /// The caller the authentication layer attached; a request without one is refused (fail closed).
 fn authenticated(caller: Option<Extension<Principal>>) -> Result<Principal, Problem> {
-    caller.map(|Extension(caller)| caller).ok_or_else(|| {
-        Problem::from(ApiError::Unauthenticated {
-            message: "the request is not authenticated".into(),
-            challenge: "Bearer".into(),
-        })
-    })
+    caller
+        .map(|Extension(caller)| caller)
+        .ok_or_else(|| Problem::from(ApiError::unauthenticated()))
 }
 
 fn timestamp_text(t: DateTime<Utc>) -> String {
@@ -84,7 +81,7 @@ pub async fn create_event(
     let caller = authenticated(caller).map_err(|p| p.at(PATH))?;
     // The role first: a caller who may not write learns nothing about the body.
     service
-        .authorize(&caller, Role::Writer, Source::Rest)
+        .authorize(&caller, Role::Writer)
         .map_err(|e| Problem::from(e).at(PATH))?;
     require_json(&headers).map_err(|p| p.at(PATH))?;
     let value = parse_body(&body).map_err(|p| p.at(PATH))?;
@@ -111,7 +108,7 @@ pub async fn create_batch(
     let service = &state.ctx;
     let caller = authenticated(caller).map_err(|p| p.at(PATH))?;
     service
-        .authorize(&caller, Role::Writer, Source::Rest)
+        .authorize(&caller, Role::Writer)
         .map_err(|e| Problem::from(e).at(PATH))?;
     require_json(&headers).map_err(|p| p.at(PATH))?;
     let items = match parse_body(&body).map_err(|p| p.at(PATH))? {
@@ -305,7 +302,7 @@ pub async fn query_events(
     let caller = authenticated(caller).map_err(|p| p.at(PATH))?;
     state
         .ctx
-        .authorize(&caller, Role::Reader, Source::Rest)
+        .authorize(&caller, Role::Reader)
         .map_err(|e| Problem::from(e).at(PATH))?;
     let Listing {
         filter,

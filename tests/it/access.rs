@@ -83,6 +83,19 @@ fn hs256(claims: &Value, secret: &str) -> String {
     .unwrap()
 }
 
+fn hs256_with_key(claims: &Value, key: &[u8]) -> String {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("rsa-1".into());
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(key)).unwrap()
+}
+
+/// A token with `alg: none` and no signature.
+fn unsigned(claims: &Value) -> String {
+    use base64::Engine as _;
+    let encode = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!("{}.{}.", encode(&json!({"alg": "none", "typ": "JWT"})), encode(claims))
+}
+
 fn rs256(claims: &Value) -> String {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("rsa-1".into());
@@ -373,6 +386,22 @@ async fn forged_expired_and_misaddressed_tokens_are_refused_with_their_reason() 
             "signature",
         ),
         ("an unknown API key", "agk_not-a-key-anybody-created".into(), "key"),
+        (
+            "no expiry",
+            hs256(
+                &writer(&|c| {
+                    c.as_object_mut().unwrap().remove("exp");
+                }),
+                SECRET,
+            ),
+            "exp",
+        ),
+        ("alg none", unsigned(&writer(&|_| {})), "token"),
+        (
+            "HS256 keyed with the RSA public key",
+            hs256_with_key(&writer(&|_| {}), &std::fs::read(fixture("rsa-public.pem")).unwrap()),
+            "algorithm",
+        ),
     ];
     for (what, token, reason) in cases {
         for api in [Api::GraphqlPost, Api::Rest] {
@@ -661,6 +690,196 @@ async fn metrics_on_their_own_listener_are_served_there_only() {
         status.contains(" 404 "),
         "the metrics listener serves nothing else: {status}"
     );
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// A service token names the actor it acts for; a person's API key cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_name_their_actor_and_people_are_their_own_actor_in_every_mode() {
+    let secured = secured(Engine::Sqlite).await.unwrap();
+    let app = &secured.app;
+    let mut service = claims("payments-gateway", Some(Role::Writer));
+    service["principal_type"] = json!("service");
+    let token = hs256(&service, SECRET);
+    let answer = send(
+        app,
+        request(
+            Api::GraphqlPost,
+            Operation::Write,
+            &Credential::Bearer(token),
+            "alice@example.com",
+        ),
+    )
+    .await;
+    let event = &answer.body["data"]["createAuditEvent"];
+    assert_eq!(event["submittedBy"], "payments-gateway", "{}", brief(&answer.body));
+    assert_eq!(event["actorId"], "alice@example.com", "a service may act for someone");
+
+    // An explicit human claim wins over a service-account-looking subject.
+    let mut human = claims("system:serviceaccount:ns:looks-like-a-service", Some(Role::Writer));
+    human["principal_type"] = json!("human");
+    let answer = send(
+        app,
+        request(
+            Api::GraphqlPost,
+            Operation::Write,
+            &Credential::Bearer(hs256(&human, SECRET)),
+            "someone-else",
+        ),
+    )
+    .await;
+    let event = &answer.body["data"]["createAuditEvent"];
+    assert_eq!(event["actorType"], "user", "{}", brief(&answer.body));
+    assert_eq!(event["actorId"], "system:serviceaccount:ns:looks-like-a-service");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    let key = create_key(&path, "dana@example.com", Role::Writer, PrincipalKind::Human)
+        .unwrap()
+        .key;
+    let people = TestApp::with_config(Engine::Sqlite, |c| {
+        c.auth.modes = vec![AuthMode::ApiKeys];
+        c.auth.api_keys_file = path.clone();
+    })
+    .await
+    .unwrap();
+    let answer = send(
+        &people,
+        request(Api::Rest, Operation::Write, &Credential::Bearer(key.clone()), "root"),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", brief(&answer.body));
+    let answer = send(
+        &people,
+        request(Api::Rest, Operation::Read, &Credential::Bearer(key), "x"),
+    )
+    .await;
+    assert_eq!(answer.body["data"][0]["actor_type"], "user");
+    assert_eq!(answer.body["data"][0]["actor_id"], "dana@example.com");
+    assert_eq!(answer.body["data"][0]["submitted_by"], "dana@example.com");
+}
+
+/// A client cannot slip a group past the proxy in a second groups header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_groups_header_is_refused() {
+    let secured = secured(Engine::Sqlite).await.unwrap();
+    let mut request = Request::post("/api/v1/audit/events")
+        .header("content-type", "application/json")
+        .header("x-auth-request-user", "eve@example.com")
+        .header("x-auth-request-groups", "visitors")
+        .header("x-auth-request-groups", "secops")
+        .body(Body::from(rest_event(json!({})).to_string()))
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(PROXY.parse::<SocketAddr>().unwrap()));
+    let answer = send(&secured.app, request).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", brief(&answer.body));
+    assert_eq!(secured.app.row_count().await, 0);
+}
+
+/// `auth_refusals_total` counts requests: one GraphQL request refused on two fields counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_counted_once_per_request() {
+    let secured = secured(Engine::Sqlite).await.unwrap();
+    let app = &secured.app;
+    let reader = Credential::Bearer(secured.keys[0].1.clone());
+    let refusals = |text: &str, source: &str, reason: &str| -> u64 {
+        let (reason, source) = (format!("reason=\"{reason}\""), format!("source=\"{source}\""));
+        text.lines()
+            .filter(|line| line.starts_with("auth_refusals_total{"))
+            .find(|line| line.contains(&reason) && line.contains(&source))
+            .and_then(|line| line.rsplit(' ').next())
+            .map_or(0, |n| n.trim().parse().unwrap())
+    };
+    let metrics = || async {
+        let answer = app
+            .router
+            .clone()
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let bytes = answer.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    };
+    let Credential::Bearer(token) = &reader else {
+        unreachable!()
+    };
+    let two = json!({
+        "query": "mutation($input: AuditEventInput!) { a: createAuditEvent(input: $input) { eventId } b: createAuditEvent(input: $input) { eventId } }",
+        "variables": {"input": event_input(json!({}))},
+    });
+    let request = Request::post("/graphql")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::from(two.to_string()))
+        .unwrap();
+    let answer = send(app, request).await;
+    let codes: Vec<&Value> = answer.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["extensions"]["code"])
+        .collect();
+    assert_eq!(
+        codes,
+        [&json!("FORBIDDEN"), &json!("FORBIDDEN")],
+        "{}",
+        brief(&answer.body)
+    );
+    let text = metrics().await;
+    assert_eq!(refusals(&text, "graphql", "forbidden"), 1, "{text}");
+
+    send(app, request_with(Api::Rest, Operation::Write, &reader)).await;
+    send(app, request_with(Api::Rest, Operation::Read, &Credential::None)).await;
+    let text = metrics().await;
+    assert_eq!(refusals(&text, "rest", "forbidden"), 1, "{text}");
+    assert_eq!(refusals(&text, "rest", "unauthenticated"), 1, "{text}");
+    assert_eq!(app.row_count().await, 0);
+}
+
+fn request_with(api: Api, operation: Operation, credential: &Credential) -> Request<Body> {
+    request(api, operation, credential, "svc")
+}
+
+/// On its own listener `/metrics` still needs its role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_role_holds_on_the_metrics_listener_too() {
+    use crate::helpers::{http_exchange, http_get, ready};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    let admin = create_key(&path, "prometheus", Role::Admin, PrincipalKind::Service)
+        .unwrap()
+        .key;
+    let mut config =
+        auditgraph::config::Config::for_database(&format!("sqlite://{}", dir.path().join("m.db").display()));
+    let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|probe| probe.local_addr())
+        .unwrap();
+    config.metrics_listen = Some(metrics_addr);
+    config.metrics_role = Some(Role::Admin);
+    config.auth.modes = vec![AuthMode::ApiKeys];
+    config.auth.api_keys_file = path;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(auditgraph::serve_on(listener, config, async {
+        let _ = stopped.await;
+    }));
+    let started = std::time::Instant::now();
+    while !ready(addr).await {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "not ready");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, _) = http_exchange(metrics_addr, &http_get("/metrics")).await;
+    assert!(status.contains(" 401 "), "{status}");
+    let with_key = format!(
+        "GET /metrics HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {admin}\r\nconnection: close\r\n\r\n"
+    );
+    let (status, body) = http_exchange(metrics_addr, &with_key).await;
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(body.contains("auth_refusals_total"), "{body}");
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }

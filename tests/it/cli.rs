@@ -282,8 +282,11 @@ async fn a_key_created_on_the_command_line_authenticates_without_a_restart() {
             &[("AUDITGRAPH_API_KEYS_FILE", &keys_text)],
         );
         assert!(output.status.success(), "{}", stderr(&output));
-        let printed = String::from_utf8(output.stdout).unwrap();
-        printed.lines().last().unwrap().trim().to_string()
+        let printed = String::from_utf8(output.stdout.clone()).unwrap();
+        let key = printed.lines().last().unwrap().trim().to_string();
+        assert_eq!(printed.matches(&key).count(), 1, "the key is printed once: {printed}");
+        assert!(!stderr(&output).contains(&key), "the key never goes to the log");
+        key
     };
     let first = create("ci-bot", "writer");
     assert!(first.starts_with("agk_"), "{first}");
