@@ -25,9 +25,37 @@ pub use keys::{CreatedKey, create_key};
 /// The realm named in `WWW-Authenticate` challenges.
 const REALM: &str = "auditgraph";
 
-/// The longest principal name accepted from a token or a proxy header: names end up in audit
-/// records and logs, so an unbounded one is refused rather than stored.
+/// The longest principal name accepted, in bytes: names end up in audit records and logs, so an
+/// unbounded one is refused rather than stored.
 pub(crate) const MAX_PRINCIPAL_LEN: usize = 255;
+
+/// Checks a principal name from any source (an API key, a JWT claim, a proxy header, an operator
+/// named on the command line), so that every mode records only names an audit trail can show:
+/// not blank, at most [`MAX_PRINCIPAL_LEN`] bytes, free of control characters (a NUL or a newline
+/// could forge or truncate log lines and records), and not `anonymous`, which stands for the
+/// unauthenticated caller and must not be borrowed by an authenticated one.
+///
+/// The reason returned never repeats the name, which may have come from an untrusted token.
+pub fn check_principal(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("the principal is empty".to_owned());
+    }
+    if name.len() > MAX_PRINCIPAL_LEN {
+        return Err(format!("the principal is longer than {MAX_PRINCIPAL_LEN} bytes"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("the principal contains control characters".to_owned());
+    }
+    if name.trim().eq_ignore_ascii_case(ANONYMOUS) {
+        return Err(format!(
+            "the principal {ANONYMOUS:?} is reserved for callers when authentication is off"
+        ));
+    }
+    Ok(())
+}
+
+/// The name of the caller when authentication is off.
+const ANONYMOUS: &str = "anonymous";
 
 /// Roles, ordered: Reader < Writer < Admin (a writer may read; an admin may do everything).
 #[derive(
@@ -120,7 +148,7 @@ impl Principal {
     /// The caller when no authentication is configured: `anonymous`, kind Anonymous, role Admin, Method::None.
     pub fn anonymous() -> Self {
         Principal {
-            name: "anonymous".to_owned(),
+            name: ANONYMOUS.to_owned(),
             kind: PrincipalKind::Anonymous,
             role: Some(Role::Admin),
             method: Method::None,
@@ -134,8 +162,12 @@ impl Principal {
 }
 
 /// Whether a name is a Kubernetes service account, `system:serviceaccount:<namespace>:<name>`, with
-/// both parts present and no further colon (Kubernetes names have none). Such a name is a program,
-/// whatever else the credentials say.
+/// both parts present and no further colon (Kubernetes names have none).
+///
+/// Only a source that vouches for the name may use this to decide that the caller is a program: a
+/// trusted proxy, and a JWT that says nothing about its kind and carries the name in `sub`, where
+/// Kubernetes puts it. An explicit kind claim always wins, and other claims (`email`, say) are
+/// chosen by users, so a name that merely looks like an account must not make a service there.
 pub(crate) fn is_service_account(name: &str) -> bool {
     name.strip_prefix("system:serviceaccount:")
         .and_then(|rest| rest.split_once(':'))
@@ -314,6 +346,7 @@ pub struct AuthSettings {
     pub jwt_secret_file: Option<PathBuf>,
 
     /// JWKS file with the RS256 and/or ES256 public keys that may sign JWTs; a token's kid picks the key.
+    /// It is read once, at start: rotating the keys needs a restart.
     #[arg(long, env = "AUDITGRAPH_JWT_JWKS_FILE", global = true)]
     pub jwt_jwks_file: Option<PathBuf>,
 
@@ -342,8 +375,15 @@ pub struct AuthSettings {
     )]
     pub jwt_kind_claim: String,
 
-    /// Clock skew, in seconds, tolerated when checking a JWT's exp and nbf.
-    #[arg(long, env = "AUDITGRAPH_JWT_LEEWAY_SECS", default_value_t = 30, global = true)]
+    /// Clock skew, in seconds, tolerated when checking a JWT's exp and nbf; at most 300, so that the
+    /// leeway cannot be made large enough to keep expired tokens valid.
+    #[arg(
+        long,
+        env = "AUDITGRAPH_JWT_LEEWAY_SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(0..=300),
+        global = true
+    )]
     pub jwt_leeway_secs: u64,
 
     /// Proxies whose identity headers are believed, comma-separated CIDRs or addresses (10.0.0.0/8,127.0.0.1).
@@ -892,6 +932,45 @@ mod tests {
             peer: None,
         };
         assert!(proxy.www_authenticate().contains("error=\"invalid_request\""));
+    }
+
+    #[test]
+    fn the_jwt_leeway_is_at_most_five_minutes() {
+        assert_eq!(settings(&["--jwt-leeway-secs", "300"]).jwt_leeway_secs, 300);
+        assert_eq!(settings(&["--jwt-leeway-secs", "0"]).jwt_leeway_secs, 0);
+        assert!(Cli::try_parse_from(["auditgraph", "--jwt-leeway-secs", "301"]).is_err());
+        assert!(Cli::try_parse_from(["auditgraph", "--jwt-leeway-secs", "31536000"]).is_err());
+    }
+
+    #[test]
+    fn a_principal_is_a_printable_name_of_at_most_255_bytes_other_than_anonymous() {
+        assert_eq!(check_principal("alice@example.com"), Ok(()));
+        assert_eq!(check_principal("system:serviceaccount:ci:deployer"), Ok(()));
+        assert_eq!(check_principal(&"x".repeat(255)), Ok(()));
+        assert_eq!(check_principal("Zoë"), Ok(()));
+        for refused in [
+            "",
+            "  ",
+            "al\0ice",
+            "alice\n",
+            "al\nice",
+            "al\tice",
+            "al\u{7f}ice",
+            "anonymous",
+            " Anonymous ",
+        ] {
+            assert!(check_principal(refused).is_err(), "{refused:?}");
+        }
+        assert!(check_principal(&"x".repeat(256)).is_err());
+        assert!(check_principal(&"é".repeat(128)).is_err(), "the limit is in bytes");
+    }
+
+    #[test]
+    fn a_refused_principal_is_not_repeated_in_the_reason() {
+        for name in ["secret\0name", &"secret".repeat(50), "secret\nname"] {
+            let reason = check_principal(name).unwrap_err();
+            assert!(!reason.contains("secret"), "{reason}");
+        }
     }
 
     #[test]

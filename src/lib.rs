@@ -60,6 +60,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .or_else(|| std::env::var("LOGNAME").ok())
                 .filter(|name| !name.trim().is_empty())
                 .context("name the operator who runs the import with --operator (USER is not set)")?;
+            auth::check_principal(&operator)
+                .map_err(|reason| anyhow::anyhow!("--operator cannot be recorded as submitted_by: {reason}"))?;
             let options = ops::import::ImportOptions {
                 source: file,
                 batch_size: usize::try_from(batch_size).unwrap_or(5_000),

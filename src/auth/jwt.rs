@@ -15,7 +15,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
-use super::{AuthError, AuthSettings, MAX_PRINCIPAL_LEN, Method, Principal, PrincipalKind, Role, is_service_account};
+use super::{AuthError, AuthSettings, Method, Principal, PrincipalKind, Role, check_principal, is_service_account};
 
 /// The shortest HS256 secret accepted: shorter than the hash output, an HMAC secret can be guessed
 /// offline from one token.
@@ -160,31 +160,40 @@ impl JwtVerifier {
 
     /// The principal named by verified claims.
     fn principal(&self, claims: &Map<String, Value>) -> Result<Principal, AuthError> {
-        let name = claims
-            .get(&self.principal_claim)
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|name| !name.is_empty() && name.chars().count() <= MAX_PRINCIPAL_LEN)
-            .ok_or_else(|| {
-                AuthError::Invalid(format!(
-                    "the token's {} claim is not a name of 1 to {MAX_PRINCIPAL_LEN} characters",
-                    self.principal_claim
-                ))
-            })?;
-        // Anything but an explicit "service" is a human: a human's writes are attributed to them,
-        // the stricter of the two rules.
-        let service =
-            claims.get(&self.kind_claim).and_then(Value::as_str) == Some("service") || is_service_account(name);
+        let claim = &self.principal_claim;
+        let name = match claims.get(claim) {
+            Some(Value::String(name)) => name.trim(),
+            Some(_) => return Err(AuthError::Invalid(format!("the token's {claim} claim is not a string"))),
+            None => return Err(AuthError::Invalid(format!("the token has no {claim} claim"))),
+        };
+        check_principal(name)
+            .map_err(|reason| AuthError::Invalid(format!("the token's {claim} claim is refused: {reason}")))?;
         Ok(Principal {
             name: name.to_owned(),
-            kind: if service {
-                PrincipalKind::Service
-            } else {
-                PrincipalKind::Human
-            },
+            kind: self.kind_of(claims, name),
             role: role_of(claims.get(&self.role_claim)),
             method: Method::Jwt,
         })
+    }
+
+    /// Whether the token's principal is a person or a program.
+    ///
+    /// The kind claim, when present, alone decides: "service" makes a service and anything else a
+    /// human, whose writes are attributed to them (the stricter of the two rules), so a token that
+    /// says "human" stays human whatever its name looks like. Only without that claim is a
+    /// Kubernetes service-account name taken as a program, and only from `sub`, where Kubernetes
+    /// service-account tokens carry it: another principal claim (`email`, say) holds whatever
+    /// users chose.
+    fn kind_of(&self, claims: &Map<String, Value>, name: &str) -> PrincipalKind {
+        let service = match claims.get(&self.kind_claim) {
+            Some(kind) => kind.as_str() == Some("service"),
+            None => self.principal_claim == "sub" && is_service_account(name),
+        };
+        if service {
+            PrincipalKind::Service
+        } else {
+            PrincipalKind::Human
+        }
     }
 }
 
@@ -582,10 +591,17 @@ mod tests {
         assert_eq!(kind(json!({ "principal_type": "human" })), PrincipalKind::Human);
         assert_eq!(kind(json!({ "principal_type": "robot" })), PrincipalKind::Human);
         assert_eq!(kind(json!({})), PrincipalKind::Human);
+        let account = "system:serviceaccount:ci:deployer";
         assert_eq!(
-            kind(json!({ "sub": "system:serviceaccount:ci:deployer" })),
-            PrincipalKind::Service
+            kind(json!({ "sub": account, "principal_type": "human" })),
+            PrincipalKind::Human,
+            "an explicit kind wins over the name"
         );
+        assert_eq!(
+            kind(json!({ "sub": account, "principal_type": 7 })),
+            PrincipalKind::Human
+        );
+        assert_eq!(kind(json!({ "sub": account })), PrincipalKind::Service);
         assert_eq!(kind(json!({ "sub": "system:serviceaccount:" })), PrincipalKind::Human);
         assert_eq!(
             kind(json!({ "sub": "system:serviceaccount::deployer" })),
@@ -598,11 +614,52 @@ mod tests {
     }
 
     #[test]
+    fn an_account_name_in_another_principal_claim_makes_no_service() {
+        let mut verifier = verifier();
+        verifier.principal_claim = "email".into();
+        let token = hs256(&with(json!({ "email": "system:serviceaccount:ci:deployer" })));
+        let principal = verifier.verify(&token).unwrap();
+        assert_eq!(
+            (principal.name.as_str(), principal.kind),
+            ("system:serviceaccount:ci:deployer", PrincipalKind::Human)
+        );
+        let token = hs256(&with(json!({
+            "email": "system:serviceaccount:ci:deployer",
+            "principal_type": "service",
+        })));
+        assert_eq!(verifier.verify(&token).unwrap().kind, PrincipalKind::Service);
+    }
+
+    #[test]
     fn a_token_without_a_usable_principal_is_refused() {
-        for sub in [json!(null), json!(""), json!("  "), json!(12), json!("x".repeat(256))] {
+        for sub in [
+            json!(null),
+            json!(""),
+            json!("  "),
+            json!(12),
+            json!("x".repeat(256)),
+            json!("é".repeat(128)),
+            json!("al\u{0}ice"),
+            json!("al\nice"),
+            json!("anonymous"),
+        ] {
             let reason = error(&hs256(&with(json!({ "sub": sub }))));
             assert!(reason.contains("sub claim"), "{reason}");
         }
+        assert!(
+            verifier()
+                .verify(&hs256(&with(json!({ "sub": "x".repeat(255) }))))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_refused_principal_claim_is_not_echoed() {
+        let reason = error(&hs256(&with(json!({ "sub": "mallory\nforged log line" }))));
+        assert_eq!(
+            reason,
+            "the token's sub claim is refused: the principal contains control characters"
+        );
     }
 
     #[test]

@@ -3,15 +3,17 @@
 //! A stolen keys file therefore lets nobody in, and a key is shown once, when it is created. The
 //! keys are random, so one unsalted SHA-256 is enough: nothing is left to guess offline.
 //!
-//! The file is reread when it changes so that `auditgraph create-key` takes effect on a running
-//! server; a file that no longer loads leaves the keys already loaded in force.
+//! The file is reread when its content changes so that `auditgraph create-key`, and the removal of
+//! an entry, take effect on a running server. A file that disappears, cannot be read or no longer
+//! loads leaves no key in force: keeping the old keys would keep a revoked key working for as long
+//! as the file stays broken.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
@@ -19,7 +21,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
-use super::{AuthError, MAX_PRINCIPAL_LEN, Method, Principal, PrincipalKind, Role};
+use super::{AuthError, Method, Principal, PrincipalKind, Role, check_principal};
 
 /// What every API key starts with, so that a leaked key is recognisable (secret scanners, logs).
 const KEY_PREFIX: &str = "agk_";
@@ -93,7 +95,7 @@ impl KeySet {
             if !ids.insert(entry.id.clone()) {
                 bail!("{name} repeats the id of an earlier entry");
             }
-            check_principal(&entry.principal, entry.kind).with_context(|| name.clone())?;
+            check_holder(&entry.principal, entry.kind).with_context(|| name.clone())?;
             let hash = decode_hash(&entry.sha256).with_context(|| format!("{name} has an invalid sha256"))?;
             if set.hashes.contains(&hash) {
                 bail!("{name} has the same sha256 as an earlier entry");
@@ -105,6 +107,7 @@ impl KeySet {
     }
 
     /// Reads and checks a keys file.
+    #[cfg(test)]
     fn load(path: &Path) -> anyhow::Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading the keys file {}", path.display()))?;
@@ -112,19 +115,30 @@ impl KeySet {
     }
 
     /// Finds the entry of `token`, comparing its hash with every stored hash whatever matches, so that
-    /// the time taken says nothing about which key (if any) is close. Also returns how many
-    /// comparisons were made, which is always the number of keys.
-    pub(crate) fn find(&self, token: &str) -> (Option<&KeyEntry>, usize) {
+    /// the time taken says nothing about which key (if any) is close.
+    pub(crate) fn find(&self, token: &str) -> Option<&KeyEntry> {
+        self.lookup(token).0
+    }
+
+    /// [`KeySet::find`], also returning how many constant-time comparisons were made, counted where
+    /// they are made, so that a test can tell that no match cuts the scan short.
+    fn lookup(&self, token: &str) -> (Option<&KeyEntry>, usize) {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let mut found = Choice::from(0);
-        let mut index = 0u64;
         let mut comparisons = 0;
-        for (position, hash) in self.hashes.iter().enumerate() {
-            let equal = hash[..].ct_eq(&digest[..]);
-            index.conditional_assign(&(position as u64), equal);
-            found |= equal;
+        let mut compare = |hash: &[u8; 32]| {
             comparisons += 1;
-        }
+            hash[..].ct_eq(&digest[..])
+        };
+        // A fold over every hash, with no early exit: the position of the match is selected, not
+        // branched to.
+        let (found, index) =
+            self.hashes
+                .iter()
+                .zip(0u64..)
+                .fold((Choice::from(0), 0u64), |(found, index), (hash, position)| {
+                    let equal = compare(hash);
+                    (found | equal, u64::conditional_select(&index, &position, equal))
+                });
         let entry = if bool::from(found) {
             usize::try_from(index).ok().and_then(|index| self.entries.get(index))
         } else {
@@ -139,17 +153,10 @@ impl KeySet {
     }
 }
 
-/// Refuses principals that could not be audited: empty, too long, or anonymous.
-fn check_principal(principal: &str, kind: PrincipalKind) -> anyhow::Result<()> {
-    if principal.trim().is_empty() {
-        bail!("the principal is empty");
-    }
-    if principal.chars().count() > MAX_PRINCIPAL_LEN {
-        bail!("the principal is longer than {MAX_PRINCIPAL_LEN} characters");
-    }
-    if principal.chars().any(char::is_control) {
-        bail!("the principal contains control characters");
-    }
+/// Refuses keys whose holder could not be audited: a principal [`check_principal`] refuses, or
+/// the anonymous kind, which stands for the absence of authentication.
+fn check_holder(principal: &str, kind: PrincipalKind) -> anyhow::Result<()> {
+    check_principal(principal).map_err(anyhow::Error::msg)?;
     if kind == PrincipalKind::Anonymous {
         bail!("an API key belongs to a human or a service, not to anonymous");
     }
@@ -179,15 +186,48 @@ fn encode_hex(bytes: &[u8]) -> String {
         })
 }
 
-/// What identifies one version of the keys file: a rewrite changes at least one of them.
-type FileVersion = (Option<SystemTime>, u64);
-
-fn file_version(path: &Path) -> std::io::Result<FileVersion> {
-    let metadata = std::fs::metadata(path)?;
-    Ok((metadata.modified().ok(), metadata.len()))
+/// What the store saw of the keys file at its last look, so that each change is loaded and
+/// reported once, not at every request.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    /// The file held content of this SHA-256 (whether it loaded or not). The content is compared,
+    /// not the modification time and length, which a rewrite in the same second to the same length
+    /// (a role changed from reader to writer) would leave as they were.
+    Content([u8; 32]),
+    /// The file could not be read, for this reason.
+    Unreadable(std::io::ErrorKind),
 }
 
-/// The keys file of a running server, reread when it changes.
+/// The keys file's content and whether others than its owner may write it.
+struct FileContent {
+    bytes: Vec<u8>,
+    writable_by_others: bool,
+}
+
+fn read_file(path: &Path) -> std::io::Result<FileContent> {
+    let mut file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    #[cfg(unix)]
+    let writable_by_others = {
+        use std::os::unix::fs::PermissionsExt;
+        file.metadata()?.permissions().mode() & 0o022 != 0
+    };
+    #[cfg(not(unix))]
+    let writable_by_others = false;
+    Ok(FileContent {
+        bytes,
+        writable_by_others,
+    })
+}
+
+/// Parses the keys file's content.
+fn parse_bytes(bytes: &[u8]) -> anyhow::Result<KeySet> {
+    let text = std::str::from_utf8(bytes).context("the keys file is not UTF-8")?;
+    KeySet::parse(text)
+}
+
+/// The keys file of a running server, reread when its content changes.
 pub(crate) struct KeyStore {
     path: PathBuf,
     interval: Duration,
@@ -196,11 +236,24 @@ pub(crate) struct KeyStore {
 
 struct StoreState {
     keys: Arc<KeySet>,
-    /// The version last read, loaded or not, so that a broken file is read (and reported) once.
-    version: Option<FileVersion>,
+    seen: Seen,
     checked: Instant,
-    /// Whether the file's metadata could not be read last time, so the warning is logged once.
-    unreadable: bool,
+    /// Whether the warning about a file others may write was logged: it is logged once.
+    warned_writable: bool,
+}
+
+impl StoreState {
+    /// Warns, once, when the file may be written by others than its owner.
+    fn check_permissions(&mut self, path: &Path, content: &FileContent) {
+        if content.writable_by_others && !self.warned_writable {
+            self.warned_writable = true;
+            tracing::warn!(
+                file = %path.display(),
+                "the API keys file is writable by its group or by others: anyone who can write it can add \
+                 an admin key (chmod go-w it)"
+            );
+        }
+    }
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -221,8 +274,8 @@ impl KeyStore {
     }
 
     fn open_with_interval(path: &Path, interval: Duration) -> anyhow::Result<Self> {
-        let version = match file_version(path) {
-            Ok(version) => version,
+        let content = match read_file(path) {
+            Ok(content) => content,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => bail!(
                 "the API keys file {} does not exist: create a key with \
                  `auditgraph create-key --principal NAME --role ROLE` (or set AUDITGRAPH_API_KEYS_FILE)",
@@ -232,23 +285,26 @@ impl KeyStore {
                 return Err(error).with_context(|| format!("reading the API keys file {}", path.display()));
             }
         };
-        let keys = KeySet::load(path)?;
+        let keys = parse_bytes(&content.bytes).with_context(|| format!("loading the keys file {}", path.display()))?;
         if keys.len() == 0 {
             tracing::warn!(file = %path.display(), "the API keys file holds no keys yet; no API key is accepted");
         }
+        let mut state = StoreState {
+            keys: Arc::new(keys),
+            seen: Seen::Content(Sha256::digest(&content.bytes).into()),
+            checked: Instant::now(),
+            warned_writable: false,
+        };
+        state.check_permissions(path, &content);
         Ok(KeyStore {
             path: path.to_owned(),
             interval,
-            state: Mutex::new(StoreState {
-                keys: Arc::new(keys),
-                version: Some(version),
-                checked: Instant::now(),
-                unreadable: false,
-            }),
+            state: Mutex::new(state),
         })
     }
 
-    /// The keys in force, rereading the file first if it changed and was not checked recently.
+    /// The keys in force, rereading the file first if it was not checked recently. Whatever goes
+    /// wrong leaves no key in force, so that removing a key from the file always revokes it.
     fn current(&self) -> Arc<KeySet> {
         // A panic elsewhere while holding the lock leaves the state consistent: every field is
         // replaced whole.
@@ -257,27 +313,34 @@ impl KeyStore {
             return Arc::clone(&state.keys);
         }
         state.checked = Instant::now();
-        match file_version(&self.path) {
+        let file = self.path.display();
+        match read_file(&self.path) {
             Err(error) => {
-                if !state.unreadable {
-                    tracing::warn!(file = %self.path.display(), %error, "cannot check the API keys file; keeping the keys loaded");
-                    state.unreadable = true;
+                state.keys = Arc::new(KeySet::default());
+                let seen = Seen::Unreadable(error.kind());
+                if state.seen != seen {
+                    state.seen = seen;
+                    tracing::error!(%file, %error, "cannot read the API keys file; no API key is accepted until it can be");
                 }
             }
-            Ok(version) => {
-                state.unreadable = false;
-                if state.version != Some(version) {
-                    state.version = Some(version);
-                    match KeySet::load(&self.path) {
+            Ok(content) => {
+                let seen = Seen::Content(Sha256::digest(&content.bytes).into());
+                if state.seen != seen {
+                    state.seen = seen;
+                    state.check_permissions(&self.path, &content);
+                    match parse_bytes(&content.bytes) {
                         Ok(keys) => {
-                            tracing::info!(file = %self.path.display(), keys = keys.len(), "API keys reloaded");
+                            tracing::info!(%file, keys = keys.len(), "API keys reloaded");
                             state.keys = Arc::new(keys);
                         }
-                        Err(error) => tracing::warn!(
-                            file = %self.path.display(),
-                            error = format!("{error:#}"),
-                            "the changed API keys file does not load; keeping the keys loaded before"
-                        ),
+                        Err(error) => {
+                            state.keys = Arc::new(KeySet::default());
+                            tracing::error!(
+                                %file,
+                                error = format!("{error:#}"),
+                                "the changed API keys file does not load; no API key is accepted until it does"
+                            );
+                        }
                     }
                 }
             }
@@ -289,13 +352,13 @@ impl KeyStore {
     pub(crate) fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
         let keys = self.current();
         match keys.find(token) {
-            (Some(entry), _) => Ok(Principal {
+            Some(entry) => Ok(Principal {
                 name: entry.principal.clone(),
                 kind: entry.kind,
                 role: Some(entry.role),
                 method: Method::ApiKey,
             }),
-            (None, _) => Err(AuthError::invalid("the API key is not valid")),
+            None => Err(AuthError::invalid("the API key is not valid")),
         }
     }
 }
@@ -303,10 +366,23 @@ impl KeyStore {
 /// Creates an API key for `principal` and appends its hash to the keys file at `path`, creating the
 /// file if missing. The file is replaced atomically (readers see the old or the new version, never
 /// half of one) and is readable by its owner only, so create keys as the user the server runs as.
-/// Two runs at the same instant may each append to the version they read, losing one key: run
-/// them one after the other.
+///
+/// Concurrent runs are serialised by an exclusive lock on `<file>.lock` beside the keys file, held
+/// from reading the file to renaming the new version into place, so that neither appends to a
+/// version the other is replacing and loses its key. The lock file is left in place: removing it
+/// would let a run that waits on the removed file and one that creates a new file both proceed.
 pub fn create_key(path: &Path, principal: &str, role: Role, kind: PrincipalKind) -> anyhow::Result<CreatedKey> {
-    check_principal(principal, kind).context("cannot create the API key")?;
+    check_holder(principal, kind).context("cannot create the API key")?;
+    let lock_path = lock_path(path)?;
+    let lock = owner_only_options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .with_context(|| format!("opening the lock file {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("locking {}", lock_path.display()))?;
     let mut file = match std::fs::read_to_string(path) {
         Ok(text) => {
             // Checked before rewriting, so a broken file is reported instead of being overwritten.
@@ -335,7 +411,30 @@ pub fn create_key(path: &Path, principal: &str, role: Role, kind: PrincipalKind)
     let mut text = serde_json::to_string_pretty(&file).context("serialising the keys file")?;
     text.push('\n');
     write_atomically(path, text.as_bytes()).with_context(|| format!("writing the keys file {}", path.display()))?;
+    // Dropping the file would release the lock too; unlocking says where the critical part ends.
+    lock.unlock()
+        .with_context(|| format!("unlocking {}", lock_path.display()))?;
     Ok(CreatedKey { id, key })
+}
+
+/// The lock file of a keys file: its name with `.lock` appended, in the same directory.
+fn lock_path(path: &Path) -> anyhow::Result<PathBuf> {
+    let mut name = path.file_name().context("the keys file path names no file")?.to_owned();
+    name.push(".lock");
+    Ok(path.with_file_name(name))
+}
+
+/// Options creating files readable and writable by their owner only: the keys file names who holds
+/// which role.
+fn owner_only_options() -> std::fs::OpenOptions {
+    #[cfg_attr(not(unix), allow(unused_mut))]
+    let mut options = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
 }
 
 fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
@@ -346,7 +445,8 @@ fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
     Ok(bytes)
 }
 
-/// Writes a file through a temporary file in the same directory and a rename.
+/// Writes a file through a temporary file in the same directory and a rename, then (on unix) syncs
+/// the directory, without which the rename itself may be lost in a crash and the new key with it.
 fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let directory = path
         .parent()
@@ -354,21 +454,21 @@ fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .unwrap_or(Path::new("."));
     let name = path.file_name().context("the path names no file")?.to_string_lossy();
     let temporary = directory.join(format!(".{name}.{}.tmp", encode_hex(&random_bytes::<6>()?)));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let written = options
+    let written = owner_only_options()
+        .write(true)
+        .create_new(true)
         .open(&temporary)
         .and_then(|mut file| file.write_all(contents).and_then(|()| file.sync_all()))
         .and_then(|()| std::fs::rename(&temporary, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&temporary);
     }
-    written.with_context(|| format!("through {}", temporary.display()))
+    written.with_context(|| format!("through {}", temporary.display()))?;
+    #[cfg(unix)]
+    std::fs::File::open(directory)
+        .and_then(|directory| directory.sync_all())
+        .with_context(|| format!("syncing the directory {}", directory.display()))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -399,25 +499,25 @@ mod tests {
     fn every_stored_hash_is_compared_whichever_key_matches() {
         let keys = ["agk_first", "agk_middle", "agk_last"];
         let set = set_of(&keys);
-        let (first, count) = set.find("agk_first");
+        let (first, count) = set.lookup("agk_first");
         assert_eq!((first.map(|e| e.principal.as_str()), count), (Some("svc-0"), 3));
-        let (last, count) = set.find("agk_last");
+        let (last, count) = set.lookup("agk_last");
         assert_eq!((last.map(|e| e.principal.as_str()), count), (Some("svc-2"), 3));
-        let (absent, count) = set.find("agk_absent");
+        let (absent, count) = set.lookup("agk_absent");
         assert_eq!((absent, count), (None, 3));
     }
 
     #[test]
     fn a_key_differing_in_its_last_character_is_refused() {
         let set = set_of(&["agk_abcdef"]);
-        assert!(set.find("agk_abcdef").0.is_some());
-        assert!(set.find("agk_abcdeg").0.is_none());
-        assert!(set.find("agk_abcde").0.is_none());
+        assert!(set.find("agk_abcdef").is_some());
+        assert!(set.find("agk_abcdeg").is_none());
+        assert!(set.find("agk_abcde").is_none());
     }
 
     #[test]
     fn an_empty_key_set_finds_nothing_after_no_comparison() {
-        assert_eq!(KeySet::default().find("agk_x"), (None, 0));
+        assert_eq!(KeySet::default().lookup("agk_x"), (None, 0));
     }
 
     #[test]
@@ -436,6 +536,39 @@ mod tests {
     fn an_empty_principal_is_refused_on_load() {
         let text = serde_json::json!({ "keys": [entry("0000000a", " ", "k")] }).to_string();
         assert!(format!("{:#}", KeySet::parse(&text).unwrap_err()).contains("principal is empty"));
+    }
+
+    #[test]
+    fn a_principal_with_a_nul_a_newline_or_256_bytes_is_refused_on_load() {
+        for (principal, reason) in [
+            ("svc\0x".to_owned(), "control characters"),
+            ("svc\nx".to_owned(), "control characters"),
+            ("x".repeat(256), "longer than 255 bytes"),
+            ("anonymous".to_owned(), "reserved"),
+        ] {
+            let text = serde_json::json!({ "keys": [entry("0000000a", &principal, "k")] }).to_string();
+            let message = format!("{:#}", KeySet::parse(&text).unwrap_err());
+            assert!(message.contains("entry 1") && message.contains(reason), "{message}");
+        }
+        let text = serde_json::json!({ "keys": [entry("0000000a", &"x".repeat(255), "k")] }).to_string();
+        assert!(KeySet::parse(&text).is_ok());
+    }
+
+    #[test]
+    fn a_key_for_a_principal_with_a_nul_a_newline_or_256_bytes_is_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        for principal in ["svc\0x", "svc\nx", &"x".repeat(256), "anonymous"] {
+            let message = format!(
+                "{:#}",
+                create_key(&path, principal, Role::Reader, PrincipalKind::Service).unwrap_err()
+            );
+            assert!(
+                message.starts_with("cannot create the API key: the principal"),
+                "{message}"
+            );
+        }
+        assert!(!path.exists());
     }
 
     #[test]
@@ -479,13 +612,40 @@ mod tests {
         let second = create_key(&path, "bob", Role::Admin, PrincipalKind::Human).unwrap();
         let set = KeySet::load(&path).unwrap();
         assert_eq!(set.len(), 2);
-        assert_eq!(set.find(&first.key).0.map(|e| e.principal.as_str()), Some("alice"));
-        assert_eq!(set.find(&second.key).0.map(|e| e.role), Some(Role::Admin));
+        assert_eq!(set.find(&first.key).map(|e| e.principal.as_str()), Some("alice"));
+        assert_eq!(set.find(&second.key).map(|e| e.role), Some(Role::Admin));
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        names.sort();
         assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            1,
+            names,
+            ["keys.json", "keys.json.lock"],
             "no temporary file is left behind"
         );
+    }
+
+    #[test]
+    fn concurrent_creations_lose_no_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let created: Vec<CreatedKey> = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..8)
+                .map(|i| {
+                    let path = &path;
+                    scope.spawn(move || {
+                        create_key(path, &format!("svc-{i}"), Role::Writer, PrincipalKind::Service).unwrap()
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|run| run.join().unwrap()).collect()
+        });
+        let set = KeySet::load(&path).unwrap();
+        assert_eq!(set.len(), 8);
+        for key in &created {
+            assert!(set.find(&key.key).is_some(), "{}", key.id);
+        }
     }
 
     #[test]
@@ -516,8 +676,19 @@ mod tests {
         );
     }
 
+    /// Writes the keys file the way an operator's editor would, keeping its mode.
+    fn rewrite(path: &Path, text: &str) {
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn without_entry(path: &Path, id: &str) -> String {
+        let mut file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        file["keys"].as_array_mut().unwrap().retain(|entry| entry["id"] != id);
+        file.to_string()
+    }
+
     #[test]
-    fn a_key_created_while_running_is_accepted_and_a_broken_rewrite_keeps_the_old_keys() {
+    fn a_key_created_while_running_is_accepted_and_a_broken_rewrite_leaves_no_key_in_force() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.json");
         let first = create_key(&path, "alice", Role::Reader, PrincipalKind::Human).unwrap();
@@ -533,11 +704,97 @@ mod tests {
                 method: Method::ApiKey,
             }
         );
-        std::fs::write(&path, "{\"keys\": [oops").unwrap();
+        let good = std::fs::read_to_string(&path).unwrap();
+        rewrite(&path, "{\"keys\": [oops");
+        let refused = Err(AuthError::invalid("the API key is not valid"));
+        assert_eq!(store.authenticate(&first.key), refused);
+        assert_eq!(store.authenticate(&second.key), refused);
+        assert_eq!(store.authenticate("agk_unknown"), refused);
+        rewrite(&path, &good);
         assert_eq!(store.authenticate(&first.key).unwrap().name, "alice");
+    }
+
+    #[test]
+    fn deleting_a_key_from_the_file_revokes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let kept = create_key(&path, "alice", Role::Reader, PrincipalKind::Human).unwrap();
+        let revoked = create_key(&path, "deployer", Role::Admin, PrincipalKind::Service).unwrap();
+        let store = KeyStore::open_with_interval(&path, Duration::ZERO).unwrap();
+        assert!(store.authenticate(&revoked.key).is_ok());
+        rewrite(&path, &without_entry(&path, &revoked.id));
         assert_eq!(
-            store.authenticate("agk_unknown"),
+            store.authenticate(&revoked.key),
             Err(AuthError::invalid("the API key is not valid"))
         );
+        assert_eq!(store.authenticate(&kept.key).unwrap().name, "alice");
+    }
+
+    #[test]
+    fn a_deleted_or_unreadable_keys_file_leaves_no_key_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let created = create_key(&path, "alice", Role::Reader, PrincipalKind::Human).unwrap();
+        let store = KeyStore::open_with_interval(&path, Duration::ZERO).unwrap();
+        let good = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(store.authenticate(&created.key).is_err());
+        assert!(
+            store.authenticate(&created.key).is_err(),
+            "and stays so at the next look"
+        );
+        // A directory in its place cannot be read as a file.
+        std::fs::create_dir(&path).unwrap();
+        assert!(store.authenticate(&created.key).is_err());
+        std::fs::remove_dir(&path).unwrap();
+        rewrite(&path, &good);
+        assert_eq!(store.authenticate(&created.key).unwrap().name, "alice");
+    }
+
+    #[test]
+    fn a_rewrite_keeping_the_length_and_modification_time_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let created = create_key(&path, "alice", Role::Reader, PrincipalKind::Human).unwrap();
+        let store = KeyStore::open_with_interval(&path, Duration::ZERO).unwrap();
+        assert_eq!(store.authenticate(&created.key).unwrap().role, Some(Role::Reader));
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let promoted = text.replace("\"reader\"", "\"writer\"");
+        assert_eq!(promoted.len(), text.len());
+        rewrite(&path, &promoted);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        assert_eq!(store.authenticate(&created.key).unwrap().role, Some(Role::Writer));
+    }
+
+    #[test]
+    fn the_keys_file_is_looked_at_no_more_than_once_per_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let created = create_key(&path, "alice", Role::Reader, PrincipalKind::Human).unwrap();
+        let store = KeyStore::open_with_interval(&path, Duration::from_secs(3600)).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(store.authenticate(&created.key).unwrap().name, "alice");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_keys_file_others_may_write_still_loads() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let created = create_key(&path, "alice", Role::Reader, PrincipalKind::Human).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(read_file(&path).unwrap().writable_by_others);
+        let store = KeyStore::open_with_interval(&path, Duration::ZERO).unwrap();
+        assert!(store.state.lock().unwrap().warned_writable);
+        assert_eq!(store.authenticate(&created.key).unwrap().name, "alice");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(!read_file(&path).unwrap().writable_by_others);
     }
 }

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use axum::http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 
-use super::{AuthError, AuthSettings, MAX_PRINCIPAL_LEN, Method, Principal, PrincipalKind, Role, is_service_account};
+use super::{AuthError, AuthSettings, Method, Principal, PrincipalKind, Role, check_principal, is_service_account};
 
 /// The proxy settings, built even when proxy mode is off: the user header must then be refused.
 #[derive(Debug)]
@@ -72,6 +72,10 @@ impl ProxyAuth {
 
     /// The proxied principal, `None` when the request carries no user header, or an error when the
     /// header cannot be believed.
+    ///
+    /// A Kubernetes service-account name (`system:serviceaccount:<namespace>:<name>`) makes a
+    /// service here, unlike in a JWT with a kind claim: the trusted proxy vouches for the name
+    /// itself, having authenticated the account (as kubernaut does), so the name is evidence.
     pub(crate) fn authenticate(
         &self,
         headers: &HeaderMap,
@@ -87,23 +91,19 @@ impl ProxyAuth {
                 peer,
             });
         }
-        if users.next().is_some() {
-            return Err(AuthError::Invalid(format!(
-                "the request has several {} headers",
-                self.user_header
-            )));
+        // Several values would leave it to us to pick one, when the proxy meant to send exactly one:
+        // a client's own header that the proxy appended to instead of replacing, say.
+        for header in [&self.user_header, &self.groups_header] {
+            if headers.get_all(header).iter().nth(1).is_some() {
+                return Err(AuthError::Invalid(format!("the request has several {header} headers")));
+            }
         }
         let name = user
             .to_str()
-            .ok()
-            .map(str::trim)
-            .filter(|name| !name.is_empty() && name.chars().count() <= MAX_PRINCIPAL_LEN)
-            .ok_or_else(|| {
-                AuthError::Invalid(format!(
-                    "the {} header is not a name of 1 to {MAX_PRINCIPAL_LEN} printable characters",
-                    self.user_header
-                ))
-            })?;
+            .map_err(|_| AuthError::Invalid(format!("the {} header is not printable ASCII", self.user_header)))?
+            .trim();
+        check_principal(name)
+            .map_err(|reason| AuthError::Invalid(format!("the {} header is refused: {reason}", self.user_header)))?;
         Ok(Some(Principal {
             name: name.to_owned(),
             kind: if is_service_account(name) {
@@ -116,12 +116,13 @@ impl ProxyAuth {
         }))
     }
 
-    /// The highest role of the user's mapped groups, else the default role.
+    /// The highest role of the user's mapped groups, else the default role. There is at most one
+    /// groups header: several are refused before this is asked.
     fn role_of(&self, headers: &HeaderMap) -> Option<Role> {
         headers
-            .get_all(&self.groups_header)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
+            .get(&self.groups_header)
+            .and_then(|value| value.to_str().ok())
+            .into_iter()
             .flat_map(|value| value.split(','))
             .filter_map(|group| self.group_roles.get(group.trim()).copied())
             .max()
@@ -135,6 +136,7 @@ fn header_name(name: &str) -> anyhow::Result<HeaderName> {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
     use clap::Parser;
 
     use super::*;
@@ -243,42 +245,83 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_or_overlong_user_is_refused() {
-        for user in ["", "   ", &"x".repeat(256)] {
+    fn an_empty_overlong_or_unprintable_user_is_refused() {
+        for user in ["", "   ", "al\tice", "anonymous", &"x".repeat(256)] {
             let result = standard().authenticate(&headers(&[("x-auth-request-user", user)]), ip("10.0.0.1"));
-            assert!(matches!(result, Err(AuthError::Invalid(_))), "{user:?}");
+            assert!(
+                matches!(&result, Err(AuthError::Invalid(reason)) if reason.starts_with("the x-auth-request-user header")),
+                "{user:?}: {result:?}"
+            );
         }
         let ok = standard().authenticate(&headers(&[("x-auth-request-user", &"x".repeat(255))]), ip("10.0.0.1"));
         assert!(ok.is_ok());
     }
 
     #[test]
+    fn a_user_with_a_nul_or_a_newline_cannot_even_reach_us() {
+        // HTTP forbids both in a header value, so the server's parser refuses them before we are
+        // asked; the name check would refuse them too.
+        for user in [&b"al\0ice"[..], b"al\nice", b"alice\r\n"] {
+            assert!(HeaderValue::from_bytes(user).is_err(), "{user:?}");
+        }
+        let mut request = HeaderMap::new();
+        request.insert("x-auth-request-user", HeaderValue::from_bytes(b"al\xffice").unwrap());
+        let result = standard().authenticate(&request, ip("10.0.0.1"));
+        assert_eq!(
+            result,
+            Err(AuthError::invalid(
+                "the x-auth-request-user header is not printable ASCII"
+            ))
+        );
+    }
+
+    #[test]
     fn several_user_headers_are_refused() {
         let request = headers(&[("x-auth-request-user", "alice"), ("x-auth-request-user", "bob")]);
-        assert!(matches!(
+        assert_eq!(
             standard().authenticate(&request, ip("10.0.0.1")),
-            Err(AuthError::Invalid(_))
+            Err(AuthError::invalid(
+                "the request has several x-auth-request-user headers"
+            ))
+        );
+    }
+
+    #[test]
+    fn several_groups_headers_are_refused() {
+        let request = headers(&[
+            ("x-auth-request-user", "alice"),
+            ("x-auth-request-groups", "auditors"),
+            ("x-auth-request-groups", "secops"),
+        ]);
+        assert_eq!(
+            standard().authenticate(&request, ip("10.0.0.1")),
+            Err(AuthError::invalid(
+                "the request has several x-auth-request-groups headers"
+            ))
+        );
+        assert!(matches!(
+            standard().authenticate(&request, ip("192.168.1.1")),
+            Err(AuthError::UntrustedProxy { .. })
         ));
     }
 
     #[test]
     fn the_highest_role_of_the_mapped_groups_wins() {
-        let role = |groups: &[&str]| {
+        let role = |groups: Option<&str>| {
             let mut pairs = vec![("x-auth-request-user", "alice")];
-            pairs.extend(groups.iter().map(|g| ("x-auth-request-groups", *g)));
+            pairs.extend(groups.map(|g| ("x-auth-request-groups", g)));
             standard()
                 .authenticate(&headers(&pairs), ip("10.0.0.1"))
                 .unwrap()
                 .unwrap()
                 .role
         };
-        assert_eq!(role(&["auditors"]), Some(Role::Reader));
-        assert_eq!(role(&["auditors, sre"]), Some(Role::Writer));
-        assert_eq!(role(&["sre,secops,auditors"]), Some(Role::Admin));
-        assert_eq!(role(&["auditors", "secops"]), Some(Role::Admin));
-        assert_eq!(role(&["marketing"]), None);
-        assert_eq!(role(&["SRE"]), None, "group names are case-sensitive");
-        assert_eq!(role(&[]), None);
+        assert_eq!(role(Some("auditors")), Some(Role::Reader));
+        assert_eq!(role(Some("auditors, sre")), Some(Role::Writer));
+        assert_eq!(role(Some("sre,secops,auditors")), Some(Role::Admin));
+        assert_eq!(role(Some("marketing")), None);
+        assert_eq!(role(Some("SRE")), None, "group names are case-sensitive");
+        assert_eq!(role(None), None);
     }
 
     #[test]
