@@ -661,25 +661,14 @@ async fn graphiql_and_introspection_can_each_be_switched_off() {
 /// `/metrics` on a listener of its own answers there and nowhere else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_on_their_own_listener_are_served_there_only() {
-    use crate::helpers::{http_exchange, http_get, ready};
+    use crate::helpers::{http_exchange, http_get};
     let dir = tempfile::tempdir().unwrap();
     let mut config =
         auditgraph::config::Config::for_database(&format!("sqlite://{}", dir.path().join("m.db").display()));
-    let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|probe| probe.local_addr())
-        .unwrap();
+    let metrics_addr = free_address();
     config.metrics_listen = Some(metrics_addr);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(auditgraph::serve_on(listener, config, async {
-        let _ = stopped.await;
-    }));
-    let started = std::time::Instant::now();
-    while !ready(addr).await {
-        assert!(started.elapsed() < std::time::Duration::from_secs(60), "not ready");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let served = Served::start(config).await;
+    let addr = served.addr;
     let (status, body) = http_exchange(metrics_addr, &http_get("/metrics")).await;
     assert!(status.contains(" 200 "), "{status}");
     assert!(body.contains("db_pool_connections"), "{body}");
@@ -690,8 +679,7 @@ async fn metrics_on_their_own_listener_are_served_there_only() {
         status.contains(" 404 "),
         "the metrics listener serves nothing else: {status}"
     );
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    served.stop().await;
 }
 
 /// A service token names the actor it acts for; a person's API key cannot.
@@ -846,7 +834,7 @@ fn request_with(api: Api, operation: Operation, credential: &Credential) -> Requ
 /// On its own listener `/metrics` still needs its role.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_role_holds_on_the_metrics_listener_too() {
-    use crate::helpers::{http_exchange, http_get, ready};
+    use crate::helpers::{http_exchange, http_get};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keys.json");
     let admin = create_key(&path, "prometheus", Role::Admin, PrincipalKind::Service)
@@ -854,24 +842,13 @@ async fn the_metrics_role_holds_on_the_metrics_listener_too() {
         .key;
     let mut config =
         auditgraph::config::Config::for_database(&format!("sqlite://{}", dir.path().join("m.db").display()));
-    let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|probe| probe.local_addr())
-        .unwrap();
+    let metrics_addr = free_address();
     config.metrics_listen = Some(metrics_addr);
     config.metrics_role = Some(Role::Admin);
     config.auth.modes = vec![AuthMode::ApiKeys];
     config.auth.api_keys_file = path;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(auditgraph::serve_on(listener, config, async {
-        let _ = stopped.await;
-    }));
-    let started = std::time::Instant::now();
-    while !ready(addr).await {
-        assert!(started.elapsed() < std::time::Duration::from_secs(60), "not ready");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let served = Served::start(config).await;
+    let addr = served.addr;
     let (status, _) = http_exchange(metrics_addr, &http_get("/metrics")).await;
     assert!(status.contains(" 401 "), "{status}");
     let with_key = format!(
@@ -880,6 +857,40 @@ async fn the_metrics_role_holds_on_the_metrics_listener_too() {
     let (status, body) = http_exchange(metrics_addr, &with_key).await;
     assert!(status.contains(" 200 "), "{status}");
     assert!(body.contains("auth_refusals_total"), "{body}");
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    served.stop().await;
+}
+
+fn free_address() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|probe| probe.local_addr())
+        .unwrap()
+}
+
+/// The real server on `config` and a free loopback port, once ready.
+struct Served {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Served {
+    async fn start(config: auditgraph::config::Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(auditgraph::serve_on(listener, config, async {
+            let _ = stopped.await;
+        }));
+        let started = std::time::Instant::now();
+        while !crate::helpers::ready(addr).await {
+            assert!(started.elapsed() < std::time::Duration::from_secs(60), "not ready");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Self { addr, stop, server }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.server.await.unwrap().unwrap();
+    }
 }
