@@ -848,7 +848,6 @@ async fn the_metrics_role_holds_on_the_metrics_listener_too() {
     config.auth.modes = vec![AuthMode::ApiKeys];
     config.auth.api_keys_file = path;
     let served = Served::start(config).await;
-    let addr = served.addr;
     let (status, _) = http_exchange(metrics_addr, &http_get("/metrics")).await;
     assert!(status.contains(" 401 "), "{status}");
     let with_key = format!(
