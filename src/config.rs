@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::auth::{AuthSettings, Role};
 use crate::domain::Limits;
+use crate::domain::chain::{ChainHasher, ChainKey};
 use crate::graphql::QueryLimits;
 use crate::store::StoreOptions;
 
@@ -170,6 +171,15 @@ pub struct Config {
     #[arg(long, env = "AUDITGRAPH_METRICS_LISTEN", global = true)]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// Hash events with HMAC-SHA256 and the key in this file (at least 32 bytes) instead of plain
+    /// SHA-256, so that nobody without the key can recompute a chain. Events record the key's id.
+    #[arg(long, env = "AUDITGRAPH_HASH_KEY_FILE", global = true)]
+    pub hash_key_file: Option<std::path::PathBuf>,
+
+    /// The id recorded with keyed hashes (`hash_key_id`), to tell keys apart when one is replaced.
+    #[arg(long, env = "AUDITGRAPH_HASH_KEY_ID", default_value = "default", global = true)]
+    pub hash_key_id: String,
+
     /// Authentication.
     #[command(flatten)]
     pub auth: AuthSettings,
@@ -192,16 +202,31 @@ impl Config {
         config
     }
 
-    /// How to reach the database.
-    pub fn store_options(&self) -> StoreOptions {
-        StoreOptions {
+    /// How to reach the database, and how to hash events (reading the hash key file when one
+    /// is configured).
+    pub fn store_options(&self) -> anyhow::Result<StoreOptions> {
+        let hasher = match &self.hash_key_file {
+            None => ChainHasher::default(),
+            Some(path) => {
+                let mut secret = std::fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("reading the hash key file {}: {e}", path.display()))?;
+                while secret.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                    secret.pop();
+                }
+                let key = ChainKey::new(self.hash_key_id.clone(), secret)
+                    .map_err(|e| anyhow::anyhow!("the hash key in {}: {e}", path.display()))?;
+                ChainHasher::new(Some(key))
+            }
+        };
+        Ok(StoreOptions {
             database_url: self.database_url.clone(),
             max_connections: self.db_max_connections,
             statement_timeout: Duration::from_secs(self.statement_timeout_secs),
             tree_timeout: Duration::from_millis(self.tree_timeout_ms),
             create_database: !self.no_migrate,
             wait_timeout: Duration::from_secs(self.db_wait_timeout_secs),
-        }
+            hasher,
+        })
     }
 
     /// The validation limits for writes.

@@ -1,8 +1,11 @@
 //! Pure code: validation, cursors, time parsing, pagination arithmetic. No I/O here.
 
+pub mod chain;
+pub mod checkpoint;
 pub mod cursor;
 pub mod event;
 pub mod filter;
+pub mod merkle;
 pub mod page;
 pub mod time;
 pub mod tree;

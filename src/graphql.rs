@@ -1,5 +1,6 @@
 //! The GraphQL API: schema root, types, loaders and limits.
 
+mod chain;
 mod connection;
 mod event;
 mod input;
@@ -14,6 +15,7 @@ mod tree;
 use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::{EmptySubscription, Schema};
 
+pub use chain::{ChainBreak, ChainBreakKind, ChainVerification};
 pub use connection::{AuditEventConnection, AuditEventEdge, PageInfo};
 pub use event::AuditEvent;
 pub use input::{AuditEventFilter, AuditEventInput};

@@ -87,7 +87,8 @@ pub fn router(state: HttpState, options: HttpOptions) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/audit/events", get(rest::query_events).post(rest::create_event))
-        .route("/api/v1/audit/events/batch", post(rest::create_batch));
+        .route("/api/v1/audit/events/batch", post(rest::create_batch))
+        .route("/api/v1/audit/verify-chain", post(rest::verify_chain));
     if options.graphiql {
         routes = routes
             .route("/graphiql", get(assets::graphiql_page))

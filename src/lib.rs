@@ -37,7 +37,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             let options = store::StoreOptions {
                 create_database: true,
-                ..config.store_options()
+                ..config.store_options()?
             };
             let store = Store::connect(&options).await?;
             store.migrate().await?;
@@ -125,7 +125,7 @@ fn report(result: &dyn std::fmt::Display) {
 
 /// Connects and applies pending migrations (unless told not to).
 async fn migrated_store(config: &Config) -> anyhow::Result<Store> {
-    let store = Store::connect(&config.store_options()).await?;
+    let store = Store::connect(&config.store_options()?).await?;
     if !config.no_migrate {
         store.migrate().await?;
     }
@@ -187,7 +187,7 @@ pub async fn serve_on(
     // Before anything else: an open server on a public address is refused, not started.
     let auth = Authenticator::from_settings(&config.auth)?;
     auth.check_listen(address)?;
-    let store = Store::connect(&config.store_options()).await?;
+    let store = Store::connect(&config.store_options()?).await?;
     if !config.no_migrate {
         store.migrate().await?;
     }

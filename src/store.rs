@@ -1,6 +1,7 @@
 //! Every SQL statement of auditgraph. The only module that talks to the database.
 
 mod backfill;
+mod chain;
 mod error;
 mod import;
 mod read;
@@ -8,6 +9,8 @@ mod tree;
 mod write;
 
 pub use backfill::{BackfillBatch, ForeignKeyCheck, LegacyKey};
+pub use chain::ChainHead;
+pub(crate) use chain::save_heads;
 pub use error::{StoreError, is_unavailable};
 pub use import::{ImportError, ImportRow, ImportedBatch};
 pub(crate) use write::to_model;
@@ -23,6 +26,7 @@ use anyhow::Context;
 use chrono::{Datelike, Months, NaiveDate, Utc};
 use migration::{Migrator, MigratorTrait};
 
+use crate::domain::chain::ChainHasher;
 use crate::metrics::PoolState;
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{
@@ -45,6 +49,8 @@ pub struct StoreOptions {
     /// Longest a request waits for a pooled connection (and, at least 10 s, a SQLite writer for
     /// another process's lock).
     pub wait_timeout: Duration,
+    /// How new events are hashed into their chains.
+    pub hasher: ChainHasher,
 }
 
 /// The database, shared by every request. Cheap to clone.
@@ -66,6 +72,8 @@ struct Inner {
     /// SQLite has one writer at a time; taking this before a write transaction keeps a
     /// read-then-write transaction from failing with SQLITE_BUSY when another writer commits.
     write_gate: Option<tokio::sync::Mutex<()>>,
+    /// How new events are hashed into their correlation's chain.
+    hasher: ChainHasher,
 }
 
 impl std::fmt::Debug for Store {
@@ -145,6 +153,7 @@ impl Store {
                 statements,
                 known_months: Mutex::new(HashSet::new()),
                 write_gate: sqlite.then(|| tokio::sync::Mutex::new(())),
+                hasher: options.hasher.clone(),
             }),
         })
     }

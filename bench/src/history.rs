@@ -84,7 +84,7 @@ pub async fn run(admin_url: &str, runs: usize, events: u64) -> anyhow::Result<St
         // The one-shot UPDATE of a million rows runs for minutes; the server's 30 s guard is not
         // what is measured here.
         config.statement_timeout_secs = 24 * 3600;
-        let store = Store::connect(&config.store_options()).await?;
+        let store = Store::connect(&config.store_options()?).await?;
         store.migrate().await?;
         if header.is_empty() {
             header = report::environment(store.db(), &describe(events)).await?;

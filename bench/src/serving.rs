@@ -747,7 +747,7 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
     }
     let mut config = Config::for_database(&url);
     config.statement_timeout_secs = 3_600;
-    let store = Store::connect(&config.store_options()).await?;
+    let store = Store::connect(&config.store_options()?).await?;
     store.migrate().await?;
     if reused {
         eprintln!("reusing the imported data set");

@@ -46,6 +46,13 @@ pub struct Model {
     pub legal_hold_placed_at: Option<DateTimeUtc>,
     /// The authenticated principal that submitted the event (NULL for rows older than authentication).
     pub submitted_by: Option<String>,
+    /// The event's position in its correlation's hash chain, from 1, in the order events were
+    /// written (NULL for rows older than hash chains).
+    pub chain_seq: Option<i64>,
+    /// The key of a keyed hash (`hash_algorithm` = `hmac-sha256`), by name.
+    pub hash_key_id: Option<String>,
+    /// Why an imported event's carried hash stands outside the chain (it could not be verified).
+    pub chain_note: Option<String>,
 }
 
 /// The composite self-reference `(parent_event_id, parent_event_date) → (event_id, event_date)`.

@@ -169,6 +169,21 @@ impl AuditEvent {
     async fn hash_algorithm(&self) -> &str {
         &self.0.hash_algorithm
     }
+    /// The key of a keyed hash (`hashAlgorithm` = `hmac-sha256`), by name; null when unkeyed.
+    async fn hash_key_id(&self) -> Option<&str> {
+        self.0.hash_key_id.as_deref()
+    }
+    /// The event's position in its correlation's hash chain, from 1, in the order events were
+    /// written (not by timestamp: an event that arrives late extends the chain). Null for events
+    /// stored before hash chains.
+    async fn chain_seq(&self) -> Option<i64> {
+        self.0.chain_seq
+    }
+    /// Why the hash an imported event carried stands outside its chain (it could not be verified
+    /// on import); null for every other event.
+    async fn chain_note(&self) -> Option<&str> {
+        self.0.chain_note.as_deref()
+    }
     /// Whether a legal hold protects the event from deletion.
     async fn legal_hold(&self) -> bool {
         self.0.legal_hold

@@ -167,4 +167,25 @@ impl QueryRoot {
             .map(|(key, count)| AuditEventCount { key, count })
             .collect())
     }
+
+    /// Checks the hash chain of a correlation: recomputes every event's hash from its stored
+    /// content, follows every link and position, and compares the end with the chain's recorded
+    /// head. Reports every break (an edited, removed, inserted or reordered event) with the event
+    /// where it shows. Needs the role `reader`.
+    #[graphql(
+        complexity = "super::WALK_COST + child_complexity",
+        guard = "RoleGuard(Role::Reader)"
+    )]
+    async fn verify_chain(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The correlation whose chain to check.")] correlation_id: String,
+    ) -> Result<super::ChainVerification> {
+        let app = ctx.data::<Service>()?;
+        let caller = super::caller(ctx)?;
+        app.verify_chain(caller, &correlation_id)
+            .await
+            .map(super::ChainVerification)
+            .map_err(|e| e.extend())
+    }
 }

@@ -195,6 +195,9 @@ pub fn rest_event(m: &Model) -> Value {
         json!(m.legal_hold_placed_at.map(timestamp_text)),
     );
     put("submitted_by", json!(m.submitted_by));
+    put("chain_seq", json!(m.chain_seq));
+    put("hash_key_id", json!(m.hash_key_id));
+    put("chain_note", json!(m.chain_note));
     Value::Object(o)
 }
 
@@ -350,5 +353,76 @@ pub async fn query_events(
         },
     });
     state.ctx.metrics.queried(Source::Rest, started.elapsed().as_secs_f64());
+    Ok(Json(body).into_response())
+}
+
+/// `POST /api/v1/audit/verify-chain` with `{"correlation_id": …}`: kubernaut's answer shape,
+/// 200 whether or not tampering is found.
+pub async fn verify_chain(
+    State(state): State<HttpState>,
+    caller: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    const PATH: &str = "/api/v1/audit/verify-chain";
+    let service = &state.ctx;
+    let caller = authenticated(caller).map_err(|p| p.at(PATH))?;
+    service
+        .authorize(&caller, Role::Reader)
+        .map_err(|e| Problem::from(e).at(PATH))?;
+    require_json(&headers).map_err(|p| p.at(PATH))?;
+    let value = parse_body(&body).map_err(|p| p.at(PATH))?;
+    let Some(correlation_id) = value.get("correlation_id").and_then(Value::as_str) else {
+        return Err(Problem::invalid("correlation_id", "is required and must be a string").at(PATH));
+    };
+    let checked = service
+        .verify_chain(&caller, correlation_id)
+        .await
+        .map_err(|e| match e {
+            ApiError::BadArgument { message, .. } => Problem::invalid("correlation_id", message),
+            other => Problem::from(other),
+        })
+        .map_err(|p| p.at(PATH))?;
+    let report = &checked.report;
+    let tampered: Vec<Value> = report
+        .breaks
+        .iter()
+        .map(|b| {
+            json!({
+                "event_id": b.event_id,
+                "event_timestamp": checked.timestamps.get(&b.event_id).map(|t| timestamp_text(*t)),
+                "expected_hash": b.expected_hash,
+                "actual_hash": b.actual_hash,
+                "previous_hash": b.previous_hash,
+                "kind": b.kind.as_str(),
+                "message": b.message,
+            })
+        })
+        .collect();
+    let mut message = if report.valid() {
+        format!("hash chain intact: {} events verified", report.verified)
+    } else {
+        format!(
+            "hash chain broken: {} of {} events verified, {} problems found",
+            report.verified,
+            report.chained,
+            report.breaks.len()
+        )
+    };
+    if report.unchained > 0 {
+        message.push_str(&format!(
+            "; {} events without a hash (stored before hash chains) were not verified",
+            report.unchained
+        ));
+    }
+    let body = json!({
+        "correlation_id": checked.correlation_id,
+        "is_valid": report.valid(),
+        "total_events": report.chained,
+        "verified_events": report.verified,
+        "tampered_events": tampered,
+        "verification_time": timestamp_text(checked.verified_at),
+        "message": message,
+    });
     Ok(Json(body).into_response())
 }

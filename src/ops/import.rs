@@ -39,6 +39,11 @@ pub struct ImportSummary {
     pub legacy: u64,
     /// Lines reported and skipped (only with `skip_invalid`).
     pub skipped: u64,
+    /// Events that carried a chain link of this server's recipe, verified and kept.
+    pub chain_kept: u64,
+    /// Events that carried a hash that could not be verified: kept outside the chain (see their
+    /// `chain_note`).
+    pub chain_unverified: u64,
     /// Seconds the import took.
     pub seconds: f64,
 }
@@ -53,8 +58,17 @@ impl std::fmt::Display for ImportSummary {
         write!(
             f,
             "import finished: {} lines read, {} events imported ({} legacy links without a parent date), \
-             {} already present, {} skipped, in {:.1} s ({:.0} events/s)",
-            self.lines, self.imported, self.legacy, self.already_present, self.skipped, self.seconds, rate
+             {} already present, {} skipped, in {:.1} s ({:.0} events/s); hash chains: {} carried links verified \
+             and kept, {} carried hashes not verifiable (kept outside the chain), the rest chained on import",
+            self.lines,
+            self.imported,
+            self.legacy,
+            self.already_present,
+            self.skipped,
+            self.seconds,
+            rate,
+            self.chain_kept,
+            self.chain_unverified
         )
     }
 }
@@ -98,6 +112,16 @@ pub fn parse_line(line: usize, text: &str, now: DateTime<Utc>) -> Result<ImportR
     let event_hash = fields.string("event_hash", "event_hash");
     let previous_event_hash = fields.string("previous_event_hash", "previous_event_hash");
     let hash_algorithm = fields.string("hash_algorithm", "hash_algorithm");
+    let hash_key_id = fields.string("hash_key_id", "hash_key_id");
+    let chain_seq = match fields.get("chain_seq") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(
+            value
+                .as_i64()
+                .filter(|seq| *seq > 0)
+                .ok_or("chain_seq: must be a positive integer")?,
+        ),
+    };
     if !fields.errors.is_empty() {
         return Err(describe(&fields.errors));
     }
@@ -112,6 +136,8 @@ pub fn parse_line(line: usize, text: &str, now: DateTime<Utc>) -> Result<ImportR
     let mut model = to_model(new, parent_date);
     model.event_hash = event_hash;
     model.previous_event_hash = previous_event_hash;
+    model.chain_seq = chain_seq;
+    model.hash_key_id = hash_key_id;
     if let Some(algorithm) = hash_algorithm {
         if algorithm.chars().count() > 20 {
             return Err("hash_algorithm: is longer than 20 characters".into());
@@ -177,6 +203,8 @@ pub async fn run(store: &Store, options: &ImportOptions) -> anyhow::Result<Impor
                     summary.imported += done.inserted;
                     summary.already_present += done.already_present;
                     summary.legacy += done.legacy;
+                    summary.chain_kept += done.chain_kept;
+                    summary.chain_unverified += done.chain_unverified;
                 }
                 Err(ImportError::Line { line, message }) => {
                     progress.finish();

@@ -1,13 +1,14 @@
 //! Bulk loading of historical events: COPY on PostgreSQL, multi-row INSERTs on SQLite.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{Days, NaiveDate, SecondsFormat};
 use sea_orm::sqlx;
 use sea_orm::{ColumnTrait, DatabaseBackend, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
-use super::{Store, StoreError};
+use super::chain::{ImportedLink, link_imported, lock_sql, read_heads, read_heads_sql, save_heads_sql};
+use super::{ChainHead, Store, StoreError, save_heads};
 use crate::entity::audit_event::{Column, Entity, Model};
 
 /// A row to import and the input line it came from.
@@ -28,6 +29,10 @@ pub struct ImportedBatch {
     pub already_present: u64,
     /// Rows written without a parent date although they name a parent (legacy links).
     pub legacy: u64,
+    /// Rows that carried a chain link of this server's recipe, verified and kept.
+    pub chain_kept: u64,
+    /// Rows that carried a hash that could not be verified: kept outside the chain, with the reason.
+    pub chain_unverified: u64,
 }
 
 /// Why a batch was not imported.
@@ -57,7 +62,7 @@ const COLUMNS: &str = "event_id, event_version, event_timestamp, event_date, eve
     event_action, event_outcome, actor_type, actor_id, actor_ip, resource_type, resource_id, resource_name, \
     correlation_id, parent_event_id, parent_event_date, trace_id, span_id, namespace, cluster_id, event_data, \
     event_metadata, severity, duration_ms, error_code, error_message, retention_days, is_sensitive, event_hash, \
-    previous_event_hash, hash_algorithm, legal_hold, legal_hold_reason, legal_hold_placed_by, legal_hold_placed_at, submitted_by";
+    previous_event_hash, hash_algorithm, legal_hold, legal_hold_reason, legal_hold_placed_by, legal_hold_placed_at, submitted_by, chain_seq, hash_key_id, chain_note";
 
 /// Appends one CSV field: NULL as an empty unquoted field, everything else quoted.
 fn field(out: &mut String, value: Option<&str>) {
@@ -78,7 +83,7 @@ fn field(out: &mut String, value: Option<&str>) {
 fn csv_row(out: &mut String, m: &Model) {
     let ts = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
     let text = |s: &Option<String>| s.clone();
-    let values: [Option<String>; 37] = [
+    let values: [Option<String>; 40] = [
         Some(m.event_id.to_string()),
         Some(m.event_version.clone()),
         Some(ts(m.event_timestamp)),
@@ -116,12 +121,24 @@ fn csv_row(out: &mut String, m: &Model) {
         text(&m.legal_hold_placed_by),
         m.legal_hold_placed_at.map(ts),
         text(&m.submitted_by),
+        m.chain_seq.map(|seq| seq.to_string()),
+        text(&m.hash_key_id),
+        text(&m.chain_note),
     ];
     for value in &values {
         field(out, value.as_deref());
     }
     out.pop();
     out.push('\n');
+}
+
+/// Counts what happened to an imported row's chain link.
+fn count_link(batch: &mut ImportedBatch, link: ImportedLink) {
+    match link {
+        ImportedLink::Kept => batch.chain_kept += 1,
+        ImportedLink::Unverified => batch.chain_unverified += 1,
+        ImportedLink::Chained => {}
+    }
 }
 
 impl Store {
@@ -194,14 +211,22 @@ impl Store {
             return Ok(batch);
         }
         match self.backend() {
-            DatabaseBackend::Postgres => self.copy_rows(&fresh).await?,
+            DatabaseBackend::Postgres => self.copy_rows(&mut fresh, &mut batch).await?,
             _ => {
                 let write = self.begin_write().await?;
+                let correlations: BTreeSet<&str> = fresh.iter().map(|m| m.correlation_id.as_str()).collect();
+                let mut heads = read_heads(&write.txn, &correlations).await?;
+                let touched: Vec<String> = correlations.into_iter().map(str::to_string).collect();
+                for model in &mut fresh {
+                    count_link(&mut batch, link_imported(self.hasher(), &mut heads, model));
+                }
                 for chunk in fresh.chunks(800) {
                     Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
                         .exec_without_returning(&write.txn)
                         .await?;
                 }
+                let heads: Vec<ChainHead> = touched.iter().filter_map(|c| heads.remove(c)).collect();
+                save_heads(&write.txn, &heads).await?;
                 write.txn.commit().await?;
             }
         }
@@ -225,10 +250,45 @@ impl Store {
         Ok(keys)
     }
 
-    /// Streams rows into `audit_events` with `COPY … FROM STDIN`, in one transaction.
-    async fn copy_rows(&self, rows: &[Model]) -> Result<(), ImportError> {
+    /// Links rows to their chains and streams them into `audit_events` with `COPY … FROM STDIN`,
+    /// in one transaction that holds the chains' locks until it commits.
+    async fn copy_rows(&self, rows: &mut [Model], batch: &mut ImportedBatch) -> Result<(), ImportError> {
         let pool = self.db().get_postgres_connection_pool();
         let mut txn = pool.begin().await?;
+        let correlations: Vec<String> = rows
+            .iter()
+            .map(|m| m.correlation_id.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut heads = BTreeMap::new();
+        for chunk in correlations.chunks(1_000) {
+            let mut lock = sqlx::query(sqlx::AssertSqlSafe(lock_sql(chunk.len())));
+            for c in chunk {
+                lock = lock.bind(c);
+            }
+            lock.execute(&mut *txn).await?;
+            let mut read = sqlx::query_as::<_, (String, i64, String)>(sqlx::AssertSqlSafe(read_heads_sql(
+                DatabaseBackend::Postgres,
+                chunk.len(),
+            )));
+            for c in chunk {
+                read = read.bind(c);
+            }
+            for (correlation_id, last_seq, last_hash) in read.fetch_all(&mut *txn).await? {
+                heads.insert(
+                    correlation_id.clone(),
+                    ChainHead {
+                        correlation_id,
+                        last_seq,
+                        last_hash,
+                    },
+                );
+            }
+        }
+        for model in rows.iter_mut() {
+            count_link(batch, link_imported(self.hasher(), &mut heads, model));
+        }
         let mut copy = txn
             .copy_in_raw(&format!("COPY audit_events ({COLUMNS}) FROM STDIN WITH (FORMAT csv)"))
             .await?;
@@ -241,6 +301,20 @@ impl Store {
             copy.send(buffer.as_bytes()).await?;
         }
         copy.finish().await?;
+        let heads: Vec<ChainHead> = correlations.iter().filter_map(|c| heads.remove(c)).collect();
+        for chunk in heads.chunks(500) {
+            let mut save = sqlx::query(sqlx::AssertSqlSafe(save_heads_sql(
+                DatabaseBackend::Postgres,
+                chunk.len(),
+            )));
+            for head in chunk {
+                save = save
+                    .bind(&head.correlation_id)
+                    .bind(head.last_seq)
+                    .bind(&head.last_hash);
+            }
+            save.execute(&mut *txn).await?;
+        }
         txn.commit().await?;
         Ok(())
     }
@@ -292,6 +366,9 @@ mod tests {
             legal_hold_placed_by: None,
             legal_hold_placed_at: None,
             submitted_by: Some("operator".into()),
+            chain_seq: None,
+            hash_key_id: None,
+            chain_note: None,
         }
     }
 
@@ -308,7 +385,7 @@ mod tests {
         );
         assert!(row.contains(r#""{""q"":""\""""}""#), "JSON is quoted text: {row}");
         assert!(row.contains(r#""x",,"r""#), "NULL is an empty field: {row}");
-        assert!(row.ends_with(",\"false\",,,,\"operator\"\n"), "{row}");
+        assert!(row.ends_with(",\"false\",,,,\"operator\",,,\n"), "{row}");
         assert_eq!(
             row.matches('\n').count(),
             2,

@@ -4,12 +4,12 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::{Days, NaiveDate};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait, IdenStatic,
-    IntoActiveModel, Iterable, ModelTrait, QueryFilter, SqlErr, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, SqlErr, Statement,
 };
 use uuid::Uuid;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, save_heads};
 use crate::domain::{FieldError, NewEvent};
 use crate::entity::audit_event::{Column, Entity, Model};
 
@@ -53,6 +53,9 @@ pub(crate) fn to_model(new: NewEvent, parent_event_date: Option<NaiveDate>) -> M
         legal_hold_placed_by: None,
         legal_hold_placed_at: None,
         submitted_by: new.submitted_by,
+        chain_seq: None,
+        hash_key_id: None,
+        chain_note: None,
     }
 }
 
@@ -74,6 +77,9 @@ fn same_content(new: &NewEvent, stored: &Model) -> bool {
     candidate.legal_hold_placed_at = stored.legal_hold_placed_at;
     // Who sends a retry is not part of the event: the first submission's principal stays.
     candidate.submitted_by.clone_from(&stored.submitted_by);
+    candidate.chain_seq = stored.chain_seq;
+    candidate.hash_key_id.clone_from(&stored.hash_key_id);
+    candidate.chain_note.clone_from(&stored.chain_note);
     &candidate == stored
 }
 
@@ -146,13 +152,6 @@ impl Store {
         for day in months {
             self.ensure_partition(day).await?;
         }
-        if let [single] = batch.as_slice()
-            && !single.client_supplied_id
-            && self.backend() == DatabaseBackend::Postgres
-            && let Some(stored) = self.insert_single(single).await?
-        {
-            return Ok(vec![stored]);
-        }
         let write = self.begin_write().await?;
         let txn = &write.txn;
 
@@ -190,7 +189,8 @@ impl Store {
         let known = parent_dates(txn, outside).await?;
 
         let mut results = Vec::with_capacity(batch.len());
-        let mut rows = Vec::new();
+        // Positions in `results` of the events this batch writes (the others are stored already).
+        let mut fresh = Vec::with_capacity(batch.len());
         for (index, new) in batch.into_iter().enumerate() {
             if let Some(existing) = stored.get(&new.event_id).filter(|_| new.client_supplied_id) {
                 if !same_content(&new, existing) {
@@ -244,70 +244,28 @@ impl Store {
                 ));
             }
             let model = to_model(new, parent_date);
-            rows.push(model.clone());
+            fresh.push(results.len());
             results.push(model);
         }
 
+        let mut linked: Vec<&mut Model> = results
+            .iter_mut()
+            .enumerate()
+            .filter(|(at, _)| fresh.binary_search(at).is_ok())
+            .map(|(_, model)| model)
+            .collect();
+        let heads = self.link_chains(txn, &mut linked).await?;
+        let rows: Vec<Model> = linked.into_iter().map(|m| m.clone()).collect();
         for chunk in rows.chunks(rows_per_insert(txn.get_database_backend())) {
             Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
                 .exec_without_returning(txn)
                 .await
                 .map_err(write_error)?;
         }
+        save_heads(txn, &heads).await?;
         write.txn.commit().await?;
         tracing::debug!(written = rows.len(), "events written");
         Ok(results)
-    }
-
-    /// The common write in one autocommitted statement: one event whose id the server chose, on
-    /// PostgreSQL. Nothing needs serialising (the id is new) and the parent's date is read inside
-    /// the INSERT: the newest row with the parent's id, taken only when it is at most a day after
-    /// the event's own date. No row written means the parent is missing or too late; the caller
-    /// then takes the general path, which names the problem (or writes the event, should the
-    /// parent have arrived meanwhile). One round trip instead of four (BEGIN, parent lookup,
-    /// INSERT, COMMIT).
-    async fn insert_single(&self, new: &NewEvent) -> Result<Option<Model>, StoreError> {
-        let mut model = to_model(new.clone(), None);
-        let mut columns = Vec::new();
-        let mut exprs = Vec::new();
-        let mut values: Vec<sea_orm::Value> = Vec::new();
-        for column in Column::iter() {
-            columns.push(column.as_str());
-            if matches!(column, Column::ParentEventDate) && new.parent_event_id.is_some() {
-                exprs.push("p.event_date".to_string());
-                continue;
-            }
-            values.push(model.get(column));
-            exprs.push(format!("${}", values.len()));
-        }
-        let (columns, exprs) = (columns.join(", "), exprs.join(", "));
-        let Some(parent) = new.parent_event_id else {
-            let sql = format!("INSERT INTO audit_events ({columns}) VALUES ({exprs})");
-            self.db()
-                .execute_raw(Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values))
-                .await
-                .map_err(write_error)?;
-            return Ok(Some(model));
-        };
-        values.push(parent.into());
-        let parent_at = values.len();
-        values.push((new.event_date + Days::new(1)).into());
-        let latest = values.len();
-        let sql = format!(
-            "INSERT INTO audit_events ({columns}) SELECT {exprs} FROM ({}) AS p \
-             WHERE p.event_date <= ${latest} RETURNING parent_event_date",
-            newest_date_of(&format!("${parent_at}"))
-        );
-        let row = self
-            .db()
-            .query_one_raw(Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values))
-            .await
-            .map_err(write_error)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        model.parent_event_date = Some(row.try_get("", "parent_event_date")?);
-        Ok(Some(model))
     }
 }
 

@@ -287,10 +287,13 @@ async fn kill_nine_mid_batch(database_url: String, _keep: impl Send) {
         let _ = writer.await;
     }
 
-    let store =
-        auditgraph::store::Store::connect(&auditgraph::config::Config::for_database(&database_url).store_options())
-            .await
-            .expect("reconnect");
+    let store = auditgraph::store::Store::connect(
+        &auditgraph::config::Config::for_database(&database_url)
+            .store_options()
+            .unwrap(),
+    )
+    .await
+    .expect("reconnect");
     use sea_orm::ConnectionTrait;
     let rows = store
         .db()

@@ -34,6 +34,8 @@ pub enum Engine {
 pub struct TestApp {
     pub store: Store,
     pub router: Router,
+    /// The database URL the app runs on.
+    pub url: String,
     _dir: Option<tempfile::TempDir>,
     /// Dropped last: the database goes when the app does, also when the test panics.
     _database: Option<TestDatabase>,
@@ -259,12 +261,13 @@ impl TestApp {
         config.tree_timeout_ms = 3_600_000;
         config.request_timeout_secs = 3_600;
         adjust(&mut config);
-        let store = Store::connect(&config.store_options()).await.expect("connect");
+        let store = Store::connect(&config.store_options().unwrap()).await.expect("connect");
         store.migrate().await.expect("migrate");
         let router = auditgraph::app(store.clone(), &config).expect("app");
         Some(Self {
             store,
             router,
+            url: url.clone(),
             _dir: dir,
             _database: database,
         })
@@ -482,6 +485,9 @@ pub fn row(
         legal_hold_placed_by: None,
         legal_hold_placed_at: None,
         submitted_by: None,
+        chain_seq: None,
+        hash_key_id: None,
+        chain_note: None,
     }
 }
 

@@ -24,5 +24,6 @@ mod rest;
 mod schema;
 mod serving;
 mod storage;
+mod tamper;
 mod trees;
 mod writes;

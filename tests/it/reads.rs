@@ -68,10 +68,15 @@ async fn an_event_is_read_back_with_every_column(app: TestApp) {
         "spanId": "s-1", "namespace": "prod", "clusterId": "eu-1",
         "eventData": {"nested": {"list": [1, 2.5, "x", null, false]}}, "eventMetadata": {"source": "test"},
         "severity": "warning", "durationMs": 42, "errorCode": "E42", "errorMessage": "boom", "retentionDays": 30,
-        "isSensitive": true, "eventHash": null, "previousEventHash": null, "hashAlgorithm": "sha256-unkeyed",
+        "isSensitive": true, "eventHash": e["eventHash"], "previousEventHash": null, "hashAlgorithm": "sha256-unkeyed",
         "legalHold": false, "legalHoldReason": null, "legalHoldPlacedBy": null, "legalHoldPlacedAt": null,
         "childCount": 0, "parent": null
     });
+    let hash = e["eventHash"].as_str().unwrap();
+    assert!(
+        hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+        "the first event of its chain carries a SHA-256 hash: {hash}"
+    );
     assert_eq!(e, &expected);
     let stored: chrono::DateTime<Utc> = e["eventTimestamp"].as_str().unwrap().parse().unwrap();
     let sent: chrono::DateTime<Utc> = ts.parse().unwrap();

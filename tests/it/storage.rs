@@ -3,7 +3,7 @@
 use auditgraph::entity::audit_event::{self, ChildrenLink, ParentLink};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, ModelTrait, SqlErr, Statement};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, ModelTrait, Statement};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -38,7 +38,7 @@ async fn raw_insert(
 
 both_engines!(
     migrations_run_up_then_down_then_up_again,
-    deleting_a_parent_with_children_is_rejected_and_the_parent_survives,
+    deleting_an_event_is_refused_and_a_parent_survives_even_with_foreign_keys_off,
     the_database_rejects_an_event_date_that_is_not_the_utc_date_of_the_timestamp,
     the_database_rejects_retention_days_out_of_range,
     the_entity_follows_parent_and_children_links,
@@ -62,28 +62,53 @@ async fn migrations_run_up_then_down_then_up_again(app: TestApp) {
     assert_eq!(app.row_count().await, 1);
 }
 
-async fn deleting_a_parent_with_children_is_rejected_and_the_parent_survives(app: TestApp) {
+/// Stored events cannot be deleted by any statement (retention will have its own path), so a
+/// parent survives under its children even where foreign keys are off (an SQLite shell).
+async fn deleting_an_event_is_refused_and_a_parent_survives_even_with_foreign_keys_off(app: TestApp) {
     let parent = app.create(json!({})).await;
-    app.create(json!({"parentEventId": parent["eventId"]})).await;
-    let id: Uuid = parent["eventId"].as_str().unwrap().parse().unwrap();
-    let delete = Statement::from_sql_and_values(
-        app.store.backend(),
-        "DELETE FROM audit_events WHERE event_id = $1",
-        [id.into()],
-    );
-    let error = app
-        .store
-        .db()
-        .execute_raw(delete)
-        .await
-        .expect_err("RESTRICT must refuse");
-    // PostgreSQL reports SQLSTATE 23503; SQLite reports RESTRICT as SQLITE_CONSTRAINT_TRIGGER
-    // (1811) with the foreign-key message, which sea-orm does not classify.
-    let is_fk = matches!(error.sql_err(), Some(SqlErr::ForeignKeyConstraintViolation(_)))
-        || error.to_string().contains("FOREIGN KEY constraint failed");
-    assert!(is_fk, "expected a foreign-key violation, got {error:?}");
+    let child = app.create(json!({"parentEventId": parent["eventId"]})).await;
+    for event in [&parent, &child] {
+        let id: Uuid = event["eventId"].as_str().unwrap().parse().unwrap();
+        let delete = Statement::from_sql_and_values(
+            app.store.backend(),
+            "DELETE FROM audit_events WHERE event_id = $1",
+            [id.into()],
+        );
+        let error = app
+            .store
+            .db()
+            .execute_raw(delete)
+            .await
+            .expect_err("the trigger must refuse");
+        assert!(error.to_string().contains("audit events cannot be deleted"), "{error}");
+    }
+    if app.store.backend() == sea_orm::DatabaseBackend::Sqlite {
+        // A shell's connection: foreign keys off, no RESTRICT to stop it.
+        let pool = app.store.db().get_sqlite_connection_pool();
+        let mut connection = pool.acquire().await.unwrap();
+        sea_orm::sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut *connection)
+            .await
+            .unwrap();
+        let refused = sea_orm::sqlx::query("DELETE FROM audit_events")
+            .execute(&mut *connection)
+            .await;
+        sea_orm::sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&mut *connection)
+            .await
+            .unwrap();
+        let error = refused.expect_err("the trigger must refuse with foreign keys off too");
+        assert!(error.to_string().contains("audit events cannot be deleted"), "{error}");
+    } else {
+        let error = app
+            .store
+            .db()
+            .execute_unprepared("TRUNCATE audit_events")
+            .await
+            .expect_err("TRUNCATE is refused too");
+        assert!(error.to_string().contains("audit events cannot be deleted"), "{error}");
+    }
     assert_eq!(app.row_count().await, 2);
-    assert!(app.store.find_event(id).await.unwrap().is_some());
 }
 
 async fn the_database_rejects_an_event_date_that_is_not_the_utc_date_of_the_timestamp(app: TestApp) {

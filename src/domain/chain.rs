@@ -1,0 +1,569 @@
+//! The hash chain of a correlation: each event's hash covers its content, its position in the
+//! correlation (`chain_seq`, in the order events were written, not by timestamp) and the hash of
+//! the event before it. A late or clock-skewed event therefore extends its chain instead of
+//! breaking it, and editing, removing or reordering an event breaks every link after it.
+//!
+//! The recipe, so that anyone can recompute a hash in a few lines of another language:
+//!
+//! 1. Build a JSON object with exactly the members of [`HASHED_FIELDS`], named as there, taken
+//!    from the stored event: text as strings; `chain_seq`, `duration_ms`, `retention_days` as
+//!    numbers; `is_sensitive` as a boolean; `event_data` and `event_metadata` as the JSON stored;
+//!    `event_timestamp` as RFC 3339 UTC with exactly six fractional digits and `Z`
+//!    (`2026-12-05T23:47:34.123456Z`); ids as lowercase hyphenated UUIDs; absent values as `null`.
+//! 2. Serialize it with the JSON Canonicalization Scheme (RFC 8785).
+//! 3. `event_hash` = lowercase hex of SHA-256 of those bytes (`hash_algorithm` = `sha256-unkeyed`),
+//!    or of HMAC-SHA256 with the configured key (`hmac-sha256`, the key named by `hash_key_id`).
+//!
+//! `previous_event_hash` is the `event_hash` of the event at `chain_seq - 1` of the same
+//! correlation, `null` for the first. Columns the product may still change (`parent_event_date`,
+//! completed by the backfill; the legal-hold columns) and derived ones (`event_date`) are not hashed.
+
+use hmac::{KeyInit, Mac};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::entity::audit_event::Model;
+
+/// `hash_algorithm` of an unkeyed chain.
+pub const UNKEYED: &str = "sha256-unkeyed";
+/// `hash_algorithm` of a keyed chain (HMAC-SHA256).
+pub const KEYED: &str = "hmac-sha256";
+
+/// The members of the hashed document, in the order the recipe lists them (the canonical form
+/// sorts them).
+pub const HASHED_FIELDS: [&str; 32] = [
+    "chain_seq",
+    "previous_event_hash",
+    "event_id",
+    "event_version",
+    "event_timestamp",
+    "event_type",
+    "event_category",
+    "event_action",
+    "event_outcome",
+    "actor_type",
+    "actor_id",
+    "actor_ip",
+    "resource_type",
+    "resource_id",
+    "resource_name",
+    "correlation_id",
+    "parent_event_id",
+    "trace_id",
+    "span_id",
+    "namespace",
+    "cluster_id",
+    "event_data",
+    "event_metadata",
+    "severity",
+    "duration_ms",
+    "error_code",
+    "error_message",
+    "retention_days",
+    "is_sensitive",
+    "submitted_by",
+    "hash_algorithm",
+    "hash_key_id",
+];
+
+/// A key for keyed chains: HMAC-SHA256, recorded on each event by its id (never the key).
+#[derive(Clone)]
+pub struct ChainKey {
+    /// The name recorded in `hash_key_id`.
+    pub id: String,
+    secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainKey").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl ChainKey {
+    /// A key with its id; at least 32 bytes, so that it is not guessable.
+    pub fn new(id: impl Into<String>, secret: Vec<u8>) -> Result<Self, String> {
+        let id = id.into();
+        if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("the hash key id must be 1 to 64 characters without spaces".into());
+        }
+        if secret.len() < 32 {
+            return Err(format!(
+                "the hash key must hold at least 32 bytes, got {}",
+                secret.len()
+            ));
+        }
+        Ok(Self { id, secret })
+    }
+}
+
+/// How events are hashed: unkeyed, or with a key.
+#[derive(Clone, Debug, Default)]
+pub struct ChainHasher {
+    key: Option<ChainKey>,
+}
+
+impl ChainHasher {
+    /// Hashing with `key` (keyed) or without (unkeyed).
+    pub fn new(key: Option<ChainKey>) -> Self {
+        Self { key }
+    }
+
+    /// The `hash_algorithm` and `hash_key_id` new events get.
+    pub fn labels(&self) -> (&'static str, Option<String>) {
+        match &self.key {
+            Some(key) => (KEYED, Some(key.id.clone())),
+            None => (UNKEYED, None),
+        }
+    }
+
+    /// Makes `model` the next link after `previous` (`None` for the first event of its
+    /// correlation): sets its position, the previous hash, the algorithm labels and its hash.
+    pub fn link(&self, model: &mut Model, previous: Option<(i64, &str)>) {
+        let (algorithm, key_id) = self.labels();
+        model.chain_seq = Some(previous.map_or(1, |(seq, _)| seq + 1));
+        model.previous_event_hash = previous.map(|(_, hash)| hash.to_string());
+        model.hash_algorithm = algorithm.to_string();
+        model.hash_key_id = key_id;
+        model.event_hash = self.hash(model).ok();
+    }
+
+    /// The hash `model` should carry, recomputed from its stored content. Fails when the event
+    /// was hashed with a key this hasher does not hold.
+    pub fn hash(&self, model: &Model) -> Result<String, String> {
+        let bytes = canonical(model);
+        match (model.hash_algorithm.as_str(), &self.key) {
+            (UNKEYED, _) => Ok(hex(&Sha256::digest(&bytes))),
+            (KEYED, Some(key)) if model.hash_key_id.as_deref() == Some(key.id.as_str()) => {
+                let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&key.secret)
+                    .map_err(|_| "the hash key cannot key HMAC".to_string())?;
+                mac.update(&bytes);
+                Ok(hex(&mac.finalize().into_bytes()))
+            }
+            (KEYED, _) => Err(format!(
+                "the event is hashed with key {:?}, which this server does not hold",
+                model.hash_key_id.as_deref().unwrap_or("")
+            )),
+            (other, _) => Err(format!("unknown hash algorithm {other:?}")),
+        }
+    }
+}
+
+/// The RFC 8785 canonical bytes of the hashed members of `model`.
+pub fn canonical(model: &Model) -> Vec<u8> {
+    let document = hashed_document(model);
+    // Serializing a `Value` cannot fail: every key is a string and every number finite.
+    serde_json_canonicalizer::to_vec(&document).unwrap_or_default()
+}
+
+/// The document the recipe describes, before canonicalization.
+pub fn hashed_document(m: &Model) -> Value {
+    let mut o = Map::new();
+    let mut put = |key: &str, value: Value| {
+        o.insert(key.to_string(), value);
+    };
+    put("chain_seq", json!(m.chain_seq));
+    put("previous_event_hash", json!(m.previous_event_hash));
+    put("event_id", json!(m.event_id.hyphenated().to_string()));
+    put("event_version", json!(m.event_version));
+    put(
+        "event_timestamp",
+        json!(m.event_timestamp.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+    );
+    put("event_type", json!(m.event_type));
+    put("event_category", json!(m.event_category));
+    put("event_action", json!(m.event_action));
+    put("event_outcome", json!(m.event_outcome));
+    put("actor_type", json!(m.actor_type));
+    put("actor_id", json!(m.actor_id));
+    put("actor_ip", json!(m.actor_ip));
+    put("resource_type", json!(m.resource_type));
+    put("resource_id", json!(m.resource_id));
+    put("resource_name", json!(m.resource_name));
+    put("correlation_id", json!(m.correlation_id));
+    put(
+        "parent_event_id",
+        json!(m.parent_event_id.map(|id| id.hyphenated().to_string())),
+    );
+    put("trace_id", json!(m.trace_id));
+    put("span_id", json!(m.span_id));
+    put("namespace", json!(m.namespace));
+    put("cluster_id", json!(m.cluster_id));
+    put("event_data", m.event_data.clone());
+    put("event_metadata", m.event_metadata.clone().unwrap_or(Value::Null));
+    put("severity", json!(m.severity));
+    put("duration_ms", json!(m.duration_ms));
+    put("error_code", json!(m.error_code));
+    put("error_message", json!(m.error_message));
+    put("retention_days", json!(m.retention_days));
+    put("is_sensitive", json!(m.is_sensitive));
+    put("submitted_by", json!(m.submitted_by));
+    put("hash_algorithm", json!(m.hash_algorithm));
+    put("hash_key_id", json!(m.hash_key_id));
+    Value::Object(o)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+/// The kinds of break a chain can show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BreakKind {
+    /// The event's content no longer matches its hash: it was changed after it was written.
+    ContentChanged,
+    /// Its `previous_event_hash` is not the hash of the event before it.
+    LinkBroken,
+    /// Positions before it are missing: events were removed.
+    MissingEvents,
+    /// Two events claim one position: one was inserted.
+    DuplicatePosition,
+    /// The chain's recorded head is past its last stored event, or names another hash: its last
+    /// events were removed or replaced.
+    MissingTail,
+    /// The hash cannot be recomputed here (a key this server does not hold, an unknown algorithm).
+    Unverifiable,
+}
+
+impl BreakKind {
+    /// The snake_case name used in REST answers and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ContentChanged => "content_changed",
+            Self::LinkBroken => "link_broken",
+            Self::MissingEvents => "missing_events",
+            Self::DuplicatePosition => "duplicate_position",
+            Self::MissingTail => "missing_tail",
+            Self::Unverifiable => "unverifiable",
+        }
+    }
+}
+
+/// What is wrong at one place of a chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainBreak {
+    /// The event where the chain breaks (the first one after a gap when events are missing).
+    pub event_id: uuid::Uuid,
+    /// Its stored position.
+    pub position: Option<i64>,
+    /// What kind of break.
+    pub kind: BreakKind,
+    /// What the check found, in words.
+    pub message: String,
+    /// The hash the event should carry (recomputed), when known.
+    pub expected_hash: Option<String>,
+    /// The hash it carries.
+    pub actual_hash: Option<String>,
+    /// The previous hash it carries.
+    pub previous_hash: Option<String>,
+}
+
+/// The outcome of checking one correlation's chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainReport {
+    /// Events of the correlation that are part of the chain.
+    pub chained: u64,
+    /// Of those, the ones whose hash, link and position all check out.
+    pub verified: u64,
+    /// Events written before hash chains existed (no position, no hash): not verifiable.
+    pub unchained: u64,
+    /// Every break found, in chain order.
+    pub breaks: Vec<ChainBreak>,
+}
+
+impl ChainReport {
+    /// Whether nothing is wrong.
+    pub fn valid(&self) -> bool {
+        self.breaks.is_empty()
+    }
+}
+
+/// Checks a correlation's events (in any order) against their hashes, their links and the
+/// chain's recorded head (`head`: last position and hash, when the correlation has one).
+pub fn verify(hasher: &ChainHasher, events: &[Model], head: Option<(i64, &str)>) -> ChainReport {
+    let mut chained: Vec<&Model> = events.iter().filter(|m| m.chain_seq.is_some()).collect();
+    chained.sort_by_key(|m| (m.chain_seq, m.event_id));
+    let mut report = ChainReport {
+        chained: chained.len() as u64,
+        verified: 0,
+        unchained: (events.len() - chained.len()) as u64,
+        breaks: Vec::new(),
+    };
+    let mut previous: Option<&Model> = None;
+    let mut expected_position = 1_i64;
+    for event in chained {
+        let position = event.chain_seq.unwrap_or_default();
+        let mut broken = false;
+        let mut record = |kind: BreakKind, message: String, expected: Option<String>| {
+            broken = true;
+            report.breaks.push(ChainBreak {
+                event_id: event.event_id,
+                position: event.chain_seq,
+                kind,
+                message,
+                expected_hash: expected,
+                actual_hash: event.event_hash.clone(),
+                previous_hash: event.previous_event_hash.clone(),
+            });
+        };
+        if previous.is_some_and(|p| p.chain_seq == event.chain_seq) {
+            record(
+                BreakKind::DuplicatePosition,
+                format!("a second event claims position {position}: one of them was inserted"),
+                None,
+            );
+        } else if position != expected_position {
+            record(
+                BreakKind::MissingEvents,
+                format!(
+                    "positions {expected_position} to {} are missing: events were removed before this one",
+                    position - 1
+                ),
+                None,
+            );
+        }
+        let expected_previous = previous.and_then(|p| p.event_hash.clone());
+        if event.previous_event_hash != expected_previous && position == expected_position {
+            record(
+                BreakKind::LinkBroken,
+                "its previous_event_hash is not the hash of the event before it".into(),
+                expected_previous,
+            );
+        }
+        match hasher.hash(event) {
+            Ok(hash) if Some(&hash) == event.event_hash.as_ref() => {}
+            Ok(hash) => record(
+                BreakKind::ContentChanged,
+                "its stored content no longer matches its hash: the event was changed after it was written".into(),
+                Some(hash),
+            ),
+            Err(reason) => record(BreakKind::Unverifiable, reason, None),
+        }
+        if !broken {
+            report.verified += 1;
+        }
+        expected_position = position + 1;
+        previous = Some(event);
+    }
+    if let Some((last, last_hash)) = head {
+        let tail = previous.and_then(|p| p.chain_seq).unwrap_or(0);
+        let tail_hash = previous.and_then(|p| p.event_hash.as_deref());
+        if last != tail || tail_hash != Some(last_hash) {
+            report.breaks.push(ChainBreak {
+                event_id: previous.map(|p| p.event_id).unwrap_or_default(),
+                position: previous.and_then(|p| p.chain_seq),
+                kind: BreakKind::MissingTail,
+                message: format!(
+                    "the chain was recorded up to position {last}, but its stored events end at position {tail}: \
+                     the last events were removed or replaced"
+                ),
+                expected_hash: Some(last_hash.to_string()),
+                actual_hash: tail_hash.map(str::to_string),
+                previous_hash: None,
+            });
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn event(n: u8) -> Model {
+        let timestamp =
+            chrono::Utc.with_ymd_and_hms(2026, 12, 5, 23, 47, 34).unwrap() + chrono::Duration::microseconds(123_456);
+        Model {
+            event_id: uuid::Uuid::from_u128(u128::from(n)),
+            event_version: "1.0".into(),
+            event_timestamp: timestamp,
+            event_date: timestamp.date_naive(),
+            event_type: "gateway.signal.received".into(),
+            event_category: "gateway".into(),
+            event_action: "received".into(),
+            event_outcome: "success".into(),
+            actor_type: "service".into(),
+            actor_id: "gateway-service".into(),
+            actor_ip: None,
+            resource_type: "signal".into(),
+            resource_id: "HighCPU".into(),
+            resource_name: None,
+            correlation_id: "rr-2026-001".into(),
+            parent_event_id: None,
+            parent_event_date: None,
+            trace_id: None,
+            span_id: None,
+            namespace: None,
+            cluster_id: None,
+            event_data: json!({"b": 1.0, "a": "é", "n": 10_u64}),
+            event_metadata: None,
+            severity: None,
+            duration_ms: Some(12),
+            error_code: None,
+            error_message: None,
+            retention_days: 2555,
+            is_sensitive: false,
+            event_hash: None,
+            previous_event_hash: None,
+            hash_algorithm: UNKEYED.into(),
+            legal_hold: false,
+            legal_hold_reason: None,
+            legal_hold_placed_by: None,
+            legal_hold_placed_at: None,
+            submitted_by: Some("svc-writer".into()),
+            chain_seq: None,
+            hash_key_id: None,
+            chain_note: None,
+        }
+    }
+
+    fn chain(hasher: &ChainHasher, n: u8) -> Vec<Model> {
+        let mut out: Vec<Model> = Vec::new();
+        for i in 1..=n {
+            let mut m = event(i);
+            let previous = out
+                .last()
+                .map(|p| (p.chain_seq.unwrap(), p.event_hash.clone().unwrap()));
+            hasher.link(&mut m, previous.as_ref().map(|(s, h)| (*s, h.as_str())));
+            out.push(m);
+        }
+        out
+    }
+
+    fn head(events: &[Model]) -> Option<(i64, &str)> {
+        events
+            .last()
+            .map(|m| (m.chain_seq.unwrap(), m.event_hash.as_deref().unwrap()))
+    }
+
+    /// The canonical text of the test event, as RFC 8785 writes it (members sorted by UTF-16 code
+    /// units, no whitespace, `1.0` as `1`).
+    const CANONICAL: &str = r#"{"actor_id":"gateway-service","actor_ip":null,"actor_type":"service","chain_seq":1,"cluster_id":null,"correlation_id":"rr-2026-001","duration_ms":12,"error_code":null,"error_message":null,"event_action":"received","event_category":"gateway","event_data":{"a":"é","b":1,"n":10},"event_id":"00000000-0000-0000-0000-000000000001","event_metadata":null,"event_outcome":"success","event_timestamp":"2026-12-05T23:47:34.123456Z","event_type":"gateway.signal.received","event_version":"1.0","hash_algorithm":"sha256-unkeyed","hash_key_id":null,"is_sensitive":false,"namespace":null,"parent_event_id":null,"previous_event_hash":null,"resource_id":"HighCPU","resource_name":null,"resource_type":"signal","retention_days":2555,"severity":null,"span_id":null,"submitted_by":"svc-writer","trace_id":null}"#;
+
+    #[test]
+    fn the_canonical_form_sorts_members_and_writes_numbers_as_ecmascript_does() {
+        let mut m = event(1);
+        m.chain_seq = Some(1);
+        assert_eq!(String::from_utf8(canonical(&m)).unwrap(), CANONICAL);
+        assert_eq!(hashed_document(&m).as_object().unwrap().len(), HASHED_FIELDS.len());
+        for field in HASHED_FIELDS {
+            assert!(CANONICAL.contains(&format!("\"{field}\":")), "{field} is hashed");
+        }
+    }
+
+    #[test]
+    fn the_recipe_gives_the_hash_another_language_computes() {
+        let mut m = event(1);
+        ChainHasher::default().link(&mut m, None);
+        // Computed apart from this code, in Python:
+        // hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        //     .encode()).hexdigest() == sha256 of CANONICAL
+        assert_eq!(
+            m.event_hash.as_deref(),
+            Some("4d2728c117dbc0022d11a0f92ea8f516570e4ae508c5e0e91d2e5d7c4c31ac59")
+        );
+    }
+
+    #[test]
+    fn an_untouched_chain_verifies() {
+        let hasher = ChainHasher::default();
+        let events = chain(&hasher, 5);
+        let report = verify(&hasher, &events, head(&events));
+        assert!(report.valid(), "{:?}", report.breaks);
+        assert_eq!((report.chained, report.verified, report.unchained), (5, 5, 0));
+    }
+
+    #[test]
+    fn a_changed_field_is_found_at_its_event() {
+        let hasher = ChainHasher::default();
+        let mut events = chain(&hasher, 5);
+        events[2].event_outcome = "failure".into();
+        let report = verify(&hasher, &events, head(&events));
+        assert_eq!(report.breaks.len(), 1, "{:?}", report.breaks);
+        assert_eq!(report.breaks[0].kind, BreakKind::ContentChanged);
+        assert_eq!(report.breaks[0].event_id, events[2].event_id);
+        assert_eq!(report.verified, 4);
+    }
+
+    #[test]
+    fn a_removed_event_a_removed_tail_and_an_inserted_event_are_found() {
+        let hasher = ChainHasher::default();
+        let events = chain(&hasher, 5);
+        let (first_head, _) = head(&events).unwrap();
+        let last_hash = events[4].event_hash.clone().unwrap();
+
+        let mut gap = events.clone();
+        gap.remove(2);
+        let report = verify(&hasher, &gap, Some((first_head, &last_hash)));
+        assert_eq!(report.breaks[0].kind, BreakKind::MissingEvents, "{:?}", report.breaks);
+        assert_eq!(report.breaks[0].event_id, events[3].event_id);
+
+        let mut tail = events.clone();
+        tail.pop();
+        let report = verify(&hasher, &tail, Some((first_head, &last_hash)));
+        assert_eq!(report.breaks.len(), 1, "{:?}", report.breaks);
+        assert_eq!(report.breaks[0].kind, BreakKind::MissingTail);
+
+        let mut forged = events.clone();
+        let mut intruder = event(99);
+        hasher.link(&mut intruder, Some((2, events[1].event_hash.as_deref().unwrap())));
+        forged.push(intruder);
+        let report = verify(&hasher, &forged, Some((first_head, &last_hash)));
+        assert!(
+            report.breaks.iter().any(|b| b.kind == BreakKind::DuplicatePosition),
+            "{:?}",
+            report.breaks
+        );
+    }
+
+    #[test]
+    fn reordering_two_events_breaks_the_links() {
+        let hasher = ChainHasher::default();
+        let mut events = chain(&hasher, 4);
+        let (a, b) = (events[1].chain_seq, events[2].chain_seq);
+        events[1].chain_seq = b;
+        events[2].chain_seq = a;
+        let report = verify(&hasher, &events, head(&events));
+        assert!(!report.valid());
+        assert!(
+            report.breaks.iter().all(|b| b.kind != BreakKind::MissingEvents),
+            "{:?}",
+            report.breaks
+        );
+    }
+
+    #[test]
+    fn a_keyed_chain_needs_its_key_to_verify_and_cannot_be_rewritten_without_it() {
+        let key = ChainKey::new("k1", vec![7; 32]).unwrap();
+        let keyed = ChainHasher::new(Some(key));
+        let events = chain(&keyed, 3);
+        assert_eq!(events[0].hash_algorithm, KEYED);
+        assert_eq!(events[0].hash_key_id.as_deref(), Some("k1"));
+        assert!(verify(&keyed, &events, head(&events)).valid());
+        // Recomputed without the key, every hash differs: a forger cannot rebuild the chain.
+        let report = verify(&ChainHasher::default(), &events, head(&events));
+        assert!(
+            report.breaks.iter().all(|b| b.kind == BreakKind::Unverifiable),
+            "{:?}",
+            report.breaks
+        );
+        let other = ChainHasher::new(Some(ChainKey::new("k1", vec![8; 32]).unwrap()));
+        assert!(!verify(&other, &events, head(&events)).valid());
+        assert!(ChainKey::new("k2", vec![1; 31]).is_err(), "short keys are refused");
+    }
+
+    #[test]
+    fn events_without_a_position_are_counted_apart() {
+        let hasher = ChainHasher::default();
+        let mut events = chain(&hasher, 2);
+        events.push(event(50));
+        let report = verify(&hasher, &events, head(&events[..2]));
+        assert!(report.valid(), "{:?}", report.breaks);
+        assert_eq!(report.unchained, 1);
+    }
+}
