@@ -180,6 +180,24 @@ pub struct Config {
     #[arg(long, env = "AUDITGRAPH_HASH_KEY_ID", default_value = "default", global = true)]
     pub hash_key_id: String,
 
+    /// The Ed25519 key that signs the transparency log's checkpoints (a note signer key). Created
+    /// on first start when missing, with its verifier key beside it (`<file>.pub`).
+    #[arg(long, env = "AUDITGRAPH_LOG_KEY_FILE", default_value = "auditgraph-log.key", global = true)]
+    pub log_key_file: std::path::PathBuf,
+
+    /// The origin line of the log's checkpoints (and the name of a key created on first start).
+    #[arg(long, env = "AUDITGRAPH_LOG_ORIGIN", default_value = "auditgraph.local/log", global = true)]
+    pub log_origin: String,
+
+    /// How often the sequencer gives committed events their place in the transparency log, in
+    /// milliseconds.
+    #[arg(long, env = "AUDITGRAPH_SEQUENCE_INTERVAL_MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..), global = true)]
+    pub sequence_interval_ms: u64,
+
+    /// How often a signed checkpoint is published when the log has grown, in seconds.
+    #[arg(long, env = "AUDITGRAPH_CHECKPOINT_INTERVAL_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub checkpoint_interval_secs: u64,
+
     /// Authentication.
     #[command(flatten)]
     pub auth: AuthSettings,

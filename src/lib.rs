@@ -139,9 +139,15 @@ pub fn app(store: Store, config: &Config) -> anyhow::Result<Router> {
 }
 
 /// The main router and, when `/metrics` has a listener of its own, the router for it.
-fn routers(store: Store, config: &Config, auth: Authenticator) -> anyhow::Result<(Router, Option<Router>)> {
+fn routers(
+    store: Store,
+    config: &Config,
+    auth: Authenticator,
+) -> anyhow::Result<(Router, Option<Router>, ops::log::Publisher)> {
     let metrics = Metrics::new(vec![Box::new(store.statement_durations())]).context("registering metrics")?;
+    let signer = ops::log::LogSigner::load_or_create(&config.log_key_file, &config.log_origin)?;
     let ctx = Service {
+        log: ops::log::Publisher::new(store.clone(), std::sync::Arc::new(signer)),
         store,
         limits: config.limits(),
         max_batch_size: config.batch_limit(),
@@ -156,6 +162,7 @@ fn routers(store: Store, config: &Config, auth: Authenticator) -> anyhow::Result
         introspection: config.introspection,
     };
     let metrics_router = config.metrics_listen.map(|_| http::metrics_router(state.clone()));
+    let publisher = state.ctx.log.clone();
     let main = http::router(
         state,
         HttpOptions {
@@ -165,7 +172,7 @@ fn routers(store: Store, config: &Config, auth: Authenticator) -> anyhow::Result
             metrics: config.metrics_listen.is_none(),
         },
     );
-    Ok((main, metrics_router))
+    Ok((main, metrics_router, publisher))
 }
 
 /// Connects, migrates (unless told not to), prepares partitions and serves on `config.listen`
@@ -196,7 +203,11 @@ pub async fn serve_on(
         .await
         .context("creating partitions ahead of time")?;
     let maintenance = tokio::spawn(keep_partitions_ahead(store.clone(), config.partition_lookahead_months));
-    let (main, metrics_router) = routers(store, &config, auth)?;
+    let (main, metrics_router, publisher) = routers(store, &config, auth)?;
+    let log = tokio::spawn(publisher.run(
+        Duration::from_millis(config.sequence_interval_ms),
+        Duration::from_secs(config.checkpoint_interval_secs),
+    ));
     let metrics_server = match (config.metrics_listen, metrics_router) {
         (Some(metrics_address), Some(router)) => {
             let metrics_listener = tokio::net::TcpListener::bind(metrics_address)
@@ -230,6 +241,7 @@ pub async fn serve_on(
     .await
     .context("serving HTTP");
     maintenance.abort();
+    log.abort();
     if let Some(metrics_server) = metrics_server {
         metrics_server.abort();
     }

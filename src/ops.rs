@@ -1,7 +1,9 @@
-//! Operator commands that run beside the server: the historical import and the parent-date backfill.
+//! Operator commands and background work: the historical import, the parent-date backfill and the
+//! transparency log's sequencer and publisher.
 
 pub mod backfill;
 pub mod import;
+pub mod log;
 
 use std::io::IsTerminal;
 

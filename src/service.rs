@@ -10,10 +10,14 @@ use chrono::Utc;
 
 use crate::auth::{Principal, PrincipalKind, Role};
 use crate::domain::chain::{self, ChainReport};
+use crate::domain::merkle;
+use crate::store::{LogLeaf, StoredCheckpoint};
+use uuid::Uuid;
 use crate::domain::{EventInput, FieldError, Limits};
 use crate::entity::audit_event::Model;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, Source};
+use crate::ops::log::Publisher;
 use crate::store::Store;
 
 /// An event as a client submitted it: parsed, or the field errors of its parsing (the REST API
@@ -31,6 +35,8 @@ pub struct Service {
     pub max_batch_size: usize,
     /// Where requests are counted and timed.
     pub metrics: Metrics,
+    /// The transparency log's sequencer and publisher.
+    pub log: Publisher,
 }
 
 impl Service {
@@ -136,10 +142,14 @@ impl Service {
             });
         }
         let (events, head) = self.store.chain_of(correlation_id).await?;
+        let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+        let logged = self.store.log_leaves_of(&ids).await?;
         let report = chain::verify(
             self.store.hasher(),
             &events,
             head.as_ref().map(|h| (h.last_seq, h.last_hash.as_str())),
+            &logged,
+            crate::store::event_leaf,
         );
         if !report.valid() {
             tracing::warn!(
@@ -155,6 +165,101 @@ impl Service {
             report,
             timestamps,
             verified_at: Utc::now(),
+        })
+    }
+
+    /// The newest signed checkpoint of the transparency log (after sequencing what is committed
+    /// and publishing when the log grew, so that a client sees its own writes). Needs `reader`.
+    pub async fn latest_checkpoint(&self, caller: &Principal) -> Result<Option<StoredCheckpoint>, ApiError> {
+        self.authorize(caller, Role::Reader)?;
+        self.log.sequence_all().await?;
+        Ok(self.log.publish().await?)
+    }
+
+    /// The proof that an event is the leaf it claims in the tree of `tree_size` leaves (default:
+    /// the newest checkpoint's). Needs `reader`.
+    pub async fn inclusion_proof(
+        &self,
+        caller: &Principal,
+        event_id: Uuid,
+        tree_size: Option<u64>,
+    ) -> Result<InclusionProof, ApiError> {
+        self.authorize(caller, Role::Reader)?;
+        let Some(leaf) = self.store.log_leaf_of(event_id).await? else {
+            return Err(ApiError::NotFound(format!(
+                "event {event_id} is not in the transparency log (yet: the sequencer adds committed events within a second)"
+            )));
+        };
+        let size = match tree_size {
+            Some(size) => size,
+            None => self.store.latest_checkpoint().await?.map_or(0, |c| c.tree_size),
+        };
+        if leaf.index >= size {
+            return Err(ApiError::BadArgument {
+                argument: "treeSize".into(),
+                message: format!(
+                    "the event is leaf {} and a tree of {size} leaves does not hold it; ask for a larger tree",
+                    leaf.index
+                ),
+            });
+        }
+        let logged = self.store.log_size().await?;
+        if size > logged {
+            return Err(ApiError::BadArgument {
+                argument: "treeSize".into(),
+                message: format!("the log holds {logged} leaves, fewer than {size}"),
+            });
+        }
+        let nodes = self.store.log_nodes(&merkle::inclusion_nodes(leaf.index, size)).await?;
+        let hashes = merkle::inclusion_proof(&nodes, leaf.index, size)
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("inclusion proof: {e:?}")))?;
+        let roots = self.store.log_nodes(&merkle::root_nodes(size)).await?;
+        let root = merkle::root(&roots, size).map_err(|e| ApiError::internal(anyhow::anyhow!("root: {e:?}")))?;
+        Ok(InclusionProof {
+            leaf,
+            tree_size: size,
+            hashes,
+            root,
+        })
+    }
+
+    /// The proof that the tree of `from` leaves is a prefix of the tree of `to` leaves (default:
+    /// the newest checkpoint's size). Needs `reader`.
+    pub async fn consistency_proof(
+        &self,
+        caller: &Principal,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<ConsistencyProof, ApiError> {
+        self.authorize(caller, Role::Reader)?;
+        let to = match to {
+            Some(size) => size,
+            None => self.store.latest_checkpoint().await?.map_or(0, |c| c.tree_size),
+        };
+        let logged = self.store.log_size().await?;
+        if from == 0 || from > to || to > logged {
+            return Err(ApiError::BadArgument {
+                argument: "fromSize".into(),
+                message: format!(
+                    "needs 0 < fromSize <= toSize <= {logged} (the log's size), got {from} and {to}"
+                ),
+            });
+        }
+        let nodes = self.store.log_nodes(&merkle::consistency_nodes(from, to)).await?;
+        let hashes = merkle::consistency_proof(&nodes, from, to)
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("consistency proof: {e:?}")))?;
+        let mut wanted = merkle::root_nodes(from);
+        wanted.extend(merkle::root_nodes(to));
+        let roots = self.store.log_nodes(&wanted).await?;
+        let root_of = |size| {
+            merkle::root(&roots, size).map_err(|e| ApiError::internal(anyhow::anyhow!("root: {e:?}")))
+        };
+        Ok(ConsistencyProof {
+            from,
+            to,
+            from_root: root_of(from)?,
+            to_root: root_of(to)?,
+            hashes,
         })
     }
 
@@ -180,6 +285,34 @@ pub struct ChainVerification {
     pub timestamps: std::collections::HashMap<uuid::Uuid, chrono::DateTime<Utc>>,
     /// When the check ran.
     pub verified_at: chrono::DateTime<Utc>,
+}
+
+/// An inclusion proof and what it proves.
+#[derive(Clone, Debug)]
+pub struct InclusionProof {
+    /// The event's leaf.
+    pub leaf: LogLeaf,
+    /// The size of the tree the proof is for.
+    pub tree_size: u64,
+    /// The audit path, leaf to root (RFC 9162 §2.1.3).
+    pub hashes: Vec<merkle::Hash>,
+    /// The root of that tree.
+    pub root: merkle::Hash,
+}
+
+/// A consistency proof and what it proves.
+#[derive(Clone, Debug)]
+pub struct ConsistencyProof {
+    /// The older tree's size.
+    pub from: u64,
+    /// The newer tree's size.
+    pub to: u64,
+    /// The older tree's root.
+    pub from_root: merkle::Hash,
+    /// The newer tree's root.
+    pub to_root: merkle::Hash,
+    /// The proof (RFC 9162 §2.1.4).
+    pub hashes: Vec<merkle::Hash>,
 }
 
 /// kubernaut's anti-spoofing rule, on the authenticated principal: a human writes as themselves

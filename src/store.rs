@@ -4,12 +4,14 @@ mod backfill;
 mod chain;
 mod error;
 mod import;
+mod log;
 mod read;
 mod tree;
 mod write;
 
 pub use backfill::{BackfillBatch, ForeignKeyCheck, LegacyKey};
 pub use chain::ChainHead;
+pub use log::{LogLeaf, StoredCheckpoint, event_leaf};
 pub(crate) use chain::save_heads;
 pub use error::{StoreError, is_unavailable};
 pub use import::{ImportError, ImportRow, ImportedBatch};

@@ -227,6 +227,9 @@ pub enum BreakKind {
     MissingTail,
     /// The hash cannot be recomputed here (a key this server does not hold, an unknown algorithm).
     Unverifiable,
+    /// The event's hash is not the one the transparency log recorded for it: the event and its
+    /// chain were rewritten with recomputed hashes.
+    LogMismatch,
 }
 
 impl BreakKind {
@@ -239,6 +242,7 @@ impl BreakKind {
             Self::DuplicatePosition => "duplicate_position",
             Self::MissingTail => "missing_tail",
             Self::Unverifiable => "unverifiable",
+            Self::LogMismatch => "log_mismatch",
         }
     }
 }
@@ -282,9 +286,17 @@ impl ChainReport {
     }
 }
 
-/// Checks a correlation's events (in any order) against their hashes, their links and the
-/// chain's recorded head (`head`: last position and hash, when the correlation has one).
-pub fn verify(hasher: &ChainHasher, events: &[Model], head: Option<(i64, &str)>) -> ChainReport {
+/// Checks a correlation's events (in any order) against their hashes, their links, the chain's
+/// recorded head (`head`: last position and hash, when the correlation has one) and the leaf
+/// hashes the transparency log recorded for them (`logged`, by event; events not sequenced yet
+/// are absent). `leaf` computes an event's leaf hash from its `event_hash`.
+pub fn verify(
+    hasher: &ChainHasher,
+    events: &[Model],
+    head: Option<(i64, &str)>,
+    logged: &std::collections::HashMap<uuid::Uuid, [u8; 32]>,
+    leaf: impl Fn(&str) -> [u8; 32],
+) -> ChainReport {
     let mut chained: Vec<&Model> = events.iter().filter(|m| m.chain_seq.is_some()).collect();
     chained.sort_by_key(|m| (m.chain_seq, m.event_id));
     let mut report = ChainReport {
@@ -342,6 +354,15 @@ pub fn verify(hasher: &ChainHasher, events: &[Model], head: Option<(i64, &str)>)
                 Some(hash),
             ),
             Err(reason) => record(BreakKind::Unverifiable, reason, None),
+        }
+        if let (Some(logged), Some(hash)) = (logged.get(&event.event_id), event.event_hash.as_deref())
+            && leaf(hash) != *logged
+        {
+            record(
+                BreakKind::LogMismatch,
+                "its hash differs from the one the transparency log recorded: it was rewritten, chain and all".into(),
+                None,
+            );
         }
         if !broken {
             report.verified += 1;
@@ -435,6 +456,12 @@ mod tests {
         out
     }
 
+    use std::collections::HashMap;
+
+    fn no_leaf(_: &str) -> [u8; 32] {
+        [0; 32]
+    }
+
     fn head(events: &[Model]) -> Option<(i64, &str)> {
         events
             .last()
@@ -473,7 +500,7 @@ mod tests {
     fn an_untouched_chain_verifies() {
         let hasher = ChainHasher::default();
         let events = chain(&hasher, 5);
-        let report = verify(&hasher, &events, head(&events));
+        let report = verify(&hasher, &events, head(&events), &HashMap::new(), no_leaf);
         assert!(report.valid(), "{:?}", report.breaks);
         assert_eq!((report.chained, report.verified, report.unchained), (5, 5, 0));
     }
@@ -483,7 +510,7 @@ mod tests {
         let hasher = ChainHasher::default();
         let mut events = chain(&hasher, 5);
         events[2].event_outcome = "failure".into();
-        let report = verify(&hasher, &events, head(&events));
+        let report = verify(&hasher, &events, head(&events), &HashMap::new(), no_leaf);
         assert_eq!(report.breaks.len(), 1, "{:?}", report.breaks);
         assert_eq!(report.breaks[0].kind, BreakKind::ContentChanged);
         assert_eq!(report.breaks[0].event_id, events[2].event_id);
@@ -499,13 +526,13 @@ mod tests {
 
         let mut gap = events.clone();
         gap.remove(2);
-        let report = verify(&hasher, &gap, Some((first_head, &last_hash)));
+        let report = verify(&hasher, &gap, Some((first_head, &last_hash)), &HashMap::new(), no_leaf);
         assert_eq!(report.breaks[0].kind, BreakKind::MissingEvents, "{:?}", report.breaks);
         assert_eq!(report.breaks[0].event_id, events[3].event_id);
 
         let mut tail = events.clone();
         tail.pop();
-        let report = verify(&hasher, &tail, Some((first_head, &last_hash)));
+        let report = verify(&hasher, &tail, Some((first_head, &last_hash)), &HashMap::new(), no_leaf);
         assert_eq!(report.breaks.len(), 1, "{:?}", report.breaks);
         assert_eq!(report.breaks[0].kind, BreakKind::MissingTail);
 
@@ -513,7 +540,7 @@ mod tests {
         let mut intruder = event(99);
         hasher.link(&mut intruder, Some((2, events[1].event_hash.as_deref().unwrap())));
         forged.push(intruder);
-        let report = verify(&hasher, &forged, Some((first_head, &last_hash)));
+        let report = verify(&hasher, &forged, Some((first_head, &last_hash)), &HashMap::new(), no_leaf);
         assert!(
             report.breaks.iter().any(|b| b.kind == BreakKind::DuplicatePosition),
             "{:?}",
@@ -528,7 +555,7 @@ mod tests {
         let (a, b) = (events[1].chain_seq, events[2].chain_seq);
         events[1].chain_seq = b;
         events[2].chain_seq = a;
-        let report = verify(&hasher, &events, head(&events));
+        let report = verify(&hasher, &events, head(&events), &HashMap::new(), no_leaf);
         assert!(!report.valid());
         assert!(
             report.breaks.iter().all(|b| b.kind != BreakKind::MissingEvents),
@@ -544,17 +571,42 @@ mod tests {
         let events = chain(&keyed, 3);
         assert_eq!(events[0].hash_algorithm, KEYED);
         assert_eq!(events[0].hash_key_id.as_deref(), Some("k1"));
-        assert!(verify(&keyed, &events, head(&events)).valid());
+        assert!(verify(&keyed, &events, head(&events), &HashMap::new(), no_leaf).valid());
         // Recomputed without the key, every hash differs: a forger cannot rebuild the chain.
-        let report = verify(&ChainHasher::default(), &events, head(&events));
+        let report = verify(&ChainHasher::default(), &events, head(&events), &HashMap::new(), no_leaf);
         assert!(
             report.breaks.iter().all(|b| b.kind == BreakKind::Unverifiable),
             "{:?}",
             report.breaks
         );
         let other = ChainHasher::new(Some(ChainKey::new("k1", vec![8; 32]).unwrap()));
-        assert!(!verify(&other, &events, head(&events)).valid());
+        assert!(!verify(&other, &events, head(&events), &HashMap::new(), no_leaf).valid());
         assert!(ChainKey::new("k2", vec![1; 31]).is_err(), "short keys are refused");
+    }
+
+    #[test]
+    fn a_chain_rewritten_with_recomputed_hashes_disagrees_with_the_log() {
+        let hasher = ChainHasher::default();
+        let events = chain(&hasher, 3);
+        let leaf = |hash: &str| -> [u8; 32] { Sha256::digest(hash.as_bytes()).into() };
+        let logged: HashMap<uuid::Uuid, [u8; 32]> = events
+            .iter()
+            .map(|e| (e.event_id, leaf(e.event_hash.as_deref().unwrap())))
+            .collect();
+        assert!(verify(&hasher, &events, head(&events), &logged, leaf).valid());
+        // The attacker edits event 2 and recomputes every hash after it, and the head.
+        let mut rewritten = events.clone();
+        rewritten[1].event_outcome = "failure".into();
+        for i in 1..3 {
+            let previous = (rewritten[i - 1].chain_seq.unwrap(), rewritten[i - 1].event_hash.clone().unwrap());
+            hasher.link(&mut rewritten[i], Some((previous.0, &previous.1)));
+        }
+        let report = verify(&hasher, &rewritten, head(&rewritten), &HashMap::new(), leaf);
+        assert!(report.valid(), "the chain alone cannot tell: {:?}", report.breaks);
+        let report = verify(&hasher, &rewritten, head(&rewritten), &logged, leaf);
+        assert_eq!(report.breaks.len(), 2, "{:?}", report.breaks);
+        assert!(report.breaks.iter().all(|b| b.kind == BreakKind::LogMismatch));
+        assert_eq!(report.breaks[0].event_id, events[1].event_id);
     }
 
     #[test]
@@ -562,7 +614,7 @@ mod tests {
         let hasher = ChainHasher::default();
         let mut events = chain(&hasher, 2);
         events.push(event(50));
-        let report = verify(&hasher, &events, head(&events[..2]));
+        let report = verify(&hasher, &events, head(&events[..2]), &HashMap::new(), no_leaf);
         assert!(report.valid(), "{:?}", report.breaks);
         assert_eq!(report.unchained, 1);
     }

@@ -23,6 +23,9 @@ pub enum ChainBreakKind {
     MissingTail,
     /// The hash cannot be recomputed by this server (a key it does not hold, an unknown algorithm).
     Unverifiable,
+    /// The event's hash differs from the one the transparency log recorded for it: the event and
+    /// its chain were rewritten with recomputed hashes.
+    LogMismatch,
 }
 
 impl From<BreakKind> for ChainBreakKind {
@@ -34,6 +37,7 @@ impl From<BreakKind> for ChainBreakKind {
             BreakKind::DuplicatePosition => Self::DuplicatePosition,
             BreakKind::MissingTail => Self::MissingTail,
             BreakKind::Unverifiable => Self::Unverifiable,
+            BreakKind::LogMismatch => Self::LogMismatch,
         }
     }
 }

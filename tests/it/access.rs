@@ -665,6 +665,7 @@ async fn metrics_on_their_own_listener_are_served_there_only() {
     let dir = tempfile::tempdir().unwrap();
     let mut config =
         auditgraph::config::Config::for_database(&format!("sqlite://{}", dir.path().join("m.db").display()));
+    config.log_key_file = dir.path().join("log.key");
     let metrics_addr = free_address();
     config.metrics_listen = Some(metrics_addr);
     let served = Served::start(config).await;
@@ -842,6 +843,7 @@ async fn the_metrics_role_holds_on_the_metrics_listener_too() {
         .key;
     let mut config =
         auditgraph::config::Config::for_database(&format!("sqlite://{}", dir.path().join("m.db").display()));
+    config.log_key_file = dir.path().join("log.key");
     let metrics_addr = free_address();
     config.metrics_listen = Some(metrics_addr);
     config.metrics_role = Some(Role::Admin);

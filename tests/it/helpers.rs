@@ -36,6 +36,8 @@ pub struct TestApp {
     pub router: Router,
     /// The database URL the app runs on.
     pub url: String,
+    /// Holds the log signing key of the app.
+    pub keys: tempfile::TempDir,
     _dir: Option<tempfile::TempDir>,
     /// Dropped last: the database goes when the app does, also when the test panics.
     _database: Option<TestDatabase>,
@@ -255,6 +257,8 @@ impl TestApp {
             }
         };
         let mut config = Config::for_database(&url);
+        let keys = tempfile::tempdir().expect("temp dir");
+        config.log_key_file = keys.path().join("log.key");
         // A loaded machine must not fail a test: no time limit applies unless a test sets one.
         config.statement_timeout_secs = 3_600;
         config.db_wait_timeout_secs = 3_600;
@@ -268,6 +272,7 @@ impl TestApp {
             store,
             router,
             url: url.clone(),
+            keys,
             _dir: dir,
             _database: database,
         })
@@ -636,7 +641,8 @@ pub struct RunningServer {
 impl RunningServer {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = Config::for_database(&format!("sqlite://{}", dir.path().join("served.db").display()));
+        let mut config = Config::for_database(&format!("sqlite://{}", dir.path().join("served.db").display()));
+        config.log_key_file = dir.path().join("log.key");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

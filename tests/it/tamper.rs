@@ -142,7 +142,10 @@ async fn concurrent_writers_of_one_correlation_never_fork_its_chain(app: TestApp
         })
         .await
         .unwrap(),
-        &auditgraph::config::Config::for_database("sqlite://unused"),
+        &auditgraph::config::Config {
+            log_key_file: app.keys.path().join("log.key"),
+            ..auditgraph::config::Config::for_database("sqlite://unused")
+        },
     )
     .unwrap();
     let mut tasks = Vec::new();

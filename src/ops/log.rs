@@ -1,0 +1,163 @@
+//! The transparency log's background work: the sequencer, which gives committed events their
+//! leaf indexes, and the publisher, which signs checkpoints at an interval.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::domain::checkpoint::{Checkpoint, SignerKey};
+use crate::domain::merkle;
+use crate::store::{Store, StoreError, StoredCheckpoint};
+
+/// The key that signs checkpoints, and the log's origin line (the key's name).
+pub struct LogSigner {
+    key: SignerKey,
+    verifier: String,
+}
+
+impl std::fmt::Debug for LogSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogSigner").field("verifier", &self.verifier).finish_non_exhaustive()
+    }
+}
+
+impl LogSigner {
+    /// Reads the signer key from `path`, or creates one named `origin` there when the file does
+    /// not exist (mode 0600), writing its verifier key beside it (`<path>.pub`) for whoever checks
+    /// the checkpoints.
+    pub fn load_or_create(path: &Path, origin: &str) -> anyhow::Result<Self> {
+        if path.exists() {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the log signing key {}", path.display()))?;
+            let key = SignerKey::parse(text.trim())
+                .map_err(|e| anyhow::anyhow!("the log signing key in {} is not valid: {e}", path.display()))?;
+            let verifier = key.verifier().text();
+            return Ok(Self { key, verifier });
+        }
+        let (key, signer_text, verifier) = SignerKey::generate(origin)
+            .map_err(|e| anyhow::anyhow!("creating a log signing key named {origin:?}: {e}"))?;
+        write_private(path, &format!("{signer_text}\n"))?;
+        let public = public_path(path);
+        std::fs::write(&public, format!("{verifier}\n"))
+            .with_context(|| format!("writing the log verifier key {}", public.display()))?;
+        tracing::info!(
+            key = %path.display(),
+            verifier = %verifier,
+            "created the transparency log's signing key; give the verifier key to whoever checks checkpoints"
+        );
+        Ok(Self { key, verifier })
+    }
+
+    /// The verifier key (`<origin>+<hash>+<key>`), for clients and `auditgraph verify`.
+    pub fn verifier(&self) -> &str {
+        &self.verifier
+    }
+
+    /// The log's origin line.
+    pub fn origin(&self) -> &str {
+        self.key.name()
+    }
+}
+
+/// `<path>.pub`.
+pub fn public_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".pub");
+    PathBuf::from(name)
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating the log signing key {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing the log signing key {}", path.display()))
+}
+
+/// Sequences and publishes. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Publisher {
+    store: Store,
+    signer: Arc<LogSigner>,
+}
+
+impl Publisher {
+    /// A publisher for `store`, signing with `signer`.
+    pub fn new(store: Store, signer: Arc<LogSigner>) -> Self {
+        Self { store, signer }
+    }
+
+    /// The verifier key of the log's checkpoints.
+    pub fn verifier(&self) -> &str {
+        self.signer.verifier()
+    }
+
+    /// Sequences every committed pending event; returns how many leaves were added.
+    pub async fn sequence_all(&self) -> Result<u64, StoreError> {
+        let mut added = 0;
+        loop {
+            let round = self.store.sequence_pending(1_000).await?;
+            added += round;
+            if round == 0 {
+                return Ok(added);
+            }
+        }
+    }
+
+    /// Signs and stores a checkpoint of the tree as it is, when it has grown since the last one.
+    /// Returns the newest checkpoint.
+    pub async fn publish(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let size = self.store.log_size().await?;
+        let latest = self.store.latest_checkpoint().await?;
+        if latest.as_ref().is_some_and(|c| c.tree_size >= size) || (latest.is_none() && size == 0) {
+            return Ok(latest);
+        }
+        let nodes = self.store.log_nodes(&merkle::root_nodes(size)).await?;
+        let root = merkle::root(&nodes, size).map_err(|e| StoreError::Internal(format!("the log root: {e:?}")))?;
+        let checkpoint = Checkpoint::new(self.signer.origin(), size, root)
+            .map_err(|e| StoreError::Internal(format!("a checkpoint: {e}")))?;
+        let note = self
+            .signer
+            .key
+            .sign_checkpoint(&checkpoint)
+            .map_err(|e| StoreError::Internal(format!("signing a checkpoint: {e}")))?;
+        self.store.save_checkpoint(size, &root, &note).await?;
+        tracing::info!(tree_size = size, "published a transparency log checkpoint");
+        self.store.latest_checkpoint().await
+    }
+
+    /// Sequences every `sequence_every` and publishes every `publish_every`, until dropped.
+    /// Several server processes may run this: one sequences at a time, and a checkpoint of a
+    /// size stored already is kept.
+    pub async fn run(self, sequence_every: Duration, publish_every: Duration) {
+        let mut sequence = tokio::time::interval(sequence_every);
+        let mut publish = tokio::time::interval(publish_every);
+        sequence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = sequence.tick() => {
+                    if let Err(error) = self.sequence_all().await {
+                        tracing::warn!(%error, "the transparency log sequencer could not run; it retries");
+                    }
+                }
+                _ = publish.tick() => {
+                    if let Err(error) = self.publish().await {
+                        tracing::warn!(%error, "could not publish a transparency log checkpoint; it retries");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The transparency log's storage: the sequencer's rounds, perfect-subtree nodes, leaves and
+//! signed checkpoints.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value};
+use uuid::Uuid;
+
+use super::{Store, StoreError};
+use crate::domain::merkle::{self, Hash, NodeId};
+
+/// The advisory lock of the sequencer (PostgreSQL): one process sequences at a time.
+const SEQUENCER_LOCK: i64 = 0x6175_6469_746c_6f67; // "auditlog"
+
+/// One leaf of the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLeaf {
+    /// Its position in the log, from 0.
+    pub index: u64,
+    /// The event it stands for.
+    pub event_id: Uuid,
+    /// That event's date (its key with the id).
+    pub event_date: NaiveDate,
+    /// `SHA-256(0x00 || event_hash as UTF-8)`.
+    pub hash: Hash,
+}
+
+/// A checkpoint as stored: the signed note and what it commits to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Leaves the tree held.
+    pub tree_size: u64,
+    /// Its root hash.
+    pub root_hash: Hash,
+    /// The signed note (C2SP checkpoint body and signature lines).
+    pub note: String,
+    /// When it was published.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The leaf hash of a stored event: its `event_hash` text as the leaf data.
+pub fn event_leaf(event_hash: &str) -> Hash {
+    merkle::leaf_hash(event_hash.as_bytes())
+}
+
+fn hash_of(bytes: Vec<u8>) -> Result<Hash, StoreError> {
+    Hash::try_from(bytes.as_slice()).map_err(|_| StoreError::Internal("a stored log hash is not 32 bytes".into()))
+}
+
+fn placeholders(backend: DatabaseBackend, from: usize, count: usize) -> String {
+    (from..from + count)
+        .map(|i| match backend {
+            DatabaseBackend::Postgres => format!("${i}"),
+            _ => "?".to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn index(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or_default()
+}
+
+fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// One round of the sequencer: takes up to `limit` committed pending events in queue order,
+    /// gives them the next leaf indexes, stores their leaves and the subtree nodes they complete,
+    /// and removes them from the queue, all in one transaction. Returns how many leaves it added:
+    /// 0 when nothing is pending or another process is sequencing (PostgreSQL: a transaction
+    /// advisory lock, so a process that dies releases it and another takes over).
+    pub async fn sequence_pending(&self, limit: u64) -> Result<u64, StoreError> {
+        let backend = self.backend();
+        let write = self.begin_write().await?;
+        let txn = &write.txn;
+        if backend == DatabaseBackend::Postgres {
+            let row = txn
+                .query_one_raw(Statement::from_sql_and_values(
+                    backend,
+                    "SELECT pg_try_advisory_xact_lock($1) AS locked",
+                    [SEQUENCER_LOCK.into()],
+                ))
+                .await?;
+            let locked: bool = match row {
+                Some(row) => row.try_get("", "locked")?,
+                None => false,
+            };
+            if !locked {
+                return Ok(0);
+            }
+        }
+        let pending = txn
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "SELECT pending_id, event_id, event_date, event_hash FROM audit_log_pending \
+                     ORDER BY pending_id LIMIT {}",
+                    limit.max(1)
+                ),
+                [],
+            ))
+            .await?;
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let mut size = log_size(txn).await?;
+        let mut nodes = read_nodes(txn, &merkle::append_nodes(size)).await?;
+        let mut leaves: Vec<Value> = Vec::new();
+        let mut new_nodes: Vec<Value> = Vec::new();
+        let mut done: Vec<Value> = Vec::new();
+        for row in &pending {
+            let pending_id: i64 = row.try_get("", "pending_id")?;
+            let event_id: Uuid = row.try_get("", "event_id")?;
+            let event_date: NaiveDate = row.try_get("", "event_date")?;
+            let event_hash: String = row.try_get("", "event_hash")?;
+            let leaf = event_leaf(&event_hash);
+            let created = merkle::append(&nodes, size, leaf)
+                .map_err(|e| StoreError::Internal(format!("appending leaf {size}: {e:?}")))?;
+            for (level, node_index, hash) in created {
+                nodes.insert((level, node_index), hash);
+                new_nodes.extend([i32::from(level).into(), signed(node_index).into(), hash.to_vec().into()]);
+            }
+            leaves.extend([signed(size).into(), event_id.into(), event_date.into(), leaf.to_vec().into()]);
+            done.push(pending_id.into());
+            size += 1;
+        }
+        insert_rows(
+            txn,
+            "audit_log_leaves (leaf_index, event_id, event_date, leaf_hash)",
+            4,
+            leaves,
+        )
+        .await?;
+        insert_rows(txn, "audit_log_nodes (level, node_index, hash)", 3, new_nodes).await?;
+        for chunk in done.chunks(1_000) {
+            let sql = format!(
+                "DELETE FROM audit_log_pending WHERE pending_id IN ({})",
+                placeholders(backend, 1, chunk.len())
+            );
+            txn.execute_raw(Statement::from_sql_and_values(backend, sql, chunk.to_vec()))
+                .await?;
+        }
+        write.txn.commit().await?;
+        Ok(pending.len() as u64)
+    }
+
+    /// How many leaves the log holds.
+    pub async fn log_size(&self) -> Result<u64, StoreError> {
+        log_size(self.db()).await
+    }
+
+    /// How many events wait for the sequencer.
+    pub async fn log_pending(&self) -> Result<u64, StoreError> {
+        let row = self
+            .db()
+            .query_one_raw(Statement::from_string(
+                self.backend(),
+                "SELECT COUNT(*) AS n FROM audit_log_pending",
+            ))
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.map_or(0, index))
+    }
+
+    /// The stored perfect-subtree hashes among `ids`.
+    pub async fn log_nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError> {
+        read_nodes(self.db(), ids).await
+    }
+
+    /// The leaf of an event, if it has been sequenced.
+    pub async fn log_leaf_of(&self, event_id: Uuid) -> Result<Option<LogLeaf>, StoreError> {
+        let rows = self
+            .db()
+            .query_all_raw(Statement::from_sql_and_values(
+                self.backend(),
+                format!(
+                    "SELECT leaf_index, event_id, event_date, leaf_hash FROM audit_log_leaves WHERE event_id = {}",
+                    placeholders(self.backend(), 1, 1)
+                ),
+                [event_id.into()],
+            ))
+            .await?;
+        rows.first().map(leaf_of).transpose()
+    }
+
+    /// The leaf hashes recorded for these events (those sequenced).
+    pub async fn log_leaves_of(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Hash>, StoreError> {
+        let backend = self.backend();
+        let mut found = HashMap::new();
+        for chunk in ids.chunks(1_000) {
+            let sql = format!(
+                "SELECT leaf_index, event_id, event_date, leaf_hash FROM audit_log_leaves WHERE event_id IN ({})",
+                placeholders(backend, 1, chunk.len())
+            );
+            let values = chunk.iter().map(|id| Value::from(*id));
+            for row in self
+                .db()
+                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?
+            {
+                let leaf = leaf_of(&row)?;
+                found.insert(leaf.event_id, leaf.hash);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Leaves `[from, from + count)`, in order.
+    pub async fn log_leaves(&self, from: u64, count: u64) -> Result<Vec<LogLeaf>, StoreError> {
+        let backend = self.backend();
+        let rows = self
+            .db()
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "SELECT leaf_index, event_id, event_date, leaf_hash FROM audit_log_leaves \
+                     WHERE leaf_index >= {} ORDER BY leaf_index LIMIT {}",
+                    placeholders(backend, 1, 1),
+                    count
+                ),
+                [signed(from).into()],
+            ))
+            .await?;
+        rows.iter().map(leaf_of).collect()
+    }
+
+    /// The newest checkpoint, if any was published.
+    pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let rows = self
+            .db()
+            .query_all_raw(Statement::from_string(
+                self.backend(),
+                "SELECT tree_size, root_hash, note, created_at FROM audit_log_checkpoints ORDER BY tree_size DESC LIMIT 1",
+            ))
+            .await?;
+        rows.first().map(checkpoint_of).transpose()
+    }
+
+    /// Every checkpoint, oldest first.
+    pub async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let rows = self
+            .db()
+            .query_all_raw(Statement::from_string(
+                self.backend(),
+                "SELECT tree_size, root_hash, note, created_at FROM audit_log_checkpoints ORDER BY tree_size",
+            ))
+            .await?;
+        rows.iter().map(checkpoint_of).collect()
+    }
+
+    /// Stores a checkpoint; one of the same size stored already (by another process) stays.
+    pub async fn save_checkpoint(&self, tree_size: u64, root: &Hash, note: &str) -> Result<(), StoreError> {
+        let backend = self.backend();
+        let sql = format!(
+            "INSERT INTO audit_log_checkpoints (tree_size, root_hash, note) VALUES ({}) ON CONFLICT (tree_size) DO NOTHING",
+            placeholders(backend, 1, 3)
+        );
+        self.db()
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [signed(tree_size).into(), root.to_vec().into(), note.to_string().into()],
+            ))
+            .await?;
+        Ok(())
+    }
+}
+
+async fn log_size(db: &impl ConnectionTrait) -> Result<u64, StoreError> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COALESCE(MAX(leaf_index) + 1, 0) AS n FROM audit_log_leaves",
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.map_or(0, index))
+}
+
+async fn read_nodes(db: &impl ConnectionTrait, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError> {
+    let backend = db.get_database_backend();
+    let mut found = HashMap::new();
+    for chunk in ids.chunks(500) {
+        let pairs: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", placeholders(backend, 2 * i + 1, 2)))
+            .collect();
+        let sql = format!(
+            "SELECT level, node_index, hash FROM audit_log_nodes WHERE (level, node_index) IN (VALUES {})",
+            pairs.join(", ")
+        );
+        let values = chunk
+            .iter()
+            .flat_map(|(level, node_index)| [Value::from(i32::from(*level)), Value::from(signed(*node_index))]);
+        for row in db
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?
+        {
+            let level: i32 = row.try_get("", "level")?;
+            let node_index: i64 = row.try_get("", "node_index")?;
+            let hash: Vec<u8> = row.try_get("", "hash")?;
+            found.insert(
+                (u8::try_from(level).unwrap_or_default(), index(node_index)),
+                hash_of(hash)?,
+            );
+        }
+    }
+    Ok(found)
+}
+
+async fn insert_rows(
+    txn: &impl ConnectionTrait,
+    table: &str,
+    width: usize,
+    values: Vec<Value>,
+) -> Result<(), StoreError> {
+    let backend = txn.get_database_backend();
+    for chunk in values.chunks(width * 500) {
+        let rows: Vec<String> = (0..chunk.len() / width)
+            .map(|r| format!("({})", placeholders(backend, r * width + 1, width)))
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let sql = format!("INSERT INTO {table} VALUES {}", rows.join(", "));
+        txn.execute_raw(Statement::from_sql_and_values(backend, sql, chunk.to_vec()))
+            .await?;
+    }
+    Ok(())
+}
+
+fn leaf_of(row: &sea_orm::QueryResult) -> Result<LogLeaf, StoreError> {
+    Ok(LogLeaf {
+        index: index(row.try_get("", "leaf_index")?),
+        event_id: row.try_get("", "event_id")?,
+        event_date: row.try_get("", "event_date")?,
+        hash: hash_of(row.try_get("", "leaf_hash")?)?,
+    })
+}
+
+fn checkpoint_of(row: &sea_orm::QueryResult) -> Result<StoredCheckpoint, StoreError> {
+    Ok(StoredCheckpoint {
+        tree_size: index(row.try_get("", "tree_size")?),
+        root_hash: hash_of(row.try_get("", "root_hash")?)?,
+        note: row.try_get("", "note")?,
+        created_at: row.try_get("", "created_at")?,
+    })
+}
