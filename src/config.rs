@@ -81,6 +81,15 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         list_orphans: usize,
     },
+    /// Check, reading the database only, that every stored event matches its hash chain, that the
+    /// transparency log matches the events and that the signed checkpoints match the log. Prints
+    /// one line per check and the first inconsistency of each; exits with status 1 when any is found.
+    Verify {
+        /// The log's verifier key (`<origin>+<hash>+<key>`), or a file holding it (default: the
+        /// `.pub` file beside --log-key-file, which the server writes).
+        #[arg(long)]
+        verifier_key: Option<String>,
+    },
 }
 
 /// Every setting of auditgraph. Each flag can also be given as the environment variable shown.
@@ -182,11 +191,21 @@ pub struct Config {
 
     /// The Ed25519 key that signs the transparency log's checkpoints (a note signer key). Created
     /// on first start when missing, with its verifier key beside it (`<file>.pub`).
-    #[arg(long, env = "AUDITGRAPH_LOG_KEY_FILE", default_value = "auditgraph-log.key", global = true)]
+    #[arg(
+        long,
+        env = "AUDITGRAPH_LOG_KEY_FILE",
+        default_value = "auditgraph-log.key",
+        global = true
+    )]
     pub log_key_file: std::path::PathBuf,
 
     /// The origin line of the log's checkpoints (and the name of a key created on first start).
-    #[arg(long, env = "AUDITGRAPH_LOG_ORIGIN", default_value = "auditgraph.local/log", global = true)]
+    #[arg(
+        long,
+        env = "AUDITGRAPH_LOG_ORIGIN",
+        default_value = "auditgraph.local/log",
+        global = true
+    )]
     pub log_origin: String,
 
     /// How often the sequencer gives committed events their place in the transparency log, in

@@ -19,8 +19,8 @@ use async_graphql::{EmptySubscription, Schema};
 pub use chain::{ChainBreak, ChainBreakKind, ChainVerification};
 pub use connection::{AuditEventConnection, AuditEventEdge, PageInfo};
 pub use event::AuditEvent;
-pub use log::{ConsistencyProof, InclusionProof, LogCheckpoint};
 pub use input::{AuditEventFilter, AuditEventInput};
+pub use log::{ConsistencyProof, InclusionProof, LogCheckpoint};
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 pub use tree::{

@@ -114,6 +114,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 _ => Ok(()),
             }
         }
+        Command::Verify { verifier_key } => {
+            let verifier = ops::verify::verifier_key(verifier_key.as_deref(), &config.log_key_file)?;
+            let store = ops::verify::connect(&config).await?;
+            let verified = ops::verify::run(&store, Some(&verifier)).await?;
+            report(&verified.details());
+            if !verified.ok() {
+                anyhow::bail!(verified.verdict());
+            }
+            report(&verified.verdict());
+            Ok(())
+        }
     }
 }
 

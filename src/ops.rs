@@ -4,6 +4,7 @@
 pub mod backfill;
 pub mod import;
 pub mod log;
+pub mod verify;
 
 use std::io::IsTerminal;
 

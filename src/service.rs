@@ -11,14 +11,14 @@ use chrono::Utc;
 use crate::auth::{Principal, PrincipalKind, Role};
 use crate::domain::chain::{self, ChainReport};
 use crate::domain::merkle;
-use crate::store::{LogLeaf, StoredCheckpoint};
-use uuid::Uuid;
 use crate::domain::{EventInput, FieldError, Limits};
 use crate::entity::audit_event::Model;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, Source};
 use crate::ops::log::Publisher;
 use crate::store::Store;
+use crate::store::{LogLeaf, StoredCheckpoint};
+use uuid::Uuid;
 
 /// An event as a client submitted it: parsed, or the field errors of its parsing (the REST API
 /// reads JSON field by field, so a wrong type is known before validation).
@@ -240,9 +240,7 @@ impl Service {
         if from == 0 || from > to || to > logged {
             return Err(ApiError::BadArgument {
                 argument: "fromSize".into(),
-                message: format!(
-                    "needs 0 < fromSize <= toSize <= {logged} (the log's size), got {from} and {to}"
-                ),
+                message: format!("needs 0 < fromSize <= toSize <= {logged} (the log's size), got {from} and {to}"),
             });
         }
         let nodes = self.store.log_nodes(&merkle::consistency_nodes(from, to)).await?;
@@ -251,9 +249,7 @@ impl Service {
         let mut wanted = merkle::root_nodes(from);
         wanted.extend(merkle::root_nodes(to));
         let roots = self.store.log_nodes(&wanted).await?;
-        let root_of = |size| {
-            merkle::root(&roots, size).map_err(|e| ApiError::internal(anyhow::anyhow!("root: {e:?}")))
-        };
+        let root_of = |size| merkle::root(&roots, size).map_err(|e| ApiError::internal(anyhow::anyhow!("root: {e:?}")));
         Ok(ConsistencyProof {
             from,
             to,

@@ -11,10 +11,10 @@ mod write;
 
 pub use backfill::{BackfillBatch, ForeignKeyCheck, LegacyKey};
 pub use chain::ChainHead;
-pub use log::{LogLeaf, StoredCheckpoint, event_leaf};
 pub(crate) use chain::save_heads;
 pub use error::{StoreError, is_unavailable};
 pub use import::{ImportError, ImportRow, ImportedBatch};
+pub use log::{LogLeaf, StoredCheckpoint, event_leaf};
 pub(crate) use write::to_model;
 
 pub use tree::{Tree, TreeNode};

@@ -540,7 +540,13 @@ mod tests {
         let mut intruder = event(99);
         hasher.link(&mut intruder, Some((2, events[1].event_hash.as_deref().unwrap())));
         forged.push(intruder);
-        let report = verify(&hasher, &forged, Some((first_head, &last_hash)), &HashMap::new(), no_leaf);
+        let report = verify(
+            &hasher,
+            &forged,
+            Some((first_head, &last_hash)),
+            &HashMap::new(),
+            no_leaf,
+        );
         assert!(
             report.breaks.iter().any(|b| b.kind == BreakKind::DuplicatePosition),
             "{:?}",
@@ -573,7 +579,13 @@ mod tests {
         assert_eq!(events[0].hash_key_id.as_deref(), Some("k1"));
         assert!(verify(&keyed, &events, head(&events), &HashMap::new(), no_leaf).valid());
         // Recomputed without the key, every hash differs: a forger cannot rebuild the chain.
-        let report = verify(&ChainHasher::default(), &events, head(&events), &HashMap::new(), no_leaf);
+        let report = verify(
+            &ChainHasher::default(),
+            &events,
+            head(&events),
+            &HashMap::new(),
+            no_leaf,
+        );
         assert!(
             report.breaks.iter().all(|b| b.kind == BreakKind::Unverifiable),
             "{:?}",
@@ -598,7 +610,10 @@ mod tests {
         let mut rewritten = events.clone();
         rewritten[1].event_outcome = "failure".into();
         for i in 1..3 {
-            let previous = (rewritten[i - 1].chain_seq.unwrap(), rewritten[i - 1].event_hash.clone().unwrap());
+            let previous = (
+                rewritten[i - 1].chain_seq.unwrap(),
+                rewritten[i - 1].event_hash.clone().unwrap(),
+            );
             hasher.link(&mut rewritten[i], Some((previous.0, &previous.1)));
         }
         let report = verify(&hasher, &rewritten, head(&rewritten), &HashMap::new(), leaf);

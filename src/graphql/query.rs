@@ -191,7 +191,10 @@ impl QueryRoot {
 
     /// The newest signed checkpoint of the transparency log, after the events committed so far
     /// are sequenced. Null while the log is empty. Needs the role `reader`.
-    #[graphql(complexity = "super::STATEMENT_COST + child_complexity", guard = "RoleGuard(Role::Reader)")]
+    #[graphql(
+        complexity = "super::STATEMENT_COST + child_complexity",
+        guard = "RoleGuard(Role::Reader)"
+    )]
     async fn log_checkpoint(&self, ctx: &Context<'_>) -> Result<Option<super::LogCheckpoint>> {
         let app = ctx.data::<Service>()?;
         let caller = super::caller(ctx)?;
@@ -204,12 +207,17 @@ impl QueryRoot {
 
     /// The proof that an event is in the transparency log: its leaf and the audit path to the root
     /// of the tree of `treeSize` leaves (default: the newest checkpoint's). Needs `reader`.
-    #[graphql(complexity = "super::STATEMENT_COST + child_complexity", guard = "RoleGuard(Role::Reader)")]
+    #[graphql(
+        complexity = "super::STATEMENT_COST + child_complexity",
+        guard = "RoleGuard(Role::Reader)"
+    )]
     async fn inclusion_proof(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The event to prove.")] event_id: Uuid,
-        #[graphql(desc = "The size of the tree to prove it in (default: the newest checkpoint's).")] tree_size: Option<u64>,
+        #[graphql(desc = "The size of the tree to prove it in (default: the newest checkpoint's).")] tree_size: Option<
+            u64,
+        >,
     ) -> Result<super::InclusionProof> {
         let app = ctx.data::<Service>()?;
         let caller = super::caller(ctx)?;
@@ -221,7 +229,10 @@ impl QueryRoot {
 
     /// The proof that the tree of `fromSize` leaves is a prefix of the tree of `toSize` leaves
     /// (default: the newest checkpoint's): the log was only appended to. Needs `reader`.
-    #[graphql(complexity = "super::STATEMENT_COST + child_complexity", guard = "RoleGuard(Role::Reader)")]
+    #[graphql(
+        complexity = "super::STATEMENT_COST + child_complexity",
+        guard = "RoleGuard(Role::Reader)"
+    )]
     async fn consistency_proof(
         &self,
         ctx: &Context<'_>,
@@ -235,5 +246,4 @@ impl QueryRoot {
             .map(super::ConsistencyProof::from)
             .map_err(|e| e.extend())
     }
-
 }

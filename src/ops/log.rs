@@ -19,7 +19,9 @@ pub struct LogSigner {
 
 impl std::fmt::Debug for LogSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogSigner").field("verifier", &self.verifier).finish_non_exhaustive()
+        f.debug_struct("LogSigner")
+            .field("verifier", &self.verifier)
+            .finish_non_exhaustive()
     }
 }
 

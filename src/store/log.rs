@@ -107,7 +107,9 @@ impl Store {
             return Ok(0);
         }
         let mut size = log_size(txn).await?;
-        let mut nodes = read_nodes(txn, &merkle::append_nodes(size)).await?;
+        // The peaks of the tree (its perfect subtrees, left to right) are every node later appends
+        // of this round can read: each new parent joins a peak with what the round built.
+        let mut nodes = read_nodes(txn, &merkle::root_nodes(size)).await?;
         let mut leaves: Vec<Value> = Vec::new();
         let mut new_nodes: Vec<Value> = Vec::new();
         let mut done: Vec<Value> = Vec::new();
@@ -123,7 +125,12 @@ impl Store {
                 nodes.insert((level, node_index), hash);
                 new_nodes.extend([i32::from(level).into(), signed(node_index).into(), hash.to_vec().into()]);
             }
-            leaves.extend([signed(size).into(), event_id.into(), event_date.into(), leaf.to_vec().into()]);
+            leaves.extend([
+                signed(size).into(),
+                event_id.into(),
+                event_date.into(),
+                leaf.to_vec().into(),
+            ]);
             done.push(pending_id.into());
             size += 1;
         }
@@ -286,7 +293,8 @@ async fn read_nodes(db: &impl ConnectionTrait, ids: &[NodeId]) -> Result<HashMap
             .map(|i| format!("({})", placeholders(backend, 2 * i + 1, 2)))
             .collect();
         let sql = format!(
-            "SELECT level, node_index, hash FROM audit_log_nodes WHERE (level, node_index) IN (VALUES {})",
+            "SELECT CAST(level AS INTEGER) AS level, node_index, hash FROM audit_log_nodes \
+             WHERE (level, node_index) IN (VALUES {})",
             pairs.join(", ")
         );
         let values = chunk

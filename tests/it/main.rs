@@ -16,6 +16,7 @@ mod faults;
 mod fuzz;
 mod history;
 mod hostile;
+mod log;
 
 mod nesting;
 mod pagination;
@@ -26,4 +27,5 @@ mod serving;
 mod storage;
 mod tamper;
 mod trees;
+mod verify;
 mod writes;
