@@ -1,5 +1,5 @@
-//! Operator commands and background work: the historical import, the parent-date backfill and the
-//! transparency log's sequencer and publisher.
+//! Operator commands and background work: the historical import, the parent-date backfill, the
+//! transparency log's sequencer and publisher, and `verify`, the offline audit of a database.
 
 pub mod backfill;
 pub mod import;

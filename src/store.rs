@@ -7,6 +7,7 @@ mod import;
 mod log;
 mod read;
 mod tree;
+mod verify;
 mod write;
 
 pub use backfill::{BackfillBatch, ForeignKeyCheck, LegacyKey};

@@ -22,7 +22,9 @@ pub struct ImportOptions {
     pub batch_size: usize,
     /// Report malformed lines and go on instead of stopping.
     pub skip_invalid: bool,
-    /// Who runs the import: recorded as `submitted_by` of every event it writes.
+    /// Who runs the import: recorded as `submitted_by` of the events it writes, except those whose
+    /// carried chain link verifies (their original submitter is part of what the hash covers; the
+    /// operator goes in their `chain_note`).
     pub operator: String,
 }
 
@@ -113,6 +115,7 @@ pub fn parse_line(line: usize, text: &str, now: DateTime<Utc>) -> Result<ImportR
     let previous_event_hash = fields.string("previous_event_hash", "previous_event_hash");
     let hash_algorithm = fields.string("hash_algorithm", "hash_algorithm");
     let hash_key_id = fields.string("hash_key_id", "hash_key_id");
+    let submitted_by = fields.string("submitted_by", "submitted_by");
     let chain_seq = match fields.get("chain_seq") {
         None | Some(Value::Null) => None,
         Some(value) => Some(
@@ -138,6 +141,9 @@ pub fn parse_line(line: usize, text: &str, now: DateTime<Utc>) -> Result<ImportR
     model.previous_event_hash = previous_event_hash;
     model.chain_seq = chain_seq;
     model.hash_key_id = hash_key_id;
+    // Kept only with a chain link that verifies (the hash covers it); the import records its
+    // operator otherwise.
+    model.submitted_by = submitted_by;
     if let Some(algorithm) = hash_algorithm {
         if algorithm.chars().count() > 20 {
             return Err("hash_algorithm: is longer than 20 characters".into());
@@ -175,10 +181,7 @@ pub async fn run(store: &Store, options: &ImportOptions) -> anyhow::Result<Impor
             if !trimmed.is_empty() {
                 summary.lines += 1;
                 match parse_line(line_no, trimmed, now) {
-                    Ok(mut row) => {
-                        row.model.submitted_by = Some(options.operator.clone());
-                        batch.push(row);
-                    }
+                    Ok(row) => batch.push(row),
                     Err(message) if options.skip_invalid => {
                         tracing::warn!(line = line_no, "skipped: {message}");
                         summary.skipped += 1;
@@ -198,7 +201,7 @@ pub async fn run(store: &Store, options: &ImportOptions) -> anyhow::Result<Impor
         }
         if batch.len() >= options.batch_size || (read == 0 && !batch.is_empty()) {
             let rows = std::mem::take(&mut batch);
-            match store.import_rows(rows).await {
+            match store.import_rows(rows, &options.operator).await {
                 Ok(done) => {
                     summary.imported += done.inserted;
                     summary.already_present += done.already_present;

@@ -21,24 +21,18 @@ use std::path::Path;
 
 use anyhow::Context;
 use chrono::NaiveDate;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, Value,
-};
 use uuid::Uuid;
 
 use crate::config::Config;
 use crate::domain::chain::{self, ChainBreak, ChainReport};
 use crate::domain::checkpoint::{self, VerifierKey};
 use crate::domain::merkle::{Hash, MemoryTree};
-use crate::entity::audit_event::{Column, Entity, Model};
 use crate::store::{LogLeaf, Store, StoreOptions, StoredCheckpoint, event_leaf};
 
 /// Correlations read per round: their events are held in memory together.
 const CORRELATIONS_PER_PAGE: u64 = 500;
 /// Leaves read per round.
 const LEAVES_PER_PAGE: u64 = 10_000;
-/// Ids bound in one `IN (...)`, well below either engine's limit on bound values.
-const IDS_PER_QUERY: usize = 1_000;
 
 /// What the chains showed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -248,7 +242,7 @@ pub async fn run(store: &Store, verifier: Option<&VerifierKey>) -> anyhow::Resul
     let mut report = VerifyReport::default();
     // Read before the events and leaves, so that an event the sequencer moves on meanwhile is
     // still seen as pending or, later, as a leaf.
-    let pending = pending_events(store).await.context("reading the log's queue")?;
+    let pending = store.pending_log_events().await.context("reading the log's queue")?;
     report.log.pending = pending.len() as u64;
     let unlogged = check_chains(store, &pending, &mut report.chains)
         .await
@@ -282,21 +276,14 @@ async fn check_chains(
     let mut unlogged = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = correlation_page(store, after.as_deref()).await?;
+        let page = store
+            .correlations_after(after.as_deref(), CORRELATIONS_PER_PAGE)
+            .await?;
         let Some(last) = page.last().cloned() else {
             break;
         };
-        let mut events: HashMap<String, Vec<Model>> = HashMap::new();
-        for chunk in page.chunks(IDS_PER_QUERY) {
-            let rows = Entity::find()
-                .filter(Column::CorrelationId.is_in(chunk.iter().cloned()))
-                .all(store.db())
-                .await?;
-            for row in rows {
-                events.entry(row.correlation_id.clone()).or_default().push(row);
-            }
-        }
-        let heads = heads_of(store, &page).await?;
+        let mut events = store.events_of_correlations(&page).await?;
+        let heads = store.chain_heads_of(&page).await?;
         let hashed: Vec<Uuid> = events
             .values()
             .flatten()
@@ -306,7 +293,7 @@ async fn check_chains(
         let logged = store.log_leaves_of(&hashed).await?;
         for correlation in &page {
             let events = events.remove(correlation).unwrap_or_default();
-            let head = heads.get(correlation).map(|(seq, hash)| (*seq, hash.as_str()));
+            let head = heads.get(correlation).map(|h| (h.last_seq, h.last_hash.as_str()));
             let result = chain::verify(hasher, &events, head, &logged, event_leaf);
             record_chain(check, correlation, &result);
             unlogged.extend(
@@ -327,9 +314,15 @@ async fn check_chains(
         after = Some(last);
     }
     // A head whose correlation has no event left at all: the whole chain was removed.
-    for (correlation, (seq, hash)) in orphan_heads(store).await? {
-        let result = chain::verify(hasher, &[], Some((seq, &hash)), &HashMap::new(), event_leaf);
-        record_chain(check, &correlation, &result);
+    for head in store.orphan_chain_heads().await? {
+        let result = chain::verify(
+            hasher,
+            &[],
+            Some((head.last_seq, &head.last_hash)),
+            &HashMap::new(),
+            event_leaf,
+        );
+        record_chain(check, &head.correlation_id, &result);
     }
     Ok(unlogged)
 }
@@ -387,7 +380,7 @@ async fn check_leaves(
             break;
         };
         let ids: Vec<Uuid> = page.iter().map(|l| l.event_id).collect();
-        let events = hashes_of(store, &ids).await?;
+        let events = store.event_hashes_of(&ids).await?;
         for leaf in &page {
             check.leaves += 1;
             let problem = if leaf.index != tree.size() {
@@ -455,7 +448,7 @@ async fn check_unlogged(store: &Store, candidates: Vec<Unlogged>, check: &mut Lo
     if candidates.is_empty() {
         return Ok(());
     }
-    let pending = pending_events(store).await?;
+    let pending = store.pending_log_events().await?;
     let ids: Vec<Uuid> = candidates.iter().map(|c| c.event_id).collect();
     let logged = store.log_leaves_of(&ids).await?;
     for event in candidates {
@@ -546,112 +539,6 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(out, "{b:02x}");
         out
     })
-}
-
-// The reads below serve this check alone.
-
-/// The next correlations after `after`, in order: the index on `(correlation_id, …)` gives them
-/// without reading the whole table.
-async fn correlation_page(store: &Store, after: Option<&str>) -> anyhow::Result<Vec<String>> {
-    let mut query = Entity::find()
-        .select_only()
-        .column(Column::CorrelationId)
-        .distinct()
-        .order_by_asc(Column::CorrelationId)
-        .limit(CORRELATIONS_PER_PAGE);
-    if let Some(after) = after {
-        query = query.filter(Column::CorrelationId.gt(after));
-    }
-    Ok(query.into_tuple::<String>().all(store.db()).await?)
-}
-
-fn placeholders(backend: DatabaseBackend, count: usize) -> String {
-    (1..=count)
-        .map(|i| match backend {
-            DatabaseBackend::Postgres => format!("${i}"),
-            _ => "?".to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The recorded heads (last position and hash) of these correlations.
-async fn heads_of(store: &Store, correlations: &[String]) -> anyhow::Result<HashMap<String, (i64, String)>> {
-    let backend = store.backend();
-    let mut heads = HashMap::new();
-    for chunk in correlations.chunks(IDS_PER_QUERY) {
-        let sql = format!(
-            "SELECT correlation_id, last_seq, last_hash FROM audit_chain_heads WHERE correlation_id IN ({})",
-            placeholders(backend, chunk.len())
-        );
-        let values = chunk.iter().map(|c| Value::from(c.clone()));
-        for row in store
-            .db()
-            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?
-        {
-            heads.insert(
-                row.try_get("", "correlation_id")?,
-                (row.try_get("", "last_seq")?, row.try_get("", "last_hash")?),
-            );
-        }
-    }
-    Ok(heads)
-}
-
-/// Heads whose correlation has no stored event.
-async fn orphan_heads(store: &Store) -> anyhow::Result<Vec<(String, (i64, String))>> {
-    let rows = store
-        .db()
-        .query_all_raw(Statement::from_string(
-            store.backend(),
-            "SELECT h.correlation_id, h.last_seq, h.last_hash FROM audit_chain_heads h \
-             WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.correlation_id = h.correlation_id) \
-             ORDER BY h.correlation_id",
-        ))
-        .await?;
-    let mut heads = Vec::with_capacity(rows.len());
-    for row in rows {
-        heads.push((
-            row.try_get("", "correlation_id")?,
-            (row.try_get("", "last_seq")?, row.try_get("", "last_hash")?),
-        ));
-    }
-    Ok(heads)
-}
-
-/// The events waiting for the sequencer.
-async fn pending_events(store: &Store) -> anyhow::Result<HashSet<(Uuid, NaiveDate)>> {
-    let rows = store
-        .db()
-        .query_all_raw(Statement::from_string(
-            store.backend(),
-            "SELECT event_id, event_date FROM audit_log_pending",
-        ))
-        .await?;
-    let mut pending = HashSet::with_capacity(rows.len());
-    for row in rows {
-        pending.insert((row.try_get("", "event_id")?, row.try_get("", "event_date")?));
-    }
-    Ok(pending)
-}
-
-/// The dates and hashes of the stored events with these ids.
-async fn hashes_of(store: &Store, ids: &[Uuid]) -> anyhow::Result<HashMap<Uuid, Vec<(NaiveDate, Option<String>)>>> {
-    let mut found: HashMap<Uuid, Vec<(NaiveDate, Option<String>)>> = HashMap::new();
-    for chunk in ids.chunks(IDS_PER_QUERY) {
-        let rows: Vec<(Uuid, NaiveDate, Option<String>)> = Entity::find()
-            .select_only()
-            .columns([Column::EventId, Column::EventDate, Column::EventHash])
-            .filter(Column::EventId.is_in(chunk.iter().copied()))
-            .into_tuple()
-            .all(store.db())
-            .await?;
-        for (id, date, hash) in rows {
-            found.entry(id).or_default().push((date, hash));
-        }
-    }
-    Ok(found)
 }
 
 #[cfg(test)]

@@ -123,14 +123,18 @@ pub enum ImportedLink {
     Unverified,
 }
 
-/// Links an imported event: keeps and verifies a carried link of this recipe, keeps a carried hash
-/// that does not verify apart from the chain (`chain_note` says why), and chains the others.
+/// Links an imported event: keeps and verifies a carried link of this recipe (with the submitter
+/// it carries, which the hash covers; `chain_note` names the operator), keeps a carried hash that
+/// does not verify apart from the chain (`chain_note` says why), and chains the others as
+/// submitted by `operator`.
 pub(crate) fn link_imported(
     hasher: &ChainHasher,
     heads: &mut BTreeMap<String, ChainHead>,
     model: &mut Model,
+    operator: &str,
 ) -> ImportedLink {
     let Some(carried) = model.event_hash.clone() else {
+        model.submitted_by = Some(operator.to_string());
         extend(hasher, heads, model);
         return ImportedLink::Chained;
     };
@@ -156,11 +160,15 @@ pub(crate) fn link_imported(
     match reason {
         None => {
             advance(heads, model);
+            model.chain_note = Some(format!("imported by {operator}; its chain link was verified on import"));
             ImportedLink::Kept
         }
         Some(reason) => {
             model.chain_seq = None;
-            model.chain_note = Some(format!("imported with a hash this server cannot verify: {reason}"));
+            model.submitted_by = Some(operator.to_string());
+            model.chain_note = Some(format!(
+                "imported by {operator} with a hash this server cannot verify: {reason}"
+            ));
             ImportedLink::Unverified
         }
     }

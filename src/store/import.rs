@@ -149,7 +149,7 @@ impl Store {
     /// may be at most a day older than it; a row that names a parent without a date is kept as a
     /// legacy link for `backfill-parent-dates`.
     #[tracing::instrument(skip_all, fields(rows = rows.len()))]
-    pub async fn import_rows(&self, rows: Vec<ImportRow>) -> Result<ImportedBatch, ImportError> {
+    pub async fn import_rows(&self, rows: Vec<ImportRow>, operator: &str) -> Result<ImportedBatch, ImportError> {
         let months: BTreeSet<NaiveDate> = rows.iter().map(|r| r.model.event_date).collect();
         for day in months {
             self.ensure_partition(day).await?;
@@ -211,14 +211,14 @@ impl Store {
             return Ok(batch);
         }
         match self.backend() {
-            DatabaseBackend::Postgres => self.copy_rows(&mut fresh, &mut batch).await?,
+            DatabaseBackend::Postgres => self.copy_rows(&mut fresh, &mut batch, operator).await?,
             _ => {
                 let write = self.begin_write().await?;
                 let correlations: BTreeSet<&str> = fresh.iter().map(|m| m.correlation_id.as_str()).collect();
                 let mut heads = read_heads(&write.txn, &correlations).await?;
                 let touched: Vec<String> = correlations.into_iter().map(str::to_string).collect();
                 for model in &mut fresh {
-                    count_link(&mut batch, link_imported(self.hasher(), &mut heads, model));
+                    count_link(&mut batch, link_imported(self.hasher(), &mut heads, model, operator));
                 }
                 for chunk in fresh.chunks(800) {
                     Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
@@ -252,7 +252,12 @@ impl Store {
 
     /// Links rows to their chains and streams them into `audit_events` with `COPY … FROM STDIN`,
     /// in one transaction that holds the chains' locks until it commits.
-    async fn copy_rows(&self, rows: &mut [Model], batch: &mut ImportedBatch) -> Result<(), ImportError> {
+    async fn copy_rows(
+        &self,
+        rows: &mut [Model],
+        batch: &mut ImportedBatch,
+        operator: &str,
+    ) -> Result<(), ImportError> {
         let pool = self.db().get_postgres_connection_pool();
         let mut txn = pool.begin().await?;
         let correlations: Vec<String> = rows
@@ -287,7 +292,7 @@ impl Store {
             }
         }
         for model in rows.iter_mut() {
-            count_link(batch, link_imported(self.hasher(), &mut heads, model));
+            count_link(batch, link_imported(self.hasher(), &mut heads, model, operator));
         }
         let mut copy = txn
             .copy_in_raw(&format!("COPY audit_events ({COLUMNS}) FROM STDIN WITH (FORMAT csv)"))

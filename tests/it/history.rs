@@ -8,10 +8,11 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::both_engines;
-use crate::helpers::TestApp;
+use crate::helpers::{Engine, TestApp, brief};
 
 both_engines!(
     an_import_keeps_ids_and_timestamps_and_stores_legacy_links,
+    imported_history_keeps_the_chain_links_it_can_verify_and_sets_the_others_apart,
     a_malformed_line_stops_the_import_and_writes_nothing_of_its_batch,
     the_backfill_completes_links_reports_orphans_and_is_idempotent,
     the_backfill_resumes_after_an_interruption_and_can_be_rolled_back,
@@ -296,4 +297,114 @@ async fn the_backfill_runs_next_to_live_writes(app: TestApp) {
     assert!(summary.foreign_key.unwrap().valid);
     assert_eq!(app.row_count().await, 880);
     assert_eq!(app.store.count_legacy_links().await.unwrap(), 0);
+}
+
+/// History exported from an auditgraph (its REST shape carries the chain) keeps its links when
+/// they verify; a hash of another recipe (kubernaut's) is kept apart with the reason; events
+/// without a hash are chained on import. The chain then goes on with live writes.
+async fn imported_history_keeps_the_chain_links_it_can_verify_and_sets_the_others_apart(app: TestApp) {
+    let source = TestApp::new(Engine::Sqlite).await.unwrap();
+    for _ in 0..3 {
+        source.create(json!({"correlationId": "rr-exported"})).await;
+    }
+    let (_, _, listed) = source
+        .rest(
+            "GET",
+            "/api/v1/audit/events?correlation_id=rr-exported&limit=10",
+            None,
+            &[],
+        )
+        .await;
+    let mut exported: Vec<Value> = listed["data"].as_array().unwrap().clone();
+    exported.sort_by_key(|e| e["chain_seq"].as_i64());
+    assert_eq!(exported.len(), 3, "{}", brief(&listed));
+    let mut lines = exported.clone();
+    let mut foreign = line(Uuid::now_v7(), "2025-06-01T10:00:00Z", None, "rr-kubernaut");
+    foreign["event_hash"] = json!("ab".repeat(32));
+    foreign["hash_algorithm"] = json!("sha256-unkeyed");
+    lines.push(foreign.clone());
+    lines.push(line(Uuid::now_v7(), "2025-06-01T10:00:01Z", None, "rr-plain"));
+    let file = write_file(&lines, &[]);
+    let summary = import_file(&app, &file, 100, false).await.unwrap();
+    assert_eq!(
+        (summary.imported, summary.chain_kept, summary.chain_unverified),
+        (5, 3, 1),
+        "{summary}"
+    );
+
+    let verify = |c: &'static str| {
+        let app = &app;
+        async move {
+            app.ok(
+                "query($c: String!) { verifyChain(correlationId: $c) { valid totalEvents verifiedEvents unchainedEvents } }",
+                json!({"c": c}),
+            )
+            .await["verifyChain"]
+                .clone()
+        }
+    };
+    let report = verify("rr-exported").await;
+    assert_eq!(
+        (report["valid"].clone(), report["verifiedEvents"].clone()),
+        (json!(true), json!(3)),
+        "{}",
+        brief(&report)
+    );
+    let kept = app
+        .store
+        .find_event(exported[1]["event_id"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        kept.event_hash.as_deref(),
+        exported[1]["event_hash"].as_str(),
+        "the carried hash is kept"
+    );
+    assert_eq!(
+        kept.submitted_by.as_deref(),
+        Some("anonymous"),
+        "with the submitter the hash covers"
+    );
+    assert!(
+        kept.chain_note
+            .as_deref()
+            .unwrap()
+            .contains("imported by test-operator")
+    );
+
+    let report = verify("rr-kubernaut").await;
+    assert_eq!(
+        (report["totalEvents"].clone(), report["unchainedEvents"].clone()),
+        (json!(0), json!(1))
+    );
+    let apart = app
+        .store
+        .find_event(foreign["event_id"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        apart.event_hash.as_deref(),
+        Some("ab".repeat(32).as_str()),
+        "kept as it came"
+    );
+    assert_eq!(apart.chain_seq, None);
+    assert!(
+        apart.chain_note.as_deref().unwrap().contains("cannot verify"),
+        "{:?}",
+        apart.chain_note
+    );
+    assert_eq!(apart.submitted_by.as_deref(), Some("test-operator"));
+
+    assert_eq!(verify("rr-plain").await["verifiedEvents"], 1);
+    let live = app.create(json!({"correlationId": "rr-exported"})).await;
+    let stored = app
+        .store
+        .find_event(live["eventId"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.chain_seq, Some(4), "live writes continue the imported chain");
+    assert_eq!(verify("rr-exported").await["verifiedEvents"], 4);
 }
