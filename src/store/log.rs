@@ -77,7 +77,10 @@ impl Store {
         // An idle log costs one read, not a write transaction (which on SQLite takes the lock).
         let any = self
             .db()
-            .query_one_raw(Statement::from_string(backend, "SELECT 1 AS one FROM audit_log_pending LIMIT 1"))
+            .query_one_raw(Statement::from_string(
+                backend,
+                "SELECT 1 AS one FROM audit_log_pending LIMIT 1",
+            ))
             .await?;
         if any.is_none() {
             return Ok(0);
