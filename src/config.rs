@@ -247,8 +247,12 @@ impl Config {
             Some(path) => {
                 let mut secret = std::fs::read(path)
                     .map_err(|e| anyhow::anyhow!("reading the hash key file {}: {e}", path.display()))?;
-                while secret.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                // One line ending is an editor's, not the key's; anything else is key material.
+                if secret.last() == Some(&b'\n') {
                     secret.pop();
+                    if secret.last() == Some(&b'\r') {
+                        secret.pop();
+                    }
                 }
                 let key = ChainKey::new(self.hash_key_id.clone(), secret)
                     .map_err(|e| anyhow::anyhow!("the hash key in {}: {e}", path.display()))?;

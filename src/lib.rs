@@ -209,6 +209,7 @@ pub async fn serve_on(
     if !config.no_migrate {
         store.migrate().await?;
     }
+    check_log_key(&store, &config).await?;
     store
         .ensure_partitions_ahead(config.partition_lookahead_months)
         .await
@@ -258,6 +259,39 @@ pub async fn serve_on(
     }
     tracing::info!("auditgraph stopped");
     served
+}
+
+/// Refuses to start with a log signing key other than the one that signed the published
+/// checkpoints (or to create a new one when it is missing): checkpoints by mixed keys would make
+/// the log unverifiable.
+async fn check_log_key(store: &Store, config: &Config) -> anyhow::Result<()> {
+    let Some(latest) = store
+        .latest_checkpoint()
+        .await
+        .context("reading the log's checkpoints")?
+    else {
+        return Ok(());
+    };
+    let path = &config.log_key_file;
+    if !path.exists() {
+        anyhow::bail!(
+            "the transparency log has signed checkpoints, but its signing key {} is missing: restore it \
+             (a new key would not match the published checkpoints)",
+            path.display()
+        );
+    }
+    let signer = ops::log::LogSigner::load_or_create(path, &config.log_origin)?;
+    let verifier = domain::checkpoint::VerifierKey::parse(signer.verifier())
+        .map_err(|e| anyhow::anyhow!("the log verifier key: {e}"))?;
+    domain::checkpoint::open(&latest.note, &verifier).map_err(|e| {
+        anyhow::anyhow!(
+            "the log signing key {} did not sign the published checkpoint of size {} ({e}): \
+             use the key that did",
+            path.display(),
+            latest.tree_size
+        )
+    })?;
+    Ok(())
 }
 
 /// Keeps the partitions of the coming months created while the server runs for months.

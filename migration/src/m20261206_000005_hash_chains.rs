@@ -128,6 +128,13 @@ CREATE TRIGGER trg_audit_events_no_delete BEFORE DELETE ON audit_events
 BEGIN
     SELECT RAISE(ABORT, '{REFUSED_DELETE}');
 END;
+
+-- INSERT OR REPLACE deletes the stored row without firing delete triggers: refuse a taken key.
+CREATE TRIGGER trg_audit_events_no_replace BEFORE INSERT ON audit_events
+WHEN EXISTS (SELECT 1 FROM audit_events WHERE event_id = NEW.event_id AND event_date = NEW.event_date)
+BEGIN
+    SELECT RAISE(ABORT, '{REFUSED_DELETE}');
+END;
 "#,
         condition = changed("IS NOT")
     )
@@ -145,6 +152,7 @@ ALTER TABLE audit_events DROP COLUMN chain_note, DROP COLUMN hash_key_id, DROP C
 "#;
 
 const SQLITE_DOWN: &str = r#"
+DROP TRIGGER trg_audit_events_no_replace;
 DROP TRIGGER trg_audit_events_no_delete;
 DROP TRIGGER trg_audit_events_immutable;
 DROP TABLE audit_chain_heads;

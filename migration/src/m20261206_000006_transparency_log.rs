@@ -64,6 +64,17 @@ CREATE TRIGGER trg_audit_log_nodes_append_only BEFORE UPDATE OR DELETE ON audit_
     FOR EACH ROW EXECUTE FUNCTION auditgraph_log_append_only();
 CREATE TRIGGER trg_audit_log_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_log_checkpoints
     FOR EACH ROW EXECUTE FUNCTION auditgraph_log_append_only();
+CREATE TRIGGER trg_audit_log_leaves_no_truncate BEFORE TRUNCATE ON audit_log_leaves
+    FOR EACH STATEMENT EXECUTE FUNCTION auditgraph_log_append_only();
+CREATE TRIGGER trg_audit_log_nodes_no_truncate BEFORE TRUNCATE ON audit_log_nodes
+    FOR EACH STATEMENT EXECUTE FUNCTION auditgraph_log_append_only();
+CREATE TRIGGER trg_audit_log_checkpoints_no_truncate BEFORE TRUNCATE ON audit_log_checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION auditgraph_log_append_only();
+
+-- Events hashed before the log existed (imported with their hashes) join it first, oldest first.
+INSERT INTO audit_log_pending (event_id, event_date, event_hash)
+    SELECT event_id, event_date, event_hash FROM audit_events WHERE event_hash IS NOT NULL
+    ORDER BY event_timestamp, event_id;
 "#;
 
 const SQLITE_UP: &str = r#"
@@ -113,10 +124,29 @@ CREATE TRIGGER trg_audit_log_checkpoints_no_update BEFORE UPDATE ON audit_log_ch
 BEGIN SELECT RAISE(ABORT, 'the transparency log is append-only'); END;
 CREATE TRIGGER trg_audit_log_checkpoints_no_delete BEFORE DELETE ON audit_log_checkpoints
 BEGIN SELECT RAISE(ABORT, 'the transparency log is append-only'); END;
+-- INSERT OR REPLACE deletes without firing delete triggers: refuse a row whose key is taken.
+CREATE TRIGGER trg_audit_log_leaves_no_replace BEFORE INSERT ON audit_log_leaves
+WHEN EXISTS (SELECT 1 FROM audit_log_leaves WHERE leaf_index = NEW.leaf_index
+             OR (event_id = NEW.event_id AND event_date = NEW.event_date))
+BEGIN SELECT RAISE(ABORT, 'the transparency log is append-only'); END;
+CREATE TRIGGER trg_audit_log_nodes_no_replace BEFORE INSERT ON audit_log_nodes
+WHEN EXISTS (SELECT 1 FROM audit_log_nodes WHERE level = NEW.level AND node_index = NEW.node_index)
+BEGIN SELECT RAISE(ABORT, 'the transparency log is append-only'); END;
+CREATE TRIGGER trg_audit_log_checkpoints_no_replace BEFORE INSERT ON audit_log_checkpoints
+WHEN EXISTS (SELECT 1 FROM audit_log_checkpoints WHERE tree_size = NEW.tree_size)
+BEGIN SELECT RAISE(ABORT, 'the transparency log is append-only'); END;
+
+-- Events hashed before the log existed (imported with their hashes) join it first, oldest first.
+INSERT INTO audit_log_pending (event_id, event_date, event_hash)
+    SELECT event_id, event_date, event_hash FROM audit_events WHERE event_hash IS NOT NULL
+    ORDER BY event_timestamp, event_id;
 "#;
 
 const POSTGRES_DOWN: &str = r#"
 DROP TRIGGER trg_audit_events_log ON audit_events;
+DROP TRIGGER trg_audit_log_checkpoints_no_truncate ON audit_log_checkpoints;
+DROP TRIGGER trg_audit_log_nodes_no_truncate ON audit_log_nodes;
+DROP TRIGGER trg_audit_log_leaves_no_truncate ON audit_log_leaves;
 DROP TABLE audit_log_checkpoints;
 DROP TABLE audit_log_nodes;
 DROP TABLE audit_log_leaves;

@@ -230,6 +230,8 @@ pub enum BreakKind {
     /// The event's hash is not the one the transparency log recorded for it: the event and its
     /// chain were rewritten with recomputed hashes.
     LogMismatch,
+    /// An unkeyed hash follows keyed ones: someone without the key extended the chain.
+    KeyDowngrade,
 }
 
 impl BreakKind {
@@ -243,6 +245,7 @@ impl BreakKind {
             Self::MissingTail => "missing_tail",
             Self::Unverifiable => "unverifiable",
             Self::LogMismatch => "log_mismatch",
+            Self::KeyDowngrade => "key_downgrade",
         }
     }
 }
@@ -355,6 +358,13 @@ pub fn verify(
             ),
             Err(reason) => record(BreakKind::Unverifiable, reason, None),
         }
+        if event.hash_algorithm != KEYED && previous.is_some_and(|p| p.hash_algorithm == KEYED) {
+            record(
+                BreakKind::KeyDowngrade,
+                "its hash is unkeyed although the events before it are keyed: it was added without the key".into(),
+                None,
+            );
+        }
         if let (Some(logged), Some(hash)) = (logged.get(&event.event_id), event.event_hash.as_deref())
             && leaf(hash) != *logged
         {
@@ -369,6 +379,19 @@ pub fn verify(
         }
         expected_position = position + 1;
         previous = Some(event);
+    }
+    if head.is_none()
+        && let Some(last) = previous
+    {
+        report.breaks.push(ChainBreak {
+            event_id: last.event_id,
+            position: last.chain_seq,
+            kind: BreakKind::MissingTail,
+            message: "the chain's recorded head is gone: it was removed, perhaps with the last events".into(),
+            expected_hash: None,
+            actual_hash: last.event_hash.clone(),
+            previous_hash: None,
+        });
     }
     if let Some((last, last_hash)) = head {
         let tail = previous.and_then(|p| p.chain_seq).unwrap_or(0);
@@ -622,6 +645,21 @@ mod tests {
         assert_eq!(report.breaks.len(), 2, "{:?}", report.breaks);
         assert!(report.breaks.iter().all(|b| b.kind == BreakKind::LogMismatch));
         assert_eq!(report.breaks[0].event_id, events[1].event_id);
+    }
+
+    #[test]
+    fn an_unkeyed_event_after_keyed_ones_and_a_removed_head_are_breaks() {
+        let keyed = ChainHasher::new(Some(ChainKey::new("k1", vec![7; 32]).unwrap()));
+        let mut events = chain(&keyed, 2);
+        let mut forged = event(9);
+        let previous = (events[1].chain_seq.unwrap(), events[1].event_hash.clone().unwrap());
+        ChainHasher::default().link(&mut forged, Some((previous.0, &previous.1)));
+        events.push(forged);
+        let report = verify(&keyed, &events, head(&events), &HashMap::new(), no_leaf);
+        assert_eq!(report.breaks.len(), 1, "{:?}", report.breaks);
+        assert_eq!(report.breaks[0].kind, BreakKind::KeyDowngrade);
+        let report = verify(&keyed, &events[..2], None, &HashMap::new(), no_leaf);
+        assert_eq!(report.breaks[0].kind, BreakKind::MissingTail, "{:?}", report.breaks);
     }
 
     #[test]

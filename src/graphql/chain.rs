@@ -26,6 +26,8 @@ pub enum ChainBreakKind {
     /// The event's hash differs from the one the transparency log recorded for it: the event and
     /// its chain were rewritten with recomputed hashes.
     LogMismatch,
+    /// An unkeyed hash follows keyed ones: someone without the key extended the chain.
+    KeyDowngrade,
 }
 
 impl From<BreakKind> for ChainBreakKind {
@@ -38,6 +40,7 @@ impl From<BreakKind> for ChainBreakKind {
             BreakKind::MissingTail => Self::MissingTail,
             BreakKind::Unverifiable => Self::Unverifiable,
             BreakKind::LogMismatch => Self::LogMismatch,
+            BreakKind::KeyDowngrade => Self::KeyDowngrade,
         }
     }
 }
@@ -80,6 +83,7 @@ impl From<&Break> for ChainBreak {
 /// The result of checking one correlation's hash chain.
 pub struct ChainVerification(pub Verification);
 
+/// The result of checking one correlation's hash chain.
 #[Object]
 impl ChainVerification {
     /// The correlation checked.

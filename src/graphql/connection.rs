@@ -106,6 +106,7 @@ pub struct AuditEventEdge {
     pub node: AuditEvent,
 }
 
+/// A page of audit events, following the Relay Cursor Connections specification.
 #[Object]
 impl AuditEventConnection {
     /// The events of this page with their cursors.
@@ -186,6 +187,7 @@ impl PageInfo {
     }
 }
 
+/// Relay page information.
 #[Object]
 impl PageInfo {
     /// Whether elements exist before this page. With `last`, decided by the page itself; with

@@ -37,6 +37,8 @@ impl AuditEvent {
     }
 }
 
+/// One audit event: something that happened in a service, who did it to what, and with what
+/// outcome. Events form causality trees through `parent` and `children`.
 #[Object]
 impl AuditEvent {
     /// Unique id (UUIDv7 unless the writer chose one).

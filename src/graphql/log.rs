@@ -24,6 +24,9 @@ pub struct LogCheckpoint {
     pub verifier_key: String,
 }
 
+/// A signed checkpoint of the transparency log: every event is a leaf of one append-only Merkle
+/// tree (RFC 9162), and the checkpoint commits to its size and root, signed with the log's
+/// Ed25519 key in the C2SP signed-note checkpoint format, which existing verifiers read.
 #[Object]
 impl LogCheckpoint {
     /// Leaves the tree held.

@@ -10,6 +10,7 @@ use crate::service::Service;
 /// Writing the audit trail.
 pub struct MutationRoot;
 
+/// Writing the audit trail.
 #[Object(name = "Mutation")]
 impl MutationRoot {
     /// Records one event. It is durable once this returns. Needs the role `writer`. Validation

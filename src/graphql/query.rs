@@ -23,6 +23,7 @@ use crate::service::Service;
 /// Reading the audit trail.
 pub struct QueryRoot;
 
+/// Reading the audit trail: events, causality trees, counts, and the proofs of tamper evidence.
 #[Object(name = "Query")]
 impl QueryRoot {
     /// One event by id; null when there is none.

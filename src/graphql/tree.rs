@@ -12,6 +12,7 @@ use crate::store::{Tree, TreeNode};
 /// An event in a causality tree.
 pub struct CausalityTreeNode(pub TreeNode);
 
+/// An event in a causality tree.
 #[Object]
 impl CausalityTreeNode {
     /// Distance from the root of the tree (roots are at 0).
@@ -35,6 +36,7 @@ pub struct CausalityTree {
     pub(crate) max_nodes: u32,
 }
 
+/// A causality tree read within bounds.
 #[Object]
 impl CausalityTree {
     /// The events of the tree, breadth-first: by depth, then `eventTimestamp`, then `eventId`.
@@ -67,6 +69,7 @@ impl CausalityTree {
 /// A descendant and its cursor.
 pub struct AuditEventDescendantEdge(pub TreeNode);
 
+/// A descendant and its cursor.
 #[Object]
 impl AuditEventDescendantEdge {
     /// Opaque cursor of this edge; pass it as `after` to continue from here.
@@ -99,6 +102,7 @@ pub struct AuditEventDescendantConnection {
     pub(crate) max_depth: u32,
 }
 
+/// A page of descendants, breadth-first, following the Relay Cursor Connections specification.
 #[Object]
 impl AuditEventDescendantConnection {
     /// The descendants of this page with their depth and cursor.

@@ -36,6 +36,11 @@ impl LogSigner {
             let key = SignerKey::parse(text.trim())
                 .map_err(|e| anyhow::anyhow!("the log signing key in {} is not valid: {e}", path.display()))?;
             let verifier = key.verifier().text();
+            let public = public_path(path);
+            if !public.exists() {
+                std::fs::write(&public, format!("{verifier}\n"))
+                    .with_context(|| format!("writing the log verifier key {}", public.display()))?;
+            }
             return Ok(Self { key, verifier });
         }
         let (key, signer_text, verifier) = SignerKey::generate(origin)
@@ -127,6 +132,24 @@ impl Publisher {
         }
         let nodes = self.store.log_nodes(&merkle::root_nodes(size)).await?;
         let root = merkle::root(&nodes, size).map_err(|e| StoreError::Internal(format!("the log root: {e:?}")))?;
+        // Never sign a tree that does not extend the last one signed: that would vouch for a
+        // rewritten log.
+        if let Some(last) = &latest {
+            let old = self.store.log_nodes(&merkle::root_nodes(last.tree_size)).await?;
+            let old_root = merkle::root(&old, last.tree_size)
+                .map_err(|e| StoreError::Internal(format!("the log root at {}: {e:?}", last.tree_size)))?;
+            if old_root != last.root_hash {
+                tracing::error!(
+                    tree_size = last.tree_size,
+                    "the stored log no longer has the root of its last signed checkpoint; not signing \
+                     (run `auditgraph verify`)"
+                );
+                return Err(StoreError::Internal(format!(
+                    "the log no longer matches its checkpoint of size {}",
+                    last.tree_size
+                )));
+            }
+        }
         let checkpoint = Checkpoint::new(self.signer.origin(), size, root)
             .map_err(|e| StoreError::Internal(format!("a checkpoint: {e}")))?;
         let note = self

@@ -34,12 +34,13 @@ fn placeholders(backend: DatabaseBackend, count: usize) -> String {
 }
 
 /// The statement that takes the chain locks of `count` correlations (PostgreSQL), bound to the
-/// correlation ids in any order: it locks them sorted, so that overlapping writers cannot deadlock.
+/// correlation ids in any order: it locks them sorted by bytes (the C collation, the order of the
+/// `BTreeSet` the ids are chunked from), so that overlapping writers cannot deadlock.
 /// Seed 1 keeps these keys apart from the event-id locks (seed 0).
 pub(crate) fn lock_sql(count: usize) -> String {
     let values: Vec<String> = (1..=count).map(|i| format!("(${i})")).collect();
     format!(
-        "SELECT pg_advisory_xact_lock(hashtextextended(id, 1)) FROM (VALUES {}) AS c(id) ORDER BY id",
+        "SELECT pg_advisory_xact_lock(hashtextextended(id, 1)) FROM (VALUES {}) AS c(id) ORDER BY id COLLATE \"C\"",
         values.join(", ")
     )
 }
@@ -228,15 +229,23 @@ impl Store {
         Ok(correlations.iter().filter_map(|c| heads.remove(*c)).collect())
     }
 
-    /// Every stored event of a correlation, in chain order (unchained ones last), and its head.
+    /// Every stored event of a correlation and its head, read in one snapshot (a write that
+    /// commits between the two reads would otherwise look like a removed tail).
     pub async fn chain_of(&self, correlation_id: &str) -> Result<(Vec<Model>, Option<ChainHead>), StoreError> {
+        use sea_orm::{AccessMode, IsolationLevel, TransactionTrait};
+        let (isolation, access) = match self.backend() {
+            DatabaseBackend::Postgres => (Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly)),
+            _ => (None, None),
+        };
+        let txn = self.db().begin_with_config(isolation, access).await?;
         let events = Entity::find()
             .filter(Column::CorrelationId.eq(correlation_id))
             .order_by_asc(Column::ChainSeq)
             .order_by_asc(Column::EventId)
-            .all(self.db())
+            .all(&txn)
             .await?;
-        let mut heads = read_heads(self.db(), &BTreeSet::from([correlation_id])).await?;
+        let mut heads = read_heads(&txn, &BTreeSet::from([correlation_id])).await?;
+        txn.commit().await?;
         Ok((events, heads.remove(correlation_id)))
     }
 

@@ -117,6 +117,26 @@ impl Store {
         if pending.is_empty() {
             return Ok(0);
         }
+        // An event queued twice (a row replaced around the triggers) keeps its first leaf; the
+        // second queue entry is dropped, and said, instead of stopping every later round.
+        let queued: Vec<Uuid> = pending
+            .iter()
+            .map(|row| row.try_get::<Uuid>("", "event_id"))
+            .collect::<Result<_, _>>()?;
+        let mut logged: std::collections::HashSet<(Uuid, NaiveDate)> = std::collections::HashSet::new();
+        for chunk in queued.chunks(1_000) {
+            let sql = format!(
+                "SELECT event_id, event_date FROM audit_log_leaves WHERE event_id IN ({})",
+                placeholders(backend, 1, chunk.len())
+            );
+            let values = chunk.iter().map(|id| Value::from(*id));
+            for row in txn
+                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?
+            {
+                logged.insert((row.try_get("", "event_id")?, row.try_get("", "event_date")?));
+            }
+        }
         let mut size = log_size(txn).await?;
         // The peaks of the tree (its perfect subtrees, left to right) are every node later appends
         // of this round can read: each new parent joins a peak with what the round built.
@@ -129,6 +149,15 @@ impl Store {
             let event_id: Uuid = row.try_get("", "event_id")?;
             let event_date: NaiveDate = row.try_get("", "event_date")?;
             let event_hash: String = row.try_get("", "event_hash")?;
+            done.push(pending_id.into());
+            if !logged.insert((event_id, event_date)) {
+                tracing::error!(
+                    event.id = %event_id,
+                    "an event was queued for the transparency log a second time (stored again around the triggers?); \
+                     it keeps its first leaf: run `auditgraph verify`"
+                );
+                continue;
+            }
             let leaf = event_leaf(&event_hash);
             let created = merkle::append(&nodes, size, leaf)
                 .map_err(|e| StoreError::Internal(format!("appending leaf {size}: {e:?}")))?;
@@ -142,7 +171,6 @@ impl Store {
                 event_date.into(),
                 leaf.to_vec().into(),
             ]);
-            done.push(pending_id.into());
             size += 1;
         }
         insert_rows(

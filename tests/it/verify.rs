@@ -26,6 +26,7 @@ both_engines!(
     a_chain_rewritten_with_recomputed_hashes_disagrees_with_the_log_and_the_command_exits_one,
     a_rewritten_chain_with_rewritten_leaves_and_nodes_disagrees_with_the_signed_roots,
     a_checkpoint_signed_by_another_key_is_refused,
+    events_hashed_before_the_log_existed_join_it_and_a_publisher_refuses_a_rewritten_log,
 );
 
 /// Two checkpoints over nine events in two correlations, and a tenth event still pending.
@@ -431,5 +432,70 @@ async fn a_checkpoint_signed_by_another_key_is_refused(app: TestApp) {
             .to_string()
             .contains("checkpoints: 2 of 3 signatures valid"),
         "{report}"
+    );
+}
+
+/// A database whose events carried hashes before the log existed (imported history) gets them as
+/// the log's first leaves, and verifies; and once a checkpoint is signed, the publisher will not
+/// sign a log whose stored tree no longer has that checkpoint's root.
+async fn events_hashed_before_the_log_existed_join_it_and_a_publisher_refuses_a_rewritten_log(app: TestApp) {
+    use migration::{Migrator, MigratorTrait};
+    Migrator::down(app.store.db(), Some(1)).await.unwrap();
+    let mut old = crate::helpers::row(uuid::Uuid::now_v7(), chrono::Utc::now(), None, "rr-before-the-log");
+    old.event_hash = Some("cd".repeat(32));
+    old.chain_note = Some("imported with a hash this server cannot verify: test".into());
+    app.insert_rows(&[old.clone()]).await;
+    Migrator::up(app.store.db(), None).await.unwrap();
+
+    let signer = Arc::new(LogSigner::load_or_create(&app.keys.path().join("log.key"), "auditgraph.local/log").unwrap());
+    let publisher = Publisher::new(app.store.clone(), signer.clone());
+    app.create(json!({"correlationId": "rr-after-the-log"})).await;
+    assert_eq!(publisher.sequence_all().await.unwrap(), 2);
+    let first = app.store.log_leaves(0, 1).await.unwrap();
+    assert_eq!(first[0].event_id, old.event_id, "the older event is the first leaf");
+    let checkpoint = publisher.publish().await.unwrap().unwrap();
+    assert_eq!(checkpoint.tree_size, 2);
+    let key = VerifierKey::parse(signer.verifier()).unwrap();
+    let report = verified(&app, &key).await;
+    assert!(report.ok(), "{report}");
+
+    // The attacker replaces the first leaf's hash and the nodes above it: the next checkpoint is
+    // refused rather than signed over the rewritten tree.
+    app.create(json!({"correlationId": "rr-after-the-log"})).await;
+    let forged = event_leaf(&"ef".repeat(32));
+    let mut tree = MemoryTree::new();
+    tree.push(forged);
+    tree.push(app.store.log_leaves(1, 1).await.unwrap()[0].hash);
+    let level_one = tree.root();
+    let hex = |h: &Hash| h.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let bytes = |h: &Hash| match app.store.backend() {
+        DatabaseBackend::Postgres => format!("'\\x{}'", hex(h)),
+        _ => format!("X'{}'", hex(h)),
+    };
+    as_attacker(
+        &app,
+        &[
+            format!(
+                "UPDATE audit_log_leaves SET leaf_hash = {} WHERE leaf_index = 0",
+                bytes(&forged)
+            ),
+            format!(
+                "UPDATE audit_log_nodes SET hash = {} WHERE level = 0 AND node_index = 0",
+                bytes(&forged)
+            ),
+            format!(
+                "UPDATE audit_log_nodes SET hash = {} WHERE level = 1 AND node_index = 0",
+                bytes(&level_one)
+            ),
+        ],
+    )
+    .await;
+    publisher.sequence_all().await.unwrap();
+    let refused = publisher.publish().await.expect_err("a rewritten log is not signed");
+    assert!(
+        refused
+            .to_string()
+            .contains("no longer matches its checkpoint of size 2"),
+        "{refused}"
     );
 }
