@@ -308,6 +308,29 @@ pub fn verify(
         unchained: (events.len() - chained.len()) as u64,
         breaks: Vec::new(),
     };
+    // An event outside the chain is either older than hash chains (no hash, no leaf) or imported
+    // with a hash that could not be verified (a note saying so, its hash logged as it came). One
+    // with a logged hash but no such note, or whose hash no longer matches its leaf, was taken out
+    // of its chain.
+    for event in events.iter().filter(|m| m.chain_seq.is_none()) {
+        let Some(logged) = logged.get(&event.event_id) else {
+            continue;
+        };
+        let matches = event.event_hash.as_deref().is_some_and(|hash| leaf(hash) == *logged);
+        if !matches || event.chain_note.is_none() {
+            report.breaks.push(ChainBreak {
+                event_id: event.event_id,
+                position: None,
+                kind: BreakKind::LogMismatch,
+                message:
+                    "the transparency log recorded this event, but it no longer has its place or hash in the chain"
+                        .into(),
+                expected_hash: None,
+                actual_hash: event.event_hash.clone(),
+                previous_hash: event.previous_event_hash.clone(),
+            });
+        }
+    }
     let mut previous: Option<&Model> = None;
     let mut expected_position = 1_i64;
     for event in chained {
@@ -660,6 +683,26 @@ mod tests {
         assert_eq!(report.breaks[0].kind, BreakKind::KeyDowngrade);
         let report = verify(&keyed, &events[..2], None, &HashMap::new(), no_leaf);
         assert_eq!(report.breaks[0].kind, BreakKind::MissingTail, "{:?}", report.breaks);
+    }
+
+    #[test]
+    fn an_event_taken_out_of_its_chain_still_shows_in_the_log() {
+        let hasher = ChainHasher::default();
+        let mut events = chain(&hasher, 2);
+        let leaf = |hash: &str| -> [u8; 32] { Sha256::digest(hash.as_bytes()).into() };
+        let logged: HashMap<uuid::Uuid, [u8; 32]> = events
+            .iter()
+            .map(|e| (e.event_id, leaf(e.event_hash.as_deref().unwrap())))
+            .collect();
+        // The attacker removes the last event's position and moves the head back.
+        events[1].chain_seq = None;
+        let report = verify(&hasher, &events, head(&events[..1]), &logged, leaf);
+        assert_eq!(report.breaks.len(), 1, "{:?}", report.breaks);
+        assert_eq!(report.breaks[0].kind, BreakKind::LogMismatch);
+        assert_eq!(report.breaks[0].event_id, events[1].event_id);
+        // An import set apart (a note, its hash logged as it came) is not a break.
+        events[1].chain_note = Some("imported with a hash this server cannot verify: test".into());
+        assert!(verify(&hasher, &events, head(&events[..1]), &logged, leaf).valid());
     }
 
     #[test]
