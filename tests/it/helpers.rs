@@ -683,3 +683,59 @@ pub fn url_encode(text: &str) -> String {
         })
         .collect()
 }
+
+/// Runs `statements` as an attacker with direct database access, around every trigger: on
+/// PostgreSQL with `session_replication_role = replica` on a connection of its own, on SQLite
+/// after dropping the triggers that guard the events and the log (including the one that queues
+/// new events for the log).
+pub async fn as_attacker(app: &TestApp, statements: &[String]) {
+    match app.store.backend() {
+        sea_orm::DatabaseBackend::Postgres => {
+            let pool = app.store.db().get_postgres_connection_pool();
+            let mut connection = pool.acquire().await.unwrap();
+            sea_orm::sqlx::query("SET session_replication_role = replica")
+                .execute(&mut *connection)
+                .await
+                .unwrap();
+            for sql in statements {
+                sea_orm::sqlx::query(sea_orm::sqlx::AssertSqlSafe(sql.clone()))
+                    .execute(&mut *connection)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            sea_orm::sqlx::query("SET session_replication_role = origin")
+                .execute(&mut *connection)
+                .await
+                .unwrap();
+        }
+        _ => {
+            let db = app.store.db();
+            for trigger in [
+                "trg_audit_events_immutable",
+                "trg_audit_events_no_delete",
+                "trg_audit_events_log",
+                "trg_audit_log_leaves_no_update",
+                "trg_audit_log_leaves_no_delete",
+                "trg_audit_log_nodes_no_update",
+                "trg_audit_log_nodes_no_delete",
+            ] {
+                db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {trigger}"))
+                    .await
+                    .unwrap();
+            }
+            for sql in statements {
+                db.execute_unprepared(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+        }
+    }
+}
+
+pub fn id_literal(app: &TestApp, id: impl ToString) -> String {
+    let id = id.to_string();
+    match app.store.backend() {
+        sea_orm::DatabaseBackend::Postgres => format!("'{id}'"),
+        _ => format!("X'{}'", id.replace('-', "")),
+    }
+}

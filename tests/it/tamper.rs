@@ -7,7 +7,7 @@ use sea_orm::{ConnectionTrait, DatabaseBackend};
 use serde_json::{Value, json};
 
 use crate::both_engines;
-use crate::helpers::{TestApp, brief, event_input, rest_event};
+use crate::helpers::{TestApp, as_attacker, brief, event_input, id_literal, rest_event};
 
 both_engines!(
     every_write_path_extends_the_chain_in_write_order,
@@ -232,53 +232,6 @@ async fn stored_events_cannot_be_changed_except_a_legacy_parent_date_and_the_leg
             .unwrap_or_else(|e| panic!("{allowed}: {e}"));
     }
     assert_eq!(verify(&app, "rr-frozen").await["valid"], true);
-}
-
-/// Runs `sql` as an attacker with direct database access, around the triggers: on PostgreSQL with
-/// `session_replication_role = replica` (no triggers, no foreign keys) on a connection of its own,
-/// on SQLite after dropping the triggers.
-async fn as_attacker(app: &TestApp, statements: &[String]) {
-    match app.store.backend() {
-        DatabaseBackend::Postgres => {
-            let pool = app.store.db().get_postgres_connection_pool();
-            let mut connection = pool.acquire().await.unwrap();
-            sea_orm::sqlx::query("SET session_replication_role = replica")
-                .execute(&mut *connection)
-                .await
-                .unwrap();
-            for sql in statements {
-                sea_orm::sqlx::query(sea_orm::sqlx::AssertSqlSafe(sql.clone()))
-                    .execute(&mut *connection)
-                    .await
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            }
-            sea_orm::sqlx::query("SET session_replication_role = origin")
-                .execute(&mut *connection)
-                .await
-                .unwrap();
-        }
-        _ => {
-            let db = app.store.db();
-            db.execute_unprepared("DROP TRIGGER IF EXISTS trg_audit_events_immutable")
-                .await
-                .unwrap();
-            db.execute_unprepared("DROP TRIGGER IF EXISTS trg_audit_events_no_delete")
-                .await
-                .unwrap();
-            for sql in statements {
-                db.execute_unprepared(sql)
-                    .await
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            }
-        }
-    }
-}
-
-fn id_literal(app: &TestApp, id: &str) -> String {
-    match app.store.backend() {
-        DatabaseBackend::Postgres => format!("'{id}'"),
-        _ => format!("X'{}'", id.replace('-', "")),
-    }
 }
 
 async fn tampering_around_the_triggers_is_found_at_the_event_it_touched(app: TestApp) {

@@ -12,11 +12,11 @@ use auditgraph::entity::audit_event::{Column, Model};
 use auditgraph::ops::log::{LogSigner, Publisher};
 use auditgraph::ops::verify::{self, VerifyReport};
 use auditgraph::store::event_leaf;
-use sea_orm::{ConnectionTrait, DatabaseBackend, IdenStatic, Iterable};
+use sea_orm::{DatabaseBackend, IdenStatic, Iterable};
 use serde_json::json;
 
 use crate::both_engines;
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, as_attacker, id_literal};
 
 both_engines!(
     an_untouched_database_checks_out_and_the_command_exits_zero,
@@ -100,62 +100,6 @@ async fn verify_command(app: &TestApp) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
-}
-
-/// Runs `statements` as an attacker with direct database access, around every trigger: on
-/// PostgreSQL with `session_replication_role = replica` on a connection of its own, on SQLite
-/// after dropping the triggers that guard the events and the log (including the one that queues
-/// new events for the log).
-async fn as_attacker(app: &TestApp, statements: &[String]) {
-    match app.store.backend() {
-        DatabaseBackend::Postgres => {
-            let pool = app.store.db().get_postgres_connection_pool();
-            let mut connection = pool.acquire().await.unwrap();
-            sea_orm::sqlx::query("SET session_replication_role = replica")
-                .execute(&mut *connection)
-                .await
-                .unwrap();
-            for sql in statements {
-                sea_orm::sqlx::query(sea_orm::sqlx::AssertSqlSafe(sql.clone()))
-                    .execute(&mut *connection)
-                    .await
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            }
-            sea_orm::sqlx::query("SET session_replication_role = origin")
-                .execute(&mut *connection)
-                .await
-                .unwrap();
-        }
-        _ => {
-            let db = app.store.db();
-            for trigger in [
-                "trg_audit_events_immutable",
-                "trg_audit_events_no_delete",
-                "trg_audit_events_log",
-                "trg_audit_log_leaves_no_update",
-                "trg_audit_log_leaves_no_delete",
-                "trg_audit_log_nodes_no_update",
-                "trg_audit_log_nodes_no_delete",
-            ] {
-                db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {trigger}"))
-                    .await
-                    .unwrap();
-            }
-            for sql in statements {
-                db.execute_unprepared(sql)
-                    .await
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            }
-        }
-    }
-}
-
-fn id_literal(app: &TestApp, id: impl ToString) -> String {
-    let id = id.to_string();
-    match app.store.backend() {
-        DatabaseBackend::Postgres => format!("'{id}'"),
-        _ => format!("X'{}'", id.replace('-', "")),
-    }
 }
 
 fn bytes_literal(app: &TestApp, bytes: &[u8]) -> String {
