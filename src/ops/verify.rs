@@ -409,7 +409,45 @@ async fn check_leaves(
         }
         from = last + 1;
     }
+    check_nodes(store, &tree, check).await?;
     Ok(roots)
+}
+
+/// Compares every stored subtree node with the tree rebuilt from the leaves: proofs and the
+/// publisher's roots are computed from the stored nodes.
+async fn check_nodes(store: &Store, tree: &MemoryTree, check: &mut LogCheck) -> anyhow::Result<()> {
+    let size = tree.size();
+    for level in 0..64_u8 {
+        let count = size >> level;
+        if count == 0 {
+            break;
+        }
+        let mut start = 0;
+        while start < count {
+            let end = (start + LEAVES_PER_PAGE).min(count);
+            let ids: Vec<(u8, u64)> = (start..end).map(|index| (level, index)).collect();
+            let stored = store.log_nodes(&ids).await?;
+            for id in ids {
+                let rebuilt = crate::domain::merkle::Nodes::perfect(tree, id.0, id.1).ok();
+                if stored.get(&id) != rebuilt.as_ref() {
+                    check.problems += 1;
+                    check.first.get_or_insert(format!(
+                        "subtree node (level {}, index {}) {} the tree rebuilt from the leaves: proofs and \
+                         roots computed from it are wrong",
+                        id.0,
+                        id.1,
+                        if stored.contains_key(&id) {
+                            "differs from"
+                        } else {
+                            "is missing from"
+                        }
+                    ));
+                }
+            }
+            start = end;
+        }
+    }
+    Ok(())
 }
 
 /// What is wrong with a leaf, given the stored events with its event id (date and hash each).

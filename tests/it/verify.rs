@@ -27,6 +27,7 @@ both_engines!(
     a_rewritten_chain_with_rewritten_leaves_and_nodes_disagrees_with_the_signed_roots,
     a_checkpoint_signed_by_another_key_is_refused,
     events_hashed_before_the_log_existed_join_it_and_a_publisher_refuses_a_rewritten_log,
+    a_rewritten_subtree_node_is_found,
 );
 
 /// Two checkpoints over nine events in two correlations, and a tenth event still pending.
@@ -441,5 +442,41 @@ async fn events_hashed_before_the_log_existed_join_it_and_a_publisher_refuses_a_
             .to_string()
             .contains("no longer matches its checkpoint of size 2"),
         "{refused}"
+    );
+}
+
+/// A node rewritten alone (the leaves untouched) would give proofs that do not verify: the check
+/// of the log compares every node with the tree rebuilt from the leaves.
+async fn a_rewritten_subtree_node_is_found(app: TestApp) {
+    let signer = Arc::new(LogSigner::load_or_create(&app.keys.path().join("log.key"), "auditgraph.local/log").unwrap());
+    let publisher = Publisher::new(app.store.clone(), signer.clone());
+    for _ in 0..4 {
+        app.create(json!({"correlationId": "rr-nodes"})).await;
+    }
+    publisher.sequence_all().await.unwrap();
+    let key = VerifierKey::parse(signer.verifier()).unwrap();
+    assert!(verified(&app, &key).await.ok());
+    let forged = match app.store.backend() {
+        DatabaseBackend::Postgres => format!("'\\x{}'", "ab".repeat(32)),
+        _ => format!("X'{}'", "ab".repeat(32)),
+    };
+    as_attacker(
+        &app,
+        &[format!(
+            "UPDATE audit_log_nodes SET hash = {forged} WHERE level = 1 AND node_index = 1"
+        )],
+    )
+    .await;
+    let report = verified(&app, &key).await;
+    assert!(!report.ok());
+    assert_eq!(report.log.problems, 1, "{report}");
+    assert!(
+        report
+            .log
+            .first
+            .as_deref()
+            .unwrap()
+            .contains("subtree node (level 1, index 1)"),
+        "{report}"
     );
 }
