@@ -80,6 +80,14 @@ CREATE TABLE audit_chain_heads (
     last_hash      VARCHAR(128) NOT NULL
 );
 
+-- How many events carried no hash when hash chains began: every event stored since has one, so
+-- more of them later were inserted around the triggers.
+CREATE TABLE audit_chain_baseline (
+    unhashed_events BIGINT      NOT NULL CHECK (unhashed_events >= 0),
+    recorded_at     TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+INSERT INTO audit_chain_baseline (unhashed_events) SELECT COUNT(*) FROM audit_events WHERE event_hash IS NULL;
+
 CREATE FUNCTION auditgraph_refuse_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF {condition} THEN
@@ -118,6 +126,14 @@ CREATE TABLE audit_chain_heads (
     last_hash      TEXT    NOT NULL
 ) STRICT;
 
+-- How many events carried no hash when hash chains began: every event stored since has one, so
+-- more of them later were inserted around the triggers.
+CREATE TABLE audit_chain_baseline (
+    unhashed_events INTEGER NOT NULL CHECK (unhashed_events >= 0),
+    recorded_at     TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+) STRICT;
+INSERT INTO audit_chain_baseline (unhashed_events) SELECT COUNT(*) FROM audit_events WHERE event_hash IS NULL;
+
 CREATE TRIGGER trg_audit_events_immutable BEFORE UPDATE ON audit_events
 WHEN {condition}
 BEGIN
@@ -146,6 +162,7 @@ DROP TRIGGER trg_audit_events_no_delete ON audit_events;
 DROP TRIGGER trg_audit_events_immutable ON audit_events;
 DROP FUNCTION auditgraph_refuse_delete();
 DROP FUNCTION auditgraph_refuse_update();
+DROP TABLE audit_chain_baseline;
 DROP TABLE audit_chain_heads;
 DROP INDEX idx_audit_events_chain;
 ALTER TABLE audit_events DROP COLUMN chain_note, DROP COLUMN hash_key_id, DROP COLUMN chain_seq;
@@ -155,6 +172,7 @@ const SQLITE_DOWN: &str = r#"
 DROP TRIGGER trg_audit_events_no_replace;
 DROP TRIGGER trg_audit_events_no_delete;
 DROP TRIGGER trg_audit_events_immutable;
+DROP TABLE audit_chain_baseline;
 DROP TABLE audit_chain_heads;
 DROP INDEX idx_audit_events_chain;
 ALTER TABLE audit_events DROP COLUMN chain_note;

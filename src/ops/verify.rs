@@ -247,6 +247,20 @@ pub async fn run(store: &Store, verifier: Option<&VerifierKey>) -> anyhow::Resul
     let unlogged = check_chains(store, &pending, &mut report.chains)
         .await
         .context("checking the hash chains")?;
+    let (unhashed, baseline) = store
+        .unhashed_events()
+        .await
+        .context("counting events without a hash")?;
+    if let Some(baseline) = baseline
+        && unhashed > baseline
+    {
+        report.chains.broken += unhashed - baseline;
+        report.chains.first.get_or_insert(format!(
+            "{} events without a hash were stored after hash chains began ({baseline} were older): \
+             inserted around the triggers",
+            unhashed - baseline
+        ));
+    }
     let checkpoints = store.checkpoints().await.context("reading the checkpoints")?;
     let roots = check_leaves(store, &checkpoints, &mut report.log)
         .await

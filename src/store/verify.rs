@@ -85,6 +85,35 @@ impl Store {
         Ok(heads)
     }
 
+    /// How many stored events carry no hash, and how many did when hash chains began (`None` when
+    /// that was not recorded).
+    #[tracing::instrument(skip(self))]
+    pub async fn unhashed_events(&self) -> Result<(u64, Option<u64>), StoreError> {
+        let backend = self.backend();
+        let now = self
+            .db()
+            .query_one_raw(Statement::from_string(
+                backend,
+                "SELECT COUNT(*) AS n FROM audit_events WHERE event_hash IS NULL",
+            ))
+            .await?
+            .map(|row| row.try_get::<i64>("", "n"))
+            .transpose()?
+            .unwrap_or(0);
+        let then = self
+            .db()
+            .query_one_raw(Statement::from_string(
+                backend,
+                "SELECT MIN(unhashed_events) AS n FROM audit_chain_baseline",
+            ))
+            .await?
+            .map(|row| row.try_get::<Option<i64>>("", "n"))
+            .transpose()?
+            .flatten();
+        let count = |n: i64| u64::try_from(n).unwrap_or_default();
+        Ok((count(now), then.map(count)))
+    }
+
     /// The id and date of every event waiting for the sequencer.
     #[tracing::instrument(skip(self))]
     pub async fn pending_log_events(&self) -> Result<HashSet<(Uuid, NaiveDate)>, StoreError> {

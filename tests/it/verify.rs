@@ -28,6 +28,7 @@ both_engines!(
     a_checkpoint_signed_by_another_key_is_refused,
     events_hashed_before_the_log_existed_join_it_and_a_publisher_refuses_a_rewritten_log,
     a_rewritten_subtree_node_is_found,
+    an_event_without_a_hash_stored_after_hash_chains_began_is_found,
 );
 
 /// Two checkpoints over nine events in two correlations, and a tenth event still pending.
@@ -477,6 +478,32 @@ async fn a_rewritten_subtree_node_is_found(app: TestApp) {
             .as_deref()
             .unwrap()
             .contains("subtree node (level 1, index 1)"),
+        "{report}"
+    );
+}
+
+/// Every event stored since hash chains began has a hash; one without, inserted around the
+/// triggers, stands out against the count recorded when they began.
+async fn an_event_without_a_hash_stored_after_hash_chains_began_is_found(app: TestApp) {
+    let key = VerifierKey::parse(
+        LogSigner::load_or_create(&app.keys.path().join("log.key"), "auditgraph.local/log")
+            .unwrap()
+            .verifier(),
+    )
+    .unwrap();
+    app.create(json!({"correlationId": "rr-baseline"})).await;
+    assert!(verified(&app, &key).await.ok());
+    let unhashed = crate::helpers::row(uuid::Uuid::now_v7(), chrono::Utc::now(), None, "rr-baseline");
+    app.insert_rows(&[unhashed]).await;
+    let report = verified(&app, &key).await;
+    assert!(!report.ok());
+    assert!(
+        report
+            .chains
+            .first
+            .as_deref()
+            .unwrap()
+            .contains("1 events without a hash were stored after hash chains began"),
         "{report}"
     );
 }
