@@ -146,7 +146,8 @@ async fn migrated_store(config: &Config) -> anyhow::Result<Store> {
 /// The application router on a connected store.
 pub fn app(store: Store, config: &Config) -> anyhow::Result<Router> {
     let auth = Authenticator::from_settings(&config.auth)?;
-    Ok(routers(store, config, auth)?.0)
+    let signer = ops::log::LogSigner::load_or_create(&config.log_key_file, &config.log_origin)?;
+    Ok(routers(store, config, auth, signer)?.0)
 }
 
 /// The main router and, when `/metrics` has a listener of its own, the router for it.
@@ -154,9 +155,9 @@ fn routers(
     store: Store,
     config: &Config,
     auth: Authenticator,
+    signer: ops::log::LogSigner,
 ) -> anyhow::Result<(Router, Option<Router>, ops::log::Publisher)> {
     let metrics = Metrics::new(vec![Box::new(store.statement_durations())]).context("registering metrics")?;
-    let signer = ops::log::LogSigner::load_or_create(&config.log_key_file, &config.log_origin)?;
     let ctx = Service {
         log: ops::log::Publisher::new(store.clone(), std::sync::Arc::new(signer)),
         store,
@@ -209,13 +210,13 @@ pub async fn serve_on(
     if !config.no_migrate {
         store.migrate().await?;
     }
-    check_log_key(&store, &config).await?;
+    let signer = log_signer(&store, &config).await?;
     store
         .ensure_partitions_ahead(config.partition_lookahead_months)
         .await
         .context("creating partitions ahead of time")?;
     let maintenance = tokio::spawn(keep_partitions_ahead(store.clone(), config.partition_lookahead_months));
-    let (main, metrics_router, publisher) = routers(store, &config, auth)?;
+    let (main, metrics_router, publisher) = routers(store, &config, auth, signer)?;
     let log = tokio::spawn(publisher.run(
         Duration::from_millis(config.sequence_interval_ms),
         Duration::from_secs(config.checkpoint_interval_secs),
@@ -261,18 +262,18 @@ pub async fn serve_on(
     served
 }
 
-/// Refuses to start with a log signing key other than the one that signed the published
-/// checkpoints (or to create a new one when it is missing): checkpoints by mixed keys would make
-/// the log unverifiable.
-async fn check_log_key(store: &Store, config: &Config) -> anyhow::Result<()> {
+/// The log's signing key, read or created. Refuses to start with a key other than the one that
+/// signed the published checkpoints (or to create a new one when it is missing): checkpoints by
+/// mixed keys would make the log unverifiable.
+async fn log_signer(store: &Store, config: &Config) -> anyhow::Result<ops::log::LogSigner> {
+    let path = &config.log_key_file;
     let Some(latest) = store
         .latest_checkpoint()
         .await
         .context("reading the log's checkpoints")?
     else {
-        return Ok(());
+        return ops::log::LogSigner::load_or_create(path, &config.log_origin);
     };
-    let path = &config.log_key_file;
     if !path.exists() {
         anyhow::bail!(
             "the transparency log has signed checkpoints, but its signing key {} is missing: restore it \
@@ -291,7 +292,7 @@ async fn check_log_key(store: &Store, config: &Config) -> anyhow::Result<()> {
             latest.tree_size
         )
     })?;
-    Ok(())
+    Ok(signer)
 }
 
 /// Keeps the partitions of the coming months created while the server runs for months.

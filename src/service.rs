@@ -63,6 +63,7 @@ impl Service {
         submission: Submission,
         source: Source,
     ) -> Result<Model, ApiError> {
+        self.authorize(caller, Role::Writer)?;
         let mut stored = self
             .write(caller, vec![submission], source)
             .await
@@ -94,13 +95,13 @@ impl Service {
         self.write(caller, submissions, source).await
     }
 
+    /// Validates and writes for a caller whose role the public methods checked.
     async fn write(
         &self,
         caller: &Principal,
         submissions: Vec<Submission>,
         source: Source,
     ) -> Result<Vec<Model>, ApiError> {
-        self.authorize(caller, Role::Writer)?;
         let now = Utc::now();
         let mut batch = Vec::with_capacity(submissions.len());
         let mut errors = Vec::new();

@@ -271,6 +271,29 @@ pub(crate) struct WriteTxn<'a> {
     _gate: Option<tokio::sync::MutexGuard<'a, ()>>,
 }
 
+/// `count` bind placeholders numbered from `first`: `$n` on PostgreSQL, `?` on SQLite.
+pub(crate) fn placeholders(backend: DatabaseBackend, first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| match backend {
+            DatabaseBackend::Postgres => format!("${i}"),
+            _ => "?".to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The statement that takes PostgreSQL transaction advisory locks on `count` text keys, bound in
+/// any order. It locks them sorted by bytes (the C collation), so that writers whose key sets
+/// overlap cannot deadlock; `seed` keeps kinds of keys apart (0: event ids, 1: correlations).
+pub(crate) fn advisory_locks_sql(count: usize, seed: u8) -> String {
+    let values: Vec<String> = (1..=count).map(|i| format!("(${i})")).collect();
+    format!(
+        "SELECT pg_advisory_xact_lock(hashtextextended(key, {seed})) FROM (VALUES {}) AS k(key) \
+         ORDER BY key COLLATE \"C\"",
+        values.join(", ")
+    )
+}
+
 /// Settings of every PostgreSQL session the store opens.
 const POSTGRES_SESSION_SETTINGS: [(&str, &str); 2] = [("jit", "off"), ("client_min_messages", "warning")];
 

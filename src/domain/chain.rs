@@ -203,7 +203,8 @@ pub fn hashed_document(m: &Model) -> Value {
     Value::Object(o)
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex, the spelling of every hash the chain and the log show.
+pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
         let _ = write!(out, "{b:02x}");

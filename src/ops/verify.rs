@@ -24,7 +24,7 @@ use chrono::NaiveDate;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::domain::chain::{self, ChainBreak, ChainReport};
+use crate::domain::chain::{self, ChainBreak, ChainReport, hex};
 use crate::domain::checkpoint::{self, VerifierKey};
 use crate::domain::merkle::{Hash, MemoryTree};
 use crate::store::{LogLeaf, Store, StoreOptions, StoredCheckpoint, event_leaf};
@@ -583,14 +583,6 @@ fn signature_problem(stored: &StoredCheckpoint, key: &VerifierKey) -> Option<Str
         )),
         Ok(_) => None,
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
 }
 
 #[cfg(test)]

@@ -23,33 +23,17 @@ pub struct ChainHead {
     pub last_hash: String,
 }
 
-fn placeholders(backend: DatabaseBackend, count: usize) -> String {
-    (1..=count)
-        .map(|i| match backend {
-            DatabaseBackend::Postgres => format!("${i}"),
-            _ => "?".to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The statement that takes the chain locks of `count` correlations (PostgreSQL), bound to the
-/// correlation ids in any order: it locks them sorted by bytes (the C collation, the order of the
-/// `BTreeSet` the ids are chunked from), so that overlapping writers cannot deadlock.
-/// Seed 1 keeps these keys apart from the event-id locks (seed 0).
+/// correlation ids in any order (sorted by bytes, the order of the `BTreeSet` they are chunked from).
 pub(crate) fn lock_sql(count: usize) -> String {
-    let values: Vec<String> = (1..=count).map(|i| format!("(${i})")).collect();
-    format!(
-        "SELECT pg_advisory_xact_lock(hashtextextended(id, 1)) FROM (VALUES {}) AS c(id) ORDER BY id COLLATE \"C\"",
-        values.join(", ")
-    )
+    super::advisory_locks_sql(count, 1)
 }
 
 /// The statement that reads the heads of `count` correlations.
 pub(crate) fn read_heads_sql(backend: DatabaseBackend, count: usize) -> String {
     format!(
         "SELECT correlation_id, last_seq, last_hash FROM audit_chain_heads WHERE correlation_id IN ({})",
-        placeholders(backend, count)
+        super::placeholders(backend, 1, count)
     )
 }
 

@@ -37,17 +37,6 @@ pub enum StoreError {
     Internal(String),
 }
 
-impl StoreError {
-    /// The same error with batch positions removed (for single-event writes).
-    pub fn without_index(self) -> Self {
-        match self {
-            Self::UnknownParent(e) => Self::UnknownParent(FieldError { index: None, ..e }),
-            Self::Invalid(e) => Self::Invalid(FieldError { index: None, ..e }),
-            other => other,
-        }
-    }
-}
-
 impl From<DbErr> for StoreError {
     fn from(error: DbErr) -> Self {
         if is_unavailable(&error) {
@@ -112,14 +101,5 @@ mod tests {
             StoreError::from(DbErr::Custom("x".into())),
             StoreError::Database(_)
         ));
-    }
-
-    #[test]
-    fn single_event_errors_lose_their_batch_position() {
-        let error = StoreError::UnknownParent(FieldError::new("parent_event_id", "unknown_parent", "gone").at(3));
-        let StoreError::UnknownParent(field) = error.without_index() else {
-            panic!("the variant changed");
-        };
-        assert_eq!(field.index, None);
     }
 }

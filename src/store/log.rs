@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value};
 use uuid::Uuid;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, placeholders};
 use crate::domain::merkle::{self, Hash, NodeId};
 
 /// The advisory lock of the sequencer (PostgreSQL): one process sequences at a time.
@@ -46,16 +46,6 @@ pub fn event_leaf(event_hash: &str) -> Hash {
 
 fn hash_of(bytes: Vec<u8>) -> Result<Hash, StoreError> {
     Hash::try_from(bytes.as_slice()).map_err(|_| StoreError::Internal("a stored log hash is not 32 bytes".into()))
-}
-
-fn placeholders(backend: DatabaseBackend, from: usize, count: usize) -> String {
-    (from..from + count)
-        .map(|i| match backend {
-            DatabaseBackend::Postgres => format!("${i}"),
-            _ => "?".to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn index(value: i64) -> u64 {

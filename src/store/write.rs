@@ -131,15 +131,6 @@ fn is_constraint_violation(err: &DbErr) -> bool {
 }
 
 impl Store {
-    /// Writes one validated event and returns it as stored. See [`Store::create_events`].
-    #[tracing::instrument(skip_all, fields(event.id = %new.event_id, event.parent = ?new.parent_event_id))]
-    pub async fn create_event(&self, new: NewEvent) -> Result<Model, StoreError> {
-        let mut stored = self.create_events(vec![new]).await.map_err(StoreError::without_index)?;
-        stored
-            .pop()
-            .ok_or_else(|| StoreError::Internal("a one-event batch stored nothing".into()))
-    }
-
     /// Writes validated events atomically, all or none, and returns them as stored, in order.
     ///
     /// Parents are resolved in one query; a parent may also be an earlier event of the batch. A
@@ -282,14 +273,9 @@ async fn lock_event_ids(txn: &DatabaseTransaction, ids: &[Uuid]) -> Result<(), D
     if txn.get_database_backend() != DatabaseBackend::Postgres || ids.is_empty() {
         return Ok(());
     }
-    let values: Vec<String> = (1..=ids.len()).map(|i| format!("(${i})")).collect();
-    let sql = format!(
-        "SELECT pg_advisory_xact_lock(hashtextextended(id, 0)) FROM (VALUES {}) AS ids(id) ORDER BY id",
-        values.join(", ")
-    );
     let stmt = Statement::from_sql_and_values(
         DatabaseBackend::Postgres,
-        sql,
+        super::advisory_locks_sql(ids.len(), 0),
         ids.iter().map(|id| id.to_string().into()),
     );
     txn.execute_raw(stmt).await?;
