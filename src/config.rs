@@ -221,6 +221,10 @@ pub struct Config {
     #[command(flatten)]
     pub auth: AuthSettings,
 
+    /// Live subscriptions.
+    #[command(flatten)]
+    pub live: crate::live::LiveSettings,
+
     /// Largest GraphQL query complexity accepted; paginated fields multiply by their page size.
     #[arg(
         long,

@@ -11,7 +11,7 @@ pub mod time;
 pub mod tree;
 pub mod wire;
 
-pub use cursor::{Cursor, TreeCursor};
+pub use cursor::{Cursor, LiveCursor, TreeCursor};
 pub use event::{EventInput, FieldError, Limits, NewEvent};
 pub use filter::EventFilter;
 pub use page::{PageRequest, PageWindow};

@@ -11,10 +11,11 @@ mod mutation;
 mod order;
 mod prefetch;
 mod query;
+mod subscription;
 mod tree;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache};
-use async_graphql::{EmptySubscription, Schema};
+use async_graphql::Schema;
 
 pub use chain::{ChainBreak, ChainBreakKind, ChainVerification};
 pub use connection::{AuditEventConnection, AuditEventEdge, PageInfo};
@@ -23,6 +24,7 @@ pub use input::{AuditEventFilter, AuditEventInput};
 pub use log::{ConsistencyProof, InclusionProof, LogCheckpoint};
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
+pub use subscription::{AuditEventAdded, CausalityTreeChange, SubscriptionRoot};
 pub use tree::{
     AuditEventCount, AuditEventDescendantConnection, AuditEventDescendantEdge, AuditEventGroupBy, CausalityTree,
     CausalityTreeNode,
@@ -34,7 +36,7 @@ use crate::service::Service;
 use crate::store::Store;
 
 /// The auditgraph schema.
-pub type AuditSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type AuditSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Limits on what a single GraphQL operation may ask for.
 #[derive(Clone, Copy, Debug)]
@@ -76,8 +78,8 @@ pub fn page_cost(first: Option<i32>, last: Option<i32>, child_complexity: usize)
     1 + size.max(1) * child_complexity
 }
 
-fn builder(limits: QueryLimits) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+fn builder(limits: QueryLimits) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .limit_directives(8)
@@ -115,6 +117,27 @@ pub fn prepare_request(request: async_graphql::Request, store: &Store) -> async_
         .data(loader(loaders::ChildCountLoader(store.clone())))
         .data(loader(loaders::AncestorsLoader(store.clone())))
         .data(loader(loaders::ChildrenUpToLoader(store.clone())))
+}
+
+/// Attaches dataloaders that do not cache to a subscription's request: a subscription lives for
+/// hours, and its messages must see children added since the last one.
+pub fn prepare_subscription(request: async_graphql::Request, store: &Store) -> async_graphql::Request {
+    let parent = loader(loaders::ParentLoader(store.clone()));
+    let children = loader(loaders::ChildrenLoader(store.clone()));
+    let counts = loader(loaders::ChildCountLoader(store.clone()));
+    let ancestors = loader(loaders::AncestorsLoader(store.clone()));
+    let up_to = loader(loaders::ChildrenUpToLoader(store.clone()));
+    parent.enable_all_cache(false);
+    children.enable_all_cache(false);
+    counts.enable_all_cache(false);
+    ancestors.enable_all_cache(false);
+    up_to.enable_all_cache(false);
+    request
+        .data(parent)
+        .data(children)
+        .data(counts)
+        .data(ancestors)
+        .data(up_to)
 }
 
 /// The operation a request runs: the one named, or the only one.

@@ -11,6 +11,7 @@ pub mod entity;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod live;
 pub mod metrics;
 pub mod ops;
 pub mod service;
@@ -156,10 +157,13 @@ fn routers(
     config: &Config,
     auth: Authenticator,
     signer: ops::log::LogSigner,
-) -> anyhow::Result<(Router, Option<Router>, ops::log::Publisher)> {
+) -> anyhow::Result<(Router, Option<Router>, Service)> {
     let metrics = Metrics::new(vec![Box::new(store.statement_durations())]).context("registering metrics")?;
+    let log = ops::log::Publisher::new(store.clone(), std::sync::Arc::new(signer));
+    let live = live::Live::new(store.clone(), log.signals(), config.live.clone(), metrics.clone());
     let ctx = Service {
-        log: ops::log::Publisher::new(store.clone(), std::sync::Arc::new(signer)),
+        log,
+        live,
         store,
         limits: config.limits(),
         max_batch_size: config.batch_limit(),
@@ -174,7 +178,7 @@ fn routers(
         introspection: config.introspection,
     };
     let metrics_router = config.metrics_listen.map(|_| http::metrics_router(state.clone()));
-    let publisher = state.ctx.log.clone();
+    let service = state.ctx.clone();
     let main = http::router(
         state,
         HttpOptions {
@@ -184,7 +188,7 @@ fn routers(
             metrics: config.metrics_listen.is_none(),
         },
     );
-    Ok((main, metrics_router, publisher))
+    Ok((main, metrics_router, service))
 }
 
 /// Connects, migrates (unless told not to), prepares partitions and serves on `config.listen`
@@ -216,11 +220,19 @@ pub async fn serve_on(
         .await
         .context("creating partitions ahead of time")?;
     let maintenance = tokio::spawn(keep_partitions_ahead(store.clone(), config.partition_lookahead_months));
-    let (main, metrics_router, publisher) = routers(store, &config, auth, signer)?;
-    let log = tokio::spawn(publisher.run(
+    let (main, metrics_router, service) = routers(store, &config, auth, signer)?;
+    let log = tokio::spawn(service.log.clone().run(
         Duration::from_millis(config.sequence_interval_ms),
         Duration::from_secs(config.checkpoint_interval_secs),
     ));
+    let feed = tokio::spawn(service.live.clone().run());
+    // Live connections would hold a graceful shutdown open for ever: they end first, each
+    // subscription with the cursor to resume from.
+    let live = service.live.clone();
+    let shutdown = async move {
+        shutdown.await;
+        live.close();
+    };
     let metrics_server = match (config.metrics_listen, metrics_router) {
         (Some(metrics_address), Some(router)) => {
             let metrics_listener = tokio::net::TcpListener::bind(metrics_address)
@@ -255,6 +267,7 @@ pub async fn serve_on(
     .context("serving HTTP");
     maintenance.abort();
     log.abort();
+    feed.abort();
     if let Some(metrics_server) = metrics_server {
         metrics_server.abort();
     }

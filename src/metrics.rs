@@ -20,6 +20,17 @@ pub struct Metrics {
     pool: IntGaugeVec,
     /// `auth_refusals_total{source, reason}`: requests refused as unauthenticated or forbidden.
     auth_refusals: IntCounterVec,
+    /// `live_connections{transport}`: open WebSocket and server-sent-event connections.
+    live_connections: IntGaugeVec,
+    /// `live_subscriptions`: subscriptions running.
+    live_subscriptions: prometheus::IntGauge,
+    /// `live_events_delivered_total`: events handed to subscriptions.
+    live_delivered: prometheus::IntCounter,
+    /// `live_refusals_total{reason}`: connections and subscriptions refused by a limit.
+    live_refusals: IntCounterVec,
+    /// `live_subscriptions_ended_total{code}`: subscriptions ended by the server with an error
+    /// (`SUBSCRIPTION_LAGGED` for slow consumers).
+    live_ended: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -109,6 +120,32 @@ impl Metrics {
             ),
             &["source", "reason"],
         )?;
+        let live_connections = IntGaugeVec::new(
+            Opts::new("live_connections", "Open live connections, by transport (websocket, sse)"),
+            &["transport"],
+        )?;
+        let live_subscriptions = prometheus::IntGauge::new("live_subscriptions", "Subscriptions running")?;
+        let live_delivered =
+            prometheus::IntCounter::new("live_events_delivered_total", "Events handed to subscriptions")?;
+        let live_refusals = IntCounterVec::new(
+            Opts::new(
+                "live_refusals_total",
+                "Live connections and subscriptions refused by a limit, by reason",
+            ),
+            &["reason"],
+        )?;
+        let live_ended = IntCounterVec::new(
+            Opts::new(
+                "live_subscriptions_ended_total",
+                "Subscriptions ended by the server with an error, by code (SUBSCRIPTION_LAGGED: a slow consumer)",
+            ),
+            &["code"],
+        )?;
+        registry.register(Box::new(live_connections.clone()))?;
+        registry.register(Box::new(live_subscriptions.clone()))?;
+        registry.register(Box::new(live_delivered.clone()))?;
+        registry.register(Box::new(live_refusals.clone()))?;
+        registry.register(Box::new(live_ended.clone()))?;
         registry.register(Box::new(validation_failures.clone()))?;
         registry.register(Box::new(auth_refusals.clone()))?;
         registry.register(Box::new(events_written.clone()))?;
@@ -126,7 +163,37 @@ impl Metrics {
             query_duration,
             pool,
             auth_refusals,
+            live_connections,
+            live_subscriptions,
+            live_delivered,
+            live_refusals,
+            live_ended,
         })
+    }
+
+    /// A live connection opened (`1`) or closed (`-1`).
+    pub fn live_connections(&self, transport: &str, delta: i64) {
+        self.live_connections.with_label_values(&[transport]).add(delta);
+    }
+
+    /// A subscription started (`1`) or ended (`-1`).
+    pub fn live_subscriptions(&self, delta: i64) {
+        self.live_subscriptions.add(delta);
+    }
+
+    /// An event handed to a subscription.
+    pub fn live_delivered(&self) {
+        self.live_delivered.inc();
+    }
+
+    /// A connection or subscription refused by a limit.
+    pub fn live_refused(&self, reason: &str) {
+        self.live_refusals.with_label_values(&[reason]).inc();
+    }
+
+    /// A subscription ended by the server with an error.
+    pub fn live_ended(&self, code: &str) {
+        self.live_ended.with_label_values(&[code]).inc();
     }
 
     /// Counts one validation failure of a rejected event, by its reason label.

@@ -15,6 +15,7 @@ use crate::domain::{EventInput, FieldError, Limits};
 use crate::entity::audit_event::Model;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, Source};
+use crate::live::Live;
 use crate::ops::log::Publisher;
 use crate::store::Store;
 use crate::store::{LogLeaf, StoredCheckpoint};
@@ -37,6 +38,8 @@ pub struct Service {
     pub metrics: Metrics,
     /// The transparency log's sequencer and publisher.
     pub log: Publisher,
+    /// Live delivery to subscribers.
+    pub live: Live,
 }
 
 impl Service {
@@ -129,6 +132,7 @@ impl Service {
             .await
             .map_err(|e| self.refused(source, e.into()))?;
         self.metrics.written(source, count, started.elapsed().as_secs_f64());
+        self.live.written();
         Ok(stored)
     }
 

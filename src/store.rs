@@ -15,7 +15,7 @@ pub use chain::ChainHead;
 pub(crate) use chain::save_heads;
 pub use error::{StoreError, is_unavailable};
 pub use import::{ImportError, ImportRow, ImportedBatch};
-pub use log::{LogLeaf, StoredCheckpoint, event_leaf};
+pub use log::{LOG_CHANNEL, LogLeaf, StoredCheckpoint, event_leaf};
 pub(crate) use write::to_model;
 
 pub use tree::{Tree, TreeNode};

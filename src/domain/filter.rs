@@ -77,6 +77,55 @@ impl EventFilter {
     }
 }
 
+impl EventFilter {
+    /// Whether a stored event passes the filter: the same rules as the filter's SQL form (which
+    /// listings use), for events that are in memory already (live subscriptions).
+    pub fn matches(&self, event: &crate::entity::audit_event::Model) -> bool {
+        let text = |wanted: &Option<String>, value: &str| wanted.as_ref().is_none_or(|w| w == value);
+        let optional = |wanted: &Option<String>, value: &Option<String>| {
+            wanted.as_ref().is_none_or(|w| value.as_ref() == Some(w))
+        };
+        text(&self.event_type, &event.event_type)
+            && text(&self.event_category, &event.event_category)
+            && text(&self.event_action, &event.event_action)
+            && text(&self.event_outcome, &event.event_outcome)
+            && optional(&self.severity, &event.severity)
+            && text(&self.correlation_id, &event.correlation_id)
+            && text(&self.actor_type, &event.actor_type)
+            && text(&self.actor_id, &event.actor_id)
+            && text(&self.resource_type, &event.resource_type)
+            && text(&self.resource_id, &event.resource_id)
+            && optional(&self.namespace, &event.namespace)
+            && optional(&self.cluster_id, &event.cluster_id)
+            && self
+                .event_type_prefix
+                .as_ref()
+                .is_none_or(|prefix| event.event_type.starts_with(prefix.as_str()))
+            && self.parent_event_id.is_none_or(|p| event.parent_event_id == Some(p))
+            && (!self.roots_only || event.parent_event_id.is_none())
+            && self.since.is_none_or(|since| event.event_timestamp >= since)
+            && self.until.is_none_or(|until| event.event_timestamp <= until)
+            && self
+                .data_equals
+                .as_ref()
+                .is_none_or(|(key, value)| data_equals(&event.event_data, key, value))
+    }
+}
+
+/// The in-memory form of the `event_data` condition: a top-level string or boolean whose text
+/// equals the value, or a number equal to it as a number; objects, arrays and null never match.
+fn data_equals(data: &serde_json::Value, key: &str, value: &str) -> bool {
+    match data.get(key) {
+        Some(serde_json::Value::String(s)) => s == value,
+        Some(serde_json::Value::Bool(b)) => (if *b { "true" } else { "false" }) == value,
+        Some(serde_json::Value::Number(n)) => match (n.as_f64(), value.parse::<f64>()) {
+            (Some(stored), Ok(wanted)) => wanted.is_finite() && stored == wanted,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 /// Whether `key` may name an `event_data` field in a filter: letters, digits and underscores.
 pub fn is_data_key(key: &str) -> bool {
     !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::sync::Notify;
 
 use crate::domain::checkpoint::{Checkpoint, SignerKey};
 use crate::domain::merkle;
@@ -92,17 +93,37 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("writing the log signing key {}", path.display()))
 }
 
+/// What the sequencer and the live feed tell each other within one process.
+#[derive(Debug, Default)]
+pub struct LogSignals {
+    /// Asks the sequencer to run now rather than at its next tick (events were written while
+    /// someone watches).
+    pub sequence: Notify,
+    /// The log grew: this process sequenced events.
+    pub grown: Notify,
+}
+
 /// Sequences and publishes. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Publisher {
     store: Store,
     signer: Arc<LogSigner>,
+    signals: Arc<LogSignals>,
 }
 
 impl Publisher {
     /// A publisher for `store`, signing with `signer`.
     pub fn new(store: Store, signer: Arc<LogSigner>) -> Self {
-        Self { store, signer }
+        Self {
+            store,
+            signer,
+            signals: Arc::default(),
+        }
+    }
+
+    /// The signals between this process's sequencer and its live feed.
+    pub fn signals(&self) -> Arc<LogSignals> {
+        self.signals.clone()
     }
 
     /// The verifier key of the log's checkpoints.
@@ -117,6 +138,9 @@ impl Publisher {
             let round = self.store.sequence_pending(1_000).await?;
             added += round;
             if round == 0 {
+                if added > 0 {
+                    self.signals.grown.notify_one();
+                }
                 return Ok(added);
             }
         }
@@ -162,7 +186,8 @@ impl Publisher {
         self.store.latest_checkpoint().await
     }
 
-    /// Sequences every `sequence_every` and publishes every `publish_every`, until dropped.
+    /// Sequences every `sequence_every` (and whenever asked through [`LogSignals::sequence`])
+    /// and publishes every `publish_every`, until dropped.
     /// Several server processes may run this: one sequences at a time, and a checkpoint of a
     /// size stored already is kept.
     pub async fn run(self, sequence_every: Duration, publish_every: Duration) {
@@ -172,6 +197,11 @@ impl Publisher {
         publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                () = self.signals.sequence.notified() => {
+                    if let Err(error) = self.sequence_all().await {
+                        tracing::warn!(%error, "the transparency log sequencer could not run; it retries");
+                    }
+                }
                 _ = sequence.tick() => {
                     if let Err(error) = self.sequence_all().await {
                         tracing::warn!(%error, "the transparency log sequencer could not run; it retries");

@@ -8,10 +8,15 @@ use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value};
 use uuid::Uuid;
 
 use super::{Store, StoreError, placeholders};
+use crate::domain::EventKey;
 use crate::domain::merkle::{self, Hash, NodeId};
+use crate::entity::audit_event::Model;
 
 /// The advisory lock of the sequencer (PostgreSQL): one process sequences at a time.
 const SEQUENCER_LOCK: i64 = 0x6175_6469_746c_6f67; // "auditlog"
+
+/// The PostgreSQL notification channel on which the sequencer announces the log's new size.
+pub const LOG_CHANNEL: &str = "auditgraph_log";
 
 /// One leaf of the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,6 +184,15 @@ impl Store {
             txn.execute_raw(Statement::from_sql_and_values(backend, sql, chunk.to_vec()))
                 .await?;
         }
+        if backend == DatabaseBackend::Postgres {
+            // Wakes the live feeds of every server process on this database (delivered at commit).
+            txn.execute_raw(Statement::from_sql_and_values(
+                backend,
+                "SELECT pg_notify($1, $2)",
+                [LOG_CHANNEL.into(), size.to_string().into()],
+            ))
+            .await?;
+        }
         write.txn.commit().await?;
         Ok(pending.len() as u64)
     }
@@ -241,6 +255,39 @@ impl Store {
             }
         }
         Ok(found)
+    }
+
+    /// The events of leaves `[from, from + count)`, in log order, with their leaf indexes, and
+    /// the position after the last leaf read (`from` when there was none): two statements, the
+    /// leaves and then their events by key.
+    pub async fn log_events(&self, from: u64, count: u64) -> Result<(Vec<(u64, Model)>, u64), StoreError> {
+        let leaves = self.log_leaves(from, count).await?;
+        let Some(last) = leaves.last() else {
+            return Ok((Vec::new(), from));
+        };
+        let next = last.index + 1;
+        let keys: Vec<EventKey> = leaves
+            .iter()
+            .map(|leaf| EventKey {
+                id: leaf.event_id,
+                date: leaf.event_date,
+            })
+            .collect();
+        let mut events = self.events_by_keys(&keys).await?;
+        let mut found = Vec::with_capacity(leaves.len());
+        for (leaf, key) in leaves.iter().zip(keys) {
+            // A logged event is never deleted (the triggers refuse it); one missing was removed
+            // around them, which `auditgraph verify` reports. Its place is skipped, not waited on.
+            match events.remove(&key) {
+                Some(event) => found.push((leaf.index, event)),
+                None => tracing::error!(
+                    leaf = leaf.index,
+                    event.id = %leaf.event_id,
+                    "a logged event is missing from the events table; run `auditgraph verify`"
+                ),
+            }
+        }
+        Ok((found, next))
     }
 
     /// Leaves `[from, from + count)`, in order.

@@ -24,6 +24,8 @@ globalThis.MonacoEnvironment = {
 const DEFAULT_QUERY = `# Welcome to auditgraph. Run this query with Ctrl-Enter (Cmd-Enter on a Mac);
 # the Docs button on the left lists every field, argument and filter.
 #
+# Live: subscription { auditEventAdded { cursor event { eventType correlationId } } }
+#
 # The newest causality trees of the last day, two levels deep:
 {
   auditEvents(first: 10, filter: { rootsOnly: true, since: "24h" }) {
@@ -46,8 +48,20 @@ const DEFAULT_QUERY = `# Welcome to auditgraph. Run this query with Ctrl-Enter (
 `;
 
 const root = document.getElementById('graphiql');
-const endpoint = new URL(root.dataset.endpoint || '/graphql', window.location.href).href;
-const fetcher = createGraphiQLFetcher({ url: endpoint });
+const endpoint = new URL(root.dataset.endpoint || '/graphql', window.location.href);
+// Subscriptions run over WebSocket (graphql-transport-ws, the graphql-ws library's protocol) at the
+// same path: ws:// beside http://, wss:// beside https://.
+const subscriptionEndpoint = new URL(endpoint);
+subscriptionEndpoint.protocol = endpoint.protocol === 'https:' ? 'wss:' : 'ws:';
+// The toolkit's fetcher sends the operation being run over WebSocket when the parsed document
+// makes it a subscription, and everything else over HTTP with the header editor's headers, as
+// before. Each subscription gets its own graphql-ws client whose connection_init payload
+// (connectionParams) is those same headers, e.g. {"Authorization": "Bearer …"}; it connects
+// lazily and closes its socket when the subscription ends or is stopped.
+const fetcher = createGraphiQLFetcher({
+  url: endpoint.href,
+  subscriptionUrl: subscriptionEndpoint.href,
+});
 
 // A query in the address (?query=…) opens in the editor, so that links can share one.
 const params = new URLSearchParams(window.location.search);

@@ -1,0 +1,201 @@
+//! The subscription root: events as they are recorded, in commit order, resumable by cursor.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ErrorExtensions, Object, Result, Subscription};
+use chrono::Utc;
+use futures_util::Stream;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::{AuditEvent, AuditEventFilter, RoleGuard};
+use crate::auth::Role;
+use crate::domain::LiveCursor;
+use crate::domain::filter::MAX_FILTER_TEXT;
+use crate::error::ApiError;
+use crate::live::tree::TreeRoot;
+use crate::live::{Delivery, LiveConnection, LiveError, LiveRefusal, Scope, TreeScope};
+use crate::service::Service;
+
+/// The subscription root.
+pub struct SubscriptionRoot;
+
+/// An event just recorded, with the cursor that resumes after it.
+pub struct AuditEventAdded(Delivery);
+
+/// An event just recorded, with the cursor that resumes after it.
+#[Object]
+impl AuditEventAdded {
+    /// Pass as `after` to subscribe again from just after this event: nothing missed, nothing
+    /// repeated.
+    async fn cursor(&self) -> String {
+        self.0.event.cursor().encode()
+    }
+    /// The event's place in commit order: its leaf index in the transparency log (see
+    /// `inclusionProof`).
+    async fn log_index(&self) -> u64 {
+        self.0.event.position
+    }
+    /// The event.
+    async fn event(&self) -> AuditEvent {
+        AuditEvent(self.0.event.event.as_ref().clone())
+    }
+}
+
+/// An event just added to a watched causality tree, with where it goes in the tree.
+pub struct CausalityTreeChange(Delivery);
+
+/// An event just added to a watched causality tree, with where it goes in the tree.
+#[Object]
+impl CausalityTreeChange {
+    /// Pass as `after` to subscribe again from just after this event: nothing missed, nothing
+    /// repeated.
+    async fn cursor(&self) -> String {
+        self.0.event.cursor().encode()
+    }
+    /// The event's place in commit order: its leaf index in the transparency log.
+    async fn log_index(&self) -> u64 {
+        self.0.event.position
+    }
+    /// The event.
+    async fn event(&self) -> AuditEvent {
+        AuditEvent(self.0.event.event.as_ref().clone())
+    }
+    /// Its depth in the tree: from the tree's root event (0) when watching a correlation, from
+    /// the watched event (0) when watching the tree below an event.
+    async fn depth(&self) -> u32 {
+        self.0.placement.map_or(0, |p| p.depth)
+    }
+    /// The event it hangs below (none for a root).
+    async fn parent_event_id(&self) -> Option<Uuid> {
+        self.0.placement.and_then(|p| p.parent)
+    }
+}
+
+/// Live events.
+#[Subscription]
+impl SubscriptionRoot {
+    /// Every event recorded from now on that matches `filter`, in commit order: the order of the
+    /// transparency log, which an event that commits late with an older `eventTimestamp` cannot
+    /// upset. Events written through any API and any server process are delivered. With `after`
+    /// (the `cursor` of a message received earlier), the events recorded since then are replayed
+    /// first and delivery continues live, with none missed and none repeated. A subscription
+    /// that falls too far behind ends with the error `SUBSCRIPTION_LAGGED`, whose
+    /// `extensions.resumeAfter` is the cursor to resume from. Relative times in the filter
+    /// (`since: "1h"`) are resolved when the subscription starts.
+    #[graphql(guard = "RoleGuard(Role::Reader)")]
+    async fn audit_event_added(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Which events to deliver; all when omitted.")] filter: Option<AuditEventFilter>,
+        #[graphql(desc = "Resume after this cursor (from a message or a `SUBSCRIPTION_LAGGED` error).")] after: Option<
+            String,
+        >,
+    ) -> Result<impl Stream<Item = Result<AuditEventAdded>> + use<>> {
+        let filter = filter.unwrap_or_default().resolve(Utc::now()).map_err(|e| e.extend())?;
+        let receiver = start(ctx, after, Scope::Filter(filter))?;
+        Ok(deliveries(receiver, AuditEventAdded))
+    }
+
+    /// Each event added to one causality tree, with its depth and parent so that a view can
+    /// insert it in place: the tree of a correlation (`correlationId`) or the tree below an event
+    /// (`rootEventId`); give exactly one. Commit order, `after` and errors as in
+    /// `auditEventAdded`.
+    #[graphql(guard = "RoleGuard(Role::Reader)")]
+    async fn causality_tree_changed(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The correlation whose tree to watch.")] correlation_id: Option<String>,
+        #[graphql(desc = "The event below which to watch (depth 0).")] root_event_id: Option<Uuid>,
+        #[graphql(desc = "Resume after this cursor (from a message or a `SUBSCRIPTION_LAGGED` error).")] after: Option<
+            String,
+        >,
+    ) -> Result<impl Stream<Item = Result<CausalityTreeChange>> + use<>> {
+        let root = match (correlation_id, root_event_id) {
+            (Some(correlation), None) => {
+                if correlation.is_empty() || correlation.contains('\0') || correlation.len() > MAX_FILTER_TEXT {
+                    return Err(ApiError::BadArgument {
+                        argument: "correlationId".into(),
+                        message: format!(
+                            "correlationId: must be non-empty, hold no U+0000 and be at most {MAX_FILTER_TEXT} bytes long"
+                        ),
+                    }
+                    .extend());
+                }
+                TreeRoot::Correlation(correlation)
+            }
+            (None, Some(id)) => {
+                let service = ctx.data::<Service>()?;
+                match service.store.find_event(id).await.map_err(|e| e.extend())? {
+                    Some(root) => TreeRoot::Below(root.key()),
+                    None => return Err(ApiError::NotFound(format!("event {id} does not exist")).extend()),
+                }
+            }
+            _ => {
+                return Err(ApiError::BadArgument {
+                    argument: "correlationId".into(),
+                    message: "give exactly one of correlationId and rootEventId".into(),
+                }
+                .extend());
+            }
+        };
+        let receiver = start(ctx, after, Scope::Tree(TreeScope::new(root)))?;
+        Ok(deliveries(receiver, CausalityTreeChange))
+    }
+}
+
+/// Starts following the log for a subscription of this connection.
+fn start(
+    ctx: &Context<'_>,
+    after: Option<String>,
+    scope: Scope,
+) -> Result<mpsc::Receiver<std::result::Result<Delivery, LiveError>>> {
+    let connection = ctx
+        .data_opt::<Arc<LiveConnection>>()
+        .ok_or_else(|| refusal(&LiveRefusal::NotStreaming))?;
+    let from = after
+        .map(|text| LiveCursor::decode(&text))
+        .transpose()
+        .map_err(|e| {
+            ApiError::BadArgument {
+                argument: "after".into(),
+                message: format!("after: {e} (use the `cursor` of a subscription message)"),
+            }
+            .extend()
+        })?;
+    let permit = connection.subscription().map_err(|r| refusal(&r))?;
+    Ok(connection.live().follow(permit, from, scope))
+}
+
+/// The deliveries as a stream of messages; it ends after an error.
+fn deliveries<T>(
+    receiver: mpsc::Receiver<std::result::Result<Delivery, LiveError>>,
+    wrap: fn(Delivery) -> T,
+) -> impl Stream<Item = Result<T>> {
+    futures_util::stream::unfold(receiver, move |mut receiver| async move {
+        let item = receiver.recv().await?;
+        Some((item.map(wrap).map_err(|e| ended(&e)), receiver))
+    })
+}
+
+/// A limit's refusal: `TOO_MANY_SUBSCRIPTIONS` and the like, or `BAD_REQUEST` for a transport
+/// that cannot stream.
+pub fn refusal(refusal: &LiveRefusal) -> async_graphql::Error {
+    let code = match refusal {
+        LiveRefusal::NotStreaming => "BAD_REQUEST".to_string(),
+        other => other.reason().to_ascii_uppercase(),
+    };
+    async_graphql::Error::new(refusal.to_string()).extend_with(|_, ext| ext.set("code", code))
+}
+
+/// The error that ends a subscription, with the cursor to resume from.
+fn ended(error: &LiveError) -> async_graphql::Error {
+    if let LiveError::Store { error: inner, .. } = error {
+        tracing::warn!(error = %inner, "a subscription ended: the database failed");
+    }
+    let resume = error.resume().encode();
+    async_graphql::Error::new(error.to_string()).extend_with(|_, ext| {
+        ext.set("code", error.code());
+        ext.set("resumeAfter", resume);
+    })
+}
