@@ -176,6 +176,7 @@ fn routers(
         auth,
         metrics_role: config.metrics_role,
         introspection: config.introspection,
+        ws_message_limit: config.body_limit_bytes,
     };
     let metrics_router = config.metrics_listen.map(|_| http::metrics_router(state.clone()));
     let service = state.ctx.clone();

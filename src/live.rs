@@ -280,9 +280,12 @@ impl Live {
         self.inner.closing.send_replace(true);
     }
 
-    /// Whether [`Live::close`] was called.
-    pub fn closing(&self) -> watch::Receiver<bool> {
-        self.inner.closing.subscribe()
+    /// Completes once [`Live::close`] was called.
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut closing = self.inner.closing.subscribe();
+        async move {
+            let _ = closing.wait_for(|closing| *closing).await;
+        }
     }
 
     /// Opens a live connection, within the server's limit.
@@ -418,7 +421,7 @@ async fn listen(store: Store, signals: Arc<LogSignals>) {
 #[derive(Debug)]
 pub enum Scope {
     /// Events matching a filter.
-    Filter(EventFilter),
+    Filter(Box<EventFilter>),
     /// Events added to a causality tree, placed in it.
     Tree(TreeScope),
 }
@@ -531,7 +534,11 @@ impl Follower {
     }
 
     async fn follow(&mut self, next: &mut u64) -> Result<(), Stop> {
-        let mut closing = self.inner.closing.subscribe();
+        let closed = Live {
+            inner: self.inner.clone(),
+        }
+        .closed();
+        tokio::pin!(closed);
         // A long replay runs before joining the ring, which would overflow meanwhile.
         self.replay(next, u64::MAX).await?;
         let mut ring = self.inner.sender.subscribe();
@@ -542,7 +549,7 @@ impl Follower {
             let received = tokio::select! {
                 received = ring.recv() => received,
                 () = self.tx.closed() => return Err(Stop::Gone),
-                _ = closing.wait_for(|closing| *closing) => {
+                () = &mut closed => {
                     return Err(Stop::Failed(LiveError::ShuttingDown { resume: LiveCursor(*next) }));
                 }
             };

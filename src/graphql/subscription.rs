@@ -93,7 +93,7 @@ impl SubscriptionRoot {
         >,
     ) -> Result<impl Stream<Item = Result<AuditEventAdded>> + use<>> {
         let filter = filter.unwrap_or_default().resolve(Utc::now()).map_err(|e| e.extend())?;
-        let receiver = start(ctx, after, Scope::Filter(filter))?;
+        let receiver = start(ctx, after, Scope::Filter(Box::new(filter)))?;
         Ok(deliveries(receiver, AuditEventAdded))
     }
 

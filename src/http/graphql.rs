@@ -18,6 +18,8 @@ use std::time::Instant;
 use async_graphql::parser::types::OperationType;
 use axum::Extension;
 use axum::body::Bytes;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -114,14 +116,15 @@ pub fn refusal(status: StatusCode, code: &str, message: impl Into<String>, media
     (status, [(header::CONTENT_TYPE, media.content_type())], bytes).into_response()
 }
 
-/// `POST /graphql`.
+/// `POST /graphql` (server-sent events with `Accept: text/event-stream`).
 pub async fn post(
     State(state): State<HttpState>,
     caller: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(media) = negotiate(&headers) else {
+    let events = super::sse::wants_events(&headers);
+    let Some(media) = negotiate(&headers).or(events.then_some(Media::Json)) else {
         return not_acceptable();
     };
     if !is_json(&headers) {
@@ -151,16 +154,31 @@ pub async fn post(
             );
         }
     };
+    if events {
+        return super::sse::stream(state, request, caller.map(|Extension(c)| c));
+    }
     execute(&state, request, caller, media, Operations::Any).await
 }
 
-/// `GET /graphql`: queries only.
+/// `GET /graphql`: queries only, or a WebSocket (`graphql-transport-ws`).
 pub async fn get(
     State(state): State<HttpState>,
     caller: Option<Extension<Principal>>,
     headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    if super::ws::is_upgrade(&headers) {
+        return match upgrade {
+            Ok(upgrade) => super::ws::upgrade(state, upgrade, caller.map(|Extension(c)| c)),
+            Err(rejection) => refusal(
+                StatusCode::BAD_REQUEST,
+                BAD_REQUEST,
+                format!("the WebSocket upgrade is not valid: {rejection}"),
+                Media::Json,
+            ),
+        };
+    }
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
     };
@@ -220,10 +238,10 @@ fn request_error_status(media: Media) -> StatusCode {
     }
 }
 
-/// The refusal of a document longer than [`MAX_DOCUMENT_BYTES`], nested deeper than
-/// [`MAX_DOCUMENT_NESTING`] or holding more than [`MAX_DOCUMENT_TOKENS`] tokens.
-fn too_deep(query: &str, media: Media) -> Option<Response> {
-    let refuse = |message: String| Some(refusal(StatusCode::BAD_REQUEST, BAD_REQUEST, message, media));
+/// Why a document longer than [`MAX_DOCUMENT_BYTES`], nested deeper than
+/// [`MAX_DOCUMENT_NESTING`] or holding more than [`MAX_DOCUMENT_TOKENS`] tokens is refused.
+fn too_deep(query: &str) -> Option<String> {
+    let refuse = Some;
     if query.len() > MAX_DOCUMENT_BYTES {
         return refuse(format!(
             "the document is {} bytes long; at most {MAX_DOCUMENT_BYTES} are allowed (pass large inputs as variables)",
@@ -314,6 +332,47 @@ fn shape(query: &str, limit: usize) -> Shape {
     Shape { deepest, tokens }
 }
 
+/// What is refused before execution, whatever the transport: a document too long, too deep or
+/// with too many tokens, what the query limits refuse, and introspection when it is off. Returns
+/// the operation's type when the document parses (a document that does not parse is reported by
+/// the execution, the usual way); the document is parsed once here and reused by the schema.
+pub fn screen(state: &HttpState, request: &mut async_graphql::Request) -> Result<Option<OperationType>, Refused> {
+    if let Some(reason) = too_deep(&request.query) {
+        return Err(Refused::Transport(reason));
+    }
+    let operation_name = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else {
+        return Ok(None);
+    };
+    if let Some(reason) = crate::graphql::limits::document_refusal(document) {
+        return Err(Refused::Document(reason));
+    }
+    // Without this the schema would answer `__schema` with a bare null.
+    if !state.introspection && crate::graphql::limits::uses_introspection(document) {
+        return Err(Refused::Document(
+            "introspection is switched off on this server (AUDITGRAPH_INTROSPECTION)".into(),
+        ));
+    }
+    Ok(chosen_operation(document, operation_name.as_deref()).map(|op| op.node.ty))
+}
+
+/// Why [`screen`] refused a request.
+#[derive(Debug)]
+pub enum Refused {
+    /// Before parsing: the text itself (always 400 over HTTP).
+    Transport(String),
+    /// The parsed document (a request error: 400 or 200 by media type).
+    Document(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Transport(reason) | Refused::Document(reason) => f.write_str(reason),
+        }
+    }
+}
+
 /// Runs a request and writes its response in `media`.
 async fn execute(
     state: &HttpState,
@@ -322,26 +381,20 @@ async fn execute(
     media: Media,
     operations: Operations,
 ) -> Response {
-    if let Some(refused) = too_deep(&request.query, media) {
-        return refused;
-    }
-    // Parsed once here (the schema reuses it), and checked before validation walks it. A
-    // document that does not parse is reported by the execution, the usual way.
-    let operation_name = request.operation_name.clone();
-    if let Ok(document) = request.parsed_query() {
-        if let Some(reason) = crate::graphql::limits::document_refusal(document) {
-            return refusal(request_error_status(media), BAD_REQUEST, reason, media);
-        }
-        // Without this the schema would answer `__schema` with a bare null.
-        if !state.introspection && crate::graphql::limits::uses_introspection(document) {
+    let operation = match screen(state, &mut request) {
+        Ok(operation) => operation,
+        Err(Refused::Transport(reason)) => return refusal(StatusCode::BAD_REQUEST, BAD_REQUEST, reason, media),
+        Err(Refused::Document(reason)) => return refusal(request_error_status(media), BAD_REQUEST, reason, media),
+    };
+    {
+        if operation == Some(OperationType::Subscription) {
             return refusal(
                 request_error_status(media),
                 BAD_REQUEST,
-                "introspection is switched off on this server (AUDITGRAPH_INTROSPECTION)",
+                crate::live::LiveRefusal::NotStreaming.to_string(),
                 media,
             );
         }
-        let operation = chosen_operation(document, operation_name.as_deref()).map(|op| op.node.ty);
         if operations == Operations::QueriesOnly && operation == Some(OperationType::Mutation) {
             let mut response = refusal(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -1,0 +1,59 @@
+//! GraphQL over server-sent events, for clients behind proxies that refuse WebSockets: the
+//! "distinct connections" mode of the GraphQL over SSE protocol. `POST /graphql` with
+//! `Accept: text/event-stream` and the usual JSON body streams each result as an event `next`
+//! (`data`: the JSON result) and ends with an event `complete`. Authentication, roles and limits
+//! are those of HTTP; each stream counts as a live connection.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+
+use super::HttpState;
+use super::graphql::{BAD_REQUEST, Media, Refused, refusal, screen};
+use crate::auth::Principal;
+use crate::graphql::prepare_subscription;
+use crate::live::Transport;
+
+/// The media type of the stream.
+pub const EVENT_STREAM: &str = "text/event-stream";
+
+/// Whether the client asks for an event stream (`Accept: text/event-stream`, weight above 0).
+pub fn wants_events(headers: &HeaderMap) -> bool {
+    super::weighted_items(headers, header::ACCEPT)
+        .is_some_and(|items| items.iter().any(|(media, weight)| media == EVENT_STREAM && *weight > 0.0))
+}
+
+/// Streams the results of `request`.
+pub fn stream(state: HttpState, mut request: async_graphql::Request, caller: Option<Principal>) -> Response {
+    if let Err(refused) = screen(&state, &mut request) {
+        let status = match refused {
+            Refused::Transport(_) | Refused::Document(_) => StatusCode::BAD_REQUEST,
+        };
+        return refusal(status, BAD_REQUEST, refused.to_string(), Media::Json);
+    }
+    let connection = match state.ctx.live.connect(Transport::ServerSentEvents) {
+        Ok(connection) => connection,
+        Err(refused) => return super::ws::too_many(&refused),
+    };
+    let mut request = prepare_subscription(request, &state.ctx.store).data(Arc::new(connection));
+    if let Some(caller) = caller {
+        request = request.data(caller);
+    }
+    let responses = state.schema.execute_stream(request);
+    let events = responses
+        .map(|response| {
+            let data = serde_json::to_string(&response).unwrap_or_else(|_| "null".into());
+            Ok::<_, Infallible>(Event::default().event("next").data(data))
+        })
+        .chain(futures_util::stream::once(async {
+            Ok(Event::default().event("complete").data(""))
+        }));
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
