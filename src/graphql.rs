@@ -14,8 +14,8 @@ mod query;
 mod subscription;
 mod tree;
 
-use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::Schema;
+use async_graphql::dataloader::{DataLoader, HashMapCache};
 
 pub use chain::{ChainBreak, ChainBreakKind, ChainVerification};
 pub use connection::{AuditEventConnection, AuditEventEdge, PageInfo};

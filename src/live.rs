@@ -46,11 +46,21 @@ pub struct LiveSettings {
     pub buffer: u64,
 
     /// Most live connections (WebSocket and server-sent events) the server holds at once.
-    #[arg(long = "live-max-connections", env = "AUDITGRAPH_LIVE_MAX_CONNECTIONS", default_value_t = 1_000, global = true)]
+    #[arg(
+        long = "live-max-connections",
+        env = "AUDITGRAPH_LIVE_MAX_CONNECTIONS",
+        default_value_t = 1_000,
+        global = true
+    )]
     pub max_connections: u64,
 
     /// Most subscriptions running on the server at once.
-    #[arg(long = "live-max-subscriptions", env = "AUDITGRAPH_LIVE_MAX_SUBSCRIPTIONS", default_value_t = 10_000, global = true)]
+    #[arg(
+        long = "live-max-subscriptions",
+        env = "AUDITGRAPH_LIVE_MAX_SUBSCRIPTIONS",
+        default_value_t = 10_000,
+        global = true
+    )]
     pub max_subscriptions: u64,
 
     /// Most subscriptions running on one connection at once.
@@ -131,7 +141,9 @@ pub enum LiveError {
         resume: LiveCursor,
     },
     /// The database failed.
-    #[error("the subscription could not read the database; subscribe again with `after` set to the cursor in this error")]
+    #[error(
+        "the subscription could not read the database; subscribe again with `after` set to the cursor in this error"
+    )]
     Store {
         /// What failed.
         #[source]
@@ -140,7 +152,9 @@ pub enum LiveError {
         resume: LiveCursor,
     },
     /// The server is shutting down.
-    #[error("the server is shutting down; subscribe again (to another instance) with `after` set to the cursor in this error")]
+    #[error(
+        "the server is shutting down; subscribe again (to another instance) with `after` set to the cursor in this error"
+    )]
     ShuttingDown {
         /// Where to resume.
         resume: LiveCursor,
@@ -294,10 +308,14 @@ impl Live {
         let admitted = self
             .inner
             .connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max as usize).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max as usize).then_some(n + 1)
+            })
             .is_ok();
         if !admitted {
-            self.inner.metrics.live_refused(LiveRefusal::TooManyConnections(max).reason());
+            self.inner
+                .metrics
+                .live_refused(LiveRefusal::TooManyConnections(max).reason());
             return Err(LiveRefusal::TooManyConnections(max));
         }
         self.inner.metrics.live_connections(transport.label(), 1);
@@ -463,7 +481,9 @@ impl LiveConnection {
         let max = inner.settings.max_subscriptions;
         if inner
             .subscriptions
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max as usize).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max as usize).then_some(n + 1)
+            })
             .is_err()
         {
             self.subscriptions.fetch_sub(1, Ordering::AcqRel);
@@ -522,7 +542,13 @@ impl Follower {
             None => match self.inner.store.log_size().await {
                 Ok(size) => size,
                 Err(error) => {
-                    let _ = self.tx.send(Err(LiveError::Store { error, resume: LiveCursor(0) })).await;
+                    let _ = self
+                        .tx
+                        .send(Err(LiveError::Store {
+                            error,
+                            resume: LiveCursor(0),
+                        }))
+                        .await;
                     return;
                 }
             },
@@ -579,12 +605,12 @@ impl Follower {
     async fn replay(&mut self, next: &mut u64, until: u64) -> Result<(), Stop> {
         while *next < until {
             let count = PAGE.min(until - *next);
-            let (events, after) = self
-                .inner
-                .store
-                .log_events(*next, count)
-                .await
-                .map_err(|error| Stop::Failed(LiveError::Store { error, resume: LiveCursor(*next) }))?;
+            let (events, after) = self.inner.store.log_events(*next, count).await.map_err(|error| {
+                Stop::Failed(LiveError::Store {
+                    error,
+                    resume: LiveCursor(*next),
+                })
+            })?;
             if after == *next {
                 return Ok(());
             }

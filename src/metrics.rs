@@ -121,7 +121,10 @@ impl Metrics {
             &["source", "reason"],
         )?;
         let live_connections = IntGaugeVec::new(
-            Opts::new("live_connections", "Open live connections, by transport (websocket, sse)"),
+            Opts::new(
+                "live_connections",
+                "Open live connections, by transport (websocket, sse)",
+            ),
             &["transport"],
         )?;
         let live_subscriptions = prometheus::IntGauge::new("live_subscriptions", "Subscriptions running")?;

@@ -144,7 +144,10 @@ mod tests {
     #[test]
     fn live_cursors_round_trip_and_are_told_apart_from_page_cursors() {
         for position in [0, 1, 4242, u64::MAX] {
-            assert_eq!(LiveCursor::decode(&LiveCursor(position).encode()), Ok(LiveCursor(position)));
+            assert_eq!(
+                LiveCursor::decode(&LiveCursor(position).encode()),
+                Ok(LiveCursor(position))
+            );
         }
         let page = Cursor::new(DateTime::from_timestamp_micros(1).unwrap(), Uuid::nil()).encode();
         assert_eq!(LiveCursor::decode(&page), Err(CursorError("not a subscription cursor")));

@@ -82,9 +82,8 @@ impl EventFilter {
     /// listings use), for events that are in memory already (live subscriptions).
     pub fn matches(&self, event: &crate::entity::audit_event::Model) -> bool {
         let text = |wanted: &Option<String>, value: &str| wanted.as_ref().is_none_or(|w| w == value);
-        let optional = |wanted: &Option<String>, value: &Option<String>| {
-            wanted.as_ref().is_none_or(|w| value.as_ref() == Some(w))
-        };
+        let optional =
+            |wanted: &Option<String>, value: &Option<String>| wanted.as_ref().is_none_or(|w| value.as_ref() == Some(w));
         text(&self.event_type, &event.event_type)
             && text(&self.event_category, &event.event_category)
             && text(&self.event_action, &event.event_action)

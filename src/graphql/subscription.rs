@@ -153,16 +153,13 @@ fn start(
     let connection = ctx
         .data_opt::<Arc<LiveConnection>>()
         .ok_or_else(|| refusal(&LiveRefusal::NotStreaming))?;
-    let from = after
-        .map(|text| LiveCursor::decode(&text))
-        .transpose()
-        .map_err(|e| {
-            ApiError::BadArgument {
-                argument: "after".into(),
-                message: format!("after: {e} (use the `cursor` of a subscription message)"),
-            }
-            .extend()
-        })?;
+    let from = after.map(|text| LiveCursor::decode(&text)).transpose().map_err(|e| {
+        ApiError::BadArgument {
+            argument: "after".into(),
+            message: format!("after: {e} (use the `cursor` of a subscription message)"),
+        }
+        .extend()
+    })?;
     let permit = connection.subscription().map_err(|r| refusal(&r))?;
     Ok(connection.live().follow(permit, from, scope))
 }

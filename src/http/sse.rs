@@ -24,8 +24,11 @@ pub const EVENT_STREAM: &str = "text/event-stream";
 
 /// Whether the client asks for an event stream (`Accept: text/event-stream`, weight above 0).
 pub fn wants_events(headers: &HeaderMap) -> bool {
-    super::weighted_items(headers, header::ACCEPT)
-        .is_some_and(|items| items.iter().any(|(media, weight)| media == EVENT_STREAM && *weight > 0.0))
+    super::weighted_items(headers, header::ACCEPT).is_some_and(|items| {
+        items
+            .iter()
+            .any(|(media, weight)| media == EVENT_STREAM && *weight > 0.0)
+    })
 }
 
 /// Streams the results of `request`.

@@ -123,7 +123,10 @@ fn parse(text: &str) -> Result<ClientMessage, Close> {
             Err(Close::bad_message("`id` must be a non-empty string"))
         }
         ClientMessage::Subscribe { payload, .. }
-            if payload.variables.as_ref().is_some_and(|v| !(v.is_object() || v.is_null())) =>
+            if payload
+                .variables
+                .as_ref()
+                .is_some_and(|v| !(v.is_object() || v.is_null())) =>
         {
             Err(Close::bad_message("`payload.variables` must be an object"))
         }
@@ -187,9 +190,10 @@ pub fn too_many(refused: &LiveRefusal) -> Response {
         refused.to_string(),
         super::graphql::Media::Json,
     );
-    response
-        .headers_mut()
-        .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("5"),
+    );
     response
 }
 
@@ -204,11 +208,7 @@ pub async fn serve(
     let settings = state.ctx.live.settings().clone();
     let (sink, mut stream) = socket.split();
     let (out, queue) = mpsc::channel::<Message>(64);
-    let mut writer = tokio::spawn(write(
-        sink,
-        queue,
-        Duration::from_millis(settings.send_timeout_ms),
-    ));
+    let mut writer = tokio::spawn(write(sink, queue, Duration::from_millis(settings.send_timeout_ms)));
     let mut connection = Connection {
         state,
         out,
@@ -224,7 +224,10 @@ pub async fn serve(
     connection.internal = Some(internal);
     if !protocol_agreed {
         connection
-            .close(Close::new(4406, format!("Subprotocol not acceptable: offer {PROTOCOL}")))
+            .close(Close::new(
+                4406,
+                format!("Subprotocol not acceptable: offer {PROTOCOL}"),
+            ))
             .await;
         let _ = writer.await;
         return;
@@ -334,8 +337,22 @@ impl Connection {
                 if !self.acknowledged {
                     return Err(Close::new(4401, "Unauthorized"));
                 }
-                if self.operations.lock().map_err(|_| Close::internal())?.contains_key(&id) {
-                    return Err(Close::new(4409, format!("Subscriber for {id} already exists")));
+                let running = {
+                    let running = self.operations.lock().map_err(|_| Close::internal())?;
+                    if running.contains_key(&id) {
+                        return Err(Close::new(4409, format!("Subscriber for {id} already exists")));
+                    }
+                    running.len()
+                };
+                // Queries and mutations count against the connection's limit too: one socket
+                // must not run unbounded work at once.
+                let limit = self.state.ctx.live.settings().max_per_connection;
+                if running as u64 >= limit {
+                    let refused = LiveRefusal::TooManyOnConnection(limit);
+                    self.state.ctx.metrics.live_refused(refused.reason());
+                    let error = json!([{"message": refused.to_string(), "extensions": {"code": refused.reason().to_ascii_uppercase()}}]);
+                    self.send(json!({"id": id, "type": "error", "payload": error})).await;
+                    return Ok(());
                 }
                 self.start(id, payload);
                 Ok(())
@@ -357,7 +374,12 @@ impl Connection {
             close
         };
         let principal = match token_in(&payload) {
-            Err(why) => return Err(refuse("unauthenticated", Close::new(4401, format!("Unauthorized: {why}")))),
+            Err(why) => {
+                return Err(refuse(
+                    "unauthenticated",
+                    Close::new(4401, format!("Unauthorized: {why}")),
+                ));
+            }
             Ok(Some(token)) => state
                 .auth
                 .authenticate_token(&token)
@@ -459,7 +481,11 @@ async fn run_operation(
 ) {
     let send = |message: Value| {
         let out = out.clone();
-        async move { out.send(Message::Text(Utf8Bytes::from(message.to_string()))).await.is_ok() }
+        async move {
+            out.send(Message::Text(Utf8Bytes::from(message.to_string())))
+                .await
+                .is_ok()
+        }
     };
     if let Err(reason) = super::graphql::screen(state, &mut request) {
         let error = json!([{"message": reason.to_string(), "extensions": {"code": super::graphql::BAD_REQUEST}}]);
@@ -507,7 +533,9 @@ async fn write(
                 );
                 let close = Message::Close(Some(CloseFrame {
                     code: 1013,
-                    reason: Utf8Bytes::from_static("the client did not read in time; reconnect and resume from your last cursor"),
+                    reason: Utf8Bytes::from_static(
+                        "the client did not read in time; reconnect and resume from your last cursor",
+                    ),
                 }));
                 let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close)).await;
                 break;
@@ -523,7 +551,10 @@ mod tests {
 
     #[test]
     fn messages_of_the_protocol_parse_and_others_close_with_4400() {
-        assert!(matches!(parse(r#"{"type":"connection_init"}"#), Ok(ClientMessage::ConnectionInit { payload: None })));
+        assert!(matches!(
+            parse(r#"{"type":"connection_init"}"#),
+            Ok(ClientMessage::ConnectionInit { payload: None })
+        ));
         assert!(matches!(
             parse(r#"{"type":"connection_init","payload":{"a":1}}"#),
             Ok(ClientMessage::ConnectionInit { payload: Some(_) })
@@ -553,8 +584,14 @@ mod tests {
     fn credentials_are_found_in_the_init_payload() {
         let payload = |v: Value| v.as_object().cloned().unwrap();
         assert_eq!(token_in(&payload(json!({}))), Ok(None));
-        assert_eq!(token_in(&payload(json!({"Authorization": "Bearer abc"}))), Ok(Some("abc".into())));
-        assert_eq!(token_in(&payload(json!({"authorization": "abc"}))), Ok(Some("abc".into())));
+        assert_eq!(
+            token_in(&payload(json!({"Authorization": "Bearer abc"}))),
+            Ok(Some("abc".into()))
+        );
+        assert_eq!(
+            token_in(&payload(json!({"authorization": "abc"}))),
+            Ok(Some("abc".into()))
+        );
         assert_eq!(
             token_in(&payload(json!({"headers": {"AUTHORIZATION": "bearer  abc "}}))),
             Ok(Some("abc".into()))

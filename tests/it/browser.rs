@@ -252,6 +252,11 @@ impl Page {
                 self.request_index.insert(key, self.requests.len());
                 self.requests.push(Seen { url, failure: None });
             }
+            "Network.webSocketCreated" => {
+                let url = params["url"].as_str().unwrap_or_default().to_string();
+                self.request_index.insert(key, self.requests.len());
+                self.requests.push(Seen { url, failure: None });
+            }
             "Network.loadingFailed" => {
                 if let Some(seen) = self.request_index.get(&key).and_then(|&i| self.requests.get_mut(i)) {
                     let reason = params["blockedReason"]
@@ -362,7 +367,7 @@ async fn post_graphql(addr: std::net::SocketAddr, query: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graphiql_runs_a_query_in_a_real_browser_without_leaving_the_servers_origin() {
+async fn graphiql_runs_a_query_and_a_subscription_in_a_real_browser_without_leaving_the_servers_origin() {
     let Some(browser) = Browser::start() else {
         return;
     };
@@ -414,18 +419,65 @@ async fn graphiql_runs_a_query_in_a_real_browser_without_leaving_the_servers_ori
     assert!(result.contains("\"totalCount\": 1"), "{}", brief(&result));
     assert!(result.contains("rr-browser"), "{}", brief(&result));
 
-    // Every request of the page and its workers went to the server itself, and none failed.
     // The editor starts its workers when it first needs them.
     for worker in ["editor.worker.js", "json.worker.js", "graphql.worker.js"] {
         page.wait_for_request(worker).await;
     }
+
+    // A subscription: GraphiQL opens a WebSocket to /graphql and shows each event as it comes.
+    let subscription = "subscription { auditEventAdded { event { eventType correlationId } } }";
+    page.call(
+        "Page.navigate",
+        json!({"url": format!("{origin}/graphiql?query={}", crate::helpers::url_encode(subscription))}),
+    )
+    .await;
+    page.wait_for(
+        "document.querySelector('.graphiql-query-editor')?.innerText.includes('auditEventAdded') \
+         && !!document.querySelector('.graphiql-execute-button')",
+        "the subscription from the address in the editor",
+    )
+    .await;
+    page.eval("document.querySelector('.graphiql-execute-button').click()")
+        .await;
+    let started = Instant::now();
+    loop {
+        let (_, metrics) = http_exchange(addr, &crate::helpers::http_get("/metrics")).await;
+        if metrics.contains("live_subscriptions 1") {
+            break;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "GraphiQL did not subscribe: {}",
+            brief(&page.console.join("\n"))
+        );
+        page.eval("0").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    post_graphql(
+        addr,
+        r#"mutation { createAuditEvent(input: {eventType: "browser.live.seen", eventCategory: "browser",
+            eventAction: "seen", eventOutcome: "success", correlationId: "rr-live", eventData: {}}) { eventId } }"#,
+    )
+    .await;
+    page.wait_for(
+        "document.querySelector('.result-window')?.innerText.includes('browser.live.seen')",
+        "the subscribed event in the response pane",
+    )
+    .await;
+
+    // Every request of the page and its workers went to the server itself, and none failed.
     let requests = page.requests.clone();
     assert!(
         requests.iter().any(|r| r.url.ends_with("/graphql")),
         "the query went to /graphql: {requests:?}"
     );
+    assert!(
+        requests.iter().any(|r| r.url == format!("ws://{addr}/graphql")),
+        "the subscription opened a WebSocket to /graphql: {requests:?}"
+    );
     for request in &requests {
         let own = request.url.starts_with(&format!("{origin}/"))
+            || request.url == format!("ws://{addr}/graphql")
             || request.url.starts_with("data:")
             || request.url.starts_with("blob:");
         assert!(own, "a request left the server's origin: {request:?}");

@@ -70,7 +70,9 @@ impl Live {
     }
 
     async fn sqlite() -> Self {
-        Self::start(Engine::Sqlite, |_, _| {}).await.expect("SQLite is always available")
+        Self::start(Engine::Sqlite, |_, _| {})
+            .await
+            .expect("SQLite is always available")
     }
 
     /// Stops the server gracefully and waits for it.
@@ -99,7 +101,9 @@ impl Drop for Live {
 /// A POST with a JSON body; returns the status code and the JSON answer.
 async fn post(addr: SocketAddr, path: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
     let body = body.to_string();
-    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let request = format!(
         "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
@@ -113,7 +117,13 @@ const CREATE: &str = "mutation($input: AuditEventInput!) { createAuditEvent(inpu
 
 /// Writes one event through GraphQL; returns its id.
 async fn write(addr: SocketAddr, input: Value, token: Option<&str>) -> String {
-    let (status, body) = post(addr, "/graphql", &json!({"query": CREATE, "variables": {"input": input}}), token).await;
+    let (status, body) = post(
+        addr,
+        "/graphql",
+        &json!({"query": CREATE, "variables": {"input": input}}),
+        token,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     body["data"]["createAuditEvent"]["eventId"]
         .as_str()
@@ -164,7 +174,10 @@ impl Ws {
     }
 
     async fn send(&mut self, message: Value) {
-        self.socket.send(Message::text(message.to_string())).await.expect("sent");
+        self.socket
+            .send(Message::text(message.to_string()))
+            .await
+            .expect("sent");
     }
 
     async fn send_raw(&mut self, message: Message) {
@@ -222,7 +235,10 @@ const ADDED: &str = "subscription($filter: AuditEventFilter, $after: String) { a
 fn added(payload: &Value) -> (String, u64, String) {
     let added = &payload["data"]["auditEventAdded"];
     (
-        added["cursor"].as_str().unwrap_or_else(|| panic!("{payload}")).to_string(),
+        added["cursor"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{payload}"))
+            .to_string(),
         added["logIndex"].as_u64().unwrap(),
         added["event"]["eventId"].as_str().unwrap().to_string(),
     )
@@ -266,7 +282,10 @@ async fn every_close_code_of_the_protocol_is_the_right_one() {
     // 4429: a second connection_init.
     let mut ws = Ws::ready(addr, None).await;
     ws.send(json!({"type": "connection_init"})).await;
-    assert_eq!(ws.closed().await, (4429, "Too many initialisation requests".to_string()));
+    assert_eq!(
+        ws.closed().await,
+        (4429, "Too many initialisation requests".to_string())
+    );
 
     // Ping and pong, before and after init, with the payload echoed.
     let mut ws = Ws::open(addr, Some("graphql-transport-ws"), None).await;
@@ -283,7 +302,11 @@ async fn every_close_code_of_the_protocol_is_the_right_one() {
     ws.send(json!({"id": "a", "type": "complete"})).await;
     ws.subscribe("a", ADDED, json!({})).await;
     ws.send(json!({"type": "ping"})).await;
-    assert_eq!(ws.recv().await["type"], "pong", "a reused id after complete is accepted");
+    assert_eq!(
+        ws.recv().await["type"],
+        "pong",
+        "a reused id after complete is accepted"
+    );
     ws.subscribe("a", ADDED, json!({})).await;
     assert_eq!(ws.closed().await, (4409, "Subscriber for a already exists".to_string()));
 
@@ -295,12 +318,18 @@ async fn every_close_code_of_the_protocol_is_the_right_one() {
     ws.subscribe("v", "subscription { noSuchField }", json!({})).await;
     let error = ws.recv().await;
     assert_eq!(error["type"], "error", "{error}");
-    assert!(error["payload"][0]["message"].as_str().unwrap().contains("noSuchField"), "{error}");
+    assert!(
+        error["payload"][0]["message"].as_str().unwrap().contains("noSuchField"),
+        "{error}"
+    );
     ws.subscribe("c", ADDED, json!({"after": "not-a-cursor"})).await;
     let error = ws.recv().await;
     assert_eq!(error["type"], "error", "{error}");
     assert_eq!(error["payload"][0]["extensions"]["code"], "BAD_USER_INPUT", "{error}");
-    assert!(error["payload"][0]["message"].as_str().unwrap().starts_with("after:"), "{error}");
+    assert!(
+        error["payload"][0]["message"].as_str().unwrap().starts_with("after:"),
+        "{error}"
+    );
 }
 
 /// A server with API keys and JWTs; the keys by role, and a token that carries no role.
@@ -344,7 +373,8 @@ async fn subscriptions_take_the_same_credentials_and_roles_as_http() {
     assert_eq!(code, 4401, "{reason}");
     assert!(reason.contains("connection_init"), "{reason}");
     let mut ws = Ws::open(addr, Some("graphql-transport-ws"), None).await;
-    ws.send(json!({"type": "connection_init", "payload": {"Authorization": "Bearer agk_wrong"}})).await;
+    ws.send(json!({"type": "connection_init", "payload": {"Authorization": "Bearer agk_wrong"}}))
+        .await;
     assert_eq!(ws.closed().await.0, 4401);
     let mut ws = Ws::open(addr, Some("graphql-transport-ws"), None).await;
     ws.send(json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {roleless}")}}))
@@ -367,7 +397,8 @@ async fn subscriptions_take_the_same_credentials_and_roles_as_http() {
     }
 
     // A reader may subscribe but not write over the socket; a writer's event reaches both.
-    ws.subscribe("m", CREATE, json!({"input": event_input(json!({}))})).await;
+    ws.subscribe("m", CREATE, json!({"input": event_input(json!({}))}))
+        .await;
     let refused = ws.recv().await;
     assert_eq!(refused["id"], "m", "{refused}");
     assert_eq!(refused["type"], "error", "{refused}");
@@ -384,7 +415,10 @@ async fn over_plain_http_a_subscription_is_refused_with_the_way_to_stream_it() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_REQUEST", "{body}");
     assert!(
-        body["errors"][0]["message"].as_str().unwrap().contains("graphql-transport-ws"),
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("graphql-transport-ws"),
         "{body}"
     );
 }
@@ -435,7 +469,11 @@ async fn resumption_under_concurrent_skewed_writers(engine: Engine) {
     drop(first);
     let mut second = Ws::ready(addr, None).await;
     second
-        .subscribe("s", ADDED, json!({"filter": {"correlationId": "skew"}, "after": cursor}))
+        .subscribe(
+            "s",
+            ADDED,
+            json!({"filter": {"correlationId": "skew"}, "after": cursor}),
+        )
         .await;
     let mut written = Vec::new();
     for writer in writers {
@@ -452,7 +490,11 @@ async fn resumption_under_concurrent_skewed_writers(engine: Engine) {
     let ids: Vec<&String> = received.iter().map(|(_, id)| id).collect();
     let unique: HashSet<&String> = ids.iter().copied().collect();
     assert_eq!(unique.len(), ids.len(), "an event came twice");
-    assert_eq!(unique, written.iter().collect::<HashSet<_>>(), "received exactly the events written");
+    assert_eq!(
+        unique,
+        written.iter().collect::<HashSet<_>>(),
+        "received exactly the events written"
+    );
     assert!(
         received.windows(2).all(|w| w[0].0 < w[1].0),
         "in log order: {:?}",
@@ -521,7 +563,10 @@ const TREE: &str = "subscription($c: String, $r: UUID) { causalityTreeChanged(co
 fn change(payload: &Value) -> (String, u64, Option<String>) {
     let change = &payload["data"]["causalityTreeChanged"];
     (
-        change["event"]["eventId"].as_str().unwrap_or_else(|| panic!("{payload}")).to_string(),
+        change["event"]["eventId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{payload}"))
+            .to_string(),
         change["depth"].as_u64().unwrap(),
         change["parentEventId"].as_str().map(str::to_string),
     )
@@ -542,7 +587,13 @@ async fn tree_changes_are_placed(engine: Engine) {
     )
     .await;
     // Both are in the log (which gives subscriptions their start) before anyone subscribes.
-    let (_, sequenced) = post(addr, "/graphql", &json!({"query": "{ logCheckpoint { treeSize } }"}), None).await;
+    let (_, sequenced) = post(
+        addr,
+        "/graphql",
+        &json!({"query": "{ logCheckpoint { treeSize } }"}),
+        None,
+    )
+    .await;
     assert_eq!(sequenced["data"]["logCheckpoint"]["treeSize"], 2, "{sequenced}");
     let mut by_correlation = Ws::ready(addr, None).await;
     by_correlation.subscribe("c", TREE, json!({"c": "tree"})).await;
@@ -586,11 +637,19 @@ async fn tree_changes_are_placed(engine: Engine) {
             (new_root, 0, None),
         ]
     );
-    assert_eq!(change(&below_child.next("b").await), (grandchild.clone(), 1, Some(child)));
+    assert_eq!(
+        change(&below_child.next("b").await),
+        (grandchild.clone(), 1, Some(child))
+    );
     assert_eq!(change(&below_child.next("b").await), (great, 2, Some(grandchild)));
     // The sibling and the new root are outside the tree below the child: the next message is
     // the next event below it.
-    let deeper = write(addr, event_input(json!({"correlationId": "x", "parentEventId": sibling})), None).await;
+    let deeper = write(
+        addr,
+        event_input(json!({"correlationId": "x", "parentEventId": sibling})),
+        None,
+    )
+    .await;
     let last = write(addr, event_input(json!({"correlationId": "tree"})), None).await;
     let _ = (deeper, last);
     below_child.send(json!({"type": "ping"})).await;
@@ -636,7 +695,10 @@ async fn every_write_path_reaches_subscribers() {
     let (status, body) = post(
         addr,
         "/api/v1/audit/events/batch",
-        &json!([rest_event(json!({"event_type": "path.rest.batch"})), rest_event(json!({"event_type": "path.rest.batch"}))]),
+        &json!([
+            rest_event(json!({"event_type": "path.rest.batch"})),
+            rest_event(json!({"event_type": "path.rest.batch"}))
+        ]),
         None,
     )
     .await;
@@ -655,7 +717,12 @@ async fn every_write_path_reaches_subscribers() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    expected.push(body["data"]["createAuditEvents"][0]["eventId"].as_str().unwrap().to_string());
+    expected.push(
+        body["data"]["createAuditEvents"][0]["eventId"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
     let file = server.dir.path().join("import.jsonl");
     let imported = uuid::Uuid::now_v7().to_string();
     std::fs::write(
@@ -769,11 +836,20 @@ async fn a_slow_consumer_is_ended_with_its_cursor(engine: Engine) {
     assert!(received.len() < written.len(), "the consumer fell behind");
     let mut again = Ws::ready(addr, None).await;
     again
-        .subscribe("r", "subscription($after: String) { auditEventAdded(after: $after) { event { eventId } } }", json!({"after": resume}))
+        .subscribe(
+            "r",
+            "subscription($after: String) { auditEventAdded(after: $after) { event { eventId } } }",
+            json!({"after": resume}),
+        )
         .await;
     while received.len() < written.len() {
         let payload = again.next("r").await;
-        received.push(payload["data"]["auditEventAdded"]["event"]["eventId"].as_str().unwrap().to_string());
+        received.push(
+            payload["data"]["auditEventAdded"]["event"]["eventId"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     assert_eq!(received, written, "resumed without a gap or a repeat");
     let (_, metrics) = crate::helpers::http_exchange(addr, &crate::helpers::http_get("/metrics")).await;
@@ -810,7 +886,10 @@ async fn connections_and_subscriptions_are_limited_and_counted() {
             assert_eq!(response.status(), 503);
             assert_eq!(response.headers()["retry-after"], "5");
             let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
-            assert_eq!(body["errors"][0]["extensions"]["code"], "TOO_MANY_CONNECTIONS", "{body}");
+            assert_eq!(
+                body["errors"][0]["extensions"]["code"], "TOO_MANY_CONNECTIONS",
+                "{body}"
+            );
         }
         other => panic!("expected 503, got {:?}", other.map(|_| ())),
     }
@@ -819,12 +898,18 @@ async fn connections_and_subscriptions_are_limited_and_counted() {
     one.subscribe("3", ADDED, json!({})).await;
     let refused = one.recv().await;
     assert_eq!(refused["id"], "3", "{refused}");
-    assert_eq!(refused["payload"][0]["extensions"]["code"], "TOO_MANY_ON_CONNECTION", "{refused}");
+    assert_eq!(
+        refused["payload"][0]["extensions"]["code"], "TOO_MANY_ON_CONNECTION",
+        "{refused}"
+    );
     two.subscribe("1", ADDED, json!({})).await;
     two.subscribe("2", ADDED, json!({})).await;
     let refused = two.recv().await;
     assert_eq!(refused["id"], "2", "{refused}");
-    assert_eq!(refused["payload"][0]["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS", "{refused}");
+    assert_eq!(
+        refused["payload"][0]["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS",
+        "{refused}"
+    );
     let (_, metrics) = crate::helpers::http_exchange(addr, &crate::helpers::http_get("/metrics")).await;
     for line in [
         "live_connections{transport=\"websocket\"} 2",
@@ -894,7 +979,11 @@ async fn server_sent_events_carry_subscriptions_for_clients_without_websockets()
     let mut event = None;
     let mut data = None;
     while data.is_none() {
-        let line = tokio::time::timeout(PATIENCE, lines.next_line()).await.unwrap().unwrap().unwrap();
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         if let Some(name) = line.strip_prefix("event: ") {
             event = Some(name.to_string());
         } else if let Some(json) = line.strip_prefix("data: ") {
@@ -910,7 +999,10 @@ async fn server_sent_events_carry_subscriptions_for_clients_without_websockets()
     )
     .await;
     assert!(status.contains(" 200 "), "{status}");
-    assert!(body.contains("event: next\ndata: {\"data\":{\"auditEvents\":{\"totalCount\":1}}}"), "{body}");
+    assert!(
+        body.contains("event: next\ndata: {\"data\":{\"auditEvents\":{\"totalCount\":1}}}"),
+        "{body}"
+    );
     assert!(body.contains("event: complete"), "{body}");
 }
 
@@ -931,7 +1023,11 @@ async fn shutdown_ends_subscriptions_with_their_cursor_and_closes_going_away() {
     let ended = ws.recv().await;
     assert_eq!(ended["type"], "error", "{ended}");
     assert_eq!(ended["payload"][0]["extensions"]["code"], "SHUTTING_DOWN", "{ended}");
-    assert_eq!(ended["payload"][0]["extensions"]["resumeAfter"], json!(cursor), "{ended}");
+    assert_eq!(
+        ended["payload"][0]["extensions"]["resumeAfter"],
+        json!(cursor),
+        "{ended}"
+    );
     assert_eq!(ws.closed().await.0, 1001);
     tokio::time::timeout(PATIENCE, stopping).await.unwrap().unwrap();
 }
