@@ -41,8 +41,9 @@ const POLL: Duration = Duration::from_secs(1);
 #[derive(clap::Args, Debug, Clone)]
 pub struct LiveSettings {
     /// Events a subscription may fall behind the newest before it is ended with the cursor to
-    /// resume from (the length of the process's shared ring).
-    #[arg(long = "live-buffer", env = "AUDITGRAPH_LIVE_BUFFER", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(16..=1_000_000), global = true)]
+    /// resume from: the length of the process's shared ring, which holds that many recent events
+    /// in memory while anyone subscribes.
+    #[arg(long = "live-buffer", env = "AUDITGRAPH_LIVE_BUFFER", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=1_000_000), global = true)]
     pub buffer: u64,
 
     /// Most live connections (WebSocket and server-sent events) the server holds at once.
@@ -257,7 +258,7 @@ impl Live {
     /// Live delivery over `store`, woken by `signals` (and, on PostgreSQL, by notifications once
     /// [`Live::run`] runs).
     pub fn new(store: Store, signals: Arc<LogSignals>, settings: LiveSettings, metrics: Metrics) -> Self {
-        let capacity = usize::try_from(settings.buffer).unwrap_or(4096).max(16);
+        let capacity = usize::try_from(settings.buffer).unwrap_or(1024).max(16);
         let (sender, _) = broadcast::channel(capacity);
         let (closing, _) = watch::channel(false);
         Self {

@@ -186,8 +186,9 @@ pub struct GraphqlCreate {
     pub n: u64,
 }
 
-impl Op for GraphqlCreate {
-    async fn once(&mut self) -> anyhow::Result<u64> {
+impl GraphqlCreate {
+    /// Sends one request and returns the ids of the events it stored.
+    pub async fn write(&mut self) -> anyhow::Result<Vec<String>> {
         let inputs: Vec<Value> = (0..self.batch)
             .map(|_| {
                 self.n += 1;
@@ -200,22 +201,38 @@ impl Op for GraphqlCreate {
                 })
             })
             .collect();
-        let written = if self.batch == 1 {
+        let ids: Vec<String> = if self.batch == 1 {
             let data = self
                 .conn
                 .graphql(graphql_body(CREATE_ONE, json!({"input": inputs[0]})))
                 .await?;
-            anyhow::ensure!(data["createAuditEvent"]["eventId"].is_string(), "no event id in {data}");
-            1
+            let id = data["createAuditEvent"]["eventId"]
+                .as_str()
+                .with_context(|| format!("no event id in {data}"))?;
+            vec![id.to_string()]
         } else {
             let data = self
                 .conn
                 .graphql(graphql_body(CREATE_MANY, json!({"inputs": inputs})))
                 .await?;
-            data["createAuditEvents"].as_array().map_or(0, Vec::len)
+            data["createAuditEvents"]
+                .as_array()
+                .map(|events| events.iter().filter_map(|e| e["eventId"].as_str().map(str::to_string)).collect())
+                .unwrap_or_default()
         };
-        anyhow::ensure!(written == self.batch, "{written} events stored of {}", self.batch);
-        Ok(written as u64)
+        anyhow::ensure!(
+            ids.len() == self.batch,
+            "{} events stored of {}",
+            ids.len(),
+            self.batch
+        );
+        Ok(ids)
+    }
+}
+
+impl Op for GraphqlCreate {
+    async fn once(&mut self) -> anyhow::Result<u64> {
+        Ok(self.write().await?.len() as u64)
     }
 }
 

@@ -158,9 +158,14 @@ impl Figure {
     }
 }
 
-fn spread(values: &[f64]) -> String {
+/// The median of some figures with their range: `median (min–max)`, to `decimals` places.
+pub fn spread_with(values: &[f64], decimals: usize) -> String {
     let (median, min, max) = stats(values);
-    format!("{median:.0} ({min:.0}–{max:.0})")
+    format!("{median:.decimals$} ({min:.decimals$}–{max:.decimals$})")
+}
+
+fn spread(values: &[f64]) -> String {
+    spread_with(values, 0)
 }
 
 /// The results table, with the failures listed under it.

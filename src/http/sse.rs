@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 
 use super::HttpState;
-use super::graphql::{BAD_REQUEST, Media, Refused, refusal, screen};
+use super::graphql::{BAD_REQUEST, Media, refusal, screen};
 use crate::auth::Principal;
 use crate::graphql::prepare_subscription;
 use crate::live::Transport;
@@ -33,11 +33,9 @@ pub fn wants_events(headers: &HeaderMap) -> bool {
 
 /// Streams the results of `request`.
 pub fn stream(state: HttpState, mut request: async_graphql::Request, caller: Option<Principal>) -> Response {
+    // A stream has no status to spare for request errors: every refusal is a 400 before it starts.
     if let Err(refused) = screen(&state, &mut request) {
-        let status = match refused {
-            Refused::Transport(_) | Refused::Document(_) => StatusCode::BAD_REQUEST,
-        };
-        return refusal(status, BAD_REQUEST, refused.to_string(), Media::Json);
+        return refusal(StatusCode::BAD_REQUEST, BAD_REQUEST, refused.to_string(), Media::Json);
     }
     let connection = match state.ctx.live.connect(Transport::ServerSentEvents) {
         Ok(connection) => connection,
