@@ -217,15 +217,15 @@ impl GraphqlCreate {
                 .await?;
             data["createAuditEvents"]
                 .as_array()
-                .map(|events| events.iter().filter_map(|e| e["eventId"].as_str().map(str::to_string)).collect())
+                .map(|events| {
+                    events
+                        .iter()
+                        .filter_map(|e| e["eventId"].as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
-        anyhow::ensure!(
-            ids.len() == self.batch,
-            "{} events stored of {}",
-            ids.len(),
-            self.batch
-        );
+        anyhow::ensure!(ids.len() == self.batch, "{} events stored of {}", ids.len(), self.batch);
         Ok(ids)
     }
 }

@@ -251,6 +251,10 @@ pub async fn serve(
             _ = &mut writer => break None,
             received = stream.next() => {
                 let text = match received {
+                    // A frame over the size limit is refused before it is read.
+                    Some(Err(error)) if error.to_string().contains("Space limit exceeded") => {
+                        break Some(Close::new(1009, format!("the message is larger than the {} bytes this server accepts", connection.state.ws_message_limit)));
+                    }
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Binary(_))) => break Some(Close::bad_message("binary messages are not part of the protocol")),

@@ -274,6 +274,22 @@ async fn every_close_code_of_the_protocol_is_the_right_one() {
         assert!(reason.starts_with("Invalid message received"), "{reason}");
     }
 
+    // A message over the size limit ends the connection, and the server serves on.
+    // (The client may still be writing when the server closes: it sees 1009 or a reset.)
+    let mut ws = Ws::open(addr, Some("graphql-transport-ws"), None).await;
+    let _ = ws.socket.send(Message::text("x".repeat(6 << 20))).await;
+    match tokio::time::timeout(PATIENCE, ws.socket.next())
+        .await
+        .expect("an end in time")
+    {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1009, "{frame:?}"),
+        Some(Ok(other)) => panic!("expected the end of the connection, got {other:?}"),
+        None | Some(Err(_)) => {}
+    }
+    let mut ws = Ws::ready(addr, None).await;
+    ws.send(json!({"type": "ping"})).await;
+    assert_eq!(ws.recv().await["type"], "pong", "the server serves on");
+
     // 4401: subscribe before the acknowledgement.
     let mut ws = Ws::open(addr, Some("graphql-transport-ws"), None).await;
     ws.subscribe("1", ADDED, json!({})).await;
