@@ -148,7 +148,9 @@ async fn authenticate(State(state): State<HttpState>, mut request: Request, next
     let principal = match state.auth.authenticate(request.headers(), peer) {
         Ok(principal) => principal,
         // A browser cannot set headers on a WebSocket: its credentials come in `connection_init`.
-        Err(crate::auth::AuthError::Missing) if path == "/graphql" && ws::is_upgrade(request.headers()) => {
+        Err(crate::auth::AuthError::Missing)
+            if path == "/graphql" && ws::is_upgrade(request.method(), request.headers()) =>
+        {
             return next.run(request).await;
         }
         Err(error) => {

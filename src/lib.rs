@@ -230,9 +230,21 @@ pub async fn serve_on(
     // Live connections would hold a graceful shutdown open for ever: they end first, each
     // subscription with the cursor to resume from.
     let live = service.live.clone();
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;
         live.close();
+        let _ = stopping.send(());
+    };
+    // Requests in flight get their time; a stream whose client stopped reading does not hold
+    // the process for ever.
+    let grace = Duration::from_secs(config.request_timeout_secs).max(Duration::from_secs(5));
+    let overdue = async move {
+        if stopped.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
     };
     let metrics_server = match (config.metrics_listen, metrics_router) {
         (Some(metrics_address), Some(router)) => {
@@ -259,13 +271,23 @@ pub async fn serve_on(
         "auditgraph serving GraphQL at http://{address}/graphql and GraphiQL at http://{address}/graphiql"
     );
     // The peer address lets the trusted-proxy rule see who connected.
-    let served = axum::serve(
+    let serving = axum::serve(
         listener,
         main.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("serving HTTP");
+    .with_graceful_shutdown(shutdown);
+    let served = tokio::select! {
+        served = std::future::IntoFuture::into_future(serving) => served.context("serving HTTP"),
+        () = overdue => {
+            tracing::warn!(?grace, "connections were still open after the shutdown's grace period; stopping without them");
+            Ok(())
+        }
+    };
+    // WebSockets live outside the HTTP server's count once upgraded: each ends its subscriptions
+    // with their cursors and closes (1001) first.
+    if !service.live.wait_idle(Duration::from_secs(5)).await {
+        tracing::warn!("WebSocket connections were still open 5 s after the shutdown began; stopping without them");
+    }
     maintenance.abort();
     log.abort();
     feed.abort();

@@ -73,6 +73,16 @@ pub struct LiveSettings {
     )]
     pub max_per_connection: u64,
 
+    /// Origins (`https://ui.example.com`, comma-separated) whose pages may open a WebSocket besides
+    /// the server's own; a page of any other origin is refused.
+    #[arg(
+        long = "live-allowed-origins",
+        env = "AUDITGRAPH_LIVE_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub allowed_origins: Vec<String>,
+
     /// How long a WebSocket client has to send `connection_init`, in milliseconds.
     #[arg(long = "live-init-timeout-ms", env = "AUDITGRAPH_LIVE_INIT_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub init_timeout_ms: u64,
@@ -303,6 +313,18 @@ impl Live {
         }
     }
 
+    /// Waits until every live connection has ended, for at most `limit`; says whether they did.
+    pub async fn wait_idle(&self, limit: Duration) -> bool {
+        let started = tokio::time::Instant::now();
+        while self.inner.connections.load(Ordering::Acquire) > 0 {
+            if started.elapsed() >= limit {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
     /// Opens a live connection, within the server's limit.
     pub fn connect(&self, transport: Transport) -> Result<LiveConnection, LiveRefusal> {
         let max = self.inner.settings.max_connections;
@@ -327,16 +349,27 @@ impl Live {
         })
     }
 
-    /// Follows the log from `from` (or from now), delivering what `scope` admits. The stream
-    /// ends after an error; its buffer holds a few deliveries, the rest waits in the shared ring
-    /// or the database.
+    /// Where a subscription starts: just after `after` (refused when that is past the log's
+    /// end: a cursor of another database, or forged), or at the log's end when `None`.
+    pub async fn start(&self, after: Option<LiveCursor>) -> Result<LiveCursor, StartError> {
+        let size = self.inner.store.log_size().await?;
+        match after {
+            None => Ok(LiveCursor(size)),
+            Some(cursor) if cursor.0 <= size => Ok(cursor),
+            Some(cursor) => Err(StartError::Ahead { cursor, size }),
+        }
+    }
+
+    /// Follows the log from `from` (see [`Live::start`]), delivering what `scope` admits. The
+    /// stream ends after an error; its buffer holds a few deliveries, the rest waits in the
+    /// shared ring or the database.
     pub fn follow(
         &self,
         permit: SubscriptionPermit,
-        from: Option<LiveCursor>,
+        from: LiveCursor,
         scope: Scope,
     ) -> mpsc::Receiver<Result<Delivery, LiveError>> {
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, rx) = mpsc::channel(4);
         let follower = Follower {
             inner: self.inner.clone(),
             scope,
@@ -350,9 +383,12 @@ impl Live {
     /// The feed: wakes when the log grows and broadcasts each new event once. Runs until the
     /// task is aborted; on PostgreSQL it also listens for other processes' sequencers.
     pub async fn run(self) {
-        if self.inner.store.backend() == sea_orm::DatabaseBackend::Postgres {
-            tokio::spawn(listen(self.inner.store.clone(), self.inner.signals.clone()));
-        }
+        let _listening = (self.inner.store.backend() == sea_orm::DatabaseBackend::Postgres).then(|| {
+            AbortOnDrop(tokio::spawn(listen(
+                self.inner.store.clone(),
+                self.inner.signals.clone(),
+            )))
+        });
         // Only new events are broadcast: history is replayed by each subscription.
         match self.inner.store.log_size().await {
             Ok(size) => {
@@ -401,6 +437,31 @@ impl Live {
             inner.position.store(next, Ordering::Release);
         }
     }
+}
+
+/// Aborts a task when dropped: the listener stops with the feed.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Why a subscription cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The cursor lies past the log's end.
+    #[error("after: the cursor is at position {}, past the end of the log ({size}); it comes from another database or was altered", .cursor.0)]
+    Ahead {
+        /// The cursor given.
+        cursor: LiveCursor,
+        /// The log's size.
+        size: u64,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Wakes the feed on the sequencer's notifications from every process; reconnects when the
@@ -537,23 +598,8 @@ enum Stop {
 }
 
 impl Follower {
-    async fn run(mut self, from: Option<LiveCursor>) {
-        let mut next = match from {
-            Some(cursor) => cursor.0,
-            None => match self.inner.store.log_size().await {
-                Ok(size) => size,
-                Err(error) => {
-                    let _ = self
-                        .tx
-                        .send(Err(LiveError::Store {
-                            error,
-                            resume: LiveCursor(0),
-                        }))
-                        .await;
-                    return;
-                }
-            },
-        };
+    async fn run(mut self, from: LiveCursor) {
+        let mut next = from.0;
         if let Err(Stop::Failed(error)) = self.follow(&mut next).await {
             self.inner.metrics.live_ended(error.code());
             let _ = self.tx.send(Err(error)).await;
@@ -605,6 +651,15 @@ impl Follower {
     /// Delivers the stored events from `next` up to `until` (exclusive) or the end of the log.
     async fn replay(&mut self, next: &mut u64, until: u64) -> Result<(), Stop> {
         while *next < until {
+            // A long replay stops as soon as nobody waits for it.
+            if self.tx.is_closed() {
+                return Err(Stop::Gone);
+            }
+            if *self.inner.closing.borrow() {
+                return Err(Stop::Failed(LiveError::ShuttingDown {
+                    resume: LiveCursor(*next),
+                }));
+            }
             let count = PAGE.min(until - *next);
             let (events, after) = self.inner.store.log_events(*next, count).await.map_err(|error| {
                 Stop::Failed(LiveError::Store {
@@ -648,10 +703,19 @@ impl Follower {
                 }
             },
         };
-        self.inner.metrics.live_delivered();
-        self.tx
-            .send(Ok(Delivery { event, placement }))
-            .await
-            .map_err(|_| Stop::Gone)
+        // A consumer that takes nothing for this long is stuck (a client that stopped reading a
+        // stream): the subscription ends and gives its place back.
+        let timeout = Duration::from_millis(self.inner.settings.send_timeout_ms);
+        match tokio::time::timeout(timeout, self.tx.send(Ok(Delivery { event, placement }))).await {
+            Ok(Ok(())) => {
+                self.inner.metrics.live_delivered();
+                Ok(())
+            }
+            Ok(Err(_)) => Err(Stop::Gone),
+            Err(_) => {
+                self.inner.metrics.live_ended("STUCK");
+                Err(Stop::Gone)
+            }
+        }
     }
 }

@@ -291,7 +291,16 @@ impl Subscribers {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
-        anyhow::bail!("the subscribers did not all receive a probe event within 20 attempts")
+        let first = self.each.first().and_then(|s| {
+            s.received
+                .lock()
+                .ok()
+                .map(|r| format!("{} deliveries, other messages {:?}", r.deliveries.len(), r.other))
+        });
+        anyhow::bail!(
+            "the subscribers did not all receive a probe event within 20 attempts; the first subscriber read {}",
+            first.unwrap_or_default()
+        )
     }
 
     /// Waits until the subscribers have read `total` deliveries between them; returns how long
@@ -413,10 +422,7 @@ struct LatencyRun {
 
 /// Writes `rate` events/s for `seconds` with `WRITERS` writers sharing one schedule: event k is
 /// due `k / rate` s after the start and goes out as soon as a writer is free from then on.
-async fn paced(
-    setup: &Setup<'_>,
-    run: usize,
-) -> anyhow::Result<(Vec<Acked>, u64, Option<String>, Duration)> {
+async fn paced(setup: &Setup<'_>, run: usize) -> anyhow::Result<(Vec<Acked>, u64, Option<String>, Duration)> {
     let (rate, seconds) = (setup.options.live_rate, setup.options.live_seconds);
     let total = (rate * seconds).round() as u64;
     let next = Arc::new(AtomicU64::new(0));
@@ -712,7 +718,11 @@ pub fn section(header: &str, setup: &Setup<'_>, figures: &LiveFigures, reproduce
     let pick = |f: fn(&LatencyRun) -> f64| l.iter().map(f).collect::<Vec<f64>>();
     out.push_str("| figure | median (min–max) |\n|---|---|\n");
     let mut row = |label: String, values: Vec<f64>, decimals: usize, unit: &str| {
-        let unit = if unit.is_empty() { String::new() } else { format!(" {unit}") };
+        let unit = if unit.is_empty() {
+            String::new()
+        } else {
+            format!(" {unit}")
+        };
         let _ = writeln!(out, "| {label} | {}{unit} |", report::spread_with(&values, decimals));
     };
     row("delivery latency p50".into(), pick(|r| r.p50), 2, "ms");

@@ -7,6 +7,7 @@
 mod client;
 mod data;
 mod history;
+mod live;
 mod load;
 mod ops;
 mod raw;
@@ -47,7 +48,8 @@ enum Workload {
         history_events: u64,
     },
     /// The server workloads: writes, page reads, the nested query, tree walks and the floor,
-    /// through the release server beside raw PostgreSQL.
+    /// through the release server beside raw PostgreSQL; and live delivery to WebSocket
+    /// subscribers.
     Serve(serving::ServeOptions),
     /// Import N legacy events, then backfill their parent dates, beside the one-shot UPDATE … FROM.
     History {
@@ -64,11 +66,13 @@ async fn main() -> anyhow::Result<()> {
     let mut sections = Vec::new();
     match &cli.workload {
         Workload::All { serve, history_events } => {
-            sections.push(serving::run(&cli.admin_url, runs, serve).await?);
-            report::write_section(&cli.output, &sections[0])?;
+            sections.extend(serving::run(&cli.admin_url, runs, serve).await?);
+            for section in &sections {
+                report::write_section(&cli.output, section)?;
+            }
             sections.push(history::run(&cli.admin_url, runs, *history_events).await?);
         }
-        Workload::Serve(options) => sections.push(serving::run(&cli.admin_url, runs, options).await?),
+        Workload::Serve(options) => sections.extend(serving::run(&cli.admin_url, runs, options).await?),
         Workload::History { events } => sections.push(history::run(&cli.admin_url, runs, *events).await?),
     }
     for section in &sections {

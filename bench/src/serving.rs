@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use crate::client::{Conn, graphql_body};
 use crate::data::{self, Dataset, Rng, Shapes, Tree};
+use crate::live::{self, LiveOptions};
 use crate::load::{Op, Sample, measure};
 use crate::ops::{
     Check, GraphqlCreate, GraphqlRead, RawCreate, RawNested, RawRead, RawWay, RestRead, count_nested, insert_sql,
@@ -43,14 +44,22 @@ pub struct ServeOptions {
     #[arg(long)]
     pub server: Option<PathBuf>,
     /// Only these workload groups (floor, pages, nested, trees, writes, or of the writes only
-    /// single or batches); all by default.
+    /// single or batches, and live); all by default.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Keep `auditgraph_bench` when it already holds this data set instead of importing it again
     /// (for working on one workload; a full run starts fresh).
     #[arg(long)]
     pub reuse_database: bool,
+    /// The live workload.
+    #[command(flatten)]
+    pub live: LiveOptions,
 }
+
+/// The workload groups `--only` may name.
+const GROUPS: [&str; 8] = [
+    "floor", "pages", "nested", "trees", "writes", "single", "batches", "live",
+];
 
 /// Page size of the page-read workloads (the REST API's default).
 const PAGE: u64 = 50;
@@ -730,8 +739,12 @@ fn unix_socket_url(url: &str) -> String {
     }
 }
 
-/// Runs every server workload and returns the section for `BENCHMARKS.md`.
-pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow::Result<String> {
+/// Runs every server workload and returns the sections for `BENCHMARKS.md`: the serving
+/// workloads beside raw PostgreSQL, and live delivery.
+pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow::Result<Vec<String>> {
+    if let Some(unknown) = options.only.iter().find(|o| !GROUPS.contains(&o.as_str())) {
+        anyhow::bail!("--only {unknown}: the groups are {}", GROUPS.join(", "));
+    }
     let binary = server::binary(options.server.as_deref())?;
     let shapes = Shapes::default();
     let dir = std::env::temp_dir().join("auditgraph-bench");
@@ -812,8 +825,38 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
         eprintln!("writes");
         writes(&mut bench, single, batches).await?;
     }
+    let live = if wanted("live") {
+        eprintln!("live delivery");
+        let setup = live::Setup {
+            addr: bench.addr,
+            parents: Arc::new(bench.data.parents.clone()),
+            runs,
+            warm_up: bench.warm_up,
+            duration: bench.duration,
+            options: &options.live,
+        };
+        let figures = live::run(&setup).await?;
+        let reproduce = format!(
+            "cargo run -p bench --release -- --runs {runs} serve --only live --events {} --seconds {seconds} \
+             --live-subscribers {} --live-rate {} --live-seconds {}",
+            options.events, options.live.live_subscribers, options.live.live_rate, options.live.live_seconds
+        );
+        Some(live::section(&header, &setup, &figures, &reproduce))
+    } else {
+        None
+    };
     server.stop().await?;
 
+    let mut sections = Vec::new();
+    if GROUPS.iter().any(|g| *g != "live" && wanted(g)) {
+        sections.push(serving_section(&bench, &header, runs, seconds, options));
+    }
+    sections.extend(live);
+    Ok(sections)
+}
+
+/// The section of the serving workloads beside raw PostgreSQL.
+fn serving_section(bench: &Bench, header: &str, runs: usize, seconds: f64, options: &ServeOptions) -> String {
     let mut section = format!("## Serving: auditgraph beside raw PostgreSQL\n\n{header}");
     let _ = writeln!(
         section,
@@ -830,12 +873,12 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
     for note in &bench.notes {
         let _ = writeln!(section, "{note}\n");
     }
-    section.push_str(&conclusions(&bench));
-    section.push_str(&verdicts(&bench));
+    section.push_str(&conclusions(bench));
+    section.push_str(&verdicts(bench));
     let _ = writeln!(
         section,
         "\nReproduce: `cargo run -p bench --release -- --runs {runs} serve --events {} --seconds {seconds}`.",
         options.events
     );
-    Ok(section)
+    section
 }

@@ -14,7 +14,7 @@ use crate::domain::LiveCursor;
 use crate::domain::filter::MAX_FILTER_TEXT;
 use crate::error::ApiError;
 use crate::live::tree::TreeRoot;
-use crate::live::{Delivery, LiveConnection, LiveError, LiveRefusal, Scope, TreeScope};
+use crate::live::{Delivery, LiveConnection, LiveError, LiveRefusal, Scope, StartError, TreeScope};
 use crate::service::Service;
 
 /// The subscription root.
@@ -73,7 +73,7 @@ impl CausalityTreeChange {
 }
 
 /// Live events.
-#[Subscription]
+#[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// Every event recorded from now on that matches `filter`, in commit order: the order of the
     /// transparency log, which an event that commits late with an older `eventTimestamp` cannot
@@ -93,7 +93,7 @@ impl SubscriptionRoot {
         >,
     ) -> Result<impl Stream<Item = Result<AuditEventAdded>> + use<>> {
         let filter = filter.unwrap_or_default().resolve(Utc::now()).map_err(|e| e.extend())?;
-        let receiver = start(ctx, after, Scope::Filter(Box::new(filter)))?;
+        let receiver = start(ctx, after, Scope::Filter(Box::new(filter))).await?;
         Ok(deliveries(receiver, AuditEventAdded))
     }
 
@@ -139,13 +139,13 @@ impl SubscriptionRoot {
                 .extend());
             }
         };
-        let receiver = start(ctx, after, Scope::Tree(TreeScope::new(root)))?;
+        let receiver = start(ctx, after, Scope::Tree(TreeScope::new(root))).await?;
         Ok(deliveries(receiver, CausalityTreeChange))
     }
 }
 
 /// Starts following the log for a subscription of this connection.
-fn start(
+async fn start(
     ctx: &Context<'_>,
     after: Option<String>,
     scope: Scope,
@@ -161,6 +161,14 @@ fn start(
         .extend()
     })?;
     let permit = connection.subscription().map_err(|r| refusal(&r))?;
+    let from = connection.live().start(from).await.map_err(|e| match e {
+        StartError::Ahead { .. } => ApiError::BadArgument {
+            argument: "after".into(),
+            message: e.to_string(),
+        }
+        .extend(),
+        StartError::Store(error) => ApiError::from(error).extend(),
+    })?;
     Ok(connection.live().follow(permit, from, scope))
 }
 

@@ -123,8 +123,8 @@ pub async fn post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let events = super::sse::wants_events(&headers);
-    let Some(media) = negotiate(&headers).or(events.then_some(Media::Json)) else {
+    let events = super::sse::preference(&headers);
+    let Some(media) = negotiate(&headers).or((events != super::sse::Preference::No).then_some(Media::Json)) else {
         return not_acceptable();
     };
     if !is_json(&headers) {
@@ -154,7 +154,15 @@ pub async fn post(
             );
         }
     };
-    if events {
+    let mut request = request;
+    let stream = match events {
+        super::sse::Preference::Always => true,
+        super::sse::Preference::ForSubscriptions => {
+            screen(&state, &mut request).is_ok_and(|operation| operation == Some(OperationType::Subscription))
+        }
+        super::sse::Preference::No => false,
+    };
+    if stream {
         return super::sse::stream(state, request, caller.map(|Extension(c)| c));
     }
     execute(&state, request, caller, media, Operations::Any).await
@@ -168,9 +176,9 @@ pub async fn get(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if super::ws::is_upgrade(&headers) {
+    if super::ws::is_upgrade(&axum::http::Method::GET, &headers) {
         return match upgrade {
-            Ok(upgrade) => super::ws::upgrade(state, upgrade, caller.map(|Extension(c)| c)),
+            Ok(upgrade) => super::ws::upgrade(state, upgrade, &headers, caller.map(|Extension(c)| c)),
             Err(rejection) => refusal(
                 StatusCode::BAD_REQUEST,
                 BAD_REQUEST,

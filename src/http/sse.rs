@@ -22,13 +22,43 @@ use crate::live::Transport;
 /// The media type of the stream.
 pub const EVENT_STREAM: &str = "text/event-stream";
 
-/// Whether the client asks for an event stream (`Accept: text/event-stream`, weight above 0).
-pub fn wants_events(headers: &HeaderMap) -> bool {
-    super::weighted_items(headers, header::ACCEPT).is_some_and(|items| {
+/// How much the client wants an event stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preference {
+    /// `text/event-stream` is not acceptable.
+    No,
+    /// It is acceptable, but not above JSON: only subscriptions stream.
+    ForSubscriptions,
+    /// It is preferred to JSON (or the only media type): every operation streams.
+    Always,
+}
+
+/// Reads `Accept`.
+pub fn preference(headers: &HeaderMap) -> Preference {
+    let Some(items) = super::weighted_items(headers, header::ACCEPT) else {
+        return Preference::No;
+    };
+    let weight = |wanted: &[&str]| {
         items
             .iter()
-            .any(|(media, weight)| media == EVENT_STREAM && *weight > 0.0)
-    })
+            .filter(|(media, _)| wanted.contains(&media.as_str()))
+            .map(|(_, weight)| *weight)
+            .fold(0.0_f32, f32::max)
+    };
+    let events = weight(&[EVENT_STREAM]);
+    let json = weight(&[
+        "application/json",
+        super::graphql::GRAPHQL_RESPONSE_JSON,
+        "application/*",
+        "*/*",
+    ]);
+    if events <= 0.0 {
+        Preference::No
+    } else if events > json {
+        Preference::Always
+    } else {
+        Preference::ForSubscriptions
+    }
 }
 
 /// Streams the results of `request`.

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -78,7 +78,7 @@ impl Close {
 
 /// A message from the client.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "snake_case")]
 enum ClientMessage {
     ConnectionInit {
         #[serde(default)]
@@ -117,7 +117,7 @@ struct SubscribePayload {
 
 /// Parses a client message; the error says what is wrong with it.
 fn parse(text: &str) -> Result<ClientMessage, Close> {
-    let message: ClientMessage = serde_json::from_str(text).map_err(|e| Close::bad_message(e))?;
+    let message: ClientMessage = serde_json::from_str(text).map_err(Close::bad_message)?;
     match &message {
         ClientMessage::Subscribe { id, .. } | ClientMessage::Complete { id } if id.is_empty() => {
             Err(Close::bad_message("`id` must be a non-empty string"))
@@ -158,17 +158,70 @@ fn token_in(payload: &serde_json::Map<String, Value>) -> Result<Option<String>, 
     }
 }
 
-/// Whether a request asks to upgrade to a WebSocket.
-pub fn is_upgrade(headers: &axum::http::HeaderMap) -> bool {
-    headers
-        .get(axum::http::header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+/// Whether a request is a WebSocket opening handshake: a GET with `Upgrade: websocket`,
+/// `Connection: upgrade` and a `Sec-WebSocket-Key`.
+pub fn is_upgrade(method: &axum::http::Method, headers: &HeaderMap) -> bool {
+    let has = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value
+                .to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    method == axum::http::Method::GET
+        && has(header::UPGRADE, "websocket")
+        && has(header::CONNECTION, "upgrade")
+        && headers.contains_key(header::SEC_WEBSOCKET_KEY)
 }
 
-/// Answers an upgrade request: refused (503) when the server holds as many live connections as
-/// it may, else upgraded and served.
-pub fn upgrade(state: HttpState, upgrade: WebSocketUpgrade, caller: Option<Principal>) -> Response {
+/// Whether a browser page of another origin opened the socket: its `Origin` names a host other
+/// than the one addressed (`Host`) and not among `allowed`. WebSockets are not subject to CORS,
+/// so without this check any site could read the audit trail with a user's cookie-based
+/// credentials (a trusted proxy's session). Clients that are not browsers send no `Origin`.
+pub fn foreign_origin(headers: &HeaderMap, allowed: &[String]) -> Option<String> {
+    let origin = headers
+        .get(header::ORIGIN)?
+        .to_str()
+        .unwrap_or("?")
+        .trim()
+        .to_ascii_lowercase();
+    if allowed
+        .iter()
+        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(&origin))
+    {
+        return None;
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest.trim_end_matches('/'));
+    match (origin_host, host) {
+        (Some(origin_host), Some(host)) if origin_host == host => None,
+        _ => Some(origin),
+    }
+}
+
+/// Answers an upgrade request: refused (403) from a page of another origin, refused (503) when
+/// the server holds as many live connections as it may, else upgraded and served.
+pub fn upgrade(
+    state: HttpState,
+    upgrade: WebSocketUpgrade,
+    headers: &HeaderMap,
+    caller: Option<Principal>,
+) -> Response {
+    if let Some(origin) = foreign_origin(headers, &state.ctx.live.settings().allowed_origins) {
+        state.ctx.metrics.live_refused("foreign_origin");
+        return super::graphql::refusal(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            format!(
+                "a WebSocket opened by a page of {origin} is refused: only pages of this server, or origins \
+                 listed in AUDITGRAPH_LIVE_ALLOWED_ORIGINS, may open one"
+            ),
+            super::graphql::Media::Json,
+        );
+    }
     let connection = match state.ctx.live.connect(Transport::WebSocket) {
         Ok(connection) => connection,
         Err(refused) => return too_many(&refused),
@@ -207,12 +260,13 @@ pub async fn serve(
 ) {
     let settings = state.ctx.live.settings().clone();
     let (sink, mut stream) = socket.split();
-    let (out, queue) = mpsc::channel::<Message>(64);
+    let (out, queue) = mpsc::channel::<Message>(16);
     let mut writer = tokio::spawn(write(sink, queue, Duration::from_millis(settings.send_timeout_ms)));
     let mut connection = Connection {
         state,
         out,
         caller,
+        token: None,
         live: Arc::new(connection),
         initialised: false,
         acknowledged: false,
@@ -234,6 +288,10 @@ pub async fn serve(
     }
     let init_deadline = tokio::time::sleep(Duration::from_millis(settings.init_timeout_ms));
     tokio::pin!(init_deadline);
+    // Pings keep idle connections open through proxies, and find dead peers: a write that
+    // cannot complete ends the connection.
+    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    keepalive.tick().await;
     let closed = connection.live.live().closed();
     tokio::pin!(closed);
     let close = loop {
@@ -249,6 +307,9 @@ pub async fn serve(
                 break Some(Close::new(1001, "the server is shutting down; reconnect and resume from your last cursor"));
             }
             _ = &mut writer => break None,
+            _ = keepalive.tick() => {
+                let _ = connection.out.try_send(Message::Ping(Default::default()));
+            }
             received = stream.next() => {
                 let text = match received {
                     // A frame over the size limit is refused before it is read.
@@ -276,15 +337,23 @@ pub async fn serve(
         connection.close(close).await;
     }
     drop(connection);
-    let _ = writer.await;
+    if !writer.is_finished() {
+        let _ = writer.await;
+    }
 }
+
+/// How often an idle connection is pinged.
+const KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// One connection's state.
 struct Connection {
     state: HttpState,
     out: mpsc::Sender<Message>,
-    /// Who the upgrade request authenticated, if anyone.
+    /// Who the upgrade request authenticated, if anyone, then who `connection_init` did.
     caller: Option<Principal>,
+    /// The credentials of `connection_init`, checked again at each `subscribe` (a key revoked
+    /// or a token expired since stops counting).
+    token: Option<String>,
     live: Arc<LiveConnection>,
     initialised: bool,
     acknowledged: bool,
@@ -322,8 +391,9 @@ impl Connection {
                     return Err(Close::new(4429, "Too many initialisation requests"));
                 }
                 self.initialised = true;
-                let principal = self.authenticate(payload.unwrap_or_default())?;
+                let (principal, token) = self.authenticate(payload.unwrap_or_default())?;
                 self.caller = Some(principal);
+                self.token = token;
                 self.acknowledged = true;
                 self.send(json!({"type": "connection_ack"})).await;
                 Ok(())
@@ -340,6 +410,12 @@ impl Connection {
             ClientMessage::Subscribe { id, payload } => {
                 if !self.acknowledged {
                     return Err(Close::new(4401, "Unauthorized"));
+                }
+                if let Some(token) = &self.token
+                    && let Err(error) = self.state.auth.authenticate_token(token)
+                {
+                    self.state.ctx.metrics.auth_refused(Source::Graphql, "unauthenticated");
+                    return Err(Close::new(4401, format!("Unauthorized: {error}")));
                 }
                 let running = {
                     let running = self.operations.lock().map_err(|_| Close::internal())?;
@@ -371,25 +447,28 @@ impl Connection {
     }
 
     /// The caller of the connection: the payload's credentials, else the upgrade request's.
-    fn authenticate(&self, payload: serde_json::Map<String, Value>) -> Result<Principal, Close> {
+    fn authenticate(&self, payload: serde_json::Map<String, Value>) -> Result<(Principal, Option<String>), Close> {
         let state = &self.state;
         let refuse = |reason: &str, close: Close| {
             state.ctx.metrics.auth_refused(Source::Graphql, reason);
             close
         };
-        let principal = match token_in(&payload) {
+        let (principal, token) = match token_in(&payload) {
             Err(why) => {
                 return Err(refuse(
                     "unauthenticated",
                     Close::new(4401, format!("Unauthorized: {why}")),
                 ));
             }
-            Ok(Some(token)) => state
-                .auth
-                .authenticate_token(&token)
-                .map_err(|e| refuse("unauthenticated", Close::new(4401, format!("Unauthorized: {e}"))))?,
+            Ok(Some(token)) => (
+                state
+                    .auth
+                    .authenticate_token(&token)
+                    .map_err(|e| refuse("unauthenticated", Close::new(4401, format!("Unauthorized: {e}"))))?,
+                Some(token),
+            ),
             Ok(None) => match &self.caller {
-                Some(caller) => caller.clone(),
+                Some(caller) => (caller.clone(), None),
                 None => {
                     return Err(refuse(
                         "unauthenticated",
@@ -404,7 +483,7 @@ impl Connection {
         if let Err(refused) = state.ctx.authorize(&principal, Role::Reader) {
             return Err(refuse("forbidden", Close::new(4403, format!("Forbidden: {refused}"))));
         }
-        Ok(principal)
+        Ok((principal, token))
     }
 
     /// Starts an operation: it streams `next` messages, then `complete`, or one `error`.
@@ -429,18 +508,25 @@ impl Connection {
         let caller = self.caller.clone();
         let live = self.live.clone();
         let task_id = id.clone();
+        // The operation is registered before its task can end and unregister it (the lock is
+        // held across the spawn); it is unregistered before its last message, so that the
+        // client may reuse the id as soon as it sees that message.
+        let Ok(mut running) = self.operations.lock() else {
+            return;
+        };
         let task = tokio::spawn(async move {
-            run_operation(&state, request, caller, live, &task_id, &out).await;
+            let last = run_operation(&state, request, caller, live, &task_id, &out).await;
             if let Ok(mut running) = operations.lock()
                 && running.get(&task_id).is_some_and(|(g, _)| *g == generation)
             {
                 running.remove(&task_id);
             }
+            if let Some(last) = last {
+                let _ = out.send(Message::Text(Utf8Bytes::from(last.to_string()))).await;
+            }
         });
-        let abort = task.abort_handle();
-        if let Ok(mut running) = self.operations.lock() {
-            running.insert(id, (generation, abort));
-        }
+        running.insert(id, (generation, task.abort_handle()));
+        drop(running);
         // A task that panics fails the connection (4500), not the process.
         if let Some(internal) = self.internal.clone() {
             tokio::spawn(async move {
@@ -474,7 +560,8 @@ impl Connection {
     }
 }
 
-/// Runs one operation and sends its results.
+/// Runs one operation and sends its results; returns its last message (`complete` or `error`),
+/// or `None` when the client went away.
 async fn run_operation(
     state: &HttpState,
     mut request: async_graphql::Request,
@@ -482,7 +569,7 @@ async fn run_operation(
     live: Arc<LiveConnection>,
     id: &str,
     out: &mpsc::Sender<Message>,
-) {
+) -> Option<Value> {
     let send = |message: Value| {
         let out = out.clone();
         async move {
@@ -493,8 +580,7 @@ async fn run_operation(
     };
     if let Err(reason) = super::graphql::screen(state, &mut request) {
         let error = json!([{"message": reason.to_string(), "extensions": {"code": super::graphql::BAD_REQUEST}}]);
-        send(json!({"id": id, "type": "error", "payload": error})).await;
-        return;
+        return Some(json!({"id": id, "type": "error", "payload": error}));
     }
     let mut request = prepare_subscription(request, &state.ctx.store).data(live);
     if let Some(caller) = caller {
@@ -504,17 +590,19 @@ async fn run_operation(
     while let Some(response) = responses.next().await {
         // A response without data is the operation's end: refused before it ran, or a
         // subscription that ended (with the cursor to resume from).
-        if response.data == async_graphql::Value::Null && !response.errors.is_empty() {
+        if response.data == async_graphql::Value::Null
+            && !response.errors.is_empty()
+            && response.errors.iter().all(|e| e.path.is_empty())
+        {
             let errors = serde_json::to_value(&response.errors).unwrap_or(Value::Null);
-            send(json!({"id": id, "type": "error", "payload": errors})).await;
-            return;
+            return Some(json!({"id": id, "type": "error", "payload": errors}));
         }
         let payload = serde_json::to_value(&response).unwrap_or(Value::Null);
         if !send(json!({"id": id, "type": "next", "payload": payload})).await {
-            return;
+            return None;
         }
     }
-    send(json!({"id": id, "type": "complete"})).await;
+    Some(json!({"id": id, "type": "complete"}))
 }
 
 /// Writes the connection's messages in order; a client that does not read one within

@@ -220,6 +220,23 @@ impl Ws {
             .await;
     }
 
+    /// The error that ends operation `id`: an `error` message (refused before it ran), or a
+    /// `next` without data followed by `complete` (refused or ended while it ran).
+    async fn failure(&mut self, id: &str) -> Value {
+        let message = self.recv().await;
+        assert_eq!(message["id"], json!(id), "{message}");
+        match message["type"].as_str() {
+            Some("error") => message["payload"][0].clone(),
+            Some("next") => {
+                assert_eq!(message["payload"]["data"], Value::Null, "{message}");
+                let error = message["payload"]["errors"][0].clone();
+                assert_eq!(self.recv().await, json!({"id": id, "type": "complete"}));
+                error
+            }
+            _ => panic!("expected the end of {id}, got {message}"),
+        }
+    }
+
     /// The payload of the next `next` message of `id`.
     async fn next(&mut self, id: &str) -> Value {
         let message = self.recv().await;
@@ -246,9 +263,12 @@ fn added(payload: &Value) -> (String, u64, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_close_code_of_the_protocol_is_the_right_one() {
-    let server = Live::start(Engine::Sqlite, |c, _| c.live.init_timeout_ms = 500)
-        .await
-        .unwrap();
+    let server = Live::start(Engine::Sqlite, |c, _| {
+        c.live.init_timeout_ms = 500;
+        c.live.allowed_origins = vec!["https://ui.example.com".into()];
+    })
+    .await
+    .unwrap();
     let addr = server.addr;
 
     // 4406: the protocol was not offered.
@@ -339,13 +359,43 @@ async fn every_close_code_of_the_protocol_is_the_right_one() {
         "{error}"
     );
     ws.subscribe("c", ADDED, json!({"after": "not-a-cursor"})).await;
-    let error = ws.recv().await;
-    assert_eq!(error["type"], "error", "{error}");
-    assert_eq!(error["payload"][0]["extensions"]["code"], "BAD_USER_INPUT", "{error}");
+    let error = ws.failure("c").await;
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{error}");
+    assert!(error["message"].as_str().unwrap().starts_with("after:"), "{error}");
+    // A cursor past the end of the log (of another database, or altered) is refused too.
+    let ahead = auditgraph::domain::LiveCursor(1_000_000).encode();
+    ws.subscribe("c", ADDED, json!({"after": ahead})).await;
+    let error = ws.failure("c").await;
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{error}");
     assert!(
-        error["payload"][0]["message"].as_str().unwrap().starts_with("after:"),
+        error["message"].as_str().unwrap().contains("past the end of the log"),
         "{error}"
     );
+    // The id of an ended operation may be used at once.
+    ws.subscribe("c", "{ __typename }", json!({})).await;
+    assert_eq!(ws.next("c").await["data"]["__typename"], "Query");
+    assert_eq!(ws.recv().await, json!({"id": "c", "type": "complete"}));
+
+    // A page of another origin may not open a socket (no CORS protects WebSockets); the
+    // server's own pages and listed origins may.
+    let open_from = |origin: &str| {
+        let mut request = format!("ws://{addr}/graphql").into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
+        request.headers_mut().insert("origin", origin.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    match open_from("https://evil.example").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403);
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap()).to_string();
+            assert!(body.contains("https://evil.example"), "{body}");
+        }
+        other => panic!("expected 403, got {:?}", other.map(|_| ())),
+    }
+    assert!(open_from(&format!("http://{addr}")).await.is_ok());
+    assert!(open_from("https://ui.example.com").await.is_ok(), "a listed origin");
 }
 
 /// A server with API keys and JWTs; the keys by role, and a token that carries no role.
@@ -415,10 +465,14 @@ async fn subscriptions_take_the_same_credentials_and_roles_as_http() {
     // A reader may subscribe but not write over the socket; a writer's event reaches both.
     ws.subscribe("m", CREATE, json!({"input": event_input(json!({}))}))
         .await;
-    let refused = ws.recv().await;
-    assert_eq!(refused["id"], "m", "{refused}");
-    assert_eq!(refused["type"], "error", "{refused}");
-    assert_eq!(refused["payload"][0]["extensions"]["code"], "FORBIDDEN", "{refused}");
+    let refused = ws.failure("m").await;
+    assert_eq!(refused["extensions"]["code"], "FORBIDDEN", "{refused}");
+    // A POST that only claims to be an upgrade gets no pass around authentication.
+    let request = "POST /graphql HTTP/1.1\r\nhost: localhost\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+                   sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\ncontent-type: application/json\r\n\
+                   content-length: 27\r\n\r\n{\"query\":\"{ __typename }\"}";
+    let (status, _) = crate::helpers::http_exchange(addr, request).await;
+    assert!(status.contains(" 401 "), "{status}");
     let id = write(addr, event_input(json!({})), Some(&keys[&Role::Writer])).await;
     assert_eq!(added(&ws.next("1").await).2, id);
     assert_eq!(added(&by_header.next("h").await).2, id);
@@ -619,7 +673,14 @@ async fn tree_changes_are_placed(engine: Engine) {
     by_correlation.send(json!({"type": "ping"})).await;
     assert_eq!(by_correlation.recv().await["type"], "pong");
 
-    write(addr, event_input(json!({"correlationId": "elsewhere"})), None).await;
+    let elsewhere = write(addr, event_input(json!({"correlationId": "elsewhere"})), None).await;
+    // Its parent lies in another correlation: in this correlation's tree it is a root.
+    let adopted = write(
+        addr,
+        event_input(json!({"correlationId": "tree", "parentEventId": elsewhere})),
+        None,
+    )
+    .await;
     let sibling = write(
         addr,
         event_input(json!({"correlationId": "tree", "parentEventId": root})),
@@ -641,12 +702,13 @@ async fn tree_changes_are_placed(engine: Engine) {
     let new_root = write(addr, event_input(json!({"correlationId": "tree"})), None).await;
 
     let mut seen = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..5 {
         seen.push(change(&by_correlation.next("c").await));
     }
     assert_eq!(
         seen,
         vec![
+            (adopted, 0, None),
             (sibling.clone(), 1, Some(root.clone())),
             (grandchild.clone(), 2, Some(child.clone())),
             (great.clone(), 3, Some(grandchild.clone())),
@@ -674,11 +736,9 @@ async fn tree_changes_are_placed(engine: Engine) {
 
     let mut ws = Ws::ready(addr, None).await;
     ws.subscribe("x", TREE, json!({"c": "tree", "r": root})).await;
-    let error = ws.recv().await;
-    assert_eq!(error["payload"][0]["extensions"]["code"], "BAD_USER_INPUT", "{error}");
+    assert_eq!(ws.failure("x").await["extensions"]["code"], "BAD_USER_INPUT");
     ws.subscribe("y", TREE, json!({"r": uuid::Uuid::now_v7()})).await;
-    let error = ws.recv().await;
-    assert_eq!(error["payload"][0]["extensions"]["code"], "NOT_FOUND", "{error}");
+    assert_eq!(ws.failure("y").await["extensions"]["code"], "NOT_FOUND");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -834,16 +894,17 @@ async fn a_slow_consumer_is_ended_with_its_cursor(engine: Engine) {
     let resume = loop {
         let message = slow.recv().await;
         match message["type"].as_str() {
-            Some("next") => received.push(
+            Some("next") if !message["payload"]["data"].is_null() => received.push(
                 message["payload"]["data"]["auditEventAdded"]["event"]["eventId"]
                     .as_str()
                     .unwrap()
                     .to_string(),
             ),
-            Some("error") => {
-                let error = &message["payload"][0];
+            Some("next") if message["payload"]["data"].is_null() => {
+                let error = &message["payload"]["errors"][0];
                 assert_eq!(error["extensions"]["code"], "SUBSCRIPTION_LAGGED", "{message}");
                 assert!(error["message"].as_str().unwrap().contains("16 events"), "{message}");
+                assert_eq!(slow.recv().await, json!({"id": "s", "type": "complete"}));
                 break error["extensions"]["resumeAfter"].as_str().unwrap().to_string();
             }
             _ => panic!("unexpected {message}"),
@@ -920,12 +981,8 @@ async fn connections_and_subscriptions_are_limited_and_counted() {
     );
     two.subscribe("1", ADDED, json!({})).await;
     two.subscribe("2", ADDED, json!({})).await;
-    let refused = two.recv().await;
-    assert_eq!(refused["id"], "2", "{refused}");
-    assert_eq!(
-        refused["payload"][0]["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS",
-        "{refused}"
-    );
+    let refused = two.failure("2").await;
+    assert_eq!(refused["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS", "{refused}");
     let (_, metrics) = crate::helpers::http_exchange(addr, &crate::helpers::http_get("/metrics")).await;
     for line in [
         "live_connections{transport=\"websocket\"} 2",
@@ -1020,6 +1077,34 @@ async fn server_sent_events_carry_subscriptions_for_clients_without_websockets()
         "{body}"
     );
     assert!(body.contains("event: complete"), "{body}");
+
+    // A client that takes both gets JSON for a query, and a stream only for a subscription.
+    let both = |query: &str| {
+        let body = json!({"query": query}).to_string();
+        format!(
+            "POST /graphql HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+             accept: application/json, text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let (_, body) = crate::helpers::http_exchange(addr, &both("{ auditEvents { totalCount } }")).await;
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["data"]["auditEvents"]["totalCount"], 1, "{body}");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(both("subscription { auditEventAdded { cursor } }").as_bytes())
+        .await
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    assert!(lines.next_line().await.unwrap().unwrap().contains(" 200 "));
+    let mut streamed = false;
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if line.is_empty() {
+            break;
+        }
+        streamed |= line.eq_ignore_ascii_case("content-type: text/event-stream");
+    }
+    assert!(streamed, "a subscription streams");
 }
 
 /// A graceful shutdown ends each subscription with its cursor, closes with 1001, and stops.
@@ -1036,14 +1121,9 @@ async fn shutdown_ends_subscriptions_with_their_cursor_and_closes_going_away() {
         server.stop().await;
         server
     });
-    let ended = ws.recv().await;
-    assert_eq!(ended["type"], "error", "{ended}");
-    assert_eq!(ended["payload"][0]["extensions"]["code"], "SHUTTING_DOWN", "{ended}");
-    assert_eq!(
-        ended["payload"][0]["extensions"]["resumeAfter"],
-        json!(cursor),
-        "{ended}"
-    );
+    let ended = ws.failure("s").await;
+    assert_eq!(ended["extensions"]["code"], "SHUTTING_DOWN", "{ended}");
+    assert_eq!(ended["extensions"]["resumeAfter"], json!(cursor), "{ended}");
     assert_eq!(ws.closed().await.0, 1001);
     tokio::time::timeout(PATIENCE, stopping).await.unwrap().unwrap();
 }
