@@ -167,6 +167,16 @@ pub struct Config {
     #[arg(long, env = "AUDITGRAPH_GRAPHIQL", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), global = true)]
     pub graphiql: bool,
 
+    /// Serve the causality explorer at `/` (the page holds no data; its queries are authenticated
+    /// like any other).
+    #[arg(long, env = "AUDITGRAPH_EXPLORER", default_value_t = true, action = clap::ArgAction::Set, global = true, value_parser = clap::builder::BoolishValueParser::new())]
+    pub explorer: bool,
+
+    /// Serve the explorer's files from this directory, read at each request, instead of from the
+    /// binary: for changing the page without rebuilding the server.
+    #[arg(long, env = "AUDITGRAPH_EXPLORER_DIR", global = true)]
+    pub explorer_dir: Option<std::path::PathBuf>,
+
     /// Answer GraphQL introspection (`__schema`, `__type`); GraphiQL's documentation needs it.
     #[arg(long, env = "AUDITGRAPH_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), global = true)]
     pub introspection: bool,

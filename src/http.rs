@@ -20,6 +20,7 @@ use crate::metrics::Source;
 use crate::service::Service;
 
 pub mod assets;
+pub mod explorer;
 pub mod graphql;
 pub mod problem;
 pub mod rest;
@@ -71,7 +72,7 @@ pub struct HttpState {
 }
 
 /// Options of the HTTP layer.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct HttpOptions {
     /// Largest request body, in bytes.
     pub body_limit_bytes: usize,
@@ -79,6 +80,8 @@ pub struct HttpOptions {
     pub request_timeout: Duration,
     /// Whether `/graphiql` is served.
     pub graphiql: bool,
+    /// Whether the explorer is served at `/`, and from where.
+    pub explorer: Option<explorer::ExplorerFiles>,
     /// Whether `/metrics` is served here (not when it has a listener of its own, see
     /// [`metrics_router`]).
     pub metrics: bool,
@@ -98,12 +101,23 @@ pub fn router(state: HttpState, options: HttpOptions) -> Router {
             .route("/graphiql", get(assets::graphiql_page))
             .route("/graphiql/assets/{name}", get(assets::graphiql_asset));
     }
+    let explorer = options.explorer.clone().map(|files| {
+        Router::new()
+            .route("/", get(explorer::page))
+            .route("/explorer/{name}", get(explorer::file))
+            .with_state(files)
+    });
     if options.metrics {
         routes = routes.route("/metrics", get(metrics));
     }
-    routes
+    let mut app = routes
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .with_state(state)
+        .with_state(state);
+    // The explorer's files hold no data: they need no identity.
+    if let Some(explorer) = explorer {
+        app = app.merge(explorer);
+    }
+    app
         // The one body limit is ours (axum's extractors would add their own 2 MiB one).
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(options.body_limit_bytes))

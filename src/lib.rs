@@ -186,6 +186,9 @@ fn routers(
             body_limit_bytes: config.body_limit_bytes,
             request_timeout: Duration::from_secs(config.request_timeout_secs),
             graphiql: config.graphiql,
+            explorer: config.explorer.then(|| http::explorer::ExplorerFiles {
+                dir: config.explorer_dir.clone(),
+            }),
             metrics: config.metrics_listen.is_none(),
         },
     );

@@ -72,7 +72,8 @@ static PAGE_ETAG: LazyLock<String> = LazyLock::new(|| etag_of(GRAPHIQL_PAGE.as_b
 static DECOMPRESSED: [OnceLock<Option<Vec<u8>>>; GRAPHIQL_ASSETS.len()] =
     [const { OnceLock::new() }; GRAPHIQL_ASSETS.len()];
 
-fn etag_of(bytes: &[u8], suffix: &str) -> String {
+/// A strong validator of `bytes`.
+pub(super) fn etag_of(bytes: &[u8], suffix: &str) -> String {
     let digest = Sha256::digest(bytes);
     let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
     format!("\"{hex}{suffix}\"")
@@ -80,11 +81,13 @@ fn etag_of(bytes: &[u8], suffix: &str) -> String {
 
 /// The headers of everything served here: the policy, no sniffing, no framing, no referrer.
 fn secure(response: &mut Response) {
+    secure_with(response, CONTENT_SECURITY_POLICY);
+}
+
+/// [`secure`] with another policy.
+pub(super) fn secure_with(response: &mut Response, policy: &'static str) {
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
@@ -105,7 +108,12 @@ fn not_modified(request: &HeaderMap, etag: &str) -> bool {
 /// A response with revalidation: the client keeps the file and asks whether it changed
 /// (`no-cache` + ETag), so a new server version is picked up at once. `body` is only made when
 /// the client does not hold this version.
-fn cached(request: &HeaderMap, etag: &str, content_type: &'static str, body: impl FnOnce() -> Response) -> Response {
+pub(super) fn cached(
+    request: &HeaderMap,
+    etag: &str,
+    content_type: &'static str,
+    body: impl FnOnce() -> Response,
+) -> Response {
     let mut response = if not_modified(request, etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
