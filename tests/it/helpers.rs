@@ -499,18 +499,23 @@ pub fn row(
 impl TestApp {
     /// Inserts rows in multi-row statements, parents before children, creating partitions first.
     pub async fn insert_rows(&self, rows: &[auditgraph::entity::audit_event::Model]) {
-        use sea_orm::{EntityTrait, IntoActiveModel};
-        let days: std::collections::BTreeSet<_> = rows.iter().map(|r| r.event_date).collect();
-        for day in days {
-            self.store.ensure_partition(day).await.expect("partition");
-        }
-        for chunk in rows.chunks(500) {
-            let models = chunk.iter().cloned().map(IntoActiveModel::into_active_model);
-            auditgraph::entity::audit_event::Entity::insert_many(models)
-                .exec_without_returning(self.store.db())
-                .await
-                .expect("bulk insert");
-        }
+        insert_rows(&self.store, rows).await;
+    }
+}
+
+/// [`TestApp::insert_rows`] on any store.
+pub async fn insert_rows(store: &Store, rows: &[auditgraph::entity::audit_event::Model]) {
+    use sea_orm::{EntityTrait, IntoActiveModel};
+    let days: std::collections::BTreeSet<_> = rows.iter().map(|r| r.event_date).collect();
+    for day in days {
+        store.ensure_partition(day).await.expect("partition");
+    }
+    for chunk in rows.chunks(500) {
+        let models = chunk.iter().cloned().map(IntoActiveModel::into_active_model);
+        auditgraph::entity::audit_event::Entity::insert_many(models)
+            .exec_without_returning(store.db())
+            .await
+            .expect("bulk insert");
     }
 }
 
@@ -633,6 +638,8 @@ pub async fn ready(addr: std::net::SocketAddr) -> bool {
 /// when dropped.
 pub struct RunningServer {
     pub addr: std::net::SocketAddr,
+    /// Its database.
+    pub url: String,
     pub task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
@@ -641,7 +648,8 @@ pub struct RunningServer {
 impl RunningServer {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::for_database(&format!("sqlite://{}", dir.path().join("served.db").display()));
+        let url = format!("sqlite://{}", dir.path().join("served.db").display());
+        let mut config = Config::for_database(&url);
         config.log_key_file = dir.path().join("log.key");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
@@ -651,6 +659,7 @@ impl RunningServer {
         }));
         Self {
             addr,
+            url,
             task: Some(task),
             stop: Some(stop),
             _dir: dir,
