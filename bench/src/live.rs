@@ -42,9 +42,10 @@ pub struct LiveOptions {
     /// Subscribers of the live workload, one WebSocket connection and subscription each.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub live_subscribers: u64,
-    /// Events per second the live workload writes while it measures delivery latency.
-    #[arg(long, default_value_t = 1_000.0)]
-    pub live_rate: f64,
+    /// Events per second the live workload writes while it measures delivery latency; several
+    /// (comma-separated) measure it at each.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000.0])]
+    pub live_rate: Vec<f64>,
     /// Seconds of paced writing in each run of the live workload.
     #[arg(long, default_value_t = 10.0)]
     pub live_seconds: f64,
@@ -54,6 +55,8 @@ pub struct LiveOptions {
 pub struct Setup<'a> {
     /// The server.
     pub addr: SocketAddr,
+    /// The server's process, for its CPU time.
+    pub server_pid: Option<u32>,
     /// Stored events the writes name as parents.
     pub parents: Arc<Vec<EventKey>>,
     /// Runs of each figure.
@@ -68,8 +71,11 @@ pub struct Setup<'a> {
 
 const PROTOCOL: &str = "graphql-transport-ws";
 const SUBSCRIPTION: &str = "subscription { auditEventAdded { cursor logIndex event { eventId } } }";
-/// Writers sharing the paced schedule, each on its own keep-alive connection.
-const WRITERS: usize = 32;
+/// Writers sharing the paced schedule, each on its own keep-alive connection: the server's pool
+/// size and the highest concurrency of the serving writes, enough for 1,000 events/s while a write
+/// takes less than 16 ms. More only lengthen the queue for the pool when the server cannot keep
+/// up, where the sequencer and the live feed wait too.
+const WRITERS: usize = 16;
 /// Concurrencies of the throughput comparison (those of the serving writes beyond 1).
 const CONCURRENCIES: [usize; 2] = [4, 16];
 /// How long deliveries may trail the last acknowledged write before the missing ones count as
@@ -399,6 +405,112 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1_000.0
 }
 
+/// Clock ticks per second of the CPU times in `/proc` (`USER_HZ`, 100 on Linux).
+const TICKS: f64 = 100.0;
+
+/// CPU seconds used (from `/proc`; zeros where it cannot be read): by the server, by
+/// PostgreSQL's processes, by this benchmark (writers and subscribers), and by the whole machine;
+/// so far, or over `seconds`.
+#[derive(Clone, Copy, Debug)]
+struct Cpu {
+    server: f64,
+    postgres: f64,
+    bench: f64,
+    machine: f64,
+    at: Instant,
+    seconds: f64,
+}
+
+/// User and system CPU seconds of a process, from its `/proc/<pid>/stat`, with its name.
+fn process_cpu(stat: &str) -> Option<(&str, f64)> {
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1;
+    // `rest` starts at the third field (state); utime and stime are the 14th and 15th.
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((name, (utime + stime) / TICKS))
+}
+
+impl Cpu {
+    fn now(server: Option<u32>) -> Self {
+        let of = |pid: &str| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| process_cpu(&stat).map(|(_, seconds)| seconds))
+                .unwrap_or(0.0)
+        };
+        let postgres = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+            .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+            .filter_map(|stat| {
+                process_cpu(&stat)
+                    .filter(|(name, _)| *name == "postgres")
+                    .map(|(_, s)| s)
+            })
+            .sum();
+        // The first line of /proc/stat: user nice system idle iowait irq softirq steal …
+        let machine = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|stat| {
+                let line = stat.lines().next()?.strip_prefix("cpu ")?.to_string();
+                let t: Vec<f64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+                Some([0, 1, 2, 5, 6, 7].iter().filter_map(|&i| t.get(i)).sum::<f64>() / TICKS)
+            })
+            .unwrap_or(0.0);
+        Self {
+            server: server.map_or(0.0, |pid| of(&pid.to_string())),
+            postgres,
+            bench: of("self"),
+            machine,
+            at: Instant::now(),
+            seconds: 0.0,
+        }
+    }
+
+    /// The CPU used from `before` to now.
+    fn since(before: Self, server: Option<u32>) -> Self {
+        let now = Self::now(server);
+        Self {
+            server: now.server - before.server,
+            postgres: now.postgres - before.postgres,
+            bench: now.bench - before.bench,
+            machine: now.machine - before.machine,
+            at: now.at,
+            seconds: (now.at - before.at).as_secs_f64(),
+        }
+    }
+
+    /// The share of all cores that other processes used over the period.
+    fn others(&self) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let others = self.machine - self.server - self.postgres - self.bench;
+        (others / (self.seconds * cores).max(f64::EPSILON)).max(0.0)
+    }
+}
+
+/// CPU milliseconds per written event, by process.
+#[derive(Clone, Copy, Debug, Default)]
+struct PerEvent {
+    server: f64,
+    postgres: f64,
+    bench: f64,
+}
+
+impl PerEvent {
+    fn of(used: &Cpu, events: u64) -> Self {
+        let per = |seconds: f64| seconds * 1_000.0 / (events.max(1) as f64);
+        Self {
+            server: per(used.server),
+            postgres: per(used.postgres),
+            bench: per(used.bench),
+        }
+    }
+}
+
 /// One acknowledged write of the paced schedule.
 struct Acked {
     id: Uuid,
@@ -418,12 +530,20 @@ struct LatencyRun {
     early: u64,
     failures: u64,
     first_failure: Option<String>,
+    /// Share of the cores other processes used meanwhile.
+    others: f64,
 }
 
 /// Writes `rate` events/s for `seconds` with `WRITERS` writers sharing one schedule: event k is
-/// due `k / rate` s after the start and goes out as soon as a writer is free from then on.
-async fn paced(setup: &Setup<'_>, run: usize) -> anyhow::Result<(Vec<Acked>, u64, Option<String>, Duration)> {
-    let (rate, seconds) = (setup.options.live_rate, setup.options.live_seconds);
+/// due `k / rate` s after the start and goes out as soon as a writer is free from then on; none
+/// goes out after `seconds`, so a server that cannot keep up writes fewer. Returns the
+/// acknowledged writes, the failures, and the time from the start to the last acknowledgement.
+async fn paced(
+    setup: &Setup<'_>,
+    run: usize,
+    rate: f64,
+) -> anyhow::Result<(Vec<Acked>, u64, Option<String>, Duration)> {
+    let seconds = setup.options.live_seconds;
     let total = (rate * seconds).round() as u64;
     let next = Arc::new(AtomicU64::new(0));
     let mut writers = Vec::with_capacity(WRITERS);
@@ -438,6 +558,7 @@ async fn paced(setup: &Setup<'_>, run: usize) -> anyhow::Result<(Vec<Acked>, u64
         });
     }
     let start = Instant::now() + Duration::from_millis(20);
+    let end = start + Duration::from_secs_f64(seconds);
     let tasks: Vec<_> = writers
         .into_iter()
         .map(|mut writer| {
@@ -447,7 +568,7 @@ async fn paced(setup: &Setup<'_>, run: usize) -> anyhow::Result<(Vec<Acked>, u64
                 let (mut failures, mut first_failure) = (0u64, None);
                 loop {
                     let k = next.fetch_add(1, Ordering::AcqRel);
-                    if k >= total {
+                    if k >= total || Instant::now() >= end {
                         break;
                     }
                     tokio::time::sleep_until((start + Duration::from_secs_f64(k as f64 / rate)).into()).await;
@@ -489,12 +610,14 @@ async fn paced(setup: &Setup<'_>, run: usize) -> anyhow::Result<(Vec<Acked>, u64
 }
 
 /// One latency run: subscribers, paced writes, every delivery matched to its write.
-async fn latency(setup: &Setup<'_>, run: usize, probe: &mut GraphqlCreate) -> anyhow::Result<LatencyRun> {
+async fn latency(setup: &Setup<'_>, run: usize, rate: f64, probe: &mut GraphqlCreate) -> anyhow::Result<LatencyRun> {
     let n = setup.options.live_subscribers;
     let subscribers = Subscribers::open(setup.addr, n, probe).await?;
-    let (acked, failures, first_failure, elapsed) = paced(setup, run).await?;
+    let before = Cpu::now(setup.server_pid);
+    let (acked, failures, first_failure, elapsed) = paced(setup, run, rate).await?;
     let owed = acked.len() as u64;
     let caught_up = subscribers.wait_for(n * owed).await;
+    let others = Cpu::since(before, setup.server_pid).others();
     let all = subscribers.close().await?;
     let acks: HashMap<Uuid, Instant> = acked.iter().map(|a| (a.id, a.acked)).collect();
     anyhow::ensure!(acks.len() == acked.len(), "the server returned an event id twice");
@@ -531,12 +654,13 @@ async fn latency(setup: &Setup<'_>, run: usize, probe: &mut GraphqlCreate) -> an
         early,
         failures,
         first_failure,
+        others,
     };
     eprintln!(
         "  run {run}: delivery latency with {n} subscribers at {:.0} events/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} \
          ms; achieved {:.0} events/s; writes p50 {:.2} ms, p99 {:.2} ms; {} deliveries, {} read before the \
-         acknowledgement; {} failed writes",
-        setup.options.live_rate,
+         acknowledgement; {} failed writes; other processes used {:.0}% of the cores",
+        rate,
         figures.p50,
         figures.p99,
         figures.max,
@@ -545,7 +669,8 @@ async fn latency(setup: &Setup<'_>, run: usize, probe: &mut GraphqlCreate) -> an
         figures.write_p99,
         figures.deliveries,
         figures.early,
-        figures.failures
+        figures.failures,
+        figures.others * 100.0
     );
     Ok(figures)
 }
@@ -575,6 +700,12 @@ struct Cost {
     catch_up: Vec<f64>,
     /// What went wrong with the deliveries, by run.
     problems: Vec<String>,
+    /// CPU per event without subscribers, by run.
+    cpu_without: Vec<PerEvent>,
+    /// CPU per event with them (until they caught up), by run.
+    cpu_with: Vec<PerEvent>,
+    /// Share of the cores other processes used meanwhile, by run.
+    others: Vec<f64>,
 }
 
 impl Cost {
@@ -608,12 +739,20 @@ impl Cost {
     /// One run: without subscribers, then with them connected and reading.
     async fn run(&mut self, setup: &Setup<'_>, run: usize, probe: &mut GraphqlCreate) -> anyhow::Result<()> {
         let seed = (run as u64) << 32 ^ 0x11fe_0000 ^ (self.concurrency as u64) << 8;
-        let (without, _) = writes(setup, self.concurrency, seed).await?;
+        let started = Cpu::now(setup.server_pid);
+        let (without, stored_without) = writes(setup, self.concurrency, seed).await?;
+        let used_without = Cpu::since(started, setup.server_pid);
         let n = setup.options.live_subscribers;
         let subscribers = Subscribers::open(setup.addr, n, probe).await?;
+        let before = Cpu::now(setup.server_pid);
         let (with, stored) = writes(setup, self.concurrency, !seed).await?;
         let caught_up = subscribers.wait_for(n * stored).await;
+        let used_with = Cpu::since(before, setup.server_pid);
         let all = subscribers.close().await?;
+        self.cpu_without.push(PerEvent::of(&used_without, stored_without));
+        self.cpu_with.push(PerEvent::of(&used_with, stored));
+        let others = used_without.others().max(used_with.others());
+        self.others.push(others);
         let mut line = format!(
             "  run {run}: `createAuditEvent`, concurrency {}: {:.0} events/s without subscribers, {:.0} with {n}",
             self.concurrency,
@@ -640,6 +779,22 @@ impl Cost {
         if self.failures > 0 {
             let _ = write!(line, " ({} failures)", self.failures);
         }
+        let (a, b) = (
+            self.cpu_without.last().copied().unwrap_or_default(),
+            self.cpu_with.last().copied().unwrap_or_default(),
+        );
+        let _ = write!(
+            line,
+            "; CPU ms per event without → with: server {:.2} → {:.2}, PostgreSQL {:.2} → {:.2}, benchmark {:.2} → {:.2}; \
+             other processes used {:.0}% of the cores",
+            a.server,
+            b.server,
+            a.postgres,
+            b.postgres,
+            a.bench,
+            b.bench,
+            others * 100.0
+        );
         eprintln!("{line}");
         self.without.push(without.requests_per_second());
         self.with.push(with.requests_per_second());
@@ -649,13 +804,18 @@ impl Cost {
 
 /// The live workload's figures.
 pub struct LiveFigures {
-    latency: Vec<LatencyRun>,
+    /// By offered rate, the runs.
+    latency: Vec<(f64, Vec<LatencyRun>)>,
     costs: Vec<Cost>,
 }
 
 /// Runs the live workload `setup.runs` times: in each run the throughput comparison first (it
-/// also warms the server up), then the latency measurement.
+/// also warms the server up), then the latency measurement at each rate.
 pub async fn run(setup: &Setup<'_>) -> anyhow::Result<LiveFigures> {
+    let rates = &setup.options.live_rate;
+    if let Some(rate) = rates.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
+        anyhow::bail!("--live-rate {rate}: rates are events per second, above 0");
+    }
     let mut probe = GraphqlCreate {
         conn: Conn::connect(setup.addr).await?,
         batch: 1,
@@ -674,14 +834,19 @@ pub async fn run(setup: &Setup<'_>) -> anyhow::Result<LiveFigures> {
             first_failure: None,
             catch_up: Vec::new(),
             problems: Vec::new(),
+            cpu_without: Vec::new(),
+            cpu_with: Vec::new(),
+            others: Vec::new(),
         })
         .collect();
-    let mut latency = Vec::with_capacity(setup.runs);
+    let mut latency: Vec<(f64, Vec<LatencyRun>)> = rates.iter().map(|&rate| (rate, Vec::new())).collect();
     for run in 1..=setup.runs {
         for cost in &mut costs {
             cost.run(setup, run, &mut probe).await?;
         }
-        latency.push(self::latency(setup, run, &mut probe).await?);
+        for (rate, runs) in &mut latency {
+            runs.push(self::latency(setup, run, *rate, &mut probe).await?);
+        }
     }
     Ok(LiveFigures { latency, costs })
 }
@@ -705,60 +870,66 @@ pub fn section(header: &str, setup: &Setup<'_>, figures: &LiveFigures, reproduce
          on its own keep-alive HTTP connection\n\
          - each figure: {runs} runs; median (min–max) of the runs\n"
     );
+    let rates: Vec<String> = figures.latency.iter().map(|(rate, _)| format!("{rate}")).collect();
+    let seconds = options.live_seconds;
     let _ = writeln!(
         out,
         "### Delivery latency: {n} subscribers, {} events/s\n\n\
-         Writes paced at {} events/s for {} s by {WRITERS} writers sharing one schedule (event k is due k ÷ {} s \
-         after the start and goes out as soon as a writer is free from then on, so a server that falls behind is \
-         not given a rest). Latency is the instant a subscriber read an event's `next` message minus the instant \
+         Writes paced at the offered rate for {seconds} s by {WRITERS} writers sharing one schedule (event k is due \
+         k ÷ rate s after the start and goes out as soon as a writer is free from then on, so a server that falls \
+         behind is not given a rest; nothing is sent after the {seconds} s, so a server that cannot keep up writes \
+         fewer events, and the rate achieved is the events acknowledged over the time to the last \
+         acknowledgement). Latency is the instant a subscriber read an event's `next` message minus the instant \
          the writer read the response to its write, over every delivery of the run (subscribers × events).\n",
-        options.live_rate, options.live_rate, options.live_seconds, options.live_rate
+        rates.join(" and ")
     );
-    let l = &figures.latency;
-    let pick = |f: fn(&LatencyRun) -> f64| l.iter().map(f).collect::<Vec<f64>>();
-    out.push_str("| figure | median (min–max) |\n|---|---|\n");
-    let mut row = |label: String, values: Vec<f64>, decimals: usize, unit: &str| {
-        let unit = if unit.is_empty() {
-            String::new()
-        } else {
-            format!(" {unit}")
-        };
-        let _ = writeln!(out, "| {label} | {}{unit} |", report::spread_with(&values, decimals));
+    let _ = writeln!(
+        out,
+        "| offered | {} |\n|---|{}",
+        rates
+            .iter()
+            .map(|r| format!("{r} events/s"))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---|".repeat(rates.len())
+    );
+    let mut row = |label: &str, f: fn(&LatencyRun) -> f64, decimals: usize, unit: &str| {
+        let cells: Vec<String> = figures
+            .latency
+            .iter()
+            .map(|(_, runs)| {
+                let values: Vec<f64> = runs.iter().map(f).collect();
+                format!("{}{unit}", report::spread_with(&values, decimals))
+            })
+            .collect();
+        let _ = writeln!(out, "| {label} | {} |", cells.join(" | "));
     };
-    row("delivery latency p50".into(), pick(|r| r.p50), 2, "ms");
-    row("delivery latency p99".into(), pick(|r| r.p99), 2, "ms");
-    row("delivery latency max".into(), pick(|r| r.max), 2, "ms");
+    row("delivery latency p50", |r| r.p50, 2, " ms");
+    row("delivery latency p99", |r| r.p99, 2, " ms");
+    row("delivery latency max", |r| r.max, 2, " ms");
+    row("write rate achieved", |r| r.rate, 0, " events/s");
+    row("write latency p50 (request → response)", |r| r.write_p50, 2, " ms");
+    row("write latency p99 (request → response)", |r| r.write_p99, 2, " ms");
+    row("deliveries checked per run", |r| r.deliveries as f64, 0, "");
     row(
-        format!("write rate achieved (offered {} events/s)", options.live_rate),
-        pick(|r| r.rate),
-        0,
-        "events/s",
-    );
-    row(
-        "write latency p50 (request → response)".into(),
-        pick(|r| r.write_p50),
-        2,
-        "ms",
-    );
-    row(
-        "write latency p99 (request → response)".into(),
-        pick(|r| r.write_p99),
-        2,
-        "ms",
-    );
-    row("deliveries per run".into(), pick(|r| r.deliveries as f64), 0, "");
-    row(
-        "deliveries read before the write's response (counted as 0 ms)".into(),
-        pick(|r| r.early as f64),
+        "deliveries read before the write's response (counted as 0 ms)",
+        |r| r.early as f64,
         0,
         "",
     );
-    let failures: u64 = l.iter().map(|r| r.failures).sum();
+    row(
+        "CPU used meanwhile by other processes (share of the cores)",
+        |r| r.others * 100.0,
+        0,
+        "%",
+    );
+    let all = || figures.latency.iter().flat_map(|(_, runs)| runs);
+    let failures: u64 = all().map(|r| r.failures).sum();
     let _ = writeln!(
         out,
         "\nEvery run checked that each subscriber received every acknowledged event exactly once, in log order, and \
          nothing else (the benchmark fails otherwise); {failures} writes failed{}.\n",
-        l.iter()
+        all()
             .find_map(|r| r.first_failure.as_deref())
             .map_or(String::new(), |f| format!(" (first: {f})"))
     );
@@ -787,6 +958,30 @@ pub fn section(header: &str, setup: &Setup<'_>, figures: &LiveFigures, reproduce
             cost.ratio(),
             cost.failures
         );
+    }
+    if figures.costs.iter().any(|c| c.cpu_with.iter().any(|p| p.server > 0.0)) {
+        out.push_str(
+            "\nWhere the CPU goes: milliseconds of CPU per written event (warm-up included; with subscribers, until they \
+             had read the last event), medians of the runs, without → with subscribers:\n\n\
+             | workload | server | PostgreSQL | benchmark (writers and subscribers) | other processes (share of the cores) |\n\
+             |---|---|---|---|---|\n",
+        );
+        for cost in &figures.costs {
+            let median =
+                |runs: &[PerEvent], f: fn(&PerEvent) -> f64| report::stats(&runs.iter().map(f).collect::<Vec<_>>()).0;
+            let pair = |f: fn(&PerEvent) -> f64| {
+                format!("{:.2} → {:.2}", median(&cost.cpu_without, f), median(&cost.cpu_with, f))
+            };
+            let _ = writeln!(
+                out,
+                "| `createAuditEvent`, concurrency {} | {} | {} | {} | {:.0}% |",
+                cost.concurrency,
+                pair(|p| p.server),
+                pair(|p| p.postgres),
+                pair(|p| p.bench),
+                report::stats(&cost.others).0 * 100.0
+            );
+        }
     }
     let problems: Vec<&String> = figures.costs.iter().flat_map(|c| &c.problems).collect();
     if problems.is_empty() {

@@ -89,6 +89,11 @@ impl Server {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Stops the server.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.child.kill().await?;

@@ -739,6 +739,35 @@ fn unix_socket_url(url: &str) -> String {
     }
 }
 
+/// Waits until the server's sequencer has added every stored event to the transparency log. An
+/// import leaves all its events waiting for it, and its rounds would otherwise run beside the
+/// workloads (and the live subscribers would receive the imported events as they are sequenced).
+async fn sequenced(store: &Store) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let mut told = started;
+    loop {
+        let pending = store.log_pending().await?;
+        if pending == 0 {
+            break;
+        }
+        if told == started || told.elapsed() > Duration::from_secs(30) {
+            eprintln!("waiting for the server to sequence {pending} events into the transparency log");
+            told = std::time::Instant::now();
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(3_600),
+            "the server's sequencer still has {pending} events to add after an hour"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    if started.elapsed() > Duration::from_secs(1) {
+        eprintln!("sequenced in {:.0} s", started.elapsed().as_secs_f64());
+        store.db().execute_unprepared("VACUUM ANALYZE").await?;
+        store.db().execute_unprepared("CHECKPOINT").await?;
+    }
+    Ok(())
+}
+
 /// Runs every server workload and returns the sections for `BENCHMARKS.md`: the serving
 /// workloads beside raw PostgreSQL, and live delivery.
 pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow::Result<Vec<String>> {
@@ -787,6 +816,7 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
 
     eprintln!("starting {}", binary.display());
     let server = Server::start(&binary, &url).await?;
+    sequenced(&store).await?;
     let seconds = options.seconds.max(0.1);
     let mut bench = Bench {
         runs,
@@ -829,6 +859,7 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
         eprintln!("live delivery");
         let setup = live::Setup {
             addr: bench.addr,
+            server_pid: server.pid(),
             parents: Arc::new(bench.data.parents.clone()),
             runs,
             warm_up: bench.warm_up,
@@ -839,7 +870,16 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
         let reproduce = format!(
             "cargo run -p bench --release -- --runs {runs} serve --only live --events {} --seconds {seconds} \
              --live-subscribers {} --live-rate {} --live-seconds {}",
-            options.events, options.live.live_subscribers, options.live.live_rate, options.live.live_seconds
+            options.events,
+            options.live.live_subscribers,
+            options
+                .live
+                .live_rate
+                .iter()
+                .map(f64::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            options.live.live_seconds
         );
         Some(live::section(&header, &setup, &figures, &reproduce))
     } else {
