@@ -271,7 +271,7 @@ pub async fn serve_on(
     tracing::info!(
         listen = %address,
         database = %redact(&config.database_url),
-        "auditgraph serving GraphQL at http://{address}/graphql and GraphiQL at http://{address}/graphiql"
+        "auditgraph serving the explorer at http://{address}/, GraphQL at http://{address}/graphql and GraphiQL at http://{address}/graphiql"
     );
     // The peer address lets the trusted-proxy rule see who connected.
     let serving = axum::serve(

@@ -126,7 +126,10 @@ mod tests {
                 );
             }
             if file.name == "index.html" {
-                assert!(!text.contains("<script>") && !text.contains("<style"), "no inline script or style");
+                assert!(
+                    !text.contains("<script>") && !text.contains("<style"),
+                    "no inline script or style"
+                );
                 assert!(!text.contains("style=\""), "no inline style attribute");
             }
         }

@@ -490,3 +490,417 @@ async fn graphiql_runs_a_query_and_a_subscription_in_a_real_browser_without_leav
         .collect();
     assert!(violations.is_empty(), "the page broke a rule or threw: {violations:?}");
 }
+
+/// What [`seed_explorer`] stored.
+struct Seeded {
+    fanout_root: String,
+    fanout_children: Vec<String>,
+    chain: Vec<String>,
+    incident: Vec<String>,
+    orphan: String,
+}
+
+/// Trees for the explorer: a 5,000-event fan-out, a 1,000-deep chain, and a small incident with
+/// outcomes, durations, a child stamped before its parent and an event whose parent is missing.
+async fn seed_explorer(url: &str) -> Seeded {
+    use auditgraph::entity::audit_event::Model;
+    use chrono::{Duration as Span, Utc};
+    use uuid::Uuid;
+    let store =
+        auditgraph::store::Store::connect(&auditgraph::config::Config::for_database(url).store_options().unwrap())
+            .await
+            .unwrap();
+    let at = Utc::now() - Span::minutes(30);
+    let mut rows: Vec<Model> = Vec::new();
+    let node = |ms: i64, parent: Option<&Model>, correlation: &str, kind: &str, outcome: &str, duration: i32| {
+        let mut row = crate::helpers::row(Uuid::now_v7(), at + Span::milliseconds(ms), parent, correlation);
+        row.event_type = kind.into();
+        row.event_outcome = outcome.into();
+        row.duration_ms = Some(duration);
+        row.event_data = json!({"step": kind, "ms": ms});
+        row
+    };
+    let root = node(0, None, "fanout", "fanout.job.started", "success", 6_000);
+    rows.push(root.clone());
+    for i in 0..5_000 {
+        rows.push(node(1 + i, Some(&root), "fanout", "fanout.task.done", "success", 3));
+    }
+    let mut parent = node(0, None, "chain", "chain.link.made", "success", 1);
+    rows.push(parent.clone());
+    for i in 1..1_000 {
+        let link = node(i, Some(&parent), "chain", "chain.link.made", "success", 1);
+        rows.push(link.clone());
+        parent = link;
+    }
+    let signal = node(0, None, "incident", "gateway.signal.received", "success", 2_000);
+    let workflow = node(
+        100,
+        Some(&signal),
+        "incident",
+        "remediation.workflow.started",
+        "failure",
+        1_500,
+    );
+    let notified = node(-50, Some(&signal), "incident", "notification.sent", "pending", 10);
+    let step = node(
+        300,
+        Some(&workflow),
+        "incident",
+        "remediation.step.done",
+        "success",
+        2_500,
+    );
+    let mut orphan = node(400, None, "incident", "legacy.import.row", "success", 5);
+    orphan.parent_event_id = Some(Uuid::now_v7());
+    let incident = vec![signal, workflow, notified, step, orphan.clone()];
+    rows.extend(incident.iter().cloned());
+    crate::helpers::insert_rows(&store, &rows).await;
+    let id = |m: &Model| m.event_id.to_string();
+    Seeded {
+        fanout_root: id(&root),
+        fanout_children: rows[1..5_001].iter().map(id).collect(),
+        chain: rows[5_001..6_001].iter().map(id).collect(),
+        incident: incident.iter().map(id).collect(),
+        orphan: id(&orphan),
+    }
+}
+
+impl Page {
+    /// Goes to `url` and waits until the explorer has rendered it with nothing in flight.
+    async fn explore(&mut self, url: &str) {
+        self.eval("window.explorerReady = false").await;
+        self.call("Page.navigate", json!({ "url": url })).await;
+        self.wait_for(
+            "window.explorerReady === true && window.explorerIdle === true",
+            &format!("the explorer showing {url}"),
+        )
+        .await;
+    }
+
+    /// Waits until the explorer is idle again after an action.
+    async fn settle(&mut self) {
+        self.wait_for("window.explorerIdle === true", "the explorer idle").await;
+    }
+
+    /// Presses a key in the page.
+    async fn key(&mut self, key: &str) {
+        for kind in ["keyDown", "keyUp"] {
+            self.call(
+                "Input.dispatchKeyEvent",
+                json!({"type": kind, "key": key, "code": key, "windowsVirtualKeyCode": key_code(key)}),
+            )
+            .await;
+        }
+        self.settle().await;
+    }
+
+    /// How many tree rows are in the page (rendered, not loaded).
+    async fn rendered_rows(&mut self) -> u64 {
+        self.eval("document.querySelectorAll('[data-testid=tree] [data-testid=row]').length")
+            .await
+            .as_u64()
+            .unwrap()
+    }
+
+    /// The selected row's event id and depth.
+    async fn selected(&mut self) -> (String, u64) {
+        let selected = self
+            .eval(
+                "(() => { const r = document.querySelector('[data-testid=row][aria-selected=true]'); \
+                 return r ? [r.dataset.eventId, Number(r.dataset.depth)] : null; })()",
+            )
+            .await;
+        (
+            selected[0].as_str().unwrap_or_default().to_string(),
+            selected[1].as_u64().unwrap_or(u64::MAX),
+        )
+    }
+
+    /// Saves a screenshot under `AUDITGRAPH_SCREENSHOTS` (a directory), when that is set.
+    async fn screenshot(&mut self, name: &str) {
+        use base64::Engine;
+        let Some(dir) = std::env::var_os("AUDITGRAPH_SCREENSHOTS") else {
+            return;
+        };
+        let shot = self.call("Page.captureScreenshot", json!({"format": "png"})).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap())
+            .unwrap();
+        std::fs::write(PathBuf::from(dir).join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn viewport(&mut self, width: u32, height: u32, mobile: bool) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
+        )
+        .await;
+    }
+}
+
+fn key_code(key: &str) -> u32 {
+    match key {
+        "ArrowUp" => 38,
+        "ArrowDown" => 40,
+        "ArrowLeft" => 37,
+        "ArrowRight" => 39,
+        "Enter" => 13,
+        "Escape" => 27,
+        _ => 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_explorer_finds_walks_and_follows_trees_in_a_real_browser() {
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let server = RunningServer::start().await;
+    let addr = server.addr;
+    let seeded = seed_explorer(&server.url).await;
+    let origin = format!("http://{addr}");
+    let mut page = Page::open(&browser).await;
+    page.viewport(1280, 800, false).await;
+
+    // A correlation's tree: the fan-out's root and the first part of its 5,000 children, of
+    // which only what is visible is in the page.
+    page.explore(&format!("{origin}/#/correlation/fanout")).await;
+    let root = format!("[data-testid=row][data-event-id='{}']", seeded.fanout_root);
+    let count = page
+        .eval(&format!(
+            "document.querySelector(\"{root} [data-testid=child-count]\")?.textContent.trim()"
+        ))
+        .await;
+    assert_eq!(count, json!("5000"), "the root shows its child count");
+    assert!(page.rendered_rows().await <= 80, "only visible rows are rendered");
+    // Collapsed, the tree is its root alone; expanded again, its children are back.
+    let toggle = format!("document.querySelector(\"{root} [data-testid=toggle]\").click()");
+    page.eval(&toggle).await;
+    page.settle().await;
+    assert_eq!(
+        page.eval(&format!(
+            "document.querySelector(\"{root}\").getAttribute('aria-expanded')"
+        ))
+        .await,
+        json!("false")
+    );
+    assert_eq!(page.rendered_rows().await, 1);
+    page.eval(&toggle).await;
+    page.settle().await;
+    assert!(page.rendered_rows().await > 10, "expanded again");
+    // The rest of the fan-out comes page by page, from the row at the end of the loaded part.
+    for _ in 0..2 {
+        page.eval(
+            "(() => { const t = document.querySelector('[data-testid=tree]'); t.scrollTop = t.scrollHeight; })()",
+        )
+        .await;
+        page.wait_for(
+            "!!document.querySelector('[data-testid=more] button')",
+            "a load-more row at the end",
+        )
+        .await;
+        page.eval("document.querySelector('[data-testid=more] button').click()")
+            .await;
+        page.settle().await;
+    }
+    page.eval("(() => { const t = document.querySelector('[data-testid=tree]'); t.scrollTop = t.scrollHeight; })()")
+        .await;
+    page.settle().await;
+    let last = page
+        .wait_for(
+            "(() => { const rows = [...document.querySelectorAll('[data-testid=tree] [data-testid=row]')]; \
+             return rows.length ? rows[rows.length - 1].dataset.eventId : ''; })()",
+            "rows at the end of the loaded part",
+        )
+        .await;
+    let position = seeded
+        .fanout_children
+        .iter()
+        .position(|id| json!(id) == last)
+        .expect("the last rendered row is a child of the fan-out");
+    assert!(
+        position >= 1_000,
+        "two more pages were loaded (the last row is child {position})"
+    );
+    assert!(page.rendered_rows().await <= 80, "still only the visible rows");
+
+    // Details of a clicked row, with a link to its parent.
+    let child = &seeded.fanout_children[position];
+    page.eval(&format!(
+        "document.querySelector(\"[data-testid=row][data-event-id='{child}']\").click()"
+    ))
+    .await;
+    page.settle().await;
+    page.wait_for(
+        &format!(
+            "document.querySelector('[data-testid=detail] [data-field=eventId]')?.textContent.includes('{child}')"
+        ),
+        "the clicked event's details",
+    )
+    .await;
+    let parent_link = page
+        .eval("document.querySelector('[data-testid=link-parent]')?.getAttribute('href')")
+        .await;
+    assert!(
+        parent_link.as_str().unwrap_or_default().ends_with(&seeded.fanout_root),
+        "{parent_link}"
+    );
+    let data = page
+        .eval("document.querySelector('[data-testid=event-data]')?.textContent")
+        .await;
+    assert!(data.as_str().unwrap_or_default().contains("fanout.task.done"), "{data}");
+    // The keyboard moves the selection.
+    page.key("ArrowUp").await;
+    assert_eq!(page.selected().await.0, seeded.fanout_children[position - 1]);
+
+    // A deep link to the end of the 1,000-deep chain reveals and selects it.
+    let leaf = seeded.chain.last().unwrap();
+    page.explore(&format!("{origin}/#/event/{leaf}")).await;
+    assert_eq!(page.selected().await, (leaf.clone(), 999));
+    page.wait_for(
+        &format!("document.querySelector('[data-testid=detail] [data-field=eventId]')?.textContent.includes('{leaf}')"),
+        "the deep-linked event's details",
+    )
+    .await;
+    assert!(
+        page.rendered_rows().await <= 80,
+        "a deep chain renders only what is visible"
+    );
+    page.key("ArrowLeft").await;
+    assert_eq!(
+        page.selected().await,
+        (seeded.chain[998].clone(), 998),
+        "left goes to the parent"
+    );
+
+    // The incident: outcomes, the missing parent, clock skew, the critical path and live events.
+    page.explore(&format!("{origin}/#/correlation/incident")).await;
+    let orphan = format!("[data-testid=row][data-event-id='{}']", seeded.orphan);
+    assert_eq!(
+        page.eval(&format!(
+            "!!document.querySelector(\"{orphan} [data-testid=missing-parent]\")"
+        ))
+        .await,
+        json!(true),
+        "an event whose parent is not stored is marked"
+    );
+    let skew = page
+        .eval("document.querySelector('[data-testid=skew]')?.title ?? ''")
+        .await;
+    assert!(skew.as_str().unwrap().contains("before its parent"), "{skew}");
+    let critical = page
+        .eval("[...document.querySelectorAll('[data-testid=row].critical')].map(r => r.dataset.eventId)")
+        .await;
+    let on_path = [&seeded.incident[0], &seeded.incident[1], &seeded.incident[3]];
+    for id in on_path {
+        assert!(
+            critical.as_array().unwrap().contains(&json!(id)),
+            "{id} on the critical path: {critical}"
+        );
+    }
+    assert!(!critical.as_array().unwrap().contains(&json!(seeded.incident[2])));
+    assert_eq!(
+        page.eval("document.querySelectorAll('[data-testid=tree] [data-testid=bar]').length")
+            .await,
+        json!(page.rendered_rows().await),
+        "a timeline bar per row"
+    );
+    page.wait_for(
+        "document.querySelector('[data-testid=live]')?.textContent.trim() === 'live'",
+        "the page subscribed",
+    )
+    .await;
+    page.screenshot("explorer").await;
+    let added = post_graphql(
+        addr,
+        &format!(
+            r#"mutation {{ createAuditEvent(input: {{eventType: "remediation.step.retried", eventCategory: "remediation",
+                eventAction: "retried", eventOutcome: "success", correlationId: "incident", parentEventId: "{}",
+                eventData: {{}}}}) {{ eventId }} }}"#,
+            seeded.incident[1]
+        ),
+    )
+    .await;
+    let added = added["data"]["createAuditEvent"]["eventId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    page.wait_for(
+        &format!("!!document.querySelector(\"[data-testid=row][data-event-id='{added}'][data-depth='2']\")"),
+        "the new event in place below its parent",
+    )
+    .await;
+
+    // Find by event id, from the search box.
+    let step = &seeded.incident[3];
+    page.eval(&format!(
+        "window.explorerReady = false; const f = document.querySelector('form[data-testid=search]'); \
+         f.elements.q.value = '{step}'; f.requestSubmit()"
+    ))
+    .await;
+    page.wait_for(
+        "window.explorerReady === true && window.explorerIdle === true",
+        "the event found by its id",
+    )
+    .await;
+    assert_eq!(page.selected().await, (step.clone(), 2));
+
+    // Search by the filters: the failure, and from the result to its tree.
+    page.explore(&format!("{origin}/#/search?eventOutcome=failure")).await;
+    let results = page
+        .eval("[...document.querySelectorAll('[data-testid=result]')].map(r => r.dataset.eventId)")
+        .await;
+    assert_eq!(results, json!([seeded.incident[1]]));
+    page.eval("window.explorerReady = false; document.querySelector('[data-testid=result]').click()")
+        .await;
+    page.wait_for(
+        "window.explorerReady === true && window.explorerIdle === true",
+        "the result's tree",
+    )
+    .await;
+    assert_eq!(page.selected().await.0, seeded.incident[1]);
+
+    // Dark, and at a phone's width nothing overflows sideways.
+    page.eval("document.querySelector('[data-testid=theme]').click()").await;
+    let theme = page.eval("document.documentElement.dataset.theme").await;
+    assert!(theme == json!("dark") || theme == json!("light"), "{theme}");
+    if theme == json!("light") {
+        page.eval("document.querySelector('[data-testid=theme]').click()").await;
+    }
+    page.screenshot("explorer-dark").await;
+    page.viewport(390, 844, true).await;
+    page.explore(&format!("{origin}/#/correlation/incident")).await;
+    let overflow = page
+        .eval("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        .await;
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "the page scrolls sideways at a phone's width: {overflow}"
+    );
+    assert!(page.rendered_rows().await >= 5, "the tree shows at a phone's width");
+    page.screenshot("explorer-phone").await;
+
+    // GraphiQL, for the README.
+    page.viewport(1280, 800, false).await;
+    page.call("Page.navigate", json!({"url": format!("{origin}/graphiql")}))
+        .await;
+    page.wait_for("!!document.querySelector('.graphiql-execute-button')", "GraphiQL")
+        .await;
+    page.screenshot("graphiql").await;
+
+    // Everything came from the server itself, and nothing broke the policy or threw.
+    for request in &page.requests {
+        let own = request.url.starts_with(&format!("{origin}/"))
+            || request.url == format!("ws://{addr}/graphql")
+            || request.url.starts_with("data:")
+            || request.url.starts_with("blob:");
+        assert!(own, "a request left the server's origin: {request:?}");
+        assert!(request.failure.is_none(), "a request failed: {request:?}");
+    }
+    let violations: Vec<&String> = page
+        .console
+        .iter()
+        .filter(|line| line.contains("Content Security Policy") || line.starts_with("exception"))
+        .collect();
+    assert!(violations.is_empty(), "the page broke a rule or threw: {violations:?}");
+}

@@ -175,3 +175,78 @@ async fn graphiql_and_its_files_come_from_the_binary_under_a_same_origin_policy(
     let missing = get("/graphiql/assets/nothing.js", &[]).await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_explorer_is_served_at_the_root_under_a_policy_without_inline_code() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let app = crate::helpers::TestApp::new(crate::helpers::Engine::Sqlite)
+        .await
+        .unwrap();
+    let get = |path: &str, etag: Option<&str>| {
+        let mut request = Request::get(path);
+        if let Some(etag) = etag {
+            request = request.header("if-none-match", etag);
+        }
+        app.router.clone().oneshot(request.body(Body::empty()).unwrap())
+    };
+    let page = get("/", None).await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let policy = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+    ] {
+        assert!(policy.contains(directive), "{policy}");
+    }
+    assert!(!policy.contains("unsafe"), "{policy}");
+    assert_eq!(page.headers()["cache-control"], "no-cache");
+    let html = String::from_utf8(page.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    for file in ["/explorer/explorer.js", "/explorer/explorer.css"] {
+        assert!(html.contains(file), "the page loads {file}");
+    }
+    // Every module the entry imports is served, as JavaScript, and revalidated by its ETag.
+    for module in [
+        "explorer.js",
+        "api.js",
+        "live.js",
+        "tree.js",
+        "timeline.js",
+        "detail.js",
+        "search.js",
+    ] {
+        let file = get(&format!("/explorer/{module}"), None).await.unwrap();
+        assert_eq!(file.status(), StatusCode::OK, "{module}");
+        assert_eq!(file.headers()["content-type"], "text/javascript; charset=utf-8");
+        let etag = file.headers()["etag"].to_str().unwrap().to_string();
+        assert_eq!(
+            get(&format!("/explorer/{module}"), Some(&etag)).await.unwrap().status(),
+            StatusCode::NOT_MODIFIED
+        );
+    }
+    assert_eq!(
+        get("/explorer/other.js", None).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get("/explorer/index.html", None).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // It can be switched off.
+    let off = crate::helpers::TestApp::with_config(crate::helpers::Engine::Sqlite, |c| c.explorer = false)
+        .await
+        .unwrap();
+    let response = off
+        .router
+        .clone()
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
