@@ -552,7 +552,7 @@ async fn seed_explorer(url: &str) -> Seeded {
     );
     let mut orphan = node(400, None, "incident", "legacy.import.row", "success", 5);
     orphan.parent_event_id = Some(Uuid::now_v7());
-    let incident = vec![signal, workflow, notified, step, orphan.clone()];
+    let incident = [signal, workflow, notified, step, orphan.clone()];
     rows.extend(incident.iter().cloned());
     crate::helpers::insert_rows(&store, &rows).await;
     let id = |m: &Model| m.event_id.to_string();
