@@ -177,8 +177,16 @@ impl Service {
     /// and publishing when the log grew, so that a client sees its own writes). Needs `reader`.
     pub async fn latest_checkpoint(&self, caller: &Principal) -> Result<Option<StoredCheckpoint>, ApiError> {
         self.authorize(caller, Role::Reader)?;
-        self.log.sequence_all().await?;
+        self.log.sequence_all_now().await?;
         Ok(self.log.publish().await?)
+    }
+
+    /// The position in commit order now: the events committed so far are sequenced first, so
+    /// that each lies before the cursor. Needs `reader`.
+    pub async fn live_cursor(&self, caller: &Principal) -> Result<crate::domain::LiveCursor, ApiError> {
+        self.authorize(caller, Role::Reader)?;
+        self.log.sequence_all_now().await?;
+        Ok(crate::domain::LiveCursor(self.store.log_size().await?))
     }
 
     /// The proof that an event is the leaf it claims in the tree of `tree_size` leaves (default:

@@ -190,6 +190,18 @@ impl QueryRoot {
             .map_err(|e| e.extend())
     }
 
+    /// Where the commit order stands now: every event committed before this call lies before
+    /// the cursor, every later one after it. Pass it as `after` to a subscription to receive
+    /// exactly the events recorded from now on, however late the subscription starts; read it
+    /// before the data a view shows, and the view misses nothing. Needs the role `reader`.
+    #[graphql(complexity = "super::STATEMENT_COST", guard = "RoleGuard(Role::Reader)")]
+    async fn live_cursor(&self, ctx: &Context<'_>) -> Result<String> {
+        let app = ctx.data::<Service>()?;
+        let caller = super::caller(ctx)?;
+        let cursor = app.live_cursor(caller).await.map_err(|e| e.extend())?;
+        Ok(cursor.encode())
+    }
+
     /// The newest signed checkpoint of the transparency log, after the events committed so far
     /// are sequenced. Null while the log is empty. Needs the role `reader`.
     #[graphql(

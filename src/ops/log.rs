@@ -131,11 +131,27 @@ impl Publisher {
         self.signer.verifier()
     }
 
-    /// Sequences every committed pending event; returns how many leaves were added.
+    /// Sequences every committed pending event; returns how many leaves were added. Another
+    /// process's round in progress is left to finish what it took.
     pub async fn sequence_all(&self) -> Result<u64, StoreError> {
+        self.sequence(false).await
+    }
+
+    /// [`Publisher::sequence_all`], waiting for another process's round instead: every event
+    /// committed before the call has its leaf when it returns (a client asking for a checkpoint
+    /// sees its own writes in it).
+    pub async fn sequence_all_now(&self) -> Result<u64, StoreError> {
+        self.sequence(true).await
+    }
+
+    async fn sequence(&self, wait: bool) -> Result<u64, StoreError> {
         let mut added = 0;
         loop {
-            let round = self.store.sequence_pending(1_000).await?;
+            let round = if wait {
+                self.store.sequence_pending_now(1_000).await?
+            } else {
+                self.store.sequence_pending(1_000).await?
+            };
             added += round;
             if round == 0 {
                 if added > 0 {

@@ -68,6 +68,17 @@ impl Store {
     /// 0 when nothing is pending or another process is sequencing (PostgreSQL: a transaction
     /// advisory lock, so a process that dies releases it and another takes over).
     pub async fn sequence_pending(&self, limit: u64) -> Result<u64, StoreError> {
+        self.sequence_round(limit, false).await
+    }
+
+    /// [`Store::sequence_pending`], waiting for a round of another process to end rather than
+    /// leaving the events to it: once this returns, every event committed before it was called
+    /// has its leaf.
+    pub async fn sequence_pending_now(&self, limit: u64) -> Result<u64, StoreError> {
+        self.sequence_round(limit, true).await
+    }
+
+    async fn sequence_round(&self, limit: u64, wait: bool) -> Result<u64, StoreError> {
         let backend = self.backend();
         // An idle log costs one read, not a write transaction (which on SQLite takes the lock).
         let any = self
@@ -83,12 +94,13 @@ impl Store {
         let write = self.begin_write().await?;
         let txn = &write.txn;
         if backend == DatabaseBackend::Postgres {
+            let lock = if wait {
+                "SELECT pg_advisory_xact_lock($1) IS NOT NULL AS locked"
+            } else {
+                "SELECT pg_try_advisory_xact_lock($1) AS locked"
+            };
             let row = txn
-                .query_one_raw(Statement::from_sql_and_values(
-                    backend,
-                    "SELECT pg_try_advisory_xact_lock($1) AS locked",
-                    [SEQUENCER_LOCK.into()],
-                ))
+                .query_one_raw(Statement::from_sql_and_values(backend, lock, [SEQUENCER_LOCK.into()]))
                 .await?;
             let locked: bool = match row {
                 Some(row) => row.try_get("", "locked")?,

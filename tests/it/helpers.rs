@@ -657,6 +657,16 @@ impl RunningServer {
         let task = tokio::spawn(auditgraph::serve_on(listener, config, async {
             let _ = stopped.await;
         }));
+        // Ready means migrated: a test may write to the database directly from then on.
+        let started = std::time::Instant::now();
+        while !ready(addr).await {
+            assert!(!task.is_finished(), "the server stopped");
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(120),
+                "the server was not ready within 120 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         Self {
             addr,
             url,

@@ -246,6 +246,17 @@ impl Ws {
     }
 }
 
+/// The cursor of the commit order now (`liveCursor`): a subscription from it receives exactly
+/// the events written after this call, however late the server starts it.
+async fn now(addr: SocketAddr, token: Option<&str>) -> String {
+    let (status, body) = post(addr, "/graphql", &json!({"query": "{ liveCursor }"}), token).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]["liveCursor"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_string()
+}
+
 const ADDED: &str = "subscription($filter: AuditEventFilter, $after: String) { auditEventAdded(filter: $filter, after: $after) \
     { cursor logIndex event { eventId eventType correlationId eventTimestamp } } }";
 
@@ -264,7 +275,7 @@ fn added(payload: &Value) -> (String, u64, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_close_code_of_the_protocol_is_the_right_one() {
     let server = Live::start(Engine::Sqlite, |c, _| {
-        c.live.init_timeout_ms = 500;
+        c.live.init_timeout_ms = 2_000;
         c.live.allowed_origins = vec!["https://ui.example.com".into()];
     })
     .await
@@ -449,14 +460,15 @@ async fn subscriptions_take_the_same_credentials_and_roles_as_http() {
     assert_eq!(code, 4403, "{reason}");
     assert!(reason.starts_with("Forbidden"), "{reason}");
     let mut ws = Ws::ready(addr, Some(reader)).await;
-    ws.subscribe("1", ADDED, json!({})).await;
+    let from = now(addr, Some(reader)).await;
+    ws.subscribe("1", ADDED, json!({"after": from})).await;
 
     // Credentials on the upgrade request: valid ones need nothing more, wrong ones are refused
     // before the upgrade, as over HTTP.
     let mut by_header = Ws::open(addr, Some("graphql-transport-ws"), Some(reader)).await;
     by_header.send(json!({"type": "connection_init"})).await;
     assert_eq!(by_header.recv().await["type"], "connection_ack");
-    by_header.subscribe("h", ADDED, json!({})).await;
+    by_header.subscribe("h", ADDED, json!({"after": from})).await;
     match Ws::try_open(addr, Some("graphql-transport-ws"), Some("agk_wrong")).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
         other => panic!("expected 401, got {:?}", other.map(|_| ())),
@@ -503,7 +515,11 @@ async fn resumption_under_concurrent_skewed_writers(engine: Engine) {
     let addr = server.addr;
     let mut first = Ws::ready(addr, None).await;
     first
-        .subscribe("s", ADDED, json!({"filter": {"correlationId": "skew"}}))
+        .subscribe(
+            "s",
+            ADDED,
+            json!({"filter": {"correlationId": "skew"}, "after": now(addr, None).await}),
+        )
         .await;
     // An event of another correlation must never arrive.
     write(addr, event_input(json!({"correlationId": "other"})), None).await;
@@ -590,7 +606,7 @@ async fn replay_then_live(engine: Engine) {
     };
     let addr = server.addr;
     let mut ws = Ws::ready(addr, None).await;
-    ws.subscribe("s", ADDED, json!({})).await;
+    ws.subscribe("s", ADDED, json!({"after": now(addr, None).await})).await;
     let first = write(addr, event_input(json!({})), None).await;
     let (cursor, index, id) = added(&ws.next("s").await);
     assert_eq!(id, first);
@@ -627,7 +643,7 @@ async fn replay_then_live_on_postgres() {
     replay_then_live(Engine::Postgres).await;
 }
 
-const TREE: &str = "subscription($c: String, $r: UUID) { causalityTreeChanged(correlationId: $c, rootEventId: $r) \
+const TREE: &str = "subscription($c: String, $r: UUID, $after: String) { causalityTreeChanged(correlationId: $c, rootEventId: $r, after: $after) \
     { cursor depth parentEventId event { eventId } } }";
 
 fn change(payload: &Value) -> (String, u64, Option<String>) {
@@ -666,9 +682,14 @@ async fn tree_changes_are_placed(engine: Engine) {
     .await;
     assert_eq!(sequenced["data"]["logCheckpoint"]["treeSize"], 2, "{sequenced}");
     let mut by_correlation = Ws::ready(addr, None).await;
-    by_correlation.subscribe("c", TREE, json!({"c": "tree"})).await;
+    let from = now(addr, None).await;
+    by_correlation
+        .subscribe("c", TREE, json!({"c": "tree", "after": from}))
+        .await;
     let mut below_child = Ws::ready(addr, None).await;
-    below_child.subscribe("b", TREE, json!({"r": child})).await;
+    below_child
+        .subscribe("b", TREE, json!({"r": child, "after": from}))
+        .await;
     // Give both subscriptions time to start before the writes they must see.
     by_correlation.send(json!({"type": "ping"})).await;
     assert_eq!(by_correlation.recv().await["type"], "pong");
@@ -757,7 +778,7 @@ async fn every_write_path_reaches_subscribers() {
     let server = Live::sqlite().await;
     let addr = server.addr;
     let mut ws = Ws::ready(addr, None).await;
-    ws.subscribe("s", ADDED, json!({})).await;
+    ws.subscribe("s", ADDED, json!({"after": now(addr, None).await})).await;
     let mut expected = vec![write(addr, event_input(json!({"eventType": "path.graphql.single"})), None).await];
     let (status, body) = post(
         addr,
@@ -838,7 +859,8 @@ async fn two_server_processes_deliver_each_others_events() {
         start_binary_with(dir.path(), Some(&database.url), std::process::Stdio::null(), &env).await;
     let (_two, reader) = start_binary_with(dir.path(), Some(&database.url), std::process::Stdio::null(), &env).await;
     let mut ws = Ws::ready(reader, None).await;
-    ws.subscribe("s", ADDED, json!({})).await;
+    ws.subscribe("s", ADDED, json!({"after": now(reader, None).await}))
+        .await;
     ws.send(json!({"type": "ping"})).await;
     assert_eq!(ws.recv().await["type"], "pong");
     let mut delays = Vec::new();
@@ -869,8 +891,10 @@ async fn a_slow_consumer_is_ended_with_its_cursor(engine: Engine) {
     };
     let addr = server.addr;
     let mut slow = Ws::ready(addr, None).await;
-    let query = "subscription { auditEventAdded { cursor event { eventId eventData } } }";
-    slow.subscribe("s", query, json!({})).await;
+    let query =
+        "subscription($after: String) { auditEventAdded(after: $after) { cursor event { eventId eventData } } }";
+    slow.subscribe("s", query, json!({"after": now(addr, None).await}))
+        .await;
     slow.send(json!({"type": "ping"})).await;
     assert_eq!(slow.recv().await["type"], "pong");
     // Large events, written in batches, while the consumer does not read.
@@ -1023,7 +1047,13 @@ async fn server_sent_events_carry_subscriptions_for_clients_without_websockets()
     };
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(open("subscription { auditEventAdded { event { eventId } } }").as_bytes())
+        .write_all(
+            open(&format!(
+                "subscription {{ auditEventAdded(after: \"{}\") {{ event {{ eventId }} }} }}",
+                now(addr, None).await
+            ))
+            .as_bytes(),
+        )
         .await
         .unwrap();
     let mut lines = tokio::io::BufReader::new(stream).lines();
@@ -1113,7 +1143,7 @@ async fn shutdown_ends_subscriptions_with_their_cursor_and_closes_going_away() {
     let mut server = Live::sqlite().await;
     let addr = server.addr;
     let mut ws = Ws::ready(addr, None).await;
-    ws.subscribe("s", ADDED, json!({})).await;
+    ws.subscribe("s", ADDED, json!({"after": now(addr, None).await})).await;
     let id = write(addr, event_input(json!({})), None).await;
     let (cursor, _, received) = added(&ws.next("s").await);
     assert_eq!(received, id);
