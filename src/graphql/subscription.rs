@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, ErrorExtensions, Object, Result, Subscription};
+use async_graphql::{Context, ErrorExtensions, Result, SimpleObject, Subscription};
 use chrono::Utc;
 use futures_util::Stream;
 use tokio::sync::mpsc;
@@ -21,54 +21,48 @@ use crate::service::Service;
 pub struct SubscriptionRoot;
 
 /// An event just recorded, with the cursor that resumes after it.
-pub struct AuditEventAdded(Delivery);
-
-/// An event just recorded, with the cursor that resumes after it.
-#[Object]
-impl AuditEventAdded {
+#[derive(SimpleObject)]
+pub struct AuditEventAdded {
     /// Pass as `after` to subscribe again from just after this event: nothing missed, nothing
     /// repeated.
-    async fn cursor(&self) -> String {
-        self.0.event.cursor().encode()
-    }
+    cursor: String,
     /// The event's place in commit order: its leaf index in the transparency log (see
     /// `inclusionProof`).
-    async fn log_index(&self) -> u64 {
-        self.0.event.position
-    }
+    log_index: u64,
     /// The event.
-    async fn event(&self) -> AuditEvent {
-        AuditEvent(self.0.event.event.as_ref().clone())
+    event: AuditEvent,
+}
+
+impl AuditEventAdded {
+    fn new(delivery: Delivery) -> Self {
+        Self {
+            cursor: delivery.event.cursor().encode(),
+            log_index: delivery.event.position,
+            event: AuditEvent(Arc::unwrap_or_clone(delivery.event.event)),
+        }
     }
 }
 
 /// An event just added to a watched causality tree, with where it goes in the tree.
-pub struct CausalityTreeChange(Delivery);
-
-/// An event just added to a watched causality tree, with where it goes in the tree.
-#[Object]
-impl CausalityTreeChange {
-    /// Pass as `after` to subscribe again from just after this event: nothing missed, nothing
-    /// repeated.
-    async fn cursor(&self) -> String {
-        self.0.event.cursor().encode()
-    }
-    /// The event's place in commit order: its leaf index in the transparency log.
-    async fn log_index(&self) -> u64 {
-        self.0.event.position
-    }
-    /// The event.
-    async fn event(&self) -> AuditEvent {
-        AuditEvent(self.0.event.event.as_ref().clone())
-    }
+#[derive(SimpleObject)]
+pub struct CausalityTreeChange {
+    #[graphql(flatten)]
+    added: AuditEventAdded,
     /// Its depth in the tree: from the tree's root event (0) when watching a correlation, from
     /// the watched event (0) when watching the tree below an event.
-    async fn depth(&self) -> u32 {
-        self.0.placement.map_or(0, |p| p.depth)
-    }
-    /// The event it hangs below (none for a root).
-    async fn parent_event_id(&self) -> Option<Uuid> {
-        self.0.placement.and_then(|p| p.parent)
+    depth: u32,
+    /// The event it hangs below in the tree (none for a root).
+    parent_event_id: Option<Uuid>,
+}
+
+impl CausalityTreeChange {
+    fn new(delivery: Delivery) -> Self {
+        let placement = delivery.placement;
+        Self {
+            added: AuditEventAdded::new(delivery),
+            depth: placement.map_or(0, |p| p.depth),
+            parent_event_id: placement.and_then(|p| p.parent),
+        }
     }
 }
 
@@ -94,7 +88,7 @@ impl SubscriptionRoot {
     ) -> Result<impl Stream<Item = Result<AuditEventAdded>> + use<>> {
         let filter = filter.unwrap_or_default().resolve(Utc::now()).map_err(|e| e.extend())?;
         let receiver = start(ctx, after, Scope::Filter(Box::new(filter))).await?;
-        Ok(deliveries(receiver, AuditEventAdded))
+        Ok(deliveries(receiver, AuditEventAdded::new))
     }
 
     /// Each event added to one causality tree, with its depth and parent so that a view can
@@ -140,7 +134,7 @@ impl SubscriptionRoot {
             }
         };
         let receiver = start(ctx, after, Scope::Tree(TreeScope::new(root))).await?;
-        Ok(deliveries(receiver, CausalityTreeChange))
+        Ok(deliveries(receiver, CausalityTreeChange::new))
     }
 }
 

@@ -475,20 +475,7 @@ async fn graphiql_runs_a_query_and_a_subscription_in_a_real_browser_without_leav
         requests.iter().any(|r| r.url == format!("ws://{addr}/graphql")),
         "the subscription opened a WebSocket to /graphql: {requests:?}"
     );
-    for request in &requests {
-        let own = request.url.starts_with(&format!("{origin}/"))
-            || request.url == format!("ws://{addr}/graphql")
-            || request.url.starts_with("data:")
-            || request.url.starts_with("blob:");
-        assert!(own, "a request left the server's origin: {request:?}");
-        assert!(request.failure.is_none(), "a request failed: {request:?}");
-    }
-    let violations: Vec<&String> = page
-        .console
-        .iter()
-        .filter(|line| line.contains("Content Security Policy") || line.starts_with("exception"))
-        .collect();
-    assert!(violations.is_empty(), "the page broke a rule or threw: {violations:?}");
+    page.assert_own_origin_only(addr);
 }
 
 /// What [`seed_explorer`] stored.
@@ -575,6 +562,26 @@ impl Page {
             &format!("the explorer showing {url}"),
         )
         .await;
+    }
+
+    /// Every request of the page and its workers went to the server at `addr` (or was a `data:`
+    /// or `blob:` URL), none failed, and nothing broke the policy or threw.
+    fn assert_own_origin_only(&self, addr: std::net::SocketAddr) {
+        let origin = format!("http://{addr}/");
+        for request in &self.requests {
+            let own = request.url.starts_with(&origin)
+                || request.url == format!("ws://{addr}/graphql")
+                || request.url.starts_with("data:")
+                || request.url.starts_with("blob:");
+            assert!(own, "a request left the server's origin: {request:?}");
+            assert!(request.failure.is_none(), "a request failed: {request:?}");
+        }
+        let violations: Vec<&String> = self
+            .console
+            .iter()
+            .filter(|line| line.contains("Content Security Policy") || line.starts_with("exception"))
+            .collect();
+        assert!(violations.is_empty(), "the page broke a rule or threw: {violations:?}");
     }
 
     /// Waits until the explorer is idle again after an action.
@@ -889,18 +896,5 @@ async fn the_explorer_finds_walks_and_follows_trees_in_a_real_browser() {
     page.screenshot("graphiql").await;
 
     // Everything came from the server itself, and nothing broke the policy or threw.
-    for request in &page.requests {
-        let own = request.url.starts_with(&format!("{origin}/"))
-            || request.url == format!("ws://{addr}/graphql")
-            || request.url.starts_with("data:")
-            || request.url.starts_with("blob:");
-        assert!(own, "a request left the server's origin: {request:?}");
-        assert!(request.failure.is_none(), "a request failed: {request:?}");
-    }
-    let violations: Vec<&String> = page
-        .console
-        .iter()
-        .filter(|line| line.contains("Content Security Policy") || line.starts_with("exception"))
-        .collect();
-    assert!(violations.is_empty(), "the page broke a rule or threw: {violations:?}");
+    page.assert_own_origin_only(addr);
 }
