@@ -732,11 +732,20 @@ async fn the_explorer_finds_walks_and_follows_trees_in_a_real_browser() {
     assert!(page.rendered_rows().await <= 80, "still only the visible rows");
 
     // Details of a clicked row, with a link to its parent.
+    // A row in the middle of the view, found and clicked in one step (rows come and go as the
+    // view renders).
+    let clicked = page
+        .eval(
+            "(() => { const rows = [...document.querySelectorAll('[data-testid=tree] [data-testid=row]')]; \
+             const row = rows[Math.floor(rows.length / 2)]; row.click(); return row.dataset.eventId; })()",
+        )
+        .await;
+    let position = seeded
+        .fanout_children
+        .iter()
+        .position(|id| json!(id) == clicked)
+        .expect("the clicked row is a child of the fan-out");
     let child = &seeded.fanout_children[position];
-    page.eval(&format!(
-        "document.querySelector(\"[data-testid=row][data-event-id='{child}']\").click()"
-    ))
-    .await;
     page.settle().await;
     page.wait_for(
         &format!(

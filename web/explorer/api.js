@@ -116,6 +116,9 @@ export async function gql(query, variables = {}) {
       const extensions = first.extensions || {};
       throw new ApiError(first.message, extensions.code || `HTTP_${response.status}`, extensions);
     }
+    if (!response.ok || body.data == null) {
+      throw new ApiError(`the server answered ${response.status} without data`, `HTTP_${response.status}`);
+    }
     return body.data;
   } finally {
     busy(-1);
@@ -175,6 +178,19 @@ export async function fetchTree(scope, maxDepth, maxNodes) {
     { c: scope.correlationId ?? null, r: scope.rootEventId ?? null, d: maxDepth, n: maxNodes },
   );
   return data.causalityTree;
+}
+
+/**
+ * Where the commit order stands now: a subscription from this cursor receives every event
+ * committed after this call, however late it starts. Null when the server cannot say.
+ */
+export async function fetchLiveCursor() {
+  try {
+    const data = await gql('query LiveCursor { liveCursor }');
+    return data.liveCursor;
+  } catch {
+    return null;
+  }
 }
 
 /** One page of an event's children, oldest first: `{childCount, edges, pageInfo}` or null. */

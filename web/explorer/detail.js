@@ -33,7 +33,7 @@ function eventLink(event, testid) {
   link.dataset.testid = testid;
   link.dataset.eventId = event.eventId;
   link.append(element('span', 'dot'), element('span', 'type', event.eventType),
-    element('span', 'muted', ` ${event.eventTimestamp.slice(11, 23)}`));
+    element('span', 'muted', ` ${clockOf(event.eventTimestamp)}`));
   link.title = event.eventId;
   return link;
 }
@@ -51,6 +51,13 @@ function valueText(value) {
 }
 
 /** Shows "loading" in the pane while the event is fetched. */
+
+/** `02:30:42.628` (UTC), whatever the precision the server wrote. */
+function clockOf(timestamp) {
+  const date = new Date(timestamp);
+  return Number.isNaN(date.getTime()) ? timestamp : date.toISOString().slice(11, 23);
+}
+
 export function renderLoading(pane, eventId) {
   pane.replaceChildren(element('p', 'muted', `loading ${eventId}…`));
 }

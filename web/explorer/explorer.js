@@ -12,7 +12,19 @@
  * being loaded) and `window.explorerIdle` is true when no request is in flight.
  */
 
-import { ApiError, busy, fetchAncestors, fetchDetail, fetchEventPlace, fetchTree, getToken, isUuid, onBusy, setToken } from '/explorer/api.js';
+import {
+  ApiError,
+  busy,
+  fetchAncestors,
+  fetchDetail,
+  fetchEventPlace,
+  fetchLiveCursor,
+  fetchTree,
+  getToken,
+  isUuid,
+  onBusy,
+  setToken,
+} from '/explorer/api.js';
 import { renderDetail, renderLoading } from '/explorer/detail.js';
 import { LiveTree } from '/explorer/live.js';
 import { buildSearchForm, fillForm, resolveQuery, showResults } from '/explorer/search.js';
@@ -139,10 +151,14 @@ const live = new LiveTree({
   onError: (message, code) => showError(new ApiError(message, code)),
 });
 
-/** Subscribes to a tree before loading it, so that nothing written meanwhile is missed. */
-function watch(scope) {
+/**
+ * Subscribes to a tree from where the commit order stood before the tree is read, so that
+ * nothing written meanwhile is missed; what the tree already holds is merged, not repeated.
+ */
+async function watch(scope) {
   queued = [];
-  live.start(scope);
+  const cursor = await fetchLiveCursor();
+  live.start(scope, cursor);
 }
 
 function applyChange(change) {
@@ -230,7 +246,8 @@ function showTree(newModel, keep) {
 async function showCorrelation(id, seq, keep) {
   searchForm.elements.q.value = id;
   if (!keep && currentView === 'tree' && model && model.scope.correlationId === id) return;
-  watch({ correlationId: id });
+  await watch({ correlationId: id });
+  if (seq !== navigation) return;
   const result = await fetchTree({ correlationId: id }, TREE_MAX_DEPTH, TREE_MAX_NODES);
   if (seq !== navigation) return;
   const next = new TreeModel({ correlationId: id });
@@ -252,7 +269,8 @@ async function showEvent(id, seq, keep) {
   if (seq !== navigation) return;
   if (!place) throw new ApiError(`no event has the id ${id}`, 'NOT_FOUND');
   const root = place.root;
-  watch({ rootEventId: root.eventId });
+  await watch({ rootEventId: root.eventId });
+  if (seq !== navigation) return;
   const result = await fetchTree({ rootEventId: root.eventId }, TREE_MAX_DEPTH, TREE_MAX_NODES);
   if (seq !== navigation) return;
   const next = new TreeModel({ rootEventId: root.eventId });
@@ -272,7 +290,8 @@ async function showEvent(id, seq, keep) {
 async function showSearch(params, seq) {
   fillForm(searchForm, params);
   searchForm.elements.q.value = '';
-  await showResults(resultsView, params);
+  // A slower, older search must not replace a newer one's results.
+  await showResults(resultsView, params, () => seq === navigation);
   if (seq !== navigation) return;
   setView('search');
 }
@@ -387,8 +406,11 @@ async function submitSearch({ q, params }) {
     return;
   }
   busy(+1);
+  const started = navigation;
   try {
-    navigate(await resolveQuery(q));
+    const target = await resolveQuery(q);
+    // The user may have gone elsewhere while the id was looked up.
+    if (started === navigation) navigate(target);
   } catch (error) {
     showError(error);
   } finally {

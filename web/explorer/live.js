@@ -24,7 +24,7 @@ const SUBSCRIPTION = `subscription Live($c: String, $r: UUID, $after: String) {
 }`;
 
 /** Codes after which retrying with the same credentials is pointless. */
-const FATAL_CODES = new Set(['UNAUTHENTICATED', 'FORBIDDEN', 'BAD_USER_INPUT', 'BAD_REQUEST']);
+const FATAL_CODES = new Set(['UNAUTHENTICATED', 'FORBIDDEN', 'BAD_USER_INPUT', 'BAD_REQUEST', 'NOT_FOUND']);
 
 export class LiveTree {
   /**
@@ -46,11 +46,14 @@ export class LiveTree {
     this.status = 'offline';
   }
 
-  /** Watches `scope` (`{correlationId}` or `{rootEventId}`) from now on. */
-  start(scope) {
+  /**
+   * Watches `scope` (`{correlationId}` or `{rootEventId}`) from `cursor` (a `liveCursor` read
+   * before the tree was, so that nothing written in between is missed), or from now.
+   */
+  start(scope, cursor = null) {
     this.stop();
     this.scope = scope;
-    this.cursor = null;
+    this.cursor = cursor;
     this.backoff = BACKOFF_MIN_MS;
     this.connect();
   }
@@ -155,6 +158,7 @@ export class LiveTree {
     const change = payload.data && payload.data.causalityTreeChanged;
     if (change) {
       this.cursor = change.cursor;
+      this.backoff = BACKOFF_MIN_MS;
       this.onChange(change);
       return;
     }

@@ -10,6 +10,14 @@
 import { fetchEventPlace, isUuid, searchEvents } from '/explorer/api.js';
 
 /** The filter inputs, named as the fields of `AuditEventFilter`. */
+const SEVERITIES = new Set(['info', 'warning', 'error', 'critical']);
+
+/** `2026-12-06 02:30:42.628` in UTC, whatever the precision the server wrote. */
+function formatTime(timestamp) {
+  const date = new Date(timestamp);
+  return Number.isNaN(date.getTime()) ? timestamp : date.toISOString().replace('T', ' ').slice(0, 23);
+}
+
 export const FILTER_FIELDS = ['eventTypePrefix', 'eventCategory', 'eventOutcome', 'severity', 'since', 'until'];
 
 const PAGE_SIZE = 50;
@@ -123,11 +131,15 @@ function resultItem(event) {
   const main = element('a', 'result-main');
   main.href = `#/event/${event.eventId}`;
   main.append(element('span', 'dot'), element('span', 'type', event.eventType));
-  if (event.severity) main.append(element('span', `severity severity-${event.severity}`, event.severity));
+  if (event.severity) {
+    // Only known severities become a class name: the text is the writer's.
+    const known = SEVERITIES.has(event.severity) ? ` severity-${event.severity}` : '';
+    main.append(element('span', `severity${known}`, event.severity));
+  }
   const correlation = element('a', 'correlation', event.correlationId);
   correlation.href = `#/correlation/${encodeURIComponent(event.correlationId)}`;
   correlation.title = 'Show the tree of this correlation';
-  const time = element('span', 'time', event.eventTimestamp.replace('T', ' ').slice(0, 23));
+  const time = element('span', 'time', formatTime(event.eventTimestamp));
   time.title = event.eventTimestamp;
   const children = event.childCount ? ` · ${event.childCount} ${event.childCount === 1 ? 'child' : 'children'}` : '';
   const meta = element('span', 'muted', `${event.actorId}${children}`);
@@ -143,7 +155,7 @@ function resultItem(event) {
  * Runs the search of a `#/search?…` route and shows one page of results in `container`.
  * Throws the `ApiError` of a failed request.
  */
-export async function showResults(container, params) {
+export async function showResults(container, params, isCurrent = () => true) {
   const filter = filterOf(params);
   const page = await searchEvents(filter, PAGE_SIZE, params.get('after'));
   const heading = element('div', 'results-head');
@@ -175,5 +187,5 @@ export async function showResults(container, params) {
     });
     pager.append(next);
   }
-  container.replaceChildren(heading, list, pager);
+  if (isCurrent()) container.replaceChildren(heading, list, pager);
 }

@@ -51,6 +51,8 @@ export class TreeModel {
     this.collapsed = new Set();
     this.loading = new Set();
     this.missing = new Set();
+    /** Live changes below a node whose children were loading, applied once they are in. */
+    this.held = [];
     /** The top event's parent is known to be missing (an event route found it as `root`). */
     this.topParentMissing = false;
     this.version = 0;
@@ -82,7 +84,9 @@ export class TreeModel {
   add(event, depth, parentId) {
     const known = this.nodes.get(event.eventId);
     if (known) {
-      known.event = { ...known.event, ...event };
+      // Counts only grow; a message read earlier must not lower one read later.
+      const childCount = Math.max(known.event.childCount ?? 0, event.childCount ?? 0);
+      known.event = { ...known.event, ...event, childCount };
       return known;
     }
     const node = { id: event.eventId, event, depth, parentId, children: [], cursor: null, start: undefined };
@@ -135,6 +139,11 @@ export class TreeModel {
     }
     const parentId = change.parentEventId || event.parentEventId;
     const parent = parentId && this.nodes.get(parentId);
+    if (parent && this.loading.has(parent.id)) {
+      // The page being loaded may or may not hold it: decide once it is in.
+      this.held.push(change);
+      return null;
+    }
     if (!parent) {
       if (change.depth !== 0) return null;
       return this.add(event, 0, null);
@@ -145,6 +154,13 @@ export class TreeModel {
     parent.event = { ...parent.event, childCount: parent.event.childCount + 1 };
     this.version += 1;
     return complete ? this.add(event, parent.depth + 1, parent.id) : null;
+  }
+
+  /** Applies the changes held while their parent's children were loading; returns the new nodes. */
+  releaseHeld() {
+    const held = this.held.filter((change) => !this.loading.has(change.parentEventId || change.event.parentEventId));
+    this.held = this.held.filter((change) => !held.includes(change));
+    return held.map((change) => this.applyLive(change)).filter(Boolean);
   }
 
   /** Whether the event names a parent that is neither in the store nor in this tree. */
@@ -412,6 +428,8 @@ export class TreeView {
     const more = event.target.closest('[data-testid=more]');
     if (more) {
       const parent = this.model.nodes.get(more.dataset.parentId);
+      // The row is rebuilt: keep the focus on the tree, where the arrow keys work.
+      this.scroller.focus({ preventScroll: true });
       if (parent) this.loadMore(parent);
       return;
     }
@@ -496,8 +514,9 @@ export class TreeView {
       this.handlers.onError(error);
     } finally {
       model.loading.delete(node.id);
+      model.releaseHeld();
       if (this.model === model) {
-        this.refresh();
+        this.refresh({ keepAnchor: true });
         this.handlers.onChange();
       }
     }
@@ -518,7 +537,7 @@ export class TreeView {
         const first = Math.min(MAX_PAGE, after ? CHILD_PAGE - added : parent.children.length + CHILD_PAGE);
         const page = await fetchChildren(parent.id, first, after);
         if (!page) break;
-        parent.event = { ...parent.event, childCount: page.childCount };
+        parent.event = { ...parent.event, childCount: Math.max(parent.event.childCount, page.childCount) };
         added += model.addChildren(parent, page.edges.map((edge) => edge.node));
         after = page.pageInfo.endCursor || after;
         more = page.pageInfo.hasNextPage && page.edges.length > 0;
@@ -529,6 +548,7 @@ export class TreeView {
       this.handlers.onError(error);
     } finally {
       model.loading.delete(parent.id);
+      model.releaseHeld();
       if (this.model === model) {
         this.refresh({ keepAnchor: true });
         this.handlers.onChange();
