@@ -94,6 +94,15 @@ impl Server {
         self.child.id()
     }
 
+    /// Its peak resident memory so far (`VmHWM` of `/proc/<pid>/status`), in bytes; `None`
+    /// where that cannot be read.
+    pub fn peak_rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
     /// Stops the server.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.child.kill().await?;

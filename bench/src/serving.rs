@@ -885,6 +885,22 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
     } else {
         None
     };
+    // Measured over everything the server did in this benchmark, every group and run included.
+    let memory = server.peak_rss().map(|bytes| {
+        format!(
+            "The server's peak resident memory over the whole benchmark (`VmHWM`, every group and run): \
+             {:.1} MiB.",
+            bytes as f64 / (1024.0 * 1024.0)
+        )
+    });
+    if let Some(memory) = &memory {
+        eprintln!("{memory}");
+        bench.notes.push(memory.clone());
+    }
+    let live = live.map(|section| match &memory {
+        Some(memory) => format!("{section}\n{memory}\n"),
+        None => section,
+    });
     server.stop().await?;
 
     let mut sections = Vec::new();
