@@ -679,6 +679,16 @@ async fn the_explorer_finds_walks_and_follows_trees_in_a_real_browser() {
         ))
         .await;
     assert_eq!(count, json!("5000"), "the root shows its child count");
+    // Rows say where they stand among all their siblings, loaded or not (only some are rendered).
+    let first_child = format!("[data-testid=row][data-event-id='{}']", seeded.fanout_children[0]);
+    assert_eq!(
+        page.eval(&format!(
+            "[document.querySelector(\"{first_child}\").getAttribute('aria-posinset'), \
+             document.querySelector(\"{first_child}\").getAttribute('aria-setsize')]"
+        ))
+        .await,
+        json!(["1", "5000"])
+    );
     assert!(page.rendered_rows().await <= 80, "only visible rows are rendered");
     // Collapsed, the tree is its root alone; expanded again, its children are back.
     let toggle = format!("document.querySelector(\"{root} [data-testid=toggle]\").click()");

@@ -356,6 +356,12 @@ export class TreeView {
     row.dataset.depth = String(node.depth);
     row.setAttribute('role', 'treeitem');
     row.setAttribute('aria-level', String(node.depth + 1));
+    // Only the rows in view are in the page: say where each stands among its siblings.
+    const parent = node.parentId ? model.nodes.get(node.parentId) : null;
+    const siblings = parent ? parent.children : model.roots;
+    const size = parent ? Math.max(parent.event.childCount, siblings.length) : siblings.length;
+    row.setAttribute('aria-posinset', String(siblings.indexOf(node.id) + 1));
+    row.setAttribute('aria-setsize', String(size));
     row.setAttribute('aria-selected', node.id === this.selectedId ? 'true' : 'false');
     if (model.isExpandable(node)) row.setAttribute('aria-expanded', model.isExpanded(node) ? 'true' : 'false');
     if (node.id === this.selectedId) row.classList.add('selected');
