@@ -111,33 +111,36 @@ where
 
 /// Attaches the per-request dataloaders to a request.
 pub fn prepare_request(request: async_graphql::Request, store: &Store) -> async_graphql::Request {
-    request
-        .data(loader(loaders::ParentLoader(store.clone())))
-        .data(loader(loaders::ChildrenLoader(store.clone())))
-        .data(loader(loaders::ChildCountLoader(store.clone())))
-        .data(loader(loaders::AncestorsLoader(store.clone())))
-        .data(loader(loaders::ChildrenUpToLoader(store.clone())))
+    with_loaders(request, store, true)
 }
 
-/// Attaches dataloaders that do not cache to a subscription's request: a subscription lives for
-/// hours, and its messages must see children added since the last one.
-pub fn prepare_subscription(request: async_graphql::Request, store: &Store) -> async_graphql::Request {
-    let parent = loader(loaders::ParentLoader(store.clone()));
-    let children = loader(loaders::ChildrenLoader(store.clone()));
-    let counts = loader(loaders::ChildCountLoader(store.clone()));
-    let ancestors = loader(loaders::AncestorsLoader(store.clone()));
-    let up_to = loader(loaders::ChildrenUpToLoader(store.clone()));
-    parent.enable_all_cache(false);
-    children.enable_all_cache(false);
-    counts.enable_all_cache(false);
-    ancestors.enable_all_cache(false);
-    up_to.enable_all_cache(false);
+/// Prepares an operation of a live connection: dataloaders that do not cache (a subscription
+/// lives for hours, and its messages must see children added since the last one), the
+/// connection its subscriptions count against, and the caller.
+pub fn prepare_stream(
+    request: async_graphql::Request,
+    store: &Store,
+    connection: std::sync::Arc<crate::live::LiveConnection>,
+    caller: Option<Principal>,
+) -> async_graphql::Request {
+    let request = with_loaders(request, store, false).data(connection);
+    match caller {
+        Some(caller) => request.data(caller),
+        None => request,
+    }
+}
+
+fn with_loaders(request: async_graphql::Request, store: &Store, cache: bool) -> async_graphql::Request {
+    fn cached<T: Send + Sync + 'static>(loader: Loader<T>, cache: bool) -> Loader<T> {
+        loader.enable_all_cache(cache);
+        loader
+    }
     request
-        .data(parent)
-        .data(children)
-        .data(counts)
-        .data(ancestors)
-        .data(up_to)
+        .data(cached(loader(loaders::ParentLoader(store.clone())), cache))
+        .data(cached(loader(loaders::ChildrenLoader(store.clone())), cache))
+        .data(cached(loader(loaders::ChildCountLoader(store.clone())), cache))
+        .data(cached(loader(loaders::AncestorsLoader(store.clone())), cache))
+        .data(cached(loader(loaders::ChildrenUpToLoader(store.clone())), cache))
 }
 
 /// The operation a request runs: the one named, or the only one.

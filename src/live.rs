@@ -264,6 +264,15 @@ struct Inner {
     closing: watch::Sender<bool>,
 }
 
+impl Inner {
+    fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut closing = self.closing.subscribe();
+        async move {
+            let _ = closing.wait_for(|closing| *closing).await;
+        }
+    }
+}
+
 impl Live {
     /// Live delivery over `store`, woken by `signals` (and, on PostgreSQL, by notifications once
     /// [`Live::run`] runs).
@@ -307,10 +316,7 @@ impl Live {
 
     /// Completes once [`Live::close`] was called.
     pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut closing = self.inner.closing.subscribe();
-        async move {
-            let _ = closing.wait_for(|closing| *closing).await;
-        }
+        self.inner.closed()
     }
 
     /// Waits until every live connection has ended, for at most `limit`; says whether they did.
@@ -345,7 +351,6 @@ impl Live {
         Ok(LiveConnection {
             live: self.clone(),
             transport,
-            subscriptions: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -506,12 +511,13 @@ pub enum Scope {
     Tree(TreeScope),
 }
 
-/// A live connection: counted against the server's limit while it lives.
+/// A live connection: counted against the server's limit while it lives. How many operations
+/// one connection runs at once is bounded where they run (a WebSocket's operations; an event
+/// stream runs one).
 #[derive(Debug)]
 pub struct LiveConnection {
     live: Live,
     transport: Transport,
-    subscriptions: Arc<AtomicUsize>,
 }
 
 impl LiveConnection {
@@ -520,7 +526,7 @@ impl LiveConnection {
         &self.live
     }
 
-    /// Takes a subscription slot of this connection and of the server.
+    /// Takes a subscription slot of the server.
     pub fn subscription(&self) -> Result<SubscriptionPermit, LiveRefusal> {
         let inner = &self.live.inner;
         let refuse = |refusal: LiveRefusal| {
@@ -530,16 +536,6 @@ impl LiveConnection {
         if *inner.closing.borrow() {
             return refuse(LiveRefusal::ShuttingDown);
         }
-        let per_connection = inner.settings.max_per_connection;
-        if self
-            .subscriptions
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < per_connection as usize).then_some(n + 1)
-            })
-            .is_err()
-        {
-            return refuse(LiveRefusal::TooManyOnConnection(per_connection));
-        }
         let max = inner.settings.max_subscriptions;
         if inner
             .subscriptions
@@ -548,13 +544,11 @@ impl LiveConnection {
             })
             .is_err()
         {
-            self.subscriptions.fetch_sub(1, Ordering::AcqRel);
             return refuse(LiveRefusal::TooManySubscriptions(max));
         }
         inner.metrics.live_subscriptions(1);
         Ok(SubscriptionPermit {
             live: self.live.clone(),
-            connection: self.subscriptions.clone(),
         })
     }
 }
@@ -570,12 +564,10 @@ impl Drop for LiveConnection {
 #[derive(Debug)]
 pub struct SubscriptionPermit {
     live: Live,
-    connection: Arc<AtomicUsize>,
 }
 
 impl Drop for SubscriptionPermit {
     fn drop(&mut self) {
-        self.connection.fetch_sub(1, Ordering::AcqRel);
         self.live.inner.subscriptions.fetch_sub(1, Ordering::AcqRel);
         self.live.inner.metrics.live_subscriptions(-1);
     }
@@ -607,10 +599,7 @@ impl Follower {
     }
 
     async fn follow(&mut self, next: &mut u64) -> Result<(), Stop> {
-        let closed = Live {
-            inner: self.inner.clone(),
-        }
-        .closed();
+        let closed = self.inner.closed();
         tokio::pin!(closed);
         // A long replay runs before joining the ring, which would overflow meanwhile.
         self.replay(next, u64::MAX).await?;

@@ -107,11 +107,12 @@ fn not_modified(request: &HeaderMap, etag: &str) -> bool {
 
 /// A response with revalidation: the client keeps the file and asks whether it changed
 /// (`no-cache` + ETag), so a new server version is picked up at once. `body` is only made when
-/// the client does not hold this version.
+/// the client does not hold this version. The page's `policy` goes with it.
 pub(super) fn cached(
     request: &HeaderMap,
     etag: &str,
     content_type: &'static str,
+    policy: &'static str,
     body: impl FnOnce() -> Response,
 ) -> Response {
     let mut response = if not_modified(request, etag) {
@@ -125,15 +126,19 @@ pub(super) fn cached(
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    secure(&mut response);
+    secure_with(&mut response, policy);
     response
 }
 
 /// `GET /graphiql`: the playground page.
 pub async fn graphiql_page(request: HeaderMap) -> Response {
-    cached(&request, &PAGE_ETAG, "text/html; charset=utf-8", || {
-        GRAPHIQL_PAGE.into_response()
-    })
+    cached(
+        &request,
+        &PAGE_ETAG,
+        "text/html; charset=utf-8",
+        CONTENT_SECURITY_POLICY,
+        || GRAPHIQL_PAGE.into_response(),
+    )
 }
 
 /// `GET /graphiql/assets/{name}`: a file of the playground, gzip-compressed when the client takes it.
@@ -145,25 +150,37 @@ pub async fn graphiql_asset(Path(name): Path<String>, request: HeaderMap) -> Res
     };
     let asset = &GRAPHIQL_ASSETS[index];
     if !asset.gzipped {
-        return cached(&request, &ETAGS[index], asset.content_type, || {
-            asset.bytes.into_response()
-        });
+        return cached(
+            &request,
+            &ETAGS[index],
+            asset.content_type,
+            CONTENT_SECURITY_POLICY,
+            || asset.bytes.into_response(),
+        );
     }
     let mut response = if accepts_gzip(&request) {
-        cached(&request, &ETAGS[index], asset.content_type, || {
-            ([(header::CONTENT_ENCODING, "gzip")], asset.bytes).into_response()
-        })
+        cached(
+            &request,
+            &ETAGS[index],
+            asset.content_type,
+            CONTENT_SECURITY_POLICY,
+            || ([(header::CONTENT_ENCODING, "gzip")], asset.bytes).into_response(),
+        )
     } else {
         let etag = format!("{}-identity\"", ETAGS[index].trim_end_matches('"'));
-        cached(&request, &etag, asset.content_type, || {
-            match DECOMPRESSED[index].get_or_init(|| gunzip(asset.bytes).ok()) {
+        cached(
+            &request,
+            &etag,
+            asset.content_type,
+            CONTENT_SECURITY_POLICY,
+            || match DECOMPRESSED[index].get_or_init(|| gunzip(asset.bytes).ok()) {
                 Some(bytes) => bytes.as_slice().into_response(),
                 None => {
                     tracing::error!(asset = asset.name, "an embedded file does not decompress");
                     StatusCode::INTERNAL_SERVER_ERROR.into_response()
                 }
-            }
-        })
+            },
+        )
     };
     response
         .headers_mut()

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::assets::{cached, etag_of, secure_with};
@@ -27,6 +27,9 @@ struct File {
 }
 
 macro_rules! explorer_file {
+    ($name:literal) => {
+        explorer_file!($name, "text/javascript; charset=utf-8")
+    };
     ($name:literal, $content_type:literal) => {
         File {
             name: $name,
@@ -36,17 +39,15 @@ macro_rules! explorer_file {
     };
 }
 
-const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
-
 static FILES: [File; 9] = [
     explorer_file!("index.html", "text/html; charset=utf-8"),
-    explorer_file!("explorer.js", "text/javascript; charset=utf-8"),
-    explorer_file!("api.js", "text/javascript; charset=utf-8"),
-    explorer_file!("live.js", "text/javascript; charset=utf-8"),
-    explorer_file!("tree.js", "text/javascript; charset=utf-8"),
-    explorer_file!("timeline.js", "text/javascript; charset=utf-8"),
-    explorer_file!("detail.js", "text/javascript; charset=utf-8"),
-    explorer_file!("search.js", "text/javascript; charset=utf-8"),
+    explorer_file!("explorer.js"),
+    explorer_file!("api.js"),
+    explorer_file!("live.js"),
+    explorer_file!("tree.js"),
+    explorer_file!("timeline.js"),
+    explorer_file!("detail.js"),
+    explorer_file!("search.js"),
     explorer_file!("explorer.css", "text/css; charset=utf-8"),
 ];
 
@@ -78,26 +79,27 @@ fn serve(files: &ExplorerFiles, name: &str, request: &HeaderMap) -> Response {
         return not_found();
     };
     let file = &FILES[index];
-    let mut response = match &files.dir {
-        None => cached(request, &ETAGS[index], file.content_type, || file.bytes.into_response()),
+    match &files.dir {
+        None => cached(
+            request,
+            &ETAGS[index],
+            file.content_type,
+            CONTENT_SECURITY_POLICY,
+            || file.bytes.into_response(),
+        ),
         Some(dir) => match std::fs::read(dir.join(file.name)) {
             Ok(bytes) => {
                 let etag = etag_of(&bytes, "");
-                cached(request, &etag, file.content_type, || bytes.into_response())
+                cached(request, &etag, file.content_type, CONTENT_SECURITY_POLICY, || {
+                    bytes.into_response()
+                })
             }
             Err(error) => {
                 tracing::warn!(%error, file = file.name, dir = %dir.display(), "cannot read an explorer file");
                 not_found()
             }
         },
-    };
-    secure_with(&mut response, CONTENT_SECURITY_POLICY);
-    if file.content_type == JAVASCRIPT {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(JAVASCRIPT));
     }
-    response
 }
 
 fn not_found() -> Response {

@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use super::HttpState;
 use super::graphql::{BAD_REQUEST, Media, refusal, screen};
 use crate::auth::Principal;
-use crate::graphql::prepare_subscription;
+use crate::graphql::prepare_stream;
 use crate::live::Transport;
 
 /// The media type of the stream.
@@ -71,10 +71,7 @@ pub fn stream(state: HttpState, mut request: async_graphql::Request, caller: Opt
         Ok(connection) => connection,
         Err(refused) => return super::ws::too_many(&refused),
     };
-    let mut request = prepare_subscription(request, &state.ctx.store).data(Arc::new(connection));
-    if let Some(caller) = caller {
-        request = request.data(caller);
-    }
+    let request = prepare_stream(request, &state.ctx.store, Arc::new(connection), caller);
     let responses = state.schema.execute_stream(request);
     let events = responses
         .map(|response| {

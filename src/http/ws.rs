@@ -35,7 +35,7 @@ use tokio::task::AbortHandle;
 
 use super::HttpState;
 use crate::auth::{Principal, Role};
-use crate::graphql::prepare_subscription;
+use crate::graphql::prepare_stream;
 use crate::live::{LiveConnection, LiveRefusal, Transport};
 use crate::metrics::Source;
 
@@ -582,10 +582,7 @@ async fn run_operation(
         let error = json!([{"message": reason.to_string(), "extensions": {"code": super::graphql::BAD_REQUEST}}]);
         return Some(json!({"id": id, "type": "error", "payload": error}));
     }
-    let mut request = prepare_subscription(request, &state.ctx.store).data(live);
-    if let Some(caller) = caller {
-        request = request.data(caller);
-    }
+    let request = prepare_stream(request, &state.ctx.store, live, caller);
     let mut responses = state.schema.execute_stream(request);
     while let Some(response) = responses.next().await {
         // A response without data is the operation's end: refused before it ran, or a
