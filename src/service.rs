@@ -223,11 +223,13 @@ impl Service {
                 message: format!("the log holds {logged} leaves, fewer than {size}"),
             });
         }
-        let nodes = self.store.log_nodes(&merkle::inclusion_nodes(leaf.index, size)).await?;
+        // The proof's nodes and the root's, in one read.
+        let mut wanted = merkle::inclusion_nodes(leaf.index, size);
+        wanted.extend(merkle::root_nodes(size));
+        let nodes = self.store.log_nodes(&wanted).await?;
         let hashes = merkle::inclusion_proof(&nodes, leaf.index, size)
             .map_err(|e| ApiError::internal(anyhow::anyhow!("inclusion proof: {e:?}")))?;
-        let roots = self.store.log_nodes(&merkle::root_nodes(size)).await?;
-        let root = merkle::root(&roots, size).map_err(|e| ApiError::internal(anyhow::anyhow!("root: {e:?}")))?;
+        let root = merkle::root(&nodes, size).map_err(|e| ApiError::internal(anyhow::anyhow!("root: {e:?}")))?;
         Ok(InclusionProof {
             leaf,
             tree_size: size,
@@ -256,13 +258,14 @@ impl Service {
                 message: format!("needs 0 < fromSize <= toSize <= {logged} (the log's size), got {from} and {to}"),
             });
         }
-        let nodes = self.store.log_nodes(&merkle::consistency_nodes(from, to)).await?;
+        // The proof's nodes and both roots', in one read.
+        let mut wanted = merkle::consistency_nodes(from, to);
+        wanted.extend(merkle::root_nodes(from));
+        wanted.extend(merkle::root_nodes(to));
+        let nodes = self.store.log_nodes(&wanted).await?;
         let hashes = merkle::consistency_proof(&nodes, from, to)
             .map_err(|e| ApiError::internal(anyhow::anyhow!("consistency proof: {e:?}")))?;
-        let mut wanted = merkle::root_nodes(from);
-        wanted.extend(merkle::root_nodes(to));
-        let roots = self.store.log_nodes(&wanted).await?;
-        let root_of = |size| merkle::root(&roots, size).map_err(|e| ApiError::internal(anyhow::anyhow!("root: {e:?}")));
+        let root_of = |size| merkle::root(&nodes, size).map_err(|e| ApiError::internal(anyhow::anyhow!("root: {e:?}")));
         Ok(ConsistencyProof {
             from,
             to,

@@ -9,7 +9,6 @@
 //! as the file stays broken.
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,6 +21,7 @@ use sha2::{Digest, Sha256};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use super::{AuthError, Method, Principal, PrincipalKind, Role, check_principal};
+use crate::domain::chain::hex;
 
 /// What every API key starts with, so that a leaked key is recognisable (secret scanners, logs).
 const KEY_PREFIX: &str = "agk_";
@@ -177,15 +177,6 @@ fn decode_hash(hex: &str) -> anyhow::Result<[u8; 32]> {
 }
 
 /// Lowercase hex of some bytes.
-fn encode_hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
-}
-
 /// What the store saw of the keys file at its last look, so that each change is loaded and
 /// reported once, not at every request.
 #[derive(Debug, PartialEq, Eq)]
@@ -395,7 +386,7 @@ pub fn create_key(path: &Path, principal: &str, role: Role, kind: PrincipalKind)
     };
     let key = format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()?));
     let id = loop {
-        let id = encode_hex(&random_bytes::<4>()?);
+        let id = hex(&random_bytes::<4>()?);
         if file.keys.iter().all(|entry| entry.id != id) {
             break id;
         }
@@ -405,7 +396,7 @@ pub fn create_key(path: &Path, principal: &str, role: Role, kind: PrincipalKind)
         principal: principal.to_owned(),
         role,
         kind,
-        sha256: encode_hex(&Sha256::digest(key.as_bytes())),
+        sha256: hex(&Sha256::digest(key.as_bytes())),
         created_at: chrono::Utc::now(),
     });
     let mut text = serde_json::to_string_pretty(&file).context("serialising the keys file")?;
@@ -453,7 +444,7 @@ fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .filter(|parent| !parent.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let name = path.file_name().context("the path names no file")?.to_string_lossy();
-    let temporary = directory.join(format!(".{name}.{}.tmp", encode_hex(&random_bytes::<6>()?)));
+    let temporary = directory.join(format!(".{name}.{}.tmp", hex(&random_bytes::<6>()?)));
     let written = owner_only_options()
         .write(true)
         .create_new(true)
@@ -481,7 +472,7 @@ mod tests {
             "principal": principal,
             "role": "writer",
             "kind": "service",
-            "sha256": encode_hex(&Sha256::digest(key.as_bytes())),
+            "sha256": hex(&Sha256::digest(key.as_bytes())),
             "created_at": "2026-01-02T03:04:05Z",
         })
     }
@@ -595,7 +586,7 @@ mod tests {
         assert!(created.id.len() == 8 && created.id.bytes().all(|b| b.is_ascii_hexdigit()));
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains(&created.key));
-        assert!(text.contains(&encode_hex(&Sha256::digest(created.key.as_bytes()))));
+        assert!(text.contains(&hex(&Sha256::digest(created.key.as_bytes()))));
         assert!(!format!("{created:?}").contains(&created.key));
         #[cfg(unix)]
         {

@@ -75,8 +75,7 @@ static DECOMPRESSED: [OnceLock<Option<Vec<u8>>>; GRAPHIQL_ASSETS.len()] =
 /// A strong validator of `bytes`.
 pub(super) fn etag_of(bytes: &[u8], suffix: &str) -> String {
     let digest = Sha256::digest(bytes);
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!("\"{hex}{suffix}\"")
+    format!("\"{}{suffix}\"", crate::domain::chain::hex(&digest[..16]))
 }
 
 /// The headers of everything served here: the policy, no sniffing, no framing, no referrer.
@@ -224,7 +223,7 @@ mod tests {
                 .iter()
                 .find(|a| (a.gzipped && file == format!("{}.gz", a.name)) || (!a.gzipped && file == a.name))
                 .unwrap_or_else(|| panic!("{file} is listed but not served"));
-            let digest: String = Sha256::digest(asset.bytes).iter().map(|b| format!("{b:02x}")).collect();
+            let digest = crate::domain::chain::hex(&Sha256::digest(asset.bytes));
             assert_eq!(digest, sum, "{file}");
             checked += 1;
         }

@@ -170,13 +170,17 @@ impl Publisher {
         if latest.as_ref().is_some_and(|c| c.tree_size >= size) || (latest.is_none() && size == 0) {
             return Ok(latest);
         }
-        let nodes = self.store.log_nodes(&merkle::root_nodes(size)).await?;
+        // The new root's nodes and the last checkpoint's, in one read.
+        let mut wanted = merkle::root_nodes(size);
+        if let Some(last) = &latest {
+            wanted.extend(merkle::root_nodes(last.tree_size));
+        }
+        let nodes = self.store.log_nodes(&wanted).await?;
         let root = merkle::root(&nodes, size).map_err(|e| StoreError::Internal(format!("the log root: {e:?}")))?;
         // Never sign a tree that does not extend the last one signed: that would vouch for a
         // rewritten log.
         if let Some(last) = &latest {
-            let old = self.store.log_nodes(&merkle::root_nodes(last.tree_size)).await?;
-            let old_root = merkle::root(&old, last.tree_size)
+            let old_root = merkle::root(&nodes, last.tree_size)
                 .map_err(|e| StoreError::Internal(format!("the log root at {}: {e:?}", last.tree_size)))?;
             if old_root != last.root_hash {
                 tracing::error!(
