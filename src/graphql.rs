@@ -1,6 +1,7 @@
 //! The GraphQL API: schema root, types, loaders and limits.
 
 mod chain;
+mod columns;
 mod connection;
 mod event;
 mod input;

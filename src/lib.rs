@@ -158,7 +158,11 @@ fn routers(
     auth: Authenticator,
     signer: ops::log::LogSigner,
 ) -> anyhow::Result<(Router, Option<Router>, Service)> {
-    let metrics = Metrics::new(vec![Box::new(store.statement_durations())]).context("registering metrics")?;
+    let metrics = Metrics::new(vec![
+        Box::new(store.statement_durations()),
+        Box::new(store.group_sizes()),
+    ])
+    .context("registering metrics")?;
     let log = ops::log::Publisher::new(store.clone(), std::sync::Arc::new(signer));
     let live = live::Live::new(store.clone(), log.signals(), config.live.clone(), metrics.clone());
     let ctx = Service {

@@ -68,7 +68,7 @@ impl Service {
     ) -> Result<Model, ApiError> {
         self.authorize(caller, Role::Writer)?;
         let mut stored = self
-            .write(caller, vec![submission], source)
+            .write(caller, vec![submission], source, true)
             .await
             .map_err(ApiError::without_index)?;
         stored
@@ -95,15 +95,17 @@ impl Service {
                 got: submissions.len(),
             });
         }
-        self.write(caller, submissions, source).await
+        self.write(caller, submissions, source, false).await
     }
 
-    /// Validates and writes for a caller whose role the public methods checked.
+    /// Validates and writes for a caller whose role the public methods checked. A single event
+    /// (`alone`) is committed in a group with concurrent single writes; a batch is one transaction.
     async fn write(
         &self,
         caller: &Principal,
         submissions: Vec<Submission>,
         source: Source,
+        alone: bool,
     ) -> Result<Vec<Model>, ApiError> {
         let now = Utc::now();
         let mut batch = Vec::with_capacity(submissions.len());
@@ -126,11 +128,15 @@ impl Service {
         }
         let started = Instant::now();
         let count = batch.len();
-        let stored = self
-            .store
-            .create_events(batch)
-            .await
-            .map_err(|e| self.refused(source, e.into()))?;
+        let written = match batch.pop() {
+            Some(event) if alone && batch.is_empty() => self.store.create_event(event).await.map(|m| vec![m]),
+            Some(event) => {
+                batch.push(event);
+                self.store.create_events(batch).await
+            }
+            None => Ok(Vec::new()),
+        };
+        let stored = written.map_err(|e| self.refused(source, e.into()))?;
         self.metrics.written(source, count, started.elapsed().as_secs_f64());
         self.live.written();
         Ok(stored)

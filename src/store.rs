@@ -2,7 +2,9 @@
 
 mod backfill;
 mod chain;
+mod columns;
 mod error;
+mod group;
 mod import;
 mod log;
 mod read;
@@ -13,6 +15,7 @@ mod write;
 pub use backfill::{BackfillBatch, ForeignKeyCheck, LegacyKey};
 pub use chain::ChainHead;
 pub(crate) use chain::save_heads;
+pub use columns::Columns;
 pub use error::{StoreError, is_unavailable};
 pub use import::{ImportError, ImportRow, ImportedBatch};
 pub use log::{LOG_CHANNEL, LogLeaf, StoredCheckpoint, event_leaf};
@@ -68,6 +71,8 @@ struct Inner {
     tree_timeout: Duration,
     /// Durations of SQL statements, for `/metrics`.
     statement_durations: prometheus::Histogram,
+    /// Events per committed group of single-event writes, for `/metrics`.
+    group_sizes: prometheus::Histogram,
     /// Statements executed since start: counted by sea-orm's metric hook, for tests and metrics.
     statements: Arc<AtomicU64>,
     /// First days of the months whose PostgreSQL partition is known to exist.
@@ -77,6 +82,8 @@ struct Inner {
     write_gate: Option<tokio::sync::Mutex<()>>,
     /// How new events are hashed into their correlation's chain.
     hasher: ChainHasher,
+    /// The queue of single-event writes, committed in groups.
+    group: group::GroupCommit,
 }
 
 impl std::fmt::Debug for Store {
@@ -136,6 +143,14 @@ impl Store {
                 .buckets(crate::metrics::WRITE_BUCKETS.to_vec()),
         )
         .context("creating the statement histogram")?;
+        let group_sizes = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new(
+                "db_write_group_events",
+                "Events per group of concurrent single-event writes committed together",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )
+        .context("creating the group size histogram")?;
         let durations = statement_durations.clone();
         db.set_metric_callback(move |info| {
             counter.fetch_add(1, Ordering::Relaxed);
@@ -148,17 +163,20 @@ impl Store {
                 "statement"
             );
         });
-        Ok(Self {
-            inner: Arc::new(Inner {
-                db,
-                tree_timeout: options.tree_timeout,
-                statement_durations,
-                statements,
-                known_months: Mutex::new(HashSet::new()),
-                write_gate: sqlite.then(|| tokio::sync::Mutex::new(())),
-                hasher: options.hasher.clone(),
-            }),
-        })
+        let (group, queued) = group::GroupCommit::channel();
+        let inner = Arc::new(Inner {
+            db,
+            tree_timeout: options.tree_timeout,
+            statement_durations,
+            group_sizes,
+            statements,
+            known_months: Mutex::new(HashSet::new()),
+            write_gate: sqlite.then(|| tokio::sync::Mutex::new(())),
+            hasher: options.hasher.clone(),
+            group,
+        });
+        group::GroupCommit::start(Arc::downgrade(&inner), queued);
+        Ok(Self { inner })
     }
 
     /// Applies every pending migration.
@@ -184,6 +202,11 @@ impl Store {
     /// The histogram of statement durations (registered by [`crate::metrics::Metrics`]).
     pub fn statement_durations(&self) -> prometheus::Histogram {
         self.inner.statement_durations.clone()
+    }
+
+    /// The histogram of events per group commit (registered by [`crate::metrics::Metrics`]).
+    pub fn group_sizes(&self) -> prometheus::Histogram {
+        self.inner.group_sizes.clone()
     }
 
     /// The pool's open, idle and maximum connections.

@@ -93,6 +93,8 @@ pub struct RawNested {
     pub store: Store,
     /// The roots statement.
     pub roots: Sql,
+    /// The columns read of each event.
+    pub columns: auditgraph::store::Columns,
     /// Children per parent and level.
     pub children: u64,
     /// Levels below the roots.
@@ -121,7 +123,7 @@ impl RawNested {
             if level.is_empty() {
                 break;
             }
-            let sql = Sql::of(&self.store.children_pages_statement(&level, &window))?;
+            let sql = Sql::of(&self.store.children_pages_statement(&level, &window, self.columns))?;
             let rows = self.raw.fetch(&sql).await?;
             // Each parent's page holds at most `children` + 1 rows; the extra one only tells
             // whether more exist, as on the server.
@@ -358,17 +360,19 @@ impl Op for RawCreate {
     }
 }
 
-/// Counts the events of a nested `auditEvents → children → children` response.
-pub fn count_nested(data: &Value) -> anyhow::Result<u64> {
-    fn count(connection: &Value) -> anyhow::Result<u64> {
+/// Counts the events of a nested response: the connection `roots` of `data`, and below each
+/// node the connection `children`, as deep as it goes (ours: `auditEvents → children →
+/// children`).
+pub fn count_nested(data: &Value, roots: &str, children: &str) -> anyhow::Result<u64> {
+    fn count(connection: &Value, children: &str) -> anyhow::Result<u64> {
         let edges = connection["edges"].as_array().context("no edges")?;
         let mut total = edges.len() as u64;
         for edge in edges {
-            if let Some(children) = edge["node"].get("children") {
-                total += count(children)?;
+            if let Some(below) = edge["node"].get(children) {
+                total += count(below, children)?;
             }
         }
         Ok(total)
     }
-    count(&data["auditEvents"])
+    count(&data[roots], children)
 }

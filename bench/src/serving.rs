@@ -12,7 +12,7 @@ use auditgraph::config::Config;
 use auditgraph::domain::page::Order;
 use auditgraph::domain::{Cursor, EventFilter, PageWindow};
 use auditgraph::ops::import::{self, ImportOptions};
-use auditgraph::store::Store;
+use auditgraph::store::{Columns, Store};
 use sea_orm::ConnectionTrait;
 use sea_orm::sqlx::Row;
 use serde_json::{Value, json};
@@ -27,6 +27,8 @@ use crate::ops::{
 use crate::raw::{Raw, Sql};
 use crate::report::{self, Figure};
 use crate::server::{self, Server};
+
+mod peers;
 
 /// Options of the server workloads.
 #[derive(Clone, Debug, clap::Args)]
@@ -44,7 +46,7 @@ pub struct ServeOptions {
     #[arg(long)]
     pub server: Option<PathBuf>,
     /// Only these workload groups (floor, pages, nested, trees, writes, or of the writes only
-    /// single or batches, and live); all by default.
+    /// single or batches, live, and peers: beside PostGraphile); all by default.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Keep `auditgraph_bench` when it already holds this data set instead of importing it again
@@ -57,13 +59,31 @@ pub struct ServeOptions {
 }
 
 /// The workload groups `--only` may name.
-const GROUPS: [&str; 8] = [
-    "floor", "pages", "nested", "trees", "writes", "single", "batches", "live",
+const GROUPS: [&str; 9] = [
+    "floor", "pages", "nested", "trees", "peers", "writes", "single", "batches", "live",
 ];
 
 /// Page size of the page-read workloads (the REST API's default).
 const PAGE: u64 = 50;
 const PAGE_FIELDS: &str = "eventId eventType eventTimestamp eventCategory eventOutcome correlationId parentEventId actorId resourceId eventData";
+
+/// The columns behind [`PAGE_FIELDS`]: the server reads only these, and so does the raw statement.
+pub(crate) fn page_columns() -> Columns {
+    use auditgraph::entity::audit_event::Column as C;
+    Columns::keys().union(Columns::of(&[
+        C::EventType,
+        C::EventCategory,
+        C::EventOutcome,
+        C::ActorId,
+        C::ResourceId,
+        C::EventData,
+    ]))
+}
+
+/// The columns behind the fields of [`NESTED`]'s events.
+pub(crate) fn nested_columns() -> Columns {
+    Columns::keys().with(auditgraph::entity::audit_event::Column::EventType)
+}
 
 struct Bench {
     runs: usize,
@@ -85,11 +105,7 @@ impl Bench {
     }
 
     async fn conns(&self, n: usize) -> anyhow::Result<Vec<Conn>> {
-        let mut conns = Vec::with_capacity(n);
-        for _ in 0..n {
-            conns.push(Conn::connect(self.addr).await?);
-        }
-        Ok(conns)
+        conns_at(self.addr, n).await
     }
 
     async fn raws(&self, n: usize) -> anyhow::Result<Vec<Raw>> {
@@ -130,35 +146,60 @@ impl Bench {
     /// groups (none: no raw figure), `runs` times, interleaved.
     async fn compare<O: Op>(
         &mut self,
-        mut figure: Figure,
+        figure: Figure,
         concurrency: usize,
         ours: impl Fn(Conn) -> O,
         groups: Vec<Vec<(Sql, usize)>>,
     ) -> anyhow::Result<()> {
         let groups = Arc::new(groups);
-        for run in 1..=self.runs {
-            let workers = self.conns(concurrency).await?.into_iter().map(&ours).collect();
-            let ours = self.sample(workers).await?;
-            let raw = if groups.is_empty() {
-                None
-            } else {
-                let raw = self
-                    .raws(concurrency)
-                    .await?
-                    .into_iter()
+        let ours = async || anyhow::Ok(self.conns(concurrency).await?.into_iter().map(&ours).collect());
+        let raw = async || {
+            let raws = self.raws(concurrency).await?;
+            anyhow::Ok(
+                raws.into_iter()
                     .map(|raw| RawRead {
                         raw,
                         groups: groups.clone(),
                         sent: 0,
                     })
-                    .collect();
-                Some(self.sample(raw).await?)
-            };
-            figure.add(run, ours, raw, false);
-        }
+                    .collect(),
+            )
+        };
+        let figure = self
+            .alternate(figure, ours, (!groups.is_empty()).then_some(raw))
+            .await?;
         self.figures.push(figure);
         Ok(())
     }
+
+    /// Measures the workers `ours` makes beside those `other` makes (none: no other figure),
+    /// `runs` times: within each run ours first, then the other side's, each on fresh
+    /// connections; requests per second.
+    async fn alternate<A: Op, B: Op>(
+        &self,
+        mut figure: Figure,
+        ours: impl AsyncFn() -> anyhow::Result<Vec<A>>,
+        other: Option<impl AsyncFn() -> anyhow::Result<Vec<B>>>,
+    ) -> anyhow::Result<Figure> {
+        for run in 1..=self.runs {
+            let ours = self.sample(ours().await?).await?;
+            let other = match &other {
+                Some(other) => Some(self.sample(other().await?).await?),
+                None => None,
+            };
+            figure.add(run, ours, other, false);
+        }
+        Ok(figure)
+    }
+}
+
+/// One keep-alive HTTP connection to `addr` per worker.
+async fn conns_at(addr: std::net::SocketAddr, n: usize) -> anyhow::Result<Vec<Conn>> {
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        conns.push(Conn::connect(addr).await?);
+    }
+    Ok(conns)
 }
 
 /// A check that a GraphQL list at `path` holds `expected` entries, the first being `first` when given.
@@ -228,6 +269,7 @@ async fn pages(bench: &mut Bench) -> anyhow::Result<()> {
             &all,
             &PageWindow::forward(PAGE, after),
             Order::NewestFirst,
+            page_columns(),
         ))?;
         let (rows, first) = first_id(&mut raw, &keyset).await?;
         anyhow::ensure!(rows as u64 == PAGE + 1, "page {page} has {rows} rows");
@@ -299,19 +341,21 @@ async fn nested(bench: &mut Bench) -> anyhow::Result<()> {
         &roots_only,
         &PageWindow::forward(50, None),
         Order::NewestFirst,
+        nested_columns(),
     ))?;
     let raw_nested = || async {
         anyhow::Ok(RawNested {
             raw: Raw::connect(&bench.url).await?,
             store: bench.store.clone(),
             roots: roots.clone(),
+            columns: nested_columns(),
             children: 10,
             levels: 2,
         })
     };
     let expected = raw_nested().await?.run().await?;
     let check: Check = Arc::new(move |data: &Value| {
-        let found = count_nested(data)?;
+        let found = count_nested(data, "auditEvents", "children")?;
         anyhow::ensure!(found == expected, "{found} events where {expected} were expected");
         Ok(found)
     });
@@ -769,7 +813,7 @@ async fn sequenced(store: &Store) -> anyhow::Result<()> {
 }
 
 /// Runs every server workload and returns the sections for `BENCHMARKS.md`: the serving
-/// workloads beside raw PostgreSQL, and live delivery.
+/// workloads beside raw PostgreSQL, the same reads beside PostGraphile, and live delivery.
 pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow::Result<Vec<String>> {
     if let Some(unknown) = options.only.iter().find(|o| !GROUPS.contains(&o.as_str())) {
         anyhow::bail!("--only {unknown}: the groups are {}", GROUPS.join(", "));
@@ -847,6 +891,13 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
         eprintln!("tree walks");
         trees(&mut bench).await?;
     }
+    // Before the writes, so that PostGraphile's copy holds the generated events only.
+    let peers = if wanted("peers") {
+        eprintln!("beside PostGraphile");
+        Some(peers::run(&bench, server.pid()).await?)
+    } else {
+        None
+    };
     let (single, batches) = (
         wanted("writes") || wanted("single"),
         wanted("writes") || wanted("batches"),
@@ -904,9 +955,10 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
     server.stop().await?;
 
     let mut sections = Vec::new();
-    if GROUPS.iter().any(|g| *g != "live" && wanted(g)) {
+    if GROUPS.iter().any(|g| !matches!(*g, "live" | "peers") && wanted(g)) {
         sections.push(serving_section(&bench, &header, runs, seconds, options));
     }
+    sections.extend(peers.map(|peers| peers::section(&peers, &header, runs, seconds, options)));
     sections.extend(live);
     Ok(sections)
 }

@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 use super::connection::{AuditEventConnection, Scope};
 use super::loaders::{
-    AncestorsKey, AncestorsLoader, ChildCountKey, ChildCountLoader, ChildrenKey, ChildrenLoader, ParentLoader,
+    AncestorsKey, AncestorsLoader, ChildCountKey, ChildCountLoader, ChildrenKey, ChildrenLoader, EventColumnsKey,
+    ParentLoader,
 };
 use super::tree::AuditEventDescendantConnection;
 use super::{DEFAULT_PAGE_SIZE, Loader, page_cost};
@@ -219,7 +220,11 @@ impl AuditEvent {
         let found = match self.0.parent_key() {
             Some(key) => {
                 let loader = ctx.data::<Loader<ParentLoader>>()?;
-                loader.load_one(key).await.map_err(|e| e.extend())?
+                let columns = super::columns::of_event(&ctx.look_ahead());
+                loader
+                    .load_one(EventColumnsKey { event: key, columns })
+                    .await
+                    .map_err(|e| e.extend())?
             }
             // A legacy link without the parent's date: look the parent up by id.
             None => ctx
@@ -252,8 +257,13 @@ impl AuditEvent {
             .map_err(|e| ApiError::from(e).extend())?;
         let parent = self.0.key();
         let loader = ctx.data::<Loader<ChildrenLoader>>()?;
+        let columns = super::columns::of_connection(&ctx.look_ahead());
         let rows = loader
-            .load_one(ChildrenKey { parent, window })
+            .load_one(ChildrenKey {
+                parent,
+                window,
+                columns,
+            })
             .await
             .map_err(|e| e.extend())?
             .unwrap_or_default();

@@ -6,17 +6,43 @@ use std::sync::Arc;
 use crate::domain::{Cursor, EventKey, PageWindow};
 use crate::entity::audit_event::Model;
 use crate::error::ApiError;
-use crate::store::Store;
+use crate::store::{Columns, Store};
 
-/// Loads events by primary key (parents).
+/// An event by primary key, with the columns to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EventColumnsKey {
+    /// The event.
+    pub event: EventKey,
+    /// Its columns to read.
+    pub columns: Columns,
+}
+
+/// Loads events by primary key (parents); keys asking for the same columns share one statement.
 pub struct ParentLoader(pub Store);
 
-impl async_graphql::dataloader::Loader<EventKey> for ParentLoader {
+impl async_graphql::dataloader::Loader<EventColumnsKey> for ParentLoader {
     type Value = Model;
     type Error = Arc<ApiError>;
 
-    async fn load(&self, keys: &[EventKey]) -> Result<HashMap<EventKey, Model>, Self::Error> {
-        self.0.events_by_keys(keys).await.map_err(|e| Arc::new(e.into()))
+    async fn load(&self, keys: &[EventColumnsKey]) -> Result<HashMap<EventColumnsKey, Model>, Self::Error> {
+        let mut by_columns: HashMap<Columns, Vec<EventKey>> = HashMap::new();
+        for key in keys {
+            by_columns.entry(key.columns).or_default().push(key.event);
+        }
+        let mut out = HashMap::with_capacity(keys.len());
+        for (columns, events) in by_columns {
+            let found = self
+                .0
+                .events_by_keys(&events, columns)
+                .await
+                .map_err(|e| Arc::new(e.into()))?;
+            out.extend(
+                found
+                    .into_iter()
+                    .map(|(event, model)| (EventColumnsKey { event, columns }, model)),
+            );
+        }
+        Ok(out)
     }
 }
 
@@ -27,9 +53,11 @@ pub struct ChildrenKey {
     pub parent: EventKey,
     /// The page asked for.
     pub window: PageWindow,
+    /// The children's columns to read.
+    pub columns: Columns,
 }
 
-/// Loads pages of children; keys asking for the same window share one statement.
+/// Loads pages of children; keys asking for the same window and columns share one statement.
 pub struct ChildrenLoader(pub Store);
 
 impl async_graphql::dataloader::Loader<ChildrenKey> for ChildrenLoader {
@@ -37,20 +65,24 @@ impl async_graphql::dataloader::Loader<ChildrenKey> for ChildrenLoader {
     type Error = Arc<ApiError>;
 
     async fn load(&self, keys: &[ChildrenKey]) -> Result<HashMap<ChildrenKey, Vec<Model>>, Self::Error> {
-        let mut by_window: HashMap<PageWindow, Vec<EventKey>> = HashMap::new();
+        let mut by_window: HashMap<(PageWindow, Columns), Vec<EventKey>> = HashMap::new();
         for key in keys {
-            by_window.entry(key.window).or_default().push(key.parent);
+            by_window.entry((key.window, key.columns)).or_default().push(key.parent);
         }
         let mut out = HashMap::with_capacity(keys.len());
-        for (window, parents) in by_window {
+        for ((window, columns), parents) in by_window {
             let mut pages = self
                 .0
-                .children_pages(&parents, &window)
+                .children_pages(&parents, &window, columns)
                 .await
                 .map_err(|e| Arc::new(e.into()))?;
             for parent in parents {
                 out.insert(
-                    ChildrenKey { parent, window },
+                    ChildrenKey {
+                        parent,
+                        window,
+                        columns,
+                    },
                     pages.remove(&parent).unwrap_or_default(),
                 );
             }

@@ -92,9 +92,10 @@ async fn prefetch<'a>(ctx: &'a Context<'_>, mut work: Vec<(Lookahead<'a>, Vec<Ev
         }
         for field in node.field("children").selection_fields() {
             let Some(window) = window_of(&field) else { continue };
+            let columns = super::columns::of_connection(&Lookahead::from(field));
             let mut pages: HashMap<EventKey, Vec<Model>> = app
                 .store
-                .children_pages(&parents, &window)
+                .children_pages(&parents, &window, columns)
                 .await
                 .map_err(|e| e.extend())?;
             let mut next = Vec::new();
@@ -106,6 +107,7 @@ async fn prefetch<'a>(ctx: &'a Context<'_>, mut work: Vec<(Lookahead<'a>, Vec<Ev
                     ChildrenKey {
                         parent: *parent,
                         window,
+                        columns,
                     },
                     rows,
                 ));

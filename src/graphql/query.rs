@@ -72,7 +72,12 @@ impl QueryRoot {
         let filter = filter.unwrap_or_default().resolve(Utc::now()).map_err(|e| e.extend())?;
         let rows = app
             .store
-            .list_events(&filter, &window, Order::NewestFirst)
+            .list_events(
+                &filter,
+                &window,
+                Order::NewestFirst,
+                super::columns::of_connection(&ctx.look_ahead()),
+            )
             .await
             .map_err(|e| e.extend())?;
         let (rows, previous, next) = window.finish(rows);

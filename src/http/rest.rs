@@ -25,6 +25,7 @@ use crate::domain::{Cursor, EventFilter, PageWindow};
 use crate::entity::audit_event::Model;
 use crate::error::ApiError;
 use crate::metrics::Source;
+use crate::store::Columns;
 
 fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
     let json = headers
@@ -322,7 +323,7 @@ pub async fn query_events(
         Some(after) => {
             let window = PageWindow::forward(limit, Some(after));
             let mut rows = store
-                .list_events(&filter, &window, Order::NewestFirst)
+                .list_events(&filter, &window, Order::NewestFirst, Columns::ALL)
                 .await
                 .map_err(|e| Problem::from(e).at(PATH))?;
             let more = rows.len() as u64 > limit;

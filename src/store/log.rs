@@ -285,7 +285,7 @@ impl Store {
                 date: leaf.event_date,
             })
             .collect();
-        let mut events = self.events_by_keys(&keys).await?;
+        let mut events = self.events_by_keys(&keys, super::Columns::ALL).await?;
         let mut found = Vec::with_capacity(leaves.len());
         for (leaf, key) in leaves.iter().zip(keys) {
             // A logged event is never deleted (the triggers refuse it); one missing was removed

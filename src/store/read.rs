@@ -9,7 +9,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Store, StoreError};
+use super::{Columns, Store, StoreError};
 use crate::domain::page::{Beyond, Order};
 use crate::domain::{Cursor, EventFilter, EventKey, PageWindow};
 use crate::entity::audit_event::{Column, Entity, Model};
@@ -225,10 +225,14 @@ impl Store {
             .await?)
     }
 
-    /// The events with these keys, in one statement. Filtering on the dates lets PostgreSQL prune
-    /// partitions; the exact pairs are picked afterwards.
+    /// The events with these keys (their `columns`), in one statement. Filtering on the dates
+    /// lets PostgreSQL prune partitions; the exact pairs are picked afterwards.
     #[tracing::instrument(skip_all, fields(keys = keys.len()))]
-    pub async fn events_by_keys(&self, keys: &[EventKey]) -> Result<HashMap<EventKey, Model>, StoreError> {
+    pub async fn events_by_keys(
+        &self,
+        keys: &[EventKey],
+        columns: Columns,
+    ) -> Result<HashMap<EventKey, Model>, StoreError> {
         if keys.is_empty() {
             return Ok(HashMap::new());
         }
@@ -238,11 +242,10 @@ impl Store {
         ids.dedup();
         dates.sort_unstable();
         dates.dedup();
-        let rows = Entity::find()
+        let select = Entity::find()
             .filter(Column::EventId.is_in(ids))
-            .filter(Column::EventDate.is_in(dates))
-            .all(self.db())
-            .await?;
+            .filter(Column::EventDate.is_in(dates));
+        let rows = columns.project(select, self.backend()).all(self.db()).await?;
         let wanted: std::collections::HashSet<&EventKey> = keys.iter().collect();
         Ok(rows
             .into_iter()
@@ -251,29 +254,37 @@ impl Store {
             .collect())
     }
 
-    fn page_select(&self, filter: &EventFilter, window: &PageWindow, order: Order) -> Select<Entity> {
+    fn page_select(&self, filter: &EventFilter, window: &PageWindow, order: Order, columns: Columns) -> Select<Entity> {
         let select = Entity::find()
             .filter(condition(filter, self.backend()))
             .filter(window_condition(window, order));
-        ordered(select, travels_ascending(window, order)).limit(window.fetch())
+        let select = ordered(select, travels_ascending(window, order)).limit(window.fetch());
+        columns.project(select, self.backend())
     }
 
     /// The statement behind [`Store::list_events`] (public so that the benchmark can run the same
     /// SQL without the server).
-    pub fn list_events_statement(&self, filter: &EventFilter, window: &PageWindow, order: Order) -> Statement {
-        self.page_select(filter, window, order).build(self.backend())
+    pub fn list_events_statement(
+        &self,
+        filter: &EventFilter,
+        window: &PageWindow,
+        order: Order,
+        columns: Columns,
+    ) -> Statement {
+        self.page_select(filter, window, order, columns).build(self.backend())
     }
 
-    /// One page of the events matching `filter`, in the direction of travel, with one extra row
-    /// when more exist (see [`PageWindow::finish`]).
+    /// One page of the events matching `filter` (their `columns`), in the direction of travel,
+    /// with one extra row when more exist (see [`PageWindow::finish`]).
     #[tracing::instrument(skip_all, fields(limit = window.limit))]
     pub async fn list_events(
         &self,
         filter: &EventFilter,
         window: &PageWindow,
         order: Order,
+        columns: Columns,
     ) -> Result<Vec<Model>, StoreError> {
-        Ok(self.page_select(filter, window, order).all(self.db()).await?)
+        Ok(self.page_select(filter, window, order, columns).all(self.db()).await?)
     }
 
     fn offset_select(&self, filter: &EventFilter, offset: u64, limit: u64) -> Select<Entity> {
@@ -340,16 +351,18 @@ impl Store {
     /// The statement behind [`Store::children_pages`] (public so that tests can EXPLAIN it).
     /// Children of many parents in one statement: the window applies to each parent's children
     /// separately through a per-parent row number, so every parent gets its own page size.
-    pub fn children_pages_statement(&self, parents: &[EventKey], window: &PageWindow) -> Statement {
+    pub fn children_pages_statement(&self, parents: &[EventKey], window: &PageWindow, columns: Columns) -> Statement {
         let order = Order::OldestFirst;
         let direction = if travels_ascending(window, order) {
             "ASC"
         } else {
             "DESC"
         };
-        let inner = Entity::find()
+        let select = Entity::find()
             .filter(children_of(parents))
-            .filter(window_condition(window, order))
+            .filter(window_condition(window, order));
+        let inner = columns
+            .project(select, self.backend())
             .expr_as(
                 Expr::cust(format!(
                     "ROW_NUMBER() OVER (PARTITION BY parent_event_id, parent_event_date \
@@ -370,17 +383,18 @@ impl Store {
         }
     }
 
-    /// A page of children for each parent, in one statement, oldest first.
+    /// A page of children (their `columns`) for each parent, in one statement, oldest first.
     #[tracing::instrument(skip_all, fields(parents = parents.len(), limit = window.limit))]
     pub async fn children_pages(
         &self,
         parents: &[EventKey],
         window: &PageWindow,
+        columns: Columns,
     ) -> Result<HashMap<EventKey, Vec<Model>>, StoreError> {
         if parents.is_empty() {
             return Ok(HashMap::new());
         }
-        let stmt = self.children_pages_statement(parents, window);
+        let stmt = self.children_pages_statement(parents, window, columns);
         let rows = Entity::find().from_raw_sql(stmt).all(self.db()).await?;
         let wanted: std::collections::HashSet<&EventKey> = parents.iter().collect();
         let mut pages: HashMap<EventKey, Vec<Model>> = HashMap::new();

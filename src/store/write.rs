@@ -85,7 +85,7 @@ fn same_content(new: &NewEvent, stored: &Model) -> bool {
 
 /// Rows per multi-row INSERT: the bind-parameter limit (65,535 on PostgreSQL, 32,766 on SQLite)
 /// divided by the 36 columns, with room to spare.
-fn rows_per_insert(backend: DatabaseBackend) -> usize {
+pub(super) fn rows_per_insert(backend: DatabaseBackend) -> usize {
     match backend {
         DatabaseBackend::Postgres => 1_500,
         _ => 800,
@@ -97,7 +97,7 @@ fn bad(index: usize, field: &'static str, reason: &'static str, message: String)
 }
 
 /// A failed INSERT as the client should see it.
-fn write_error(err: DbErr) -> StoreError {
+pub(super) fn write_error(err: DbErr) -> StoreError {
     match err.sql_err() {
         Some(SqlErr::ForeignKeyConstraintViolation(_)) => StoreError::UnknownParent(FieldError::new(
             "parent_event_id",
@@ -290,7 +290,10 @@ async fn lock_event_ids(txn: &DatabaseTransaction, ids: &[Uuid]) -> Result<(), D
 /// PostgreSQL estimates each partition's share from its statistics, which the partition taking
 /// this month's writes rarely has up to date. Seen in `bench serve`: a 100-parent lookup read all
 /// 615,837 rows of the current month sequentially (114 ms) instead of probing its index.
-async fn parent_dates(txn: &DatabaseTransaction, parents: Vec<Uuid>) -> Result<HashMap<Uuid, NaiveDate>, DbErr> {
+pub(super) async fn parent_dates(
+    txn: &impl ConnectionTrait,
+    parents: Vec<Uuid>,
+) -> Result<HashMap<Uuid, NaiveDate>, DbErr> {
     let backend = txn.get_database_backend();
     let mut dates: HashMap<Uuid, NaiveDate> = HashMap::new();
     for chunk in parents.chunks(1_000) {

@@ -3,6 +3,7 @@
 //! walks prune partitions.
 
 use auditgraph::domain::{EventKey, PageWindow};
+use auditgraph::store::Columns;
 use chrono::{Datelike, Months, NaiveDate, Utc};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 use serde_json::Value;
@@ -144,7 +145,7 @@ async fn on_postgres_children_use_the_parent_index_and_walks_prune_partitions() 
     let plan = explain(
         &app,
         app.store
-            .children_pages_statement(&parents, &PageWindow::forward(10, None)),
+            .children_pages_statement(&parents, &PageWindow::forward(10, None), Columns::keys()),
     )
     .await;
     let scanned = scans(&plan);
@@ -223,6 +224,7 @@ async fn on_postgres_children_use_the_parent_index_and_walks_prune_partitions() 
         &auditgraph::domain::EventFilter::default(),
         &PageWindow::forward(50, Some(cursor)),
         auditgraph::domain::page::Order::NewestFirst,
+        Columns::ALL,
     );
     let plan = explain(&app, stmt).await;
     let scanned: Vec<String> = scans(&plan).into_iter().map(|s| s.0).collect();

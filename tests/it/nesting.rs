@@ -9,6 +9,7 @@ both_engines!(
     fifty_roots_with_children_and_grandchildren_cost_at_most_four_statements,
     children_pages_respect_each_parents_page_size,
     queries_beyond_the_depth_or_complexity_limits_are_rejected,
+    every_selection_shows_stored_values_whichever_columns_it_reads,
 );
 
 const TREE: &str = "{ auditEvents(first: 50, filter: {rootsOnly: true}) { totalCount edges { node { eventId \
@@ -133,4 +134,50 @@ async fn queries_beyond_the_depth_or_complexity_limits_are_rejected(app: TestApp
     // The same shape with modest page sizes is fine.
     let modest = wide.replace("1000", "10");
     app.ok(&modest, json!({})).await;
+}
+
+/// Reads fetch only the columns their selection shows; whatever the selection, through whichever
+/// path (a page, `children` under two aliases, `parent`, `root` of a root), each field shows the
+/// stored value, never a column left unread.
+async fn every_selection_shows_stored_values_whichever_columns_it_reads(app: TestApp) {
+    let root = app
+        .create(json!({"correlationId": "proj", "actorId": "root-actor", "eventData": {"who": "root"}}))
+        .await;
+    let child = app
+        .create(
+            json!({"correlationId": "proj", "parentEventId": root["eventId"], "actorId": "child-actor",
+            "eventData": {"who": "child"}}),
+        )
+        .await;
+    let query = "query($root: UUID!, $child: UUID!) {
+        page: auditEvents(filter: {correlationId: \"proj\"}) { nodes { eventId root { actorId eventData } } }
+        slim: auditEvents(filter: {correlationId: \"proj\"}) { edges { node { eventId } } }
+        top: auditEvent(eventId: $root) {
+          ids: children { nodes { eventId } }
+          full: children { nodes { eventId actorId eventData retentionDays hashAlgorithm eventHash chainSeq } }
+        }
+        low: auditEvent(eventId: $child) { parent { actorId eventData ... on AuditEvent { chainSeq } } }
+      }";
+    let data = app
+        .ok(query, json!({"root": root["eventId"], "child": child["eventId"]}))
+        .await;
+    let page = data["page"]["nodes"].as_array().unwrap();
+    assert_eq!(page.len(), 2, "{}", brief(&data));
+    for node in page {
+        assert_eq!(node["root"]["actorId"], "root-actor", "{}", brief(&data));
+        assert_eq!(node["root"]["eventData"], json!({"who": "root"}), "{}", brief(&data));
+    }
+    assert_eq!(data["slim"]["edges"].as_array().unwrap().len(), 2);
+    assert_eq!(data["top"]["ids"]["nodes"][0]["eventId"], child["eventId"]);
+    let full = &data["top"]["full"]["nodes"][0];
+    assert_eq!(full["actorId"], "child-actor", "{}", brief(&data));
+    assert_eq!(full["eventData"], json!({"who": "child"}));
+    assert_eq!(full["retentionDays"], child["retentionDays"]);
+    assert_eq!(full["hashAlgorithm"], "sha256-unkeyed");
+    assert_eq!(full["chainSeq"], 2);
+    assert_eq!(full["eventHash"].as_str().map(str::len), Some(64));
+    let parent = &data["low"]["parent"];
+    assert_eq!(parent["actorId"], "root-actor", "{}", brief(&data));
+    assert_eq!(parent["eventData"], json!({"who": "root"}));
+    assert_eq!(parent["chainSeq"], 1);
 }
