@@ -67,6 +67,10 @@ pub struct Store {
 
 struct Inner {
     db: DatabaseConnection,
+    /// PostgreSQL: a small pool whose sessions run with the tree timeout as their
+    /// `statement_timeout`, for the recursive walks (one round trip each, no transaction to set
+    /// the timeout in).
+    trees: Option<DatabaseConnection>,
     /// Timeout of recursive tree queries (PostgreSQL).
     tree_timeout: Duration,
     /// Durations of SQL statements, for `/metrics`.
@@ -133,6 +137,18 @@ impl Store {
                 redact(url)
             );
         }
+        let mut trees = if sqlite {
+            None
+        } else {
+            let mut trees = connect.clone();
+            trees
+                .max_connections((options.max_connections / 4).max(2))
+                .statement_timeout(options.tree_timeout);
+            let trees = Database::connect(trees)
+                .await
+                .with_context(|| format!("connecting to {}", redact(url)))?;
+            Some(trees)
+        };
         let mut db = Database::connect(connect)
             .await
             .with_context(|| format!("connecting to {}", redact(url)))?;
@@ -151,21 +167,28 @@ impl Store {
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
         )
         .context("creating the group size histogram")?;
-        let durations = statement_durations.clone();
-        db.set_metric_callback(move |info| {
-            counter.fetch_add(1, Ordering::Relaxed);
-            durations.observe(info.elapsed.as_secs_f64());
-            tracing::trace!(
-                target: "auditgraph::sql",
-                sql = %info.statement.sql,
-                elapsed_us = info.elapsed.as_micros() as u64,
-                failed = info.failed,
-                "statement"
-            );
-        });
+        let observe = {
+            let durations = statement_durations.clone();
+            move |info: &sea_orm::metric::Info<'_>| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                durations.observe(info.elapsed.as_secs_f64());
+                tracing::trace!(
+                    target: "auditgraph::sql",
+                    sql = %info.statement.sql,
+                    elapsed_us = info.elapsed.as_micros() as u64,
+                    failed = info.failed,
+                    "statement"
+                );
+            }
+        };
+        if let Some(trees) = &mut trees {
+            trees.set_metric_callback(observe.clone());
+        }
+        db.set_metric_callback(observe);
         let (group, queued) = group::GroupCommit::channel();
         let inner = Arc::new(Inner {
             db,
+            trees,
             tree_timeout: options.tree_timeout,
             statement_durations,
             group_sizes,

@@ -433,7 +433,12 @@ async fn trees(bench: &mut Bench) -> anyhow::Result<()> {
                 json!({"query": query}),
                 list_check(&["auditEvent", "descendants", "edges"], expected, None),
             ));
-            let sql = Sql::of(&bench.store.descendants_statement(tree.root, walk.max_depth, None, 101))?;
+            let sql =
+                Sql::of(
+                    &bench
+                        .store
+                        .descendants_statement(tree.root, walk.max_depth, None, 101, nested_columns()),
+                )?;
             groups.push(vec![(sql, (tree.descendants.min(101)) as usize)]);
             size = tree.descendants;
         }
@@ -459,7 +464,7 @@ async fn trees(bench: &mut Bench) -> anyhow::Result<()> {
                 json!({"query": query}),
                 list_check(&["auditEvent", "ancestors"], tree.depth as usize, None),
             ));
-            let sql = Sql::of(&bench.store.ancestors_statement(&[tree.leaf]))?;
+            let sql = Sql::of(&bench.store.ancestors_statement(&[tree.leaf], nested_columns()))?;
             groups.push(vec![(sql, tree.depth as usize)]);
             depth = tree.depth;
         }

@@ -18,6 +18,7 @@ use crate::domain::{PageRequest, TreeCursor};
 use crate::entity::audit_event::Model;
 use crate::error::ApiError;
 use crate::service::Service;
+use crate::store::Columns;
 
 /// One audit event: something that happened in a service, who did it to what, and with what
 /// outcome. Events form causality trees through `parent` and `children`.
@@ -25,13 +26,17 @@ use crate::service::Service;
 pub struct AuditEvent(pub Model);
 
 impl AuditEvent {
-    async fn ancestor_path(&self, ctx: &Context<'_>) -> Result<Arc<Vec<Model>>> {
+    /// The ancestors, root first, with `columns` read of each.
+    async fn ancestor_path(&self, ctx: &Context<'_>, columns: Columns) -> Result<Arc<Vec<Model>>> {
         if self.0.parent_event_id.is_none() {
             return Ok(Arc::default());
         }
         let loader = ctx.data::<Loader<AncestorsLoader>>()?;
         let path = loader
-            .load_one(AncestorsKey(self.0.key()))
+            .load_one(AncestorsKey {
+                event: self.0.key(),
+                columns,
+            })
             .await
             .map_err(|e| e.extend())?;
         Ok(path.unwrap_or_default())
@@ -275,20 +280,28 @@ impl AuditEvent {
     /// empty for a root. One recursive query, batched across events.
     #[graphql(complexity = "super::BATCHED_COST + 20 * child_complexity")]
     async fn ancestors(&self, ctx: &Context<'_>) -> Result<Vec<AuditEvent>> {
-        Ok(self.ancestor_path(ctx).await?.iter().cloned().map(AuditEvent).collect())
+        let columns = super::columns::of_event(&ctx.look_ahead());
+        Ok(self
+            .ancestor_path(ctx, columns)
+            .await?
+            .iter()
+            .cloned()
+            .map(AuditEvent)
+            .collect())
     }
 
     /// The root of this event's tree (the event itself when it has no parent).
     #[graphql(complexity = "super::BATCHED_COST + child_complexity")]
     async fn root(&self, ctx: &Context<'_>) -> Result<AuditEvent> {
-        let path = self.ancestor_path(ctx).await?;
+        let columns = super::columns::of_event(&ctx.look_ahead());
+        let path = self.ancestor_path(ctx, columns).await?;
         Ok(AuditEvent(path.first().cloned().unwrap_or_else(|| self.0.clone())))
     }
 
     /// How many ancestors this event has (0 for a root).
     #[graphql(complexity = "super::BATCHED_COST")]
     async fn depth(&self, ctx: &Context<'_>) -> Result<usize> {
-        Ok(self.ancestor_path(ctx).await?.len())
+        Ok(self.ancestor_path(ctx, Columns::keys()).await?.len())
     }
 
     /// Everything this event caused, directly or not, breadth-first: by depth, then
@@ -322,7 +335,13 @@ impl AuditEvent {
         let root = self.0.key();
         let mut nodes = app
             .store
-            .descendants(root, max_depth, after, window.fetch())
+            .descendants(
+                root,
+                max_depth,
+                after,
+                window.fetch(),
+                super::columns::of_connection(&ctx.look_ahead()),
+            )
             .await
             .map_err(|e| e.extend())?;
         let has_next = nodes.len() as u64 > window.limit;

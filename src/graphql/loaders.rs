@@ -112,11 +112,17 @@ impl async_graphql::dataloader::Loader<ChildCountKey> for ChildCountLoader {
     }
 }
 
-/// The ancestors of an event, root first.
+/// The ancestors of an event, root first, with the columns to read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct AncestorsKey(pub EventKey);
+pub struct AncestorsKey {
+    /// The event whose ancestors are wanted.
+    pub event: EventKey,
+    /// The ancestors' columns to read.
+    pub columns: Columns,
+}
 
-/// Loads ancestor paths: one recursive statement for all the events of a batch.
+/// Loads ancestor paths: one recursive statement for all the events of a batch that ask for the
+/// same columns.
 pub struct AncestorsLoader(pub Store);
 
 impl async_graphql::dataloader::Loader<AncestorsKey> for AncestorsLoader {
@@ -124,12 +130,23 @@ impl async_graphql::dataloader::Loader<AncestorsKey> for AncestorsLoader {
     type Error = Arc<ApiError>;
 
     async fn load(&self, keys: &[AncestorsKey]) -> Result<HashMap<AncestorsKey, Self::Value>, Self::Error> {
-        let events: Vec<EventKey> = keys.iter().map(|k| k.0).collect();
-        let mut found = self.0.ancestors(&events).await.map_err(|e| Arc::new(e.into()))?;
-        Ok(events
-            .into_iter()
-            .map(|e| (AncestorsKey(e), Arc::new(found.remove(&e).unwrap_or_default())))
-            .collect())
+        let mut by_columns: HashMap<Columns, Vec<EventKey>> = HashMap::new();
+        for key in keys {
+            by_columns.entry(key.columns).or_default().push(key.event);
+        }
+        let mut out = HashMap::with_capacity(keys.len());
+        for (columns, events) in by_columns {
+            let mut found = self
+                .0
+                .ancestors(&events, columns)
+                .await
+                .map_err(|e| Arc::new(e.into()))?;
+            out.extend(events.into_iter().map(|event| {
+                let path = Arc::new(found.remove(&event).unwrap_or_default());
+                (AncestorsKey { event, columns }, path)
+            }));
+        }
+        Ok(out)
     }
 }
 

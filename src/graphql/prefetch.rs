@@ -22,6 +22,7 @@ use super::{DEFAULT_PAGE_SIZE, Loader};
 use crate::domain::{EventKey, PageRequest, PageWindow};
 use crate::entity::audit_event::Model;
 use crate::service::Service;
+use crate::store::Columns;
 
 /// The selections that apply to the nodes of a connection: `edges { node { … } }` and `nodes { … }`.
 fn node_selections(connection: Lookahead<'_>) -> [Lookahead<'_>; 2] {
@@ -76,12 +77,30 @@ async fn prefetch<'a>(ctx: &'a Context<'_>, mut work: Vec<(Lookahead<'a>, Vec<Ev
         if parents.is_empty() || !node.exists() {
             continue;
         }
-        if node.field("ancestors").exists() || node.field("root").exists() || node.field("depth").exists() {
-            let mut found = app.store.ancestors(&parents).await.map_err(|e| e.extend())?;
-            let fed = parents
+        // Each `ancestors`, `root` and `depth` field (each alias) asks for its own columns; one
+        // statement reads them all, and each is fed what it asks for.
+        let mut wanted: Vec<Columns> = ["ancestors", "root"]
+            .into_iter()
+            .flat_map(|name| node.field(name).selection_fields())
+            .map(|field| super::columns::of_events([field]))
+            .collect();
+        if node.field("depth").exists() {
+            wanted.push(Columns::keys());
+        }
+        if let Some(union) = wanted.iter().copied().reduce(Columns::union) {
+            wanted.sort_unstable();
+            wanted.dedup();
+            let found = app.store.ancestors(&parents, union).await.map_err(|e| e.extend())?;
+            let paths: Vec<(EventKey, Arc<Vec<Model>>)> = parents
                 .iter()
-                .map(|p| (AncestorsKey(*p), Arc::new(found.remove(p).unwrap_or_default())));
-            ancestors.feed_many(fed).await;
+                .map(|p| (*p, Arc::new(found.get(p).cloned().unwrap_or_default())))
+                .collect();
+            for columns in wanted {
+                let fed = paths
+                    .iter()
+                    .map(|(event, path)| (AncestorsKey { event: *event, columns }, path.clone()));
+                ancestors.feed_many(fed).await;
+            }
         }
         if wants_counts(&node) {
             let found = app.store.child_counts(&parents).await.map_err(|e| e.extend())?;

@@ -113,7 +113,11 @@ impl TreeScope {
     /// The ancestors of an event, root first, along links that have the parent's date.
     async fn ancestors(store: &Store, event: &Model) -> Result<Vec<Model>, StoreError> {
         let key = event.key();
-        Ok(store.ancestors(&[key]).await?.remove(&key).unwrap_or_default())
+        Ok(store
+            .ancestors(&[key], crate::store::Columns::ALL)
+            .await?
+            .remove(&key)
+            .unwrap_or_default())
     }
 
     /// The depth of an event in its correlation's tree: how many of its nearest ancestors belong

@@ -7,13 +7,13 @@
 //! (above all `event_data`). A row read with fewer than [`Columns::ALL`] is only to be shown
 //! through the columns it was read with.
 
-use sea_orm::sea_query::{Expr, SimpleExpr};
+use sea_orm::sea_query::Expr;
 use sea_orm::{DatabaseBackend, Iterable, QuerySelect, Select};
 
 use crate::entity::audit_event::{Column, Entity};
 
 /// A set of `audit_events` columns (a bit per column, in declaration order).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Columns(u64);
 
 impl Columns {
@@ -68,10 +68,29 @@ impl Columns {
             select = if self.contains(column) {
                 select.column(column)
             } else {
-                select.expr_as(placeholder(column, backend), column_name(column))
+                select.expr_as(Expr::cust(placeholder(column, backend)), column_name(column))
             };
         }
         select
+    }
+
+    /// The select list of these columns of the table aliased `alias`, for hand-written statements
+    /// (`alias.*` when the set holds every column).
+    pub(crate) fn select_list(self, alias: &str, backend: DatabaseBackend) -> String {
+        if self.is_all() {
+            return format!("{alias}.*");
+        }
+        Column::iter()
+            .map(|column| {
+                let name = column_name(column);
+                if self.contains(column) {
+                    format!("{alias}.{name}")
+                } else {
+                    format!("{} AS {name}", placeholder(column, backend))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -84,7 +103,7 @@ fn column_name(column: Column) -> String {
 }
 
 /// A constant of the column's type standing for a column that is not read.
-fn placeholder(column: Column, backend: DatabaseBackend) -> SimpleExpr {
+fn placeholder(column: Column, backend: DatabaseBackend) -> String {
     use Column as C;
     let postgres = backend == DatabaseBackend::Postgres;
     let sql = match column {
@@ -137,14 +156,19 @@ fn placeholder(column: Column, backend: DatabaseBackend) -> SimpleExpr {
         }
         C::IsSensitive | C::LegalHold => "false",
     };
-    let typed = match (column, postgres) {
+    match (column, postgres) {
         (C::EventId, true) => format!("{sql}::uuid"),
         (C::EventTimestamp, true) => format!("{sql}::timestamptz"),
         (C::EventDate, true) => format!("{sql}::date"),
-        (C::EventVersion | C::EventType | C::HashAlgorithm | C::CorrelationId, true) => format!("{sql}::text"),
+        (C::ParentEventId, true) => format!("{sql}::uuid"),
+        (C::ParentEventDate, true) => format!("{sql}::date"),
+        (C::ChainSeq, true) => format!("{sql}::bigint"),
+        (C::DurationMs, true) => format!("{sql}::int4"),
+        (C::LegalHoldPlacedAt, true) => format!("{sql}::timestamptz"),
+        (C::EventMetadata, true) => format!("{sql}::jsonb"),
+        (_, true) if sql == "NULL" || sql == "''" => format!("{sql}::text"),
         _ => sql.to_string(),
-    };
-    Expr::cust(typed)
+    }
 }
 
 #[cfg(test)]

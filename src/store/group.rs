@@ -18,21 +18,26 @@
 //! moving. Writers of different correlations never wait for each other. On SQLite, which has one writer at a time, a group is
 //! one transaction.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Weak};
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use chrono::{Days, NaiveDate};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, IntoActiveModel, QueryTrait, Statement, Value};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use uuid::Uuid;
 
 use super::chain::{self, ChainHead};
-use super::write::{parent_dates, to_model, write_error};
+use super::write::{newest_date_of, parent_dates, to_model, write_error};
 use super::{Inner, Store, StoreError};
 use crate::domain::{FieldError, NewEvent};
 use crate::entity::audit_event::{Entity, Model};
 
 /// Most events one group writes.
 const MAX_GROUP: usize = 256;
+/// Chain heads and event dates remembered, each (at most twice as many are held).
+const REMEMBERED: usize = 50_000;
 /// Groups being committed at once. Two keep the database busy: while one group waits for its
 /// commit to reach the disk, the next one is read and linked.
 const GROUPS_IN_FLIGHT: usize = 2;
@@ -49,9 +54,15 @@ pub(super) struct Pending {
     reply: Reply,
 }
 
-/// The queue of single-event writes. Dropping it (with the store) ends the committer.
+/// The queue of single-event writes, and what the lockless path remembers of earlier groups.
+/// Dropping it (with the store) ends the committer.
 pub(super) struct GroupCommit {
     queue: mpsc::UnboundedSender<Pending>,
+    /// Chain heads this process moved last (PostgreSQL); a head another process moved since
+    /// makes the compare-and-set fail, and is then read again.
+    heads: Mutex<Recent<String, ChainHead>>,
+    /// Dates of events this process wrote or resolved as parents. An event's date never changes.
+    dates: Mutex<Recent<Uuid, NaiveDate>>,
 }
 
 impl GroupCommit {
@@ -64,7 +75,44 @@ impl GroupCommit {
     /// A queue and the receiving end its committer takes.
     pub(super) fn channel() -> (Self, mpsc::UnboundedReceiver<Pending>) {
         let (queue, receiver) = mpsc::unbounded_channel();
-        (Self { queue }, receiver)
+        let group = Self {
+            queue,
+            heads: Mutex::new(Recent::new(REMEMBERED)),
+            dates: Mutex::new(Recent::new(REMEMBERED)),
+        };
+        (group, receiver)
+    }
+
+    fn head(&self, correlation: &str) -> Option<ChainHead> {
+        lock(&self.heads).get(correlation).cloned()
+    }
+
+    fn parent_date(&self, parent: &Uuid) -> Option<NaiveDate> {
+        lock(&self.dates).get(parent).copied()
+    }
+
+    /// Remembers the heads a written group moved and the dates of its events and their parents.
+    fn remember(&self, plan: &GroupPlan) {
+        let mut heads = lock(&self.heads);
+        for head in &plan.heads {
+            heads.insert(head.correlation_id.clone(), head.clone());
+        }
+        drop(heads);
+        let mut dates = lock(&self.dates);
+        for row in &plan.rows {
+            dates.insert(row.event_id, row.event_date);
+            if let (Some(parent), Some(date)) = (row.parent_event_id, row.parent_event_date) {
+                dates.insert(parent, date);
+            }
+        }
+    }
+
+    /// Forgets the heads of a group whose chains moved meanwhile.
+    fn forget_heads(&self, plan: &GroupPlan) {
+        let mut heads = lock(&self.heads);
+        for correlation in plan.before.keys() {
+            heads.remove(correlation);
+        }
     }
 }
 
@@ -170,18 +218,24 @@ impl Store {
     /// links again when a chain moved, and after [`RELINKS`] tries writes through the locking path.
     async fn write_group_lockless(&self, events: Vec<NewEvent>) -> Result<Vec<Result<Model, StoreError>>, Refused> {
         let db = self.db();
+        let mut trust_cache = true;
         for _ in 0..RELINKS {
-            let plan = match self.plan_group(db, &events).await {
-                Ok(plan) => plan,
+            let plan = match self.resolve_lockless(&events, trust_cache).await {
+                Ok((known, heads)) => self.link(&events, &known, heads),
                 Err(error) => return Err(Refused { events, error }),
             };
             if plan.rows.is_empty() {
                 return Ok(plan.finish());
             }
             match db.query_one_raw(compare_and_set(&plan)).await {
-                Ok(_) => return Ok(plan.finish()),
+                Ok(_) => {
+                    self.inner.group.remember(&plan);
+                    return Ok(plan.finish());
+                }
                 Err(err) if is_chain_moved(&err) => {
                     tracing::debug!("a chain moved while a group was linked; linking it again");
+                    self.inner.group.forget_heads(&plan);
+                    trust_cache = false;
                 }
                 Err(err) => {
                     return Err(Refused {
@@ -210,7 +264,10 @@ impl Store {
     ) -> Result<Vec<Result<Model, StoreError>>, Refused> {
         let attempt = async {
             let write = self.begin_write().await?;
-            let plan = self.plan_group(&write.txn, &events).await?;
+            let known = parent_dates(&write.txn, distinct_parents(&events, |_| true)).await?;
+            let owned = distinct_correlations(&events);
+            let heads = chain::read_heads(&write.txn, &owned.iter().map(String::as_str).collect()).await?;
+            let plan = self.link(&events, &known, heads);
             let backend = write.txn.get_database_backend();
             for chunk in plan.rows.chunks(super::write::rows_per_insert(backend)) {
                 Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
@@ -228,20 +285,55 @@ impl Store {
         }
     }
 
-    /// Resolves each event's parent, leaves out (with their error) the events that cannot be
-    /// written, and links the others to their chains.
-    async fn plan_group(&self, db: &impl ConnectionTrait, events: &[NewEvent]) -> Result<GroupPlan, StoreError> {
-        let parents: Vec<uuid::Uuid> = events
-            .iter()
-            .filter_map(|e| e.parent_event_id)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let known = parent_dates(db, parents).await?;
+    /// PostgreSQL: the parents' dates and the chains' heads, from what this process wrote and
+    /// read before where it can (`trust_cache`), else in one statement. A chain this process has
+    /// not seen is taken to start with the group when nothing else must be read; the
+    /// compare-and-set finds out when it does not.
+    async fn resolve_lockless(
+        &self,
+        events: &[NewEvent],
+        trust_cache: bool,
+    ) -> Result<(HashMap<Uuid, NaiveDate>, BTreeMap<String, ChainHead>), StoreError> {
+        let group = &self.inner.group;
+        let mut known = HashMap::new();
+        let parents = distinct_parents(events, |parent| match group.parent_date(parent) {
+            Some(date) => {
+                known.insert(*parent, date);
+                false
+            }
+            None => true,
+        });
+        let mut heads = BTreeMap::new();
+        let mut unseen = Vec::new();
+        for correlation in distinct_correlations(events) {
+            match group.head(&correlation).filter(|_| trust_cache) {
+                Some(head) => {
+                    heads.insert(correlation, head);
+                }
+                None => unseen.push(correlation),
+            }
+        }
+        if parents.is_empty() && trust_cache {
+            return Ok((known, heads));
+        }
+        let (dates, read) = read_parents_and_heads(self.db(), &parents, &unseen).await?;
+        known.extend(dates);
+        heads.extend(read);
+        Ok((known, heads))
+    }
+
+    /// Leaves out (with their error) the events that cannot be written, and links the others to
+    /// their chains, whose heads before the group are `heads`.
+    fn link(
+        &self,
+        events: &[NewEvent],
+        known: &HashMap<Uuid, NaiveDate>,
+        mut heads: BTreeMap<String, ChainHead>,
+    ) -> GroupPlan {
         let mut results = Vec::with_capacity(events.len());
         let mut rows = Vec::with_capacity(events.len());
         for event in events {
-            match parent_date_of(event, &known) {
+            match parent_date_of(event, known) {
                 Ok(parent_date) => {
                     results.push(Slot::Row(rows.len()));
                     rows.push(to_model(event.clone(), parent_date));
@@ -250,8 +342,6 @@ impl Store {
             }
         }
         let owned: BTreeSet<String> = rows.iter().map(|m| m.correlation_id.clone()).collect();
-        let correlations: BTreeSet<&str> = owned.iter().map(String::as_str).collect();
-        let mut heads = chain::read_heads(db, &correlations).await?;
         let before: BTreeMap<String, i64> = owned
             .iter()
             .map(|c| (c.clone(), heads.get(c).map_or(0, |h| h.last_seq)))
@@ -260,13 +350,76 @@ impl Store {
             chain::extend(self.hasher(), &mut heads, row);
         }
         let heads: Vec<ChainHead> = owned.iter().filter_map(|c| heads.remove(c)).collect();
-        Ok(GroupPlan {
+        GroupPlan {
             results,
             rows,
             heads,
             before,
-        })
+        }
     }
+}
+
+/// The distinct parents the events name that `wanted` keeps, sorted.
+fn distinct_parents(events: &[NewEvent], mut wanted: impl FnMut(&Uuid) -> bool) -> Vec<Uuid> {
+    let parents: BTreeSet<Uuid> = events.iter().filter_map(|e| e.parent_event_id).collect();
+    parents.into_iter().filter(|p| wanted(p)).collect()
+}
+
+/// The distinct correlations of the events, sorted.
+fn distinct_correlations(events: &[NewEvent]) -> BTreeSet<String> {
+    events.iter().map(|e| e.correlation_id.clone()).collect()
+}
+
+/// PostgreSQL: the dates of these parents and the heads of these chains, in one statement (a
+/// group holds at most [`MAX_GROUP`] events, so one statement always suffices).
+async fn read_parents_and_heads(
+    db: &impl ConnectionTrait,
+    parents: &[Uuid],
+    correlations: &[String],
+) -> Result<(HashMap<Uuid, NaiveDate>, BTreeMap<String, ChainHead>), DbErr> {
+    let mut parts = Vec::new();
+    let mut values: Vec<Value> = Vec::with_capacity(parents.len() + correlations.len());
+    if !parents.is_empty() {
+        let wanted: Vec<String> = (0..parents.len()).map(|i| format!("({i}, ${}::uuid)", i + 1)).collect();
+        parts.push(format!(
+            "SELECT wanted.n AS n, ({}) AS event_date, NULL::text AS correlation_id, NULL::bigint AS last_seq, \
+             NULL::text AS last_hash FROM (VALUES {}) AS wanted(n, id)",
+            newest_date_of("wanted.id"),
+            wanted.join(", ")
+        ));
+        values.extend(parents.iter().map(|p| Value::from(*p)));
+    }
+    if !correlations.is_empty() {
+        parts.push(format!(
+            "SELECT NULL::int, NULL::date, correlation_id::text, last_seq, last_hash::text FROM audit_chain_heads \
+             WHERE correlation_id IN ({})",
+            super::placeholders(DatabaseBackend::Postgres, values.len() + 1, correlations.len())
+        ));
+        values.extend(correlations.iter().map(|c| Value::from(c.clone())));
+    }
+    let mut dates = HashMap::new();
+    let mut heads = BTreeMap::new();
+    if parts.is_empty() {
+        return Ok((dates, heads));
+    }
+    let stmt = Statement::from_sql_and_values(DatabaseBackend::Postgres, parts.join(" UNION ALL "), values);
+    for row in db.query_all_raw(stmt).await? {
+        let n: Option<i32> = row.try_get("", "n")?;
+        if let Some(n) = n {
+            let date: Option<NaiveDate> = row.try_get("", "event_date")?;
+            if let (Some(id), Some(date)) = (usize::try_from(n).ok().and_then(|n| parents.get(n)), date) {
+                dates.insert(*id, date);
+            }
+            continue;
+        }
+        let head = ChainHead {
+            correlation_id: row.try_get("", "correlation_id")?,
+            last_seq: row.try_get("", "last_seq")?,
+            last_hash: row.try_get("", "last_hash")?,
+        };
+        heads.insert(head.correlation_id.clone(), head);
+    }
+    Ok((dates, heads))
 }
 
 /// A group that the database refused as a whole, with the error and its events, to be written
@@ -312,7 +465,7 @@ impl GroupPlan {
 }
 
 /// The parent's date of a single event, or why it cannot be written.
-fn parent_date_of(event: &NewEvent, known: &HashMap<uuid::Uuid, NaiveDate>) -> Result<Option<NaiveDate>, StoreError> {
+fn parent_date_of(event: &NewEvent, known: &HashMap<Uuid, NaiveDate>) -> Result<Option<NaiveDate>, StoreError> {
     let Some(parent) = event.parent_event_id else {
         return Ok(None);
     };
@@ -400,5 +553,74 @@ fn copy_error(error: &StoreError) -> StoreError {
         StoreError::Unavailable(e) => StoreError::Unavailable(DbErr::Custom(e.to_string())),
         StoreError::Timeout(m) => StoreError::Timeout(m.clone()),
         other => StoreError::Internal(other.to_string()),
+    }
+}
+
+/// The guard of a cache; a poisoned lock still holds a valid cache.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A bounded map of recent entries: when the current generation is full, it becomes the old one
+/// and the oldest generation is dropped.
+struct Recent<K, V> {
+    capacity: usize,
+    current: HashMap<K, V>,
+    old: HashMap<K, V>,
+}
+
+impl<K: Hash + Eq, V> Recent<K, V> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            current: HashMap::new(),
+            old: HashMap::new(),
+        }
+    }
+
+    fn get<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
+        self.current.get(key).or_else(|| self.old.get(key))
+    }
+
+    fn insert(&mut self, key: K, value: V) {
+        if self.current.len() >= self.capacity {
+            self.old = std::mem::take(&mut self.current);
+        }
+        self.old.remove(&key);
+        self.current.insert(key, value);
+    }
+
+    fn remove<Q: Hash + Eq + ?Sized>(&mut self, key: &Q)
+    where
+        K: Borrow<Q>,
+    {
+        self.current.remove(key);
+        self.old.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_entries_stay_and_old_generations_go() {
+        let mut recent = Recent::new(2);
+        recent.insert(1, "a");
+        recent.insert(2, "b");
+        recent.insert(3, "c");
+        assert_eq!((recent.get(&1), recent.get(&3)), (Some(&"a"), Some(&"c")));
+        recent.insert(4, "d");
+        recent.insert(5, "e");
+        assert_eq!(recent.get(&1), None, "dropped with its generation");
+        assert_eq!(recent.get(&4), Some(&"d"));
+        recent.insert(4, "D");
+        assert_eq!(recent.get(&4), Some(&"D"));
+        recent.remove(&4);
+        assert_eq!(recent.get(&4), None);
+        assert!(recent.current.len() + recent.old.len() <= 4);
     }
 }

@@ -31,12 +31,12 @@ use std::collections::{HashMap, HashSet};
 use chrono::NaiveDate;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryResult,
-    QuerySelect, Statement, TransactionTrait, Value,
+    QuerySelect, Statement, Value,
 };
 use uuid::Uuid;
 
 use super::read::condition;
-use super::{Store, StoreError};
+use super::{Columns, Store, StoreError};
 use crate::domain::tree::{ANCESTOR_GUARD, GroupBy, TreeBounds};
 use crate::domain::{EventFilter, EventKey, TreeCursor};
 use crate::entity::audit_event::{Column, Entity, Model};
@@ -110,14 +110,15 @@ fn day_before(backend: DatabaseBackend, date: &str) -> String {
 }
 
 /// The descendants of `root` (`$1`, `$2`; depth ≥ 1) up to `$3` levels and below `also`, as a
-/// recursive CTE named `name` (without `WITH RECURSIVE`).
-fn descendants_walk(backend: DatabaseBackend, name: &str, also: &str) -> String {
+/// recursive CTE named `name` (without `WITH RECURSIVE`), with their `columns`.
+fn descendants_walk(backend: DatabaseBackend, name: &str, also: &str, columns: Columns) -> String {
+    let list = columns.select_list("c", backend);
     format!(
         "{name} AS ( \
-             SELECT c.*, CAST(1 AS BIGINT) AS depth FROM audit_events c \
+             SELECT {list}, CAST(1 AS BIGINT) AS depth FROM audit_events c \
              WHERE c.parent_event_id = $1 AND c.parent_event_date = $2 AND c.event_date >= {} \
            UNION ALL \
-             SELECT c.*, {name}.depth + 1 FROM {name} \
+             SELECT {list}, {name}.depth + 1 FROM {name} \
              JOIN audit_events c ON c.parent_event_id = {name}.event_id AND c.parent_event_date = {name}.event_date \
                AND c.event_date >= {} \
              WHERE {name}.depth < $3{also} \
@@ -127,9 +128,13 @@ fn descendants_walk(backend: DatabaseBackend, name: &str, also: &str) -> String 
     )
 }
 
-/// The descendants of `root` (`$1`, `$2`; depth ≥ 1) up to `$3` levels, as a CTE named `down`.
+/// The keys of the descendants of `root` (`$1`, `$2`; depth ≥ 1) up to `$3` levels, as a CTE
+/// named `down`.
 fn descendants_cte(backend: DatabaseBackend) -> String {
-    format!("WITH RECURSIVE {}", descendants_walk(backend, "down", ""))
+    format!(
+        "WITH RECURSIVE {}",
+        descendants_walk(backend, "down", "", Columns::keys())
+    )
 }
 
 /// `(depth, event_timestamp, event_id) <op> ($4, $5, $6)`.
@@ -149,20 +154,15 @@ fn tree_cursor_values(cursor: &TreeCursor) -> [Value; 3] {
 }
 
 impl Store {
-    /// Runs a recursive statement under the tree timeout (PostgreSQL), mapping a cancelled
-    /// statement to [`StoreError::Timeout`]. The transaction is read-only and ends either way, so
-    /// the connection goes back to the pool healthy.
+    /// Runs a recursive statement under the tree timeout (on PostgreSQL, in the tree pool whose
+    /// sessions have it as their `statement_timeout`), mapping a cancelled statement to
+    /// [`StoreError::Timeout`].
     async fn tree_query(&self, stmt: Statement) -> Result<Vec<QueryResult>, StoreError> {
-        if self.backend() != DatabaseBackend::Postgres {
+        let Some(trees) = &self.inner.trees else {
             return Ok(self.db().query_all_raw(stmt).await?);
-        }
+        };
         let timeout_ms = self.inner.tree_timeout.as_millis().max(1);
-        let txn = self.db().begin().await?;
-        txn.execute_unprepared(&format!("SET LOCAL statement_timeout = {timeout_ms}"))
-            .await?;
-        let rows = txn.query_all_raw(stmt).await;
-        txn.rollback().await?;
-        rows.map_err(|error| {
+        trees.query_all_raw(stmt).await.map_err(|error| {
             if is_timeout(&error) {
                 StoreError::Timeout(format!(
                     "the tree query took longer than {timeout_ms} ms and was stopped; \
@@ -174,35 +174,43 @@ impl Store {
         })
     }
 
-    /// The statement behind [`Store::ancestors`] (public so that tests can EXPLAIN it).
-    pub fn ancestors_statement(&self, keys: &[EventKey]) -> Statement {
+    /// The statement behind [`Store::ancestors`] (public so that tests can EXPLAIN it and the
+    /// benchmark can run the same SQL without the server).
+    pub fn ancestors_statement(&self, keys: &[EventKey], columns: Columns) -> Statement {
         let ids: HashSet<Uuid> = keys.iter().map(|k| k.id).collect();
         let dates: HashSet<NaiveDate> = keys.iter().map(|k| k.date).collect();
+        let backend = self.backend();
         let sql = format!(
             "WITH RECURSIVE up AS ( \
-                 SELECT e.*, e.event_id AS start_id, e.event_date AS start_date, CAST(0 AS BIGINT) AS hops \
+                 SELECT {}, e.event_id AS start_id, e.event_date AS start_date, CAST(0 AS BIGINT) AS hops \
                  FROM audit_events e \
                  WHERE e.event_id IN ({}) AND e.event_date IN ({}) \
                UNION ALL \
-                 SELECT p.*, up.start_id, up.start_date, up.hops + 1 FROM up \
+                 SELECT {}, up.start_id, up.start_date, up.hops + 1 FROM up \
                  JOIN audit_events p ON p.event_id = up.parent_event_id AND p.event_date = up.parent_event_date \
                  WHERE up.hops < {ANCESTOR_GUARD} \
              ) SELECT * FROM up WHERE hops > 0",
+            columns.select_list("e", backend),
             placeholders(1, ids.len()),
             placeholders(1 + ids.len(), dates.len()),
+            columns.select_list("p", backend),
         );
         let mut values: Vec<Value> = ids.into_iter().map(Value::from).collect();
         values.extend(dates.into_iter().map(Value::from));
         Statement::from_sql_and_values(self.backend(), sql, values)
     }
 
-    /// The ancestors of each event, root first, in one statement for all of them.
+    /// The ancestors of each event (their `columns`), root first, in one statement for all of them.
     #[tracing::instrument(skip_all, fields(events = keys.len()))]
-    pub async fn ancestors(&self, keys: &[EventKey]) -> Result<HashMap<EventKey, Vec<Model>>, StoreError> {
+    pub async fn ancestors(
+        &self,
+        keys: &[EventKey],
+        columns: Columns,
+    ) -> Result<HashMap<EventKey, Vec<Model>>, StoreError> {
         if keys.is_empty() {
             return Ok(HashMap::new());
         }
-        let rows = self.tree_query(self.ancestors_statement(keys)).await?;
+        let rows = self.tree_query(self.ancestors_statement(keys, columns)).await?;
         let wanted: HashSet<&EventKey> = keys.iter().collect();
         let mut found: HashMap<EventKey, Vec<(u32, Model)>> = HashMap::new();
         for row in rows {
@@ -234,6 +242,7 @@ impl Store {
         max_depth: u32,
         after: Option<TreeCursor>,
         fetch: u64,
+        columns: Columns,
     ) -> Statement {
         let mut values: Vec<Value> = vec![root.id.into(), root.date.into(), i64::from(max_depth).into()];
         let bound = match after {
@@ -254,18 +263,19 @@ impl Store {
              reach AS (SELECT MAX(depth) AS depth FROM (SELECT depth FROM down {bound} LIMIT {fetch}) AS first_rows), \
              {} \
              SELECT * FROM page {bound} ORDER BY depth, event_timestamp, event_id LIMIT {fetch}",
-            descendants_walk(backend, "down", ""),
+            descendants_walk(backend, "down", "", Columns::keys()),
             descendants_walk(
                 backend,
                 "page",
-                " AND page.depth < COALESCE((SELECT depth FROM reach), 0)"
+                " AND page.depth < COALESCE((SELECT depth FROM reach), 0)",
+                columns,
             ),
         );
         Statement::from_sql_and_values(backend, sql, values)
     }
 
-    /// A page of the descendants of `root` up to `max_depth`, breadth-first, after `after`;
-    /// `fetch` rows at most (the page size plus one).
+    /// A page of the descendants of `root` (their `columns`) up to `max_depth`, breadth-first,
+    /// after `after`; `fetch` rows at most (the page size plus one).
     #[tracing::instrument(skip(self))]
     pub async fn descendants(
         &self,
@@ -273,9 +283,10 @@ impl Store {
         max_depth: u32,
         after: Option<TreeCursor>,
         fetch: u64,
+        columns: Columns,
     ) -> Result<Vec<TreeNode>, StoreError> {
         let rows = self
-            .tree_query(self.descendants_statement(root, max_depth, after, fetch))
+            .tree_query(self.descendants_statement(root, max_depth, after, fetch, columns))
             .await?;
         Ok(nodes_of(rows)?)
     }

@@ -262,7 +262,7 @@ impl Store {
 
 /// The date of the newest stored event with the id `id` (an SQL expression): a parent's date, the
 /// newest where legacy data holds the id on several days. A probe of each partition's primary key.
-fn newest_date_of(id: &str) -> String {
+pub(super) fn newest_date_of(id: &str) -> String {
     format!("SELECT event_date FROM audit_events WHERE event_id = {id} ORDER BY event_date DESC LIMIT 1")
 }
 

@@ -167,7 +167,7 @@ async fn on_postgres_children_use_the_parent_index_and_walks_prune_partitions() 
 
     // Ancestors of the last event of a chain spanning two months: one partition per step.
     let leaf = key_of(&app, "chain60").await;
-    let plan = explain(&app, app.store.ancestors_statement(&[leaf])).await;
+    let plan = explain(&app, app.store.ancestors_statement(&[leaf], Columns::keys())).await;
     let mut all = Vec::new();
     nodes(&plan, &mut all);
     let union = all

@@ -156,7 +156,10 @@ async fn every_selection_shows_stored_values_whichever_columns_it_reads(app: Tes
           ids: children { nodes { eventId } }
           full: children { nodes { eventId actorId eventData retentionDays hashAlgorithm eventHash chainSeq } }
         }
-        low: auditEvent(eventId: $child) { parent { actorId eventData ... on AuditEvent { chainSeq } } }
+        low: auditEvent(eventId: $child) { parent { actorId eventData ... on AuditEvent { chainSeq } }
+          depth ids: ancestors { eventId } ancestors { actorId eventData } root { actorId eventData } }
+        walk: auditEvent(eventId: $root) { slim: descendants { nodes { eventId } }
+          descendants { edges { depth node { actorId eventData } } } }
       }";
     let data = app
         .ok(query, json!({"root": root["eventId"], "child": child["eventId"]}))
@@ -180,4 +183,16 @@ async fn every_selection_shows_stored_values_whichever_columns_it_reads(app: Tes
     assert_eq!(parent["actorId"], "root-actor", "{}", brief(&data));
     assert_eq!(parent["eventData"], json!({"who": "root"}));
     assert_eq!(parent["chainSeq"], 1);
+    let low = &data["low"];
+    assert_eq!(low["depth"], 1);
+    assert_eq!(low["ids"][0]["eventId"], root["eventId"]);
+    assert_eq!(low["ancestors"][0]["actorId"], "root-actor", "{}", brief(&data));
+    assert_eq!(low["ancestors"][0]["eventData"], json!({"who": "root"}));
+    assert_eq!(low["root"]["actorId"], "root-actor");
+    assert_eq!(low["root"]["eventData"], json!({"who": "root"}));
+    let walk = &data["walk"];
+    assert_eq!(walk["slim"]["nodes"][0]["eventId"], child["eventId"]);
+    assert_eq!(walk["descendants"]["edges"][0]["depth"], 1);
+    assert_eq!(walk["descendants"]["edges"][0]["node"]["actorId"], "child-actor", "{}", brief(&data));
+    assert_eq!(walk["descendants"]["edges"][0]["node"]["eventData"], json!({"who": "child"}));
 }
