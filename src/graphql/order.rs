@@ -92,43 +92,31 @@ struct Order<'a> {
     variables: &'a Variables,
 }
 
+/// The order of a response map's keys, and of the maps below each key: collected once per request
+/// from the document, then applied to every element of every list.
+struct Plan<'a> {
+    keys: Vec<(&'a str, Option<Plan<'a>>)>,
+}
+
 impl<'a> Order<'a> {
     /// Orders `value` (and everything below it) as the merged selection sets `sets` ask.
     fn apply(&self, value: &mut Value, sets: &[&'a SelectionSet]) {
-        if matches!(value, Value::List(_) | Value::Object(_)) {
-            let mut fields = IndexMap::new();
-            let mut visited = HashSet::new();
-            for set in sets {
-                self.collect(set, &mut fields, &mut visited);
-            }
-            self.apply_fields(value, &fields);
-        }
+        let plan = self.plan(sets);
+        apply_plan(value, &plan);
     }
 
-    /// Orders the maps of `value` (every element, for a list) by `fields`, collected once.
-    fn apply_fields(&self, value: &mut Value, fields: &IndexMap<&'a str, Vec<&'a SelectionSet>>) {
-        match value {
-            Value::List(items) => {
-                for item in items {
-                    self.apply_fields(item, fields);
-                }
-            }
-            Value::Object(map) => {
-                let mut ordered = IndexMap::with_capacity(map.len());
-                for (key, subsets) in fields {
-                    if let Some((name, mut child)) = map.shift_remove_entry(*key) {
-                        if !subsets.is_empty() {
-                            self.apply(&mut child, subsets);
-                        }
-                        ordered.insert(name, child);
-                    }
-                }
-                // Nothing should remain; if something does, it keeps its place after the rest.
-                ordered.extend(std::mem::take(map));
-                *map = ordered;
-            }
-            _ => {}
+    /// The plan of the merged selection sets `sets`.
+    fn plan(&self, sets: &[&'a SelectionSet]) -> Plan<'a> {
+        let mut fields = IndexMap::new();
+        let mut visited = HashSet::new();
+        for set in sets {
+            self.collect(set, &mut fields, &mut visited);
         }
+        let keys = fields
+            .into_iter()
+            .map(|(key, subsets)| (key, (!subsets.is_empty()).then(|| self.plan(&subsets))))
+            .collect();
+        Plan { keys }
     }
 
     /// CollectFields: the response keys of `set` in order, each with the selection sets below it.
@@ -187,6 +175,44 @@ impl<'a> Order<'a> {
                 _ => true,
             }
         })
+    }
+}
+
+/// Orders the maps of `value` (every element, for a list) by `plan`. A map already in order (the
+/// usual case) is left as it is; only its children are visited.
+fn apply_plan(value: &mut Value, plan: &Plan<'_>) {
+    match value {
+        Value::List(items) => {
+            for item in items {
+                apply_plan(item, plan);
+            }
+        }
+        Value::Object(map) => {
+            let mut planned = plan
+                .keys
+                .iter()
+                .map(|(key, _)| *key)
+                .filter(|key| map.contains_key(*key));
+            let in_order =
+                map.len() == planned.clone().count() && map.keys().all(|k| planned.next() == Some(k.as_str()));
+            if !in_order {
+                let mut ordered = IndexMap::with_capacity(map.len());
+                for (key, _) in &plan.keys {
+                    if let Some((name, child)) = map.shift_remove_entry(*key) {
+                        ordered.insert(name, child);
+                    }
+                }
+                // Nothing should remain; if something does, it keeps its place after the rest.
+                ordered.extend(std::mem::take(map));
+                *map = ordered;
+            }
+            for (key, below) in &plan.keys {
+                if let (Some(below), Some(child)) = (below, map.get_mut(*key)) {
+                    apply_plan(child, below);
+                }
+            }
+        }
+        _ => {}
     }
 }
 

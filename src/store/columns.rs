@@ -8,9 +8,9 @@
 //! through the columns it was read with.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{DatabaseBackend, Iterable, QuerySelect, Select};
+use sea_orm::{DatabaseBackend, DbErr, Iterable, QueryResult, QuerySelect, Select};
 
-use crate::entity::audit_event::{Column, Entity};
+use crate::entity::audit_event::{Column, Entity, Model};
 
 /// A set of `audit_events` columns (a bit per column, in declaration order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -74,12 +74,9 @@ impl Columns {
         select
     }
 
-    /// The select list of these columns of the table aliased `alias`, for hand-written statements
-    /// (`alias.*` when the set holds every column).
+    /// The select list of these columns of the table aliased `alias`, in declaration order, for
+    /// hand-written statements.
     pub(crate) fn select_list(self, alias: &str, backend: DatabaseBackend) -> String {
-        if self.is_all() {
-            return format!("{alias}.*");
-        }
         Column::iter()
             .map(|column| {
                 let name = column_name(column);
@@ -92,6 +89,54 @@ impl Columns {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// Decodes a row whose first columns are the event's, in declaration order (as every statement
+/// built with [`Columns::project`] or [`Columns::select_list`] returns them), by position: the
+/// rows of large reads are decoded without looking each column up by name.
+pub(crate) fn decode(row: &QueryResult) -> Result<Model, DbErr> {
+    Ok(Model {
+        event_id: row.try_get_by_index(0)?,
+        event_version: row.try_get_by_index(1)?,
+        event_timestamp: row.try_get_by_index(2)?,
+        event_date: row.try_get_by_index(3)?,
+        event_type: row.try_get_by_index(4)?,
+        event_category: row.try_get_by_index(5)?,
+        event_action: row.try_get_by_index(6)?,
+        event_outcome: row.try_get_by_index(7)?,
+        actor_type: row.try_get_by_index(8)?,
+        actor_id: row.try_get_by_index(9)?,
+        actor_ip: row.try_get_by_index(10)?,
+        resource_type: row.try_get_by_index(11)?,
+        resource_id: row.try_get_by_index(12)?,
+        resource_name: row.try_get_by_index(13)?,
+        correlation_id: row.try_get_by_index(14)?,
+        parent_event_id: row.try_get_by_index(15)?,
+        parent_event_date: row.try_get_by_index(16)?,
+        trace_id: row.try_get_by_index(17)?,
+        span_id: row.try_get_by_index(18)?,
+        namespace: row.try_get_by_index(19)?,
+        cluster_id: row.try_get_by_index(20)?,
+        event_data: row.try_get_by_index(21)?,
+        event_metadata: row.try_get_by_index(22)?,
+        severity: row.try_get_by_index(23)?,
+        duration_ms: row.try_get_by_index(24)?,
+        error_code: row.try_get_by_index(25)?,
+        error_message: row.try_get_by_index(26)?,
+        retention_days: row.try_get_by_index(27)?,
+        is_sensitive: row.try_get_by_index(28)?,
+        event_hash: row.try_get_by_index(29)?,
+        previous_event_hash: row.try_get_by_index(30)?,
+        hash_algorithm: row.try_get_by_index(31)?,
+        legal_hold: row.try_get_by_index(32)?,
+        legal_hold_reason: row.try_get_by_index(33)?,
+        legal_hold_placed_by: row.try_get_by_index(34)?,
+        legal_hold_placed_at: row.try_get_by_index(35)?,
+        submitted_by: row.try_get_by_index(36)?,
+        chain_seq: row.try_get_by_index(37)?,
+        hash_key_id: row.try_get_by_index(38)?,
+        chain_note: row.try_get_by_index(39)?,
+    })
 }
 
 fn bit(column: Column) -> u64 {

@@ -30,8 +30,8 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDate;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryResult,
-    QuerySelect, Statement, Value,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryResult, QuerySelect,
+    Statement, Value,
 };
 use uuid::Uuid;
 
@@ -88,7 +88,7 @@ fn nodes_of(rows: Vec<QueryResult>) -> Result<Vec<TreeNode>, DbErr> {
         .iter()
         .map(|row| {
             Ok(TreeNode {
-                event: Model::from_query_result(row, "")?,
+                event: super::columns::decode(row)?,
                 depth: depth_of(row, "depth")?,
             })
         })
@@ -222,7 +222,7 @@ impl Store {
                 found
                     .entry(start)
                     .or_default()
-                    .push((depth_of(&row, "hops")?, Model::from_query_result(&row, "")?));
+                    .push((depth_of(&row, "hops")?, super::columns::decode(&row)?));
             }
         }
         Ok(found
@@ -334,10 +334,11 @@ impl Store {
     /// whether it cut the tree).
     fn tree_step(&self, depth_param: usize, extra: &str) -> String {
         format!(
-            "SELECT c.*, tree.depth + 1 FROM tree \
+            "SELECT {}, tree.depth + 1 FROM tree \
              JOIN audit_events c ON c.parent_event_id = tree.event_id AND c.parent_event_date = tree.event_date \
                AND c.event_date >= {} \
              WHERE tree.depth <= ${depth_param}{extra}",
+            Columns::ALL.select_list("c", self.backend()),
             day_before(self.backend(), "tree.event_date")
         )
     }
@@ -347,10 +348,11 @@ impl Store {
     pub async fn tree_of_event(&self, root: EventKey, bounds: TreeBounds) -> Result<Tree, StoreError> {
         let sql = format!(
             "WITH RECURSIVE tree AS ( \
-                 SELECT e.*, CAST(0 AS BIGINT) AS depth FROM audit_events e \
+                 SELECT {}, CAST(0 AS BIGINT) AS depth FROM audit_events e \
                  WHERE e.event_id = $1 AND e.event_date = $2 \
                UNION ALL {} \
              ) SELECT * FROM tree LIMIT {}",
+            Columns::ALL.select_list("e", self.backend()),
             self.tree_step(3, ""),
             u64::from(bounds.max_nodes) + 1
         );
@@ -374,13 +376,14 @@ impl Store {
     pub async fn tree_of_correlation(&self, correlation_id: &str, bounds: TreeBounds) -> Result<Tree, StoreError> {
         let sql = format!(
             "WITH RECURSIVE tree AS ( \
-                 SELECT e.*, CAST(0 AS BIGINT) AS depth FROM audit_events e \
+                 SELECT {}, CAST(0 AS BIGINT) AS depth FROM audit_events e \
                  WHERE e.correlation_id = $1 AND (e.parent_event_date IS NULL OR NOT EXISTS ( \
                      SELECT 1 FROM audit_events p \
                      WHERE p.event_id = e.parent_event_id AND p.event_date = e.parent_event_date \
                        AND p.correlation_id = $1)) \
                UNION ALL {} \
              ) SELECT * FROM tree WHERE correlation_id = $1 LIMIT {}",
+            Columns::ALL.select_list("e", self.backend()),
             self.tree_step(2, " AND tree.correlation_id = $1"),
             u64::from(bounds.max_nodes) + 1
         );
