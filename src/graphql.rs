@@ -9,7 +9,7 @@ pub mod limits;
 mod loaders;
 mod log;
 mod mutation;
-mod order;
+pub mod order;
 mod prefetch;
 mod query;
 mod subscription;
@@ -84,8 +84,6 @@ fn builder(limits: QueryLimits) -> async_graphql::SchemaBuilder<QueryRoot, Mutat
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .limit_directives(8)
-        .extension(limits::DatabaseShare)
-        .extension(order::SelectionOrder)
 }
 
 /// The schema wired to a store: what the server and the tests run. Every request must go through
@@ -142,6 +140,7 @@ fn with_loaders(request: async_graphql::Request, store: &Store, cache: bool) -> 
         .data(cached(loader(loaders::ChildCountLoader(store.clone())), cache))
         .data(cached(loader(loaders::AncestorsLoader(store.clone())), cache))
         .data(cached(loader(loaders::ChildrenUpToLoader(store.clone())), cache))
+        .data(limits::RootTurns::default())
 }
 
 /// The operation a request runs: the one named, or the only one.

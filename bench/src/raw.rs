@@ -100,10 +100,10 @@ pub struct Raw {
 }
 
 impl Raw {
-    /// Connects to `url` with the session settings the server uses (`jit=off`), so that the
-    /// same SQL is planned and run the same way on both sides.
+    /// Connects to `url` with the session settings the server uses (`jit=off`, generic plans),
+    /// so that the same SQL is planned and run the same way on both sides.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let options = PgConnectOptions::from_str(url)?.options([("jit", "off")]);
+        let options = PgConnectOptions::from_str(url)?.options(auditgraph::store::POSTGRES_SESSION_SETTINGS);
         let conn = PgConnection::connect_with(&options)
             .await
             .context("connecting to PostgreSQL")?;

@@ -975,8 +975,8 @@ fn serving_section(bench: &Bench, header: &str, runs: usize, seconds: f64, optio
         section,
         "- server: release build, started by the benchmark with `RUST_LOG=warn` and default settings \
          (pool of 16 connections); the load generator runs on the same 2 cores\n\
-         - sessions: the server's connections and the raw ones both run with `jit=off` (the server sets it; \
-         see `src/store.rs`)\n\
+         - sessions: the server's connections and the raw ones both run with `jit=off` and \
+         `plan_cache_mode=force_generic_plan` (the server sets them; see `src/store.rs`)\n\
          - each figure: {runs} runs of {seconds} s after a {:.1} s warm-up; median (min–max) of the runs; \
          our figure and the raw one alternate within each run\n",
         seconds / 3.0

@@ -6,16 +6,13 @@
 //!   fragments that each spread the next one twice would otherwise expand to billions of
 //!   selections, which validation walks one by one), and an operation at most
 //!   [`MAX_ROOT_FIELDS`] root fields. The HTTP layer checks this before validation runs.
-//! - [`DatabaseShare`]: one request resolves at most [`ROOT_FIELDS_AT_ONCE`] root fields at a time,
+//! - [`RootTurns`]: one request resolves at most [`ROOT_FIELDS_AT_ONCE`] root fields at a time,
 //!   so a request full of aliases takes longer itself instead of taking every pooled connection
 //!   from other clients. Root fields cannot nest, so the permits cannot deadlock.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{ServerResult, Value};
 use tokio::sync::Semaphore;
 
 /// Most selections written in one document.
@@ -144,35 +141,21 @@ pub fn document_refusal(document: &ExecutableDocument) -> Option<String> {
     None
 }
 
-/// Shares the database fairly between requests (see the module documentation).
-pub struct DatabaseShare;
+/// The root fields of one request resolved at the same time (see the module documentation): held
+/// in the request's data, taken by each root field of `Query` for as long as it resolves.
+pub struct RootTurns(Semaphore);
 
-impl ExtensionFactory for DatabaseShare {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DatabaseShareExtension {
-            roots: Semaphore::new(ROOT_FIELDS_AT_ONCE),
-        })
+impl Default for RootTurns {
+    fn default() -> Self {
+        Self(Semaphore::new(ROOT_FIELDS_AT_ONCE))
     }
 }
 
-/// One per request.
-struct DatabaseShareExtension {
-    roots: Semaphore,
-}
-
-#[async_trait::async_trait]
-impl Extension for DatabaseShareExtension {
-    async fn resolve(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        info: ResolveInfo<'_>,
-        next: NextResolve<'_>,
-    ) -> ServerResult<Option<Value>> {
-        let root = info.parent_type == "Query" && !info.name.starts_with("__");
-        // The semaphore lives as long as the request and is never closed.
-        let _permit = if root { self.roots.acquire().await.ok() } else { None };
-        next.run(ctx, info).await
-    }
+/// Waits for the request's turn to resolve a root field; the turn lasts as long as the permit.
+/// Without [`RootTurns`] in the request (a schema executed directly) there is no limit.
+pub async fn root_turn<'a>(ctx: &async_graphql::Context<'a>) -> Option<tokio::sync::SemaphorePermit<'a>> {
+    // The semaphore lives as long as the request and is never closed.
+    ctx.data_opt::<RootTurns>()?.0.acquire().await.ok()
 }
 
 #[cfg(test)]

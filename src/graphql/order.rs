@@ -13,64 +13,38 @@
 //! only when the same key also appears in an applicable selection after them.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery};
 use async_graphql::indexmap::IndexMap;
-use async_graphql::parser::types::{
-    Directive, ExecutableDocument, FragmentDefinition, OperationDefinition, Selection, SelectionSet,
-};
-use async_graphql::{Name, Positioned, Response, ServerResult, Value, Variables};
+use async_graphql::parser::types::{Directive, FragmentDefinition, OperationDefinition, Selection, SelectionSet};
+use async_graphql::{Name, Positioned, Response, Value, Variables};
 
-/// Orders response maps as their selection sets (see the module documentation).
-pub struct SelectionOrder;
-
-impl ExtensionFactory for SelectionOrder {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(SelectionOrderExtension::default())
-    }
+/// How to order the response of one request (see the module documentation), planned from its
+/// document before it runs; the transports apply it to each response.
+pub struct ResponseOrder {
+    plan: Plan,
 }
 
-#[derive(Default)]
-struct SelectionOrderExtension {
-    /// The request's document and variables, kept from parsing for the execution that follows.
-    parsed: Mutex<Option<(ExecutableDocument, Variables)>>,
-}
-
-#[async_trait::async_trait]
-impl Extension for SelectionOrderExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let mut parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
-        *parsed = Some((document.clone(), variables.clone()));
-        Ok(document)
+impl ResponseOrder {
+    /// The order of the responses of `request` (parsing its document if that has not happened
+    /// yet); `None` when the document does not parse or names no operation.
+    pub fn of(request: &mut async_graphql::Request) -> Option<Self> {
+        let operation_name = request.operation_name.clone();
+        let variables = request.variables.clone();
+        let document = request.parsed_query().ok()?;
+        let operation = super::chosen_operation(document, operation_name.as_deref())?;
+        let variables = with_defaults(&operation.node, variables);
+        let order = Order {
+            fragments: &document.fragments,
+            variables: &variables,
+        };
+        Some(Self {
+            plan: order.plan(&[&operation.node.selection_set.node]),
+        })
     }
 
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let mut response = next.run(ctx, operation_name).await;
-        let parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some((document, variables)) = parsed
-            && let Some(operation) = super::chosen_operation(&document, operation_name)
-        {
-            let variables = with_defaults(&operation.node, variables);
-            let order = Order {
-                fragments: &document.fragments,
-                variables: &variables,
-            };
-            order.apply(&mut response.data, &[&operation.node.selection_set.node]);
-        }
-        response
+    /// Puts every map of the response's `data` in the order of the selection sets.
+    pub fn apply(&self, response: &mut Response) {
+        apply_plan(&mut response.data, &self.plan);
     }
 }
 
@@ -94,19 +68,20 @@ struct Order<'a> {
 
 /// The order of a response map's keys, and of the maps below each key: collected once per request
 /// from the document, then applied to every element of every list.
-struct Plan<'a> {
-    keys: Vec<(&'a str, Option<Plan<'a>>)>,
+struct Plan {
+    keys: Vec<(Name, Option<Plan>)>,
 }
 
 impl<'a> Order<'a> {
     /// Orders `value` (and everything below it) as the merged selection sets `sets` ask.
+    #[cfg(test)]
     fn apply(&self, value: &mut Value, sets: &[&'a SelectionSet]) {
         let plan = self.plan(sets);
         apply_plan(value, &plan);
     }
 
     /// The plan of the merged selection sets `sets`.
-    fn plan(&self, sets: &[&'a SelectionSet]) -> Plan<'a> {
+    fn plan(&self, sets: &[&'a SelectionSet]) -> Plan {
         let mut fields = IndexMap::new();
         let mut visited = HashSet::new();
         for set in sets {
@@ -114,7 +89,7 @@ impl<'a> Order<'a> {
         }
         let keys = fields
             .into_iter()
-            .map(|(key, subsets)| (key, (!subsets.is_empty()).then(|| self.plan(&subsets))))
+            .map(|(key, subsets)| (Name::new(key), (!subsets.is_empty()).then(|| self.plan(&subsets))))
             .collect();
         Plan { keys }
     }
@@ -180,7 +155,7 @@ impl<'a> Order<'a> {
 
 /// Orders the maps of `value` (every element, for a list) by `plan`. A map already in order (the
 /// usual case) is left as it is; only its children are visited.
-fn apply_plan(value: &mut Value, plan: &Plan<'_>) {
+fn apply_plan(value: &mut Value, plan: &Plan) {
     match value {
         Value::List(items) => {
             for item in items {
@@ -191,14 +166,13 @@ fn apply_plan(value: &mut Value, plan: &Plan<'_>) {
             let mut planned = plan
                 .keys
                 .iter()
-                .map(|(key, _)| *key)
+                .map(|(key, _)| key)
                 .filter(|key| map.contains_key(*key));
-            let in_order =
-                map.len() == planned.clone().count() && map.keys().all(|k| planned.next() == Some(k.as_str()));
+            let in_order = map.len() == planned.clone().count() && map.keys().all(|k| planned.next() == Some(k));
             if !in_order {
                 let mut ordered = IndexMap::with_capacity(map.len());
                 for (key, _) in &plan.keys {
-                    if let Some((name, child)) = map.shift_remove_entry(*key) {
+                    if let Some((name, child)) = map.shift_remove_entry(key) {
                         ordered.insert(name, child);
                     }
                 }
@@ -207,7 +181,7 @@ fn apply_plan(value: &mut Value, plan: &Plan<'_>) {
                 *map = ordered;
             }
             for (key, below) in &plan.keys {
-                if let (Some(below), Some(child)) = (below, map.get_mut(*key)) {
+                if let (Some(below), Some(child)) = (below, map.get_mut(key)) {
                     apply_plan(child, below);
                 }
             }

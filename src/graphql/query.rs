@@ -36,6 +36,7 @@ impl QueryRoot {
         ctx: &Context<'_>,
         #[graphql(desc = "The event id.")] event_id: Uuid,
     ) -> Result<Option<AuditEvent>> {
+        let _turn = super::limits::root_turn(ctx).await;
         let app = ctx.data::<Service>()?;
         let Some(event) = app.store.find_event(event_id).await.map_err(|e| e.extend())? else {
             return Ok(None);
@@ -60,6 +61,7 @@ impl QueryRoot {
         #[graphql(desc = "Page size from the end, 0 to 1000.")] last: Option<i32>,
         #[graphql(desc = "Return events before this cursor (newer ones).")] before: Option<String>,
     ) -> Result<AuditEventConnection> {
+        let _turn = super::limits::root_turn(ctx).await;
         let app = ctx.data::<Service>()?;
         let window = PageRequest {
             first,
@@ -106,6 +108,7 @@ impl QueryRoot {
         #[graphql(desc = "Deepest level returned, 1 to 10000 (default 100).")] max_depth: Option<i32>,
         #[graphql(desc = "Most nodes returned, 1 to 10000 (default 1000).")] max_nodes: Option<i32>,
     ) -> Result<CausalityTree> {
+        let _turn = super::limits::root_turn(ctx).await;
         let app = ctx.data::<Service>()?;
         let bounds = TreeBounds {
             max_depth: tree::bound("maxDepth", max_depth, tree::DEFAULT_MAX_DEPTH, tree::HARD_MAX_DEPTH)
@@ -161,6 +164,7 @@ impl QueryRoot {
         #[graphql(desc = "Which events to count; all when omitted.")] filter: Option<AuditEventFilter>,
         #[graphql(desc = "What to group by.")] group_by: AuditEventGroupBy,
     ) -> Result<Vec<AuditEventCount>> {
+        let _turn = super::limits::root_turn(ctx).await;
         let app = ctx.data::<Service>()?;
         let filter = filter.unwrap_or_default().resolve(Utc::now()).map_err(|e| e.extend())?;
         let counts = app
@@ -187,6 +191,7 @@ impl QueryRoot {
         ctx: &Context<'_>,
         #[graphql(desc = "The correlation whose chain to check.")] correlation_id: String,
     ) -> Result<super::ChainVerification> {
+        let _turn = super::limits::root_turn(ctx).await;
         let app = ctx.data::<Service>()?;
         let caller = super::caller(ctx)?;
         app.verify_chain(caller, &correlation_id)
@@ -201,6 +206,7 @@ impl QueryRoot {
     /// before the data a view shows, and the view misses nothing. Needs the role `reader`.
     #[graphql(complexity = "super::STATEMENT_COST", guard = "RoleGuard(Role::Reader)")]
     async fn live_cursor(&self, ctx: &Context<'_>) -> Result<String> {
+        let _turn = super::limits::root_turn(ctx).await;
         let app = ctx.data::<Service>()?;
         let caller = super::caller(ctx)?;
         let cursor = app.live_cursor(caller).await.map_err(|e| e.extend())?;
@@ -214,6 +220,7 @@ impl QueryRoot {
         guard = "RoleGuard(Role::Reader)"
     )]
     async fn log_checkpoint(&self, ctx: &Context<'_>) -> Result<Option<super::LogCheckpoint>> {
+        let _turn = super::limits::root_turn(ctx).await;
         let app = ctx.data::<Service>()?;
         let caller = super::caller(ctx)?;
         let stored = app.latest_checkpoint(caller).await.map_err(|e| e.extend())?;
@@ -237,6 +244,7 @@ impl QueryRoot {
             u64,
         >,
     ) -> Result<super::InclusionProof> {
+        let _turn = super::limits::root_turn(ctx).await;
         let app = ctx.data::<Service>()?;
         let caller = super::caller(ctx)?;
         app.inclusion_proof(caller, event_id, tree_size)
@@ -257,6 +265,7 @@ impl QueryRoot {
         #[graphql(desc = "The older tree's size (at least 1).")] from_size: u64,
         #[graphql(desc = "The newer tree's size (default: the newest checkpoint's).")] to_size: Option<u64>,
     ) -> Result<super::ConsistencyProof> {
+        let _turn = super::limits::root_turn(ctx).await;
         let app = ctx.data::<Service>()?;
         let caller = super::caller(ctx)?;
         app.consistency_proof(caller, from_size, to_size)

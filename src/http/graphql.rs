@@ -27,6 +27,7 @@ use serde::Serialize;
 
 use super::HttpState;
 use crate::auth::Principal;
+use crate::graphql::order::ResponseOrder;
 use crate::graphql::{chosen_operation, prepare_request};
 use crate::metrics::Source;
 
@@ -417,11 +418,15 @@ async fn execute(
         }
     }
     let started = Instant::now();
+    let order = ResponseOrder::of(&mut request);
     let mut request = prepare_request(request, &state.ctx.store);
     if let Some(Extension(caller)) = caller {
         request = request.data(caller);
     }
-    let response = state.schema.execute(request).await;
+    let mut response = state.schema.execute(request).await;
+    if let Some(order) = &order {
+        order.apply(&mut response);
+    }
     if response
         .errors
         .iter()

@@ -71,10 +71,14 @@ pub fn stream(state: HttpState, mut request: async_graphql::Request, caller: Opt
         Ok(connection) => connection,
         Err(refused) => return super::ws::too_many(&refused),
     };
+    let order = crate::graphql::order::ResponseOrder::of(&mut request);
     let request = prepare_stream(request, &state.ctx.store, Arc::new(connection), caller);
     let responses = state.schema.execute_stream(request);
     let events = responses
-        .map(|response| {
+        .map(move |mut response| {
+            if let Some(order) = &order {
+                order.apply(&mut response);
+            }
             let data = serde_json::to_string(&response).unwrap_or_else(|_| "null".into());
             Ok::<_, Infallible>(Event::default().event("next").data(data))
         })

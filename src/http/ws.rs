@@ -582,9 +582,13 @@ async fn run_operation(
         let error = json!([{"message": reason.to_string(), "extensions": {"code": super::graphql::BAD_REQUEST}}]);
         return Some(json!({"id": id, "type": "error", "payload": error}));
     }
+    let order = crate::graphql::order::ResponseOrder::of(&mut request);
     let request = prepare_stream(request, &state.ctx.store, live, caller);
     let mut responses = state.schema.execute_stream(request);
-    while let Some(response) = responses.next().await {
+    while let Some(mut response) = responses.next().await {
+        if let Some(order) = &order {
+            order.apply(&mut response);
+        }
         // A response without data is the operation's end: refused before it ran, or a
         // subscription that ended (with the cursor to resume from).
         if response.data == async_graphql::Value::Null
