@@ -193,6 +193,14 @@ async fn every_selection_shows_stored_values_whichever_columns_it_reads(app: Tes
     let walk = &data["walk"];
     assert_eq!(walk["slim"]["nodes"][0]["eventId"], child["eventId"]);
     assert_eq!(walk["descendants"]["edges"][0]["depth"], 1);
-    assert_eq!(walk["descendants"]["edges"][0]["node"]["actorId"], "child-actor", "{}", brief(&data));
-    assert_eq!(walk["descendants"]["edges"][0]["node"]["eventData"], json!({"who": "child"}));
+    assert_eq!(
+        walk["descendants"]["edges"][0]["node"]["actorId"],
+        "child-actor",
+        "{}",
+        brief(&data)
+    );
+    assert_eq!(
+        walk["descendants"]["edges"][0]["node"]["eventData"],
+        json!({"who": "child"})
+    );
 }
