@@ -21,6 +21,8 @@ pub struct Sample {
     pub first_failure: Option<String>,
     /// Wall-clock seconds of the period.
     pub seconds: f64,
+    /// Milliseconds each successful request took, from sending it to checking its answer.
+    pub latencies_ms: Vec<f64>,
 }
 
 impl Sample {
@@ -34,7 +36,19 @@ impl Sample {
         (self.requests - self.failures) as f64 / self.seconds.max(f64::EPSILON)
     }
 
+    /// The `p`-th percentile (0 to 100) of the request latencies, in milliseconds.
+    pub fn latency_ms(&self, p: f64) -> f64 {
+        let mut sorted = self.latencies_ms.clone();
+        sorted.sort_by(f64::total_cmp);
+        if sorted.is_empty() {
+            return 0.0;
+        }
+        let at = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+        sorted[at.min(sorted.len() - 1)]
+    }
+
     fn add(&mut self, other: Sample) {
+        self.latencies_ms.extend(other.latencies_ms);
         self.requests += other.requests;
         self.items += other.items;
         self.failures += other.failures;
@@ -53,8 +67,12 @@ async fn run_for<O: Op>(workers: Vec<O>, duration: Duration) -> anyhow::Result<(
             tokio::spawn(async move {
                 let mut sample = Sample::default();
                 while Instant::now() < deadline {
+                    let sent = Instant::now();
                     match worker.once().await {
-                        Ok(items) => sample.items += items,
+                        Ok(items) => {
+                            sample.items += items;
+                            sample.latencies_ms.push(sent.elapsed().as_secs_f64() * 1_000.0);
+                        }
                         Err(error) => {
                             sample.failures += 1;
                             sample.first_failure.get_or_insert_with(|| format!("{error:#}"));

@@ -10,6 +10,7 @@ mod history;
 mod live;
 mod load;
 mod ops;
+mod postgraphile;
 mod raw;
 mod report;
 mod server;
@@ -48,8 +49,8 @@ enum Workload {
         history_events: u64,
     },
     /// The server workloads: writes, page reads, the nested query, tree walks and the floor,
-    /// through the release server beside raw PostgreSQL; and live delivery to WebSocket
-    /// subscribers.
+    /// through the release server beside raw PostgreSQL; the same reads beside PostGraphile; and
+    /// live delivery to WebSocket subscribers.
     Serve(serving::ServeOptions),
     /// Import N legacy events, then backfill their parent dates, beside the one-shot UPDATE … FROM.
     History {

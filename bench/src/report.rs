@@ -101,6 +101,10 @@ pub struct Figure {
     pub first_failure: Option<String>,
     /// Whether the raw figure is the same work (a ratio is meaningful) or only context.
     pub comparable: bool,
+    /// Request latency of each run, ours: (p50, p99) in milliseconds.
+    pub ours_latency: Vec<(f64, f64)>,
+    /// Request latency of each run, raw: (p50, p99) in milliseconds.
+    pub raw_latency: Vec<(f64, f64)>,
 }
 
 impl Figure {
@@ -115,6 +119,8 @@ impl Figure {
             failures: 0,
             first_failure: None,
             comparable: true,
+            ours_latency: Vec::new(),
+            raw_latency: Vec::new(),
         }
     }
 
@@ -134,6 +140,7 @@ impl Figure {
             }
         };
         self.ours.push(rate(&ours));
+        self.ours_latency.push((ours.latency_ms(50.0), ours.latency_ms(99.0)));
         let mut line = format!("  run {run}: {}: {:.0} {}", self.label, rate(&ours), self.unit);
         for sample in std::iter::once(&ours).chain(raw.as_ref()) {
             self.failures += sample.failures;
@@ -143,6 +150,7 @@ impl Figure {
         }
         if let Some(raw) = &raw {
             self.raw.push(rate(raw));
+            self.raw_latency.push((raw.latency_ms(50.0), raw.latency_ms(99.0)));
             let _ = write!(line, ", {} {:.0}", self.raw_label, rate(raw));
         }
         if ours.failures > 0 || raw.as_ref().is_some_and(|r| r.failures > 0) {
@@ -168,21 +176,35 @@ fn spread(values: &[f64]) -> String {
     spread_with(values, 0)
 }
 
-/// The results table, with the failures listed under it.
+/// The results table beside raw PostgreSQL, with the failures listed under it.
 pub fn table(figures: &[Figure]) -> String {
-    let mut out = String::from(
-        "| workload | auditgraph | raw PostgreSQL | raw work | ratio | failures |\n|---|---|---|---|---|---|\n",
-    );
+    table_beside(figures, "raw PostgreSQL", Some("raw work"))
+}
+
+/// The results table with `other` as the title of the other side's column (each figure's raw
+/// figure) and, when given, a column of that title for what the other side did (each figure's
+/// raw label); the failures listed under it.
+pub fn table_beside(figures: &[Figure], other: &str, work: Option<&str>) -> String {
+    let mut out = match work {
+        Some(work) => {
+            format!("| workload | auditgraph | {other} | {work} | ratio | failures |\n|---|---|---|---|---|---|\n")
+        }
+        None => format!("| workload | auditgraph | {other} | ratio | failures |\n|---|---|---|---|---|\n"),
+    };
     for f in figures {
         let raw = if f.raw.is_empty() { "—".into() } else { spread(&f.raw) };
         let ratio = f.ratio().map_or("—".into(), |r| format!("{r:.2}×"));
+        let work = if work.is_some() {
+            format!(" {} |", f.raw_label)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "| {} | {} {} | {raw} | {} | {ratio} | {} |",
+            "| {} | {} {} | {raw} |{work} {ratio} | {} |",
             f.label,
             spread(&f.ours),
             f.unit,
-            f.raw_label,
             f.failures
         );
     }

@@ -97,10 +97,7 @@ impl Server {
     /// Its peak resident memory so far (`VmHWM` of `/proc/<pid>/status`), in bytes; `None`
     /// where that cannot be read.
     pub fn peak_rss(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
-        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
+        peak_rss(self.pid()?)
     }
 
     /// Stops the server.
@@ -108,4 +105,13 @@ impl Server {
         self.child.kill().await?;
         Ok(())
     }
+}
+
+/// The peak resident memory of process `pid` so far (`VmHWM` of `/proc/<pid>/status`), in bytes;
+/// `None` where that cannot be read.
+pub fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

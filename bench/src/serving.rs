@@ -584,6 +584,40 @@ async fn writes(bench: &mut Bench, single: bool, batches: bool) -> anyhow::Resul
     Ok(())
 }
 
+/// The latency of the writes beside raw PostgreSQL's: what group commit costs the single writes.
+fn write_latency(bench: &Bench) -> String {
+    let writes: Vec<&Figure> = bench
+        .figures
+        .iter()
+        .filter(|f| f.label.starts_with("`createAuditEvent") && f.raw_label.ends_with("INSERT"))
+        .collect();
+    if writes.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "Latency of each write request (from sending it to reading its checked answer), medians of the \
+         runs' percentiles, in milliseconds:\n\n\
+         | workload | auditgraph p50 | auditgraph p99 | raw p50 | raw p99 |\n|---|---|---|---|---|\n",
+    );
+    for f in writes {
+        let column = |runs: &[(f64, f64)], second: bool| {
+            let values: Vec<f64> = runs.iter().map(|(p50, p99)| if second { *p99 } else { *p50 }).collect();
+            report::spread_with(&values, 2)
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            f.label,
+            column(&f.ours_latency, false),
+            column(&f.ours_latency, true),
+            column(&f.raw_latency, false),
+            column(&f.raw_latency, true),
+        );
+    }
+    out.push('\n');
+    out
+}
+
 /// What the figures say, with the figures of this run filled in.
 fn conclusions(bench: &Bench) -> String {
     let find = |label: &str, raw: &str| {
@@ -637,10 +671,12 @@ fn conclusions(bench: &Bench) -> String {
     if !singles.is_empty() {
         let _ = writeln!(
             out,
-            "- Single-event writes reach {} of raw single-row INSERTs. Both sides run one autocommitted INSERT \
-             naming the parent; ours also reads the parent's date inside that INSERT (the client gives only the \
-             parent's id, so every monthly partition's primary key is probed) and pays the HTTP request, GraphQL \
-             parsing and validation. Both wait for the same commit to reach the disk.",
+            "- Single-event writes reach {} of raw single-row INSERTs. The raw side sends one INSERT that \
+             already knows its parent's date; ours parses and validates a GraphQL mutation, hashes the event \
+             into its correlation's chain, reads the parent's date and the chain's head when this process has \
+             not seen them (one statement), and writes the row and moves the head in one autocommitted \
+             compare-and-set statement. Concurrent writes are committed together (group commit), so that \
+             statement and its commit are shared at concurrency 4 and 16.",
             singles.join(", ")
         );
     }
@@ -665,9 +701,9 @@ fn conclusions(bench: &Bench) -> String {
     ) {
         let _ = writeln!(
             out,
-            "- Tree walks are one recursive statement on both sides; the ratio (chain {}, fan-out {}) is the \
-             server's lookup of the starting event by id, the read-only transaction that bounds the walk's time, \
-             and the JSON of the events returned.",
+            "- Tree walks are one recursive statement on both sides (reading the same columns); the ratio \
+             (chain {}, fan-out {}) is the server's lookup of the starting event by id and turning the rows \
+             into GraphQL objects and JSON.",
             ratio(chain),
             ratio(fan)
         );
@@ -684,7 +720,10 @@ fn verdicts(bench: &Bench) -> String {
             .iter()
             .find(|f| f.label.starts_with(label) && f.raw_label.starts_with(raw))
     };
-    let mut out = String::from("### Against SPEC §9\n\n| requirement | measured | holds |\n|---|---|---|\n");
+    let mut out = String::from(
+        "### Against the targets (SPEC §9, raised by the second performance round)\n\n\
+         | requirement | measured | holds |\n|---|---|---|\n",
+    );
     let mut row = |requirement: String, measured: String, holds: bool| {
         let _ = writeln!(
             out,
@@ -692,36 +731,46 @@ fn verdicts(bench: &Bench) -> String {
             if holds { "yes" } else { "**no**" }
         );
     };
+    let mut ratio_row = |figure: Option<&Figure>, requirement: String, at_least: f64| {
+        if let Some(r) = figure.and_then(Figure::ratio) {
+            row(requirement, format!("{r:.2}×"), r >= at_least);
+        }
+    };
     for n in [100, 500] {
-        if let Some(r) =
-            find(&format!("`createAuditEvents` of {n}"), &format!("{n}-row INSERT")).and_then(Figure::ratio)
-        {
-            row(
-                format!("batch of {n} ≥ 0.5× raw multi-row INSERT"),
-                format!("{r:.2}×"),
-                r >= 0.5,
-            );
-        }
+        ratio_row(
+            find(&format!("`createAuditEvents` of {n}"), &format!("{n}-row INSERT")),
+            format!("batch of {n} ≥ 0.8× raw multi-row INSERT"),
+            0.8,
+        );
     }
-    for c in [1, 4, 16] {
-        if let Some(r) = find(&format!("`createAuditEvent`, concurrency {c}"), "single-row").and_then(Figure::ratio) {
-            row(
-                format!("single event at concurrency {c} ≥ 0.7× raw single-row INSERT"),
-                format!("{r:.2}×"),
-                r >= 0.7,
-            );
-        }
+    for (c, at_least) in [(1, 0.8), (4, 0.8), (16, 1.0)] {
+        ratio_row(
+            find(&format!("`createAuditEvent`, concurrency {c}"), "single-row"),
+            format!("single event at concurrency {c} ≥ {at_least:.1}× raw single-row INSERT"),
+            at_least,
+        );
     }
     let page = |p: u64| find(&format!("`auditEvents` page {p} "), "keyset");
     for p in [1, 100, 10_000] {
-        if let Some(r) = page(p).and_then(Figure::ratio) {
-            row(
-                format!("page {p} read ≥ 0.3× raw keyset SQL"),
-                format!("{r:.2}×"),
-                r >= 0.3,
-            );
-        }
+        ratio_row(page(p), format!("page {p} read ≥ 0.6× raw keyset SQL"), 0.6);
     }
+    ratio_row(
+        find("nested query", ""),
+        "nested query ≥ 0.6× the same statements raw".into(),
+        0.6,
+    );
+    for shape in ["chain", "fan-out", "bushy tree"] {
+        ratio_row(
+            find(&format!("`descendants(first: 100)` of a {shape} root"), ""),
+            format!("page 1 of `descendants` of a {shape} root ≥ 0.7× the recursive statement"),
+            0.7,
+        );
+    }
+    ratio_row(
+        find("`ancestors` of a chain leaf", ""),
+        "`ancestors` of a 1,000-deep chain ≥ 0.7× the recursive statement".into(),
+        0.7,
+    );
     if let (Some(first), Some(deep)) = (page(1), page(10_000)) {
         let slower = report::stats(&first.ours).0 / report::stats(&deep.ours).0.max(f64::EPSILON);
         row(
@@ -983,6 +1032,7 @@ fn serving_section(bench: &Bench, header: &str, runs: usize, seconds: f64, optio
     );
     section.push_str(&report::table(&bench.figures));
     section.push('\n');
+    section.push_str(&write_latency(bench));
     for note in &bench.notes {
         let _ = writeln!(section, "{note}\n");
     }
