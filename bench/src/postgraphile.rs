@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::Context;
 use tokio::process::{Child, Command};
@@ -114,7 +114,7 @@ pub async fn install(dir: &Path) -> anyhow::Result<Installed> {
             output.status.success(),
             "npm ci failed ({}): {}",
             output.status,
-            tail(&String::from_utf8_lossy(&output.stderr), 10)
+            crate::server::tail(&String::from_utf8_lossy(&output.stderr), 10)
         );
     }
     let postgraphile = package_version(dir, "postgraphile")?;
@@ -127,12 +127,6 @@ pub async fn install(dir: &Path) -> anyhow::Result<Installed> {
         postgraphile,
         installed_now,
     })
-}
-
-/// The last `lines` lines of `text`.
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// A running PostGraphile; killed when dropped.
@@ -174,31 +168,18 @@ impl PostGraphile {
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let mut peer = Self { child, addr, log };
-        let started = Instant::now();
         let probe = graphql_body("{ __typename }", serde_json::json!({}));
-        loop {
-            if let Some(status) = peer.child.try_wait()? {
-                anyhow::bail!(
-                    "PostGraphile exited ({status}) before it answered:\n{}",
-                    peer.log_tail()
-                );
+        crate::server::wait_until_ready(&mut peer.child, &peer.log, "PostGraphile", || {
+            let probe = probe.clone();
+            async move {
+                match Conn::connect(addr).await {
+                    Ok(mut conn) => conn.graphql(probe).await.is_ok(),
+                    Err(_) => false,
+                }
             }
-            if let Ok(mut conn) = Conn::connect(addr).await
-                && conn.graphql(probe.clone()).await.is_ok()
-            {
-                return Ok(peer);
-            }
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(120),
-                "PostGraphile did not answer within 120 s:\n{}",
-                peer.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), 20)
+        })
+        .await?;
+        Ok(peer)
     }
 
     /// Its peak resident memory so far, in bytes; `None` where that cannot be read.

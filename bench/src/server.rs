@@ -61,32 +61,14 @@ impl Server {
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let mut server = Self { child, addr, log };
-        let started = Instant::now();
-        loop {
-            if let Some(status) = server.child.try_wait()? {
-                anyhow::bail!(
-                    "the server exited ({status}) before it was ready:\n{}",
-                    server.log_tail()
-                );
+        wait_until_ready(&mut server.child, &server.log, "the server", || async move {
+            match Conn::connect(addr).await {
+                Ok(mut conn) => conn.get_text("/readyz").await.is_ok(),
+                Err(_) => false,
             }
-            if let Ok(mut conn) = Conn::connect(addr).await
-                && conn.get_text("/readyz").await.is_ok()
-            {
-                return Ok(server);
-            }
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(120),
-                "the server was not ready within 120 s:\n{}",
-                server.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        })
+        .await?;
+        Ok(server)
     }
 
     /// Its process id, while it runs.
@@ -114,4 +96,39 @@ pub fn peak_rss(pid: u32) -> Option<u64> {
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// The last `lines` lines of `text`.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The last 20 lines of a process's log file.
+fn log_tail(log: &Path) -> String {
+    tail(&std::fs::read_to_string(log).unwrap_or_default(), 20)
+}
+
+/// Waits until `ready` says the process `child` (named `what`, logging to `log`) answers, for
+/// 120 s at most; fails at once, with its log, when it exits first.
+pub async fn wait_until_ready<F, R>(child: &mut Child, log: &Path, what: &str, ready: F) -> anyhow::Result<()>
+where
+    F: Fn() -> R,
+    R: Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("{what} exited ({status}) before it was ready:\n{}", log_tail(log));
+        }
+        if ready().await {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "{what} was not ready within 120 s:\n{}",
+            log_tail(log)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

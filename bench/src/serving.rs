@@ -239,6 +239,16 @@ async fn first_id(raw: &mut Raw, sql: &Sql) -> anyhow::Result<(usize, Option<Str
     Ok((rows.len(), first))
 }
 
+/// The cursor of the event just before a page that skips `skipped` events, newest first; `None`
+/// when the data set holds no such event.
+pub(crate) async fn cursor_before(raw: &mut Raw, store: &Store, skipped: u64) -> anyhow::Result<Option<Cursor>> {
+    let statement = store.list_events_at_offset_statement(&EventFilter::default(), skipped - 1, 1);
+    let rows = raw.fetch(&Sql::of(&statement)?).await?;
+    rows.first()
+        .map(|row| Ok(Cursor::new(row.try_get("event_timestamp")?, row.try_get("event_id")?)))
+        .transpose()
+}
+
 /// Page reads: `auditEvents` by cursor beside the server's keyset SQL, and REST offset paging
 /// beside the same `COUNT` and `OFFSET` statements.
 async fn pages(bench: &mut Bench) -> anyhow::Result<()> {
@@ -249,21 +259,14 @@ async fn pages(bench: &mut Bench) -> anyhow::Result<()> {
         let after = if page == 1 {
             None
         } else {
-            let row = raw
-                .fetch(&Sql::of(&bench.store.list_events_at_offset_statement(
-                    &all,
-                    skipped - 1,
-                    1,
-                ))?)
-                .await?;
-            let Some(row) = row.first() else {
+            let Some(cursor) = cursor_before(&mut raw, &bench.store, skipped).await? else {
                 bench.notes.push(format!(
                     "Page {page} was not measured: the data set holds fewer than {} events.",
                     skipped + PAGE
                 ));
                 continue;
             };
-            Some(Cursor::new(row.try_get("event_timestamp")?, row.try_get("event_id")?))
+            Some(cursor)
         };
         let keyset = Sql::of(&bench.store.list_events_statement(
             &all,

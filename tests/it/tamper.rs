@@ -158,32 +158,18 @@ async fn concurrent_writers_of_one_correlation_never_fork_its_chain(app: TestApp
         tasks.push(tokio::spawn(async move {
             for n in 0..10 {
                 let correlation = if n % 2 == 0 { "rr-contended" } else { "rr-quiet" };
-                let body = json!({"query": BATCH, "variables": {"inputs": [
+                let batch = json!({"query": BATCH, "variables": {"inputs": [
                     event_input(json!({"correlationId": correlation})),
                     event_input(json!({"correlationId": format!("rr-own-{writer}")})),
                 ]}});
-                let request = axum::http::Request::post("/graphql")
-                    .header("content-type", "application/json")
-                    .body(axum::body::Body::from(body.to_string()))
-                    .unwrap();
-                let response = tower::ServiceExt::oneshot(router.clone(), request).await.unwrap();
-                assert_eq!(response.status(), StatusCode::OK);
+                let body = post(&router, batch).await;
+                assert!(body.get("errors").is_none(), "{body}");
                 // A single event too: single writes are committed in groups, without the batch's
                 // chain lock until they move the head.
-                let body = json!({"query": crate::helpers::CREATE, "variables": {
+                let single = json!({"query": crate::helpers::CREATE, "variables": {
                     "input": event_input(json!({"correlationId": "rr-contended"}))
                 }});
-                let request = axum::http::Request::post("/graphql")
-                    .header("content-type", "application/json")
-                    .body(axum::body::Body::from(body.to_string()))
-                    .unwrap();
-                let response = tower::ServiceExt::oneshot(router.clone(), request).await.unwrap();
-                assert_eq!(response.status(), StatusCode::OK);
-                let body = http_body_util::BodyExt::collect(response.into_body())
-                    .await
-                    .unwrap()
-                    .to_bytes();
-                let body: Value = serde_json::from_slice(&body).unwrap();
+                let body = post(&router, single).await;
                 assert!(body.get("errors").is_none(), "{body}");
             }
         }));
@@ -198,6 +184,21 @@ async fn concurrent_writers_of_one_correlation_never_fork_its_chain(app: TestApp
         assert_eq!(report["valid"], true, "{correlation}: {}", brief(&report));
         assert_eq!(report["verifiedEvents"], events);
     }
+}
+
+/// POSTs a GraphQL request to `router`; returns the response body, after checking the status.
+async fn post(router: &axum::Router, body: Value) -> Value {
+    let request = axum::http::Request::post("/graphql")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(router.clone(), request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
 }
 
 /// The store options of `app`'s database, for a second connection pool on it.

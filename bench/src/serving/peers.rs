@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use auditgraph::domain::page::Order;
-use auditgraph::domain::{Cursor, EventFilter, PageWindow};
+use auditgraph::domain::{EventFilter, PageWindow};
 use sea_orm::ConnectionTrait;
 use sea_orm::sqlx::Row;
 use serde_json::{Value, json};
@@ -211,16 +211,10 @@ async fn pages(
         let (ours_after, theirs_after) = if page == 1 {
             (None, None)
         } else {
-            let rows = raw
-                .fetch(&Sql::of(&bench.store.list_events_at_offset_statement(
-                    &all,
-                    skipped - 1,
-                    1,
-                ))?)
-                .await?;
-            let row = rows.first().context("no event before the deep page")?;
-            let id: uuid::Uuid = row.try_get("event_id")?;
-            let cursor = Cursor::new(row.try_get("event_timestamp")?, id);
+            let cursor = super::cursor_before(raw, &bench.store, skipped)
+                .await?
+                .context("no event before the deep page")?;
+            let id = cursor.id;
             let query = format!(
                 "query($offset: Int!) {{ allAuditEvents(first: 1, offset: $offset, orderBy: {NEWEST_FIRST}) {{ edges {{ cursor node {{ eventId }} }} }} }}"
             );
