@@ -128,13 +128,12 @@ impl Service {
         }
         let started = Instant::now();
         let count = batch.len();
-        let written = match batch.pop() {
-            Some(event) if alone && batch.is_empty() => self.store.create_event(event).await.map(|m| vec![m]),
-            Some(event) => {
-                batch.push(event);
+        let written = match (alone, batch.pop()) {
+            (true, Some(event)) => self.store.create_event(event).await.map(|m| vec![m]),
+            (_, last) => {
+                batch.extend(last);
                 self.store.create_events(batch).await
             }
-            None => Ok(Vec::new()),
         };
         let stored = written.map_err(|e| self.refused(source, e.into()))?;
         self.metrics.written(source, count, started.elapsed().as_secs_f64());

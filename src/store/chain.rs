@@ -23,6 +23,17 @@ pub struct ChainHead {
     pub last_hash: String,
 }
 
+impl ChainHead {
+    /// A head as a statement returns it (`correlation_id`, `last_seq`, `last_hash`).
+    pub(crate) fn from_row(row: &sea_orm::QueryResult) -> Result<Self, sea_orm::DbErr> {
+        Ok(Self {
+            correlation_id: row.try_get("", "correlation_id")?,
+            last_seq: row.try_get("", "last_seq")?,
+            last_hash: row.try_get("", "last_hash")?,
+        })
+    }
+}
+
 /// The statement that takes the chain locks of `count` correlations (PostgreSQL), bound to the
 /// correlation ids in any order (sorted by bytes, the order of the `BTreeSet` they are chunked from).
 pub(crate) fn lock_sql(count: usize) -> String {
@@ -67,11 +78,7 @@ pub(crate) async fn read_heads(
             .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
             .await?
         {
-            let head = ChainHead {
-                correlation_id: row.try_get("", "correlation_id")?,
-                last_seq: row.try_get("", "last_seq")?,
-                last_hash: row.try_get("", "last_hash")?,
-            };
+            let head = ChainHead::from_row(&row)?;
             heads.insert(head.correlation_id.clone(), head);
         }
     }

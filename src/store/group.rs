@@ -29,7 +29,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::chain::{self, ChainHead};
-use super::write::{newest_date_of, parent_dates, to_model, write_error};
+use super::write::{insert_rows, newest_date_of, parent_dates, to_model, write_error};
 use super::{Inner, Store, StoreError};
 use crate::domain::{FieldError, NewEvent};
 use crate::entity::audit_event::{Entity, Model};
@@ -150,10 +150,7 @@ impl Store {
     /// which makes its retries idempotent.
     pub async fn create_event(&self, event: NewEvent) -> Result<Model, StoreError> {
         if event.client_supplied_id {
-            let mut stored = self.create_events(vec![event]).await?;
-            return stored
-                .pop()
-                .ok_or_else(|| StoreError::Internal("a one-event write stored nothing".into()));
+            return self.write_alone(event).await;
         }
         let (reply, answer) = oneshot::channel();
         self.inner
@@ -207,9 +204,8 @@ impl Store {
                 results
             }
             Err(Refused { events, error }) => {
-                let mut results: Vec<_> = events.iter().skip(1).map(|_| Err(copy_error(&error))).collect();
-                results.insert(0, Err(error));
-                results
+                let others: Vec<_> = events.iter().skip(1).map(|_| Err(copy_error(&error))).collect();
+                std::iter::once(Err(error)).chain(others).collect()
             }
         }
     }
@@ -248,13 +244,17 @@ impl Store {
         tracing::debug!("chains kept moving under a group; writing its events through the locking path");
         let mut results = Vec::with_capacity(events.len());
         for event in events {
-            results.push(self.create_events(vec![event]).await.and_then(|mut stored| {
-                stored
-                    .pop()
-                    .ok_or_else(|| StoreError::Internal("a one-event write stored nothing".into()))
-            }));
+            results.push(self.write_alone(event).await);
         }
         Ok(results)
+    }
+
+    /// Writes one event through the batch path (its own transaction, chain locks held).
+    async fn write_alone(&self, event: NewEvent) -> Result<Model, StoreError> {
+        let mut stored = self.create_events(vec![event]).await?;
+        stored
+            .pop()
+            .ok_or_else(|| StoreError::Internal("a one-event write stored nothing".into()))
     }
 
     /// SQLite: the group in one transaction, behind the write gate.
@@ -268,13 +268,7 @@ impl Store {
             let owned = distinct_correlations(&events);
             let heads = chain::read_heads(&write.txn, &owned.iter().map(String::as_str).collect()).await?;
             let plan = self.link(&events, &known, heads);
-            let backend = write.txn.get_database_backend();
-            for chunk in plan.rows.chunks(super::write::rows_per_insert(backend)) {
-                Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
-                    .exec_without_returning(&write.txn)
-                    .await
-                    .map_err(write_error)?;
-            }
+            insert_rows(&write.txn, &plan.rows).await?;
             chain::save_heads(&write.txn, &plan.heads).await?;
             write.txn.commit().await?;
             Ok::<_, StoreError>(plan)
@@ -412,11 +406,7 @@ async fn read_parents_and_heads(
             }
             continue;
         }
-        let head = ChainHead {
-            correlation_id: row.try_get("", "correlation_id")?,
-            last_seq: row.try_get("", "last_seq")?,
-            last_hash: row.try_get("", "last_hash")?,
-        };
+        let head = ChainHead::from_row(&row)?;
         heads.insert(head.correlation_id.clone(), head);
     }
     Ok((dates, heads))

@@ -59,6 +59,17 @@ pub(crate) fn to_model(new: NewEvent, parent_event_date: Option<NaiveDate>) -> M
     }
 }
 
+/// Inserts `rows` inside the write transaction `txn` with multi-row INSERTs.
+pub(super) async fn insert_rows(txn: &DatabaseTransaction, rows: &[Model]) -> Result<(), StoreError> {
+    for chunk in rows.chunks(rows_per_insert(txn.get_database_backend())) {
+        Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
+            .exec_without_returning(txn)
+            .await
+            .map_err(write_error)?;
+    }
+    Ok(())
+}
+
 /// Whether a retry carries the same content as the stored event. Columns the server derives or
 /// manages (dates, hashes, legal hold) are not the client's content; the timestamp counts only when
 /// the client supplied it.
@@ -85,7 +96,7 @@ fn same_content(new: &NewEvent, stored: &Model) -> bool {
 
 /// Rows per multi-row INSERT: the bind-parameter limit (65,535 on PostgreSQL, 32,766 on SQLite)
 /// divided by the 36 columns, with room to spare.
-pub(super) fn rows_per_insert(backend: DatabaseBackend) -> usize {
+fn rows_per_insert(backend: DatabaseBackend) -> usize {
     match backend {
         DatabaseBackend::Postgres => 1_500,
         _ => 800,
@@ -247,12 +258,7 @@ impl Store {
             .collect();
         let heads = self.link_chains(txn, &mut linked).await?;
         let rows: Vec<Model> = linked.into_iter().map(|m| m.clone()).collect();
-        for chunk in rows.chunks(rows_per_insert(txn.get_database_backend())) {
-            Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
-                .exec_without_returning(txn)
-                .await
-                .map_err(write_error)?;
-        }
+        insert_rows(txn, &rows).await?;
         save_heads(txn, &heads).await?;
         write.txn.commit().await?;
         tracing::debug!(written = rows.len(), "events written");

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use super::{Bench, NESTED, PAGE, PAGE_FIELDS, ServeOptions, conns_at, first_id, list_check};
 use crate::client::{Conn, graphql_body};
-use crate::ops::{Check, GraphqlRead, RawNested, count_nested};
+use crate::ops::{Check, GraphqlRead, count_nested};
 use crate::postgraphile::{self, Installed, PostGraphile};
 use crate::raw::{Raw, Sql};
 use crate::report::{self, Figure};
@@ -263,28 +263,9 @@ async fn pages(
 
 /// 50 roots → children(first: 10) → children(first: 10), each event's id and type.
 async fn nested(bench: &Bench, peer: &PostGraphile, figures: &mut Vec<Figure>) -> anyhow::Result<()> {
-    let roots_only = EventFilter {
-        roots_only: true,
-        ..EventFilter::default()
-    };
-    let roots = Sql::of(&bench.store.list_events_statement(
-        &roots_only,
-        &PageWindow::forward(50, None),
-        Order::NewestFirst,
-        super::nested_columns(),
-    ))?;
-    let mut raw = Raw::connect(&bench.url).await?;
-    let (_, first) = first_id(&mut raw, &roots).await?;
-    let expected = RawNested {
-        raw,
-        store: bench.store.clone(),
-        roots,
-        columns: super::nested_columns(),
-        children: 10,
-        levels: 2,
-    }
-    .run()
-    .await?;
+    let mut raw = super::raw_nested(bench).await?;
+    let (_, first) = first_id(&mut raw.raw, &raw.roots).await?;
+    let expected = raw.run().await?;
     let children = format!("auditEventsByParentEventId(first: 10, orderBy: {OLDEST_FIRST})");
     let theirs = format!(
         "{{ allAuditEvents(first: 50, orderBy: {NEWEST_FIRST}, condition: {{parentEventId: null}}) {{ edges {{ node {{ eventId eventType \
