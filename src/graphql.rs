@@ -3,6 +3,7 @@
 mod chain;
 mod columns;
 mod connection;
+mod direct;
 mod event;
 mod input;
 pub mod limits;

@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, ErrorExtensions, Object, Result, SimpleObject};
+use async_graphql::{Context, ErrorExtensions, Object, Result, Value};
 
 use super::Loader;
+use super::direct::{Direct, Stored};
 use super::event::AuditEvent;
 use super::loaders::{ChildCountKey, ChildCountLoader, ChildrenUpToKey, ChildrenUpToLoader};
 use crate::domain::page::{Beyond, Order};
@@ -97,13 +98,31 @@ fn cursor_of(model: &Model) -> Cursor {
     Cursor::new(model.event_timestamp, model.event_id)
 }
 
+/// An event and the cursor that points at it, resolved directly.
+pub type AuditEventEdge = Direct<EdgeFields>;
+
 /// An event and the cursor that points at it.
-#[derive(SimpleObject)]
-pub struct AuditEventEdge {
+pub struct EdgeFields {
+    node: AuditEvent,
+}
+
+impl Stored for EdgeFields {
+    fn stored(&self, name: &str) -> Option<Value> {
+        (name == "cursor").then(|| Value::String(cursor_of(&self.node.0.0).encode()))
+    }
+}
+
+/// An event and the cursor that points at it.
+#[Object(name = "AuditEventEdge")]
+impl EdgeFields {
     /// Opaque cursor of this edge; pass it as `after` or `before` to page from here.
-    pub cursor: String,
+    async fn cursor(&self) -> String {
+        cursor_of(&self.node.0.0).encode()
+    }
     /// The event.
-    pub node: AuditEvent,
+    async fn node(&self) -> &AuditEvent {
+        &self.node
+    }
 }
 
 /// A page of audit events, following the Relay Cursor Connections specification.
@@ -113,16 +132,17 @@ impl AuditEventConnection {
     async fn edges(&self) -> Vec<AuditEventEdge> {
         self.rows
             .iter()
-            .map(|m| AuditEventEdge {
-                cursor: cursor_of(m).encode(),
-                node: AuditEvent(m.clone()),
+            .map(|m| {
+                Direct(EdgeFields {
+                    node: AuditEvent::from(m.clone()),
+                })
             })
             .collect()
     }
 
     /// The events of this page, without cursors.
     async fn nodes(&self) -> Vec<AuditEvent> {
-        self.rows.iter().cloned().map(AuditEvent).collect()
+        self.rows.iter().cloned().map(AuditEvent::from).collect()
     }
 
     /// Where this page lies in the whole list.

@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, ErrorExtensions, Json, Object, Result};
+use async_graphql::{Context, ErrorExtensions, Json, Object, Result, ScalarType, Value};
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::connection::{AuditEventConnection, Scope};
+use super::direct::{Direct, Stored};
 use super::loaders::{
     AncestorsKey, AncestorsLoader, ChildCountKey, ChildCountLoader, ChildrenKey, ChildrenLoader, EventColumnsKey,
     ParentLoader,
@@ -20,12 +21,21 @@ use crate::error::ApiError;
 use crate::service::Service;
 use crate::store::Columns;
 
+/// One audit event, resolved directly: its stored fields go straight into the response.
+pub type AuditEvent = Direct<EventFields>;
+
+impl From<Model> for AuditEvent {
+    fn from(model: Model) -> Self {
+        Direct(EventFields(model))
+    }
+}
+
 /// One audit event: something that happened in a service, who did it to what, and with what
 /// outcome. Events form causality trees through `parent` and `children`.
 #[derive(Clone, Debug)]
-pub struct AuditEvent(pub Model);
+pub struct EventFields(pub Model);
 
-impl AuditEvent {
+impl EventFields {
     /// The ancestors, root first, with `columns` read of each.
     async fn ancestor_path(&self, ctx: &Context<'_>, columns: Columns) -> Result<Arc<Vec<Model>>> {
         if self.0.parent_event_id.is_none() {
@@ -43,10 +53,79 @@ impl AuditEvent {
     }
 }
 
+impl Stored for EventFields {
+    fn stored(&self, name: &str) -> Option<Value> {
+        let m = &self.0;
+        Some(match name {
+            "eventId" => m.event_id.to_value(),
+            "eventVersion" => text(&m.event_version),
+            "eventTimestamp" => m.event_timestamp.to_value(),
+            "eventDate" => m.event_date.to_value(),
+            "eventType" => text(&m.event_type),
+            "eventCategory" => text(&m.event_category),
+            "eventAction" => text(&m.event_action),
+            "eventOutcome" => text(&m.event_outcome),
+            "actorType" => text(&m.actor_type),
+            "actorId" => text(&m.actor_id),
+            "actorIp" => optional_text(&m.actor_ip),
+            "resourceType" => text(&m.resource_type),
+            "resourceId" => text(&m.resource_id),
+            "resourceName" => optional_text(&m.resource_name),
+            "correlationId" => text(&m.correlation_id),
+            "parentEventId" => optional(&m.parent_event_id),
+            "parentEventDate" => optional(&m.parent_event_date),
+            "traceId" => optional_text(&m.trace_id),
+            "spanId" => optional_text(&m.span_id),
+            "namespace" => optional_text(&m.namespace),
+            "clusterId" => optional_text(&m.cluster_id),
+            "eventData" => json(&m.event_data),
+            "eventMetadata" => m.event_metadata.as_ref().map_or(Value::Null, json),
+            "severity" => optional_text(&m.severity),
+            "durationMs" => optional(&m.duration_ms),
+            "errorCode" => optional_text(&m.error_code),
+            "errorMessage" => optional_text(&m.error_message),
+            "retentionDays" => m.retention_days.to_value(),
+            "isSensitive" => m.is_sensitive.to_value(),
+            "eventHash" => optional_text(&m.event_hash),
+            "previousEventHash" => optional_text(&m.previous_event_hash),
+            "hashAlgorithm" => text(&m.hash_algorithm),
+            "hashKeyId" => optional_text(&m.hash_key_id),
+            "chainSeq" => optional(&m.chain_seq),
+            "chainNote" => optional_text(&m.chain_note),
+            "legalHold" => m.legal_hold.to_value(),
+            "legalHoldReason" => optional_text(&m.legal_hold_reason),
+            "legalHoldPlacedBy" => optional_text(&m.legal_hold_placed_by),
+            "legalHoldPlacedAt" => optional(&m.legal_hold_placed_at),
+            "submittedBy" => optional_text(&m.submitted_by),
+            _ => return None,
+        })
+    }
+}
+
+/// A string field's value, as async-graphql gives it.
+fn text(value: &str) -> Value {
+    Value::String(value.to_owned())
+}
+
+/// A nullable string field's value.
+fn optional_text(value: &Option<String>) -> Value {
+    value.as_deref().map_or(Value::Null, text)
+}
+
+/// A nullable scalar field's value.
+fn optional<T: ScalarType>(value: &Option<T>) -> Value {
+    value.as_ref().map_or(Value::Null, ScalarType::to_value)
+}
+
+/// A `JSON` field's value, as async-graphql's `Json` gives it.
+fn json(value: &serde_json::Value) -> Value {
+    async_graphql::to_value(value).unwrap_or_default()
+}
+
 /// One audit event: something that happened in a service, who did it to what, and with what
 /// outcome. Events form causality trees through `parent` and `children`.
-#[Object]
-impl AuditEvent {
+#[Object(name = "AuditEvent")]
+impl EventFields {
     /// Unique id (UUIDv7 unless the writer chose one).
     async fn event_id(&self) -> Uuid {
         self.0.event_id
@@ -239,7 +318,7 @@ impl AuditEvent {
                 .await
                 .map_err(|e| e.extend())?,
         };
-        Ok(found.map(AuditEvent))
+        Ok(found.map(AuditEvent::from))
     }
 
     /// The events this one caused, oldest first (`eventTimestamp`, then `eventId`). Batched: the
@@ -286,7 +365,7 @@ impl AuditEvent {
             .await?
             .iter()
             .cloned()
-            .map(AuditEvent)
+            .map(AuditEvent::from)
             .collect())
     }
 
@@ -295,7 +374,9 @@ impl AuditEvent {
     async fn root(&self, ctx: &Context<'_>) -> Result<AuditEvent> {
         let columns = super::columns::of_event(&ctx.look_ahead());
         let path = self.ancestor_path(ctx, columns).await?;
-        Ok(AuditEvent(path.first().cloned().unwrap_or_else(|| self.0.clone())))
+        Ok(AuditEvent::from(
+            path.first().cloned().unwrap_or_else(|| self.0.clone()),
+        ))
     }
 
     /// How many ancestors this event has (0 for a root).
@@ -364,5 +445,195 @@ impl AuditEvent {
             .await
             .map_err(|e| e.extend())?
             .unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::{EmptyMutation, EmptySubscription, Schema};
+    use chrono::TimeZone;
+
+    use super::*;
+
+    /// Serves one event twice: as the derived object resolves it, and directly.
+    struct Root(Model);
+
+    #[Object]
+    impl Root {
+        async fn derived(&self) -> EventFields {
+            EventFields(self.0.clone())
+        }
+        async fn direct(&self) -> AuditEvent {
+            AuditEvent::from(self.0.clone())
+        }
+    }
+
+    /// An event with every optional field set; `bare` clears them.
+    fn full() -> Model {
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap() + chrono::Duration::microseconds(123_456);
+        let text = |s: &str| Some(s.to_owned());
+        Model {
+            event_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
+            event_version: "1.0".into(),
+            event_timestamp: at,
+            event_date: at.date_naive(),
+            event_type: "gateway.signal.received".into(),
+            event_category: "gateway".into(),
+            event_action: "received".into(),
+            event_outcome: "success".into(),
+            actor_type: "service".into(),
+            actor_id: "gateway \"main\"".into(),
+            actor_ip: text("10.0.0.1"),
+            resource_type: "Pod".into(),
+            resource_id: "line\nbreak".into(),
+            resource_name: text("pod-1"),
+            correlation_id: "corr-1".into(),
+            parent_event_id: Some(Uuid::from_u128(7)),
+            parent_event_date: Some(at.date_naive()),
+            trace_id: text("trace"),
+            span_id: text("span"),
+            namespace: text("ns"),
+            cluster_id: text("cluster"),
+            event_data: serde_json::json!({"n": 1.5, "list": [1, "two", null], "nested": {"a": true}}),
+            event_metadata: Some(serde_json::json!({"k": "v"})),
+            severity: text("warning"),
+            duration_ms: Some(-3),
+            error_code: text("E1"),
+            error_message: text("failed"),
+            retention_days: 2555,
+            is_sensitive: true,
+            event_hash: text("abc"),
+            previous_event_hash: text("def"),
+            hash_algorithm: "hmac-sha256".into(),
+            legal_hold: true,
+            legal_hold_reason: text("case 1"),
+            legal_hold_placed_by: text("legal"),
+            legal_hold_placed_at: Some(at),
+            submitted_by: text("svc:gateway"),
+            chain_seq: Some(i64::MAX),
+            hash_key_id: text("k1"),
+            chain_note: text("note"),
+        }
+    }
+
+    fn bare() -> Model {
+        Model {
+            actor_ip: None,
+            resource_name: None,
+            parent_event_id: None,
+            parent_event_date: None,
+            trace_id: None,
+            span_id: None,
+            namespace: None,
+            cluster_id: None,
+            event_data: serde_json::json!({}),
+            event_metadata: None,
+            severity: None,
+            duration_ms: None,
+            error_code: None,
+            error_message: None,
+            event_hash: None,
+            previous_event_hash: None,
+            legal_hold_reason: None,
+            legal_hold_placed_by: None,
+            legal_hold_placed_at: None,
+            submitted_by: None,
+            chain_seq: None,
+            hash_key_id: None,
+            chain_note: None,
+            ..full()
+        }
+    }
+
+    async fn run(model: Model, query: &str) -> async_graphql::Response {
+        let schema = Schema::new(Root(model), EmptyMutation, EmptySubscription);
+        let response = schema.execute(query).await;
+        assert!(response.errors.is_empty(), "{:?}", response.errors);
+        response
+    }
+
+    /// Scalar fields that the server computes with a loader, not stored values.
+    const COMPUTED: [&str; 2] = ["depth", "childCount"];
+
+    /// The fields of `AuditEvent` that take no argument and return a stored scalar: all of them,
+    /// as the schema lists them, so that a field added later is covered too.
+    async fn scalar_fields() -> Vec<String> {
+        let response = run(
+            full(),
+            "{ __type(name: \"AuditEvent\") { fields { name args { name } type { kind ofType { kind } } } } }",
+        )
+        .await;
+        let data = response.data.into_json().unwrap();
+        let fields: Vec<String> = data["__type"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["args"].as_array().unwrap().is_empty())
+            .filter(|f| f["type"]["kind"] == "SCALAR" || f["type"]["ofType"]["kind"] == "SCALAR")
+            .map(|f| f["name"].as_str().unwrap().to_owned())
+            .filter(|name| !COMPUTED.contains(&name.as_str()))
+            .collect();
+        for name in &fields {
+            assert!(
+                EventFields(full()).stored(name).is_some(),
+                "{name} is not resolved directly"
+            );
+        }
+        assert!(fields.len() >= 40, "{fields:?}");
+        fields
+    }
+
+    #[tokio::test]
+    async fn stored_fields_resolve_directly_to_what_the_derived_object_gives() {
+        let fields = scalar_fields().await.join(" ");
+        for model in [full(), bare()] {
+            let id = model.event_id;
+            let response = run(model, &format!("{{ derived {{ {fields} }} direct {{ {fields} }} }}")).await;
+            let data = response.data.into_json().unwrap();
+            assert_eq!(data["direct"], data["derived"]);
+            assert_eq!(data["direct"]["eventId"], id.to_string());
+        }
+        let direct = run(full(), "{ direct { eventData eventTimestamp eventDate chainSeq } }").await;
+        let direct = direct.data.into_json().unwrap();
+        assert_eq!(direct["direct"]["eventData"]["list"][1], "two");
+        assert_eq!(direct["direct"]["eventTimestamp"], "2026-03-01T10:00:00.123456+00:00");
+        assert_eq!(direct["direct"]["eventDate"], "2026-03-01");
+        assert_eq!(direct["direct"]["chainSeq"], i64::MAX);
+    }
+
+    #[tokio::test]
+    async fn aliases_fragments_and_repeated_keys_resolve_as_the_derived_object_does() {
+        let selection = "__typename a: eventType eventType id: eventId eventId ...F \
+                         ... on AuditEvent { severity a: eventType } ... { kind: __typename eventOutcome }";
+        let query = format!(
+            "query {{ derived {{ {selection} }} direct {{ {selection} }} }} \
+             fragment F on AuditEvent {{ actorId eventId legalHold }}"
+        );
+        let response = run(full(), &query).await;
+        let async_graphql::Value::Object(data) = &response.data else {
+            panic!("{:?}", response.data)
+        };
+        let async_graphql::Value::Object(direct) = &data["direct"] else {
+            panic!("{data:?}")
+        };
+        let keys: Vec<&str> = direct.keys().map(|k| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "__typename",
+                "a",
+                "eventType",
+                "id",
+                "eventId",
+                "actorId",
+                "legalHold",
+                "severity",
+                "kind",
+                "eventOutcome"
+            ]
+        );
+        assert_eq!(data["direct"], data["derived"]);
+        assert_eq!(direct["__typename"], async_graphql::Value::from("AuditEvent"));
+        assert_eq!(direct["kind"], async_graphql::Value::from("AuditEvent"));
     }
 }

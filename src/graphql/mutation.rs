@@ -27,7 +27,7 @@ impl MutationRoot {
         service
             .create_event(caller, Ok(EventInput::from(input)), Source::Graphql)
             .await
-            .map(AuditEvent)
+            .map(AuditEvent::from)
             .map_err(|e| e.extend())
     }
 
@@ -47,6 +47,6 @@ impl MutationRoot {
             .create_events(caller, submissions, Source::Graphql)
             .await
             .map_err(|e| e.extend())?;
-        Ok(stored.into_iter().map(AuditEvent).collect())
+        Ok(stored.into_iter().map(AuditEvent::from).collect())
     }
 }

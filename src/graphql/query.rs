@@ -42,7 +42,7 @@ impl QueryRoot {
             return Ok(None);
         };
         prefetch::below_event(ctx, &event).await?;
-        Ok(Some(AuditEvent(event)))
+        Ok(Some(AuditEvent::from(event)))
     }
 
     /// Events matching a filter, newest first (`eventTimestamp`, then `eventId`, descending), as a

@@ -25,7 +25,7 @@ impl CausalityTreeNode {
     }
     /// The event itself.
     async fn event(&self) -> AuditEvent {
-        AuditEvent(self.0.event.clone())
+        AuditEvent::from(self.0.event.clone())
     }
 }
 
@@ -82,7 +82,7 @@ impl AuditEventDescendantEdge {
     }
     /// The descendant.
     async fn node(&self) -> AuditEvent {
-        AuditEvent(self.0.event.clone())
+        AuditEvent::from(self.0.event.clone())
     }
 }
 
@@ -111,7 +111,7 @@ impl AuditEventDescendantConnection {
     }
     /// The descendants of this page.
     async fn nodes(&self) -> Vec<AuditEvent> {
-        self.nodes.iter().map(|n| AuditEvent(n.event.clone())).collect()
+        self.nodes.iter().map(|n| AuditEvent::from(n.event.clone())).collect()
     }
     /// Where this page lies among all descendants up to `maxDepth`.
     async fn page_info(&self) -> PageInfo {

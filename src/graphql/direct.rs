@@ -1,0 +1,176 @@
+//! Objects whose stored fields are written straight into the response.
+//!
+//! async-graphql resolves every field of an object as a future of its own: one allocation, one
+//! context and one poll per field, and a map built as the futures complete. For the events of a
+//! page (tens of plain stored values each, hundreds of events per response) that machinery costs
+//! several times the statement that read them. [`Direct`] wraps an object type derived with
+//! `#[Object]`: the schema is the derived type's, unchanged, but when the object is resolved its
+//! stored fields ([`Stored::stored`]) are read synchronously in the order of the selection set,
+//! and only the fields that need the context (loaders, arguments, errors) go through the derived
+//! resolver, concurrently, as before.
+//!
+//! The response is the one the derived type gives: the same values (through the same scalar
+//! conversions), aliases, fragments (type conditions as async-graphql applies them), merged
+//! selections of the same key, `__typename`, and errors recorded with their path, the field then
+//! left out. One difference: a schema extension's `resolve` hook sees only the fields that go
+//! through the derived resolver (the schema has no such extension).
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+
+use async_graphql::indexmap::IndexMap;
+use async_graphql::parser::types::{Field, Selection};
+use async_graphql::registry::Registry;
+use async_graphql::resolver_utils::ContainerType;
+use async_graphql::{ContextSelectionSet, Name, OutputType, Positioned, ServerError, ServerResult, Value};
+
+/// The resolution of one field that needs the context.
+type FieldFuture<'a> = Pin<Box<dyn Future<Output = ServerResult<(Name, Value)>> + Send + 'a>>;
+
+/// A derived object type that can give some of its fields without a context.
+pub trait Stored: ContainerType {
+    /// The value of field `name` (its GraphQL name), when it is a stored value that needs no
+    /// context and no argument; `None` for every other field, which the derived resolver answers.
+    fn stored(&self, name: &str) -> Option<Value>;
+}
+
+/// An object of type `T` resolved directly (see the module documentation).
+#[derive(Clone, Debug)]
+pub struct Direct<T>(pub T);
+
+impl<T: Stored> OutputType for Direct<T> {
+    fn type_name() -> Cow<'static, str> {
+        T::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        T::create_type_info(registry)
+    }
+
+    async fn resolve(&self, ctx: &ContextSelectionSet<'_>, _field: &Positioned<Field>) -> ServerResult<Value> {
+        let mut selected = Vec::new();
+        collect::<T>(ctx, ctx.item, &mut selected)?;
+
+        let mut results: Vec<Option<ServerResult<(Name, Value)>>> = Vec::with_capacity(selected.len());
+        let mut pending = Vec::new();
+        for field in &selected {
+            let key = &field.node.response_key().node;
+            let name = field.node.name.node.as_str();
+            let value = if name == "__typename" {
+                Some(Value::String(T::type_name().into_owned()))
+            } else {
+                self.0.stored(name)
+            };
+            match value {
+                Some(value) => results.push(Some(Ok((key.clone(), value)))),
+                None => {
+                    pending.push(results.len());
+                    results.push(None);
+                }
+            }
+        }
+        if !pending.is_empty() {
+            let resolved = futures_util::future::join_all(pending.iter().map(|&index| {
+                let ctx = ctx.clone();
+                let field = selected[index];
+                let object = &self.0;
+                // Boxed: the field's type may be this one again (an event's parent), and a
+                // future cannot contain itself.
+                let future: FieldFuture<'_> = Box::pin(async move {
+                    let ctx_field = ctx.with_field(field);
+                    let value = object.resolve_field(&ctx_field).await?;
+                    Ok((field.node.response_key().node.clone(), value.unwrap_or_default()))
+                });
+                future
+            }))
+            .await;
+            for (index, result) in pending.into_iter().zip(resolved) {
+                results[index] = Some(result);
+            }
+        }
+
+        let mut map = IndexMap::with_capacity(results.len());
+        for result in results.into_iter().flatten() {
+            match result {
+                Ok((key, value)) => insert_value(&mut map, key, value),
+                Err(error) => ctx.add_error(error),
+            }
+        }
+        Ok(if map.is_empty() {
+            Value::Null
+        } else {
+            Value::Object(map)
+        })
+    }
+}
+
+/// The fields of `set` that apply to `T`, fragments expanded, in the order of the selection set.
+/// (`@skip` and `@include` were applied to the document before execution.)
+fn collect<'a, T: OutputType>(
+    ctx: &ContextSelectionSet<'a>,
+    set: &'a Positioned<async_graphql::parser::types::SelectionSet>,
+    selected: &mut Vec<&'a Positioned<Field>>,
+) -> ServerResult<()> {
+    for selection in &set.node.items {
+        let (condition, inner) = match &selection.node {
+            Selection::Field(field) => {
+                selected.push(field);
+                continue;
+            }
+            Selection::FragmentSpread(spread) => {
+                let name = &spread.node.fragment_name.node;
+                let Some(fragment) = ctx.query_env.fragments.get(name) else {
+                    return Err(ServerError::new(
+                        format!(r#"Unknown fragment "{name}"."#),
+                        Some(spread.pos),
+                    ));
+                };
+                (Some(&fragment.node.type_condition), &fragment.node.selection_set)
+            }
+            Selection::InlineFragment(fragment) => {
+                (fragment.node.type_condition.as_ref(), &fragment.node.selection_set)
+            }
+        };
+        let applies = condition.map(|c| c.node.on.node.as_str()).is_none_or(|condition| {
+            let name = T::type_name();
+            name == condition
+                || ctx
+                    .schema_env
+                    .registry
+                    .implements
+                    .get(name.as_ref())
+                    .is_some_and(|interfaces| interfaces.contains(condition))
+        });
+        if applies {
+            collect::<T>(ctx, inner, selected)?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds `value` under `key`, merging it into what an earlier selection of the same key gave (as
+/// async-graphql merges the values of one key selected twice).
+fn insert_value(target: &mut IndexMap<Name, Value>, key: Name, value: Value) {
+    let Some(previous) = target.get_mut(&key) else {
+        target.insert(key, value);
+        return;
+    };
+    match (previous, value) {
+        (Value::Object(into), Value::Object(from)) => {
+            for (key, value) in from {
+                insert_value(into, key, value);
+            }
+        }
+        (Value::List(into), Value::List(from)) => {
+            for (into, from) in into.iter_mut().zip(from) {
+                if let (Value::Object(into), Value::Object(from)) = (into, from) {
+                    for (key, value) in from {
+                        insert_value(into, key, value);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
