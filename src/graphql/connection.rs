@@ -77,14 +77,14 @@ pub(crate) enum Side {
 
 /// A page of audit events, following the Relay Cursor Connections specification.
 pub struct AuditEventConnection {
-    rows: Vec<Model>,
+    rows: Vec<Arc<Model>>,
     previous: Beyond,
     next: Beyond,
     scope: Scope,
 }
 
 impl AuditEventConnection {
-    pub(crate) fn new(rows: Vec<Model>, previous: Beyond, next: Beyond, scope: Scope) -> Self {
+    pub(crate) fn new(rows: Vec<Arc<Model>>, previous: Beyond, next: Beyond, scope: Scope) -> Self {
         Self {
             rows,
             previous,

@@ -26,6 +26,12 @@ pub type AuditEvent = Direct<EventFields>;
 
 impl From<Model> for AuditEvent {
     fn from(model: Model) -> Self {
+        Direct(EventFields(Arc::new(model)))
+    }
+}
+
+impl From<Arc<Model>> for AuditEvent {
+    fn from(model: Arc<Model>) -> Self {
         Direct(EventFields(model))
     }
 }
@@ -33,11 +39,11 @@ impl From<Model> for AuditEvent {
 /// One audit event: something that happened in a service, who did it to what, and with what
 /// outcome. Events form causality trees through `parent` and `children`.
 #[derive(Clone, Debug)]
-pub struct EventFields(pub Model);
+pub struct EventFields(pub Arc<Model>);
 
 impl EventFields {
     /// The ancestors, root first, with `columns` read of each.
-    async fn ancestor_path(&self, ctx: &Context<'_>, columns: Columns) -> Result<Arc<Vec<Model>>> {
+    async fn ancestor_path(&self, ctx: &Context<'_>, columns: Columns) -> Result<Arc<Vec<Arc<Model>>>> {
         if self.0.parent_event_id.is_none() {
             return Ok(Arc::default());
         }
@@ -316,7 +322,8 @@ impl EventFields {
                 .store
                 .find_event(parent_id)
                 .await
-                .map_err(|e| e.extend())?,
+                .map_err(|e| e.extend())?
+                .map(Arc::new),
         };
         Ok(found.map(AuditEvent::from))
     }
@@ -461,7 +468,7 @@ mod tests {
     #[Object]
     impl Root {
         async fn derived(&self) -> EventFields {
-            EventFields(self.0.clone())
+            EventFields(Arc::new(self.0.clone()))
         }
         async fn direct(&self) -> AuditEvent {
             AuditEvent::from(self.0.clone())
@@ -575,7 +582,7 @@ mod tests {
             .collect();
         for name in &fields {
             assert!(
-                EventFields(full()).stored(name).is_some(),
+                EventFields(Arc::new(full())).stored(name).is_some(),
                 "{name} is not resolved directly"
             );
         }

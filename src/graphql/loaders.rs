@@ -21,10 +21,10 @@ pub struct EventColumnsKey {
 pub struct ParentLoader(pub Store);
 
 impl async_graphql::dataloader::Loader<EventColumnsKey> for ParentLoader {
-    type Value = Model;
+    type Value = Arc<Model>;
     type Error = Arc<ApiError>;
 
-    async fn load(&self, keys: &[EventColumnsKey]) -> Result<HashMap<EventColumnsKey, Model>, Self::Error> {
+    async fn load(&self, keys: &[EventColumnsKey]) -> Result<HashMap<EventColumnsKey, Arc<Model>>, Self::Error> {
         let mut by_columns: HashMap<Columns, Vec<EventKey>> = HashMap::new();
         for key in keys {
             by_columns.entry(key.columns).or_default().push(key.event);
@@ -39,7 +39,7 @@ impl async_graphql::dataloader::Loader<EventColumnsKey> for ParentLoader {
             out.extend(
                 found
                     .into_iter()
-                    .map(|(event, model)| (EventColumnsKey { event, columns }, model)),
+                    .map(|(event, model)| (EventColumnsKey { event, columns }, Arc::new(model))),
             );
         }
         Ok(out)
@@ -61,10 +61,10 @@ pub struct ChildrenKey {
 pub struct ChildrenLoader(pub Store);
 
 impl async_graphql::dataloader::Loader<ChildrenKey> for ChildrenLoader {
-    type Value = Vec<Model>;
+    type Value = Vec<Arc<Model>>;
     type Error = Arc<ApiError>;
 
-    async fn load(&self, keys: &[ChildrenKey]) -> Result<HashMap<ChildrenKey, Vec<Model>>, Self::Error> {
+    async fn load(&self, keys: &[ChildrenKey]) -> Result<HashMap<ChildrenKey, Vec<Arc<Model>>>, Self::Error> {
         let mut by_window: HashMap<(PageWindow, Columns), Vec<EventKey>> = HashMap::new();
         for key in keys {
             by_window.entry((key.window, key.columns)).or_default().push(key.parent);
@@ -83,7 +83,7 @@ impl async_graphql::dataloader::Loader<ChildrenKey> for ChildrenLoader {
                         window,
                         columns,
                     },
-                    pages.remove(&parent).unwrap_or_default(),
+                    shared(pages.remove(&parent).unwrap_or_default()),
                 );
             }
         }
@@ -126,7 +126,7 @@ pub struct AncestorsKey {
 pub struct AncestorsLoader(pub Store);
 
 impl async_graphql::dataloader::Loader<AncestorsKey> for AncestorsLoader {
-    type Value = Arc<Vec<Model>>;
+    type Value = Arc<Vec<Arc<Model>>>;
     type Error = Arc<ApiError>;
 
     async fn load(&self, keys: &[AncestorsKey]) -> Result<HashMap<AncestorsKey, Self::Value>, Self::Error> {
@@ -142,7 +142,7 @@ impl async_graphql::dataloader::Loader<AncestorsKey> for AncestorsLoader {
                 .await
                 .map_err(|e| Arc::new(e.into()))?;
             out.extend(events.into_iter().map(|event| {
-                let path = Arc::new(found.remove(&event).unwrap_or_default());
+                let path = Arc::new(shared(found.remove(&event).unwrap_or_default()));
                 (AncestorsKey { event, columns }, path)
             }));
         }
@@ -184,4 +184,9 @@ impl async_graphql::dataloader::Loader<ChildrenUpToKey> for ChildrenUpToLoader {
         }
         Ok(out)
     }
+}
+
+/// Rows as the GraphQL objects share them: each event read once, never copied.
+pub fn shared(rows: Vec<Model>) -> Vec<Arc<Model>> {
+    rows.into_iter().map(Arc::new).collect()
 }

@@ -163,12 +163,9 @@ fn apply_plan(value: &mut Value, plan: &Plan) {
             }
         }
         Value::Object(map) => {
-            let mut planned = plan
-                .keys
-                .iter()
-                .map(|(key, _)| key)
-                .filter(|key| map.contains_key(*key));
-            let in_order = map.len() == planned.clone().count() && map.keys().all(|k| planned.next() == Some(k));
+            // Most maps are in order already: check by walking both, without hashing a key.
+            let mut planned = plan.keys.iter();
+            let in_order = map.keys().all(|key| planned.by_ref().any(|(name, _)| name == key));
             if !in_order {
                 let mut ordered = IndexMap::with_capacity(map.len());
                 for (key, _) in &plan.keys {
@@ -180,9 +177,13 @@ fn apply_plan(value: &mut Value, plan: &Plan) {
                 ordered.extend(std::mem::take(map));
                 *map = ordered;
             }
-            for (key, below) in &plan.keys {
-                if let (Some(below), Some(child)) = (below, map.get_mut(key)) {
-                    apply_plan(child, below);
+            // The map's keys now come in the plan's order (apart from strays at the end).
+            let mut planned = plan.keys.iter();
+            for (key, child) in map.iter_mut() {
+                match planned.by_ref().find(|(name, _)| name == key) {
+                    Some((_, Some(below))) => apply_plan(child, below),
+                    Some((_, None)) => {}
+                    None => break,
                 }
             }
         }

@@ -16,7 +16,7 @@ use async_graphql::{Context, ErrorExtensions, Lookahead, Result, SelectionField,
 
 use super::loaders::{
     AncestorsKey, AncestorsLoader, ChildCountKey, ChildCountLoader, ChildrenKey, ChildrenLoader, ChildrenUpToKey,
-    ChildrenUpToLoader,
+    ChildrenUpToLoader, shared,
 };
 use super::{DEFAULT_PAGE_SIZE, Loader};
 use crate::domain::{EventKey, PageRequest, PageWindow};
@@ -51,8 +51,8 @@ fn window_of(field: &SelectionField<'_>) -> Option<PageWindow> {
 }
 
 /// Prefetches below the nodes of the connection field being resolved in `ctx`.
-pub async fn below_connection(ctx: &Context<'_>, nodes: &[Model]) -> Result<()> {
-    let keys: Vec<EventKey> = nodes.iter().map(Model::key).collect();
+pub async fn below_connection(ctx: &Context<'_>, nodes: &[Arc<Model>]) -> Result<()> {
+    let keys: Vec<EventKey> = nodes.iter().map(|m| m.key()).collect();
     let work = node_selections(ctx.look_ahead())
         .into_iter()
         .map(|n| (n, keys.clone()))
@@ -90,10 +90,10 @@ async fn prefetch<'a>(ctx: &'a Context<'_>, mut work: Vec<(Lookahead<'a>, Vec<Ev
         if let Some(union) = wanted.iter().copied().reduce(Columns::union) {
             wanted.sort_unstable();
             wanted.dedup();
-            let found = app.store.ancestors(&parents, union).await.map_err(|e| e.extend())?;
-            let paths: Vec<(EventKey, Arc<Vec<Model>>)> = parents
+            let mut found = app.store.ancestors(&parents, union).await.map_err(|e| e.extend())?;
+            let paths: Vec<(EventKey, Arc<Vec<Arc<Model>>>)> = parents
                 .iter()
-                .map(|p| (*p, Arc::new(found.get(p).cloned().unwrap_or_default())))
+                .map(|p| (*p, Arc::new(shared(found.remove(p).unwrap_or_default()))))
                 .collect();
             for columns in wanted {
                 let fed = paths
@@ -120,8 +120,8 @@ async fn prefetch<'a>(ctx: &'a Context<'_>, mut work: Vec<(Lookahead<'a>, Vec<Ev
             let mut next = Vec::new();
             let mut fed = Vec::with_capacity(parents.len());
             for parent in &parents {
-                let rows = pages.remove(parent).unwrap_or_default();
-                next.extend(rows.iter().take(window.limit as usize).map(Model::key));
+                let rows = shared(pages.remove(parent).unwrap_or_default());
+                next.extend(rows.iter().take(window.limit as usize).map(|m| m.key()));
                 fed.push((
                     ChildrenKey {
                         parent: *parent,

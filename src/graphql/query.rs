@@ -82,7 +82,7 @@ impl QueryRoot {
             )
             .await
             .map_err(|e| e.extend())?;
-        let (rows, previous, next) = window.finish(rows);
+        let (rows, previous, next) = window.finish(super::loaders::shared(rows));
         prefetch::below_connection(ctx, &rows).await?;
         Ok(AuditEventConnection::new(
             rows,

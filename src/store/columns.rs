@@ -8,6 +8,7 @@
 //! through the columns it was read with.
 
 use sea_orm::sea_query::Expr;
+use sea_orm::sqlx;
 use sea_orm::{DatabaseBackend, DbErr, Iterable, QueryResult, QuerySelect, Select};
 
 use crate::entity::audit_event::{Column, Entity, Model};
@@ -93,50 +94,72 @@ impl Columns {
 
 /// Decodes a row whose first columns are the event's, in declaration order (as every statement
 /// built with [`Columns::project`] or [`Columns::select_list`] returns them), by position: the
-/// rows of large reads are decoded without looking each column up by name.
-pub(crate) fn decode(row: &QueryResult) -> Result<Model, DbErr> {
+/// rows of large reads are decoded without looking each column up by name. Only `columns` are
+/// decoded; the others keep their type's default, the value of their constant in the statement.
+pub(crate) fn decode(row: &QueryResult, columns: Columns) -> Result<Model, DbErr> {
+    macro_rules! field {
+        ($column:ident) => {
+            if columns.contains(Column::$column) {
+                get(row, Column::$column as usize)?
+            } else {
+                Default::default()
+            }
+        };
+    }
     Ok(Model {
-        event_id: row.try_get_by_index(0)?,
-        event_version: row.try_get_by_index(1)?,
-        event_timestamp: row.try_get_by_index(2)?,
-        event_date: row.try_get_by_index(3)?,
-        event_type: row.try_get_by_index(4)?,
-        event_category: row.try_get_by_index(5)?,
-        event_action: row.try_get_by_index(6)?,
-        event_outcome: row.try_get_by_index(7)?,
-        actor_type: row.try_get_by_index(8)?,
-        actor_id: row.try_get_by_index(9)?,
-        actor_ip: row.try_get_by_index(10)?,
-        resource_type: row.try_get_by_index(11)?,
-        resource_id: row.try_get_by_index(12)?,
-        resource_name: row.try_get_by_index(13)?,
-        correlation_id: row.try_get_by_index(14)?,
-        parent_event_id: row.try_get_by_index(15)?,
-        parent_event_date: row.try_get_by_index(16)?,
-        trace_id: row.try_get_by_index(17)?,
-        span_id: row.try_get_by_index(18)?,
-        namespace: row.try_get_by_index(19)?,
-        cluster_id: row.try_get_by_index(20)?,
-        event_data: row.try_get_by_index(21)?,
-        event_metadata: row.try_get_by_index(22)?,
-        severity: row.try_get_by_index(23)?,
-        duration_ms: row.try_get_by_index(24)?,
-        error_code: row.try_get_by_index(25)?,
-        error_message: row.try_get_by_index(26)?,
-        retention_days: row.try_get_by_index(27)?,
-        is_sensitive: row.try_get_by_index(28)?,
-        event_hash: row.try_get_by_index(29)?,
-        previous_event_hash: row.try_get_by_index(30)?,
-        hash_algorithm: row.try_get_by_index(31)?,
-        legal_hold: row.try_get_by_index(32)?,
-        legal_hold_reason: row.try_get_by_index(33)?,
-        legal_hold_placed_by: row.try_get_by_index(34)?,
-        legal_hold_placed_at: row.try_get_by_index(35)?,
-        submitted_by: row.try_get_by_index(36)?,
-        chain_seq: row.try_get_by_index(37)?,
-        hash_key_id: row.try_get_by_index(38)?,
-        chain_note: row.try_get_by_index(39)?,
+        event_id: field!(EventId),
+        event_version: field!(EventVersion),
+        event_timestamp: field!(EventTimestamp),
+        event_date: field!(EventDate),
+        event_type: field!(EventType),
+        event_category: field!(EventCategory),
+        event_action: field!(EventAction),
+        event_outcome: field!(EventOutcome),
+        actor_type: field!(ActorType),
+        actor_id: field!(ActorId),
+        actor_ip: field!(ActorIp),
+        resource_type: field!(ResourceType),
+        resource_id: field!(ResourceId),
+        resource_name: field!(ResourceName),
+        correlation_id: field!(CorrelationId),
+        parent_event_id: field!(ParentEventId),
+        parent_event_date: field!(ParentEventDate),
+        trace_id: field!(TraceId),
+        span_id: field!(SpanId),
+        namespace: field!(Namespace),
+        cluster_id: field!(ClusterId),
+        event_data: field!(EventData),
+        event_metadata: field!(EventMetadata),
+        severity: field!(Severity),
+        duration_ms: field!(DurationMs),
+        error_code: field!(ErrorCode),
+        error_message: field!(ErrorMessage),
+        retention_days: field!(RetentionDays),
+        is_sensitive: field!(IsSensitive),
+        event_hash: field!(EventHash),
+        previous_event_hash: field!(PreviousEventHash),
+        hash_algorithm: field!(HashAlgorithm),
+        legal_hold: field!(LegalHold),
+        legal_hold_reason: field!(LegalHoldReason),
+        legal_hold_placed_by: field!(LegalHoldPlacedBy),
+        legal_hold_placed_at: field!(LegalHoldPlacedAt),
+        submitted_by: field!(SubmittedBy),
+        chain_seq: field!(ChainSeq),
+        hash_key_id: field!(HashKeyId),
+        chain_note: field!(ChainNote),
     })
+}
+
+/// The value at `index`. PostgreSQL rows are read through sqlx directly: sea-orm reads a nullable
+/// column by first failing to read it as non-null, and formats an error message for every NULL.
+fn get<T>(row: &QueryResult, index: usize) -> Result<T, DbErr>
+where
+    T: sea_orm::TryGetable + for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    match row.try_as_pg_row() {
+        Some(pg) => sqlx::Row::try_get(pg, index).map_err(|e| DbErr::Type(format!("column {index}: {e}"))),
+        None => row.try_get_by_index(index),
+    }
 }
 
 fn bit(column: Column) -> u64 {

@@ -216,15 +216,15 @@ fn travels_ascending(window: &PageWindow, order: Order) -> bool {
 
 impl Store {
     /// The events a select of whole rows returns, decoded by position.
-    async fn events_of(&self, select: Select<Entity>) -> Result<Vec<Model>, sea_orm::DbErr> {
-        self.events_in(select.build(self.backend())).await
+    async fn events_of(&self, select: Select<Entity>, columns: Columns) -> Result<Vec<Model>, sea_orm::DbErr> {
+        self.events_in(select.build(self.backend()), columns).await
     }
 
     /// The events a statement returns (the event's columns first, in declaration order).
-    async fn events_in(&self, stmt: Statement) -> Result<Vec<Model>, sea_orm::DbErr> {
+    async fn events_in(&self, stmt: Statement, columns: Columns) -> Result<Vec<Model>, sea_orm::DbErr> {
         use sea_orm::ConnectionTrait;
         let rows = self.db().query_all_raw(stmt).await?;
-        rows.iter().map(super::columns::decode).collect()
+        rows.iter().map(|row| super::columns::decode(row, columns)).collect()
     }
 
     /// The event with this id (the newest, should legacy data hold the id on several days).
@@ -257,7 +257,7 @@ impl Store {
         let select = Entity::find()
             .filter(Column::EventId.is_in(ids))
             .filter(Column::EventDate.is_in(dates));
-        let rows = self.events_of(columns.project(select, self.backend())).await?;
+        let rows = self.events_of(columns.project(select, self.backend()), columns).await?;
         let wanted: std::collections::HashSet<&EventKey> = keys.iter().collect();
         Ok(rows
             .into_iter()
@@ -296,7 +296,9 @@ impl Store {
         order: Order,
         columns: Columns,
     ) -> Result<Vec<Model>, StoreError> {
-        Ok(self.events_of(self.page_select(filter, window, order, columns)).await?)
+        Ok(self
+            .events_of(self.page_select(filter, window, order, columns), columns)
+            .await?)
     }
 
     fn offset_select(&self, filter: &EventFilter, offset: u64, limit: u64) -> Select<Entity> {
@@ -407,7 +409,7 @@ impl Store {
             return Ok(HashMap::new());
         }
         let stmt = self.children_pages_statement(parents, window, columns);
-        let rows = self.events_in(stmt).await?;
+        let rows = self.events_in(stmt, columns).await?;
         let wanted: std::collections::HashSet<&EventKey> = parents.iter().collect();
         let mut pages: HashMap<EventKey, Vec<Model>> = HashMap::new();
         for row in rows {

@@ -27,6 +27,7 @@
 //!   sort in time.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use sea_orm::{
@@ -45,7 +46,7 @@ use crate::entity::audit_event::{Column, Entity, Model};
 #[derive(Clone, Debug, PartialEq)]
 pub struct TreeNode {
     /// The event.
-    pub event: Model,
+    pub event: Arc<Model>,
     /// 0 for a root of the tree.
     pub depth: u32,
 }
@@ -83,12 +84,12 @@ fn depth_of(row: &QueryResult, column: &str) -> Result<u32, DbErr> {
 }
 
 /// Rows of a recursive walk with their depth, breadth-first.
-fn nodes_of(rows: Vec<QueryResult>) -> Result<Vec<TreeNode>, DbErr> {
+fn nodes_of(rows: Vec<QueryResult>, columns: Columns) -> Result<Vec<TreeNode>, DbErr> {
     let mut nodes = rows
         .iter()
         .map(|row| {
             Ok(TreeNode {
-                event: super::columns::decode(row)?,
+                event: Arc::new(super::columns::decode(row, columns)?),
                 depth: depth_of(row, "depth")?,
             })
         })
@@ -222,7 +223,7 @@ impl Store {
                 found
                     .entry(start)
                     .or_default()
-                    .push((depth_of(&row, "hops")?, super::columns::decode(&row)?));
+                    .push((depth_of(&row, "hops")?, super::columns::decode(&row, columns)?));
             }
         }
         Ok(found
@@ -288,7 +289,7 @@ impl Store {
         let rows = self
             .tree_query(self.descendants_statement(root, max_depth, after, fetch, columns))
             .await?;
-        Ok(nodes_of(rows)?)
+        Ok(nodes_of(rows, columns)?)
     }
 
     /// Whether descendants of `root` exist at or before `cursor` in breadth-first order.
@@ -360,7 +361,7 @@ impl Store {
         let rows = self
             .tree_query(Statement::from_sql_and_values(self.backend(), sql, values))
             .await?;
-        self.finish_tree(nodes_of(rows)?, bounds).await
+        self.finish_tree(nodes_of(rows, Columns::ALL)?, bounds).await
     }
 
     /// The tree of a correlation id: its events arranged by their links. An event is a root
@@ -391,7 +392,7 @@ impl Store {
         let rows = self
             .tree_query(Statement::from_sql_and_values(self.backend(), sql, values))
             .await?;
-        self.finish_tree(nodes_of(rows)?, bounds).await
+        self.finish_tree(nodes_of(rows, Columns::ALL)?, bounds).await
     }
 
     /// Applies the bounds to the rows of a walk and finds the roots whose parent is missing.
