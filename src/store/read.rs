@@ -191,7 +191,7 @@ fn window_condition(window: &PageWindow, order: Order) -> Condition {
 /// The children of any of `parents` (a superset: callers keep the exact pairs). The lower bound on
 /// `event_date` holds for every child (`chk_child_not_before_parent_day`) and lets PostgreSQL skip,
 /// at plan time, every partition older than the day before the oldest parent; the remaining ones
-/// are probed through the partial parent-lookup index.
+/// are probed through the partial children index.
 fn children_of(parents: &[EventKey]) -> Condition {
     let mut ids: Vec<Uuid> = parents.iter().map(|k| k.id).collect();
     ids.sort_unstable();
@@ -363,20 +363,48 @@ impl Store {
     }
 
     /// The statement behind [`Store::children_pages`] (public so that tests can EXPLAIN it).
-    /// Children of many parents in one statement: the window applies to each parent's children
-    /// separately through a per-parent row number, so every parent gets its own page size.
+    /// Children of many parents in one statement, each parent with its own page. On PostgreSQL
+    /// each parent's page is read on its own (a lateral join) from the children index, which
+    /// holds each parent's children in page order: a page costs its own rows, however many
+    /// children the parent has. SQLite numbers each parent's children and keeps the first ones.
     pub fn children_pages_statement(&self, parents: &[EventKey], window: &PageWindow, columns: Columns) -> Statement {
         let order = Order::OldestFirst;
-        let direction = if travels_ascending(window, order) {
-            "ASC"
-        } else {
-            "DESC"
-        };
+        let ascending = travels_ascending(window, order);
+        let direction = if ascending { "ASC" } else { "DESC" };
+        let backend = self.backend();
+        if backend == DatabaseBackend::Postgres {
+            let mut parents: Vec<EventKey> = parents.to_vec();
+            parents.sort_unstable();
+            parents.dedup();
+            let select = Entity::find()
+                .filter(Condition::all().add(Expr::cust(
+                    "audit_events.parent_event_id = parents.id AND audit_events.parent_event_date = parents.day \
+                     AND audit_events.event_date >= parents.day - 1",
+                )))
+                .filter(window_condition(window, order));
+            let inner = ordered(columns.project(select, backend), ascending)
+                .limit(window.fetch())
+                .build(backend);
+            let mut values = inner.values.map(|v| v.0).unwrap_or_default();
+            let mut rows = Vec::with_capacity(parents.len());
+            for parent in &parents {
+                rows.push(format!("(${}::uuid, ${}::date)", values.len() + 1, values.len() + 2));
+                values.push(parent.id.into());
+                values.push(parent.date.into());
+            }
+            let sql = format!(
+                "SELECT page.* FROM (VALUES {}) AS parents(id, day) CROSS JOIN LATERAL ({}) AS page \
+                 ORDER BY page.event_timestamp {direction}, page.event_id {direction}",
+                rows.join(", "),
+                inner.sql
+            );
+            return Statement::from_sql_and_values(backend, sql, values);
+        }
         let select = Entity::find()
             .filter(children_of(parents))
             .filter(window_condition(window, order));
         let inner = columns
-            .project(select, self.backend())
+            .project(select, backend)
             .expr_as(
                 Expr::cust(format!(
                     "ROW_NUMBER() OVER (PARTITION BY parent_event_id, parent_event_date \
@@ -384,7 +412,7 @@ impl Store {
                 )),
                 "page_row",
             )
-            .build(self.backend());
+            .build(backend);
         let sql = format!(
             "SELECT * FROM ({}) AS page WHERE page_row <= {} ORDER BY event_timestamp {direction}, event_id {direction}",
             inner.sql,
