@@ -16,6 +16,8 @@ mod query;
 mod subscription;
 mod tree;
 
+use std::sync::OnceLock;
+
 use async_graphql::Schema;
 use async_graphql::dataloader::{DataLoader, HashMapCache};
 
@@ -102,11 +104,69 @@ pub fn build_schema(ctx: Service, limits: QueryLimits, introspection: bool) -> A
 /// tree fetched ahead of time (see `prefetch`) is served from the cache.
 type Loader<T> = DataLoader<T, HashMapCache>;
 
-fn loader<T>(inner: T) -> Loader<T>
+fn loader<T>(inner: T, cache: bool) -> Loader<T>
 where
     T: Send + Sync + 'static,
 {
-    DataLoader::with_cache(inner, tokio::spawn, HashMapCache::default()).max_batch_size(500)
+    let loader = DataLoader::with_cache(inner, tokio::spawn, HashMapCache::default()).max_batch_size(500);
+    loader.enable_all_cache(cache);
+    loader
+}
+
+/// The dataloaders of one request, each made when a resolver first needs it: most requests (a
+/// page, a write) need none.
+pub struct Loaders {
+    store: Store,
+    cache: bool,
+    parent: OnceLock<Loader<loaders::ParentLoader>>,
+    children: OnceLock<Loader<loaders::ChildrenLoader>>,
+    child_counts: OnceLock<Loader<loaders::ChildCountLoader>>,
+    ancestors: OnceLock<Loader<loaders::AncestorsLoader>>,
+    children_up_to: OnceLock<Loader<loaders::ChildrenUpToLoader>>,
+}
+
+impl Loaders {
+    fn new(store: &Store, cache: bool) -> Self {
+        Self {
+            store: store.clone(),
+            cache,
+            parent: OnceLock::new(),
+            children: OnceLock::new(),
+            child_counts: OnceLock::new(),
+            ancestors: OnceLock::new(),
+            children_up_to: OnceLock::new(),
+        }
+    }
+
+    /// Events by key (parents).
+    pub fn parent(&self) -> &Loader<loaders::ParentLoader> {
+        self.parent
+            .get_or_init(|| loader(loaders::ParentLoader(self.store.clone()), self.cache))
+    }
+
+    /// Pages of children.
+    pub fn children(&self) -> &Loader<loaders::ChildrenLoader> {
+        self.children
+            .get_or_init(|| loader(loaders::ChildrenLoader(self.store.clone()), self.cache))
+    }
+
+    /// Child counts.
+    pub fn child_counts(&self) -> &Loader<loaders::ChildCountLoader> {
+        self.child_counts
+            .get_or_init(|| loader(loaders::ChildCountLoader(self.store.clone()), self.cache))
+    }
+
+    /// Ancestor paths.
+    pub fn ancestors(&self) -> &Loader<loaders::AncestorsLoader> {
+        self.ancestors
+            .get_or_init(|| loader(loaders::AncestorsLoader(self.store.clone()), self.cache))
+    }
+
+    /// `hasPreviousPage` of children pages after a cursor.
+    pub fn children_up_to(&self) -> &Loader<loaders::ChildrenUpToLoader> {
+        self.children_up_to
+            .get_or_init(|| loader(loaders::ChildrenUpToLoader(self.store.clone()), self.cache))
+    }
 }
 
 /// Attaches the per-request dataloaders to a request.
@@ -131,16 +191,8 @@ pub fn prepare_stream(
 }
 
 fn with_loaders(request: async_graphql::Request, store: &Store, cache: bool) -> async_graphql::Request {
-    fn cached<T: Send + Sync + 'static>(loader: Loader<T>, cache: bool) -> Loader<T> {
-        loader.enable_all_cache(cache);
-        loader
-    }
     request
-        .data(cached(loader(loaders::ParentLoader(store.clone())), cache))
-        .data(cached(loader(loaders::ChildrenLoader(store.clone())), cache))
-        .data(cached(loader(loaders::ChildCountLoader(store.clone())), cache))
-        .data(cached(loader(loaders::AncestorsLoader(store.clone())), cache))
-        .data(cached(loader(loaders::ChildrenUpToLoader(store.clone())), cache))
+        .data(Loaders::new(store, cache))
         .data(limits::RootTurns::default())
 }
 

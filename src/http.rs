@@ -1,5 +1,6 @@
 //! The HTTP surface: the axum router, GraphQL over HTTP, GraphiQL and health.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -54,9 +55,28 @@ pub fn weighted_items(headers: &HeaderMap, name: HeaderName) -> Option<Vec<(Stri
     Some(items)
 }
 
-/// What the handlers share.
+/// What the handlers share. axum gives every handler and middleware of every request a clone of
+/// it, so a clone is one reference count, not one per metric and pool.
 #[derive(Clone)]
-pub struct HttpState {
+pub struct HttpState(Arc<HttpShared>);
+
+impl HttpState {
+    /// Shares `shared` with the handlers.
+    pub fn new(shared: HttpShared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for HttpState {
+    type Target = HttpShared;
+
+    fn deref(&self) -> &HttpShared {
+        &self.0
+    }
+}
+
+/// What [`HttpState`] holds.
+pub struct HttpShared {
     /// The GraphQL schema, wired to the store.
     pub schema: AuditSchema,
     /// The application's operations, shared with the GraphQL resolvers.

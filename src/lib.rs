@@ -25,7 +25,7 @@ use axum::Router;
 use auth::Authenticator;
 use config::{Cli, Command, Config};
 use graphql::build_schema;
-use http::{HttpOptions, HttpState};
+use http::{HttpOptions, HttpShared, HttpState};
 use metrics::Metrics;
 use service::Service;
 use store::{Store, redact};
@@ -174,14 +174,14 @@ fn routers(
         metrics,
     };
     let schema = build_schema(ctx.clone(), config.query_limits(), config.introspection);
-    let state = HttpState {
+    let state = HttpState::new(HttpShared {
         schema,
         ctx,
         auth,
         metrics_role: config.metrics_role,
         introspection: config.introspection,
         ws_message_limit: config.body_limit_bytes,
-    };
+    });
     let metrics_router = config.metrics_listen.map(|_| http::metrics_router(state.clone()));
     let service = state.ctx.clone();
     let main = http::router(

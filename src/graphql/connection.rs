@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ErrorExtensions, Object, Result, Value};
 
-use super::Loader;
+use super::Loaders;
 use super::direct::{Direct, Stored};
 use super::event::AuditEvent;
-use super::loaders::{ChildCountKey, ChildCountLoader, ChildrenUpToKey, ChildrenUpToLoader};
+use super::loaders::{ChildCountKey, ChildrenUpToKey};
 use crate::domain::page::{Beyond, Order};
 use crate::domain::{Cursor, EventFilter, EventKey, TreeCursor};
 use crate::entity::audit_event::Model;
@@ -165,7 +165,7 @@ impl AuditEventConnection {
                 app.store.count_events(filter).await.map_err(|e| e.extend())
             }
             Scope::Children(parent) => {
-                let loader = ctx.data::<Loader<ChildCountLoader>>()?;
+                let loader = ctx.data::<Loaders>()?.child_counts();
                 let count = loader.load_one(ChildCountKey(*parent)).await.map_err(|e| e.extend())?;
                 Ok(count.unwrap_or(0))
             }
@@ -198,7 +198,7 @@ impl PageInfo {
                 app.store.descendants_up_to(*root, *max_depth, *cursor).await
             }
             Side::ChildrenUpTo(key) => {
-                let loader = ctx.data::<Loader<ChildrenUpToLoader>>()?;
+                let loader = ctx.data::<Loaders>()?.children_up_to();
                 let found = loader.load_one(*key).await.map_err(|e| e.extend())?;
                 return Ok(found.unwrap_or(false));
             }

@@ -8,12 +8,9 @@ use uuid::Uuid;
 
 use super::connection::{AuditEventConnection, Scope};
 use super::direct::{Direct, Stored};
-use super::loaders::{
-    AncestorsKey, AncestorsLoader, ChildCountKey, ChildCountLoader, ChildrenKey, ChildrenLoader, EventColumnsKey,
-    ParentLoader,
-};
+use super::loaders::{AncestorsKey, ChildCountKey, ChildrenKey, EventColumnsKey};
 use super::tree::AuditEventDescendantConnection;
-use super::{DEFAULT_PAGE_SIZE, Loader, page_cost};
+use super::{DEFAULT_PAGE_SIZE, Loaders, page_cost};
 use crate::domain::tree;
 use crate::domain::{PageRequest, TreeCursor};
 use crate::entity::audit_event::Model;
@@ -47,7 +44,7 @@ impl EventFields {
         if self.0.parent_event_id.is_none() {
             return Ok(Arc::default());
         }
-        let loader = ctx.data::<Loader<AncestorsLoader>>()?;
+        let loader = ctx.data::<Loaders>()?.ancestors();
         let path = loader
             .load_one(AncestorsKey {
                 event: self.0.key(),
@@ -309,7 +306,7 @@ impl EventFields {
         };
         let found = match self.0.parent_key() {
             Some(key) => {
-                let loader = ctx.data::<Loader<ParentLoader>>()?;
+                let loader = ctx.data::<Loaders>()?.parent();
                 let columns = super::columns::of_event(&ctx.look_ahead());
                 loader
                     .load_one(EventColumnsKey { event: key, columns })
@@ -347,7 +344,7 @@ impl EventFields {
             .resolve(DEFAULT_PAGE_SIZE)
             .map_err(|e| ApiError::from(e).extend())?;
         let parent = self.0.key();
-        let loader = ctx.data::<Loader<ChildrenLoader>>()?;
+        let loader = ctx.data::<Loaders>()?.children();
         let columns = super::columns::of_connection(&ctx.look_ahead());
         let rows = loader
             .load_one(ChildrenKey {
@@ -446,7 +443,7 @@ impl EventFields {
     /// How many events this one caused. Batched across events.
     #[graphql(complexity = "super::BATCHED_COST")]
     async fn child_count(&self, ctx: &Context<'_>) -> Result<u64> {
-        let loader = ctx.data::<Loader<ChildCountLoader>>()?;
+        let loader = ctx.data::<Loaders>()?.child_counts();
         Ok(loader
             .load_one(ChildCountKey(self.0.key()))
             .await

@@ -14,11 +14,8 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ErrorExtensions, Lookahead, Result, SelectionField, Value};
 
-use super::loaders::{
-    AncestorsKey, AncestorsLoader, ChildCountKey, ChildCountLoader, ChildrenKey, ChildrenLoader, ChildrenUpToKey,
-    ChildrenUpToLoader, shared,
-};
-use super::{DEFAULT_PAGE_SIZE, Loader};
+use super::loaders::{AncestorsKey, ChildCountKey, ChildrenKey, ChildrenUpToKey, shared};
+use super::{DEFAULT_PAGE_SIZE, Loaders};
 use crate::domain::{EventKey, PageRequest, PageWindow};
 use crate::entity::audit_event::Model;
 use crate::service::Service;
@@ -69,10 +66,7 @@ pub async fn below_event(ctx: &Context<'_>, node: &Model) -> Result<()> {
 /// field per level, one per requested count.
 async fn prefetch<'a>(ctx: &'a Context<'_>, mut work: Vec<(Lookahead<'a>, Vec<EventKey>)>) -> Result<()> {
     let app = ctx.data::<Service>()?;
-    let children = ctx.data::<Loader<ChildrenLoader>>()?;
-    let counts = ctx.data::<Loader<ChildCountLoader>>()?;
-    let up_to = ctx.data::<Loader<ChildrenUpToLoader>>()?;
-    let ancestors = ctx.data::<Loader<AncestorsLoader>>()?;
+    let loaders = ctx.data::<Loaders>()?;
     while let Some((node, parents)) = work.pop() {
         if parents.is_empty() || !node.exists() {
             continue;
@@ -99,7 +93,7 @@ async fn prefetch<'a>(ctx: &'a Context<'_>, mut work: Vec<(Lookahead<'a>, Vec<Ev
                 let fed = paths
                     .iter()
                     .map(|(event, path)| (AncestorsKey { event: *event, columns }, path.clone()));
-                ancestors.feed_many(fed).await;
+                loaders.ancestors().feed_many(fed).await;
             }
         }
         if wants_counts(&node) {
@@ -107,7 +101,7 @@ async fn prefetch<'a>(ctx: &'a Context<'_>, mut work: Vec<(Lookahead<'a>, Vec<Ev
             let fed = parents
                 .iter()
                 .map(|p| (ChildCountKey(*p), found.get(p).copied().unwrap_or(0)));
-            counts.feed_many(fed).await;
+            loaders.child_counts().feed_many(fed).await;
         }
         for field in node.field("children").selection_fields() {
             let Some(window) = window_of(&field) else { continue };
@@ -131,7 +125,7 @@ async fn prefetch<'a>(ctx: &'a Context<'_>, mut work: Vec<(Lookahead<'a>, Vec<Ev
                     rows,
                 ));
             }
-            children.feed_many(fed).await;
+            loaders.children().feed_many(fed).await;
             if let Some(cursor) = window.after
                 && Lookahead::from(field)
                     .field("pageInfo")
@@ -146,7 +140,7 @@ async fn prefetch<'a>(ctx: &'a Context<'_>, mut work: Vec<(Lookahead<'a>, Vec<Ev
                 let fed = parents
                     .iter()
                     .map(|p| (ChildrenUpToKey { parent: *p, cursor }, found.contains(p)));
-                up_to.feed_many(fed).await;
+                loaders.children_up_to().feed_many(fed).await;
             }
             for below in node_selections(Lookahead::from(field)) {
                 work.push((below, next.clone()));
