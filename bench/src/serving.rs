@@ -674,7 +674,8 @@ fn conclusions(bench: &Bench) -> String {
             out,
             "- The HTTP + GraphQL floor is {:.2} ms per request at concurrency 1; a page of 50 events costs {:.2} ms \
              through the server and {:.2} ms as raw SQL, so the rest of the gap on reads is turning rows into \
-             GraphQL objects and JSON (every field of every event is a resolver).",
+             GraphQL values and JSON: decoding each row, an owned value per field, a map per object, then the \
+             response text.",
             1_000.0 / median(floor).max(f64::EPSILON),
             1_000.0 / median(c1).max(f64::EPSILON),
             1_000.0 / raw_median(c1).max(f64::EPSILON)
