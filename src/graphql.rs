@@ -138,34 +138,37 @@ impl Loaders {
         }
     }
 
+    /// The loader in `cell`, made by `make` the first time.
+    fn made<'a, T>(&self, cell: &'a OnceLock<Loader<T>>, make: fn(Store) -> T) -> &'a Loader<T>
+    where
+        T: Send + Sync + 'static,
+    {
+        cell.get_or_init(|| loader(make(self.store.clone()), self.cache))
+    }
+
     /// Events by key (parents).
     pub fn parent(&self) -> &Loader<loaders::ParentLoader> {
-        self.parent
-            .get_or_init(|| loader(loaders::ParentLoader(self.store.clone()), self.cache))
+        self.made(&self.parent, loaders::ParentLoader)
     }
 
     /// Pages of children.
     pub fn children(&self) -> &Loader<loaders::ChildrenLoader> {
-        self.children
-            .get_or_init(|| loader(loaders::ChildrenLoader(self.store.clone()), self.cache))
+        self.made(&self.children, loaders::ChildrenLoader)
     }
 
     /// Child counts.
     pub fn child_counts(&self) -> &Loader<loaders::ChildCountLoader> {
-        self.child_counts
-            .get_or_init(|| loader(loaders::ChildCountLoader(self.store.clone()), self.cache))
+        self.made(&self.child_counts, loaders::ChildCountLoader)
     }
 
     /// Ancestor paths.
     pub fn ancestors(&self) -> &Loader<loaders::AncestorsLoader> {
-        self.ancestors
-            .get_or_init(|| loader(loaders::AncestorsLoader(self.store.clone()), self.cache))
+        self.made(&self.ancestors, loaders::AncestorsLoader)
     }
 
     /// `hasPreviousPage` of children pages after a cursor.
     pub fn children_up_to(&self) -> &Loader<loaders::ChildrenUpToLoader> {
-        self.children_up_to
-            .get_or_init(|| loader(loaders::ChildrenUpToLoader(self.store.clone()), self.cache))
+        self.made(&self.children_up_to, loaders::ChildrenUpToLoader)
     }
 }
 
