@@ -152,21 +152,18 @@ impl PostGraphile {
     pub async fn start(dir: &Path, database_url: &str, schema: &str) -> anyhow::Result<Self> {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let log = std::env::temp_dir().join("auditgraph-bench-postgraphile.log");
-        let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let binary = dir.join("node_modules/.bin/postgraphile");
-        let child = Command::new(&binary)
-            .args(["--connection", database_url, "--schema", schema, "--host", "127.0.0.1"])
-            .args(["--port", &addr.port().to_string()])
-            .args(OPTIONS)
-            .current_dir(dir)
-            .env("NODE_ENV", "production")
-            .env("PGOPTIONS", PG_OPTIONS)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+        let child = crate::server::spawn_logged(
+            Command::new(&binary)
+                .args(["--connection", database_url, "--schema", schema, "--host", "127.0.0.1"])
+                .args(["--port", &addr.port().to_string()])
+                .args(OPTIONS)
+                .current_dir(dir)
+                .env("NODE_ENV", "production")
+                .env("PGOPTIONS", PG_OPTIONS),
+            &binary,
+            &log,
+        )?;
         let mut peer = Self { child, addr, log };
         let probe = graphql_body("{ __typename }", serde_json::json!({}));
         crate::server::wait_until_ready(&mut peer.child, &peer.log, "PostGraphile", || {

@@ -35,6 +35,19 @@ pub fn binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Starts `command` (running `program`) with its output in the file `log`, to be killed when its
+/// handle is dropped.
+pub fn spawn_logged(command: &mut Command, program: &Path, log: &Path) -> anyhow::Result<Child> {
+    let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))
+}
+
 /// A running server; killed when dropped.
 pub struct Server {
     child: Child,
@@ -48,18 +61,15 @@ impl Server {
     pub async fn start(binary: &Path, database_url: &str) -> anyhow::Result<Self> {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let log = std::env::temp_dir().join("auditgraph-bench-server.log");
-        let out = std::fs::File::create(&log)?;
-        let child = Command::new(binary)
-            .arg("serve")
-            .env("DATABASE_URL", database_url)
-            .env("AUDITGRAPH_LISTEN", addr.to_string())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+        let child = spawn_logged(
+            Command::new(binary)
+                .arg("serve")
+                .env("DATABASE_URL", database_url)
+                .env("AUDITGRAPH_LISTEN", addr.to_string())
+                .env("RUST_LOG", "warn"),
+            binary,
+            &log,
+        )?;
         let mut server = Self { child, addr, log };
         wait_until_ready(&mut server.child, &server.log, "the server", || async move {
             match Conn::connect(addr).await {

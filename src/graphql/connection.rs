@@ -106,9 +106,15 @@ pub struct EdgeFields {
     node: AuditEvent,
 }
 
+impl EdgeFields {
+    fn cursor_text(&self) -> String {
+        cursor_of(&self.node.0.0).encode()
+    }
+}
+
 impl Stored for EdgeFields {
     fn stored(&self, name: &str) -> Option<Value> {
-        (name == "cursor").then(|| Value::String(cursor_of(&self.node.0.0).encode()))
+        (name == "cursor").then(|| Value::String(self.cursor_text()))
     }
 }
 
@@ -117,7 +123,7 @@ impl Stored for EdgeFields {
 impl EdgeFields {
     /// Opaque cursor of this edge; pass it as `after` or `before` to page from here.
     async fn cursor(&self) -> String {
-        cursor_of(&self.node.0.0).encode()
+        self.cursor_text()
     }
     /// The event.
     async fn node(&self) -> &AuditEvent {

@@ -84,10 +84,17 @@ async fn prefetch<'a>(ctx: &'a Context<'_>, mut work: Vec<(Lookahead<'a>, Vec<Ev
         if let Some(union) = wanted.iter().copied().reduce(Columns::union) {
             wanted.sort_unstable();
             wanted.dedup();
-            let mut found = app.store.ancestors(&parents, union).await.map_err(|e| e.extend())?;
+            let found: HashMap<EventKey, Arc<Vec<Arc<Model>>>> = app
+                .store
+                .ancestors(&parents, union)
+                .await
+                .map_err(|e| e.extend())?
+                .into_iter()
+                .map(|(event, path)| (event, Arc::new(shared(path))))
+                .collect();
             let paths: Vec<(EventKey, Arc<Vec<Arc<Model>>>)> = parents
                 .iter()
-                .map(|p| (*p, Arc::new(shared(found.remove(p).unwrap_or_default()))))
+                .map(|p| (*p, found.get(p).cloned().unwrap_or_default()))
                 .collect();
             for columns in wanted {
                 let fed = paths

@@ -38,7 +38,7 @@ impl AuditEventAdded {
         Self {
             cursor: delivery.event.cursor().encode(),
             log_index: delivery.event.position,
-            event: AuditEvent::from(Arc::unwrap_or_clone(delivery.event.event)),
+            event: AuditEvent::from(delivery.event.event),
         }
     }
 }
