@@ -81,6 +81,20 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         list_orphans: usize,
     },
+    /// Delete the events whose `retention_days` have passed, leaf-first: never one under a legal
+    /// hold, never a parent whose children stay. Whole monthly partitions go at once (PostgreSQL).
+    /// One run at a time across every process; an interrupted run is resumed by the next.
+    Retention {
+        /// Only report what would be deleted and kept, and why; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Expired events examined per batch (one short transaction each).
+        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        batch_size: u64,
+        /// Stop after this many batches; the next run resumes where this one stopped.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max_batches: Option<u64>,
+    },
     /// Check, reading the database only, that every stored event matches its hash chain, that the
     /// transparency log matches the events and that the signed checkpoints match the log. Prints
     /// one line per check and the first inconsistency of each; exits with status 1 when any is found.
@@ -226,6 +240,11 @@ pub struct Config {
     /// How often a signed checkpoint is published when the log has grown, in seconds.
     #[arg(long, env = "AUDITGRAPH_CHECKPOINT_INTERVAL_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub checkpoint_interval_secs: u64,
+
+    /// Run retention in the server every this many minutes (off when unset). Any number of
+    /// server processes may have it on: one runs at a time.
+    #[arg(long, env = "AUDITGRAPH_RETENTION_INTERVAL_MINUTES", value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub retention_interval_minutes: Option<u64>,
 
     /// Authentication.
     #[command(flatten)]

@@ -138,6 +138,7 @@ impl From<&StoreError> for ApiError {
                 errors: vec![field.clone()],
             },
             StoreError::Conflict(message) => Self::Conflict(message.clone()),
+            StoreError::NotFound(message) => Self::NotFound(message.clone()),
             StoreError::Timeout(message) => Self::Timeout(message.clone()),
             StoreError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "the database is out of reach or the pool is exhausted");

@@ -115,7 +115,15 @@ pub fn router(state: HttpState, options: HttpOptions) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/audit/events", get(rest::query_events).post(rest::create_event))
         .route("/api/v1/audit/events/batch", post(rest::create_batch))
-        .route("/api/v1/audit/verify-chain", post(rest::verify_chain));
+        .route("/api/v1/audit/verify-chain", post(rest::verify_chain))
+        .route(
+            "/api/v1/audit/legal-hold",
+            get(rest::list_legal_holds).post(rest::place_legal_hold),
+        )
+        .route(
+            "/api/v1/audit/legal-hold/{correlation_id}",
+            axum::routing::delete(rest::release_legal_hold),
+        );
     if options.graphiql {
         routes = routes
             .route("/graphiql", get(assets::graphiql_page))

@@ -115,6 +115,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 _ => Ok(()),
             }
         }
+        Command::Retention {
+            dry_run,
+            batch_size,
+            max_batches,
+        } => {
+            let store = migrated_store(&config).await?;
+            let options = ops::retention::RetentionOptions {
+                batch_size,
+                max_batches,
+                dry_run,
+                progress: true,
+            };
+            let outcome = ops::retention::run(&store, &options, &ops::retention::runner_name()).await?;
+            report(&outcome);
+            match outcome {
+                ops::retention::Outcome::Busy(_) => anyhow::bail!("another retention run is in progress"),
+                _ => Ok(()),
+            }
+        }
         Command::Verify { verifier_key } => {
             let verifier = ops::verify::verifier_key(verifier_key.as_deref(), &config.log_key_file)?;
             let store = ops::verify::connect(&config).await?;
@@ -125,6 +144,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             report(&verified.verdict());
             Ok(())
+        }
+    }
+}
+
+/// Runs retention every `interval`, for as long as the server runs. When another process's run
+/// is at work, this round is skipped.
+async fn run_retention_every(store: Store, interval: Duration) {
+    let runner = ops::retention::runner_name();
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match ops::retention::run(&store, &ops::retention::RetentionOptions::default(), &runner).await {
+            Ok(outcome) => tracing::info!("{outcome}"),
+            Err(error) => tracing::error!(%error, "the scheduled retention run failed; the next one resumes it"),
         }
     }
 }
@@ -234,6 +268,12 @@ pub async fn serve_on(
         Duration::from_secs(config.checkpoint_interval_secs),
     ));
     let feed = tokio::spawn(service.live.clone().run());
+    let retention = config.retention_interval_minutes.map(|minutes| {
+        tokio::spawn(run_retention_every(
+            service.store.clone(),
+            Duration::from_secs(minutes * 60),
+        ))
+    });
     // Live connections would hold a graceful shutdown open for ever: they end first, each
     // subscription with the cursor to resume from.
     let live = service.live.clone();
@@ -298,6 +338,9 @@ pub async fn serve_on(
     maintenance.abort();
     log.abort();
     feed.abort();
+    if let Some(retention) = retention {
+        retention.abort();
+    }
     if let Some(metrics_server) = metrics_server {
         metrics_server.abort();
     }

@@ -31,6 +31,8 @@ pub struct Metrics {
     /// `live_subscriptions_ended_total{code}`: subscriptions ended by the server with an error
     /// (`SUBSCRIPTION_LAGGED` for slow consumers).
     live_ended: IntCounterVec,
+    /// `legal_hold_operations_total{operation}`: holds placed and released.
+    legal_holds: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -144,6 +146,14 @@ impl Metrics {
             ),
             &["code"],
         )?;
+        let legal_holds = IntCounterVec::new(
+            Opts::new(
+                "legal_hold_operations_total",
+                "Legal holds placed and released, by operation (place, release)",
+            ),
+            &["operation"],
+        )?;
+        registry.register(Box::new(legal_holds.clone()))?;
         registry.register(Box::new(live_connections.clone()))?;
         registry.register(Box::new(live_subscriptions.clone()))?;
         registry.register(Box::new(live_delivered.clone()))?;
@@ -171,6 +181,7 @@ impl Metrics {
             live_delivered,
             live_refusals,
             live_ended,
+            legal_holds,
         })
     }
 
@@ -192,6 +203,11 @@ impl Metrics {
     /// A connection or subscription refused by a limit.
     pub fn live_refused(&self, reason: &str) {
         self.live_refusals.with_label_values(&[reason]).inc();
+    }
+
+    /// A legal hold placed (`place`) or released (`release`).
+    pub fn legal_hold(&self, operation: &str) {
+        self.legal_holds.with_label_values(&[operation]).inc();
     }
 
     /// A subscription ended by the server with an error.

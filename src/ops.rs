@@ -1,9 +1,11 @@
 //! Operator commands and background work: the historical import, the parent-date backfill, the
-//! transparency log's sequencer and publisher, and `verify`, the offline audit of a database.
+//! transparency log's sequencer and publisher, retention, and `verify`, the offline audit of a
+//! database.
 
 pub mod backfill;
 pub mod import;
 pub mod log;
+pub mod retention;
 pub mod verify;
 
 use std::io::IsTerminal;

@@ -11,14 +11,14 @@ use chrono::Utc;
 use crate::auth::{Principal, PrincipalKind, Role};
 use crate::domain::chain::{self, ChainReport};
 use crate::domain::merkle;
-use crate::domain::{EventInput, FieldError, Limits};
+use crate::domain::{EventInput, FieldError, Limits, NewEvent};
 use crate::entity::audit_event::Model;
 use crate::error::ApiError;
 use crate::live::Live;
 use crate::metrics::{Metrics, Source};
 use crate::ops::log::Publisher;
 use crate::store::Store;
-use crate::store::{LogLeaf, StoredCheckpoint};
+use crate::store::{LegalHold, LogLeaf, ReleasedHold, RetentionRun, StoredCheckpoint};
 use uuid::Uuid;
 
 /// An event as a client submitted it: parsed, or the field errors of its parsing (the REST API
@@ -145,12 +145,7 @@ impl Service {
     /// link, every position, and the chain's recorded head. Needs the role `reader`.
     pub async fn verify_chain(&self, caller: &Principal, correlation_id: &str) -> Result<ChainVerification, ApiError> {
         self.authorize(caller, Role::Reader)?;
-        if correlation_id.is_empty() || correlation_id.len() > 255 || correlation_id.contains('\0') {
-            return Err(ApiError::BadArgument {
-                argument: "correlationId".into(),
-                message: "must be 1 to 255 bytes without U+0000".into(),
-            });
-        }
+        check_correlation(correlation_id)?;
         let (events, head) = self.store.chain_of(correlation_id).await?;
         let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
         let logged = self.store.log_leaves_of(&ids).await?;
@@ -280,6 +275,106 @@ impl Service {
         })
     }
 
+    /// Places a legal hold on a correlation: its events, and those written to it later, cannot
+    /// be deleted until the hold is released. The placing is recorded as an event of the
+    /// correlation (who, when, why), held with the others. Needs `admin`.
+    pub async fn place_legal_hold(
+        &self,
+        caller: &Principal,
+        correlation_id: &str,
+        reason: &str,
+    ) -> Result<(LegalHold, Model), ApiError> {
+        self.authorize(caller, Role::Admin)?;
+        check_correlation(correlation_id)?;
+        let reason = check_reason("reason", reason)?;
+        let record = self.lifecycle_record(caller, correlation_id, "legal_hold.placed", "place_legal_hold", reason)?;
+        let (hold, record) = self
+            .store
+            .place_hold(correlation_id, reason, &caller.name, record)
+            .await?;
+        tracing::info!(correlation_id, by = %caller.name, events = hold.events_held, "legal hold placed");
+        self.metrics.legal_hold("place");
+        self.live.written();
+        Ok((hold, record))
+    }
+
+    /// Releases the legal hold of a correlation, recorded as an event of the correlation. Needs
+    /// `admin`.
+    pub async fn release_legal_hold(
+        &self,
+        caller: &Principal,
+        correlation_id: &str,
+        reason: &str,
+    ) -> Result<(ReleasedHold, Model), ApiError> {
+        self.authorize(caller, Role::Admin)?;
+        check_correlation(correlation_id)?;
+        let reason = check_reason("releaseReason", reason)?;
+        let record = self.lifecycle_record(
+            caller,
+            correlation_id,
+            "legal_hold.released",
+            "release_legal_hold",
+            reason,
+        )?;
+        let (released, record) = self
+            .store
+            .release_hold(correlation_id, reason, &caller.name, record)
+            .await?;
+        tracing::info!(correlation_id, by = %caller.name, events = released.events_released, "legal hold released");
+        self.metrics.legal_hold("release");
+        self.live.written();
+        Ok((released, record))
+    }
+
+    /// The legal holds in force. Needs `reader`.
+    pub async fn legal_holds(&self, caller: &Principal) -> Result<Vec<LegalHold>, ApiError> {
+        self.authorize(caller, Role::Reader)?;
+        Ok(self.store.legal_holds().await?)
+    }
+
+    /// The retention runs recorded, newest first. Needs `reader`.
+    pub async fn retention_runs(&self, caller: &Principal, limit: u64) -> Result<Vec<RetentionRun>, ApiError> {
+        self.authorize(caller, Role::Reader)?;
+        Ok(self.store.retention_runs(limit).await?)
+    }
+
+    /// The event that records a lifecycle action on a correlation, by `caller`, now.
+    fn lifecycle_record(
+        &self,
+        caller: &Principal,
+        correlation_id: &str,
+        event_type: &str,
+        action: &str,
+        reason: &str,
+    ) -> Result<NewEvent, ApiError> {
+        let input = EventInput {
+            event_type: event_type.into(),
+            event_category: "compliance".into(),
+            event_action: action.into(),
+            event_outcome: "success".into(),
+            actor_type: Some(match caller.kind {
+                PrincipalKind::Service => "service".into(),
+                PrincipalKind::Human | PrincipalKind::Anonymous => "user".into(),
+            }),
+            actor_id: Some(caller.name.clone()),
+            resource_type: Some("correlation".into()),
+            resource_id: Some(correlation_id.into()),
+            correlation_id: correlation_id.into(),
+            event_data: serde_json::json!({ "reason": reason }),
+            ..EventInput::default()
+        };
+        // The operation's own record: not subject to the categories clients may use.
+        let limits = Limits {
+            allowed_categories: None,
+            ..self.limits.clone()
+        };
+        let mut event = input
+            .validate(&limits, Utc::now())
+            .map_err(|errors| ApiError::BadUserInput { errors })?;
+        event.submitted_by = Some(caller.name.clone());
+        Ok(event)
+    }
+
     /// Counts the field errors of a refused write (validation, or the store's unknown parent).
     fn refused(&self, source: Source, error: ApiError) -> ApiError {
         if let ApiError::BadUserInput { errors } = &error {
@@ -330,6 +425,29 @@ pub struct ConsistencyProof {
     pub to_root: merkle::Hash,
     /// The proof (RFC 9162 §2.1.4).
     pub hashes: Vec<merkle::Hash>,
+}
+
+/// A correlation id as the table takes it.
+fn check_correlation(correlation_id: &str) -> Result<(), ApiError> {
+    if correlation_id.is_empty() || correlation_id.len() > 255 || correlation_id.contains('\0') {
+        return Err(ApiError::BadArgument {
+            argument: "correlationId".into(),
+            message: "must be 1 to 255 bytes without U+0000".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The reason given for a hold or its release: required, trimmed, at most 1,000 characters.
+fn check_reason<'a>(argument: &str, reason: &'a str) -> Result<&'a str, ApiError> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 1_000 || reason.contains('\0') {
+        return Err(ApiError::BadArgument {
+            argument: argument.into(),
+            message: "is required: 1 to 1,000 characters without U+0000, saying why".into(),
+        });
+    }
+    Ok(reason)
 }
 
 /// kubernaut's anti-spoofing rule, on the authenticated principal: a human writes as themselves

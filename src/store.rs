@@ -6,6 +6,7 @@ mod columns;
 mod error;
 mod group;
 mod import;
+mod lifecycle;
 mod log;
 mod read;
 mod tree;
@@ -18,6 +19,7 @@ pub(crate) use chain::save_heads;
 pub use columns::Columns;
 pub use error::{StoreError, is_unavailable};
 pub use import::{ImportError, ImportRow, ImportedBatch};
+pub use lifecycle::{Claim, Deleted, Expired, LegalHold, Purged, ReleasedHold, RetentionRun, RunCounts, RunStatus};
 pub use log::{LOG_CHANNEL, LogLeaf, StoredCheckpoint, event_leaf};
 pub(crate) use write::to_model;
 
@@ -302,6 +304,12 @@ impl Store {
         };
         let txn = self.inner.db.begin_with_options(options).await?;
         Ok(WriteTxn { txn, _gate: gate })
+    }
+
+    /// Forgets that the partition of `month` exists (a retention run dropped it): a later write
+    /// into that month creates it again.
+    pub(crate) fn forget_month(&self, month: NaiveDate) {
+        self.known_months().remove(&month_start(month));
     }
 
     fn known_months(&self) -> std::sync::MutexGuard<'_, HashSet<NaiveDate>> {

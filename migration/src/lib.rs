@@ -14,6 +14,7 @@ mod m20261206_000005_hash_chains;
 mod m20261206_000006_transparency_log;
 mod m20261206_000007_lockless_chain_writes;
 mod m20261206_000008_children_in_order;
+mod m20261206_000009_record_lifecycle;
 
 /// Runs the script written for the connected engine (PostgreSQL or SQLite).
 pub(crate) async fn run_script(manager: &SchemaManager<'_>, postgres: &str, sqlite: &str) -> Result<(), DbErr> {
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000006_transparency_log::Migration),
             Box::new(m20261206_000007_lockless_chain_writes::Migration),
             Box::new(m20261206_000008_children_in_order::Migration),
+            Box::new(m20261206_000009_record_lifecycle::Migration),
         ]
     }
 }

@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, ErrorExtensions, Object, Result};
 
-use super::{AuditEvent, AuditEventInput, caller};
+use super::{AuditEvent, AuditEventInput, LegalHoldPlaced, LegalHoldReleased, caller};
 use crate::domain::EventInput;
 use crate::metrics::Source;
 use crate::service::Service;
@@ -48,5 +48,46 @@ impl MutationRoot {
             .await
             .map_err(|e| e.extend())?;
         Ok(stored.into_iter().map(AuditEvent::from).collect())
+    }
+
+    /// Places a legal hold on a correlation (kubernaut's `POST /api/v1/audit/legal-hold`): none
+    /// of its events, including those written to it later, can be deleted, by retention or by
+    /// anyone, until the hold is released. The placing is recorded as an event of the correlation
+    /// (`legal_hold.placed`, category `compliance`, the caller as actor, the reason in
+    /// `eventData`), held like the others. Needs the role `admin`. `NOT_FOUND` when the
+    /// correlation has no events; `CONFLICT` when it is held already.
+    async fn place_legal_hold(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The correlation to hold.")] correlation_id: String,
+        #[graphql(desc = "Why, for the record (for example a case number); 1 to 1,000 characters.")] reason: String,
+    ) -> Result<LegalHoldPlaced> {
+        let service = ctx.data::<Service>()?;
+        let caller = caller(ctx)?;
+        let (hold, record) = service
+            .place_legal_hold(caller, &correlation_id, &reason)
+            .await
+            .map_err(|e| e.extend())?;
+        Ok(LegalHoldPlaced { hold, record })
+    }
+
+    /// Releases the legal hold of a correlation (kubernaut's `DELETE
+    /// /api/v1/audit/legal-hold/{correlation_id}`). Its events keep the hold's reason with
+    /// `[Released: <reason>]` appended, and retention may delete them again once expired. The
+    /// release is recorded as an event of the correlation (`legal_hold.released`). Needs the
+    /// role `admin`. `NOT_FOUND` when the correlation is under no hold.
+    async fn release_legal_hold(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The correlation to release.")] correlation_id: String,
+        #[graphql(desc = "Why, for the record; 1 to 1,000 characters.")] reason: String,
+    ) -> Result<LegalHoldReleased> {
+        let service = ctx.data::<Service>()?;
+        let caller = caller(ctx)?;
+        let (released, record) = service
+            .release_legal_hold(caller, &correlation_id, &reason)
+            .await
+            .map_err(|e| e.extend())?;
+        Ok(LegalHoldReleased { released, record })
     }
 }

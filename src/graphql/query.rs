@@ -200,6 +200,38 @@ impl QueryRoot {
             .map_err(|e| e.extend())
     }
 
+    /// The legal holds in force, by correlation. Needs the role `reader`.
+    #[graphql(complexity = "super::STATEMENT_COST", guard = "RoleGuard(Role::Reader)")]
+    async fn legal_holds(&self, ctx: &Context<'_>) -> Result<Vec<super::LegalHold>> {
+        let _turn = super::limits::root_turn(ctx).await;
+        let app = ctx.data::<Service>()?;
+        let caller = super::caller(ctx)?;
+        let holds = app.legal_holds(caller).await.map_err(|e| e.extend())?;
+        Ok(holds.into_iter().map(super::LegalHold::from).collect())
+    }
+
+    /// The retention runs recorded (`auditgraph retention`, or the server's schedule), newest
+    /// first: what each found, deleted and kept, and why. Needs the role `reader`.
+    #[graphql(complexity = "super::STATEMENT_COST", guard = "RoleGuard(Role::Reader)")]
+    async fn retention_runs(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many runs, newest first; 1 to 100.", default = 20)] first: i32,
+    ) -> Result<Vec<super::RetentionRun>> {
+        let _turn = super::limits::root_turn(ctx).await;
+        let app = ctx.data::<Service>()?;
+        let caller = super::caller(ctx)?;
+        let Some(limit) = u64::try_from(first).ok().filter(|n| (1..=100).contains(n)) else {
+            return Err(crate::error::ApiError::BadArgument {
+                argument: "first".into(),
+                message: format!("must be between 1 and 100, got {first}"),
+            }
+            .extend());
+        };
+        let runs = app.retention_runs(caller, limit).await.map_err(|e| e.extend())?;
+        Ok(runs.into_iter().map(super::RetentionRun::from).collect())
+    }
+
     /// Where the commit order stands now: every event committed before this call lies before
     /// the cursor, every later one after it. Pass it as `after` to a subscription to receive
     /// exactly the events recorded from now on, however late the subscription starts; read it

@@ -1,5 +1,6 @@
 //! The kubernaut-compatible REST API: `POST /api/v1/audit/events`, `POST /api/v1/audit/events/batch`
-//! and `GET /api/v1/audit/events`, with RFC 7807 errors and cursor pagination (BR-STORAGE-035).
+//! and `GET /api/v1/audit/events`, with RFC 7807 errors and cursor pagination (BR-STORAGE-035);
+//! `POST /api/v1/audit/verify-chain`; legal holds (`/api/v1/audit/legal-hold`).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -426,4 +427,125 @@ pub async fn verify_chain(
         "message": message,
     });
     Ok(Json(body).into_response())
+}
+
+/// A string member of a JSON body, required.
+fn required_text<'a>(value: &'a Value, field: &str) -> Result<&'a str, Problem> {
+    value
+        .get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| Problem::invalid(field, "is required and must be a string"))
+}
+
+/// A refusal of a lifecycle operation in REST terms: arguments are named as the body names them.
+fn lifecycle_problem(error: ApiError, fields: &[(&str, &str)]) -> Problem {
+    match error {
+        ApiError::BadArgument { argument, message } => {
+            let field = fields
+                .iter()
+                .find(|(graphql, _)| *graphql == argument)
+                .map_or(argument.as_str(), |(_, rest)| rest);
+            Problem::invalid(field, message)
+        }
+        other => Problem::from(other),
+    }
+}
+
+/// `POST /api/v1/audit/legal-hold` with `{"correlation_id", "reason"}`: places a hold (role
+/// `admin`); kubernaut's answer `{correlation_id, events_affected, placed_by, placed_at, reason}`.
+pub async fn place_legal_hold(
+    State(state): State<HttpState>,
+    caller: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    const PATH: &str = "/api/v1/audit/legal-hold";
+    let service = &state.ctx;
+    let caller = authenticated(caller).map_err(|p| p.at(PATH))?;
+    service
+        .authorize(&caller, Role::Admin)
+        .map_err(|e| Problem::from(e).at(PATH))?;
+    require_json(&headers).map_err(|p| p.at(PATH))?;
+    let value = parse_body(&body).map_err(|p| p.at(PATH))?;
+    let correlation_id = required_text(&value, "correlation_id").map_err(|p| p.at(PATH))?;
+    let reason = required_text(&value, "reason").map_err(|p| p.at(PATH))?;
+    let (hold, record) = service
+        .place_legal_hold(&caller, correlation_id, reason)
+        .await
+        .map_err(|e| lifecycle_problem(e, &[("correlationId", "correlation_id")]).at(PATH))?;
+    Ok(Json(json!({
+        "correlation_id": hold.correlation_id,
+        "events_affected": hold.events_held,
+        "placed_by": hold.placed_by,
+        "placed_at": timestamp_text(hold.placed_at),
+        "reason": hold.reason,
+        "record_event_id": record.event_id,
+    }))
+    .into_response())
+}
+
+/// `GET /api/v1/audit/legal-hold`: the holds in force (role `reader`), as kubernaut lists them:
+/// `{holds: [{correlation_id, events_affected, placed_by, placed_at, reason}], total}`.
+pub async fn list_legal_holds(
+    State(state): State<HttpState>,
+    caller: Option<Extension<Principal>>,
+) -> Result<Response, Problem> {
+    const PATH: &str = "/api/v1/audit/legal-hold";
+    let caller = authenticated(caller).map_err(|p| p.at(PATH))?;
+    let holds = state
+        .ctx
+        .legal_holds(&caller)
+        .await
+        .map_err(|e| Problem::from(e).at(PATH))?;
+    let listed: Vec<Value> = holds
+        .iter()
+        .map(|hold| {
+            json!({
+                "correlation_id": hold.correlation_id,
+                "events_affected": hold.events_held,
+                "placed_by": hold.placed_by,
+                "placed_at": timestamp_text(hold.placed_at),
+                "reason": hold.reason,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "total": listed.len(), "holds": listed })).into_response())
+}
+
+/// `DELETE /api/v1/audit/legal-hold/{correlation_id}` with `{"release_reason"}`: releases a hold
+/// (role `admin`); kubernaut's answer `{correlation_id, events_released, released_by, released_at}`.
+pub async fn release_legal_hold(
+    State(state): State<HttpState>,
+    caller: Option<Extension<Principal>>,
+    axum::extract::Path(correlation_id): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let path = format!("/api/v1/audit/legal-hold/{correlation_id}");
+    let service = &state.ctx;
+    let caller = authenticated(caller).map_err(|p| p.at(&path))?;
+    service
+        .authorize(&caller, Role::Admin)
+        .map_err(|e| Problem::from(e).at(&path))?;
+    require_json(&headers).map_err(|p| p.at(&path))?;
+    let value = parse_body(&body).map_err(|p| p.at(&path))?;
+    let reason = required_text(&value, "release_reason").map_err(|p| p.at(&path))?;
+    let (released, record) = service
+        .release_legal_hold(&caller, &correlation_id, reason)
+        .await
+        .map_err(|e| {
+            lifecycle_problem(
+                e,
+                &[("correlationId", "correlation_id"), ("releaseReason", "release_reason")],
+            )
+            .at(&path)
+        })?;
+    Ok(Json(json!({
+        "correlation_id": released.correlation_id,
+        "events_released": released.events_released,
+        "released_by": released.released_by,
+        "released_at": timestamp_text(released.released_at),
+        "record_event_id": record.event_id,
+    }))
+    .into_response())
 }

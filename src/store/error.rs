@@ -19,6 +19,10 @@ pub enum StoreError {
     /// concurrently.
     #[error("{0}")]
     Conflict(String),
+    /// What the operation acts on does not exist (a correlation with no events, no hold to
+    /// release).
+    #[error("{0}")]
+    NotFound(String),
     /// A row broke a rule the database enforces (a CHECK or a trigger) that validation should have
     /// caught first.
     #[error("a database constraint refused the row: {0}")]

@@ -224,8 +224,12 @@ impl Store {
                 return Ok(plan.finish());
             }
             match db.query_one_raw(compare_and_set(&plan)).await {
-                Ok(_) => {
+                Ok(row) => {
                     self.inner.group.remember(&plan);
+                    let mut plan = plan;
+                    if let Err(error) = apply_returned_holds(row.as_ref(), &mut plan.rows) {
+                        return Err(Refused { events, error });
+                    }
                     return Ok(plan.finish());
                 }
                 Err(err) if is_chain_moved(&err) => {
@@ -267,7 +271,9 @@ impl Store {
             let known = parent_dates(&write.txn, distinct_parents(&events, |_| true)).await?;
             let owned = distinct_correlations(&events);
             let heads = chain::read_heads(&write.txn, &owned.iter().map(String::as_str).collect()).await?;
-            let plan = self.link(&events, &known, heads);
+            let mut plan = self.link(&events, &known, heads);
+            let mut rows: Vec<&mut Model> = plan.rows.iter_mut().collect();
+            super::lifecycle::apply_holds(&write.txn, &mut rows).await?;
             insert_rows(&write.txn, &plan.rows).await?;
             chain::save_heads(&write.txn, &plan.heads).await?;
             write.txn.commit().await?;
@@ -479,7 +485,11 @@ fn parent_date_of(event: &NewEvent, known: &HashMap<Uuid, NaiveDate>) -> Result<
 /// The statement that writes a planned group (PostgreSQL): the rows, and each chain's head moved
 /// from the position the links were computed from, or nothing at all.
 fn compare_and_set(plan: &GroupPlan) -> Statement {
-    let insert = Entity::insert_many(plan.rows.iter().cloned().map(IntoActiveModel::into_active_model))
+    // Rows in the order of their correlations' locks: the hold trigger takes each row's lock as
+    // the row goes in, and writers must take overlapping locks in one order.
+    let mut rows: Vec<&Model> = plan.rows.iter().collect();
+    rows.sort_by(|a, b| a.correlation_id.cmp(&b.correlation_id));
+    let insert = Entity::insert_many(rows.into_iter().cloned().map(IntoActiveModel::into_active_model))
         .build(DatabaseBackend::Postgres);
     let mut values: Vec<Value> = insert.values.map(|v| v.0).unwrap_or_default();
     let mut heads = Vec::with_capacity(plan.heads.len());
@@ -501,7 +511,8 @@ fn compare_and_set(plan: &GroupPlan) -> Statement {
     // a head) are taken before any head moves, in the same order as theirs; the statement holds
     // them until it commits.
     let sql = format!(
-        "WITH written AS ({} RETURNING 1), \
+        "WITH written AS ({} RETURNING event_id, legal_hold, legal_hold_reason, legal_hold_placed_by, \
+            legal_hold_placed_at), \
          heads(correlation_id, last_seq, last_hash, before) AS (VALUES {}), \
          locked AS MATERIALIZED (SELECT pg_advisory_xact_lock(hashtextextended(correlation_id, 1)) FROM heads \
             ORDER BY correlation_id COLLATE \"C\"), \
@@ -511,12 +522,40 @@ fn compare_and_set(plan: &GroupPlan) -> Statement {
             WHERE audit_chain_heads.last_seq = (SELECT before FROM heads WHERE heads.correlation_id = excluded.correlation_id) \
             RETURNING 1) \
          SELECT CASE WHEN (SELECT count(*) FROM moved) = {} THEN (SELECT count(*) FROM written) \
-            ELSE auditgraph_chain_moved() END AS written",
+            ELSE auditgraph_chain_moved() END AS written, \
+            (SELECT json_agg(json_build_array(event_id, legal_hold_reason, legal_hold_placed_by, legal_hold_placed_at)) \
+             FROM written WHERE legal_hold)::text AS held",
         insert.sql,
         heads.join(", "),
         plan.heads.len()
     );
     Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values)
+}
+
+/// Gives the written rows the legal holds the database put on them as they went in (the
+/// compare-and-set statement's `held`: id, reason, placed by, placed at of each held row).
+fn apply_returned_holds(row: Option<&sea_orm::QueryResult>, rows: &mut [Model]) -> Result<(), StoreError> {
+    let held: Option<String> = row.map(|r| r.try_get("", "held")).transpose()?.flatten();
+    let Some(held) = held else {
+        return Ok(());
+    };
+    type Held = (
+        Uuid,
+        Option<String>,
+        Option<String>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    );
+    let held: Vec<Held> = serde_json::from_str(&held)
+        .map_err(|e| StoreError::Internal(format!("the held rows of a write could not be read: {e}")))?;
+    for (id, reason, placed_by, placed_at) in held {
+        if let Some(model) = rows.iter_mut().find(|m| m.event_id == id) {
+            model.legal_hold = true;
+            model.legal_hold_reason = reason;
+            model.legal_hold_placed_by = placed_by;
+            model.legal_hold_placed_at = placed_at;
+        }
+    }
+    Ok(())
 }
 
 /// Whether the compare-and-set statement found a head moved (SQLSTATE 40001).

@@ -155,8 +155,18 @@ impl Store {
             self.ensure_partition(day).await?;
         }
         let write = self.begin_write().await?;
-        let txn = &write.txn;
+        let results = self.write_in(&write.txn, batch).await?;
+        write.txn.commit().await?;
+        Ok(results)
+    }
 
+    /// The body of [`Store::create_events`], inside the write transaction `txn` (whose partitions
+    /// exist): for operations that record an event together with other changes.
+    pub(crate) async fn write_in(
+        &self,
+        txn: &DatabaseTransaction,
+        batch: Vec<NewEvent>,
+    ) -> Result<Vec<Model>, StoreError> {
         // Client-chosen ids: serialise writers of the same ids, then find those stored already.
         let mut first_use: HashMap<Uuid, usize> = HashMap::new();
         for (index, event) in batch.iter().enumerate().filter(|(_, e)| e.client_supplied_id) {
@@ -257,10 +267,11 @@ impl Store {
             .map(|(_, model)| model)
             .collect();
         let heads = self.link_chains(txn, &mut linked).await?;
+        // The chain locks are held: no hold is placed or released on these correlations meanwhile.
+        super::lifecycle::apply_holds(txn, &mut linked).await?;
         let rows: Vec<Model> = linked.into_iter().map(|m| m.clone()).collect();
         insert_rows(txn, &rows).await?;
         save_heads(txn, &heads).await?;
-        write.txn.commit().await?;
         tracing::debug!(written = rows.len(), "events written");
         Ok(results)
     }

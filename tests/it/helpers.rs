@@ -732,6 +732,9 @@ pub async fn as_attacker(app: &TestApp, statements: &[String]) {
             for trigger in [
                 "trg_audit_events_immutable",
                 "trg_audit_events_no_delete",
+                "trg_audit_events_held_no_delete",
+                "trg_audit_events_unexpired_no_delete",
+                "trg_audit_events_purged",
                 "trg_audit_events_log",
                 "trg_audit_log_leaves_no_update",
                 "trg_audit_log_leaves_no_delete",
