@@ -146,12 +146,14 @@ impl Service {
     pub async fn verify_chain(&self, caller: &Principal, correlation_id: &str) -> Result<ChainVerification, ApiError> {
         self.authorize(caller, Role::Reader)?;
         check_correlation(correlation_id)?;
-        let (events, head) = self.store.chain_of(correlation_id).await?;
+        let crate::store::StoredChain { events, purged, head } = self.store.stored_chain(correlation_id).await?;
+        let purged: Vec<chain::PurgedLink> = purged.iter().map(crate::store::Purged::link).collect();
         let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
         let logged = self.store.log_leaves_of(&ids).await?;
         let report = chain::verify(
             self.store.hasher(),
             &events,
+            &purged,
             head.as_ref().map(|h| (h.last_seq, h.last_hash.as_str())),
             &logged,
             crate::store::event_leaf,

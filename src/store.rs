@@ -14,8 +14,8 @@ mod verify;
 mod write;
 
 pub use backfill::{BackfillBatch, ForeignKeyCheck, LegacyKey};
-pub use chain::ChainHead;
 pub(crate) use chain::save_heads;
+pub use chain::{ChainHead, StoredChain};
 pub use columns::Columns;
 pub use error::{StoreError, is_unavailable};
 pub use import::{ImportError, ImportRow, ImportedBatch};

@@ -233,6 +233,8 @@ pub enum BreakKind {
     LogMismatch,
     /// An unkeyed hash follows keyed ones: someone without the key extended the chain.
     KeyDowngrade,
+    /// A retention run is recorded as deleting the event before its retention passed.
+    PurgedUnexpired,
 }
 
 impl BreakKind {
@@ -247,6 +249,7 @@ impl BreakKind {
             Self::Unverifiable => "unverifiable",
             Self::LogMismatch => "log_mismatch",
             Self::KeyDowngrade => "key_downgrade",
+            Self::PurgedUnexpired => "purged_unexpired",
         }
     }
 }
@@ -279,6 +282,10 @@ pub struct ChainReport {
     pub verified: u64,
     /// Events written before hash chains existed (no position, no hash): not verifiable.
     pub unchained: u64,
+    /// Events of the chain that retention runs deleted, as they recorded them.
+    pub purged: u64,
+    /// The runs that deleted them.
+    pub purged_by: std::collections::BTreeSet<uuid::Uuid>,
     /// Every break found, in chain order.
     pub breaks: Vec<ChainBreak>,
 }
@@ -290,25 +297,63 @@ impl ChainReport {
     }
 }
 
+/// An event of the chain that a retention run deleted, as the run recorded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PurgedLink {
+    /// The event.
+    pub event_id: uuid::Uuid,
+    /// Its position.
+    pub position: Option<i64>,
+    /// Its hash.
+    pub event_hash: Option<String>,
+    /// The run that deleted it.
+    pub run_id: uuid::Uuid,
+    /// Whether its retention had passed by the run's date.
+    pub was_due: bool,
+}
+
 /// Checks a correlation's events (in any order) against their hashes, their links, the chain's
 /// recorded head (`head`: last position and hash, when the correlation has one) and the leaf
 /// hashes the transparency log recorded for them (`logged`, by event; events not sequenced yet
 /// are absent). `leaf` computes an event's leaf hash from its `event_hash`.
+///
+/// `purged` are the events retention runs deleted: a position one of them held is not a gap,
+/// and the event after it links to its recorded hash. A removed event without such a record,
+/// or one removed before its retention passed, is a break.
 pub fn verify(
     hasher: &ChainHasher,
     events: &[Model],
+    purged: &[PurgedLink],
     head: Option<(i64, &str)>,
     logged: &std::collections::HashMap<uuid::Uuid, [u8; 32]>,
     leaf: impl Fn(&str) -> [u8; 32],
 ) -> ChainReport {
     let mut chained: Vec<&Model> = events.iter().filter(|m| m.chain_seq.is_some()).collect();
     chained.sort_by_key(|m| (m.chain_seq, m.event_id));
+    let by_position: std::collections::BTreeMap<i64, &PurgedLink> =
+        purged.iter().filter_map(|p| p.position.map(|at| (at, p))).collect();
     let mut report = ChainReport {
         chained: chained.len() as u64,
         verified: 0,
         unchained: (events.len() - chained.len()) as u64,
+        purged: purged.len() as u64,
+        purged_by: purged.iter().map(|p| p.run_id).collect(),
         breaks: Vec::new(),
     };
+    for gone in purged.iter().filter(|p| !p.was_due) {
+        report.breaks.push(ChainBreak {
+            event_id: gone.event_id,
+            position: gone.position,
+            kind: BreakKind::PurgedUnexpired,
+            message: format!(
+                "retention run {} deleted it, but its retention had not passed by the run's date",
+                gone.run_id
+            ),
+            expected_hash: None,
+            actual_hash: gone.event_hash.clone(),
+            previous_hash: None,
+        });
+    }
     // An event outside the chain is either older than hash chains (no hash, no leaf) or imported
     // with a hash that could not be verified (a note saying so, its hash logged as it came). One
     // with a logged hash but no such note, or whose hash no longer matches its leaf, was taken out
@@ -332,10 +377,18 @@ pub fn verify(
             });
         }
     }
+    // The position and hash of the last link seen, stored or purged.
     let mut previous: Option<&Model> = None;
+    let mut last_link: Option<(i64, Option<&str>)> = None;
     let mut expected_position = 1_i64;
     for event in chained {
         let position = event.chain_seq.unwrap_or_default();
+        // Positions before this one that retention runs account for.
+        while by_position.contains_key(&expected_position) && expected_position < position {
+            let gone = by_position.get(&expected_position).copied();
+            last_link = Some((expected_position, gone.and_then(|g| g.event_hash.as_deref())));
+            expected_position += 1;
+        }
         let mut broken = false;
         let mut record = |kind: BreakKind, message: String, expected: Option<String>| {
             broken = true;
@@ -359,13 +412,13 @@ pub fn verify(
             record(
                 BreakKind::MissingEvents,
                 format!(
-                    "positions {expected_position} to {} are missing: events were removed before this one",
+                    "positions {expected_position} to {} are missing and no retention run deleted them: events were removed before this one",
                     position - 1
                 ),
                 None,
             );
         }
-        let expected_previous = previous.and_then(|p| p.event_hash.clone());
+        let expected_previous = last_link.and_then(|(_, hash)| hash.map(str::to_string));
         if event.previous_event_hash != expected_previous && position == expected_position {
             record(
                 BreakKind::LinkBroken,
@@ -403,30 +456,35 @@ pub fn verify(
         }
         expected_position = position + 1;
         previous = Some(event);
+        last_link = Some((position, event.event_hash.as_deref()));
+    }
+    // Purged positions after the last stored event.
+    while let Some(gone) = by_position.get(&expected_position) {
+        last_link = Some((expected_position, gone.event_hash.as_deref()));
+        expected_position += 1;
     }
     if head.is_none()
-        && let Some(last) = previous
+        && let Some((position, hash)) = last_link
     {
         report.breaks.push(ChainBreak {
-            event_id: last.event_id,
-            position: last.chain_seq,
+            event_id: previous.map(|p| p.event_id).unwrap_or_default(),
+            position: Some(position),
             kind: BreakKind::MissingTail,
             message: "the chain's recorded head is gone: it was removed, perhaps with the last events".into(),
             expected_hash: None,
-            actual_hash: last.event_hash.clone(),
+            actual_hash: hash.map(str::to_string),
             previous_hash: None,
         });
     }
     if let Some((last, last_hash)) = head {
-        let tail = previous.and_then(|p| p.chain_seq).unwrap_or(0);
-        let tail_hash = previous.and_then(|p| p.event_hash.as_deref());
+        let (tail, tail_hash) = last_link.unwrap_or((0, None));
         if last != tail || tail_hash != Some(last_hash) {
             report.breaks.push(ChainBreak {
                 event_id: previous.map(|p| p.event_id).unwrap_or_default(),
                 position: previous.and_then(|p| p.chain_seq),
                 kind: BreakKind::MissingTail,
                 message: format!(
-                    "the chain was recorded up to position {last}, but its stored events end at position {tail}: \
+                    "the chain was recorded up to position {last}, but its stored and purged events end at position {tail}: \
                      the last events were removed or replaced"
                 ),
                 expected_hash: Some(last_hash.to_string()),
@@ -547,7 +605,7 @@ mod tests {
     fn an_untouched_chain_verifies() {
         let hasher = ChainHasher::default();
         let events = chain(&hasher, 5);
-        let report = verify(&hasher, &events, head(&events), &HashMap::new(), no_leaf);
+        let report = verify(&hasher, &events, &[], head(&events), &HashMap::new(), no_leaf);
         assert!(report.valid(), "{:?}", report.breaks);
         assert_eq!((report.chained, report.verified, report.unchained), (5, 5, 0));
     }
@@ -557,7 +615,7 @@ mod tests {
         let hasher = ChainHasher::default();
         let mut events = chain(&hasher, 5);
         events[2].event_outcome = "failure".into();
-        let report = verify(&hasher, &events, head(&events), &HashMap::new(), no_leaf);
+        let report = verify(&hasher, &events, &[], head(&events), &HashMap::new(), no_leaf);
         assert_eq!(report.breaks.len(), 1, "{:?}", report.breaks);
         assert_eq!(report.breaks[0].kind, BreakKind::ContentChanged);
         assert_eq!(report.breaks[0].event_id, events[2].event_id);
@@ -573,13 +631,27 @@ mod tests {
 
         let mut gap = events.clone();
         gap.remove(2);
-        let report = verify(&hasher, &gap, Some((first_head, &last_hash)), &HashMap::new(), no_leaf);
+        let report = verify(
+            &hasher,
+            &gap,
+            &[],
+            Some((first_head, &last_hash)),
+            &HashMap::new(),
+            no_leaf,
+        );
         assert_eq!(report.breaks[0].kind, BreakKind::MissingEvents, "{:?}", report.breaks);
         assert_eq!(report.breaks[0].event_id, events[3].event_id);
 
         let mut tail = events.clone();
         tail.pop();
-        let report = verify(&hasher, &tail, Some((first_head, &last_hash)), &HashMap::new(), no_leaf);
+        let report = verify(
+            &hasher,
+            &tail,
+            &[],
+            Some((first_head, &last_hash)),
+            &HashMap::new(),
+            no_leaf,
+        );
         assert_eq!(report.breaks.len(), 1, "{:?}", report.breaks);
         assert_eq!(report.breaks[0].kind, BreakKind::MissingTail);
 
@@ -590,6 +662,7 @@ mod tests {
         let report = verify(
             &hasher,
             &forged,
+            &[],
             Some((first_head, &last_hash)),
             &HashMap::new(),
             no_leaf,
@@ -608,7 +681,7 @@ mod tests {
         let (a, b) = (events[1].chain_seq, events[2].chain_seq);
         events[1].chain_seq = b;
         events[2].chain_seq = a;
-        let report = verify(&hasher, &events, head(&events), &HashMap::new(), no_leaf);
+        let report = verify(&hasher, &events, &[], head(&events), &HashMap::new(), no_leaf);
         assert!(!report.valid());
         assert!(
             report.breaks.iter().all(|b| b.kind != BreakKind::MissingEvents),
@@ -624,11 +697,12 @@ mod tests {
         let events = chain(&keyed, 3);
         assert_eq!(events[0].hash_algorithm, KEYED);
         assert_eq!(events[0].hash_key_id.as_deref(), Some("k1"));
-        assert!(verify(&keyed, &events, head(&events), &HashMap::new(), no_leaf).valid());
+        assert!(verify(&keyed, &events, &[], head(&events), &HashMap::new(), no_leaf).valid());
         // Recomputed without the key, every hash differs: a forger cannot rebuild the chain.
         let report = verify(
             &ChainHasher::default(),
             &events,
+            &[],
             head(&events),
             &HashMap::new(),
             no_leaf,
@@ -639,7 +713,7 @@ mod tests {
             report.breaks
         );
         let other = ChainHasher::new(Some(ChainKey::new("k1", vec![8; 32]).unwrap()));
-        assert!(!verify(&other, &events, head(&events), &HashMap::new(), no_leaf).valid());
+        assert!(!verify(&other, &events, &[], head(&events), &HashMap::new(), no_leaf).valid());
         assert!(ChainKey::new("k2", vec![1; 31]).is_err(), "short keys are refused");
     }
 
@@ -652,7 +726,7 @@ mod tests {
             .iter()
             .map(|e| (e.event_id, leaf(e.event_hash.as_deref().unwrap())))
             .collect();
-        assert!(verify(&hasher, &events, head(&events), &logged, leaf).valid());
+        assert!(verify(&hasher, &events, &[], head(&events), &logged, leaf).valid());
         // The attacker edits event 2 and recomputes every hash after it, and the head.
         let mut rewritten = events.clone();
         rewritten[1].event_outcome = "failure".into();
@@ -663,9 +737,9 @@ mod tests {
             );
             hasher.link(&mut rewritten[i], Some((previous.0, &previous.1)));
         }
-        let report = verify(&hasher, &rewritten, head(&rewritten), &HashMap::new(), leaf);
+        let report = verify(&hasher, &rewritten, &[], head(&rewritten), &HashMap::new(), leaf);
         assert!(report.valid(), "the chain alone cannot tell: {:?}", report.breaks);
-        let report = verify(&hasher, &rewritten, head(&rewritten), &logged, leaf);
+        let report = verify(&hasher, &rewritten, &[], head(&rewritten), &logged, leaf);
         assert_eq!(report.breaks.len(), 2, "{:?}", report.breaks);
         assert!(report.breaks.iter().all(|b| b.kind == BreakKind::LogMismatch));
         assert_eq!(report.breaks[0].event_id, events[1].event_id);
@@ -679,10 +753,10 @@ mod tests {
         let previous = (events[1].chain_seq.unwrap(), events[1].event_hash.clone().unwrap());
         ChainHasher::default().link(&mut forged, Some((previous.0, &previous.1)));
         events.push(forged);
-        let report = verify(&keyed, &events, head(&events), &HashMap::new(), no_leaf);
+        let report = verify(&keyed, &events, &[], head(&events), &HashMap::new(), no_leaf);
         assert_eq!(report.breaks.len(), 1, "{:?}", report.breaks);
         assert_eq!(report.breaks[0].kind, BreakKind::KeyDowngrade);
-        let report = verify(&keyed, &events[..2], None, &HashMap::new(), no_leaf);
+        let report = verify(&keyed, &events[..2], &[], None, &HashMap::new(), no_leaf);
         assert_eq!(report.breaks[0].kind, BreakKind::MissingTail, "{:?}", report.breaks);
     }
 
@@ -697,13 +771,13 @@ mod tests {
             .collect();
         // The attacker removes the last event's position and moves the head back.
         events[1].chain_seq = None;
-        let report = verify(&hasher, &events, head(&events[..1]), &logged, leaf);
+        let report = verify(&hasher, &events, &[], head(&events[..1]), &logged, leaf);
         assert_eq!(report.breaks.len(), 1, "{:?}", report.breaks);
         assert_eq!(report.breaks[0].kind, BreakKind::LogMismatch);
         assert_eq!(report.breaks[0].event_id, events[1].event_id);
         // An import set apart (a note, its hash logged as it came) is not a break.
         events[1].chain_note = Some("imported with a hash this server cannot verify: test".into());
-        assert!(verify(&hasher, &events, head(&events[..1]), &logged, leaf).valid());
+        assert!(verify(&hasher, &events, &[], head(&events[..1]), &logged, leaf).valid());
     }
 
     #[test]
@@ -711,7 +785,7 @@ mod tests {
         let hasher = ChainHasher::default();
         let mut events = chain(&hasher, 2);
         events.push(event(50));
-        let report = verify(&hasher, &events, head(&events[..2]), &HashMap::new(), no_leaf);
+        let report = verify(&hasher, &events, &[], head(&events[..2]), &HashMap::new(), no_leaf);
         assert!(report.valid(), "{:?}", report.breaks);
         assert_eq!(report.unchained, 1);
     }

@@ -28,6 +28,8 @@ pub enum ChainBreakKind {
     LogMismatch,
     /// An unkeyed hash follows keyed ones: someone without the key extended the chain.
     KeyDowngrade,
+    /// A retention run is recorded as deleting the event before its retention passed.
+    PurgedUnexpired,
 }
 
 impl From<BreakKind> for ChainBreakKind {
@@ -41,6 +43,7 @@ impl From<BreakKind> for ChainBreakKind {
             BreakKind::Unverifiable => Self::Unverifiable,
             BreakKind::LogMismatch => Self::LogMismatch,
             BreakKind::KeyDowngrade => Self::KeyDowngrade,
+            BreakKind::PurgedUnexpired => Self::PurgedUnexpired,
         }
     }
 }
@@ -105,6 +108,16 @@ impl ChainVerification {
     /// Events stored before hash chains existed: they carry no hash and cannot be verified.
     async fn unchained_events(&self) -> u64 {
         self.0.report.unchained
+    }
+    /// Events of the chain that retention runs deleted once their retention had passed. Their
+    /// positions are not gaps: each run recorded the deleted event's hash, and the next event
+    /// still links to it.
+    async fn purged_events(&self) -> u64 {
+        self.0.report.purged
+    }
+    /// The retention runs that deleted them.
+    async fn purged_by_runs(&self) -> Vec<Uuid> {
+        self.0.report.purged_by.iter().copied().collect()
     }
     /// The first break in chain order, if any.
     async fn first_break(&self) -> Option<ChainBreak> {

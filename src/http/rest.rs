@@ -411,6 +411,14 @@ pub async fn verify_chain(
             report.breaks.len()
         )
     };
+    if report.purged > 0 {
+        let runs: Vec<String> = report.purged_by.iter().map(Uuid::to_string).collect();
+        message.push_str(&format!(
+            "; {} events were purged by retention run {} after their retention passed (their hashes are recorded, the chain still links)",
+            report.purged,
+            runs.join(", ")
+        ));
+    }
     if report.unchained > 0 {
         message.push_str(&format!(
             "; {} events without a hash (stored before hash chains) were not verified",
@@ -422,6 +430,7 @@ pub async fn verify_chain(
         "is_valid": report.valid(),
         "total_events": report.chained,
         "verified_events": report.verified,
+        "purged_events": report.purged,
         "tampered_events": tampered,
         "verification_time": timestamp_text(checked.verified_at),
         "message": message,

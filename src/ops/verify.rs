@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::domain::chain::{self, ChainBreak, ChainReport, hex};
 use crate::domain::checkpoint::{self, VerifierKey};
 use crate::domain::merkle::{Hash, MemoryTree};
-use crate::store::{LogLeaf, Store, StoreOptions, StoredCheckpoint, event_leaf};
+use crate::store::{LogLeaf, Purged, Store, StoreOptions, StoredCheckpoint, event_leaf};
 
 /// Correlations read per round: their events are held in memory together.
 const CORRELATIONS_PER_PAGE: u64 = 500;
@@ -43,6 +43,10 @@ pub struct ChainsCheck {
     pub verified: u64,
     /// Events stored before hash chains (or imported with a hash that stands outside the chain).
     pub unchained: u64,
+    /// Events retention runs deleted, as they recorded them (not breaks).
+    pub purged: u64,
+    /// The runs that deleted them.
+    pub purged_by: BTreeSet<Uuid>,
     /// Breaks found.
     pub broken: u64,
     /// The first break, in words.
@@ -56,6 +60,8 @@ pub struct LogCheck {
     pub leaves: u64,
     /// Leaves whose event is stored and has the hash the leaf commits to.
     pub matched: u64,
+    /// Leaves whose event a retention run deleted, recording the hash the leaf commits to.
+    pub purged: u64,
     /// Events waiting for the sequencer.
     pub pending: u64,
     /// Inconsistencies found.
@@ -134,11 +140,27 @@ impl fmt::Display for Details<'_> {
             "chains: {} correlations, {} events verified, {} unchained (stored before hash chains), {} broken",
             chains.correlations, chains.verified, chains.unchained, chains.broken
         )?;
+        if chains.purged > 0 {
+            let runs: Vec<String> = chains.purged_by.iter().map(Uuid::to_string).collect();
+            write!(
+                f,
+                "; {} events purged by retention (run {}): their positions hold, their hashes recorded",
+                chains.purged,
+                runs.join(", run ")
+            )?;
+        }
         write!(
             f,
             "\nlog: {} leaves match their events, {} pending",
             log.matched, log.pending
         )?;
+        if log.purged > 0 {
+            write!(
+                f,
+                ", {} leaves of purged events match the hashes their runs recorded",
+                log.purged
+            )?;
+        }
         if log.problems > 0 {
             write!(
                 f,
@@ -305,10 +327,13 @@ async fn check_chains(
             .map(|e| e.event_id)
             .collect();
         let logged = store.log_leaves_of(&hashed).await?;
+        // Read after the events: an event purged meanwhile is then seen stored, purged, or both.
+        let mut purged = store.purged_of_correlations(&page).await?;
         for correlation in &page {
             let events = events.remove(correlation).unwrap_or_default();
+            let purged = links(purged.remove(correlation));
             let head = heads.get(correlation).map(|h| (h.last_seq, h.last_hash.as_str()));
-            let result = chain::verify(hasher, &events, head, &logged, event_leaf);
+            let result = chain::verify(hasher, &events, &purged, head, &logged, event_leaf);
             record_chain(check, correlation, &result);
             unlogged.extend(
                 events
@@ -327,11 +352,15 @@ async fn check_chains(
         }
         after = Some(last);
     }
-    // A head whose correlation has no event left at all: the whole chain was removed.
-    for head in store.orphan_chain_heads().await? {
+    // A head whose correlation has no event left at all: the whole chain was purged, or removed.
+    let orphans = store.orphan_chain_heads().await?;
+    let ids: Vec<String> = orphans.iter().map(|h| h.correlation_id.clone()).collect();
+    let mut purged = store.purged_of_correlations(&ids).await?;
+    for head in orphans {
         let result = chain::verify(
             hasher,
             &[],
+            &links(purged.remove(&head.correlation_id)),
             Some((head.last_seq, &head.last_hash)),
             &HashMap::new(),
             event_leaf,
@@ -341,8 +370,15 @@ async fn check_chains(
     Ok(unlogged)
 }
 
+/// Purge records as chain links.
+fn links(purged: Option<Vec<Purged>>) -> Vec<chain::PurgedLink> {
+    purged.unwrap_or_default().iter().map(Purged::link).collect()
+}
+
 fn record_chain(check: &mut ChainsCheck, correlation: &str, result: &ChainReport) {
     check.correlations += 1;
+    check.purged += result.purged;
+    check.purged_by.extend(result.purged_by.iter().copied());
     check.verified += result.verified;
     check.unchained += result.unchained;
     check.broken += result.breaks.len() as u64;
@@ -395,6 +431,17 @@ async fn check_leaves(
         };
         let ids: Vec<Uuid> = page.iter().map(|l| l.event_id).collect();
         let events = store.event_hashes_of(&ids).await?;
+        // Read after the events, so that an event purged meanwhile is found in one or the other.
+        let gone: Vec<Uuid> = page
+            .iter()
+            .filter(|l| {
+                !events
+                    .get(&l.event_id)
+                    .is_some_and(|e| e.iter().any(|(d, _)| *d == l.event_date))
+            })
+            .map(|l| l.event_id)
+            .collect();
+        let purged = store.purged_of(&gone).await?;
         for leaf in &page {
             check.leaves += 1;
             let problem = if leaf.index != tree.size() {
@@ -403,10 +450,17 @@ async fn check_leaves(
                     tree.size(),
                     leaf.index
                 ))
+            } else if let Some(record) = purged
+                .get(&leaf.event_id)
+                .and_then(|p| p.iter().find(|p| p.event_date == leaf.event_date))
+            {
+                purged_leaf_problem(leaf, record)
             } else {
                 leaf_problem(leaf, events.get(&leaf.event_id).map(Vec::as_slice).unwrap_or_default())
             };
+            let was_purged = purged.contains_key(&leaf.event_id);
             match problem {
+                None if was_purged => check.purged += 1,
                 None => check.matched += 1,
                 Some(problem) => {
                     check.problems += 1;
@@ -462,6 +516,29 @@ async fn check_nodes(store: &Store, tree: &MemoryTree, check: &mut LogCheck) -> 
         }
     }
     Ok(())
+}
+
+/// What is wrong with the leaf of an event a retention run deleted: the hash the run recorded
+/// must be the one the leaf commits to.
+fn purged_leaf_problem(leaf: &LogLeaf, record: &Purged) -> Option<String> {
+    let Some(hash) = &record.event_hash else {
+        return Some(format!(
+            "leaf {} (event {}): retention run {} recorded the event without a hash, but the log recorded one",
+            leaf.index, leaf.event_id, record.run_id
+        ));
+    };
+    let expected = event_leaf(hash);
+    (expected != leaf.hash).then(|| {
+        format!(
+            "leaf {} (event {}): retention run {} recorded hash {hash} for the event it deleted, which gives {}, \
+             but the log recorded {}: the event was rewritten before it was purged",
+            leaf.index,
+            leaf.event_id,
+            record.run_id,
+            hex(&expected),
+            hex(&leaf.hash)
+        )
+    })
 }
 
 /// What is wrong with a leaf, given the stored events with its event id (date and hash each).

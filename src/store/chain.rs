@@ -103,6 +103,17 @@ fn advance(heads: &mut BTreeMap<String, ChainHead>, model: &Model) {
     heads.insert(head.correlation_id.clone(), head);
 }
 
+/// A correlation's chain as stored: its events, those retention runs deleted, its head.
+#[derive(Clone, Debug)]
+pub struct StoredChain {
+    /// The stored events, in chain order.
+    pub events: Vec<Model>,
+    /// The events retention runs deleted, as they recorded them.
+    pub purged: Vec<super::Purged>,
+    /// The chain's recorded head.
+    pub head: Option<ChainHead>,
+}
+
 /// What happened to the chain link an imported event carried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ImportedLink {
@@ -223,6 +234,14 @@ impl Store {
     /// Every stored event of a correlation and its head, read in one snapshot (a write that
     /// commits between the two reads would otherwise look like a removed tail).
     pub async fn chain_of(&self, correlation_id: &str) -> Result<(Vec<Model>, Option<ChainHead>), StoreError> {
+        let chain = self.stored_chain(correlation_id).await?;
+        Ok((chain.events, chain.head))
+    }
+
+    /// Every stored event of a correlation, the events retention runs deleted from it, and its
+    /// head, read in one snapshot (a purge that commits between the reads would otherwise look
+    /// like events removed without a record).
+    pub async fn stored_chain(&self, correlation_id: &str) -> Result<StoredChain, StoreError> {
         use sea_orm::{AccessMode, IsolationLevel, TransactionTrait};
         let (isolation, access) = match self.backend() {
             DatabaseBackend::Postgres => (Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly)),
@@ -236,8 +255,13 @@ impl Store {
             .all(&txn)
             .await?;
         let mut heads = read_heads(&txn, &BTreeSet::from([correlation_id])).await?;
+        let mut purged = super::lifecycle::purged_in(&txn, &[correlation_id.to_string()]).await?;
         txn.commit().await?;
-        Ok((events, heads.remove(correlation_id)))
+        Ok(StoredChain {
+            events,
+            purged: purged.remove(correlation_id).unwrap_or_default(),
+            head: heads.remove(correlation_id),
+        })
     }
 
     /// The hasher new events are linked with (and chains verified with).

@@ -62,6 +62,17 @@ pub struct Purged {
 }
 
 impl Purged {
+    /// The link of the chain it was, for verification.
+    pub fn link(&self) -> crate::domain::chain::PurgedLink {
+        crate::domain::chain::PurgedLink {
+            event_id: self.event_id,
+            position: self.chain_seq,
+            event_hash: self.event_hash.clone(),
+            run_id: self.run_id,
+            was_due: self.was_due(),
+        }
+    }
+
     /// Whether its retention had passed by its run's date (the database refuses anything else).
     pub fn was_due(&self) -> bool {
         self.event_date
@@ -952,26 +963,7 @@ impl Store {
         &self,
         correlations: &[String],
     ) -> Result<HashMap<String, Vec<Purged>>, StoreError> {
-        let backend = self.backend();
-        let mut found: HashMap<String, Vec<Purged>> = HashMap::new();
-        for chunk in correlations.chunks(1_000) {
-            let sql = format!(
-                "SELECT p.event_id, p.event_date, p.correlation_id, p.chain_seq, p.event_hash, p.retention_days, \
-                 p.run_id, r.as_of FROM audit_purged p JOIN audit_retention_runs r ON r.run_id = p.run_id \
-                 WHERE p.correlation_id IN ({}) ORDER BY p.correlation_id, p.chain_seq",
-                super::placeholders(backend, 1, chunk.len())
-            );
-            let values = chunk.iter().map(|c| Value::from(c.clone()));
-            for row in self
-                .db()
-                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-                .await?
-            {
-                let purged = Purged::from_row(&row)?;
-                found.entry(purged.correlation_id.clone()).or_default().push(purged);
-            }
-        }
-        Ok(found)
+        Ok(purged_in(self.db(), correlations).await?)
     }
 
     /// The recorded purges of these events, by id.
@@ -997,6 +989,32 @@ impl Store {
         }
         Ok(found)
     }
+}
+
+/// The events of these correlations that retention runs deleted, by correlation, in chain order.
+pub(crate) async fn purged_in(
+    db: &impl ConnectionTrait,
+    correlations: &[String],
+) -> Result<HashMap<String, Vec<Purged>>, DbErr> {
+    let backend = db.get_database_backend();
+    let mut found: HashMap<String, Vec<Purged>> = HashMap::new();
+    for chunk in correlations.chunks(1_000) {
+        let sql = format!(
+            "SELECT p.event_id, p.event_date, p.correlation_id, p.chain_seq, p.event_hash, p.retention_days, \
+             p.run_id, r.as_of FROM audit_purged p JOIN audit_retention_runs r ON r.run_id = p.run_id \
+             WHERE p.correlation_id IN ({}) ORDER BY p.correlation_id, p.chain_seq",
+            super::placeholders(backend, 1, chunk.len())
+        );
+        let values = chunk.iter().map(|c| Value::from(c.clone()));
+        for row in db
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?
+        {
+            let purged = Purged::from_row(&row)?;
+            found.entry(purged.correlation_id.clone()).or_default().push(purged);
+        }
+    }
+    Ok(found)
 }
 
 /// A count as the database stores it.
