@@ -12,7 +12,8 @@
 //! - Deleting an event is refused unless the deleting transaction holds a grant of a retention
 //!   run (`audit_purge_grant`, a row visible to that transaction only), the event's retention has
 //!   passed by the run's date, and it is under no legal hold; the foreign key keeps every parent
-//!   whose children remain. The delete trigger writes the event's `audit_purged` row.
+//!   whose dated children remain (a run also keeps the parents of legacy links, which the key
+//!   cannot see). The delete trigger writes the event's `audit_purged` row.
 //! - An index on the day each event expires, for the runs to find expired events without
 //!   reading the others.
 
@@ -85,14 +86,15 @@ CREATE TRIGGER trg_audit_purged_no_truncate BEFORE TRUNCATE ON audit_purged
 
 CREATE INDEX idx_audit_events_expiry ON audit_events ((event_date + retention_days), event_date, event_id);
 
--- A new event of a held correlation is held too. The correlation's chain lock (which placing a
--- hold also takes) orders the two: either the hold is committed before the event's row is
--- checked, or the event is committed before the hold marks the correlation's events.
+-- A new event of a held correlation is held too. Writers take the correlation's chain lock
+-- before their rows go in (the batch and import paths before the statement, a single write's
+-- statement before it inserts), and placing a hold takes it too: either the hold is committed
+-- before the row is checked (each check reads the newest committed rows), or the event is
+-- committed before the hold marks the correlation's events.
 CREATE FUNCTION auditgraph_hold_new_event() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     hold audit_legal_holds%ROWTYPE;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended(NEW.correlation_id, 1));
     SELECT * INTO hold FROM audit_legal_holds WHERE correlation_id = NEW.correlation_id;
     IF FOUND THEN
         NEW.legal_hold := TRUE;
@@ -212,12 +214,13 @@ BEGIN
     SELECT RAISE(ABORT, '{REFUSED_DELETE}');
 END;
 CREATE TRIGGER trg_audit_events_held_no_delete BEFORE DELETE ON audit_events
-WHEN OLD.legal_hold = 1 OR EXISTS (SELECT 1 FROM audit_legal_holds WHERE correlation_id = OLD.correlation_id)
+WHEN EXISTS (SELECT 1 FROM audit_purge_grant)
+    AND (OLD.legal_hold = 1 OR EXISTS (SELECT 1 FROM audit_legal_holds WHERE correlation_id = OLD.correlation_id))
 BEGIN
     SELECT RAISE(ABORT, '{HELD}; release the legal hold of its correlation first');
 END;
 CREATE TRIGGER trg_audit_events_unexpired_no_delete BEFORE DELETE ON audit_events
-WHEN julianday(OLD.event_date) + OLD.retention_days >= min(
+WHEN EXISTS (SELECT 1 FROM audit_purge_grant) AND julianday(OLD.event_date) + OLD.retention_days >= min(
     julianday(date('now')),
     coalesce((SELECT julianday(r.as_of) FROM audit_purge_grant g JOIN audit_retention_runs r ON r.run_id = g.run_id), 0))
 BEGIN

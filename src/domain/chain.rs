@@ -383,11 +383,16 @@ pub fn verify(
     let mut expected_position = 1_i64;
     for event in chained {
         let position = event.chain_seq.unwrap_or_default();
-        // Positions before this one that retention runs account for.
-        while by_position.contains_key(&expected_position) && expected_position < position {
-            let gone = by_position.get(&expected_position).copied();
-            last_link = Some((expected_position, gone.and_then(|g| g.event_hash.as_deref())));
-            expected_position += 1;
+        // Positions skipped since the last stored event: those retention runs deleted are no gap.
+        let mut missing = 0;
+        if position > expected_position {
+            let purged_between = by_position.range(expected_position..position).count() as i64;
+            missing = position - expected_position - purged_between;
+            if missing == 0 {
+                let gone = by_position.get(&(position - 1)).copied();
+                last_link = Some((position - 1, gone.and_then(|g| g.event_hash.as_deref())));
+                expected_position = position;
+            }
         }
         let mut broken = false;
         let mut record = |kind: BreakKind, message: String, expected: Option<String>| {
@@ -412,7 +417,8 @@ pub fn verify(
             record(
                 BreakKind::MissingEvents,
                 format!(
-                    "positions {expected_position} to {} are missing and no retention run deleted them: events were removed before this one",
+                    "{missing} of positions {expected_position} to {} are missing and no retention run deleted them: \
+                     events were removed before this one",
                     position - 1
                 ),
                 None,

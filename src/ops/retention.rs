@@ -249,7 +249,22 @@ async fn purge_upwards(store: &Store, run: &RetentionRun, mut keys: Vec<(Uuid, N
     while !keys.is_empty() {
         let gone = purge_retrying(store, run, &keys).await?;
         deleted += gone.len() as u64;
-        let parents: BTreeSet<(Uuid, NaiveDate)> = gone.iter().filter_map(|d| d.parent).collect();
+        let mut parents: BTreeSet<(Uuid, NaiveDate)> = BTreeSet::new();
+        let mut legacy: BTreeSet<Uuid> = BTreeSet::new();
+        for (id, date) in gone.iter().filter_map(|d| d.parent) {
+            match date {
+                Some(date) => {
+                    parents.insert((id, date));
+                }
+                None => {
+                    legacy.insert(id);
+                }
+            }
+        }
+        if !legacy.is_empty() {
+            let ids: Vec<Uuid> = legacy.into_iter().collect();
+            parents.extend(store.keys_of(&ids).await?);
+        }
         keys = parents.into_iter().collect();
     }
     Ok(deleted)

@@ -485,11 +485,7 @@ fn parent_date_of(event: &NewEvent, known: &HashMap<Uuid, NaiveDate>) -> Result<
 /// The statement that writes a planned group (PostgreSQL): the rows, and each chain's head moved
 /// from the position the links were computed from, or nothing at all.
 fn compare_and_set(plan: &GroupPlan) -> Statement {
-    // Rows in the order of their correlations' locks: the hold trigger takes each row's lock as
-    // the row goes in, and writers must take overlapping locks in one order.
-    let mut rows: Vec<&Model> = plan.rows.iter().collect();
-    rows.sort_by(|a, b| a.correlation_id.cmp(&b.correlation_id));
-    let insert = Entity::insert_many(rows.into_iter().cloned().map(IntoActiveModel::into_active_model))
+    let insert = Entity::insert_many(plan.rows.iter().cloned().map(IntoActiveModel::into_active_model))
         .build(DatabaseBackend::Postgres);
     let mut values: Vec<Value> = insert.values.map(|v| v.0).unwrap_or_default();
     let mut heads = Vec::with_capacity(plan.heads.len());
@@ -508,8 +504,10 @@ fn compare_and_set(plan: &GroupPlan) -> Statement {
         values.push(plan.before.get(&head.correlation_id).copied().unwrap_or(0).into());
     }
     // The chains' advisory locks (those the batch and import paths hold while they read and move
-    // a head) are taken before any head moves, in the same order as theirs; the statement holds
-    // them until it commits.
+    // a head, and placing a legal hold takes) are taken before any head moves, in the same order
+    // as theirs; the statement holds them until it commits. The main query reads `moved` (and so
+    // `locked`) before `written`, so the rows go in, and the hold trigger checks them, with the
+    // locks held.
     let sql = format!(
         "WITH written AS ({} RETURNING event_id, legal_hold, legal_hold_reason, legal_hold_placed_by, \
             legal_hold_placed_at), \

@@ -231,8 +231,9 @@ pub struct Deleted {
     pub event_id: Uuid,
     /// Its date.
     pub event_date: NaiveDate,
-    /// Its parent's key, which may have become a leaf.
-    pub parent: Option<(Uuid, NaiveDate)>,
+    /// Its parent, which may have become a leaf: its id, and its date unless the link is a
+    /// legacy one.
+    pub parent: Option<(Uuid, Option<NaiveDate>)>,
 }
 
 const RUN_COLUMNS: &str = "run_id, as_of, dry_run, status, runner, started_at, heartbeat_at, finished_at, rows_scanned, \
@@ -270,10 +271,18 @@ fn held(alias: &str) -> String {
     )
 }
 
-/// Whether stored events name the row `alias` as their parent.
+/// Whether stored events name the row `alias` as their parent, legacy links (no parent date)
+/// included.
 fn has_children(alias: &str) -> String {
+    format!("EXISTS (SELECT 1 FROM audit_events c WHERE {})", child_of("c", alias))
+}
+
+/// Whether the row `child` names the row `parent` as its parent (a legacy link, without the
+/// parent's date, names every event with that id).
+fn child_of(child: &str, parent: &str) -> String {
     format!(
-        "EXISTS (SELECT 1 FROM audit_events c WHERE c.parent_event_id = {alias}.event_id AND c.parent_event_date = {alias}.event_date)"
+        "{child}.parent_event_id = {parent}.event_id \
+         AND ({child}.parent_event_date = {parent}.event_date OR {child}.parent_event_date IS NULL)"
     )
 }
 
@@ -787,7 +796,7 @@ impl Store {
                 deleted.push(Deleted {
                     event_id: row.try_get("", "event_id")?,
                     event_date: row.try_get("", "event_date")?,
-                    parent: parent.zip(parent_date),
+                    parent: parent.map(|id| (id, parent_date)),
                 });
             }
         }
@@ -795,6 +804,28 @@ impl Store {
             .await?;
         write.txn.commit().await?;
         Ok(deleted)
+    }
+
+    /// Every stored `(event_id, event_date)` of these ids (legacy data may hold an id on several
+    /// days).
+    pub async fn keys_of(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, NaiveDate)>, StoreError> {
+        let backend = self.backend();
+        let mut keys = Vec::new();
+        for chunk in ids.chunks(1_000) {
+            let sql = format!(
+                "SELECT event_id, event_date FROM audit_events WHERE event_id IN ({})",
+                super::placeholders(backend, 1, chunk.len())
+            );
+            let values = chunk.iter().map(|id| Value::from(*id));
+            for row in self
+                .db()
+                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?
+            {
+                keys.push((row.try_get("", "event_id")?, row.try_get("", "event_date")?));
+            }
+        }
+        Ok(keys)
     }
 
     /// How many expired events are held, and how many unheld ones remain (kept for a child).
@@ -822,16 +853,17 @@ impl Store {
         let sql = format!(
             "WITH RECURSIVE blocked(event_id, event_date, parent_event_id, parent_event_date) AS ( \
                 SELECT e.event_id, e.event_date, e.parent_event_id, e.parent_event_date FROM audit_events e \
-                WHERE {pe} AND EXISTS (SELECT 1 FROM audit_events k WHERE k.parent_event_id = e.event_id \
-                    AND k.parent_event_date = e.event_date AND NOT {pk}) \
+                WHERE {pe} AND EXISTS (SELECT 1 FROM audit_events k WHERE {ke} AND NOT {pk}) \
                 UNION \
                 SELECT p.event_id, p.event_date, p.parent_event_id, p.parent_event_date FROM blocked b \
-                JOIN audit_events p ON p.event_id = b.parent_event_id AND p.event_date = b.parent_event_date \
+                JOIN audit_events p ON {bp} \
                 WHERE {pp}) \
              SELECT count(*) AS n FROM blocked",
             pe = purgeable("e"),
             pk = purgeable("k"),
             pp = purgeable("p"),
+            ke = child_of("k", "e"),
+            bp = child_of("b", "p"),
         );
         let row = self
             .db()
@@ -871,7 +903,7 @@ impl Store {
                 found.push((name, month, rows));
             }
         }
-        found.sort_by(|a, b| b.1.cmp(&a.1));
+        found.sort_by_key(|f| std::cmp::Reverse(f.1));
         Ok(found)
     }
 
@@ -923,11 +955,12 @@ impl Store {
         .await?;
         let sql = format!(
             "SELECT count(*) AS n, COALESCE(SUM(CASE WHEN {} AND NOT {} THEN 0 ELSE 1 END), 0) AS kept, \
-             COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM audit_events c WHERE c.parent_event_id = e.event_id \
-                 AND c.parent_event_date = e.event_date AND (c.event_date < $2 OR c.event_date >= $3)) THEN 1 ELSE 0 END), 0) AS referenced \
+             COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM audit_events c WHERE {} \
+                 AND (c.event_date < $2 OR c.event_date >= $3)) THEN 1 ELSE 0 END), 0) AS referenced \
              FROM {table} e",
             expired(pg, "e"),
             held("e"),
+            child_of("c", "e"),
         );
         let row = txn
             .query_one_raw(statement(pg, &sql, [run.as_of.into(), month.into(), end.into()]))

@@ -16,6 +16,7 @@ mod faults;
 mod fuzz;
 mod history;
 mod hostile;
+mod lifecycle;
 mod live;
 mod log;
 
