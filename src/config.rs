@@ -103,6 +103,33 @@ pub enum Command {
         /// `.pub` file beside --log-key-file, which the server writes).
         #[arg(long)]
         verifier_key: Option<String>,
+        /// Check this export file (from `auditgraph export`; `-` for standard input) instead of
+        /// the database: offline, with the verifier key alone.
+        export: Option<String>,
+    },
+    /// Write a signed export of events to a file (default: standard output): the events with their
+    /// hash chains, the proof that they are in the log's signed tree, and a manifest signed with
+    /// the log's key. `auditgraph verify FILE` checks it without the database; `auditgraph import
+    /// FILE` loads it into another auditgraph.
+    Export {
+        /// Where to write it; `-` for standard output.
+        #[arg(long, short, default_value = "-")]
+        output: String,
+        /// Only this correlation.
+        #[arg(long)]
+        correlation_id: Option<String>,
+        /// Only this event category.
+        #[arg(long)]
+        event_category: Option<String>,
+        /// Only events at or after this time (RFC 3339).
+        #[arg(long)]
+        start_time: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only events at or before this time (RFC 3339).
+        #[arg(long)]
+        end_time: Option<chrono::DateTime<chrono::Utc>>,
+        /// Who exports, recorded in the signed manifest (default: the operating-system user).
+        #[arg(long)]
+        operator: Option<String>,
     },
 }
 

@@ -120,6 +120,7 @@ pub fn router(state: HttpState, options: HttpOptions) -> Router {
             "/api/v1/audit/legal-hold",
             get(rest::list_legal_holds).post(rest::place_legal_hold),
         )
+        .route("/api/v1/audit/export", get(rest::export))
         .route(
             "/api/v1/audit/legal-hold/{correlation_id}",
             axum::routing::delete(rest::release_legal_hold),

@@ -134,7 +134,79 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 _ => Ok(()),
             }
         }
-        Command::Verify { verifier_key } => {
+        Command::Verify {
+            verifier_key,
+            export: Some(file),
+        } => {
+            let verifier = ops::verify::verifier_key(verifier_key.as_deref(), &config.log_key_file)?;
+            let hasher = config.store_options()?.hasher;
+            let checked = tokio::task::spawn_blocking(move || {
+                let input: Box<dyn std::io::BufRead> = if file == "-" {
+                    Box::new(std::io::BufReader::new(std::io::stdin()))
+                } else {
+                    let opened = std::fs::File::open(&file).with_context(|| format!("opening {file}"))?;
+                    Box::new(std::io::BufReader::with_capacity(1 << 20, opened))
+                };
+                ops::export::verify_input(input, &verifier, &hasher)
+            })
+            .await
+            .context("checking the export")??;
+            if !checked.ok() {
+                let text = checked.to_string();
+                let (details, verdict) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+                report(&details);
+                anyhow::bail!(verdict.to_string());
+            }
+            report(&checked);
+            Ok(())
+        }
+        Command::Export {
+            output,
+            correlation_id,
+            event_category,
+            start_time,
+            end_time,
+            operator,
+        } => {
+            let store = migrated_store(&config).await?;
+            let signer = log_signer(&store, &config).await?;
+            let log = ops::log::Publisher::new(store.clone(), std::sync::Arc::new(signer));
+            let exported_by = operator
+                .or_else(|| std::env::var("USER").ok())
+                .or_else(|| std::env::var("LOGNAME").ok())
+                .filter(|name| !name.trim().is_empty())
+                .context("name who exports with --operator (USER is not set)")?;
+            let filter = store::ExportFilter {
+                correlation_id,
+                event_category,
+                start_time,
+                end_time,
+            };
+            let (lines, mut received) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+            let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                use std::io::Write;
+                let mut out: Box<dyn Write> = if output == "-" {
+                    Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
+                } else {
+                    let file = std::fs::File::create(&output).with_context(|| format!("creating {output}"))?;
+                    Box::new(std::io::BufWriter::with_capacity(1 << 20, file))
+                };
+                while let Some(line) = received.blocking_recv() {
+                    out.write_all(&line).context("writing the export")?;
+                }
+                out.flush().context("writing the export")
+            });
+            let exported = ops::export::export(&store, &log, &filter, &exported_by, lines, true).await;
+            writer.await.context("writing the export")??;
+            let exported = exported?;
+            tracing::info!("{exported}");
+            eprintln!("{exported}");
+            Ok(())
+        }
+        Command::Verify {
+            verifier_key,
+            export: None,
+        } => {
             let verifier = ops::verify::verifier_key(verifier_key.as_deref(), &config.log_key_file)?;
             let store = ops::verify::connect(&config).await?;
             let verified = ops::verify::run(&store, Some(&verifier)).await?;

@@ -1,8 +1,9 @@
 //! Operator commands and background work: the historical import, the parent-date backfill, the
-//! transparency log's sequencer and publisher, retention, and `verify`, the offline audit of a
-//! database.
+//! transparency log's sequencer and publisher, retention, signed exports, and `verify`, the offline
+//! audit of a database or of an export.
 
 pub mod backfill;
+pub mod export;
 pub mod import;
 pub mod log;
 pub mod retention;

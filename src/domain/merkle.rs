@@ -423,6 +423,93 @@ impl MemoryTree {
     }
 }
 
+/// The root of a tree computed from its leaves and perfect subtrees given in order, left to right,
+/// holding only one node per level: an exported part of the log (its events' leaves, and the
+/// subtrees between them) checks against a signed root in memory that does not grow with it.
+#[derive(Clone, Debug, Default)]
+pub struct CompactRange {
+    /// Leaves covered so far.
+    size: u64,
+    /// The perfect nodes whose sizes add up to `size`, largest first (level, hash).
+    stack: Vec<(u8, Hash)>,
+}
+
+impl CompactRange {
+    /// An empty range, starting at leaf 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Leaves covered so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends the perfect subtree `(level, index)` (a leaf hash at level 0), which must start
+    /// where the range ends.
+    pub fn push(&mut self, level: u8, index: u64, hash: Hash) -> Result<(), String> {
+        let width = 1_u64
+            .checked_shl(u32::from(level))
+            .filter(|_| level < 63)
+            .ok_or_else(|| format!("level {level} is out of range"))?;
+        let start = index
+            .checked_mul(width)
+            .ok_or_else(|| format!("node (level {level}, index {index}) is out of range"))?;
+        if start != self.size {
+            return Err(format!(
+                "node (level {level}, index {index}) covers leaves from {start}, but the range ends at leaf {}",
+                self.size
+            ));
+        }
+        let (mut level, mut hash) = (level, hash);
+        // `size` is a multiple of the node's width: a node of the same level on the stack is its
+        // left sibling.
+        while let Some(&(top, left)) = self.stack.last() {
+            if top != level {
+                break;
+            }
+            self.stack.pop();
+            hash = node_hash(&left, &hash);
+            level += 1;
+        }
+        self.stack.push((level, hash));
+        self.size = start + width;
+        Ok(())
+    }
+
+    /// The root of the tree of the leaves covered (RFC 9162).
+    pub fn root(&self) -> Hash {
+        let mut root: Option<Hash> = None;
+        for (_, node) in self.stack.iter().rev() {
+            root = Some(match root {
+                None => *node,
+                Some(right) => node_hash(node, &right),
+            });
+        }
+        root.unwrap_or_else(empty_root)
+    }
+}
+
+/// The perfect subtrees that cover leaves `from..to` exactly, left to right, each as large as its
+/// place allows: the nodes an export gives for the leaves it leaves out.
+pub fn covering_nodes(from: u64, to: u64) -> Vec<NodeId> {
+    let mut nodes = Vec::new();
+    let mut at = from;
+    while at < to {
+        let mut level = 0_u8;
+        while level < 62 {
+            let wider = 1_u64 << (level + 1);
+            if at % wider != 0 || at + wider > to {
+                break;
+            }
+            level += 1;
+        }
+        nodes.push((level, at >> level));
+        at += 1_u64 << level;
+    }
+    nodes
+}
+
 impl Nodes for MemoryTree {
     type Error = MissingNode;
 
@@ -1058,5 +1145,37 @@ mod tests {
         }
         assert_eq!(root_nodes(1 << 63), vec![(63, 0)]);
         assert_eq!(inclusion_nodes((1 << 63) - 1, 1 << 63).len(), 63);
+    }
+
+    #[test]
+    fn a_compact_range_of_leaves_and_covering_nodes_gives_the_root_of_the_whole_tree() {
+        for size in [0_u64, 1, 2, 3, 5, 8, 13, 64, 100] {
+            let mut tree = MemoryTree::new();
+            for i in 0..size {
+                tree.push(leaf_hash(&i.to_le_bytes()));
+            }
+            // Keep every third leaf and cover the rest with the tree's perfect nodes.
+            let mut range = CompactRange::new();
+            let mut at = 0;
+            for kept in (0..size).filter(|i| i % 3 == 1) {
+                for (level, index) in covering_nodes(at, kept) {
+                    range.push(level, index, tree.perfect(level, index).unwrap()).unwrap();
+                }
+                range.push(0, kept, leaf_hash(&kept.to_le_bytes())).unwrap();
+                at = kept + 1;
+            }
+            for (level, index) in covering_nodes(at, size) {
+                range.push(level, index, tree.perfect(level, index).unwrap()).unwrap();
+            }
+            assert_eq!(range.size(), size);
+            assert_eq!(range.root(), tree.root(), "size {size}");
+        }
+        let mut range = CompactRange::new();
+        assert!(
+            range.push(0, 1, empty_root()).is_err(),
+            "a node must start where the range ends"
+        );
+        assert!(range.push(1, 0, empty_root()).is_ok());
+        assert!(range.push(2, 0, empty_root()).is_err());
     }
 }

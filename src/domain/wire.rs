@@ -1,9 +1,12 @@
-//! The JSON wire shape of an event shared by the REST API and the import: kubernaut's field names
-//! (`version`, `event_type`, …), read field by field so that every type error names its field.
+//! The JSON wire shape of an event shared by the REST API, the import and the export: kubernaut's
+//! field names (`version`, `event_type`, …), read field by field so that every type error names
+//! its field.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
+
+use crate::entity::audit_event::Model;
 
 use super::{EventInput, FieldError};
 
@@ -155,4 +158,80 @@ pub fn parse_event(value: &Value) -> Result<EventInput, Vec<FieldError>> {
         is_sensitive: f.boolean("is_sensitive", "is_sensitive"),
     };
     if f.errors.is_empty() { Ok(input) } else { Err(f.errors) }
+}
+
+/// A timestamp as the REST API writes it: RFC 3339, UTC, with as many fractional digits as it has.
+pub fn timestamp_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// An event in the REST shape: the column names, with `version` for `event_version`,
+/// `event_date` as a date and `parent_event_date` as a date-time. Optional text columns that are
+/// not nullable in the contract are omitted when empty.
+pub fn rest_event(m: &Model) -> Value {
+    let mut o = Map::new();
+    let mut put = |key: &str, value: Value| {
+        o.insert(key.to_string(), value);
+    };
+    put("event_id", json!(m.event_id));
+    put("version", json!(m.event_version));
+    put("event_timestamp", json!(timestamp_text(m.event_timestamp)));
+    put("event_date", json!(m.event_date.format("%Y-%m-%d").to_string()));
+    put("event_type", json!(m.event_type));
+    put("event_category", json!(m.event_category));
+    put("event_action", json!(m.event_action));
+    put("event_outcome", json!(m.event_outcome));
+    put("actor_type", json!(m.actor_type));
+    put("actor_id", json!(m.actor_id));
+    if let Some(ip) = &m.actor_ip {
+        put("actor_ip", json!(ip));
+    }
+    put("resource_type", json!(m.resource_type));
+    put("resource_id", json!(m.resource_id));
+    if let Some(name) = &m.resource_name {
+        put("resource_name", json!(name));
+    }
+    put("correlation_id", json!(m.correlation_id));
+    put("parent_event_id", json!(m.parent_event_id));
+    put(
+        "parent_event_date",
+        json!(
+            m.parent_event_date
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|d| timestamp_text(d.and_utc()))
+        ),
+    );
+    if let Some(trace) = &m.trace_id {
+        put("trace_id", json!(trace));
+    }
+    if let Some(span) = &m.span_id {
+        put("span_id", json!(span));
+    }
+    put("namespace", json!(m.namespace));
+    put("cluster_id", json!(m.cluster_id));
+    put("event_data", m.event_data.clone());
+    if let Some(meta) = &m.event_metadata {
+        put("event_metadata", meta.clone());
+    }
+    put("severity", json!(m.severity));
+    put("duration_ms", json!(m.duration_ms));
+    put("error_code", json!(m.error_code));
+    put("error_message", json!(m.error_message));
+    put("retention_days", json!(m.retention_days));
+    put("is_sensitive", json!(m.is_sensitive));
+    put("event_hash", json!(m.event_hash));
+    put("previous_event_hash", json!(m.previous_event_hash));
+    put("hash_algorithm", json!(m.hash_algorithm));
+    put("legal_hold", json!(m.legal_hold));
+    put("legal_hold_reason", json!(m.legal_hold_reason));
+    put("legal_hold_placed_by", json!(m.legal_hold_placed_by));
+    put(
+        "legal_hold_placed_at",
+        json!(m.legal_hold_placed_at.map(timestamp_text)),
+    );
+    put("submitted_by", json!(m.submitted_by));
+    put("chain_seq", json!(m.chain_seq));
+    put("hash_key_id", json!(m.hash_key_id));
+    put("chain_note", json!(m.chain_note));
+    Value::Object(o)
 }

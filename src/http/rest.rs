@@ -10,8 +10,8 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Map, Value, json};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::HttpState;
@@ -21,9 +21,8 @@ use crate::domain::event::to_micros;
 use crate::domain::filter::is_data_key;
 use crate::domain::page::Order;
 use crate::domain::time::parse_time_bound;
-use crate::domain::wire::parse_event;
+use crate::domain::wire::{parse_event, rest_event, timestamp_text};
 use crate::domain::{Cursor, EventFilter, PageWindow};
-use crate::entity::audit_event::Model;
 use crate::error::ApiError;
 use crate::metrics::Source;
 use crate::store::Columns;
@@ -65,10 +64,6 @@ fn authenticated(caller: Option<Extension<Principal>>) -> Result<Principal, Prob
     caller
         .map(|Extension(caller)| caller)
         .ok_or_else(|| Problem::from(ApiError::unauthenticated()))
-}
-
-fn timestamp_text(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 /// `POST /api/v1/audit/events`: 201 `{event_id, event_timestamp, message}`.
@@ -130,77 +125,6 @@ pub async fn create_batch(
     let noun = if count == 1 { "event" } else { "events" };
     let body = json!({"event_ids": ids, "message": format!("{count} audit {noun} created successfully")});
     Ok((StatusCode::CREATED, Json(body)).into_response())
-}
-
-/// An event in the REST shape: the column names, with `version` for `event_version`,
-/// `event_date` as a date and `parent_event_date` as a date-time. Optional text columns that are
-/// not nullable in the contract are omitted when empty.
-pub fn rest_event(m: &Model) -> Value {
-    let mut o = Map::new();
-    let mut put = |key: &str, value: Value| {
-        o.insert(key.to_string(), value);
-    };
-    put("event_id", json!(m.event_id));
-    put("version", json!(m.event_version));
-    put("event_timestamp", json!(timestamp_text(m.event_timestamp)));
-    put("event_date", json!(m.event_date.format("%Y-%m-%d").to_string()));
-    put("event_type", json!(m.event_type));
-    put("event_category", json!(m.event_category));
-    put("event_action", json!(m.event_action));
-    put("event_outcome", json!(m.event_outcome));
-    put("actor_type", json!(m.actor_type));
-    put("actor_id", json!(m.actor_id));
-    if let Some(ip) = &m.actor_ip {
-        put("actor_ip", json!(ip));
-    }
-    put("resource_type", json!(m.resource_type));
-    put("resource_id", json!(m.resource_id));
-    if let Some(name) = &m.resource_name {
-        put("resource_name", json!(name));
-    }
-    put("correlation_id", json!(m.correlation_id));
-    put("parent_event_id", json!(m.parent_event_id));
-    put(
-        "parent_event_date",
-        json!(
-            m.parent_event_date
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|d| timestamp_text(d.and_utc()))
-        ),
-    );
-    if let Some(trace) = &m.trace_id {
-        put("trace_id", json!(trace));
-    }
-    if let Some(span) = &m.span_id {
-        put("span_id", json!(span));
-    }
-    put("namespace", json!(m.namespace));
-    put("cluster_id", json!(m.cluster_id));
-    put("event_data", m.event_data.clone());
-    if let Some(meta) = &m.event_metadata {
-        put("event_metadata", meta.clone());
-    }
-    put("severity", json!(m.severity));
-    put("duration_ms", json!(m.duration_ms));
-    put("error_code", json!(m.error_code));
-    put("error_message", json!(m.error_message));
-    put("retention_days", json!(m.retention_days));
-    put("is_sensitive", json!(m.is_sensitive));
-    put("event_hash", json!(m.event_hash));
-    put("previous_event_hash", json!(m.previous_event_hash));
-    put("hash_algorithm", json!(m.hash_algorithm));
-    put("legal_hold", json!(m.legal_hold));
-    put("legal_hold_reason", json!(m.legal_hold_reason));
-    put("legal_hold_placed_by", json!(m.legal_hold_placed_by));
-    put(
-        "legal_hold_placed_at",
-        json!(m.legal_hold_placed_at.map(timestamp_text)),
-    );
-    put("submitted_by", json!(m.submitted_by));
-    put("chain_seq", json!(m.chain_seq));
-    put("hash_key_id", json!(m.hash_key_id));
-    put("chain_note", json!(m.chain_note));
-    Value::Object(o)
 }
 
 /// The deepest `offset` accepted; deeper pages are reached with the cursor.
@@ -557,4 +481,243 @@ pub async fn release_legal_hold(
         "record_event_id": record.event_id,
     }))
     .into_response())
+}
+
+/// Most events REST's JSON export document holds (kubernaut's limit); larger exports stream as
+/// `format=ndjson`.
+const MAX_DOCUMENT_EVENTS: u64 = 10_000;
+
+/// A boolean query parameter (`true`/`false`, default false).
+fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool, Problem> {
+    match params.get(name).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(Problem::invalid(name, "must be true or false")),
+    }
+}
+
+/// The filters of an export request.
+fn export_filter(params: &HashMap<String, String>, now: DateTime<Utc>) -> Result<crate::store::ExportFilter, Problem> {
+    let time = |name: &str| {
+        params
+            .get(name)
+            .map(|text| parse_time_bound(text, now).map_err(|message| Problem::invalid(name, message)))
+            .transpose()
+    };
+    let text = |name: &str| {
+        params
+            .get(name)
+            .map(|value| {
+                if value.is_empty() || value.len() > 255 || value.contains('\0') {
+                    Err(Problem::invalid(name, "must be 1 to 255 bytes without U+0000"))
+                } else {
+                    Ok(value.clone())
+                }
+            })
+            .transpose()
+    };
+    let filter = crate::store::ExportFilter {
+        correlation_id: text("correlation_id")?,
+        event_category: text("event_category")?,
+        start_time: time("start_time")?,
+        end_time: time("end_time")?,
+    };
+    if let (Some(start), Some(end)) = (filter.start_time, filter.end_time)
+        && start > end
+    {
+        return Err(Problem::invalid("start_time", "must not be after end_time"));
+    }
+    Ok(filter)
+}
+
+/// `GET /api/v1/audit/export`: a signed export (role `reader`).
+///
+/// - `format=json` (the default): kubernaut's document, `{export_metadata, events,
+///   hash_chain_verification, detached_signature}`, at most 10,000 events (413 beyond), paged
+///   with `offset` and `limit` (1 to 10,000, default 1,000). `export_metadata.signature` is a
+///   signed note (Ed25519, the log's key) over the document's manifest; `auditgraph verify FILE`
+///   checks it.
+/// - `format=ndjson`: the whole export as a stream, with the proof of every event against the
+///   log's signed tree (see `ops::export`); no size limit.
+pub async fn export(
+    State(state): State<HttpState>,
+    caller: Option<Extension<Principal>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, Problem> {
+    const PATH: &str = "/api/v1/audit/export";
+    const KNOWN: [&str; 9] = [
+        "start_time",
+        "end_time",
+        "correlation_id",
+        "event_category",
+        "format",
+        "include_detached_signature",
+        "offset",
+        "limit",
+        "redact_pii",
+    ];
+    let service = &state.ctx;
+    let caller = authenticated(caller).map_err(|p| p.at(PATH))?;
+    service
+        .authorize(&caller, Role::Reader)
+        .map_err(|e| Problem::from(e).at(PATH))?;
+    if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(Problem::invalid(
+            unknown,
+            format!("is not a parameter of the export; known: {}", KNOWN.join(", ")),
+        )
+        .at(PATH));
+    }
+    let now = Utc::now();
+    let filter = export_filter(&params, now).map_err(|p| p.at(PATH))?;
+    if flag(&params, "redact_pii").map_err(|p| p.at(PATH))? {
+        return Err(Problem::invalid(
+            "redact_pii",
+            "is not supported: an export proves each event by its hash, and a redacted event no longer matches it; \
+             export without redaction and redact the copy you hand on",
+        )
+        .at(PATH));
+    }
+    let detached = flag(&params, "include_detached_signature").map_err(|p| p.at(PATH))?;
+    match params.get("format").map(String::as_str) {
+        None | Some("json") => {}
+        Some("ndjson") => return Ok(export_stream(&state, &caller, filter)),
+        Some(_) => return Err(Problem::invalid("format", "must be json or ndjson").at(PATH)),
+    }
+    let number = |name: &str, default: u64, range: std::ops::RangeInclusive<u64>| -> Result<u64, Problem> {
+        match params.get(name) {
+            None => Ok(default),
+            Some(text) => text.parse::<u64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+                Problem::invalid(
+                    name,
+                    format!("must be an integer from {} to {}", range.start(), range.end()),
+                )
+            }),
+        }
+    };
+    let limit = number("limit", 1_000, 1..=MAX_DOCUMENT_EVENTS).map_err(|p| p.at(PATH))?;
+    let offset = number("offset", 0, 0..=MAX_DOCUMENT_EVENTS).map_err(|p| p.at(PATH))?;
+    let total = service
+        .store
+        .export_count(&filter)
+        .await
+        .map_err(|e| Problem::from(e).at(PATH))?;
+    if total > MAX_DOCUMENT_EVENTS {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "export-too-large",
+            "Export Too Large",
+            format!(
+                "the filters select {total} events, more than the {MAX_DOCUMENT_EVENTS} a JSON export holds: narrow \
+                 start_time, end_time, correlation_id or event_category, or ask for format=ndjson, which streams any size"
+            ),
+        )
+        .at(PATH));
+    }
+    let (lines, _) = crate::ops::export::collect(&service.store, &service.log, &filter, &caller.name)
+        .await
+        .map_err(|e| Problem::from(ApiError::internal(e)).at(PATH))?;
+    let signer = service.log.signer();
+    let key = crate::domain::checkpoint::VerifierKey::parse(signer.verifier())
+        .map_err(|e| Problem::from(ApiError::internal(anyhow::anyhow!("the log's verifier key: {e}"))).at(PATH))?;
+    let joined: Vec<u8> = lines.concat();
+    let check = crate::ops::export::verify(joined.as_slice(), &key, service.store.hasher())
+        .map_err(|e| Problem::from(ApiError::internal(e)).at(PATH))?;
+    let mut events: Vec<Value> = Vec::new();
+    for line in &lines {
+        let Ok(Value::Object(mut event)) = serde_json::from_slice::<Value>(line) else {
+            continue;
+        };
+        if event.contains_key(crate::ops::export::TAG) {
+            continue;
+        }
+        let id = event
+            .get("event_id")
+            .and_then(Value::as_str)
+            .and_then(|id| id.parse::<Uuid>().ok());
+        let valid = id.is_some_and(|id| !check.broken_events.contains(&id));
+        event.insert("hash_chain_valid".into(), json!(valid));
+        events.push(Value::Object(event));
+    }
+    let verified = events.len() as u64;
+    let broken = check.broken_events.len() as u64;
+    let page: Vec<Value> = events
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .collect();
+    let page = Value::Array(page);
+    let mut metadata = json!({
+        "export_timestamp": timestamp_text(now),
+        "export_format": "json",
+        "query_filters": {
+            "correlation_id": filter.correlation_id,
+            "event_category": filter.event_category,
+            "start_time": filter.start_time.map(timestamp_text),
+            "end_time": filter.end_time.map(timestamp_text),
+            "offset": offset,
+            "limit": limit,
+        },
+        "total_events": total,
+        "signature_algorithm": "Ed25519 (C2SP signed note over the export manifest)",
+        "certificate_fingerprint": signer.verifier(),
+        "exported_by": caller.name,
+    });
+    let manifest = crate::ops::export::document_manifest(&metadata, &page)
+        .map_err(|e| Problem::from(ApiError::internal(e)).at(PATH))?;
+    let signature = signer
+        .sign_note(&manifest)
+        .map_err(|e| Problem::from(ApiError::internal(e)).at(PATH))?;
+    metadata["signature"] = json!(signature);
+    let percentage = if verified == 0 {
+        100.0
+    } else {
+        (verified - broken.min(verified)) as f64 * 100.0 / verified as f64
+    };
+    let body = json!({
+        "export_metadata": metadata,
+        "events": page,
+        "hash_chain_verification": {
+            "total_events_verified": verified,
+            "valid_chain_events": verified - broken.min(verified),
+            "broken_chain_events": broken,
+            "chain_integrity_percentage": percentage,
+            "verification_timestamp": timestamp_text(Utc::now()),
+            "tampered_event_ids": check.broken_events,
+        },
+        "detached_signature": if detached { json!(signature) } else { Value::Null },
+    });
+    Ok(Json(body).into_response())
+}
+
+/// The NDJSON export as a streamed response: written as the client reads it.
+fn export_stream(state: &HttpState, caller: &Principal, filter: crate::store::ExportFilter) -> Response {
+    let (lines, received) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let service = state.ctx.clone();
+    let exported_by = caller.name.clone();
+    tokio::spawn(async move {
+        if let Err(error) =
+            crate::ops::export::export(&service.store, &service.log, &filter, &exported_by, lines, false).await
+        {
+            // The stream ends without its signed manifest, which `verify` reports as cut short.
+            tracing::error!(error = format!("{error:#}"), "an export stream failed");
+        }
+    });
+    let stream = futures_util::stream::unfold(received, |mut received| async move {
+        received
+            .recv()
+            .await
+            .map(|line| (Ok::<_, std::convert::Infallible>(Bytes::from(line)), received))
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"auditgraph-export.ndjson\"",
+            ),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }

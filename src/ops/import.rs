@@ -153,6 +153,14 @@ pub fn parse_line(line: usize, text: &str, now: DateTime<Utc>) -> Result<ImportR
     Ok(ImportRow { line, model })
 }
 
+/// Whether a line is an export's own (header, node, manifest), which an import skips: an
+/// export's event lines are import lines.
+fn is_export_line(text: &str) -> bool {
+    text.contains(super::export::TAG)
+        && serde_json::from_str::<serde_json::Map<String, Value>>(text)
+            .is_ok_and(|object| super::export::is_export_line(&object))
+}
+
 /// Runs an import, batch by batch, each batch in its own transaction.
 pub async fn run(store: &Store, options: &ImportOptions) -> anyhow::Result<ImportSummary> {
     let started = Instant::now();
@@ -178,7 +186,7 @@ pub async fn run(store: &Store, options: &ImportOptions) -> anyhow::Result<Impor
         if read > 0 {
             line_no += 1;
             let trimmed = text.trim();
-            if !trimmed.is_empty() {
+            if !trimmed.is_empty() && !is_export_line(trimmed) {
                 summary.lines += 1;
                 match parse_line(line_no, trimmed, now) {
                     Ok(row) => batch.push(row),

@@ -67,6 +67,11 @@ impl LogSigner {
     pub fn origin(&self) -> &str {
         self.key.name()
     }
+
+    /// Signs `text` (ending in a newline) as a signed note: how exports sign their manifest.
+    pub fn sign_note(&self, text: &str) -> anyhow::Result<String> {
+        self.key.sign(text).map_err(|e| anyhow::anyhow!("signing a note: {e}"))
+    }
 }
 
 /// `<path>.pub`.
@@ -112,6 +117,11 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// The key it signs with.
+    pub fn signer(&self) -> &LogSigner {
+        &self.signer
+    }
+
     /// A publisher for `store`, signing with `signer`.
     pub fn new(store: Store, signer: Arc<LogSigner>) -> Self {
         Self {

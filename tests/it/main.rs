@@ -12,6 +12,7 @@ mod browser;
 mod cli;
 mod contract;
 mod explain;
+mod export;
 mod faults;
 mod fuzz;
 mod history;
