@@ -499,7 +499,7 @@ pub fn covering_nodes(from: u64, to: u64) -> Vec<NodeId> {
         let mut level = 0_u8;
         while level < 62 {
             let wider = 1_u64 << (level + 1);
-            if at % wider != 0 || at + wider > to {
+            if !at.is_multiple_of(wider) || at + wider > to {
                 break;
             }
             level += 1;
