@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::HttpState;
@@ -631,6 +631,8 @@ pub async fn export(
         if event.contains_key(crate::ops::export::TAG) {
             continue;
         }
+        // The contract types these members as strings or objects, never null: absent stays absent.
+        event.retain(|_, value| !value.is_null());
         let id = event
             .get("event_id")
             .and_then(Value::as_str)
@@ -650,14 +652,7 @@ pub async fn export(
     let mut metadata = json!({
         "export_timestamp": timestamp_text(now),
         "export_format": "json",
-        "query_filters": {
-            "correlation_id": filter.correlation_id,
-            "event_category": filter.event_category,
-            "start_time": filter.start_time.map(timestamp_text),
-            "end_time": filter.end_time.map(timestamp_text),
-            "offset": offset,
-            "limit": limit,
-        },
+        "query_filters": query_filters(&filter, offset, limit),
         "total_events": total,
         "signature_algorithm": "Ed25519 (C2SP signed note over the export manifest)",
         "certificate_fingerprint": signer.verifier(),
@@ -674,7 +669,7 @@ pub async fn export(
     } else {
         (verified - broken.min(verified)) as f64 * 100.0 / verified as f64
     };
-    let body = json!({
+    let mut body = json!({
         "export_metadata": metadata,
         "events": page,
         "hash_chain_verification": {
@@ -685,9 +680,31 @@ pub async fn export(
             "verification_timestamp": timestamp_text(Utc::now()),
             "tampered_event_ids": check.broken_events,
         },
-        "detached_signature": if detached { json!(signature) } else { Value::Null },
     });
+    if detached {
+        body["detached_signature"] = json!(signature);
+    }
     Ok(Json(body).into_response())
+}
+
+/// The filters of an export as kubernaut's document echoes them: only those given.
+fn query_filters(filter: &crate::store::ExportFilter, offset: u64, limit: u64) -> Value {
+    let mut filters = Map::new();
+    if let Some(c) = &filter.correlation_id {
+        filters.insert("correlation_id".into(), json!(c));
+    }
+    if let Some(c) = &filter.event_category {
+        filters.insert("event_category".into(), json!(c));
+    }
+    if let Some(t) = filter.start_time {
+        filters.insert("start_time".into(), json!(timestamp_text(t)));
+    }
+    if let Some(t) = filter.end_time {
+        filters.insert("end_time".into(), json!(timestamp_text(t)));
+    }
+    filters.insert("offset".into(), json!(offset));
+    filters.insert("limit".into(), json!(limit));
+    Value::Object(filters)
 }
 
 /// The NDJSON export as a streamed response: written as the client reads it.

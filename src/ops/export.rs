@@ -347,7 +347,28 @@ struct Checker<'a> {
     leaves: bool,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
+    /// A check of an NDJSON stream (`leaves`: its events prove against the checkpoint) or of a
+    /// JSON document (no header, no leaves).
+    fn new(key: &'a VerifierKey, hasher: &'a ChainHasher, leaves: bool) -> Self {
+        Self {
+            key,
+            hasher,
+            report: ExportCheck {
+                log_proof: leaves,
+                ..ExportCheck::default()
+            },
+            sha: Sha256::new(),
+            range: CompactRange::new(),
+            root: None,
+            header_seen: !leaves,
+            manifest_seen: false,
+            chains: HashMap::new(),
+            now: Utc::now(),
+            leaves,
+        }
+    }
+
     fn line(&mut self, number: usize, text: &str) {
         if self.manifest_seen {
             self.report
@@ -582,20 +603,7 @@ fn parse_hash(text: &str) -> Option<Hash> {
 /// events' hashes (it needs the hash key for keyed chains). Reads the input once, holding one
 /// entry per correlation. Errors are failures to read; what does not check out is in the report.
 pub fn verify(input: impl BufRead, key: &VerifierKey, hasher: &ChainHasher) -> anyhow::Result<ExportCheck> {
-    let mut checker = Checker {
-        key,
-        hasher,
-        report: ExportCheck::default(),
-        sha: Sha256::new(),
-        range: CompactRange::new(),
-        root: None,
-        header_seen: false,
-        manifest_seen: false,
-        chains: HashMap::new(),
-        now: Utc::now(),
-        leaves: true,
-    };
-    checker.report.log_proof = true;
+    let mut checker = Checker::new(key, hasher, true);
     for (number, line) in input.lines().enumerate() {
         let line = line.context("reading the export")?;
         if line.trim().is_empty() {
@@ -652,19 +660,7 @@ pub fn document_manifest(metadata: &Value, events: &Value) -> anyhow::Result<Str
 /// Checks REST's JSON export document: the signed manifest against the events as they are, and
 /// every event's hash and links. (The log proof is in the NDJSON format only.)
 pub fn verify_document(document: &Value, key: &VerifierKey, hasher: &ChainHasher) -> anyhow::Result<ExportCheck> {
-    let mut checker = Checker {
-        key,
-        hasher,
-        report: ExportCheck::default(),
-        sha: Sha256::new(),
-        range: CompactRange::new(),
-        root: None,
-        header_seen: true,
-        manifest_seen: false,
-        chains: HashMap::new(),
-        now: Utc::now(),
-        leaves: false,
-    };
+    let mut checker = Checker::new(key, hasher, false);
     let metadata = &document["export_metadata"];
     let events = &document["events"];
     let expected = document_manifest(metadata, events)?;

@@ -357,12 +357,10 @@ impl Store {
         placed_by: &str,
         record: NewEvent,
     ) -> Result<(LegalHold, Model), StoreError> {
-        self.ensure_partition(record.event_date).await?;
         let placed_at = record.event_timestamp;
-        let write = self.begin_write().await?;
+        let write = self.begin_lifecycle(correlation_id, &record).await?;
         let txn = &write.txn;
         let backend = txn.get_database_backend();
-        self.lock_correlation(txn, correlation_id).await?;
         let row = txn
             .query_one_raw(statement(
                 backend,
@@ -420,12 +418,10 @@ impl Store {
         released_by: &str,
         record: NewEvent,
     ) -> Result<(ReleasedHold, Model), StoreError> {
-        self.ensure_partition(record.event_date).await?;
         let released_at = record.event_timestamp;
-        let write = self.begin_write().await?;
+        let write = self.begin_lifecycle(correlation_id, &record).await?;
         let txn = &write.txn;
         let backend = txn.get_database_backend();
-        self.lock_correlation(txn, correlation_id).await?;
         if self.hold_of(txn, correlation_id).await?.is_none() {
             return Err(StoreError::NotFound(format!(
                 "correlation {correlation_id:?} is under no legal hold"
@@ -506,17 +502,22 @@ impl Store {
         .transpose()
     }
 
-    /// Takes the chain lock of one correlation (PostgreSQL; SQLite has one writer already).
-    async fn lock_correlation(&self, txn: &impl ConnectionTrait, correlation_id: &str) -> Result<(), DbErr> {
+    /// The write transaction of a hold's placing or release, with the correlation's chain lock
+    /// taken (PostgreSQL; SQLite has one writer already) and the record's partition ready.
+    async fn begin_lifecycle(&self, correlation_id: &str, record: &NewEvent) -> Result<super::WriteTxn<'_>, DbErr> {
+        self.ensure_partition(record.event_date).await?;
+        let write = self.begin_write().await?;
         if self.backend() == DatabaseBackend::Postgres {
-            txn.execute_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                super::chain::lock_sql(1),
-                [correlation_id.into()],
-            ))
-            .await?;
+            write
+                .txn
+                .execute_raw(Statement::from_sql_and_values(
+                    DatabaseBackend::Postgres,
+                    super::chain::lock_sql(1),
+                    [correlation_id.into()],
+                ))
+                .await?;
         }
-        Ok(())
+        Ok(write)
     }
 
     /// Starts a retention run judging expiry by `as_of`, or takes over the unfinished one (paused,

@@ -42,6 +42,7 @@ fn convert(value: &Value) -> Value {
 
 struct Contract {
     defs: Value,
+    paths: Value,
 }
 
 impl Contract {
@@ -52,7 +53,28 @@ impl Contract {
         let document: Value = serde_yaml_ng::from_str(&text).expect("OpenAPI YAML");
         let mut defs = convert(&document["components"]["schemas"]);
         defs["AuditEventRequest"]["properties"]["event_data"] = json!({"type": "object"});
-        Self { defs }
+        Self {
+            defs,
+            paths: convert(&document["paths"]),
+        }
+    }
+
+    /// Checks `instance` against the inline schema of a path's 200 answer.
+    fn check_answer(&self, path: &str, method: &str, instance: &Value) {
+        let schema = &self.paths[path][method]["responses"]["200"]["content"]["application/json"]["schema"];
+        assert!(schema.is_object(), "{method} {path} has a 200 schema");
+        let root = json!({"$defs": self.defs, "allOf": [schema]});
+        let validator = jsonschema::validator_for(&root).expect("a valid schema");
+        let errors: Vec<String> = validator
+            .iter_errors(instance)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{method} {path} rejects {}:\n{}",
+            brief(instance),
+            errors.join("\n")
+        );
     }
 
     fn errors(&self, schema: &str, instance: &Value) -> Vec<String> {
@@ -135,6 +157,31 @@ async fn requests_and_responses_conform_to_the_kubernaut_contract() {
         {
             contract.check("AuditEvent", event);
         }
+
+        let (_, _, held) = app
+            .rest(
+                "POST",
+                "/api/v1/audit/legal-hold",
+                Some(json!({"correlation_id": full["correlation_id"], "reason": "investigation"})),
+                &[],
+            )
+            .await;
+        contract.check_answer("/api/v1/audit/legal-hold", "post", &held);
+        let (_, _, holds) = app.rest("GET", "/api/v1/audit/legal-hold", None, &[]).await;
+        contract.check_answer("/api/v1/audit/legal-hold", "get", &holds);
+        let (_, _, document) = app
+            .rest("GET", "/api/v1/audit/export?include_detached_signature=true", None, &[])
+            .await;
+        contract.check("AuditExportResponse", &document);
+        let (_, _, released) = app
+            .rest(
+                "DELETE",
+                &format!("/api/v1/audit/legal-hold/{}", full["correlation_id"].as_str().unwrap()),
+                Some(json!({"release_reason": "closed"})),
+                &[],
+            )
+            .await;
+        contract.check_answer("/api/v1/audit/legal-hold/{correlation_id}", "delete", &released);
 
         let problems = [
             app.rest(
