@@ -795,4 +795,49 @@ mod tests {
         assert!(report.valid(), "{:?}", report.breaks);
         assert_eq!(report.unchained, 1);
     }
+
+    fn purged(m: &Model, due: bool) -> PurgedLink {
+        PurgedLink {
+            event_id: m.event_id,
+            position: m.chain_seq,
+            event_hash: m.event_hash.clone(),
+            run_id: uuid::Uuid::from_u128(7),
+            was_due: due,
+        }
+    }
+
+    #[test]
+    fn purged_positions_are_no_gap_and_unrecorded_removals_still_are() {
+        let hasher = ChainHasher::default();
+        let events = chain(&hasher, 5);
+        // Positions 1, 2 and 4 were purged; 3 and 5 remain and link to the recorded hashes.
+        let gone: Vec<PurgedLink> = [0, 1, 3].iter().map(|&i| purged(&events[i], true)).collect();
+        let kept = vec![events[2].clone(), events[4].clone()];
+        let report = verify(&hasher, &kept, &gone, head(&events), &HashMap::new(), no_leaf);
+        assert!(report.valid(), "{:?}", report.breaks);
+        assert_eq!((report.verified, report.purged), (2, 3));
+        assert_eq!(report.purged_by.len(), 1);
+        // The tail purged too, or the whole chain: still whole.
+        let all: Vec<PurgedLink> = events.iter().map(|e| purged(e, true)).collect();
+        assert!(verify(&hasher, &[], &all, head(&events), &HashMap::new(), no_leaf).valid());
+        // Position 4 removed without a record: a gap, named as such.
+        let report = verify(&hasher, &kept, &gone[..2], head(&events), &HashMap::new(), no_leaf);
+        assert_eq!(report.breaks.len(), 1, "{:?}", report.breaks);
+        assert_eq!(report.breaks[0].kind, BreakKind::MissingEvents);
+        assert!(
+            report.breaks[0].message.contains("1 of positions 4 to 4"),
+            "{}",
+            report.breaks[0].message
+        );
+        // A purge recorded before the event's retention passed is a break of its own.
+        let early = vec![
+            purged(&events[0], true),
+            purged(&events[1], false),
+            purged(&events[3], true),
+        ];
+        let report = verify(&hasher, &kept, &early, head(&events), &HashMap::new(), no_leaf);
+        assert_eq!(report.breaks.len(), 1);
+        assert_eq!(report.breaks[0].kind, BreakKind::PurgedUnexpired);
+        assert_eq!(report.breaks[0].event_id, events[1].event_id);
+    }
 }
