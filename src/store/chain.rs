@@ -41,11 +41,26 @@ pub(crate) fn lock_sql(count: usize) -> String {
 }
 
 /// The statement that reads the heads of `count` correlations.
+///
+/// On PostgreSQL the ids are joined as a VALUES list, not matched with `IN (…)`: under generic
+/// plans an `IN` list of a thousand parameters was planned as a sequential scan testing each row
+/// against every parameter (seen importing 5,000 correlations a batch: 2 s a statement once the
+/// table held 50,000 heads; the import ran at 318 events/s).
 pub(crate) fn read_heads_sql(backend: DatabaseBackend, count: usize) -> String {
-    format!(
-        "SELECT correlation_id, last_seq, last_hash FROM audit_chain_heads WHERE correlation_id IN ({})",
-        super::placeholders(backend, 1, count)
-    )
+    match backend {
+        DatabaseBackend::Postgres => {
+            let values: Vec<String> = (1..=count).map(|i| format!("(${i}::text)")).collect();
+            format!(
+                "SELECT h.correlation_id, h.last_seq, h.last_hash FROM (VALUES {}) AS wanted(id) \
+                 JOIN audit_chain_heads h ON h.correlation_id = wanted.id",
+                values.join(", ")
+            )
+        }
+        _ => format!(
+            "SELECT correlation_id, last_seq, last_hash FROM audit_chain_heads WHERE correlation_id IN ({})",
+            super::placeholders(backend, 1, count)
+        ),
+    }
 }
 
 /// The statement that records `count` heads, bound as (correlation_id, last_seq, last_hash) each.

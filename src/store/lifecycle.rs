@@ -1007,9 +1007,9 @@ impl Store {
         for chunk in ids.chunks(1_000) {
             let sql = format!(
                 "SELECT p.event_id, p.event_date, p.correlation_id, p.chain_seq, p.event_hash, p.retention_days, \
-                 p.run_id, r.as_of FROM audit_purged p JOIN audit_retention_runs r ON r.run_id = p.run_id \
-                 WHERE p.event_id IN ({})",
-                super::placeholders(backend, 1, chunk.len())
+                 p.run_id, r.as_of FROM {} JOIN audit_purged p ON p.event_id = wanted.id \
+                 JOIN audit_retention_runs r ON r.run_id = p.run_id",
+                wanted(backend, chunk.len(), "uuid")
             );
             let values = chunk.iter().map(|id| Value::from(*id));
             for row in self
@@ -1035,9 +1035,9 @@ pub(crate) async fn purged_in(
     for chunk in correlations.chunks(1_000) {
         let sql = format!(
             "SELECT p.event_id, p.event_date, p.correlation_id, p.chain_seq, p.event_hash, p.retention_days, \
-             p.run_id, r.as_of FROM audit_purged p JOIN audit_retention_runs r ON r.run_id = p.run_id \
-             WHERE p.correlation_id IN ({}) ORDER BY p.correlation_id, p.chain_seq",
-            super::placeholders(backend, 1, chunk.len())
+             p.run_id, r.as_of FROM {} JOIN audit_purged p ON p.correlation_id = wanted.id \
+             JOIN audit_retention_runs r ON r.run_id = p.run_id ORDER BY p.correlation_id, p.chain_seq",
+            wanted(backend, chunk.len(), "text")
         );
         let values = chunk.iter().map(|c| Value::from(c.clone()));
         for row in db
@@ -1049,6 +1049,22 @@ pub(crate) async fn purged_in(
         }
     }
     Ok(found)
+}
+
+/// `count` wanted ids (`$1`…) as a table `wanted(id)` to join: generic plans probe the joined
+/// table's index for each (on PostgreSQL an `IN` list of parameters was planned as a scan of the
+/// whole table). The ids are typed `sql_type` on PostgreSQL.
+fn wanted(backend: DatabaseBackend, count: usize, sql_type: &str) -> String {
+    let rows: Vec<String> = (1..=count)
+        .map(|i| match backend {
+            DatabaseBackend::Postgres => format!("(${i}::{sql_type})"),
+            _ => format!("(?{i})"),
+        })
+        .collect();
+    format!(
+        "(SELECT column1 AS id FROM (VALUES {}) AS v) AS wanted",
+        rows.join(", ")
+    )
 }
 
 /// A count as the database stores it.
