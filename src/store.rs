@@ -338,6 +338,22 @@ pub(crate) fn placeholders(backend: DatabaseBackend, first: usize, count: usize)
         .join(", ")
 }
 
+/// `count` wanted ids (`$1`…) as a table `wanted(id)` to join: generic plans probe the joined
+/// table's index for each (on PostgreSQL an `IN` list of parameters was planned as a scan of the
+/// whole table). The ids are typed `sql_type` on PostgreSQL.
+pub(crate) fn wanted_ids(backend: DatabaseBackend, count: usize, sql_type: &str) -> String {
+    let rows: Vec<String> = (1..=count)
+        .map(|i| match backend {
+            DatabaseBackend::Postgres => format!("(${i}::{sql_type})"),
+            _ => format!("(?{i})"),
+        })
+        .collect();
+    format!(
+        "(SELECT column1 AS id FROM (VALUES {}) AS v) AS wanted",
+        rows.join(", ")
+    )
+}
+
 /// The statement that takes PostgreSQL transaction advisory locks on `count` text keys, bound in
 /// any order. It locks them sorted by bytes (the C collation), so that writers whose key sets
 /// overlap cannot deadlock; `seed` keeps kinds of keys apart (0: event ids, 1: correlations).

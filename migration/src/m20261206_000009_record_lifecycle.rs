@@ -15,7 +15,8 @@
 //!   whose dated children remain (a run also keeps the parents of legacy links, which the key
 //!   cannot see). The delete trigger writes the event's `audit_purged` row.
 //! - An index on the day each event expires, for the runs to find expired events without
-//!   reading the others.
+//!   reading the others; and one on the events without a hash (stored before hash chains), which
+//!   exports list after the logged ones.
 
 use sea_orm_migration::prelude::*;
 
@@ -85,6 +86,7 @@ CREATE TRIGGER trg_audit_purged_no_truncate BEFORE TRUNCATE ON audit_purged
     FOR EACH STATEMENT EXECUTE FUNCTION auditgraph_purged_append_only();
 
 CREATE INDEX idx_audit_events_expiry ON audit_events ((event_date + retention_days), event_date, event_id);
+CREATE INDEX idx_audit_events_unhashed ON audit_events (event_timestamp, event_id) WHERE event_hash IS NULL;
 
 -- A new event of a held correlation is held too. Writers take the correlation's chain lock
 -- before their rows go in (the batch and import paths before the statement, a single write's
@@ -195,6 +197,7 @@ WHEN EXISTS (SELECT 1 FROM audit_purged WHERE event_id = NEW.event_id AND event_
 BEGIN SELECT RAISE(ABORT, 'the record of purged events is append-only'); END;
 
 CREATE INDEX idx_audit_events_expiry ON audit_events ((julianday(event_date) + retention_days), event_date, event_id);
+CREATE INDEX idx_audit_events_unhashed ON audit_events (event_timestamp, event_id) WHERE event_hash IS NULL;
 
 CREATE TRIGGER trg_audit_events_held AFTER INSERT ON audit_events
 WHEN NEW.legal_hold = 0 AND EXISTS (SELECT 1 FROM audit_legal_holds WHERE correlation_id = NEW.correlation_id)
@@ -243,6 +246,7 @@ CREATE TRIGGER trg_audit_events_no_delete BEFORE DELETE ON audit_events
 DROP FUNCTION auditgraph_guard_delete();
 DROP TRIGGER trg_audit_events_held ON audit_events;
 DROP FUNCTION auditgraph_hold_new_event();
+DROP INDEX idx_audit_events_unhashed;
 DROP INDEX idx_audit_events_expiry;
 DROP TRIGGER trg_audit_purged_no_truncate ON audit_purged;
 DROP TABLE audit_purged;
@@ -262,6 +266,7 @@ BEGIN
     SELECT RAISE(ABORT, 'audit events cannot be deleted');
 END;
 DROP TRIGGER trg_audit_events_held;
+DROP INDEX idx_audit_events_unhashed;
 DROP INDEX idx_audit_events_expiry;
 DROP TABLE audit_purged;
 DROP TABLE audit_purge_grant;

@@ -4,12 +4,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{Days, NaiveDate, SecondsFormat};
 use sea_orm::sqlx;
-use sea_orm::{ColumnTrait, DatabaseBackend, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect};
+use sea_orm::{ConnectionTrait, DatabaseBackend, EntityTrait, IntoActiveModel};
 use uuid::Uuid;
 
 use super::chain::{ImportedLink, link_imported, lock_sql, read_heads, read_heads_sql, save_heads_sql};
 use super::{ChainHead, Store, StoreError, save_heads};
-use crate::entity::audit_event::{Column, Entity, Model};
+use crate::entity::audit_event::{Entity, Model};
 
 /// A row to import and the input line it came from.
 #[derive(Clone, Debug)]
@@ -233,19 +233,24 @@ impl Store {
         Ok(batch)
     }
 
-    /// The `(event_id, event_date)` keys stored for these ids.
+    /// The `(event_id, event_date)` keys stored for these ids (joined, not an `IN` list: see
+    /// [`super::wanted_ids`]).
     async fn stored_keys(&self, ids: Vec<Uuid>) -> Result<HashSet<(Uuid, NaiveDate)>, ImportError> {
+        let backend = self.backend();
         let mut keys = HashSet::new();
-        for chunk in ids.chunks(10_000) {
-            let found: Vec<(Uuid, NaiveDate)> = Entity::find()
-                .select_only()
-                .column(Column::EventId)
-                .column(Column::EventDate)
-                .filter(Column::EventId.is_in(chunk.to_vec()))
-                .into_tuple()
-                .all(self.db())
-                .await?;
-            keys.extend(found);
+        for chunk in ids.chunks(1_000) {
+            let sql = format!(
+                "SELECT e.event_id, e.event_date FROM {} JOIN audit_events e ON e.event_id = wanted.id",
+                super::wanted_ids(backend, chunk.len(), "uuid")
+            );
+            let values = chunk.iter().map(|id| sea_orm::Value::from(*id));
+            for row in self
+                .db()
+                .query_all_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values))
+                .await?
+            {
+                keys.insert((row.try_get("", "event_id")?, row.try_get("", "event_date")?));
+            }
         }
         Ok(keys)
     }

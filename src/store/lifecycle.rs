@@ -1009,7 +1009,7 @@ impl Store {
                 "SELECT p.event_id, p.event_date, p.correlation_id, p.chain_seq, p.event_hash, p.retention_days, \
                  p.run_id, r.as_of FROM {} JOIN audit_purged p ON p.event_id = wanted.id \
                  JOIN audit_retention_runs r ON r.run_id = p.run_id",
-                wanted(backend, chunk.len(), "uuid")
+                super::wanted_ids(backend, chunk.len(), "uuid")
             );
             let values = chunk.iter().map(|id| Value::from(*id));
             for row in self
@@ -1037,7 +1037,7 @@ pub(crate) async fn purged_in(
             "SELECT p.event_id, p.event_date, p.correlation_id, p.chain_seq, p.event_hash, p.retention_days, \
              p.run_id, r.as_of FROM {} JOIN audit_purged p ON p.correlation_id = wanted.id \
              JOIN audit_retention_runs r ON r.run_id = p.run_id ORDER BY p.correlation_id, p.chain_seq",
-            wanted(backend, chunk.len(), "text")
+            super::wanted_ids(backend, chunk.len(), "text")
         );
         let values = chunk.iter().map(|c| Value::from(c.clone()));
         for row in db
@@ -1049,22 +1049,6 @@ pub(crate) async fn purged_in(
         }
     }
     Ok(found)
-}
-
-/// `count` wanted ids (`$1`…) as a table `wanted(id)` to join: generic plans probe the joined
-/// table's index for each (on PostgreSQL an `IN` list of parameters was planned as a scan of the
-/// whole table). The ids are typed `sql_type` on PostgreSQL.
-fn wanted(backend: DatabaseBackend, count: usize, sql_type: &str) -> String {
-    let rows: Vec<String> = (1..=count)
-        .map(|i| match backend {
-            DatabaseBackend::Postgres => format!("(${i}::{sql_type})"),
-            _ => format!("(?{i})"),
-        })
-        .collect();
-    format!(
-        "(SELECT column1 AS id FROM (VALUES {}) AS v) AS wanted",
-        rows.join(", ")
-    )
 }
 
 /// A count as the database stores it.
