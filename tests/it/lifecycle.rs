@@ -30,6 +30,7 @@ both_engines!(
     a_paused_run_is_resumed_and_one_runner_works_at_a_time,
     retention_runs_beside_live_writes,
     verify_tells_purged_events_from_removed_ones,
+    two_servers_with_a_schedule_run_retention_once_at_a_time,
 );
 
 const PLACE: &str = "mutation($c: String!, $r: String!) { placeLegalHold(correlationId: $c, reason: $r) { \
@@ -816,4 +817,38 @@ async fn verify_tells_purged_events_from_removed_ones(app: TestApp) {
         .unwrap();
     let response = tower::ServiceExt::oneshot(secured, request).await.unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
+
+async fn two_servers_with_a_schedule_run_retention_once_at_a_time(app: TestApp) {
+    let trees = plant(&app).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = app.keys.path().join("log.key");
+    let env = [
+        ("AUDITGRAPH_RETENTION_INTERVAL_MINUTES", "1"),
+        ("AUDITGRAPH_LOG_KEY_FILE", key.to_str().unwrap()),
+    ];
+    // Two processes on one database, each with the schedule (which runs at start, then every minute).
+    let (_first, _) =
+        crate::helpers::start_binary_with(dir.path(), Some(&app.url), std::process::Stdio::null(), &env).await;
+    let (_second, _) =
+        crate::helpers::start_binary_with(dir.path(), Some(&app.url), std::process::Stdio::null(), &env).await;
+    let started = std::time::Instant::now();
+    let runs = loop {
+        let runs = app.store.retention_runs(10).await.unwrap();
+        if runs.iter().any(|r| r.status == RunStatus::Finished) {
+            break runs;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no run finished: {runs:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let finished: Vec<_> = runs.iter().filter(|r| r.status == RunStatus::Finished).collect();
+    // The other server found the run in progress and skipped its round, or ran after it and
+    // found nothing left: never two runs at once, and seven events deleted in all.
+    let deleted: u64 = finished.iter().map(|r| r.counts.rows_deleted).sum();
+    assert_eq!(deleted, 7, "{runs:?}");
+    assert!(runs.iter().all(|r| !r.dry_run));
+    assert!(!exists(&app, trees.d_parent).await && exists(&app, trees.b_root).await);
 }
