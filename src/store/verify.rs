@@ -41,13 +41,20 @@ impl Store {
         &self,
         correlations: &[String],
     ) -> Result<HashMap<String, Vec<Model>>, StoreError> {
+        let backend = self.backend();
         let mut events: HashMap<String, Vec<Model>> = HashMap::new();
         for chunk in correlations.chunks(IDS_PER_QUERY) {
-            let rows = Entity::find()
-                .filter(Column::CorrelationId.is_in(chunk.iter().cloned()))
-                .all(self.db())
-                .await?;
-            for row in rows {
+            let sql = format!(
+                "SELECT e.* FROM {} JOIN audit_events e ON e.correlation_id = wanted.id",
+                super::wanted_ids(backend, chunk.len(), "text")
+            );
+            let values = chunk.iter().map(|c| sea_orm::Value::from(c.clone()));
+            for row in self
+                .db()
+                .query_all_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values))
+                .await?
+            {
+                let row = <Model as sea_orm::FromQueryResult>::from_query_result(&row, "")?;
                 events.entry(row.correlation_id.clone()).or_default().push(row);
             }
         }
@@ -135,17 +142,24 @@ impl Store {
     /// id is stored under several dates, none when it is not stored.
     #[tracing::instrument(skip_all, fields(ids = ids.len()))]
     pub async fn event_hashes_of(&self, ids: &[Uuid]) -> Result<DatedHashes, StoreError> {
+        let backend = self.backend();
         let mut found = DatedHashes::new();
         for chunk in ids.chunks(IDS_PER_QUERY) {
-            let rows: Vec<(Uuid, NaiveDate, Option<String>)> = Entity::find()
-                .select_only()
-                .columns([Column::EventId, Column::EventDate, Column::EventHash])
-                .filter(Column::EventId.is_in(chunk.iter().copied()))
-                .into_tuple()
-                .all(self.db())
-                .await?;
-            for (id, date, hash) in rows {
-                found.entry(id).or_default().push((date, hash));
+            let sql = format!(
+                "SELECT e.event_id, e.event_date, e.event_hash FROM {} JOIN audit_events e ON e.event_id = wanted.id",
+                super::wanted_ids(backend, chunk.len(), "uuid")
+            );
+            let values = chunk.iter().map(|id| sea_orm::Value::from(*id));
+            for row in self
+                .db()
+                .query_all_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values))
+                .await?
+            {
+                let id: Uuid = row.try_get("", "event_id")?;
+                found
+                    .entry(id)
+                    .or_default()
+                    .push((row.try_get("", "event_date")?, row.try_get("", "event_hash")?));
             }
         }
         Ok(found)
