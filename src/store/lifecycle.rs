@@ -814,8 +814,8 @@ impl Store {
         let mut keys = Vec::new();
         for chunk in ids.chunks(1_000) {
             let sql = format!(
-                "SELECT event_id, event_date FROM audit_events WHERE event_id IN ({})",
-                super::placeholders(backend, 1, chunk.len())
+                "SELECT e.event_id, e.event_date FROM {} JOIN audit_events e ON e.event_id = wanted.id",
+                super::wanted_ids(backend, chunk.len(), "uuid")
             );
             let values = chunk.iter().map(|id| Value::from(*id));
             for row in self
