@@ -151,13 +151,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await
             .context("checking the export")??;
+            report(&checked.to_string().trim_end());
             if !checked.ok() {
-                let text = checked.to_string();
-                let (details, verdict) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
-                report(&details);
-                anyhow::bail!(verdict.to_string());
+                anyhow::bail!(checked.verdict());
             }
-            report(&checked);
+            report(&checked.verdict());
             Ok(())
         }
         Command::Export {

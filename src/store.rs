@@ -354,6 +354,24 @@ pub(crate) fn wanted_ids(backend: DatabaseBackend, count: usize, sql_type: &str)
     )
 }
 
+/// A statement written with `$n` placeholders, numbered for SQLite as `?n`.
+pub(crate) fn statement(
+    backend: DatabaseBackend,
+    sql: &str,
+    values: impl IntoIterator<Item = sea_orm::Value>,
+) -> Statement {
+    let sql = match backend {
+        DatabaseBackend::Postgres => sql.to_string(),
+        _ => sql.replace('$', "?"),
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// A count as the database stores it.
+pub(crate) fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// The statement that takes PostgreSQL transaction advisory locks on `count` text keys, bound in
 /// any order. It locks them sorted by bytes (the C collation), so that writers whose key sets
 /// overlap cannot deadlock; `seed` keeps kinds of keys apart (0: event ids, 1: correlations).

@@ -125,23 +125,25 @@ pub async fn export(
         tree_size,
         ..Exported::default()
     };
-    out.line(&json!({
-        TAG: "header",
+    // What the header says and the signed manifest repeats.
+    let about = json!({
         "format": FORMAT,
         "origin": log.signer().origin(),
         "exported_at": timestamp_text(exported_at),
         "exported_by": exported_by,
         "filters": filter,
         "tree_size": tree_size,
-        "checkpoint": checkpoint.as_ref().map(|c| c.note.clone()),
-    }))
-    .await?;
+    });
+    let mut header = about.clone();
+    header[TAG] = json!("header");
+    header["checkpoint"] = json!(checkpoint.as_ref().map(|c| c.note.clone()));
+    out.line(&header).await?;
     let mut at = 0_u64;
     let mut from = 0_u64;
     while from < tree_size {
         let (page, next) = match &filter.correlation_id {
             Some(_) => {
-                let page = store.export_correlation(filter, from, tree_size, CHUNK).await?;
+                let page = store.export_logged(filter, from, tree_size, Some(CHUNK)).await?;
                 let next = match page.last() {
                     Some((last, _)) if page.len() as u64 == CHUNK => last + 1,
                     _ => tree_size,
@@ -150,7 +152,7 @@ pub async fn export(
             }
             None => {
                 let to = from.saturating_add(CHUNK).min(tree_size);
-                (store.export_leaves(filter, from, to).await?, to)
+                (store.export_logged(filter, from, to, None).await?, to)
             }
         };
         // The nodes between this page's events, read at once.
@@ -197,20 +199,13 @@ pub async fn export(
         progress.finish();
     }
     done.sha256 = hex(&out.sha.clone().finalize());
-    let manifest = json!({
-        "format": FORMAT,
-        "origin": log.signer().origin(),
-        "exported_at": timestamp_text(exported_at),
-        "exported_by": exported_by,
-        "filters": filter,
-        "tree_size": tree_size,
-        "root": checkpoint.as_ref().map(|c| hex(&c.root_hash)),
-        "events": done.events,
-        "logged_events": done.logged,
-        "unlogged_events": done.unlogged,
-        "nodes": done.nodes,
-        "sha256": done.sha256,
-    });
+    let mut manifest = about;
+    manifest["root"] = json!(checkpoint.as_ref().map(|c| hex(&c.root_hash)));
+    manifest["events"] = json!(done.events);
+    manifest["logged_events"] = json!(done.logged);
+    manifest["unlogged_events"] = json!(done.unlogged);
+    manifest["nodes"] = json!(done.nodes);
+    manifest["sha256"] = json!(done.sha256);
     let note = log.signer().sign_note(&format!("{manifest}\n"))?;
     out.line(&json!({TAG: "manifest", "note": note})).await?;
     Ok(done)
@@ -276,6 +271,16 @@ impl ExportCheck {
         self.first.get_or_insert(text);
     }
 
+    /// The last line: the export checks out, or how many problems were found. The CLI returns
+    /// the latter as its error, so that the exit status and the message agree.
+    pub fn verdict(&self) -> String {
+        match self.problems {
+            0 => "verify: the export checks out".to_string(),
+            1 => "verify: 1 problem found".to_string(),
+            n => format!("verify: {n} problems found"),
+        }
+    }
+
     fn event_problem(&mut self, id: uuid::Uuid, text: String) {
         self.broken_events.insert(id);
         self.problem(text);
@@ -320,13 +325,9 @@ impl std::fmt::Display for ExportCheck {
             )?;
         }
         if let Some(first) = &self.first {
-            writeln!(f, "first problem: {first}")?;
+            write!(f, "first problem: {first}")?;
         }
-        match self.problems {
-            0 => write!(f, "verify: the export checks out"),
-            1 => write!(f, "verify: 1 problem found"),
-            n => write!(f, "verify: {n} problems found"),
-        }
+        Ok(())
     }
 }
 

@@ -1,10 +1,10 @@
 //! Reading events for an export, in the transparency log's order.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseBackend, FromQueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, FromQueryResult, Value};
 use uuid::Uuid;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, signed, statement};
 use crate::entity::audit_event::Model;
 
 /// Which events an export holds.
@@ -26,16 +26,12 @@ pub struct ExportFilter {
 
 impl ExportFilter {
     /// The filter's conditions on the row `e`, with placeholders from `$first`, and their values.
-    fn conditions(&self, backend: DatabaseBackend, first: usize) -> (String, Vec<Value>) {
+    fn conditions(&self, first: usize) -> (String, Vec<Value>) {
         let mut sql = String::new();
         let mut values: Vec<Value> = Vec::new();
         let mut add = |condition: &str, value: Value| {
             let n = first + values.len();
-            let placeholder = match backend {
-                DatabaseBackend::Postgres => format!("${n}"),
-                _ => format!("?{n}"),
-            };
-            sql.push_str(&format!(" AND {}", condition.replace('#', &placeholder)));
+            sql.push_str(&format!(" AND {}", condition.replace('#', &format!("${n}"))));
             values.push(value);
         };
         if let Some(c) = &self.correlation_id {
@@ -66,64 +62,32 @@ fn logged(rows: Vec<sea_orm::QueryResult>) -> Result<Vec<(u64, Model)>, StoreErr
 }
 
 impl Store {
-    /// The events matching `filter` whose leaves lie in `from..to`, in leaf order.
-    pub async fn export_leaves(
+    /// The events matching `filter` whose leaves lie in `from..to`, in leaf order; the first
+    /// `limit` of them when given (one correlation's events are found by its index and read a
+    /// page at a time; a whole log is read in ranges of leaves).
+    pub async fn export_logged(
         &self,
         filter: &ExportFilter,
         from: u64,
         to: u64,
+        limit: Option<u64>,
     ) -> Result<Vec<(u64, Model)>, StoreError> {
-        let backend = self.backend();
-        let (conditions, filter_values) = filter.conditions(backend, 3);
-        let bounds = match backend {
-            DatabaseBackend::Postgres => "l.leaf_index >= $1 AND l.leaf_index < $2",
-            _ => "l.leaf_index >= ?1 AND l.leaf_index < ?2",
+        let mut values: Vec<Value> = vec![signed(from).into(), signed(to).into()];
+        let limit_clause = match limit {
+            Some(limit) => {
+                values.push(signed(limit).into());
+                " LIMIT $3"
+            }
+            None => "",
         };
+        let (conditions, filter_values) = filter.conditions(values.len() + 1);
+        values.extend(filter_values);
         let sql = format!(
             "SELECT l.leaf_index AS leaf_index, e.* FROM audit_log_leaves l \
              JOIN audit_events e ON e.event_id = l.event_id AND e.event_date = l.event_date \
-             WHERE {bounds}{conditions} ORDER BY l.leaf_index"
+             WHERE l.leaf_index >= $1 AND l.leaf_index < $2{conditions} ORDER BY l.leaf_index{limit_clause}"
         );
-        let mut values: Vec<Value> = vec![signed(from).into(), signed(to).into()];
-        values.extend(filter_values);
-        logged(
-            self.db()
-                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-                .await?,
-        )
-    }
-
-    /// The next `limit` events of `filter`'s correlation (which must be set) from leaf `from` on,
-    /// in leaf order: a correlation's events are found by its index, not by reading the log.
-    pub async fn export_correlation(
-        &self,
-        filter: &ExportFilter,
-        from: u64,
-        to: u64,
-        limit: u64,
-    ) -> Result<Vec<(u64, Model)>, StoreError> {
-        let backend = self.backend();
-        let (conditions, filter_values) = filter.conditions(backend, 4);
-        let bounds = match backend {
-            DatabaseBackend::Postgres => "l.leaf_index >= $1 AND l.leaf_index < $2",
-            _ => "l.leaf_index >= ?1 AND l.leaf_index < ?2",
-        };
-        let limit_at = match backend {
-            DatabaseBackend::Postgres => "$3",
-            _ => "?3",
-        };
-        let sql = format!(
-            "SELECT l.leaf_index AS leaf_index, e.* FROM audit_events e \
-             JOIN audit_log_leaves l ON l.event_id = e.event_id AND l.event_date = e.event_date \
-             WHERE {bounds}{conditions} ORDER BY l.leaf_index LIMIT {limit_at}"
-        );
-        let mut values: Vec<Value> = vec![signed(from).into(), signed(to).into(), signed(limit).into()];
-        values.extend(filter_values);
-        logged(
-            self.db()
-                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-                .await?,
-        )
+        logged(self.db().query_all_raw(statement(self.backend(), &sql, values)).await?)
     }
 
     /// The next `limit` events of `filter` that carry no hash (stored before hash chains, so not
@@ -134,33 +98,22 @@ impl Store {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u64,
     ) -> Result<Vec<Model>, StoreError> {
-        let backend = self.backend();
-        let first = if after.is_some() { 4 } else { 2 };
-        let (conditions, filter_values) = filter.conditions(backend, first);
-        let p = |n: usize| match backend {
-            DatabaseBackend::Postgres => format!("${n}"),
-            _ => format!("?{n}"),
+        let mut values: Vec<Value> = vec![signed(limit).into()];
+        let keyset = match after {
+            Some((t, id)) => {
+                values.push(t.into());
+                values.push(id.into());
+                " AND (e.event_timestamp, e.event_id) > ($2, $3)"
+            }
+            None => "",
         };
-        let keyset = if after.is_some() {
-            format!(" AND (e.event_timestamp, e.event_id) > ({}, {})", p(2), p(3))
-        } else {
-            String::new()
-        };
+        let (conditions, filter_values) = filter.conditions(values.len() + 1);
+        values.extend(filter_values);
         let sql = format!(
             "SELECT e.* FROM audit_events e WHERE e.event_hash IS NULL{keyset}{conditions} \
-             ORDER BY e.event_timestamp, e.event_id LIMIT {}",
-            p(1)
+             ORDER BY e.event_timestamp, e.event_id LIMIT $1"
         );
-        let mut values: Vec<Value> = vec![signed(limit).into()];
-        if let Some((t, id)) = after {
-            values.push(t.into());
-            values.push(id.into());
-        }
-        values.extend(filter_values);
-        let rows = self
-            .db()
-            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?;
+        let rows = self.db().query_all_raw(statement(self.backend(), &sql, values)).await?;
         rows.iter()
             .map(|row| Model::from_query_result(row, ""))
             .collect::<Result<_, _>>()
@@ -169,18 +122,10 @@ impl Store {
 
     /// How many events match `filter` (for REST's limit and a progress bar).
     pub async fn export_count(&self, filter: &ExportFilter) -> Result<u64, StoreError> {
-        let backend = self.backend();
-        let (conditions, values) = filter.conditions(backend, 1);
+        let (conditions, values) = filter.conditions(1);
         let sql = format!("SELECT count(*) AS n FROM audit_events e WHERE TRUE{conditions}");
-        let row = self
-            .db()
-            .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?;
+        let row = self.db().query_one_raw(statement(self.backend(), &sql, values)).await?;
         let n: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
         Ok(u64::try_from(n).unwrap_or(0))
     }
-}
-
-fn signed(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }

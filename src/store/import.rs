@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{Days, NaiveDate, SecondsFormat};
 use sea_orm::sqlx;
-use sea_orm::{ConnectionTrait, DatabaseBackend, EntityTrait, IntoActiveModel};
+use sea_orm::{DatabaseBackend, EntityTrait, IntoActiveModel};
 use uuid::Uuid;
 
 use super::chain::{ImportedLink, link_imported, lock_sql, read_heads, read_heads_sql, save_heads_sql};
@@ -163,9 +163,8 @@ impl Store {
                 });
             }
         }
-        let present = self
-            .stored_keys(rows.iter().map(|r| r.model.event_id).collect())
-            .await?;
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.model.event_id).collect();
+        let present: HashSet<(Uuid, NaiveDate)> = self.keys_of(&ids).await?.into_iter().collect();
         let present_ids: HashSet<Uuid> = present.iter().map(|(id, _)| *id).collect();
         let wanted_parents: Vec<Uuid> = rows
             .iter()
@@ -175,7 +174,7 @@ impl Store {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let mut parents: HashSet<(Uuid, NaiveDate)> = self.stored_keys(wanted_parents).await?;
+        let mut parents: HashSet<(Uuid, NaiveDate)> = self.keys_of(&wanted_parents).await?.into_iter().collect();
         let mut batch = ImportedBatch::default();
         let mut fresh = Vec::with_capacity(rows.len());
         for row in rows {
@@ -231,28 +230,6 @@ impl Store {
             }
         }
         Ok(batch)
-    }
-
-    /// The `(event_id, event_date)` keys stored for these ids (joined, not an `IN` list: see
-    /// [`super::wanted_ids`]).
-    async fn stored_keys(&self, ids: Vec<Uuid>) -> Result<HashSet<(Uuid, NaiveDate)>, ImportError> {
-        let backend = self.backend();
-        let mut keys = HashSet::new();
-        for chunk in ids.chunks(1_000) {
-            let sql = format!(
-                "SELECT e.event_id, e.event_date FROM {} JOIN audit_events e ON e.event_id = wanted.id",
-                super::wanted_ids(backend, chunk.len(), "uuid")
-            );
-            let values = chunk.iter().map(|id| sea_orm::Value::from(*id));
-            for row in self
-                .db()
-                .query_all_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values))
-                .await?
-            {
-                keys.insert((row.try_get("", "event_id")?, row.try_get("", "event_date")?));
-            }
-        }
-        Ok(keys)
     }
 
     /// Links rows to their chains and streams them into `audit_events` with `COPY … FROM STDIN`,

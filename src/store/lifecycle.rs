@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, QueryResult, Statement, Value};
 use uuid::Uuid;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, signed, statement};
 use crate::domain::NewEvent;
 use crate::entity::audit_event::Model;
 
@@ -238,15 +238,6 @@ pub struct Deleted {
 
 const RUN_COLUMNS: &str = "run_id, as_of, dry_run, status, runner, started_at, heartbeat_at, finished_at, rows_scanned, \
      rows_deleted, kept_held, kept_parent, partitions_dropped, error";
-
-/// A statement written with `$n` placeholders, numbered for SQLite as `?n`.
-fn statement(backend: DatabaseBackend, sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
-    let sql = match backend {
-        DatabaseBackend::Postgres => sql.to_string(),
-        _ => sql.replace('$', "?"),
-    };
-    Statement::from_sql_and_values(backend, sql, values)
-}
 
 /// Expired (by `as_of`, bound as `$1`) in the engine's arithmetic, for the row alias `e`.
 fn expired(backend: DatabaseBackend, alias: &str) -> String {
@@ -1005,11 +996,9 @@ impl Store {
         let backend = self.backend();
         let mut found: HashMap<Uuid, Vec<Purged>> = HashMap::new();
         for chunk in ids.chunks(1_000) {
-            let sql = format!(
-                "SELECT p.event_id, p.event_date, p.correlation_id, p.chain_seq, p.event_hash, p.retention_days, \
-                 p.run_id, r.as_of FROM {} JOIN audit_purged p ON p.event_id = wanted.id \
-                 JOIN audit_retention_runs r ON r.run_id = p.run_id",
-                super::wanted_ids(backend, chunk.len(), "uuid")
+            let sql = purged_select(
+                &super::wanted_ids(backend, chunk.len(), "uuid"),
+                "p.event_id = wanted.id",
             );
             let values = chunk.iter().map(|id| Value::from(*id));
             for row in self
@@ -1034,10 +1023,11 @@ pub(crate) async fn purged_in(
     let mut found: HashMap<String, Vec<Purged>> = HashMap::new();
     for chunk in correlations.chunks(1_000) {
         let sql = format!(
-            "SELECT p.event_id, p.event_date, p.correlation_id, p.chain_seq, p.event_hash, p.retention_days, \
-             p.run_id, r.as_of FROM {} JOIN audit_purged p ON p.correlation_id = wanted.id \
-             JOIN audit_retention_runs r ON r.run_id = p.run_id ORDER BY p.correlation_id, p.chain_seq",
-            super::wanted_ids(backend, chunk.len(), "text")
+            "{} ORDER BY p.correlation_id, p.chain_seq",
+            purged_select(
+                &super::wanted_ids(backend, chunk.len(), "text"),
+                "p.correlation_id = wanted.id"
+            )
         );
         let values = chunk.iter().map(|c| Value::from(c.clone()));
         for row in db
@@ -1051,9 +1041,12 @@ pub(crate) async fn purged_in(
     Ok(found)
 }
 
-/// A count as the database stores it.
-fn signed(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
+/// The purge records (the columns [`Purged`] reads) of the `wanted` ids matched by `on`.
+fn purged_select(wanted: &str, on: &str) -> String {
+    format!(
+        "SELECT p.event_id, p.event_date, p.correlation_id, p.chain_seq, p.event_hash, p.retention_days, p.run_id, \
+         r.as_of FROM {wanted} JOIN audit_purged p ON {on} JOIN audit_retention_runs r ON r.run_id = p.run_id"
+    )
 }
 
 /// An SQL identifier, quoted.
