@@ -9,7 +9,7 @@ use crate::auth::{AuthSettings, Role};
 use crate::domain::Limits;
 use crate::domain::chain::{ChainHasher, ChainKey};
 use crate::graphql::QueryLimits;
-use crate::store::StoreOptions;
+use crate::store::{ReplicaSettings, StoreOptions};
 
 /// auditgraph: an audit trail for distributed systems, explored as causality trees.
 #[derive(Parser, Debug, Clone)]
@@ -139,6 +139,26 @@ pub struct Config {
     /// Database to use: `sqlite://FILE` (created if missing) or `postgres://USER@HOST/DB`.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://auditgraph.db", global = true)]
     pub database_url: String,
+
+    /// PostgreSQL read replicas (streaming standbys of DATABASE_URL), comma-separated: queries go
+    /// to them, writes and whatever must be current to the primary. A read that carries a write's
+    /// consistency token goes to a replica only once it has replayed that write.
+    #[arg(long, env = "AUDITGRAPH_READ_DATABASE_URL", value_delimiter = ',', global = true)]
+    pub read_database_url: Vec<String>,
+
+    /// A replica further behind the primary than this, in seconds, gets no reads (unless it has
+    /// replayed the token a read carries).
+    #[arg(long, env = "AUDITGRAPH_REPLICA_MAX_LAG_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub replica_max_lag_secs: u64,
+
+    /// How long a read carrying a consistency token waits for a replica to replay it before the
+    /// primary answers it, in milliseconds.
+    #[arg(long, env = "AUDITGRAPH_READ_WAIT_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=10_000), global = true)]
+    pub read_wait_ms: u64,
+
+    /// How often the replicas' replay positions and lag are checked, in milliseconds.
+    #[arg(long, env = "AUDITGRAPH_REPLICA_CHECK_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(50..), global = true)]
+    pub replica_check_ms: u64,
 
     /// Address to listen on. Keep it on loopback unless access is controlled in front of it.
     #[arg(long, env = "AUDITGRAPH_LISTEN", default_value = "127.0.0.1:8080", global = true)]
@@ -327,6 +347,17 @@ impl Config {
             create_database: !self.no_migrate,
             wait_timeout: Duration::from_secs(self.db_wait_timeout_secs),
             hasher,
+            replicas: ReplicaSettings {
+                urls: self
+                    .read_database_url
+                    .iter()
+                    .map(|url| url.trim().to_string())
+                    .filter(|url| !url.is_empty())
+                    .collect(),
+                max_lag: Duration::from_secs(self.replica_max_lag_secs),
+                read_wait: Duration::from_millis(self.read_wait_ms),
+                check_interval: Duration::from_millis(self.replica_check_ms),
+            },
         })
     }
 

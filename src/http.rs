@@ -21,6 +21,7 @@ use crate::metrics::Source;
 use crate::service::Service;
 
 pub mod assets;
+pub mod consistency;
 pub mod explorer;
 pub mod graphql;
 pub mod problem;
@@ -140,6 +141,7 @@ pub fn router(state: HttpState, options: HttpOptions) -> Router {
         routes = routes.route("/metrics", get(metrics));
     }
     let mut app = routes
+        .layer(middleware::from_fn_with_state(state.clone(), consistency::after_rest_writes))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state);
     // The explorer's files hold no data: they need no identity.

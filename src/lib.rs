@@ -262,11 +262,10 @@ fn routers(
     auth: Authenticator,
     signer: ops::log::LogSigner,
 ) -> anyhow::Result<(Router, Option<Router>, Service)> {
-    let metrics = Metrics::new(vec![
-        Box::new(store.statement_durations()),
-        Box::new(store.group_sizes()),
-    ])
-    .context("registering metrics")?;
+    let mut collectors: Vec<Box<dyn prometheus::core::Collector>> =
+        vec![Box::new(store.statement_durations()), Box::new(store.group_sizes())];
+    collectors.extend(store.replica_collectors());
+    let metrics = Metrics::new(collectors).context("registering metrics")?;
     let log = ops::log::Publisher::new(store.clone(), std::sync::Arc::new(signer));
     let live = live::Live::new(store.clone(), log.signals(), config.live.clone(), metrics.clone());
     let ctx = Service {
@@ -338,6 +337,7 @@ pub async fn serve_on(
         Duration::from_secs(config.checkpoint_interval_secs),
     ));
     let feed = tokio::spawn(service.live.clone().run());
+    let replicas = tokio::spawn(service.store.clone().watch_replicas());
     let retention = config.retention_interval_minutes.map(|minutes| {
         tokio::spawn(run_retention_every(
             service.store.clone(),
@@ -408,6 +408,7 @@ pub async fn serve_on(
     maintenance.abort();
     log.abort();
     feed.abort();
+    replicas.abort();
     if let Some(retention) = retention {
         retention.abort();
     }

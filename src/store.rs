@@ -10,6 +10,7 @@ mod import;
 mod lifecycle;
 mod log;
 mod read;
+mod replica;
 mod tree;
 mod verify;
 mod write;
@@ -23,6 +24,7 @@ pub use export::ExportFilter;
 pub use import::{ImportError, ImportRow, ImportedBatch};
 pub use lifecycle::{Claim, Deleted, Expired, LegalHold, Purged, ReleasedHold, RetentionRun, RunCounts, RunStatus};
 pub use log::{LOG_CHANNEL, LogLeaf, StoredCheckpoint, event_leaf};
+pub use replica::{Lsn, PrimaryReason, ReadFrom, ReplicaSettings};
 pub(crate) use write::to_model;
 
 pub use tree::{Tree, TreeNode};
@@ -61,12 +63,17 @@ pub struct StoreOptions {
     pub wait_timeout: Duration,
     /// How new events are hashed into their chains.
     pub hasher: ChainHasher,
+    /// Read replicas (PostgreSQL), and how reads are spread over them.
+    pub replicas: ReplicaSettings,
 }
 
 /// The database, shared by every request. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    /// The replica that answers this store's reads; `None` for the primary. Writes always go
+    /// to the primary.
+    reading: Option<Arc<replica::Replica>>,
 }
 
 struct Inner {
@@ -92,6 +99,8 @@ struct Inner {
     hasher: ChainHasher,
     /// The queue of single-event writes, committed in groups.
     group: group::GroupCommit,
+    /// Read replicas, when configured.
+    replicas: Option<replica::Replicas>,
 }
 
 impl std::fmt::Debug for Store {
@@ -188,6 +197,47 @@ impl Store {
         if let Some(trees) = &mut trees {
             trees.set_metric_callback(observe.clone());
         }
+        let replicas = if options.replicas.urls.is_empty() {
+            None
+        } else {
+            if sqlite {
+                anyhow::bail!("read replicas (AUDITGRAPH_READ_DATABASE_URL) need PostgreSQL as DATABASE_URL");
+            }
+            let mut list = Vec::new();
+            for url in &options.replicas.urls {
+                if !(url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+                    anyhow::bail!(
+                        "AUDITGRAPH_READ_DATABASE_URL must name PostgreSQL replicas (postgres://…), got `{}`",
+                        redact(url)
+                    );
+                }
+                // Lazy, and quick to give up: a replica that is down when the server starts, or
+                // goes down later, must not hold a read; the watcher finds it when it answers.
+                let mut read = ConnectOptions::new(url.clone());
+                read.max_connections(options.max_connections)
+                    .min_connections(0)
+                    .connect_lazy(true)
+                    .connect_timeout(Duration::from_secs(1))
+                    .acquire_timeout(options.wait_timeout.min(Duration::from_secs(1)))
+                    .sqlx_logging(false)
+                    .statement_timeout(options.statement_timeout)
+                    .map_sqlx_postgres_opts(|o| o.options(POSTGRES_SESSION_SETTINGS));
+                let mut walks = read.clone();
+                walks
+                    .max_connections((options.max_connections / 4).max(2))
+                    .statement_timeout(options.tree_timeout);
+                let mut replica = Database::connect(read)
+                    .await
+                    .with_context(|| format!("connecting to the read replica {}", redact(url)))?;
+                let mut walks = Database::connect(walks)
+                    .await
+                    .with_context(|| format!("connecting to the read replica {}", redact(url)))?;
+                replica.set_metric_callback(observe.clone());
+                walks.set_metric_callback(observe.clone());
+                list.push(replica::Replicas::replica(replica::replica_name(url), replica, walks));
+            }
+            Some(replica::Replicas::new(list, options.replicas.clone()).context("creating the replica metrics")?)
+        };
         db.set_metric_callback(observe);
         let (group, queued) = group::GroupCommit::channel();
         let inner = Arc::new(Inner {
@@ -201,9 +251,13 @@ impl Store {
             write_gate: sqlite.then(|| tokio::sync::Mutex::new(())),
             hasher: options.hasher.clone(),
             group,
+            replicas,
         });
         group::GroupCommit::start(Arc::downgrade(&inner), queued);
-        Ok(Self { inner })
+        let store = Self { inner, reading: None };
+        // Know at once which replicas answer, rather than a check interval later.
+        store.check_replicas().await;
+        Ok(store)
     }
 
     /// Applies every pending migration.

@@ -166,7 +166,7 @@ pub async fn post(
     if stream {
         return super::sse::stream(state, request, caller.map(|Extension(c)| c));
     }
-    execute(&state, request, caller, media, Operations::Any).await
+    execute(&state, request, caller, media, Operations::Any, &headers).await
 }
 
 /// `GET /graphql`: queries only, or a WebSocket (`graphql-transport-ws`).
@@ -202,7 +202,7 @@ pub async fn get(
             );
         }
     };
-    execute(&state, request, caller, media, Operations::QueriesOnly).await
+    execute(&state, request, caller, media, Operations::QueriesOnly, &headers).await
 }
 
 fn not_acceptable() -> Response {
@@ -389,6 +389,7 @@ async fn execute(
     caller: Option<Extension<Principal>>,
     media: Media,
     operations: Operations,
+    headers: &HeaderMap,
 ) -> Response {
     let operation = match screen(state, &mut request) {
         Ok(operation) => operation,
@@ -418,12 +419,47 @@ async fn execute(
         }
     }
     let started = Instant::now();
+    let token = match super::consistency::requested(headers, request.extensions.0.get(super::consistency::TOKEN_EXTENSION))
+    {
+        Ok(token) => token,
+        Err(refused) => return refusal(request_error_status(media), BAD_REQUEST, refused.to_string(), media),
+    };
+    // Queries may be answered by a replica; mutations, and documents that do not parse, by the
+    // primary.
+    let replicas = state.ctx.store.has_replicas();
+    let routed = if replicas && operation == Some(OperationType::Query) {
+        Some(super::consistency::reading(&state.ctx, token).await)
+    } else {
+        None
+    };
     let order = ResponseOrder::of(&mut request);
-    let mut request = prepare_request(request, &state.ctx.store);
+    let mut request = match &routed {
+        Some((service, _)) => prepare_request(request, &service.store).data(service.clone()),
+        None => prepare_request(request, &state.ctx.store),
+    };
     if let Some(Extension(caller)) = caller {
         request = request.data(caller);
     }
     let mut response = state.schema.execute(request).await;
+    if let Some((service, _)) = &routed
+        && response.errors.iter().any(|e| {
+            e.extensions.as_ref().and_then(|x| x.get("code")) == Some(&async_graphql::Value::from("UNAVAILABLE"))
+        })
+    {
+        service.store.replica_failed();
+    }
+    let written = operation == Some(OperationType::Mutation) && response.data != async_graphql::Value::Null;
+    let token = if written && replicas {
+        super::consistency::token_for(&state.ctx, Instant::now()).await
+    } else {
+        None
+    };
+    if let Some(token) = token {
+        response.extensions.insert(
+            super::consistency::TOKEN_EXTENSION.to_string(),
+            async_graphql::Value::from(token.to_string()),
+        );
+    }
     if let Some(order) = &order {
         order.apply(&mut response);
     }
@@ -470,7 +506,9 @@ async fn execute(
     } else {
         StatusCode::OK
     };
-    (status, [(header::CONTENT_TYPE, media.content_type())], body).into_response()
+    let mut answer = (status, [(header::CONTENT_TYPE, media.content_type())], body).into_response();
+    super::consistency::mark(answer.headers_mut(), token, routed.as_ref().map(|(_, from)| from));
+    answer
 }
 
 /// The GraphQL-shaped form of errors the framework answers bare on `/graphql` (413 from the body

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::HttpState;
+use super::{HttpState, consistency};
 use super::problem::Problem;
 use crate::auth::{Principal, Role};
 use crate::domain::event::to_micros;
@@ -224,6 +224,7 @@ fn listing(params: &HashMap<String, String>, now: DateTime<Utc>) -> Result<Listi
 pub async fn query_events(
     State(state): State<HttpState>,
     caller: Option<Extension<Principal>>,
+    headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, Problem> {
     const PATH: &str = "/api/v1/audit/events";
@@ -239,31 +240,13 @@ pub async fn query_events(
         offset,
         cursor,
     } = listing(&params, Utc::now()).map_err(|p| p.at(PATH))?;
-    let store = &state.ctx.store;
-    let total = store
-        .count_events(&filter)
-        .await
-        .map_err(|e| Problem::from(e).at(PATH))?;
-    let (rows, has_more) = match cursor {
-        Some(after) => {
-            let window = PageWindow::forward(limit, Some(after));
-            let mut rows = store
-                .list_events(&filter, &window, Order::NewestFirst, Columns::ALL)
-                .await
-                .map_err(|e| Problem::from(e).at(PATH))?;
-            let more = rows.len() as u64 > limit;
-            rows.truncate(limit as usize);
-            (rows, more)
-        }
-        None => {
-            let rows = store
-                .list_events_at_offset(&filter, offset, limit)
-                .await
-                .map_err(|e| Problem::from(e).at(PATH))?;
-            let more = offset + (rows.len() as u64) < total;
-            (rows, more)
-        }
-    };
+    let token = consistency::requested(&headers, None).map_err(|e| consistency::bad_token(e).at(PATH))?;
+    let (store, from) = state.ctx.store.for_reading(token).await;
+    let result = list_page(&store, &filter, limit, offset, cursor).await;
+    if matches!(&result, Err(crate::store::StoreError::Unavailable(_))) {
+        store.replica_failed();
+    }
+    let (total, rows, has_more) = result.map_err(|e| Problem::from(e).at(PATH))?;
     let next_cursor = rows
         .last()
         .filter(|_| has_more)
@@ -279,7 +262,39 @@ pub async fn query_events(
         },
     });
     state.ctx.metrics.queried(Source::Rest, started.elapsed().as_secs_f64());
-    Ok(Json(body).into_response())
+    let mut response = Json(body).into_response();
+    if state.ctx.store.has_replicas() {
+        consistency::mark(response.headers_mut(), None, Some(&from));
+    }
+    Ok(response)
+}
+
+/// A page of the listing: the total, the rows, and whether more follow.
+async fn list_page(
+    store: &crate::store::Store,
+    filter: &EventFilter,
+    limit: u64,
+    offset: u64,
+    cursor: Option<Cursor>,
+) -> Result<(u64, Vec<crate::entity::audit_event::Model>, bool), crate::store::StoreError> {
+    let total = store.count_events(filter).await?;
+    let (rows, has_more) = match cursor {
+        Some(after) => {
+            let window = PageWindow::forward(limit, Some(after));
+            let mut rows = store
+                .list_events(filter, &window, Order::NewestFirst, Columns::ALL)
+                .await?;
+            let more = rows.len() as u64 > limit;
+            rows.truncate(limit as usize);
+            (rows, more)
+        }
+        None => {
+            let rows = store.list_events_at_offset(filter, offset, limit).await?;
+            let more = offset + (rows.len() as u64) < total;
+            (rows, more)
+        }
+    };
+    Ok((total, rows, has_more))
 }
 
 /// `POST /api/v1/audit/verify-chain` with `{"correlation_id": …}`: kubernaut's answer shape,

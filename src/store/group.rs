@@ -135,7 +135,7 @@ async fn commit_groups(inner: Weak<Inner>, mut receiver: mpsc::UnboundedReceiver
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        let store = Store { inner };
+        let store = Store { inner, reading: None };
         tokio::spawn(async move {
             store.commit_group(group).await;
             drop(slot);

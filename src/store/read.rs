@@ -223,7 +223,7 @@ impl Store {
     /// The events a statement returns (the event's columns first, in declaration order).
     async fn events_in(&self, stmt: Statement, columns: Columns) -> Result<Vec<Model>, sea_orm::DbErr> {
         use sea_orm::ConnectionTrait;
-        let rows = self.db().query_all_raw(stmt).await?;
+        let rows = self.reader().query_all_raw(stmt).await?;
         rows.iter().map(|row| super::columns::decode(row, columns)).collect()
     }
 
@@ -233,7 +233,7 @@ impl Store {
         Ok(Entity::find()
             .filter(Column::EventId.eq(id))
             .order_by_desc(Column::EventDate)
-            .one(self.db())
+            .one(self.reader())
             .await?)
     }
 
@@ -320,7 +320,7 @@ impl Store {
         offset: u64,
         limit: u64,
     ) -> Result<Vec<Model>, StoreError> {
-        Ok(self.offset_select(filter, offset, limit).all(self.db()).await?)
+        Ok(self.offset_select(filter, offset, limit).all(self.reader()).await?)
     }
 
     fn count_select(&self, filter: &EventFilter) -> Select<Entity> {
@@ -338,7 +338,7 @@ impl Store {
     /// How many events match `filter`.
     #[tracing::instrument(skip_all)]
     pub async fn count_events(&self, filter: &EventFilter) -> Result<u64, StoreError> {
-        let count = self.count_select(filter).into_tuple::<i64>().one(self.db()).await?;
+        let count = self.count_select(filter).into_tuple::<i64>().one(self.reader()).await?;
         Ok(count.unwrap_or(0).max(0) as u64)
     }
 
@@ -357,7 +357,7 @@ impl Store {
             .filter(bound)
             .limit(1)
             .into_tuple::<Uuid>()
-            .one(self.db())
+            .one(self.reader())
             .await?;
         Ok(found.is_some())
     }
@@ -467,7 +467,7 @@ impl Store {
             .filter(children_of(parents))
             .filter(keyset(&cursor, side(Order::OldestFirst, false, true)))
             .into_tuple()
-            .all(self.db())
+            .all(self.reader())
             .await?;
         let wanted: std::collections::HashSet<&EventKey> = parents.iter().collect();
         Ok(rows
@@ -492,7 +492,7 @@ impl Store {
             .group_by(Column::ParentEventId)
             .group_by(Column::ParentEventDate)
             .into_tuple()
-            .all(self.db())
+            .all(self.reader())
             .await?;
         let wanted: std::collections::HashSet<&EventKey> = parents.iter().collect();
         Ok(rows

@@ -159,8 +159,8 @@ impl Store {
     /// sessions have it as their `statement_timeout`), mapping a cancelled statement to
     /// [`StoreError::Timeout`].
     async fn tree_query(&self, stmt: Statement) -> Result<Vec<QueryResult>, StoreError> {
-        let Some(trees) = &self.inner.trees else {
-            return Ok(self.db().query_all_raw(stmt).await?);
+        let Some(trees) = self.tree_reader() else {
+            return Ok(self.reader().query_all_raw(stmt).await?);
         };
         let timeout_ms = self.inner.tree_timeout.as_millis().max(1);
         trees.query_all_raw(stmt).await.map_err(|error| {
@@ -416,7 +416,7 @@ impl Store {
                 .column(Column::EventId)
                 .filter(Column::EventId.is_in(claimed.clone()))
                 .into_tuple::<Uuid>()
-                .all(self.db())
+                .all(self.reader())
                 .await?
                 .into_iter()
                 .collect();
@@ -454,7 +454,7 @@ impl Store {
             .filter(condition(filter, self.backend()))
             .group_by(column)
             .into_tuple()
-            .all(self.db())
+            .all(self.reader())
             .await?;
         let mut counts: Vec<(Option<String>, u64)> = rows.into_iter().map(|(k, n)| (k, n.max(0) as u64)).collect();
         counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
