@@ -141,7 +141,10 @@ pub fn router(state: HttpState, options: HttpOptions) -> Router {
         routes = routes.route("/metrics", get(metrics));
     }
     let mut app = routes
-        .layer(middleware::from_fn_with_state(state.clone(), consistency::after_rest_writes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            consistency::after_rest_writes,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state);
     // The explorer's files hold no data: they need no identity.

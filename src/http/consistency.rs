@@ -61,17 +61,20 @@ pub fn requested(headers: &HeaderMap, extension: Option<&async_graphql::Value>) 
     match extension {
         None | Some(async_graphql::Value::Null) => Ok(None),
         Some(async_graphql::Value::String(text)) => text.parse().map(Some).map_err(|e| refuse(&field, e)),
-        Some(_) => Err(refuse(
-            &field,
-            "must be a string (the token a write answered)".into(),
-        )),
+        Some(_) => Err(refuse(&field, "must be a string (the token a write answered)".into())),
     }
 }
 
 /// The service to answer a read with: its store reads from where the token allows.
 pub async fn reading(service: &Service, token: Option<Lsn>) -> (Service, ReadFrom) {
     let (store, from) = service.store.for_reading(token).await;
-    (Service { store, ..service.clone() }, from)
+    (
+        Service {
+            store,
+            ..service.clone()
+        },
+        from,
+    )
 }
 
 /// The token for writes that committed before `committed`, when replicas are configured; a
@@ -136,7 +139,10 @@ mod tests {
         headers.insert(TOKEN_HEADER, HeaderValue::from_static("yesterday"));
         let error = requested(&headers, None).unwrap_err();
         assert_eq!(error.field, TOKEN_HEADER);
-        assert!(error.message.contains("`yesterday` is not a consistency token"), "{error}");
+        assert!(
+            error.message.contains("`yesterday` is not a consistency token"),
+            "{error}"
+        );
         let error = requested(&HeaderMap::new(), Some(&async_graphql::Value::from(7))).unwrap_err();
         assert_eq!(error.field, "extensions.consistencyToken");
     }

@@ -419,11 +419,11 @@ async fn execute(
         }
     }
     let started = Instant::now();
-    let token = match super::consistency::requested(headers, request.extensions.0.get(super::consistency::TOKEN_EXTENSION))
-    {
-        Ok(token) => token,
-        Err(refused) => return refusal(request_error_status(media), BAD_REQUEST, refused.to_string(), media),
-    };
+    let token =
+        match super::consistency::requested(headers, request.extensions.0.get(super::consistency::TOKEN_EXTENSION)) {
+            Ok(token) => token,
+            Err(refused) => return refusal(request_error_status(media), BAD_REQUEST, refused.to_string(), media),
+        };
     // Queries may be answered by a replica; mutations, and documents that do not parse, by the
     // primary.
     let replicas = state.ctx.store.has_replicas();

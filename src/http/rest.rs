@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::{HttpState, consistency};
 use super::problem::Problem;
+use super::{HttpState, consistency};
 use crate::auth::{Principal, Role};
 use crate::domain::event::to_micros;
 use crate::domain::filter::is_data_key;

@@ -131,13 +131,13 @@ pub(crate) struct Replica {
     replayed: AtomicU64,
     /// Whether it answered the last check as a standby.
     up: AtomicBool,
-    /// Its lag when last checked, in milliseconds.
-    lag_ms: AtomicU64,
+    /// Its lag when last checked, in microseconds.
+    lag_us: AtomicU64,
 }
 
 impl Replica {
     fn usable(&self, max_lag: Duration) -> bool {
-        self.up.load(Ordering::Acquire) && Duration::from_millis(self.lag_ms.load(Ordering::Relaxed)) <= max_lag
+        self.up.load(Ordering::Acquire) && Duration::from_micros(self.lag_us.load(Ordering::Relaxed)) <= max_lag
     }
 
     fn mark_down(&self) {
@@ -244,7 +244,7 @@ impl Replicas {
             trees,
             replayed: AtomicU64::new(0),
             up: AtomicBool::new(false),
-            lag_ms: AtomicU64::new(0),
+            lag_us: AtomicU64::new(0),
         })
     }
 
@@ -362,10 +362,10 @@ impl Store {
     /// Tells the store that a read on its replica failed for want of the database: the replica
     /// gets no more reads until its next check finds it answering.
     pub fn replica_failed(&self) {
-        if let Some(replica) = &self.reading {
-            if replica.up.swap(false, Ordering::AcqRel) {
-                tracing::warn!(replica = %replica.name, "a read on the replica failed; sending reads elsewhere until it answers again");
-            }
+        if let Some(replica) = &self.reading
+            && replica.up.swap(false, Ordering::AcqRel)
+        {
+            tracing::warn!(replica = %replica.name, "a read on the replica failed; sending reads elsewhere until it answers again");
         }
     }
 
@@ -411,7 +411,7 @@ impl Store {
     async fn wal_position(&self) -> Result<Lsn, StoreError> {
         let stmt = Statement::from_string(
             DatabaseBackend::Postgres,
-            "SELECT pg_current_wal_insert_lsn()::text AS position",
+            "SELECT pg_current_wal_lsn()::text AS position",
         );
         let row = self
             .inner
@@ -450,10 +450,9 @@ impl Store {
             match position {
                 Some(position) => {
                     let lag = replicas.lag_of(position.0, Instant::now());
-                    replica.lag_ms.store(
-                        u64::try_from(lag.as_millis()).unwrap_or(u64::MAX),
-                        Ordering::Relaxed,
-                    );
+                    replica
+                        .lag_us
+                        .store(u64::try_from(lag.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
                     replica.up.store(true, Ordering::Release);
                     let behind = primary.map_or(0, |p| p.saturating_sub(position.0));
                     replicas
@@ -546,7 +545,11 @@ mod tests {
     fn an_idle_primary_adds_no_samples_and_no_lag() {
         let now = Instant::now();
         let replicas = replicas_with_samples(&[(60, 100), (50, 100), (40, 100)], now);
-        assert_eq!(replicas.samples.lock().unwrap().len(), 1, "an unchanged position is one sample");
+        assert_eq!(
+            replicas.samples.lock().unwrap().len(),
+            1,
+            "an unchanged position is one sample"
+        );
         assert_eq!(replicas.lag_of(100, now), Duration::ZERO);
     }
 

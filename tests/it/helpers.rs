@@ -19,7 +19,7 @@ pub fn postgres_admin_url() -> String {
 }
 
 /// Whether PostgreSQL tests must run (CI): then an unreachable server fails them.
-fn postgres_required() -> bool {
+pub fn postgres_is_required() -> bool {
     std::env::var("AUDITGRAPH_REQUIRE_POSTGRES").is_ok_and(|v| v == "1" || v == "true")
 }
 
@@ -121,7 +121,7 @@ pub async fn fresh_postgres_database() -> Option<TestDatabase> {
     let admin_url = postgres_admin_url();
     let admin = match Database::connect(&admin_url).await {
         Ok(db) => db,
-        Err(error) if !postgres_required() => {
+        Err(error) if !postgres_is_required() => {
             eprintln!(
                 "PostgreSQL at {admin_url} is unreachable ({error}); skipping this PostgreSQL test. Set AUDITGRAPH_REQUIRE_POSTGRES=1 to make this a failure."
             );
@@ -612,6 +612,26 @@ pub async fn http_exchange(addr: std::net::SocketAddr, request: &str) -> (String
     (status, body)
 }
 
+/// Like [`http_exchange`], also returning the response's header lines.
+pub async fn http_exchange_with_head(addr: std::net::SocketAddr, request: &str) -> (String, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let (status, head) = head.split_once("\r\n").unwrap_or((head, ""));
+    (status.to_string(), head.to_string(), body.to_string())
+}
+
+/// The value of header `name` in `head` (lines of `name: value`), case-insensitively.
+pub fn header_of(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_string())
+    })
+}
+
 /// A raw GET request for [`http_exchange`].
 pub fn http_get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
@@ -647,10 +667,17 @@ pub struct RunningServer {
 
 impl RunningServer {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`RunningServer::start`] with the configuration adjusted (another database, say).
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("served.db").display());
         let mut config = Config::for_database(&url);
         config.log_key_file = dir.path().join("log.key");
+        adjust(&mut config);
+        let url = config.database_url.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,0 +1,250 @@
+//! PostgreSQL clusters of a test's own: a primary made with `initdb` and standbys cloned from it
+//! with `pg_basebackup`, in temporary directories, on free ports. The system's server is not
+//! touched. When the binaries are missing the tests that need them skip, unless PostgreSQL is
+//! required (CI), where they fail.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The directory of PostgreSQL's programs (`initdb`, `pg_ctl`, `pg_basebackup`), the newest
+/// installed.
+fn bin_dir() -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
+        .filter(|bin| bin.join("initdb").exists() && bin.join("pg_basebackup").exists())
+        .collect();
+    found.sort_by_key(|bin| {
+        bin.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    found.pop()
+}
+
+/// Whether this process runs as root: PostgreSQL refuses to, so its programs then run as the
+/// `postgres` user.
+fn as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+/// One PostgreSQL server of the test's own.
+pub struct Cluster {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    data: PathBuf,
+    bin: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// A new primary, ready for streaming replication, or `None` when PostgreSQL's programs are
+    /// not installed (a failure when PostgreSQL is required).
+    pub fn primary() -> Option<Self> {
+        let Some(bin) = bin_dir() else {
+            assert!(
+                !crate::helpers::postgres_is_required(),
+                "PostgreSQL's programs (initdb, pg_basebackup) are required but not installed"
+            );
+            eprintln!("skipped: PostgreSQL's programs (initdb, pg_basebackup) are not installed");
+            return None;
+        };
+        let dir = owned_tempdir();
+        let data = dir.path().join("primary");
+        run(
+            &bin,
+            "initdb",
+            &[
+                "-D",
+                path(&data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        let cluster = Self {
+            port: free_port(),
+            data,
+            bin,
+            _dir: dir,
+        };
+        cluster.configure(&[
+            ("wal_level", "replica"),
+            ("max_wal_senders", "8"),
+            ("hot_standby", "on"),
+            ("fsync", "off"),
+            ("shared_buffers", "32MB"),
+            ("max_connections", "200"),
+        ]);
+        cluster.start();
+        Some(cluster)
+    }
+
+    /// A streaming standby of this primary, started.
+    pub fn standby(&self) -> Self {
+        let dir = owned_tempdir();
+        let data = dir.path().join("standby");
+        let port = self.port.to_string();
+        run(
+            &self.bin,
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-D",
+                path(&data),
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+                // An immediate checkpoint; the default spreads it over minutes.
+                "--checkpoint=fast",
+            ],
+        );
+        let standby = Self {
+            port: free_port(),
+            data,
+            bin: self.bin.clone(),
+            _dir: dir,
+        };
+        standby.configure(&[]);
+        standby.start();
+        standby
+    }
+
+    /// The URL of `database` on this server.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Writes the server's port and socket directory, and `settings`, into its configuration.
+    fn configure(&self, settings: &[(&str, &str)]) {
+        use std::io::Write;
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("postgresql.conf"))
+            .expect("postgresql.conf");
+        let socket_dir = self.data.parent().expect("a parent directory");
+        writeln!(conf, "\nport = {}", self.port).unwrap();
+        writeln!(conf, "listen_addresses = '127.0.0.1'").unwrap();
+        writeln!(conf, "unix_socket_directories = '{}'", socket_dir.display()).unwrap();
+        for (name, value) in settings {
+            writeln!(conf, "{name} = '{value}'").unwrap();
+        }
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(&self) {
+        let log = self.data.parent().expect("a parent directory").join("server.log");
+        run(
+            &self.bin,
+            "pg_ctl",
+            &["-D", path(&self.data), "-l", path(&log), "-w", "-t", "60", "start"],
+        );
+    }
+
+    /// Stops the server at once, as a crash would.
+    pub fn kill(&self) {
+        run(
+            &self.bin,
+            "pg_ctl",
+            &["-D", path(&self.data), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    /// Runs `sql` on `database` with psql and returns what it prints (unaligned, tuples only).
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let port = self.port.to_string();
+        let out = run(
+            &self.bin,
+            "psql",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-XAtq",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = command(&self.bin, "pg_ctl")
+            .args(["-D", path(&self.data), "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+/// A temporary directory the `postgres` user may write in (when the tests run as root).
+fn owned_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    if as_root() {
+        let status = Command::new("chown")
+            .args(["postgres:postgres", path(dir.path())])
+            .status()
+            .expect("chown");
+        assert!(status.success(), "chown of the cluster directory");
+    }
+    dir
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|probe| probe.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn command(bin: &Path, program: &str) -> Command {
+    let program = bin.join(program);
+    if as_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Runs one of PostgreSQL's programs; a failure fails the test with its output.
+fn run(bin: &Path, program: &str, args: &[&str]) -> Output {
+    let out = command(bin, program)
+        .args(args)
+        .current_dir("/")
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
