@@ -18,7 +18,7 @@ use crate::helpers::{ChildGuard, Engine, event_input, fresh_postgres_database, r
 
 /// How long any single expected message may take before the test fails (a loaded machine is
 /// slow; a missing message is still found).
-const PATIENCE: Duration = Duration::from_secs(20);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The real server in this process on `engine`, with the configuration adjusted.
 struct Live {
@@ -99,7 +99,7 @@ impl Drop for Live {
 }
 
 /// A POST with a JSON body; returns the status code and the JSON answer.
-async fn post(addr: SocketAddr, path: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
+pub(crate) async fn post(addr: SocketAddr, path: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
     let body = body.to_string();
     let auth = token
         .map(|t| format!("authorization: Bearer {t}\r\n"))
@@ -116,7 +116,7 @@ async fn post(addr: SocketAddr, path: &str, body: &Value, token: Option<&str>) -
 const CREATE: &str = "mutation($input: AuditEventInput!) { createAuditEvent(input: $input) { eventId } }";
 
 /// Writes one event through GraphQL; returns its id.
-async fn write(addr: SocketAddr, input: Value, token: Option<&str>) -> String {
+pub(crate) async fn write(addr: SocketAddr, input: Value, token: Option<&str>) -> String {
     let (status, body) = post(
         addr,
         "/graphql",
@@ -134,7 +134,7 @@ async fn write(addr: SocketAddr, input: Value, token: Option<&str>) -> String {
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A `graphql-transport-ws` client.
-struct Ws {
+pub(crate) struct Ws {
     socket: Socket,
 }
 
@@ -165,7 +165,7 @@ impl Ws {
     }
 
     /// Opens, initialises (with `token` in the payload, when given) and expects the ack.
-    async fn ready(addr: SocketAddr, token: Option<&str>) -> Self {
+    pub(crate) async fn ready(addr: SocketAddr, token: Option<&str>) -> Self {
         let mut ws = Self::open(addr, Some("graphql-transport-ws"), None).await;
         let payload = token.map_or(json!({}), |t| json!({"Authorization": format!("Bearer {t}")}));
         ws.send(json!({"type": "connection_init", "payload": payload})).await;
@@ -173,7 +173,7 @@ impl Ws {
         ws
     }
 
-    async fn send(&mut self, message: Value) {
+    pub(crate) async fn send(&mut self, message: Value) {
         self.socket
             .send(Message::text(message.to_string()))
             .await
@@ -185,7 +185,7 @@ impl Ws {
     }
 
     /// The next protocol message.
-    async fn recv(&mut self) -> Value {
+    pub(crate) async fn recv(&mut self) -> Value {
         loop {
             let message = tokio::time::timeout(PATIENCE, self.socket.next())
                 .await
@@ -215,7 +215,7 @@ impl Ws {
         }
     }
 
-    async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+    pub(crate) async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
         self.send(json!({"id": id, "type": "subscribe", "payload": {"query": query, "variables": variables}}))
             .await;
     }
@@ -238,7 +238,7 @@ impl Ws {
     }
 
     /// The payload of the next `next` message of `id`.
-    async fn next(&mut self, id: &str) -> Value {
+    pub(crate) async fn next(&mut self, id: &str) -> Value {
         let message = self.recv().await;
         assert_eq!(message["id"], json!(id), "{message}");
         assert_eq!(message["type"], json!("next"), "{message}");
@@ -248,7 +248,7 @@ impl Ws {
 
 /// The cursor of the commit order now (`liveCursor`): a subscription from it receives exactly
 /// the events written after this call, however late the server starts it.
-async fn now(addr: SocketAddr, token: Option<&str>) -> String {
+pub(crate) async fn now(addr: SocketAddr, token: Option<&str>) -> String {
     let (status, body) = post(addr, "/graphql", &json!({"query": "{ liveCursor }"}), token).await;
     assert_eq!(status, 200, "{body}");
     body["data"]["liveCursor"]
@@ -257,10 +257,10 @@ async fn now(addr: SocketAddr, token: Option<&str>) -> String {
         .to_string()
 }
 
-const ADDED: &str = "subscription($filter: AuditEventFilter, $after: String) { auditEventAdded(filter: $filter, after: $after) \
+pub(crate) const ADDED: &str = "subscription($filter: AuditEventFilter, $after: String) { auditEventAdded(filter: $filter, after: $after) \
     { cursor logIndex event { eventId eventType correlationId eventTimestamp } } }";
 
-fn added(payload: &Value) -> (String, u64, String) {
+pub(crate) fn added(payload: &Value) -> (String, u64, String) {
     let added = &payload["data"]["auditEventAdded"];
     (
         added["cursor"]

@@ -27,6 +27,7 @@ mod pagination;
 mod reads;
 mod replicas;
 mod rest;
+mod scaleout;
 mod schema;
 mod serving;
 mod storage;
