@@ -137,13 +137,7 @@ impl Store {
             });
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             ensure_postgres_database(url, options.create_database).await?;
-            connect.statement_timeout(options.statement_timeout);
-            // JIT compilation never pays off for these short statements, and the recursive tree
-            // walks, whose estimated cost is high, triggered it: measured on a year of data, the
-            // first page of a 5,000-wide fan-out's descendants took 5.2 s with JIT and 21 ms
-            // without (`bench serve`).
-            // Notices such as "relation … already exists, skipping" from idempotent DDL are noise.
-            connect.map_sqlx_postgres_opts(|o| o.options(POSTGRES_SESSION_SETTINGS));
+            with_session_settings(&mut connect, options.statement_timeout);
         } else {
             anyhow::bail!(
                 "DATABASE_URL must start with sqlite: or postgres:, got `{}`",
@@ -154,9 +148,8 @@ impl Store {
             None
         } else {
             let mut trees = connect.clone();
-            trees
-                .max_connections((options.max_connections / 4).max(2))
-                .statement_timeout(options.tree_timeout);
+            trees.max_connections((options.max_connections / 4).max(2));
+            with_session_settings(&mut trees, options.tree_timeout);
             let trees = Database::connect(trees)
                 .await
                 .with_context(|| format!("connecting to {}", redact(url)))?;
@@ -219,13 +212,11 @@ impl Store {
                     .connect_lazy(true)
                     .connect_timeout(Duration::from_secs(1))
                     .acquire_timeout(options.wait_timeout.min(Duration::from_secs(1)))
-                    .sqlx_logging(false)
-                    .statement_timeout(options.statement_timeout)
-                    .map_sqlx_postgres_opts(|o| o.options(POSTGRES_SESSION_SETTINGS));
+                    .sqlx_logging(false);
                 let mut walks = read.clone();
-                walks
-                    .max_connections((options.max_connections / 4).max(2))
-                    .statement_timeout(options.tree_timeout);
+                with_session_settings(&mut read, options.statement_timeout);
+                walks.max_connections((options.max_connections / 4).max(2));
+                with_session_settings(&mut walks, options.tree_timeout);
                 let mut replica = Database::connect(read)
                     .await
                     .with_context(|| format!("connecting to the read replica {}", redact(url)))?;
@@ -453,6 +444,41 @@ pub const POSTGRES_SESSION_SETTINGS: [(&str, &str); 3] = [
     ("plan_cache_mode", "force_generic_plan"),
 ];
 
+/// Applies [`POSTGRES_SESSION_SETTINGS`] and `statement_timeout` to every new connection of a
+/// pool, with `SET` statements once it is open rather than as startup parameters: a connection
+/// pooler (PgBouncer) refuses the `options` startup parameter, and one told to ignore it would
+/// silently drop the statement timeout.
+///
+/// JIT compilation never pays off for these short statements, and the recursive tree walks, whose
+/// estimated cost is high, triggered it: measured on a year of data, the first page of a
+/// 5,000-wide fan-out's descendants took 5.2 s with JIT and 21 ms without (`bench serve`).
+/// Notices such as "relation … already exists, skipping" from idempotent DDL are noise.
+fn with_session_settings(connect: &mut ConnectOptions, statement_timeout: Duration) {
+    let mut sql: String = POSTGRES_SESSION_SETTINGS
+        .iter()
+        .map(|(name, value)| format!("SET {name} = '{value}'; "))
+        .collect();
+    sql.push_str(&format!(
+        "SET statement_timeout = {}",
+        statement_timeout.as_millis().max(1)
+    ));
+    // sqlx asks for `extra_float_digits` at startup, which PgBouncer refuses too; PostgreSQL 12
+    // and later print floats exactly by default.
+    connect.map_sqlx_postgres_opts(|o| o.extra_float_digits(None));
+    connect.map_sqlx_postgres_pool_opts(move |pool| {
+        let sql = sql.clone();
+        pool.after_connect(move |connection, _| {
+            let sql = sql.clone();
+            Box::pin(async move {
+                sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe(sql))
+                    .execute(connection)
+                    .await
+                    .map(|_| ())
+            })
+        })
+    });
+}
+
 /// Makes sure the PostgreSQL database named by `url` exists. A missing one is created when
 /// `create` is set and the user has the right to; otherwise the error says what to do. This is a
 /// connection of its own, not the pool's first: its error names the cause (connection refused,
@@ -465,7 +491,7 @@ async fn ensure_postgres_database(url: &str, create: bool) -> anyhow::Result<()>
         .parse()
         .with_context(|| format!("DATABASE_URL `{}` is not a valid PostgreSQL URL", redact(url)))?;
     // The pool does not log statements either; a slow CREATE DATABASE is no warning.
-    let options = options.options(POSTGRES_SESSION_SETTINGS).disable_statement_logging();
+    let options = options.extra_float_digits(None).disable_statement_logging();
     let server = format!("{}:{}", options.get_host(), options.get_port());
     let user = options.get_username().to_string();
     let name = options.get_database().unwrap_or(&user).to_string();

@@ -248,3 +248,96 @@ fn run(bin: &Path, program: &str, args: &[&str]) -> Output {
     );
     out
 }
+
+/// A PgBouncer of the test's own in front of the system's PostgreSQL (`postgres_admin_url`'s
+/// server), on a free port, stopped when dropped.
+pub struct PgBouncer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl PgBouncer {
+    /// Starts one pooling in `mode` (`session`, `transaction`), or `None` when PgBouncer is not
+    /// installed (a failure when PostgreSQL is required: CI installs it).
+    pub fn start(mode: &str) -> Option<Self> {
+        let Some(program) = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+        else {
+            assert!(
+                !crate::helpers::postgres_is_required(),
+                "PgBouncer is required but not installed (apt-get install pgbouncer)"
+            );
+            eprintln!("skipped: PgBouncer is not installed");
+            return None;
+        };
+        let admin: sea_orm::sqlx::postgres::PgConnectOptions =
+            crate::helpers::postgres_admin_url().parse().expect("the admin URL");
+        let dir = owned_tempdir();
+        let port = free_port();
+        let users = dir.path().join("users.txt");
+        std::fs::write(&users, format!("\"{}\" \"\"\n", admin.get_username())).unwrap();
+        let ini = dir.path().join("pgbouncer.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "[databases]\n* = host={} port={}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
+                 unix_socket_dir =\nauth_type = trust\nauth_file = {}\npool_mode = {mode}\nmax_client_conn = 500\n\
+                 default_pool_size = 40\nlogfile = {}\npidfile = {}\n",
+                admin.get_host(),
+                admin.get_port(),
+                users.display(),
+                dir.path().join("pgbouncer.log").display(),
+                dir.path().join("pgbouncer.pid").display(),
+            ),
+        )
+        .unwrap();
+        if as_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres", path(dir.path())])
+                .status()
+                .expect("chown");
+            assert!(status.success());
+        }
+        let mut command = if as_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(&program);
+            command
+        } else {
+            Command::new(&program)
+        };
+        let out = command.arg("-d").arg(&ini).output().expect("start pgbouncer");
+        assert!(
+            out.status.success(),
+            "pgbouncer: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "pgbouncer listens"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Some(Self { port, dir })
+    }
+
+    /// The URL of `database` through the pooler.
+    pub fn url(&self, database: &str) -> String {
+        let admin: sea_orm::sqlx::postgres::PgConnectOptions =
+            crate::helpers::postgres_admin_url().parse().expect("the admin URL");
+        format!("postgres://{}@127.0.0.1:{}/{database}", admin.get_username(), self.port)
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("pgbouncer.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}

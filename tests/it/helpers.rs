@@ -645,13 +645,17 @@ pub fn http_post(path: &str, body: &str) -> String {
     )
 }
 
-/// Whether a server answers `/readyz` on `addr` with 200.
+/// Whether a server answers `/readyz` on `addr` with 200 (false while it cannot be reached, or
+/// drops the connection as it stops).
 pub async fn ready(addr: std::net::SocketAddr) -> bool {
-    if tokio::net::TcpStream::connect(addr).await.is_err() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
         return false;
-    }
-    let (status, _) = http_exchange(addr, &http_get("/readyz")).await;
-    status.contains(" 200 ")
+    };
+    let mut response = String::new();
+    stream.write_all(http_get("/readyz").as_bytes()).await.is_ok()
+        && stream.read_to_string(&mut response).await.is_ok()
+        && response.lines().next().is_some_and(|status| status.contains(" 200 "))
 }
 
 /// The real server, in this process, on a free loopback port and a fresh SQLite file; it stops
@@ -686,8 +690,13 @@ impl RunningServer {
         }));
         // Ready means migrated: a test may write to the database directly from then on.
         let started = std::time::Instant::now();
-        while !ready(addr).await {
-            assert!(!task.is_finished(), "the server stopped");
+        loop {
+            if task.is_finished() {
+                panic!("the server stopped: {:?}", task.await);
+            }
+            if ready(addr).await {
+                break;
+            }
             assert!(
                 started.elapsed() < std::time::Duration::from_secs(120),
                 "the server was not ready within 120 s"

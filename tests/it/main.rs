@@ -24,6 +24,7 @@ mod log;
 
 mod nesting;
 mod pagination;
+mod pooler;
 mod reads;
 mod replicas;
 mod rest;
