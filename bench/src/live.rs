@@ -31,6 +31,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use uuid::Uuid;
 
 use crate::client::Conn;
+use crate::cpu::Cpu;
 use crate::data::Rng;
 use crate::load::{self, Op, Sample};
 use crate::ops::GraphqlCreate;
@@ -405,93 +406,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1_000.0
 }
 
-/// Clock ticks per second of the CPU times in `/proc` (`USER_HZ`, 100 on Linux).
-const TICKS: f64 = 100.0;
-
-/// CPU seconds used (from `/proc`; zeros where it cannot be read): by the server, by
-/// PostgreSQL's processes, by this benchmark (writers and subscribers), and by the whole machine;
-/// so far, or over `seconds`.
-#[derive(Clone, Copy, Debug)]
-struct Cpu {
-    server: f64,
-    postgres: f64,
-    bench: f64,
-    machine: f64,
-    at: Instant,
-    seconds: f64,
-}
-
-/// User and system CPU seconds of a process, from its `/proc/<pid>/stat`, with its name.
-fn process_cpu(stat: &str) -> Option<(&str, f64)> {
-    let (head, rest) = stat.rsplit_once(')')?;
-    let name = head.split_once('(')?.1;
-    // `rest` starts at the third field (state); utime and stime are the 14th and 15th.
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: f64 = fields.next()?.parse().ok()?;
-    let stime: f64 = fields.next()?.parse().ok()?;
-    Some((name, (utime + stime) / TICKS))
-}
-
-impl Cpu {
-    fn now(server: Option<u32>) -> Self {
-        let of = |pid: &str| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| process_cpu(&stat).map(|(_, seconds)| seconds))
-                .unwrap_or(0.0)
-        };
-        let postgres = std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|entry| entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
-            .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
-            .filter_map(|stat| {
-                process_cpu(&stat)
-                    .filter(|(name, _)| *name == "postgres")
-                    .map(|(_, s)| s)
-            })
-            .sum();
-        // The first line of /proc/stat: user nice system idle iowait irq softirq steal …
-        let machine = std::fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|stat| {
-                let line = stat.lines().next()?.strip_prefix("cpu ")?.to_string();
-                let t: Vec<f64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
-                Some([0, 1, 2, 5, 6, 7].iter().filter_map(|&i| t.get(i)).sum::<f64>() / TICKS)
-            })
-            .unwrap_or(0.0);
-        Self {
-            server: server.map_or(0.0, |pid| of(&pid.to_string())),
-            postgres,
-            bench: of("self"),
-            machine,
-            at: Instant::now(),
-            seconds: 0.0,
-        }
-    }
-
-    /// The CPU used from `before` to now.
-    fn since(before: Self, server: Option<u32>) -> Self {
-        let now = Self::now(server);
-        Self {
-            server: now.server - before.server,
-            postgres: now.postgres - before.postgres,
-            bench: now.bench - before.bench,
-            machine: now.machine - before.machine,
-            at: now.at,
-            seconds: (now.at - before.at).as_secs_f64(),
-        }
-    }
-
-    /// The share of all cores that other processes used over the period.
-    fn others(&self) -> f64 {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        let others = self.machine - self.server - self.postgres - self.bench;
-        (others / (self.seconds * cores).max(f64::EPSILON)).max(0.0)
-    }
-}
-
 /// CPU milliseconds per written event, by process.
 #[derive(Clone, Copy, Debug, Default)]
 struct PerEvent {
@@ -613,11 +527,11 @@ async fn paced(
 async fn latency(setup: &Setup<'_>, run: usize, rate: f64, probe: &mut GraphqlCreate) -> anyhow::Result<LatencyRun> {
     let n = setup.options.live_subscribers;
     let subscribers = Subscribers::open(setup.addr, n, probe).await?;
-    let before = Cpu::now(setup.server_pid);
+    let before = Cpu::now(setup.server_pid.as_slice());
     let (acked, failures, first_failure, elapsed) = paced(setup, run, rate).await?;
     let owed = acked.len() as u64;
     let caught_up = subscribers.wait_for(n * owed).await;
-    let others = Cpu::since(before, setup.server_pid).others();
+    let others = Cpu::since(before, setup.server_pid.as_slice()).others();
     let all = subscribers.close().await?;
     let acks: HashMap<Uuid, Instant> = acked.iter().map(|a| (a.id, a.acked)).collect();
     anyhow::ensure!(acks.len() == acked.len(), "the server returned an event id twice");
@@ -739,15 +653,15 @@ impl Cost {
     /// One run: without subscribers, then with them connected and reading.
     async fn run(&mut self, setup: &Setup<'_>, run: usize, probe: &mut GraphqlCreate) -> anyhow::Result<()> {
         let seed = (run as u64) << 32 ^ 0x11fe_0000 ^ (self.concurrency as u64) << 8;
-        let started = Cpu::now(setup.server_pid);
+        let started = Cpu::now(setup.server_pid.as_slice());
         let (without, stored_without) = writes(setup, self.concurrency, seed).await?;
-        let used_without = Cpu::since(started, setup.server_pid);
+        let used_without = Cpu::since(started, setup.server_pid.as_slice());
         let n = setup.options.live_subscribers;
         let subscribers = Subscribers::open(setup.addr, n, probe).await?;
-        let before = Cpu::now(setup.server_pid);
+        let before = Cpu::now(setup.server_pid.as_slice());
         let (with, stored) = writes(setup, self.concurrency, !seed).await?;
         let caught_up = subscribers.wait_for(n * stored).await;
-        let used_with = Cpu::since(before, setup.server_pid);
+        let used_with = Cpu::since(before, setup.server_pid.as_slice());
         let all = subscribers.close().await?;
         self.cpu_without.push(PerEvent::of(&used_without, stored_without));
         self.cpu_with.push(PerEvent::of(&used_with, stored));

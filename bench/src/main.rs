@@ -5,6 +5,7 @@
 //! release server and runs every workload; `serve` and `history` run one group.
 
 mod client;
+mod cpu;
 mod data;
 mod history;
 mod live;
@@ -13,6 +14,7 @@ mod ops;
 mod postgraphile;
 mod raw;
 mod report;
+mod scale;
 mod server;
 mod serving;
 
@@ -52,6 +54,9 @@ enum Workload {
     /// through the release server beside raw PostgreSQL; the same reads beside PostGraphile; and
     /// live delivery to WebSocket subscribers.
     Serve(serving::ServeOptions),
+    /// The capacity of one primary: ingest with hash chains and reads, through one and two
+    /// server processes, with the CPU each process takes.
+    Scale(scale::ScaleOptions),
     /// Import N legacy events, then backfill their parent dates, beside the one-shot UPDATE … FROM.
     History {
         /// Events to generate (a quarter roots, the rest children naming them without a date).
@@ -75,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Workload::Serve(options) => sections.extend(serving::run(&cli.admin_url, runs, options).await?),
         Workload::History { events } => sections.push(history::run(&cli.admin_url, runs, *events).await?),
+        Workload::Scale(options) => sections.push(scale::run(&cli.admin_url, runs, options).await?),
     }
     for section in &sections {
         print!("{section}");

@@ -59,14 +59,26 @@ pub struct Server {
 impl Server {
     /// Starts `binary` against `database_url` and waits until `/readyz` answers 200.
     pub async fn start(binary: &Path, database_url: &str) -> anyhow::Result<Self> {
+        Self::start_named(binary, database_url, "auditgraph-bench-server", &[]).await
+    }
+
+    /// [`Server::start`] with more environment variables, logging to `<name>.log` in the
+    /// temporary directory (several servers run side by side).
+    pub async fn start_named(
+        binary: &Path,
+        database_url: &str,
+        name: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let log = std::env::temp_dir().join("auditgraph-bench-server.log");
+        let log = std::env::temp_dir().join(format!("{name}.log"));
         let child = spawn_logged(
             Command::new(binary)
                 .arg("serve")
                 .env("DATABASE_URL", database_url)
                 .env("AUDITGRAPH_LISTEN", addr.to_string())
-                .env("RUST_LOG", "warn"),
+                .env("RUST_LOG", "warn")
+                .envs(env.iter().copied()),
             binary,
             &log,
         )?;

@@ -66,12 +66,26 @@ pub fn is_unavailable(error: &DbErr) -> bool {
             | Sqlx::PoolClosed
             | Sqlx::WorkerCrashed => true,
             // PostgreSQL: class 08 (connection exception), admin shutdown, crash shutdown, cannot
-            // connect now, too many connections. SQLite: busy or locked by another process.
+            // connect now, too many connections, and the transient refusals of a transaction: a
+            // serialization failure (also a read replica cancelling a query that conflicts with
+            // the WAL it replays) and a deadlock. SQLite: busy or locked by another process.
             Sqlx::Database(db) => db.code().is_some_and(|code| {
                 code.starts_with("08")
                     || matches!(
                         &*code,
-                        "57P01" | "57P02" | "57P03" | "53300" | "5" | "6" | "261" | "262" | "517" | "518" | "773"
+                        "57P01"
+                            | "57P02"
+                            | "57P03"
+                            | "53300"
+                            | "40001"
+                            | "40P01"
+                            | "5"
+                            | "6"
+                            | "261"
+                            | "262"
+                            | "517"
+                            | "518"
+                            | "773"
                     )
             }),
             _ => false,
