@@ -191,7 +191,13 @@ pub async fn run(admin_url: &str, runs: usize, options: &ScaleOptions) -> anyhow
         ];
         for (name, batch, concurrency) in workloads {
             let mut row = new_row(format!("{name}, {concurrency} clients"), processes, "events/s");
-            for run in 0..runs {
+            let timing = Timing {
+                runs,
+                warm_up,
+                seconds,
+                pids: &pids,
+            };
+            measure_row(&mut row, &timing, true, async |run| {
                 let mut workers = Vec::new();
                 for w in 0..concurrency {
                     workers.push(Ingest {
@@ -200,14 +206,9 @@ pub async fn run(admin_url: &str, runs: usize, options: &ScaleOptions) -> anyhow
                         rng: Rng::new((processes * 1_000 + run * 100 + w) as u64),
                     });
                 }
-                let (sample, cpu) = measured(workers, warm_up, seconds, &pids).await?;
-                eprintln!(
-                    "{} through {processes}: {:.0} events/s",
-                    row.workload,
-                    sample.items_per_second()
-                );
-                row.add(&sample, true, cpu);
-            }
+                Ok(workers)
+            })
+            .await?;
             rows.push(row);
         }
         if ids.is_empty() {
@@ -216,7 +217,13 @@ pub async fn run(admin_url: &str, runs: usize, options: &ScaleOptions) -> anyhow
         let ids = Arc::new(ids.clone());
         for (name, by_id, concurrency) in [("a page of 50 events", false, 16), ("one event by id", true, 16)] {
             let mut row = new_row(format!("{name}, {concurrency} clients"), processes, "requests/s");
-            for run in 0..runs {
+            let timing = Timing {
+                runs,
+                warm_up,
+                seconds,
+                pids: &pids,
+            };
+            measure_row(&mut row, &timing, false, async |run| {
                 let mut workers = Vec::new();
                 for w in 0..concurrency {
                     workers.push(Read {
@@ -227,14 +234,9 @@ pub async fn run(admin_url: &str, runs: usize, options: &ScaleOptions) -> anyhow
                         by_id,
                     });
                 }
-                let (sample, cpu) = measured(workers, warm_up, seconds, &pids).await?;
-                eprintln!(
-                    "{} through {processes}: {:.0} requests/s",
-                    row.workload,
-                    sample.requests_per_second()
-                );
-                row.add(&sample, false, cpu);
-            }
+                Ok(workers)
+            })
+            .await?;
             rows.push(row);
         }
         let peaks: Vec<String> = servers
@@ -272,6 +274,36 @@ fn new_row(workload: String, processes: usize, unit: &'static str) -> Row {
         first_failure: None,
         cpu: Vec::new(),
     }
+}
+
+/// How long and how often each figure is measured, and whose CPU is counted.
+struct Timing<'a> {
+    runs: usize,
+    warm_up: Duration,
+    seconds: Duration,
+    pids: &'a [u32],
+}
+
+/// Measures `row`'s workload `timing.runs` times with the workers `workers_for(run)` makes; counts
+/// items (events) or requests.
+async fn measure_row<O: Op>(
+    row: &mut Row,
+    timing: &Timing<'_>,
+    items: bool,
+    mut workers_for: impl AsyncFnMut(usize) -> anyhow::Result<Vec<O>>,
+) -> anyhow::Result<()> {
+    for run in 0..timing.runs {
+        let workers = workers_for(run).await?;
+        let (sample, cpu) = measured(workers, timing.warm_up, timing.seconds, timing.pids).await?;
+        let rate = if items {
+            sample.items_per_second()
+        } else {
+            sample.requests_per_second()
+        };
+        eprintln!("{} through {}: {rate:.0} {}", row.workload, row.processes, row.unit);
+        row.add(&sample, items, cpu);
+    }
+    Ok(())
 }
 
 /// Measures `workers` and the CPU the processes used meanwhile.

@@ -92,17 +92,9 @@ impl Cluster {
     pub fn standby(&self) -> Self {
         let dir = owned_tempdir();
         let data = dir.path().join("standby");
-        let port = self.port.to_string();
-        run(
-            &self.bin,
+        self.client(
             "pg_basebackup",
             &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "postgres",
                 "-D",
                 path(&data),
                 "-R",
@@ -166,27 +158,16 @@ impl Cluster {
 
     /// Runs `sql` on `database` with psql and returns what it prints (unaligned, tuples only).
     pub fn psql(&self, database: &str, sql: &str) -> String {
-        let port = self.port.to_string();
-        let out = run(
-            &self.bin,
-            "psql",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "postgres",
-                "-d",
-                database,
-                "-XAtq",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ],
-        );
+        let out = self.client("psql", &["-d", database, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql]);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Runs a client `program` of PostgreSQL's against this server with `args`.
+    fn client(&self, program: &str, args: &[&str]) -> Output {
+        let port = self.port.to_string();
+        let mut all = vec!["-h", "127.0.0.1", "-p", &port, "-U", "postgres"];
+        all.extend_from_slice(args);
+        run(&self.bin, program, &all)
     }
 }
 
