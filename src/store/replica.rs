@@ -133,6 +133,8 @@ pub(crate) struct Replica {
     up: AtomicBool,
     /// Its lag when last checked, in microseconds.
     lag_us: AtomicU64,
+    /// Whether a read waiting for a token is asking it for its position now.
+    probing: AtomicBool,
 }
 
 impl Replica {
@@ -182,10 +184,13 @@ pub(crate) struct Replicas {
     samples: std::sync::Mutex<VecDeque<(Instant, u64)>>,
     /// The last position handed out as a token, and when it was asked for.
     token: tokio::sync::Mutex<Option<(Instant, Lsn)>>,
+    /// Woken each time a replica answered (or failed to answer) a read waiting for a token.
+    probed: Arc<tokio::sync::Notify>,
     up: IntGaugeVec,
     lag_seconds: GaugeVec,
     lag_bytes: IntGaugeVec,
     reads: IntCounterVec,
+    replica_reads: IntCounterVec,
 }
 
 /// Samples of the primary's WAL position kept to measure lag in seconds.
@@ -221,8 +226,13 @@ impl Replicas {
             ),
             &["target", "reason"],
         )?;
+        let replica_reads = IntCounterVec::new(
+            Opts::new("db_replica_reads_total", "Read requests sent to each read replica"),
+            &["replica"],
+        )?;
         for replica in &list {
             up.with_label_values(&[replica.name.as_str()]).set(0);
+            replica_reads.with_label_values(&[replica.name.as_str()]);
         }
         Ok(Self {
             list,
@@ -230,10 +240,12 @@ impl Replicas {
             next: AtomicUsize::new(0),
             samples: std::sync::Mutex::new(VecDeque::new()),
             token: tokio::sync::Mutex::new(None),
+            probed: Arc::new(tokio::sync::Notify::new()),
             up,
             lag_seconds,
             lag_bytes,
             reads,
+            replica_reads,
         })
     }
 
@@ -245,6 +257,7 @@ impl Replicas {
             replayed: AtomicU64::new(0),
             up: AtomicBool::new(false),
             lag_us: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
         })
     }
 
@@ -254,6 +267,7 @@ impl Replicas {
             Box::new(self.lag_seconds.clone()),
             Box::new(self.lag_bytes.clone()),
             Box::new(self.reads.clone()),
+            Box::new(self.replica_reads.clone()),
         ]
     }
 
@@ -281,26 +295,48 @@ impl Replicas {
         if !self.list.iter().any(|r| r.up.load(Ordering::Acquire)) {
             return (None, ReadFrom::Primary(PrimaryReason::NoneAvailable));
         }
-        // Ask the replicas that are up for their position until one has replayed the token, with
-        // growing pauses, until the read wait is over.
+        match self.wait_for(token, reached).await {
+            Some(replica) => {
+                let name = replica.name.clone();
+                (Some(replica), ReadFrom::Replica(name))
+            }
+            None => (None, ReadFrom::Primary(PrimaryReason::BehindToken)),
+        }
+    }
+
+    /// Asks the replicas that are up for their position until one has `reached` the token, at
+    /// most the read wait. Each question runs in a task of its own, so that a replica that died
+    /// (whose pool retries its connection until the acquire timeout) holds no answer of the
+    /// others; one that does not answer is taken out of the rotation until its next check.
+    async fn wait_for(&self, token: Lsn, reached: impl Fn(&Replica) -> bool) -> Option<Arc<Replica>> {
         let deadline = Instant::now() + self.settings.read_wait;
         let mut pause = Duration::from_millis(2);
         loop {
-            for replica in self.in_turn() {
-                if !replica.up.load(Ordering::Acquire) {
+            let answered = self.probed.notified();
+            tokio::pin!(answered);
+            answered.as_mut().enable();
+            let left = deadline.saturating_duration_since(Instant::now());
+            for replica in self.list.iter().filter(|r| r.up.load(Ordering::Acquire)) {
+                if replica.probing.swap(true, Ordering::AcqRel) {
                     continue;
                 }
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                if replica.replay_position(left).await.is_some_and(|at| at >= token) {
-                    return (Some(replica.clone()), ReadFrom::Replica(replica.name.clone()));
-                }
+                let (replica, probed) = (replica.clone(), self.probed.clone());
+                tokio::spawn(async move {
+                    if replica.replay_position(left).await.is_none() {
+                        replica.mark_down();
+                    }
+                    replica.probing.store(false, Ordering::Release);
+                    probed.notify_waiters();
+                });
+            }
+            let _ = tokio::time::timeout(left, answered).await;
+            if let Some(replica) = self.in_turn().find(|r| reached(r)) {
+                return Some(replica.clone());
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return (None, ReadFrom::Primary(PrimaryReason::BehindToken));
+            if left.is_zero() || !self.list.iter().any(|r| r.up.load(Ordering::Acquire)) {
+                tracing::debug!(%token, "no replica replayed the token within the read wait");
+                return None;
             }
             tokio::time::sleep(pause.min(left)).await;
             pause = (pause * 2).min(Duration::from_millis(25));
@@ -347,6 +383,9 @@ impl Store {
             .reads
             .with_label_values(&[from.target(), from.reason(token.is_some())])
             .inc();
+        if let ReadFrom::Replica(name) = &from {
+            replicas.replica_reads.with_label_values(&[name.as_str()]).inc();
+        }
         let store = Store {
             inner: self.inner.clone(),
             reading: replica,

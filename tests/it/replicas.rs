@@ -1,5 +1,5 @@
-//! Read replicas against a real streaming standby: routing, read-your-writes with the consistency
-//! token, lag, and a replica that stops and comes back.
+//! Read replicas against real streaming standbys: routing, read-your-writes with the consistency
+//! token, lag, and replicas that stop and come back.
 
 use std::time::{Duration, Instant};
 
@@ -80,29 +80,43 @@ async fn read(addr: std::net::SocketAddr, id: &str, token: Option<&str>) -> (Str
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_go_to_a_streaming_replica_with_read_your_writes_lag_and_failover_on_postgres() {
+async fn reads_go_to_streaming_replicas_with_read_your_writes_lag_and_failover_on_postgres() {
     let Some(primary) = Cluster::primary() else {
         return;
     };
     primary.psql("postgres", "CREATE DATABASE audit");
-    let standby = primary.standby();
-    let replica_name = format!("127.0.0.1:{}/audit", standby.port);
+    let standbys = [primary.standby(), primary.standby()];
+    let names = standbys.each_ref().map(|s| format!("127.0.0.1:{}/audit", s.port));
     let server = RunningServer::start_with(|config| {
         config.database_url = primary.url("audit");
-        config.read_database_url = vec![standby.url("audit")];
+        config.read_database_url = standbys.iter().map(|s| s.url("audit")).collect();
         config.replica_check_ms = 100;
-        config.read_wait_ms = 1_000;
+        config.read_wait_ms = 2_000;
         config.replica_max_lag_secs = 1;
     })
     .await;
     let addr = server.addr;
-    let up = format!("db_replica_up{{replica=\"{replica_name}\"}}");
-    until("the replica is up", || async { metric(addr, &up).await == Some(1.0) }).await;
+    let up = names.each_ref().map(|n| format!("db_replica_up{{replica=\"{n}\"}}"));
+    let served = names
+        .each_ref()
+        .map(|n| format!("db_replica_reads_total{{replica=\"{n}\"}}"));
+    for up in &up {
+        until("the replicas are up", || async { metric(addr, up).await == Some(1.0) }).await;
+    }
 
-    // Routing: queries to the replica, writes to the primary with a token.
+    // Routing: queries to the replicas in turn, writes to the primary with a token.
     let (id, _) = write(addr, "replica-1").await;
-    let (from, _) = read(addr, &id, None).await;
-    assert_eq!(from, "replica", "a query without a token goes to a fresh replica");
+    for _ in 0..4 {
+        let (from, _) = read(addr, &id, None).await;
+        assert_eq!(from, "replica", "a query without a token goes to a fresh replica");
+    }
+    for served in &served {
+        let reads = metric(addr, served).await;
+        assert!(
+            reads.is_some_and(|n| n >= 2.0),
+            "{served}: reads are spread over the replicas: {reads:?}"
+        );
+    }
     let (status, head, body) = http_exchange_with_head(addr, &http_get("/api/v1/audit/events?limit=5")).await;
     assert!(status.contains(" 200 "), "{status}: {body}");
     assert_eq!(header_of(&head, "auditgraph-read-from").as_deref(), Some("replica"));
@@ -116,77 +130,96 @@ async fn reads_go_to_a_streaming_replica_with_read_your_writes_lag_and_failover_
         assert!(found, "round {round}: the read with the write's token found it");
     }
 
-    // The bounded wait: replay paused, resumed 200 ms after the write; the read waits for it.
-    standby.psql("audit", "SELECT pg_wal_replay_pause()");
+    // The bounded wait: replay paused on both, resumed 200 ms after the write; the read waits.
+    let pause = |s: &Cluster| s.psql("audit", "SELECT pg_wal_replay_pause()");
+    standbys.iter().for_each(|s| {
+        pause(s);
+    });
     let (id, token) = write(addr, "paused-briefly").await;
     let resume = tokio::spawn({
-        let port = standby.port;
+        let ports = standbys.each_ref().map(|s| s.port);
         async move {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            resume_replay(port);
+            ports.into_iter().for_each(resume_replay);
         }
     });
     let (from, found) = read(addr, &id, Some(&token)).await;
     resume.await.unwrap();
     assert!(found);
-    assert_eq!(from, "replica", "the replica replayed the write within the read wait");
+    assert_eq!(from, "replica", "a replica replayed the write within the read wait");
 
     // Paused for longer than the read wait: the primary answers the token's read; once the
-    // replica is further behind than the lag allowed, tokenless reads go to the primary too.
-    standby.psql("audit", "SELECT pg_wal_replay_pause()");
+    // replicas are further behind than the lag allowed, tokenless reads go to the primary too.
+    standbys.iter().for_each(|s| {
+        pause(s);
+    });
     let (id, token) = write(addr, "paused-long").await;
     let (from, found) = read(addr, &id, Some(&token)).await;
     assert!(found, "the primary has the write");
     assert_eq!(from, "primary", "no replica replayed the token within the read wait");
-    let lag = format!("db_replica_lag_seconds{{replica=\"{replica_name}\"}}");
-    until("the lag passes the second allowed", || async {
-        metric(addr, &lag).await.is_some_and(|seconds| seconds > 1.2)
-    })
-    .await;
-    let bytes = metric(addr, &format!("db_replica_lag_bytes{{replica=\"{replica_name}\"}}")).await;
+    let lag = names
+        .each_ref()
+        .map(|n| format!("db_replica_lag_seconds{{replica=\"{n}\"}}"));
+    for lag in &lag {
+        until("the lag passes the second allowed", || async {
+            metric(addr, lag).await.is_some_and(|seconds| seconds > 1.2)
+        })
+        .await;
+    }
+    let bytes = metric(addr, &format!("db_replica_lag_bytes{{replica=\"{}\"}}", names[0])).await;
     assert!(bytes.is_some_and(|b| b > 0.0), "lag in bytes: {bytes:?}");
     let (from, _) = read(addr, &id, None).await;
-    assert_eq!(from, "primary", "a replica behind the lag allowed gets no reads");
+    assert_eq!(from, "primary", "replicas behind the lag allowed get no reads");
     let behind = metric(addr, "db_reads_total{reason=\"behind_token\",target=\"primary\"}").await;
     assert!(behind.is_some_and(|n| n >= 1.0), "counted: {behind:?}");
-    standby.psql("audit", "SELECT pg_wal_replay_resume()");
-    until("the replica catches up", || async {
+    standbys.iter().for_each(|s| {
+        s.psql("audit", "SELECT pg_wal_replay_resume()");
+    });
+    until("the replicas catch up", || async {
         read(addr, &id, None).await.0 == "replica"
     })
     .await;
     let (from, found) = read(addr, &id, Some(&token)).await;
     assert_eq!((from.as_str(), found), ("replica", true));
-    assert_eq!(metric(addr, &lag).await, Some(0.0), "caught up: no lag");
-
-    // The replica stops mid-test: reads keep being answered, by the primary.
-    standby.kill();
-    let mut failed = 0;
-    for round in 0..20 {
-        let (id, token) = write(addr, &format!("down-{round}")).await;
-        let (head, body) = graphql(addr, EVENT, json!({"id": id}), Some(&token)).await;
-        if body.get("errors").is_some() {
-            // A read already on its way to the replica when it died is refused, typed and
-            // retryable; the replica gets no more reads.
-            assert_eq!(body["errors"][0]["extensions"]["code"], "UNAVAILABLE", "{body}");
-            failed += 1;
-            continue;
-        }
-        assert_eq!(header_of(&head, "auditgraph-read-from").as_deref(), Some("primary"));
-        assert!(!body["data"]["auditEvent"].is_null());
+    for lag in &lag {
+        until("no lag once caught up", || async {
+            metric(addr, lag).await == Some(0.0)
+        })
+        .await;
     }
-    assert!(failed <= 1, "{failed} reads failed after the replica stopped");
-    until("the replica is seen down", || async {
-        metric(addr, &up).await == Some(0.0)
+
+    // One replica stops mid-test: the other answers the reads. At most one read, already on its
+    // way to the stopped one, is refused, typed and retryable.
+    standbys[0].kill();
+    let before = metric(addr, &served[1]).await.unwrap_or_default();
+    let failed = reads_after_a_stop(addr, "replica").await;
+    assert!(failed <= 1, "{failed} reads failed after a replica stopped");
+    until("the stopped replica is seen down", || async {
+        metric(addr, &up[0]).await == Some(0.0)
+    })
+    .await;
+    let after = metric(addr, &served[1]).await.unwrap_or_default();
+    assert!(
+        after >= before + 19.0,
+        "the other replica answered them: {before} then {after}"
+    );
+
+    // The other stops too: the primary answers.
+    standbys[1].kill();
+    let failed = reads_after_a_stop(addr, "primary").await;
+    assert!(failed <= 1, "{failed} reads failed after the last replica stopped");
+    until("the last replica is seen down", || async {
+        metric(addr, &up[1]).await == Some(0.0)
     })
     .await;
     let (status, head, _) = http_exchange_with_head(addr, &http_get("/api/v1/audit/events?limit=5")).await;
     assert!(status.contains(" 200 "), "{status}");
     assert_eq!(header_of(&head, "auditgraph-read-from").as_deref(), Some("primary"));
 
-    // It comes back: reads return to it once it has caught up.
-    standby.start();
+    // One comes back: reads return to it once it has caught up.
+    standbys[0].start();
     until("the replica is up again", || async {
-        metric(addr, &up).await == Some(1.0)
+        metric(addr, &up[0]).await == Some(1.0)
     })
     .await;
     let (id, token) = write(addr, "back").await;
@@ -196,6 +229,25 @@ async fn reads_go_to_a_streaming_replica_with_read_your_writes_lag_and_failover_
         read(addr, &id, None).await.0 == "replica"
     })
     .await;
+}
+
+/// Writes and reads back with the token 20 times after a replica stopped: each read is answered
+/// from `expected`, except refusals (`UNAVAILABLE`) of reads that were on their way to the stopped
+/// replica; returns how many.
+async fn reads_after_a_stop(addr: std::net::SocketAddr, expected: &str) -> usize {
+    let mut failed = 0;
+    for round in 0..20 {
+        let (id, token) = write(addr, &format!("after-a-stop-{round}")).await;
+        let (head, body) = graphql(addr, EVENT, json!({"id": id}), Some(&token)).await;
+        if body.get("errors").is_some() {
+            assert_eq!(body["errors"][0]["extensions"]["code"], "UNAVAILABLE", "{body}");
+            failed += 1;
+            continue;
+        }
+        assert_eq!(header_of(&head, "auditgraph-read-from").as_deref(), Some(expected));
+        assert!(!body["data"]["auditEvent"].is_null());
+    }
+    failed
 }
 
 /// A REST write; returns the token it answered.
