@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod cursor;
 pub mod event;
 pub mod filter;
+pub mod global_id;
 pub mod merkle;
 pub mod page;
 pub mod time;

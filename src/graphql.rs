@@ -11,9 +11,11 @@ pub mod limits;
 mod loaders;
 mod log;
 mod mutation;
+mod node;
 pub mod order;
 mod prefetch;
 mod query;
+mod scalars;
 mod subscription;
 mod tree;
 
@@ -29,7 +31,9 @@ pub use input::{AuditEventFilter, AuditEventInput};
 pub use lifecycle::{LegalHold, LegalHoldPlaced, LegalHoldReleased, RetentionRun, RetentionRunStatus};
 pub use log::{ConsistencyProof, InclusionProof, LogCheckpoint};
 pub use mutation::MutationRoot;
+pub use node::Node;
 pub use query::QueryRoot;
+pub use scalars::{Date, DateTime};
 pub use subscription::{AuditEventAdded, CausalityTreeChange, SubscriptionRoot};
 pub use tree::{
     AuditEventCount, AuditEventDescendantConnection, AuditEventDescendantEdge, AuditEventGroupBy, CausalityTree,

@@ -340,6 +340,12 @@ impl Service {
         Ok(self.store.retention_runs(limit).await?)
     }
 
+    /// The retention runs of these ids that exist. Needs `reader`.
+    pub async fn retention_runs_by_id(&self, caller: &Principal, ids: &[Uuid]) -> Result<Vec<RetentionRun>, ApiError> {
+        self.authorize(caller, Role::Reader)?;
+        Ok(self.store.retention_runs_by_id(ids).await?)
+    }
+
     /// The event that records a lifecycle action on a correlation, by `caller`, now.
     fn lifecycle_record(
         &self,

@@ -1,7 +1,6 @@
 //! Tamper evidence in the API: the result of checking a correlation's hash chain.
 
 use async_graphql::{Enum, Object, SimpleObject};
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::chain::{BreakKind, ChainBreak as Break};
@@ -128,7 +127,7 @@ impl ChainVerification {
         self.0.report.breaks.iter().map(ChainBreak::from).collect()
     }
     /// When the check ran.
-    async fn verified_at(&self) -> DateTime<Utc> {
-        self.0.verified_at
+    async fn verified_at(&self) -> super::DateTime {
+        self.0.verified_at.into()
     }
 }

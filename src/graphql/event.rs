@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use async_graphql::{Context, ErrorExtensions, Json, Object, Result, ScalarType, Value};
-use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::connection::{AuditEventConnection, Scope};
@@ -60,6 +59,7 @@ impl Stored for EventFields {
     fn stored(&self, name: &str) -> Option<Value> {
         let m = &self.0;
         Some(match name {
+            "id" => Value::String(crate::domain::global_id::GlobalId::AuditEvent(m.key()).encode()),
             "eventId" => m.event_id.to_value(),
             "eventVersion" => text(&m.event_version),
             "eventTimestamp" => m.event_timestamp.to_value(),
@@ -129,6 +129,13 @@ fn json(value: &serde_json::Value) -> Value {
 /// outcome. Events form causality trees through `parent` and `children`.
 #[Object(name = "AuditEvent")]
 impl EventFields {
+    /// The event's global id (`Node`): opaque and stable, for `node(id:)` and client caches. The
+    /// event's own UUID is `eventId`.
+    pub async fn id(&self) -> async_graphql::ID {
+        crate::domain::global_id::GlobalId::AuditEvent(self.0.key())
+            .encode()
+            .into()
+    }
     /// Unique id (UUIDv7 unless the writer chose one).
     async fn event_id(&self) -> Uuid {
         self.0.event_id
@@ -138,12 +145,12 @@ impl EventFields {
         &self.0.event_version
     }
     /// When the event happened, as stated by the writer (microsecond precision, UTC).
-    async fn event_timestamp(&self) -> DateTime<Utc> {
-        self.0.event_timestamp
+    async fn event_timestamp(&self) -> super::DateTime {
+        self.0.event_timestamp.into()
     }
     /// The UTC date of `eventTimestamp`; part of the primary key and the partition key.
-    async fn event_date(&self) -> NaiveDate {
-        self.0.event_date
+    async fn event_date(&self) -> super::Date {
+        self.0.event_date.into()
     }
     /// What happened, as `service.domain.action` (for example `gateway.signal.received`).
     async fn event_type(&self) -> &str {
@@ -196,8 +203,8 @@ impl EventFields {
     }
     /// The parent's `eventDate`, derived by the server from the stored parent. Null for roots, and
     /// for legacy events whose link has not been completed yet.
-    async fn parent_event_date(&self) -> Option<NaiveDate> {
-        self.0.parent_event_date
+    async fn parent_event_date(&self) -> Option<super::Date> {
+        self.0.parent_event_date.map(Into::into)
     }
     /// OpenTelemetry trace id.
     async fn trace_id(&self) -> Option<&str> {
@@ -287,8 +294,8 @@ impl EventFields {
         self.0.legal_hold_placed_by.as_deref()
     }
     /// When the legal hold was placed.
-    async fn legal_hold_placed_at(&self) -> Option<DateTime<Utc>> {
-        self.0.legal_hold_placed_at
+    async fn legal_hold_placed_at(&self) -> Option<super::DateTime> {
+        self.0.legal_hold_placed_at.map(Into::into)
     }
     /// The authenticated principal that submitted the event: who sent it, as the server verified
     /// it, apart from the actor the event names. For a human principal the two agree; a service may
@@ -474,7 +481,7 @@ mod tests {
 
     /// An event with every optional field set; `bare` clears them.
     fn full() -> Model {
-        let at = Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap() + chrono::Duration::microseconds(123_456);
+        let at = chrono::Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap() + chrono::Duration::microseconds(123_456);
         let text = |s: &str| Some(s.to_owned());
         Model {
             event_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),

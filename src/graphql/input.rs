@@ -1,7 +1,7 @@
 //! GraphQL input types.
 
 use async_graphql::{InputObject, Json};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::event::to_micros;
@@ -19,7 +19,7 @@ pub struct AuditEventInput {
     pub event_version: Option<String>,
     /// When the event happened; default: now. At most 60 minutes ahead of the server clock and at
     /// most 7 days old (both configurable).
-    pub event_timestamp: Option<DateTime<Utc>>,
+    pub event_timestamp: Option<super::DateTime>,
     /// What happened, as `service.domain.action` (1 to 100 characters).
     pub event_type: String,
     /// The emitting service: a lowercase identifier (1 to 50 characters).
@@ -45,7 +45,7 @@ pub struct AuditEventInput {
     /// The event that caused this one. It must exist; the server looks up its date.
     pub parent_event_id: Option<Uuid>,
     /// Ignored: the server always derives the parent's date from the stored parent.
-    pub parent_event_date: Option<NaiveDate>,
+    pub parent_event_date: Option<super::Date>,
     /// OpenTelemetry trace id.
     pub trace_id: Option<String>,
     /// OpenTelemetry span id.
@@ -77,7 +77,7 @@ impl From<AuditEventInput> for EventInput {
         EventInput {
             event_id: input.event_id,
             event_version: input.event_version,
-            event_timestamp: input.event_timestamp,
+            event_timestamp: input.event_timestamp.map(|at| at.0),
             event_type: input.event_type,
             event_category: input.event_category,
             event_action: input.event_action,

@@ -1,16 +1,17 @@
 //! Record lifecycle in the API: legal holds and retention runs.
 
-use async_graphql::{Enum, Object, SimpleObject};
-use chrono::{DateTime, NaiveDate, Utc};
+use async_graphql::{ComplexObject, Enum, ID, Object, SimpleObject};
 use uuid::Uuid;
 
 use super::AuditEvent;
+use crate::domain::global_id::GlobalId;
 use crate::entity::audit_event::Model;
 use crate::store::{self, RunStatus};
 
 /// A legal hold on a correlation: none of its events, those written later included, can be
 /// deleted until the hold is released.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(complex)]
 pub struct LegalHold {
     /// The correlation held.
     pub correlation_id: String,
@@ -19,9 +20,17 @@ pub struct LegalHold {
     /// Who placed it (the authenticated principal).
     pub placed_by: String,
     /// When it was placed.
-    pub placed_at: DateTime<Utc>,
+    pub placed_at: super::DateTime,
     /// How many events of the correlation it holds.
     pub events_held: u64,
+}
+
+#[ComplexObject]
+impl LegalHold {
+    /// The hold's global id (`Node`): opaque and stable while the hold is in force.
+    pub async fn id(&self) -> ID {
+        GlobalId::LegalHold(self.correlation_id.clone()).encode().into()
+    }
 }
 
 impl From<store::LegalHold> for LegalHold {
@@ -30,7 +39,7 @@ impl From<store::LegalHold> for LegalHold {
             correlation_id: hold.correlation_id,
             reason: hold.reason,
             placed_by: hold.placed_by,
-            placed_at: hold.placed_at,
+            placed_at: hold.placed_at.into(),
             events_held: hold.events_held,
         }
     }
@@ -87,8 +96,8 @@ impl LegalHoldReleased {
     }
 
     /// When.
-    async fn released_at(&self) -> DateTime<Utc> {
-        self.released.released_at
+    async fn released_at(&self) -> super::DateTime {
+        self.released.released_at.into()
     }
 
     /// The event of the correlation that records who released the hold, when and why.
@@ -123,11 +132,12 @@ impl From<RunStatus> for RetentionRunStatus {
 
 /// A retention run: what it found and what it deleted.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(complex)]
 pub struct RetentionRun {
     /// The run's id; `auditgraph verify` names it for each event it purged.
     pub run_id: Uuid,
     /// Events whose `eventDate` plus `retentionDays` falls before this date were expired.
-    pub as_of: NaiveDate,
+    pub as_of: super::Date,
     /// Whether the run only reported (nothing deleted).
     pub dry_run: bool,
     /// Its state.
@@ -135,9 +145,9 @@ pub struct RetentionRun {
     /// The host and process that ran it.
     pub runner: String,
     /// When it started.
-    pub started_at: DateTime<Utc>,
+    pub started_at: super::DateTime,
     /// When it ended.
-    pub finished_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<super::DateTime>,
     /// Expired events examined.
     pub rows_scanned: u64,
     /// Events deleted (for a dry run: that would be).
@@ -152,16 +162,24 @@ pub struct RetentionRun {
     pub error: Option<String>,
 }
 
+#[ComplexObject]
+impl RetentionRun {
+    /// The run's global id (`Node`): opaque and stable. Its own UUID is `runId`.
+    pub async fn id(&self) -> ID {
+        GlobalId::RetentionRun(self.run_id).encode().into()
+    }
+}
+
 impl From<store::RetentionRun> for RetentionRun {
     fn from(run: store::RetentionRun) -> Self {
         Self {
             run_id: run.run_id,
-            as_of: run.as_of,
+            as_of: run.as_of.into(),
             dry_run: run.dry_run,
             status: run.status.into(),
             runner: run.runner,
-            started_at: run.started_at,
-            finished_at: run.finished_at,
+            started_at: run.started_at.into(),
+            finished_at: run.finished_at.map(Into::into),
             rows_scanned: run.counts.rows_scanned,
             rows_deleted: run.counts.rows_deleted,
             kept_held: run.counts.kept_held,

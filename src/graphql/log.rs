@@ -3,7 +3,6 @@
 use async_graphql::{Object, SimpleObject};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::merkle::Hash;
@@ -48,8 +47,8 @@ impl LogCheckpoint {
         &self.verifier_key
     }
     /// When the checkpoint was published.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.stored.created_at
+    async fn created_at(&self) -> super::DateTime {
+        self.stored.created_at.into()
     }
 }
 

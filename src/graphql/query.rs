@@ -45,6 +45,38 @@ impl QueryRoot {
         Ok(Some(AuditEvent::from(event)))
     }
 
+    /// Refetches any object by its global id (`id` of a `Node`): an event, a legal hold, a retention
+    /// run. Null when it no longer exists (a purged event, a released hold). Needs the role
+    /// `reader`.
+    #[graphql(
+        complexity = "super::STATEMENT_COST + child_complexity",
+        guard = "RoleGuard(Role::Reader)"
+    )]
+    async fn node(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A global id, as a `Node`'s `id` gave it.")] id: async_graphql::ID,
+    ) -> Result<Option<super::Node>> {
+        let _turn = super::limits::root_turn(ctx).await;
+        Ok(super::node::resolve(ctx, "id", &[id]).await?.pop().flatten())
+    }
+
+    /// Refetches objects by their global ids, in the order given, null for one that no longer
+    /// exists; at most 1000. Events are read with one statement for all of them, holds and runs
+    /// with one each. Needs the role `reader`.
+    #[graphql(
+        complexity = "super::STATEMENT_COST + ids.len().max(1) * child_complexity",
+        guard = "RoleGuard(Role::Reader)"
+    )]
+    async fn nodes(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Global ids, as `Node`s' `id` gave them.")] ids: Vec<async_graphql::ID>,
+    ) -> Result<Vec<Option<super::Node>>> {
+        let _turn = super::limits::root_turn(ctx).await;
+        super::node::resolve(ctx, "ids", &ids).await
+    }
+
     /// Events matching a filter, newest first (`eventTimestamp`, then `eventId`, descending), as a
     /// Relay connection with keyset pagination: pages stay stable while new events arrive. Page
     /// forwards with `first`/`after` or backwards with `last`/`before`; not both sizes at once.

@@ -39,10 +39,11 @@ macro_rules! explorer_file {
     };
 }
 
-static FILES: [File; 9] = [
+static FILES: [File; 10] = [
     explorer_file!("index.html", "text/html; charset=utf-8"),
     explorer_file!("explorer.js"),
     explorer_file!("api.js"),
+    explorer_file!("documents.js"),
     explorer_file!("live.js"),
     explorer_file!("tree.js"),
     explorer_file!("timeline.js"),

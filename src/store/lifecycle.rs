@@ -696,6 +696,29 @@ impl Store {
             .map_err(StoreError::from)
     }
 
+    /// The retention runs of these ids (those that exist, in no particular order).
+    pub async fn retention_runs_by_id(&self, ids: &[Uuid]) -> Result<Vec<RetentionRun>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let backend = self.backend();
+        let rows = self
+            .db()
+            .query_all_raw(statement(
+                backend,
+                &format!(
+                    "SELECT {RUN_COLUMNS} FROM audit_retention_runs JOIN {} ON run_id = wanted.id",
+                    super::wanted_ids(backend, ids.len(), "uuid")
+                ),
+                ids.iter().map(|id| (*id).into()),
+            ))
+            .await?;
+        rows.iter()
+            .map(RetentionRun::from_row)
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::from)
+    }
+
     /// The next `limit` expired events after `after` (in the order of the day they expired),
     /// with whether each is held and whether it has children.
     pub async fn expired_after(

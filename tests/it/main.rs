@@ -23,6 +23,7 @@ mod live;
 mod log;
 
 mod nesting;
+mod nodes;
 mod pagination;
 mod pooler;
 mod reads;

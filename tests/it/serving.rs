@@ -214,6 +214,7 @@ async fn the_explorer_is_served_at_the_root_under_a_policy_without_inline_code()
     for module in [
         "explorer.js",
         "api.js",
+        "documents.js",
         "live.js",
         "tree.js",
         "timeline.js",

@@ -8,29 +8,12 @@
  * reached at all.
  */
 
+import { CHILDREN, DETAIL, LIVE_CURSOR, PATH, PLACE, SEARCH, TREE } from '/explorer/documents.js';
+
 const TOKEN_KEY = 'auditgraph.explorer.token';
 
 /** Largest page the server accepts for `first`. */
 export const MAX_PAGE = 1000;
-
-/** The fields every tree row, search result and link needs (cheap: no payloads). */
-const SUMMARY = `fragment Summary on AuditEvent {
-  eventId eventType eventCategory eventAction eventOutcome actorType actorId
-  correlationId parentEventId eventTimestamp durationMs severity childCount
-}`;
-
-/** Every column of an event, for the detail pane. */
-const FULL = `fragment Full on AuditEvent {
-  eventId eventVersion eventTimestamp eventDate eventType eventCategory eventAction eventOutcome
-  actorType actorId actorIp resourceType resourceId resourceName correlationId parentEventId
-  parentEventDate traceId spanId namespace clusterId severity durationMs errorCode errorMessage
-  retentionDays isSensitive eventHash previousEventHash hashAlgorithm hashKeyId chainSeq chainNote
-  legalHold legalHoldReason legalHoldPlacedBy legalHoldPlacedAt submittedBy childCount depth
-  eventData eventMetadata
-}`;
-
-/** The selection a live tree message needs to place an event (see live.js). */
-export const SUMMARY_FIELDS = SUMMARY.slice(SUMMARY.indexOf('{') + 1, SUMMARY.lastIndexOf('}')).trim();
 
 /** A failed request: the server's first error, or a transport failure. */
 export class ApiError extends Error {
@@ -134,7 +117,7 @@ export function isUuid(text) {
 /** One event's summary with its root and depth, or null when there is none. */
 export async function fetchEventPlace(eventId) {
   const data = await gql(
-    `query Place($id: UUID!) { auditEvent(eventId: $id) { ...Summary depth root { ...Summary } } } ${SUMMARY}`,
+    PLACE,
     { id: eventId },
   );
   return data.auditEvent;
@@ -143,7 +126,7 @@ export async function fetchEventPlace(eventId) {
 /** The path from the root down to the event's parent (root first). */
 export async function fetchAncestors(eventId) {
   const data = await gql(
-    `query Path($id: UUID!) { auditEvent(eventId: $id) { ancestors { ...Summary } } } ${SUMMARY}`,
+    PATH,
     { id: eventId },
   );
   return data.auditEvent ? data.auditEvent.ancestors : [];
@@ -152,12 +135,7 @@ export async function fetchAncestors(eventId) {
 /** Every field of an event, its parent, root and first 50 children; null when there is none. */
 export async function fetchDetail(eventId) {
   const data = await gql(
-    `query Detail($id: UUID!) { auditEvent(eventId: $id) {
-      ...Full
-      parent { ...Summary }
-      root { ...Summary }
-      children(first: 50) { totalCount nodes { ...Summary } }
-    } } ${FULL} ${SUMMARY}`,
+    DETAIL,
     { id: eventId },
   );
   return data.auditEvent;
@@ -169,12 +147,7 @@ export async function fetchDetail(eventId) {
  */
 export async function fetchTree(scope, maxDepth, maxNodes) {
   const data = await gql(
-    `query Tree($c: String, $r: UUID, $d: Int, $n: Int) {
-      causalityTree(correlationId: $c, rootEventId: $r, maxDepth: $d, maxNodes: $n) {
-        truncated missingParentEventIds maxDepth
-        nodes { depth parentEventId event { ...Summary } }
-      }
-    } ${SUMMARY}`,
+    TREE,
     { c: scope.correlationId ?? null, r: scope.rootEventId ?? null, d: maxDepth, n: maxNodes },
   );
   return data.causalityTree;
@@ -186,7 +159,7 @@ export async function fetchTree(scope, maxDepth, maxNodes) {
  */
 export async function fetchLiveCursor() {
   try {
-    const data = await gql('query LiveCursor { liveCursor }');
+    const data = await gql(LIVE_CURSOR);
     return data.liveCursor;
   } catch {
     return null;
@@ -196,13 +169,7 @@ export async function fetchLiveCursor() {
 /** One page of an event's children, oldest first: `{childCount, edges, pageInfo}` or null. */
 export async function fetchChildren(eventId, first, after) {
   const data = await gql(
-    `query Children($id: UUID!, $first: Int, $after: String) { auditEvent(eventId: $id) {
-      childCount
-      children(first: $first, after: $after) {
-        edges { cursor node { ...Summary } }
-        pageInfo { hasNextPage endCursor }
-      }
-    } } ${SUMMARY}`,
+    CHILDREN,
     { id: eventId, first, after: after ?? null },
   );
   const event = data.auditEvent;
@@ -212,13 +179,7 @@ export async function fetchChildren(eventId, first, after) {
 /** One page of events matching a filter, newest first. */
 export async function searchEvents(filter, first, after) {
   const data = await gql(
-    `query Search($f: AuditEventFilter, $first: Int, $after: String) {
-      auditEvents(filter: $f, first: $first, after: $after) {
-        totalCount
-        nodes { ...Summary }
-        pageInfo { hasNextPage endCursor }
-      }
-    } ${SUMMARY}`,
+    SEARCH,
     { f: filter, first, after: after ?? null },
   );
   return data.auditEvents;

@@ -11,17 +11,12 @@
  * (the page does so when a new token is entered).
  */
 
-import { authorization, SUMMARY_FIELDS } from '/explorer/api.js';
+import { authorization } from '/explorer/api.js';
+import { LIVE } from '/explorer/documents.js';
 
 const PROTOCOL = 'graphql-transport-ws';
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
-
-const SUBSCRIPTION = `subscription Live($c: String, $r: UUID, $after: String) {
-  causalityTreeChanged(correlationId: $c, rootEventId: $r, after: $after) {
-    cursor depth parentEventId event { ${SUMMARY_FIELDS} }
-  }
-}`;
 
 /** Codes after which retrying with the same credentials is pointless. */
 const FATAL_CODES = new Set(['UNAUTHENTICATED', 'FORBIDDEN', 'BAD_USER_INPUT', 'BAD_REQUEST', 'NOT_FOUND']);
@@ -115,7 +110,7 @@ export class LiveTree {
       r: this.scope.rootEventId ?? null,
       after: this.cursor,
     };
-    this.send({ id: `t${this.opId}`, type: 'subscribe', payload: { query: SUBSCRIPTION, variables } });
+    this.send({ id: `t${this.opId}`, type: 'subscribe', payload: { query: LIVE, variables } });
     this.setStatus('live', 'subscribed');
   }
 

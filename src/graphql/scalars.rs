@@ -1,0 +1,96 @@
+//! The schema's date and time scalars, under the names clients and code generators expect
+//! (`Date`, `DateTime`, as in the graphql-scalars convention) and with their formats stated.
+
+use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value};
+use chrono::{NaiveDate, Utc};
+
+/// A calendar date in UTC, written `YYYY-MM-DD` (RFC 3339 `full-date`), such as `2026-12-06`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Date(pub NaiveDate);
+
+/// A calendar date in UTC, written `YYYY-MM-DD` (RFC 3339 `full-date`), such as `2026-12-06`.
+#[Scalar(
+    name = "Date",
+    specified_by_url = "https://www.rfc-editor.org/rfc/rfc3339#section-5.6"
+)]
+impl ScalarType for Date {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match &value {
+            Value::String(text) => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map(Date)
+                .map_err(|_| InputValueError::custom(format!("`{text}` is not a date (YYYY-MM-DD)"))),
+            _ => Err(InputValueError::expected_type(value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.format("%Y-%m-%d").to_string())
+    }
+}
+
+impl From<NaiveDate> for Date {
+    fn from(date: NaiveDate) -> Self {
+        Date(date)
+    }
+}
+
+/// An instant, written in RFC 3339 (`date-time`). Answers are in UTC with the `+00:00` offset and
+/// the fraction of a second the instant has: event times are stored to the microsecond
+/// (`2026-12-06T12:00:00.123456+00:00`), times of the server's clock may carry up to nanoseconds,
+/// and a whole second has no fraction. Inputs take any offset (`Z`, `+02:00`) and are converted to
+/// UTC; event times finer than a microsecond are refused where they are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DateTime(pub chrono::DateTime<Utc>);
+
+/// An instant, written in RFC 3339 (`date-time`). Answers are in UTC with the `+00:00` offset and
+/// the fraction of a second the instant has: event times are stored to the microsecond
+/// (`2026-12-06T12:00:00.123456+00:00`), times of the server's clock may carry up to nanoseconds,
+/// and a whole second has no fraction. Inputs take any offset (`Z`, `+02:00`) and are converted to
+/// UTC; event times finer than a microsecond are refused where they are written.
+#[Scalar(
+    name = "DateTime",
+    specified_by_url = "https://www.rfc-editor.org/rfc/rfc3339#section-5.6"
+)]
+impl ScalarType for DateTime {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match &value {
+            Value::String(text) => text
+                .parse::<chrono::DateTime<Utc>>()
+                .map(DateTime)
+                .map_err(|_| InputValueError::custom(format!("`{text}` is not an RFC 3339 date-time"))),
+            _ => Err(InputValueError::expected_type(value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.to_rfc3339())
+    }
+}
+
+impl From<chrono::DateTime<Utc>> for DateTime {
+    fn from(at: chrono::DateTime<Utc>) -> Self {
+        DateTime(at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_read_and_write_as_full_dates() {
+        let date = Date::parse(Value::from("2026-12-06")).unwrap();
+        assert_eq!(date.to_value(), Value::from("2026-12-06"));
+        assert!(Date::parse(Value::from("2026-12-6x")).is_err());
+        assert!(Date::parse(Value::from(20261206)).is_err());
+    }
+
+    #[test]
+    fn instants_are_written_in_utc_and_read_with_any_offset() {
+        let at = DateTime::parse(Value::from("2026-12-06T14:00:00.123456+02:00")).unwrap();
+        assert_eq!(at.to_value(), Value::from("2026-12-06T12:00:00.123456+00:00"));
+        let whole = DateTime::parse(Value::from("2026-12-06T12:00:00Z")).unwrap();
+        assert_eq!(whole.to_value(), Value::from("2026-12-06T12:00:00+00:00"));
+        assert!(DateTime::parse(Value::from("2026-12-06 12:00")).is_err());
+    }
+}
