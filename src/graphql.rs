@@ -33,7 +33,7 @@ pub use log::{ConsistencyProof, InclusionProof, LogCheckpoint};
 pub use mutation::MutationRoot;
 pub use node::Node;
 pub use query::QueryRoot;
-pub use scalars::{Date, DateTime};
+pub use scalars::{Date, DateTime, Json};
 pub use subscription::{AuditEventAdded, CausalityTreeChange, SubscriptionRoot};
 pub use tree::{
     AuditEventCount, AuditEventDescendantConnection, AuditEventDescendantEdge, AuditEventGroupBy, CausalityTree,

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, ErrorExtensions, Json, Object, Result, ScalarType, Value};
+use async_graphql::{Context, ErrorExtensions, Object, Result, ScalarType, Value};
 use uuid::Uuid;
 
 use super::connection::{AuditEventConnection, Scope};
@@ -120,9 +120,9 @@ fn optional<T: ScalarType>(value: &Option<T>) -> Value {
     value.as_ref().map_or(Value::Null, ScalarType::to_value)
 }
 
-/// A `JSON` field's value, as async-graphql's `Json` gives it.
+/// A `JSON` field's value, as the scalar gives it.
 fn json(value: &serde_json::Value) -> Value {
-    async_graphql::to_value(value).unwrap_or_default()
+    super::scalars::json_value(value)
 }
 
 /// One audit event: something that happened in a service, who did it to what, and with what
@@ -223,12 +223,12 @@ impl EventFields {
         self.0.cluster_id.as_deref()
     }
     /// The service-specific payload (a JSON object).
-    async fn event_data(&self) -> Json<serde_json::Value> {
-        Json(self.0.event_data.clone())
+    async fn event_data(&self) -> super::Json {
+        super::Json(self.0.event_data.clone())
     }
     /// Free-form metadata about the event (a JSON object).
-    async fn event_metadata(&self) -> Option<Json<serde_json::Value>> {
-        self.0.event_metadata.clone().map(Json)
+    async fn event_metadata(&self) -> Option<super::Json> {
+        self.0.event_metadata.clone().map(super::Json)
     }
     /// Severity as the writer stated it (for example `info`, `warning`, `error`, `critical`).
     async fn severity(&self) -> Option<&str> {

@@ -1,6 +1,6 @@
 //! GraphQL input types.
 
-use async_graphql::{InputObject, Json};
+use async_graphql::InputObject;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -55,9 +55,9 @@ pub struct AuditEventInput {
     /// The cluster the event comes from.
     pub cluster_id: Option<String>,
     /// The service-specific payload: a JSON object of at most 256 KiB, nested at most 10 deep.
-    pub event_data: Json<serde_json::Value>,
+    pub event_data: super::Json,
     /// Free-form metadata: a JSON object with the same limits as `eventData`.
-    pub event_metadata: Option<Json<serde_json::Value>>,
+    pub event_metadata: Option<super::Json>,
     /// Severity (for example `info`, `warning`, `error`, `critical`; at most 20 characters).
     pub severity: Option<String>,
     /// How long the operation took, in milliseconds (not negative).

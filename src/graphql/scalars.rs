@@ -1,5 +1,5 @@
-//! The schema's date and time scalars, under the names clients and code generators expect
-//! (`Date`, `DateTime`, as in the graphql-scalars convention) and with their formats stated.
+//! The schema's own scalars, under the names clients and code generators expect (`Date`,
+//! `DateTime`, `JSON`, as in the graphql-scalars convention) and with their formats stated.
 
 use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value};
 use chrono::{NaiveDate, Utc};
@@ -73,9 +73,47 @@ impl From<chrono::DateTime<Utc>> for DateTime {
     }
 }
 
+/// A JSON value, written as JSON itself (not as a string holding it). `eventData` and
+/// `eventMetadata` are JSON objects: in inputs at most 256 KiB and nested at most 10 deep.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Json(pub serde_json::Value);
+
+/// A JSON value, written as JSON itself (not as a string holding it). `eventData` and
+/// `eventMetadata` are JSON objects: in inputs at most 256 KiB and nested at most 10 deep.
+#[Scalar(name = "JSON", specified_by_url = "https://www.rfc-editor.org/rfc/rfc8259")]
+impl ScalarType for Json {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        value
+            .into_json()
+            .map(Json)
+            .map_err(|e| InputValueError::custom(format!("not a JSON value: {e}")))
+    }
+
+    fn is_valid(_: &Value) -> bool {
+        true
+    }
+
+    fn to_value(&self) -> Value {
+        json_value(&self.0)
+    }
+}
+
+/// A JSON value as a GraphQL response value.
+pub fn json_value(value: &serde_json::Value) -> Value {
+    Value::from_json(value.clone()).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_values_come_back_as_they_went_in() {
+        let object = serde_json::json!({"signal": "HighCPU", "n": [1, 2.5, null, true], "deep": {"a": "ü"}});
+        let parsed = Json::parse(Value::from_json(object.clone()).unwrap()).unwrap();
+        assert_eq!(parsed.0, object);
+        assert_eq!(parsed.to_value().into_json().unwrap(), object);
+    }
 
     #[test]
     fn dates_read_and_write_as_full_dates() {
