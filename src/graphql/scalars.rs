@@ -4,7 +4,7 @@
 use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value};
 use chrono::{NaiveDate, Utc};
 
-/// A calendar date in UTC, written `YYYY-MM-DD` (RFC 3339 `full-date`), such as `2026-12-06`.
+/// The `Date` scalar (its description is the one on its `ScalarType` implementation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Date(pub NaiveDate);
 
@@ -34,11 +34,7 @@ impl From<NaiveDate> for Date {
     }
 }
 
-/// An instant, written in RFC 3339 (`date-time`). Answers are in UTC with the `+00:00` offset and
-/// the fraction of a second the instant has: event times are stored to the microsecond
-/// (`2026-12-06T12:00:00.123456+00:00`), times of the server's clock may carry up to nanoseconds,
-/// and a whole second has no fraction. Inputs take any offset (`Z`, `+02:00`) and are converted to
-/// UTC; event times finer than a microsecond are refused where they are written.
+/// The `DateTime` scalar (its description is the one on its `ScalarType` implementation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DateTime(pub chrono::DateTime<Utc>);
 
@@ -46,7 +42,7 @@ pub struct DateTime(pub chrono::DateTime<Utc>);
 /// the fraction of a second the instant has: event times are stored to the microsecond
 /// (`2026-12-06T12:00:00.123456+00:00`), times of the server's clock may carry up to nanoseconds,
 /// and a whole second has no fraction. Inputs take any offset (`Z`, `+02:00`) and are converted to
-/// UTC; event times finer than a microsecond are refused where they are written.
+/// UTC; an event time finer than a microsecond is truncated to the microsecond when it is written.
 #[Scalar(
     name = "DateTime",
     specified_by_url = "https://www.rfc-editor.org/rfc/rfc3339#section-5.6"
@@ -73,8 +69,7 @@ impl From<chrono::DateTime<Utc>> for DateTime {
     }
 }
 
-/// A JSON value, written as JSON itself (not as a string holding it). `eventData` and
-/// `eventMetadata` are JSON objects: in inputs at most 256 KiB and nested at most 10 deep.
+/// The `JSON` scalar (its description is the one on its `ScalarType` implementation).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Json(pub serde_json::Value);
 
