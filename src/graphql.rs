@@ -220,6 +220,40 @@ pub fn chosen_operation<'a>(
     }
 }
 
+/// Whether the operation a request runs selects the root field `name` (directly, or through
+/// fragments at the root).
+pub fn selects_root_field(
+    document: &async_graphql::parser::types::ExecutableDocument,
+    operation_name: Option<&str>,
+    name: &str,
+) -> bool {
+    use async_graphql::parser::types::{Selection, SelectionSet};
+    fn selects(
+        document: &async_graphql::parser::types::ExecutableDocument,
+        set: &SelectionSet,
+        name: &str,
+        visited: &mut Vec<String>,
+    ) -> bool {
+        set.items.iter().any(|item| match &item.node {
+            Selection::Field(field) => field.node.name.node.as_str() == name,
+            Selection::InlineFragment(fragment) => selects(document, &fragment.node.selection_set.node, name, visited),
+            Selection::FragmentSpread(spread) => {
+                let fragment = spread.node.fragment_name.node.as_str();
+                if visited.iter().any(|seen| seen == fragment) {
+                    return false;
+                }
+                visited.push(fragment.to_string());
+                document
+                    .fragments
+                    .get(&spread.node.fragment_name.node)
+                    .is_some_and(|definition| selects(document, &definition.node.selection_set.node, name, visited))
+            }
+        })
+    }
+    chosen_operation(document, operation_name)
+        .is_some_and(|operation| selects(document, &operation.node.selection_set.node, name, &mut Vec::new()))
+}
+
 /// The authenticated caller of a request, attached by the HTTP layer. A request without one is
 /// refused: no path may reach the data without having been authenticated.
 pub fn caller<'a>(ctx: &async_graphql::Context<'a>) -> async_graphql::Result<&'a Principal> {

@@ -330,6 +330,10 @@ pub async fn serve_on(
         .ensure_partitions_ahead(config.partition_lookahead_months)
         .await
         .context("creating partitions ahead of time")?;
+    store
+        .settle_replicas()
+        .await
+        .context("reading the primary's WAL position for the replicas")?;
     let maintenance = tokio::spawn(keep_partitions_ahead(store.clone(), config.partition_lookahead_months));
     let (main, metrics_router, service) = routers(store, &config, auth, signer)?;
     let log = tokio::spawn(service.log.clone().run(

@@ -199,9 +199,11 @@ impl Store {
             let mut list = Vec::new();
             for url in &options.replicas.urls {
                 if !(url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+                    // Not echoed: a piece cut from a URL by a comma in its password would show it.
                     anyhow::bail!(
-                        "AUDITGRAPH_READ_DATABASE_URL must name PostgreSQL replicas (postgres://…), got `{}`",
-                        redact(url)
+                        "AUDITGRAPH_READ_DATABASE_URL must list PostgreSQL replicas (postgres://…), comma-separated; \
+                         entry {} is not one (a comma inside a URL must be written %2C)",
+                        list.len() + 1
                     );
                 }
                 // Lazy, and quick to give up: a replica that is down when the server starts, or

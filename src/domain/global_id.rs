@@ -34,7 +34,9 @@ impl GlobalId {
 
     /// What an opaque id names; an error saying why for anything this server did not issue.
     pub fn decode(id: &str) -> Result<Self, String> {
-        let wrong = || format!("`{id}` is not an id this server issued");
+        let shown: String = id.chars().take(64).collect();
+        let more = if shown.len() < id.len() { "…" } else { "" };
+        let wrong = || format!("`{shown}{more}` is not an id this server issued");
         let bytes = URL_SAFE_NO_PAD.decode(id.trim()).map_err(|_| wrong())?;
         let plain = String::from_utf8(bytes).map_err(|_| wrong())?;
         let (kind, rest) = plain.split_once(':').ok_or_else(wrong)?;

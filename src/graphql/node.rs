@@ -63,7 +63,7 @@ pub async fn resolve(ctx: &Context<'_>, argument: &str, ids: &[ID]) -> Result<Ve
             _ => None,
         })
         .collect();
-    let events = if keys.is_empty() {
+    let events: HashMap<crate::domain::EventKey, _> = if keys.is_empty() {
         HashMap::new()
     } else {
         ctx.data::<super::Loaders>()?
@@ -71,6 +71,9 @@ pub async fn resolve(ctx: &Context<'_>, argument: &str, ids: &[ID]) -> Result<Ve
             .load_many(keys)
             .await
             .map_err(|e| e.extend())?
+            .into_iter()
+            .map(|(key, model)| (key.event, model))
+            .collect()
     };
     let holds: HashMap<String, LegalHold> = if wanted.iter().any(|id| matches!(id, GlobalId::LegalHold(_))) {
         app.legal_holds(caller)
@@ -103,9 +106,8 @@ pub async fn resolve(ctx: &Context<'_>, argument: &str, ids: &[ID]) -> Result<Ve
         .iter()
         .map(|id| match id {
             GlobalId::AuditEvent(event) => events
-                .iter()
-                .find(|(key, _)| key.event == *event)
-                .map(|(_, model)| Node::AuditEvent(EventFields(model.clone()))),
+                .get(event)
+                .map(|model| Node::AuditEvent(EventFields(model.clone()))),
             GlobalId::LegalHold(correlation) => holds.get(correlation).cloned().map(Node::LegalHold),
             GlobalId::RetentionRun(run) => runs.get(run).cloned().map(Node::RetentionRun),
         })

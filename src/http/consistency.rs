@@ -7,7 +7,7 @@
 //!   past it, else by the primary. A client keeps the newest token it was given.
 //! - Every routed read answers `Auditgraph-Read-From: replica` or `primary`.
 //!
-//! Without replicas no token is issued (every read is current) and a token sent is ignored.
+//! Without replicas no token is issued (every read is current) and a token sent is not read.
 
 use std::time::Instant;
 

@@ -419,16 +419,34 @@ async fn execute(
         }
     }
     let started = Instant::now();
-    let token =
-        match super::consistency::requested(headers, request.extensions.0.get(super::consistency::TOKEN_EXTENSION)) {
+    // Queries may be answered by a replica; mutations, documents that do not parse, and queries
+    // of `liveCursor` (whose promise, that data read after it misses nothing a subscription from
+    // it does not deliver, needs the primary's data) by the primary. Without replicas a token is
+    // not even read.
+    let replicas = state.ctx.store.has_replicas();
+    let routed = if replicas && operation == Some(OperationType::Query) {
+        let token =
+            super::consistency::requested(headers, request.extensions.0.get(super::consistency::TOKEN_EXTENSION));
+        let token = match token {
             Ok(token) => token,
             Err(refused) => return refusal(request_error_status(media), BAD_REQUEST, refused.to_string(), media),
         };
-    // Queries may be answered by a replica; mutations, and documents that do not parse, by the
-    // primary.
-    let replicas = state.ctx.store.has_replicas();
-    let routed = if replicas && operation == Some(OperationType::Query) {
-        Some(super::consistency::reading(&state.ctx, token).await)
+        let operation_name = request.operation_name.clone();
+        let current = request.parsed_query().is_ok_and(|document| {
+            crate::graphql::selects_root_field(document, operation_name.as_deref(), "liveCursor")
+        });
+        if current {
+            let (store, from) = state.ctx.store.for_current_reading();
+            Some((
+                crate::service::Service {
+                    store,
+                    ..state.ctx.clone()
+                },
+                from,
+            ))
+        } else {
+            Some(super::consistency::reading(&state.ctx, token).await)
+        }
     } else {
         None
     };

@@ -280,7 +280,11 @@ async fn purge_retrying(
     let mut attempt = 0;
     loop {
         match store.purge(run, keys).await {
-            Err(StoreError::Database(error)) if attempt < PURGE_RETRIES && is_refused_by_a_writer(&error) => {
+            // A serialization failure or a deadlock maps to `Unavailable` (retryable for clients);
+            // here it is retried like the foreign key's refusal.
+            Err(StoreError::Database(error) | StoreError::Unavailable(error))
+                if attempt < PURGE_RETRIES && is_refused_by_a_writer(&error) =>
+            {
                 attempt += 1;
                 tracing::debug!(%error, attempt, "a purge met a concurrent write; trying it again");
             }

@@ -98,6 +98,8 @@ pub enum PrimaryReason {
     NoneAvailable,
     /// The read carried a token that no replica replayed within the read wait.
     BehindToken,
+    /// The read must see the primary's data (it asks where the commit order stands now).
+    MustBeCurrent,
 }
 
 impl ReadFrom {
@@ -116,6 +118,7 @@ impl ReadFrom {
             (ReadFrom::Primary(PrimaryReason::NoReplicas), _) => "no_replicas",
             (ReadFrom::Primary(PrimaryReason::NoneAvailable), _) => "none_available",
             (ReadFrom::Primary(PrimaryReason::BehindToken), _) => "behind_token",
+            (ReadFrom::Primary(PrimaryReason::MustBeCurrent), _) => "must_be_current",
         }
     }
 }
@@ -138,26 +141,30 @@ pub(crate) struct Replica {
 }
 
 impl Replica {
-    fn usable(&self, max_lag: Duration) -> bool {
-        self.up.load(Ordering::Acquire) && Duration::from_micros(self.lag_us.load(Ordering::Relaxed)) <= max_lag
+    /// Up, at most `max_lag` behind, and past `floor` (the schema the server was started on).
+    fn usable(&self, max_lag: Duration, floor: u64) -> bool {
+        self.up.load(Ordering::Acquire)
+            && Duration::from_micros(self.lag_us.load(Ordering::Relaxed)) <= max_lag
+            && self.replayed.load(Ordering::Acquire) >= floor
     }
 
     fn mark_down(&self) {
         self.up.store(false, Ordering::Release);
     }
 
-    /// Reads its replay position; `None` when it does not answer in `wait`, or is not a standby.
-    async fn replay_position(&self, wait: Duration) -> Option<Lsn> {
+    /// Reads its replay position within `wait`.
+    async fn probe(&self, wait: Duration) -> Probe {
         let stmt = Statement::from_string(
             DatabaseBackend::Postgres,
             "SELECT pg_is_in_recovery() AS standby, pg_last_wal_replay_lsn()::text AS replayed",
         );
         let row = match tokio::time::timeout(wait, self.db.query_one_raw(stmt)).await {
             Ok(Ok(Some(row))) => row,
-            Ok(Ok(None)) | Err(_) => return None,
+            Ok(Ok(None)) => return Probe::Failed,
+            Err(_) => return Probe::Slow,
             Ok(Err(error)) => {
                 tracing::debug!(replica = %self.name, %error, "the replica did not answer");
-                return None;
+                return Probe::Failed;
             }
         };
         let standby: bool = row.try_get("", "standby").unwrap_or(false);
@@ -166,13 +173,32 @@ impl Replica {
             if self.up.load(Ordering::Relaxed) {
                 tracing::warn!(replica = %self.name, "the read replica is not in recovery (promoted, or not a standby); no reads go to it");
             }
-            return None;
+            return Probe::Failed;
         }
-        let position = replayed.and_then(|text| text.parse::<Lsn>().ok())?;
-        self.replayed.fetch_max(position.0, Ordering::AcqRel);
-        Some(position)
+        match replayed.and_then(|text| text.parse::<Lsn>().ok()) {
+            Some(position) => {
+                self.replayed.fetch_max(position.0, Ordering::AcqRel);
+                Probe::At(position)
+            }
+            None => Probe::Failed,
+        }
     }
 }
+
+/// What asking a replica for its replay position gave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Probe {
+    /// It answered, as a standby, with this position.
+    At(Lsn),
+    /// It did not answer in time (busy, or far away): not a reason to take it out.
+    Slow,
+    /// It failed to answer, or answered as a server that is not in recovery.
+    Failed,
+}
+
+/// How long a read waiting for a token lets one question to a replica take; the question outlives
+/// the read when the read stops waiting first.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The replicas of a store, the watcher's samples of the primary, and their metrics.
 pub(crate) struct Replicas {
@@ -186,6 +212,10 @@ pub(crate) struct Replicas {
     token: tokio::sync::Mutex<Option<(Instant, Lsn)>>,
     /// Woken each time a replica answered (or failed to answer) a read waiting for a token.
     probed: Arc<tokio::sync::Notify>,
+    /// The primary's WAL position once the server had migrated and prepared its partitions: a
+    /// replica that has not replayed that far may lack tables or columns the queries need, so it
+    /// gets no reads (and every token is raised to it).
+    floor: AtomicU64,
     up: IntGaugeVec,
     lag_seconds: GaugeVec,
     lag_bytes: IntGaugeVec,
@@ -241,6 +271,7 @@ impl Replicas {
             samples: std::sync::Mutex::new(VecDeque::new()),
             token: tokio::sync::Mutex::new(None),
             probed: Arc::new(tokio::sync::Notify::new()),
+            floor: AtomicU64::new(0),
             up,
             lag_seconds,
             lag_bytes,
@@ -280,12 +311,14 @@ impl Replicas {
 
     /// Where a read goes, waiting for a replica to reach `token` at most the read wait.
     async fn route(&self, token: Option<Lsn>) -> (Option<Arc<Replica>>, ReadFrom) {
+        let floor = self.floor.load(Ordering::Acquire);
         let Some(token) = token else {
-            return match self.in_turn().find(|r| r.usable(self.settings.max_lag)) {
+            return match self.in_turn().find(|r| r.usable(self.settings.max_lag, floor)) {
                 Some(replica) => (Some(replica.clone()), ReadFrom::Replica(replica.name.clone())),
                 None => (None, ReadFrom::Primary(PrimaryReason::NoneAvailable)),
             };
         };
+        let token = token.max(Lsn(floor));
         let reached = |replica: &Replica| {
             replica.up.load(Ordering::Acquire) && replica.replayed.load(Ordering::Acquire) >= token.0
         };
@@ -307,7 +340,8 @@ impl Replicas {
     /// Asks the replicas that are up for their position until one has `reached` the token, at
     /// most the read wait. Each question runs in a task of its own, so that a replica that died
     /// (whose pool retries its connection until the acquire timeout) holds no answer of the
-    /// others; one that does not answer is taken out of the rotation until its next check.
+    /// others; one whose answer fails (not one that is merely slow) is taken out of the rotation
+    /// until its next check.
     async fn wait_for(&self, token: Lsn, reached: impl Fn(&Replica) -> bool) -> Option<Arc<Replica>> {
         let deadline = Instant::now() + self.settings.read_wait;
         let mut pause = Duration::from_millis(2);
@@ -316,13 +350,16 @@ impl Replicas {
             tokio::pin!(answered);
             answered.as_mut().enable();
             let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
             for replica in self.list.iter().filter(|r| r.up.load(Ordering::Acquire)) {
                 if replica.probing.swap(true, Ordering::AcqRel) {
                     continue;
                 }
                 let (replica, probed) = (replica.clone(), self.probed.clone());
                 tokio::spawn(async move {
-                    if replica.replay_position(left).await.is_none() {
+                    if replica.probe(PROBE_TIMEOUT).await == Probe::Failed {
                         replica.mark_down();
                     }
                     replica.probing.store(false, Ordering::Release);
@@ -393,6 +430,30 @@ impl Store {
         (store, from)
     }
 
+    /// The store to answer a read that must see the primary's data with (counted as such).
+    pub fn for_current_reading(&self) -> (Store, ReadFrom) {
+        let from = ReadFrom::Primary(PrimaryReason::MustBeCurrent);
+        if let Some(replicas) = &self.inner.replicas {
+            replicas
+                .reads
+                .with_label_values(&[from.target(), from.reason(false)])
+                .inc();
+        }
+        (self.clone(), from)
+    }
+
+    /// Records the primary's WAL position now as the floor replicas must have replayed before they
+    /// get reads: call it once the schema is migrated and the partitions are ready.
+    pub async fn settle_replicas(&self) -> Result<(), StoreError> {
+        let Some(replicas) = &self.inner.replicas else {
+            return Ok(());
+        };
+        let position = self.wal_position().await?;
+        replicas.floor.fetch_max(position.0, Ordering::AcqRel);
+        tracing::debug!(%position, "replicas get reads once they have replayed the schema");
+        Ok(())
+    }
+
     /// Where this store's reads go: the replica's name, or `None` for the primary.
     pub fn reading_from(&self) -> Option<&str> {
         self.reading.as_deref().map(|replica| replica.name.as_str())
@@ -434,7 +495,7 @@ impl Store {
             None => None,
         };
         if let Some(Some((asked, token))) = last.as_deref()
-            && *asked >= committed
+            && *asked > committed
         {
             return Ok(*token);
         }
@@ -446,7 +507,8 @@ impl Store {
         Ok(token)
     }
 
-    /// The primary's current WAL insert position (PostgreSQL).
+    /// The primary's current WAL write position (PostgreSQL): past every commit that has returned
+    /// (with `synchronous_commit` on, the default).
     async fn wal_position(&self) -> Result<Lsn, StoreError> {
         let stmt = Statement::from_string(
             DatabaseBackend::Postgres,
@@ -482,12 +544,12 @@ impl Store {
             let samples = replicas.samples.lock().unwrap_or_else(|p| p.into_inner());
             samples.back().map(|&(_, position)| position)
         };
-        for replica in &replicas.list {
+        let probes = futures_util::future::join_all(replicas.list.iter().map(|replica| replica.probe(wait))).await;
+        for (replica, probe) in replicas.list.iter().zip(probes) {
             let name = replica.name.as_str();
-            let position = replica.replay_position(wait).await;
             let was_up = replica.up.load(Ordering::Acquire);
-            match position {
-                Some(position) => {
+            match probe {
+                Probe::At(position) => {
                     let lag = replicas.lag_of(position.0, Instant::now());
                     replica
                         .lag_us
@@ -504,7 +566,7 @@ impl Store {
                         tracing::info!(replica = %name, replayed = %position, "the read replica answers; reads may go to it");
                     }
                 }
-                None => {
+                Probe::Slow | Probe::Failed => {
                     replica.mark_down();
                     replicas.up.with_label_values(&[name]).set(0);
                     if was_up {

@@ -81,6 +81,7 @@ async fn read(addr: std::net::SocketAddr, id: &str, token: Option<&str>) -> (Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_go_to_streaming_replicas_with_read_your_writes_lag_and_failover_on_postgres() {
+    crate::helpers::init_tracing();
     let Some(primary) = Cluster::primary() else {
         return;
     };
@@ -104,8 +105,13 @@ async fn reads_go_to_streaming_replicas_with_read_your_writes_lag_and_failover_o
         until("the replicas are up", || async { metric(addr, up).await == Some(1.0) }).await;
     }
 
-    // Routing: queries to the replicas in turn, writes to the primary with a token.
+    // Routing: queries to the replicas in turn (once they have replayed the schema the server
+    // migrated), writes to the primary with a token.
     let (id, _) = write(addr, "replica-1").await;
+    until("the replicas have replayed the schema", || async {
+        read(addr, &id, None).await.0 == "replica"
+    })
+    .await;
     for _ in 0..4 {
         let (from, _) = read(addr, &id, None).await;
         assert_eq!(from, "replica", "a query without a token goes to a fresh replica");
@@ -122,6 +128,29 @@ async fn reads_go_to_streaming_replicas_with_read_your_writes_lag_and_failover_o
     assert_eq!(header_of(&head, "auditgraph-read-from").as_deref(), Some("replica"));
     let rest = rest_write(addr, "replica-rest").await;
     assert!(rest.contains('/'), "a REST write answers a token too: {rest}");
+    // A view reads `liveCursor` before its data: both must come from the primary.
+    let (head, body) = graphql(
+        addr,
+        "{ liveCursor auditEvents(first: 1) { totalCount } }",
+        json!({}),
+        None,
+    )
+    .await;
+    assert!(body.get("errors").is_none(), "{body}");
+    assert_eq!(header_of(&head, "auditgraph-read-from").as_deref(), Some("primary"));
+    let fragment = "query { ...Now } fragment Now on Query { liveCursor }";
+    let (head, _) = graphql(addr, fragment, json!({}), None).await;
+    assert_eq!(header_of(&head, "auditgraph-read-from").as_deref(), Some("primary"));
+
+    // A token no replica can reach (as anyone may send) costs that read the wait and goes to the
+    // primary, and takes no replica out of the rotation.
+    let (from, _) = read(addr, &id, Some("FFFFFFFF/FFFFFFFF")).await;
+    assert_eq!(from, "primary");
+    let (from, _) = read(addr, &id, None).await;
+    assert_eq!(from, "replica", "the replicas are still in the rotation");
+    for up in &up {
+        assert_eq!(metric(addr, up).await, Some(1.0));
+    }
 
     // Read-your-writes: every read carrying its write's token finds the write.
     for round in 0..20 {
