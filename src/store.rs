@@ -24,7 +24,7 @@ pub use export::ExportFilter;
 pub use import::{ImportError, ImportRow, ImportedBatch};
 pub use lifecycle::{Claim, Deleted, Expired, LegalHold, Purged, ReleasedHold, RetentionRun, RunCounts, RunStatus};
 pub use log::{LOG_CHANNEL, LogLeaf, StoredCheckpoint, event_leaf};
-pub use replica::{Lsn, PrimaryReason, ReadFrom, ReplicaSettings};
+pub use replica::{Lsn, PrimaryReason, ReadFrom, ReplicaSettings, Wanted};
 pub(crate) use write::to_model;
 
 pub use tree::{Tree, TreeNode};
@@ -126,38 +126,6 @@ impl Store {
             .min_connections(1)
             .acquire_timeout(options.wait_timeout)
             .sqlx_logging(false);
-        let sqlite = url.starts_with("sqlite:");
-        if sqlite {
-            let wait = options.wait_timeout.max(Duration::from_secs(10));
-            connect.map_sqlx_sqlite_opts(move |o| {
-                o.create_if_missing(true)
-                    .foreign_keys(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .busy_timeout(wait)
-            });
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            ensure_postgres_database(url, options.create_database).await?;
-            with_session_settings(&mut connect, options.statement_timeout);
-        } else {
-            anyhow::bail!(
-                "DATABASE_URL must start with sqlite: or postgres:, got `{}`",
-                redact(url)
-            );
-        }
-        let mut trees = if sqlite {
-            None
-        } else {
-            let mut trees = connect.clone();
-            trees.max_connections((options.max_connections / 4).max(2));
-            with_session_settings(&mut trees, options.tree_timeout);
-            let trees = Database::connect(trees)
-                .await
-                .with_context(|| format!("connecting to {}", redact(url)))?;
-            Some(trees)
-        };
-        let mut db = Database::connect(connect)
-            .await
-            .with_context(|| format!("connecting to {}", redact(url)))?;
         let statements = Arc::new(AtomicU64::new(0));
         let counter = statements.clone();
         let statement_durations = prometheus::Histogram::with_opts(
@@ -187,9 +155,32 @@ impl Store {
                 );
             }
         };
-        if let Some(trees) = &mut trees {
-            trees.set_metric_callback(observe.clone());
-        }
+        let sqlite = url.starts_with("sqlite:");
+        let (db, trees) = if sqlite {
+            let wait = options.wait_timeout.max(Duration::from_secs(10));
+            connect.map_sqlx_sqlite_opts(move |o| {
+                o.create_if_missing(true)
+                    .foreign_keys(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .busy_timeout(wait)
+            });
+            let mut db = Database::connect(connect)
+                .await
+                .with_context(|| format!("connecting to {}", redact(url)))?;
+            db.set_metric_callback(observe.clone());
+            (db, None)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            ensure_postgres_database(url, options.create_database).await?;
+            let (db, trees) = postgres_pools(&connect, options, observe.clone())
+                .await
+                .with_context(|| format!("connecting to {}", redact(url)))?;
+            (db, Some(trees))
+        } else {
+            anyhow::bail!(
+                "DATABASE_URL must start with sqlite: or postgres:, got `{}`",
+                redact(url)
+            );
+        };
         let replicas = if options.replicas.urls.is_empty() {
             None
         } else {
@@ -215,23 +206,13 @@ impl Store {
                     .connect_timeout(Duration::from_secs(1))
                     .acquire_timeout(options.wait_timeout.min(Duration::from_secs(1)))
                     .sqlx_logging(false);
-                let mut walks = read.clone();
-                with_session_settings(&mut read, options.statement_timeout);
-                walks.max_connections((options.max_connections / 4).max(2));
-                with_session_settings(&mut walks, options.tree_timeout);
-                let mut replica = Database::connect(read)
+                let (replica, walks) = postgres_pools(&read, options, observe.clone())
                     .await
                     .with_context(|| format!("connecting to the read replica {}", redact(url)))?;
-                let mut walks = Database::connect(walks)
-                    .await
-                    .with_context(|| format!("connecting to the read replica {}", redact(url)))?;
-                replica.set_metric_callback(observe.clone());
-                walks.set_metric_callback(observe.clone());
                 list.push(replica::Replicas::replica(replica::replica_name(url), replica, walks));
             }
             Some(replica::Replicas::new(list, options.replicas.clone()).context("creating the replica metrics")?)
         };
-        db.set_metric_callback(observe);
         let (group, queued) = group::GroupCommit::channel();
         let inner = Arc::new(Inner {
             db,
@@ -445,6 +426,27 @@ pub const POSTGRES_SESSION_SETTINGS: [(&str, &str); 3] = [
     ("client_min_messages", "warning"),
     ("plan_cache_mode", "force_generic_plan"),
 ];
+
+/// The two PostgreSQL pools of a server (the primary, or a replica) from `base`: one for
+/// statements, with the statement timeout, and a smaller one whose sessions carry the tree timeout,
+/// for the recursive walks (one round trip each, no transaction to set the timeout in). Every
+/// statement of both is `observe`d.
+async fn postgres_pools(
+    base: &ConnectOptions,
+    options: &StoreOptions,
+    observe: impl Fn(&sea_orm::metric::Info<'_>) + Clone + Send + Sync + 'static,
+) -> Result<(DatabaseConnection, DatabaseConnection), sea_orm::DbErr> {
+    let mut statements = base.clone();
+    with_session_settings(&mut statements, options.statement_timeout);
+    let mut walks = base.clone();
+    walks.max_connections((options.max_connections / 4).max(2));
+    with_session_settings(&mut walks, options.tree_timeout);
+    let mut walks = Database::connect(walks).await?;
+    let mut statements = Database::connect(statements).await?;
+    walks.set_metric_callback(observe.clone());
+    statements.set_metric_callback(observe);
+    Ok((statements, walks))
+}
 
 /// Applies [`POSTGRES_SESSION_SETTINGS`] and `statement_timeout` to every new connection of a
 /// pool, with `SET` statements once it is open rather than as startup parameters: a connection

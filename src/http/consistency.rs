@@ -18,7 +18,7 @@ use axum::response::Response;
 
 use super::HttpState;
 use crate::service::Service;
-use crate::store::{Lsn, ReadFrom};
+use crate::store::{Lsn, ReadFrom, Wanted};
 
 /// The header carrying a consistency token, in write answers and in reads.
 pub const TOKEN_HEADER: &str = "auditgraph-consistency-token";
@@ -65,9 +65,9 @@ pub fn requested(headers: &HeaderMap, extension: Option<&async_graphql::Value>) 
     }
 }
 
-/// The service to answer a read with: its store reads from where the token allows.
-pub async fn reading(service: &Service, token: Option<Lsn>) -> (Service, ReadFrom) {
-    let (store, from) = service.store.for_reading(token).await;
+/// The service to answer a read with: its store reads from where `wanted` allows.
+pub async fn reading(service: &Service, wanted: Wanted) -> (Service, ReadFrom) {
+    let (store, from) = service.store.for_reading(wanted).await;
     (
         Service {
             store,

@@ -30,6 +30,7 @@ use crate::auth::Principal;
 use crate::graphql::order::ResponseOrder;
 use crate::graphql::{chosen_operation, prepare_request};
 use crate::metrics::Source;
+use crate::store::Wanted;
 
 /// The media type of GraphQL responses (GraphQL over HTTP).
 pub const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -435,18 +436,12 @@ async fn execute(
         let current = request.parsed_query().is_ok_and(|document| {
             crate::graphql::selects_root_field(document, operation_name.as_deref(), "liveCursor")
         });
-        if current {
-            let (store, from) = state.ctx.store.for_current_reading();
-            Some((
-                crate::service::Service {
-                    store,
-                    ..state.ctx.clone()
-                },
-                from,
-            ))
+        let wanted = if current {
+            Wanted::Current
         } else {
-            Some(super::consistency::reading(&state.ctx, token).await)
-        }
+            Wanted::AtLeast(token)
+        };
+        Some(super::consistency::reading(&state.ctx, wanted).await)
     } else {
         None
     };

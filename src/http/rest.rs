@@ -245,7 +245,7 @@ pub async fn query_events(
     } else {
         None
     };
-    let (store, from) = state.ctx.store.for_reading(token).await;
+    let (store, from) = state.ctx.store.for_reading(crate::store::Wanted::AtLeast(token)).await;
     let result = list_page(&store, &filter, limit, offset, cursor).await;
     if matches!(&result, Err(crate::store::StoreError::Unavailable(_))) {
         store.replica_failed();

@@ -79,6 +79,15 @@ impl std::fmt::Display for Lsn {
     }
 }
 
+/// What a read needs of the data it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wanted {
+    /// What a fresh replica holds, and at least every write up to the token when there is one.
+    AtLeast(Option<Lsn>),
+    /// The primary's data.
+    Current,
+}
+
 /// Where a read was sent, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReadFrom {
@@ -409,16 +418,23 @@ impl Store {
     }
 
     /// The store to answer a read with: its queries go to a replica that is fresh enough, or has
-    /// replayed `token` (waiting at most the read wait); else to the primary. Writes through the
-    /// returned store still go to the primary.
-    pub async fn for_reading(&self, token: Option<Lsn>) -> (Store, ReadFrom) {
+    /// replayed the token the read carries (waiting at most the read wait); else, and for a read
+    /// that must be current, to the primary. Writes through the returned store still go to the
+    /// primary.
+    pub async fn for_reading(&self, wanted: Wanted) -> (Store, ReadFrom) {
         let Some(replicas) = &self.inner.replicas else {
             return (self.clone(), ReadFrom::Primary(PrimaryReason::NoReplicas));
         };
-        let (replica, from) = replicas.route(token).await;
+        let (replica, from, token) = match wanted {
+            Wanted::Current => (None, ReadFrom::Primary(PrimaryReason::MustBeCurrent), false),
+            Wanted::AtLeast(token) => {
+                let (replica, from) = replicas.route(token).await;
+                (replica, from, token.is_some())
+            }
+        };
         replicas
             .reads
-            .with_label_values(&[from.target(), from.reason(token.is_some())])
+            .with_label_values(&[from.target(), from.reason(token)])
             .inc();
         if let ReadFrom::Replica(name) = &from {
             replicas.replica_reads.with_label_values(&[name.as_str()]).inc();
@@ -428,18 +444,6 @@ impl Store {
             reading: replica,
         };
         (store, from)
-    }
-
-    /// The store to answer a read that must see the primary's data with (counted as such).
-    pub fn for_current_reading(&self) -> (Store, ReadFrom) {
-        let from = ReadFrom::Primary(PrimaryReason::MustBeCurrent);
-        if let Some(replicas) = &self.inner.replicas {
-            replicas
-                .reads
-                .with_label_values(&[from.target(), from.reason(false)])
-                .inc();
-        }
-        (self.clone(), from)
     }
 
     /// Records the primary's WAL position now as the floor replicas must have replayed before they

@@ -27,10 +27,13 @@ fn bin_dir() -> Option<PathBuf> {
 /// Whether this process runs as root: PostgreSQL refuses to, so its programs then run as the
 /// `postgres` user.
 fn as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| {
+        Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+    })
 }
 
 /// One PostgreSQL server of the test's own.
@@ -186,14 +189,20 @@ fn path(p: &Path) -> &str {
 /// A temporary directory the `postgres` user may write in (when the tests run as root).
 fn owned_tempdir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
+    give_to_postgres(dir.path());
+    dir
+}
+
+/// Makes `path` and what it holds the `postgres` user's (when the tests run as root).
+fn give_to_postgres(path: &Path) {
     if as_root() {
         let status = Command::new("chown")
-            .args(["postgres:postgres", path(dir.path())])
+            .args(["-R", "postgres:postgres"])
+            .arg(path)
             .status()
             .expect("chown");
-        assert!(status.success(), "chown of the cluster directory");
+        assert!(status.success(), "chown of {}", path.display());
     }
-    dir
 }
 
 fn free_port() -> u16 {
@@ -204,7 +213,11 @@ fn free_port() -> u16 {
 }
 
 fn command(bin: &Path, program: &str) -> Command {
-    let program = bin.join(program);
+    as_postgres(&bin.join(program))
+}
+
+/// A command running `program` as the `postgres` user when the tests run as root.
+fn as_postgres(program: &Path) -> Command {
     if as_root() {
         let mut command = Command::new("runuser");
         command.args(["-u", "postgres", "--"]).arg(program);
@@ -275,21 +288,12 @@ impl PgBouncer {
             ),
         )
         .unwrap();
-        if as_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres", path(dir.path())])
-                .status()
-                .expect("chown");
-            assert!(status.success());
-        }
-        let mut command = if as_root() {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(&program);
-            command
-        } else {
-            Command::new(&program)
-        };
-        let out = command.arg("-d").arg(&ini).output().expect("start pgbouncer");
+        give_to_postgres(dir.path());
+        let out = as_postgres(&program)
+            .arg("-d")
+            .arg(&ini)
+            .output()
+            .expect("start pgbouncer");
         assert!(
             out.status.success(),
             "pgbouncer: {}{}",

@@ -599,16 +599,7 @@ pub async fn start_binary_with(
 /// Sends one raw HTTP/1.1 request (with `connection: close`) to `addr`; returns the status line and
 /// the body.
 pub async fn http_exchange(addr: std::net::SocketAddr, request: &str) -> (String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    let status = response.lines().next().unwrap_or_default().to_string();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let (status, _, body) = http_exchange_with_head(addr, request).await;
     (status, body)
 }
 
