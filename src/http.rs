@@ -22,6 +22,7 @@ use crate::service::Service;
 
 pub mod assets;
 pub mod consistency;
+pub mod documents;
 pub mod explorer;
 pub mod graphql;
 pub mod problem;
@@ -90,6 +91,8 @@ pub struct HttpShared {
     pub introspection: bool,
     /// Largest WebSocket message, in bytes (the body limit).
     pub ws_message_limit: usize,
+    /// Recently parsed GraphQL documents.
+    pub documents: documents::Documents,
 }
 
 /// Options of the HTTP layer.

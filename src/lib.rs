@@ -284,6 +284,7 @@ fn routers(
         metrics_role: config.metrics_role,
         introspection: config.introspection,
         ws_message_limit: config.body_limit_bytes,
+        documents: http::documents::Documents::default(),
     });
     let metrics_router = config.metrics_listen.map(|_| http::metrics_router(state.clone()));
     let service = state.ctx.clone();

@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, ErrorExtensions, Object, Result, Value};
+use async_graphql::parser::types::Field;
+use async_graphql::{Context, ContextSelectionSet, ErrorExtensions, Object, Positioned, Result, ServerResult, Value};
 
 use super::Loaders;
-use super::direct::{Direct, Stored};
-use super::event::AuditEvent;
+use super::direct::{Direct, Stored, resolve_field_now, resolve_list_now};
+use super::event::{AuditEvent, EventFields};
 use super::loaders::{ChildCountKey, ChildrenUpToKey};
 use crate::domain::page::{Beyond, Order};
 use crate::domain::{Cursor, EventFilter, EventKey, TreeCursor};
@@ -75,8 +76,12 @@ pub(crate) enum Side {
     ChildrenUpTo(ChildrenUpToKey),
 }
 
+/// A page of audit events, resolved directly: a page whose selection is all stored values (the
+/// events' fields, cursors, `pageInfo` known from the page query) is written at once.
+pub type AuditEventConnection = Direct<ConnectionFields>;
+
 /// A page of audit events, following the Relay Cursor Connections specification.
-pub struct AuditEventConnection {
+pub struct ConnectionFields {
     rows: Vec<Arc<Model>>,
     previous: Beyond,
     next: Beyond,
@@ -85,11 +90,48 @@ pub struct AuditEventConnection {
 
 impl AuditEventConnection {
     pub(crate) fn new(rows: Vec<Arc<Model>>, previous: Beyond, next: Beyond, scope: Scope) -> Self {
-        Self {
+        Direct(ConnectionFields {
             rows,
             previous,
             next,
             scope,
+        })
+    }
+}
+
+impl ConnectionFields {
+    fn edge(model: &Arc<Model>) -> EdgeFields {
+        EdgeFields {
+            node: AuditEvent::from(model.clone()),
+        }
+    }
+
+    fn page_info(&self) -> PageInfo {
+        PageInfo {
+            start_cursor: self.rows.first().map(|m| cursor_of(m).encode()),
+            end_cursor: self.rows.last().map(|m| cursor_of(m).encode()),
+            previous: self.scope.side(self.previous),
+            next: self.scope.side(self.next),
+        }
+    }
+}
+
+impl Stored for ConnectionFields {
+    fn stored(&self, _name: &str) -> Option<Value> {
+        None
+    }
+
+    fn stored_object(
+        &self,
+        name: &str,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> Option<ServerResult<Value>> {
+        match name {
+            "edges" => resolve_list_now(self.rows.iter().map(Self::edge), ctx, field),
+            "nodes" => resolve_list_now(self.rows.iter().map(|m| EventFields(m.clone())), ctx, field),
+            "pageInfo" => resolve_field_now(&self.page_info(), ctx, field),
+            _ => None,
         }
     }
 }
@@ -116,6 +158,17 @@ impl Stored for EdgeFields {
     fn stored(&self, name: &str) -> Option<Value> {
         (name == "cursor").then(|| Value::String(self.cursor_text()))
     }
+
+    fn stored_object(
+        &self,
+        name: &str,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> Option<ServerResult<Value>> {
+        (name == "node")
+            .then(|| resolve_field_now(&self.node.0, ctx, field))
+            .flatten()
+    }
 }
 
 /// An event and the cursor that points at it.
@@ -132,18 +185,11 @@ impl EdgeFields {
 }
 
 /// A page of audit events, following the Relay Cursor Connections specification.
-#[Object]
-impl AuditEventConnection {
+#[Object(name = "AuditEventConnection")]
+impl ConnectionFields {
     /// The events of this page with their cursors.
     async fn edges(&self) -> Vec<AuditEventEdge> {
-        self.rows
-            .iter()
-            .map(|m| {
-                Direct(EdgeFields {
-                    node: AuditEvent::from(m.clone()),
-                })
-            })
-            .collect()
+        self.rows.iter().map(|m| Direct(Self::edge(m))).collect()
     }
 
     /// The events of this page, without cursors.
@@ -152,13 +198,9 @@ impl AuditEventConnection {
     }
 
     /// Where this page lies in the whole list.
-    async fn page_info(&self) -> PageInfo {
-        PageInfo {
-            start_cursor: self.rows.first().map(|m| cursor_of(m).encode()),
-            end_cursor: self.rows.last().map(|m| cursor_of(m).encode()),
-            previous: self.scope.side(self.previous),
-            next: self.scope.side(self.next),
-        }
+    #[graphql(name = "pageInfo")]
+    async fn page_info_field(&self) -> PageInfo {
+        self.page_info()
     }
 
     /// How many events the whole list holds, ignoring `first`, `last`, `after` and `before`.
@@ -210,6 +252,23 @@ impl PageInfo {
             }
         };
         result.map_err(|e| e.extend())
+    }
+}
+
+impl Stored for PageInfo {
+    fn stored(&self, name: &str) -> Option<Value> {
+        let known = |side: &Side| match side {
+            Side::Known(known) => Some(Value::Boolean(*known)),
+            _ => None,
+        };
+        let cursor = |cursor: &Option<String>| cursor.clone().map_or(Value::Null, Value::String);
+        match name {
+            "hasPreviousPage" => known(&self.previous),
+            "hasNextPage" => known(&self.next),
+            "startCursor" => Some(cursor(&self.start_cursor)),
+            "endCursor" => Some(cursor(&self.end_cursor)),
+            _ => None,
+        }
     }
 }
 

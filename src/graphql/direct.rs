@@ -33,6 +33,95 @@ pub trait Stored: ContainerType {
     /// The value of field `name` (its GraphQL name), when it is a stored value that needs no
     /// context and no argument; `None` for every other field, which the derived resolver answers.
     fn stored(&self, name: &str) -> Option<Value>;
+
+    /// Whether [`Stored::stored`] gives field `name`, without computing its value.
+    fn is_stored(&self, name: &str) -> bool {
+        self.stored(name).is_some()
+    }
+
+    /// The value of `field` (named `name`) when it is an object, or a list of objects, that
+    /// [`resolve_now`] can give whole: every field selected of it is stored. `None` for every
+    /// other field, and whenever some field below needs the context; the derived resolver then
+    /// answers. `ctx` is the context of the selection set that holds `field`.
+    fn stored_object(
+        &self,
+        _name: &str,
+        _ctx: &ContextSelectionSet<'_>,
+        _field: &Positioned<Field>,
+    ) -> Option<ServerResult<Value>> {
+        None
+    }
+}
+
+/// Resolves `object` for the selection set of `ctx` at once, with no future: `None` when a
+/// selected field is neither stored nor a stored object (the caller then resolves it the usual
+/// way). Lists of objects in a response (a page's edges, their nodes) are resolved this way whole
+/// when their selection allows, instead of as a future per object and per field.
+pub fn resolve_now<T: Stored>(object: &T, ctx: &ContextSelectionSet<'_>) -> Option<ServerResult<Value>> {
+    let mut selected = Vec::new();
+    if let Err(error) = collect::<T>(ctx, ctx.item, &mut selected) {
+        return Some(Err(error));
+    }
+    // First the fields that are objects (any of them may not be resolvable now), then the
+    // stored values, so that nothing is computed for an object resolved the usual way after all.
+    let mut objects = Vec::new();
+    for field in &selected {
+        let name = field.node.name.node.as_str();
+        if name != "__typename" && !object.is_stored(name) {
+            objects.push(object.stored_object(name, ctx, field)?);
+        }
+    }
+    let mut objects = objects.into_iter();
+    let mut map = IndexMap::with_capacity(selected.len());
+    for field in selected {
+        let name = field.node.name.node.as_str();
+        let value = match name {
+            "__typename" => Value::String(T::type_name().into_owned()),
+            _ => match object.stored(name) {
+                Some(value) => value,
+                None => match objects.next()? {
+                    Ok(value) => value,
+                    Err(error) => return Some(Err(error)),
+                },
+            },
+        };
+        insert_value(&mut map, field.node.response_key().node.clone(), value);
+    }
+    Some(Ok(if map.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(map)
+    }))
+}
+
+/// Resolves each of `objects` with [`resolve_now`] for the selection set of `field` (a list
+/// field selected in `ctx`): `None` as soon as one of them cannot be (they share the selection,
+/// so that is the first one).
+pub fn resolve_list_now<'o, T: Stored + 'o>(
+    objects: impl ExactSizeIterator<Item = T>,
+    ctx: &ContextSelectionSet<'_>,
+    field: &Positioned<Field>,
+) -> Option<ServerResult<Value>> {
+    let ctx_field = ctx.with_field(field);
+    let ctx_set = ctx_field.with_selection_set(&field.node.selection_set);
+    let mut values = Vec::with_capacity(objects.len());
+    for (index, object) in objects.enumerate() {
+        match resolve_now(&object, &ctx_set.with_index(index))? {
+            Ok(value) => values.push(value),
+            Err(error) => return Some(Err(error)),
+        }
+    }
+    Some(Ok(Value::List(values)))
+}
+
+/// Resolves `object`, the value of object field `field` selected in `ctx`, with [`resolve_now`].
+pub fn resolve_field_now<T: Stored>(
+    object: &T,
+    ctx: &ContextSelectionSet<'_>,
+    field: &Positioned<Field>,
+) -> Option<ServerResult<Value>> {
+    let ctx_field = ctx.with_field(field);
+    resolve_now(object, &ctx_field.with_selection_set(&field.node.selection_set))
 }
 
 /// An object of type `T` resolved directly (see the module documentation).
@@ -58,12 +147,15 @@ impl<T: Stored> OutputType for Direct<T> {
             let key = &field.node.response_key().node;
             let name = field.node.name.node.as_str();
             let value = if name == "__typename" {
-                Some(Value::String(T::type_name().into_owned()))
+                Some(Ok(Value::String(T::type_name().into_owned())))
             } else {
-                self.0.stored(name)
+                match self.0.stored(name) {
+                    Some(value) => Some(Ok(value)),
+                    None => self.0.stored_object(name, ctx, field),
+                }
             };
             match value {
-                Some(value) => results.push(Some(Ok((key.clone(), value)))),
+                Some(value) => results.push(Some(value.map(|value| (key.clone(), value)))),
                 None => {
                     pending.push(results.len());
                     results.push(None);

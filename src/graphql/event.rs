@@ -55,7 +55,56 @@ impl EventFields {
     }
 }
 
+/// The fields [`EventFields::stored`] gives (checked against it by a unit test).
+const STORED_FIELDS: [&str; 41] = [
+    "id",
+    "eventId",
+    "eventVersion",
+    "eventTimestamp",
+    "eventDate",
+    "eventType",
+    "eventCategory",
+    "eventAction",
+    "eventOutcome",
+    "actorType",
+    "actorId",
+    "actorIp",
+    "resourceType",
+    "resourceId",
+    "resourceName",
+    "correlationId",
+    "parentEventId",
+    "parentEventDate",
+    "traceId",
+    "spanId",
+    "namespace",
+    "clusterId",
+    "eventData",
+    "eventMetadata",
+    "severity",
+    "durationMs",
+    "errorCode",
+    "errorMessage",
+    "retentionDays",
+    "isSensitive",
+    "eventHash",
+    "previousEventHash",
+    "hashAlgorithm",
+    "hashKeyId",
+    "chainSeq",
+    "chainNote",
+    "legalHold",
+    "legalHoldReason",
+    "legalHoldPlacedBy",
+    "legalHoldPlacedAt",
+    "submittedBy",
+];
+
 impl Stored for EventFields {
+    fn is_stored(&self, name: &str) -> bool {
+        STORED_FIELDS.contains(&name)
+    }
+
     fn stored(&self, name: &str) -> Option<Value> {
         let m = &self.0;
         Some(match name {
@@ -465,9 +514,19 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+    use crate::domain::page::Beyond;
 
-    /// Serves one event twice: as the derived object resolves it, and directly.
+    /// Serves one event twice: as the derived object resolves it, and directly; and a page of
+    /// events (this one and a bare one) twice, the same way.
     struct Root(Model);
+
+    impl Root {
+        fn page(&self) -> AuditEventConnection {
+            let rows = vec![Arc::new(self.0.clone()), Arc::new(bare())];
+            let scope = Scope::Events(Arc::default());
+            AuditEventConnection::new(rows, Beyond::Known(false), Beyond::Known(true), scope)
+        }
+    }
 
     #[Object]
     impl Root {
@@ -476,6 +535,12 @@ mod tests {
         }
         async fn direct(&self) -> AuditEvent {
             AuditEvent::from(self.0.clone())
+        }
+        async fn derived_page(&self) -> super::super::connection::ConnectionFields {
+            self.page().0
+        }
+        async fn direct_page(&self) -> AuditEventConnection {
+            self.page()
         }
     }
 
@@ -584,11 +649,17 @@ mod tests {
             .map(|f| f["name"].as_str().unwrap().to_owned())
             .filter(|name| !COMPUTED.contains(&name.as_str()))
             .collect();
+        let event = EventFields(Arc::new(full()));
         for name in &fields {
-            assert!(
-                EventFields(Arc::new(full())).stored(name).is_some(),
-                "{name} is not resolved directly"
-            );
+            assert!(event.stored(name).is_some(), "{name} is not resolved directly");
+        }
+        for name in fields
+            .iter()
+            .map(String::as_str)
+            .chain(STORED_FIELDS)
+            .chain(["children", "parent", "depth"])
+        {
+            assert_eq!(event.is_stored(name), event.stored(name).is_some(), "{name}");
         }
         assert!(fields.len() >= 40, "{fields:?}");
         fields
@@ -646,5 +717,58 @@ mod tests {
         assert_eq!(data["direct"], data["derived"]);
         assert_eq!(direct["__typename"], async_graphql::Value::from("AuditEvent"));
         assert_eq!(direct["kind"], async_graphql::Value::from("AuditEvent"));
+    }
+
+    #[tokio::test]
+    async fn pages_of_stored_fields_resolve_at_once_to_what_the_derived_objects_give() {
+        let fields = scalar_fields().await.join(" ");
+        let selections = [
+            (
+                format!(
+                    "edges {{ cursor node {{ {fields} }} }} \
+                     pageInfo {{ hasPreviousPage hasNextPage startCursor endCursor }}"
+                ),
+                "",
+            ),
+            (format!("nodes {{ {fields} }} __typename"), ""),
+            (
+                "a: edges { c: cursor n: node { __typename eventId } } edges { node { eventType eventId } } \
+                 ...P ... on AuditEventConnection { pageInfo { endCursor } }"
+                    .to_string(),
+                "fragment P on AuditEventConnection { pageInfo { startCursor hasNextPage } nodes { eventId } }",
+            ),
+            (
+                "edges { node { eventId ... on AuditEvent { eventData } ...E } } pageInfo { ... { hasNextPage } }"
+                    .to_string(),
+                "fragment E on AuditEvent { actorId eventId }",
+            ),
+        ];
+        for (selection, fragments) in selections {
+            let query = format!("query {{ derivedPage {{ {selection} }} directPage {{ {selection} }} }} {fragments}");
+            let response = run(full(), &query).await;
+            // Written out, so that the order of keys counts too.
+            let async_graphql::Value::Object(pages) = &response.data else {
+                panic!("{:?}", response.data)
+            };
+            let written = |key: &str| serde_json::to_string(&pages[key]).unwrap();
+            assert_eq!(written("directPage"), written("derivedPage"), "{selection}");
+            let data = response.data.into_json().unwrap();
+            assert!(
+                data["directPage"].as_object().is_some_and(|page| !page.is_empty()),
+                "{selection}"
+            );
+        }
+        let response = run(
+            full(),
+            "{ directPage { pageInfo { hasNextPage hasPreviousPage } edges { node { eventId } } } }",
+        )
+        .await;
+        let data = response.data.into_json().unwrap();
+        assert_eq!(data["directPage"]["pageInfo"]["hasNextPage"], true);
+        assert_eq!(data["directPage"]["pageInfo"]["hasPreviousPage"], false);
+        assert_eq!(
+            data["directPage"]["edges"][1]["node"]["eventId"],
+            full().event_id.to_string()
+        );
     }
 }

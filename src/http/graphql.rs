@@ -350,6 +350,7 @@ pub fn screen(state: &HttpState, request: &mut async_graphql::Request) -> Result
     if let Some(reason) = too_deep(&request.query) {
         return Err(Refused::Transport(reason));
     }
+    state.documents.prepare(request);
     let operation_name = request.operation_name.clone();
     let Ok(document) = request.parsed_query() else {
         return Ok(None);
