@@ -244,9 +244,13 @@ fn collect<'a, T: OutputType>(
 /// Adds `value` under `key`, merging it into what an earlier selection of the same key gave (as
 /// async-graphql merges the values of one key selected twice).
 fn insert_value(target: &mut IndexMap<Name, Value>, key: Name, value: Value) {
-    let Some(previous) = target.get_mut(&key) else {
-        target.insert(key, value);
-        return;
+    // One lookup: the key is hashed once, whether it is new (the usual case) or not.
+    let previous = match target.entry(key) {
+        async_graphql::indexmap::map::Entry::Vacant(entry) => {
+            entry.insert(value);
+            return;
+        }
+        async_graphql::indexmap::map::Entry::Occupied(entry) => entry.into_mut(),
     };
     match (previous, value) {
         (Value::Object(into), Value::Object(from)) => {

@@ -88,8 +88,8 @@ impl<'a> Order<'a> {
             self.collect(set, &mut fields, &mut visited);
         }
         let keys = fields
-            .into_iter()
-            .map(|(key, subsets)| (Name::new(key), (!subsets.is_empty()).then(|| self.plan(&subsets))))
+            .into_values()
+            .map(|(key, subsets): (&Name, Vec<_>)| (key.clone(), (!subsets.is_empty()).then(|| self.plan(&subsets))))
             .collect();
         Plan { keys }
     }
@@ -98,7 +98,7 @@ impl<'a> Order<'a> {
     fn collect(
         &self,
         set: &'a SelectionSet,
-        fields: &mut IndexMap<&'a str, Vec<&'a SelectionSet>>,
+        fields: &mut IndexMap<&'a str, (&'a Name, Vec<&'a SelectionSet>)>,
         visited: &mut HashSet<&'a str>,
     ) {
         for selection in &set.items {
@@ -107,7 +107,10 @@ impl<'a> Order<'a> {
             }
             match &selection.node {
                 Selection::Field(field) => {
-                    let below = fields.entry(field.node.response_key().node.as_str()).or_default();
+                    // The document's own name: the response's keys are the same one, so
+                    // comparing them is mostly comparing pointers (see `same`).
+                    let key = &field.node.response_key().node;
+                    let (_, below) = fields.entry(key.as_str()).or_insert_with(|| (key, Vec::new()));
                     if !field.node.selection_set.node.items.is_empty() {
                         below.push(&field.node.selection_set.node);
                     }
@@ -153,6 +156,12 @@ impl<'a> Order<'a> {
     }
 }
 
+/// Whether two keys are equal: usually both are the document's name, shared, so their text is
+/// one and the same and need not be compared.
+fn same(a: &Name, b: &Name) -> bool {
+    std::ptr::eq(a.as_str(), b.as_str()) || a == b
+}
+
 /// Orders the maps of `value` (every element, for a list) by `plan`. A map already in order (the
 /// usual case) is left as it is; only its children are visited.
 fn apply_plan(value: &mut Value, plan: &Plan) {
@@ -165,7 +174,7 @@ fn apply_plan(value: &mut Value, plan: &Plan) {
         Value::Object(map) => {
             // Most maps are in order already: check by walking both, without hashing a key.
             let mut planned = plan.keys.iter();
-            let in_order = map.keys().all(|key| planned.by_ref().any(|(name, _)| name == key));
+            let in_order = map.keys().all(|key| planned.by_ref().any(|(name, _)| same(name, key)));
             if !in_order {
                 let mut ordered = IndexMap::with_capacity(map.len());
                 for (key, _) in &plan.keys {
@@ -180,7 +189,7 @@ fn apply_plan(value: &mut Value, plan: &Plan) {
             // The map's keys now come in the plan's order (apart from strays at the end).
             let mut planned = plan.keys.iter();
             for (key, child) in map.iter_mut() {
-                match planned.by_ref().find(|(name, _)| name == key) {
+                match planned.by_ref().find(|(name, _)| same(name, key)) {
                     Some((_, Some(below))) => apply_plan(child, below),
                     Some((_, None)) => {}
                     None => break,

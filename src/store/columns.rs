@@ -1,15 +1,13 @@
 //! Column projection: reads fetch only the columns a request uses.
 //!
-//! A read names the [`Columns`] it needs; the others are not read from the table but replaced in
-//! the statement by a constant of their type (an empty string, zero, `false`, `NULL`, JSON
-//! `null`), so that every statement still returns whole rows of [`Model`] while the database
-//! neither reads nor sends, and the server neither decodes nor copies, what nobody asked for
-//! (above all `event_data`). A row read with fewer than [`Columns::ALL`] is only to be shown
-//! through the columns it was read with.
+//! A read names the [`Columns`] it needs; its statement selects only those, in declaration order,
+//! so that the database neither reads nor sends, and the server neither decodes nor copies, what
+//! nobody asked for (above all `event_data`). The columns not read keep their type's default in
+//! the [`Model`]: a row read with fewer than [`Columns::ALL`] is only to be shown through the
+//! columns it was read with.
 
-use sea_orm::sea_query::Expr;
 use sea_orm::sqlx;
-use sea_orm::{DatabaseBackend, DbErr, Iterable, QueryResult, QuerySelect, Select};
+use sea_orm::{DbErr, Iterable, QueryResult, QuerySelect, Select};
 
 use crate::entity::audit_event::{Column, Entity, Model};
 
@@ -59,34 +57,22 @@ impl Columns {
         Column::iter().all(|c| self.contains(c))
     }
 
-    /// `select` (of whole rows) reading only these columns; the others become constants.
-    pub(crate) fn project(self, select: Select<Entity>, backend: DatabaseBackend) -> Select<Entity> {
+    /// `select` (of whole rows) reading only these columns, in declaration order.
+    pub(crate) fn project(self, select: Select<Entity>) -> Select<Entity> {
         if self.is_all() {
             return select;
         }
-        let mut select = select.select_only();
-        for column in Column::iter() {
-            select = if self.contains(column) {
-                select.column(column)
-            } else {
-                select.expr_as(Expr::cust(placeholder(column, backend)), column_name(column))
-            };
-        }
-        select
+        Column::iter()
+            .filter(|column| self.contains(*column))
+            .fold(select.select_only(), |select, column| select.column(column))
     }
 
     /// The select list of these columns of the table aliased `alias`, in declaration order, for
     /// hand-written statements.
-    pub(crate) fn select_list(self, alias: &str, backend: DatabaseBackend) -> String {
+    pub(crate) fn select_list(self, alias: &str) -> String {
         Column::iter()
-            .map(|column| {
-                let name = column_name(column);
-                if self.contains(column) {
-                    format!("{alias}.{name}")
-                } else {
-                    format!("{} AS {name}", placeholder(column, backend))
-                }
-            })
+            .filter(|column| self.contains(*column))
+            .map(|column| format!("{alias}.{}", sea_orm::IdenStatic::as_str(&column)))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -94,13 +80,15 @@ impl Columns {
 
 /// Decodes a row whose first columns are the event's, in declaration order (as every statement
 /// built with [`Columns::project`] or [`Columns::select_list`] returns them), by position: the
-/// rows of large reads are decoded without looking each column up by name. Only `columns` are
-/// decoded; the others keep their type's default, the value of their constant in the statement.
+/// rows of large reads are decoded without looking each column up by name. The row holds
+/// `columns` and only those, first; the others keep their type's default.
 pub(crate) fn decode(row: &QueryResult, columns: Columns) -> Result<Model, DbErr> {
+    let mut index = 0;
     macro_rules! field {
         ($column:ident) => {
             if columns.contains(Column::$column) {
-                get(row, Column::$column as usize)?
+                index += 1;
+                get(row, index - 1)?
             } else {
                 Default::default()
             }
@@ -166,83 +154,10 @@ fn bit(column: Column) -> u64 {
     1 << (column as u64)
 }
 
-fn column_name(column: Column) -> String {
-    sea_orm::IdenStatic::as_str(&column).to_string()
-}
-
-/// A constant of the column's type standing for a column that is not read.
-fn placeholder(column: Column, backend: DatabaseBackend) -> String {
-    use Column as C;
-    let postgres = backend == DatabaseBackend::Postgres;
-    let sql = match column {
-        // Never projected away (see `Columns::keys`); typed constants all the same.
-        C::EventId => "'00000000-0000-0000-0000-000000000000'",
-        C::EventTimestamp => "'1970-01-01T00:00:00Z'",
-        C::EventDate => "'1970-01-01'",
-        C::ParentEventId | C::ParentEventDate | C::LegalHoldPlacedAt | C::ChainSeq | C::DurationMs => "NULL",
-        C::EventVersion
-        | C::EventType
-        | C::EventCategory
-        | C::EventAction
-        | C::EventOutcome
-        | C::ActorType
-        | C::ActorId
-        | C::ResourceType
-        | C::ResourceId
-        | C::CorrelationId
-        | C::HashAlgorithm => "''",
-        C::ActorIp
-        | C::ResourceName
-        | C::TraceId
-        | C::SpanId
-        | C::Namespace
-        | C::ClusterId
-        | C::Severity
-        | C::ErrorCode
-        | C::ErrorMessage
-        | C::EventHash
-        | C::PreviousEventHash
-        | C::LegalHoldReason
-        | C::LegalHoldPlacedBy
-        | C::SubmittedBy
-        | C::HashKeyId
-        | C::ChainNote
-        | C::EventMetadata => "NULL",
-        C::EventData => {
-            if postgres {
-                "'null'::jsonb"
-            } else {
-                "'null'"
-            }
-        }
-        C::RetentionDays => {
-            if postgres {
-                "0::int4"
-            } else {
-                "0"
-            }
-        }
-        C::IsSensitive | C::LegalHold => "false",
-    };
-    match (column, postgres) {
-        (C::EventId, true) => format!("{sql}::uuid"),
-        (C::EventTimestamp, true) => format!("{sql}::timestamptz"),
-        (C::EventDate, true) => format!("{sql}::date"),
-        (C::ParentEventId, true) => format!("{sql}::uuid"),
-        (C::ParentEventDate, true) => format!("{sql}::date"),
-        (C::ChainSeq, true) => format!("{sql}::bigint"),
-        (C::DurationMs, true) => format!("{sql}::int4"),
-        (C::LegalHoldPlacedAt, true) => format!("{sql}::timestamptz"),
-        (C::EventMetadata, true) => format!("{sql}::jsonb"),
-        (_, true) if sql == "NULL" || sql == "''" => format!("{sql}::text"),
-        _ => sql.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sea_orm::EntityTrait;
+    use sea_orm::{DatabaseBackend, EntityTrait};
 
     #[test]
     fn sets_hold_what_they_were_given() {
@@ -256,19 +171,32 @@ mod tests {
     }
 
     #[test]
-    fn columns_not_read_become_constants() {
-        let select = Columns::keys()
-            .with(Column::EventType)
-            .project(Entity::find(), DatabaseBackend::Postgres);
+    fn only_the_columns_read_are_selected_in_declaration_order() {
+        let select = Columns::keys().with(Column::EventType).project(Entity::find());
         let sql = sea_orm::QueryTrait::build(&select, DatabaseBackend::Postgres).sql;
-        assert!(sql.contains("\"event_type\""), "{sql}");
-        assert!(sql.contains("'null'::jsonb AS \"event_data\""), "{sql}");
-        assert!(!sql.contains("\"audit_events\".\"event_data\""), "{sql}");
-        let all = sea_orm::QueryTrait::build(
-            &Columns::ALL.project(Entity::find(), DatabaseBackend::Postgres),
-            DatabaseBackend::Postgres,
-        )
-        .sql;
+        let list = &sql[..sql.find(" FROM ").unwrap()];
+        let named: Vec<&str> = list
+            .split(", ")
+            .map(|c| c.rsplit('.').next().unwrap().trim_matches('"'))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                "event_id",
+                "event_timestamp",
+                "event_date",
+                "event_type",
+                "correlation_id",
+                "parent_event_id",
+                "parent_event_date"
+            ],
+            "{sql}"
+        );
+        assert_eq!(
+            Columns::keys().with(Column::EventData).select_list("e"),
+            "e.event_id, e.event_timestamp, e.event_date, e.correlation_id, e.parent_event_id, e.parent_event_date, e.event_data"
+        );
+        let all = sea_orm::QueryTrait::build(&Columns::ALL.project(Entity::find()), DatabaseBackend::Postgres).sql;
         assert!(all.contains("\"audit_events\".\"event_data\""), "{all}");
     }
 }

@@ -224,7 +224,13 @@ impl Store {
     async fn events_in(&self, stmt: Statement, columns: Columns) -> Result<Vec<Model>, sea_orm::DbErr> {
         use sea_orm::ConnectionTrait;
         let rows = self.reader().query_all_raw(stmt).await?;
-        rows.iter().map(|row| super::columns::decode(row, columns)).collect()
+        // Sized up front: an event is large, and collecting into a `Result` would grow the
+        // vector from nothing, copying every event decoded so far at each step.
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            events.push(super::columns::decode(row, columns)?);
+        }
+        Ok(events)
     }
 
     /// The event with this id (the newest, should legacy data hold the id on several days).
@@ -257,7 +263,7 @@ impl Store {
         let select = Entity::find()
             .filter(Column::EventId.is_in(ids))
             .filter(Column::EventDate.is_in(dates));
-        let rows = self.events_of(columns.project(select, self.backend()), columns).await?;
+        let rows = self.events_of(columns.project(select), columns).await?;
         let wanted: std::collections::HashSet<&EventKey> = keys.iter().collect();
         Ok(rows
             .into_iter()
@@ -271,7 +277,7 @@ impl Store {
             .filter(condition(filter, self.backend()))
             .filter(window_condition(window, order));
         let select = ordered(select, travels_ascending(window, order)).limit(window.fetch());
-        columns.project(select, self.backend())
+        columns.project(select)
     }
 
     /// The statement behind [`Store::list_events`] (public so that the benchmark can run the same
@@ -382,7 +388,7 @@ impl Store {
                      AND audit_events.event_date >= parents.day - 1",
                 )))
                 .filter(window_condition(window, order));
-            let inner = ordered(columns.project(select, backend), ascending)
+            let inner = ordered(columns.project(select), ascending)
                 .limit(window.fetch())
                 .build(backend);
             let mut values = inner.values.map(|v| v.0).unwrap_or_default();
@@ -404,7 +410,7 @@ impl Store {
             .filter(children_of(parents))
             .filter(window_condition(window, order));
         let inner = columns
-            .project(select, backend)
+            .project(select)
             .expr_as(
                 Expr::cust(format!(
                     "ROW_NUMBER() OVER (PARTITION BY parent_event_id, parent_event_date \
@@ -439,7 +445,7 @@ impl Store {
         let stmt = self.children_pages_statement(parents, window, columns);
         let rows = self.events_in(stmt, columns).await?;
         let wanted: std::collections::HashSet<&EventKey> = parents.iter().collect();
-        let mut pages: HashMap<EventKey, Vec<Model>> = HashMap::new();
+        let mut pages: HashMap<EventKey, Vec<Model>> = HashMap::with_capacity(parents.len());
         for row in rows {
             if let Some(parent) = row.parent_key().filter(|k| wanted.contains(k)) {
                 pages.entry(parent).or_default().push(row);

@@ -113,7 +113,7 @@ fn day_before(backend: DatabaseBackend, date: &str) -> String {
 /// The descendants of `root` (`$1`, `$2`; depth ≥ 1) up to `$3` levels and below `also`, as a
 /// recursive CTE named `name` (without `WITH RECURSIVE`), with their `columns`.
 fn descendants_walk(backend: DatabaseBackend, name: &str, also: &str, columns: Columns) -> String {
-    let list = columns.select_list("c", backend);
+    let list = columns.select_list("c");
     format!(
         "{name} AS ( \
              SELECT {list}, CAST(1 AS BIGINT) AS depth FROM audit_events c \
@@ -180,7 +180,6 @@ impl Store {
     pub fn ancestors_statement(&self, keys: &[EventKey], columns: Columns) -> Statement {
         let ids: HashSet<Uuid> = keys.iter().map(|k| k.id).collect();
         let dates: HashSet<NaiveDate> = keys.iter().map(|k| k.date).collect();
-        let backend = self.backend();
         let sql = format!(
             "WITH RECURSIVE up AS ( \
                  SELECT {}, e.event_id AS start_id, e.event_date AS start_date, CAST(0 AS BIGINT) AS hops \
@@ -191,10 +190,10 @@ impl Store {
                  JOIN audit_events p ON p.event_id = up.parent_event_id AND p.event_date = up.parent_event_date \
                  WHERE up.hops < {ANCESTOR_GUARD} \
              ) SELECT * FROM up WHERE hops > 0",
-            columns.select_list("e", backend),
+            columns.select_list("e"),
             placeholders(1, ids.len()),
             placeholders(1 + ids.len(), dates.len()),
-            columns.select_list("p", backend),
+            columns.select_list("p"),
         );
         let mut values: Vec<Value> = ids.into_iter().map(Value::from).collect();
         values.extend(dates.into_iter().map(Value::from));
@@ -213,7 +212,10 @@ impl Store {
         }
         let rows = self.tree_query(self.ancestors_statement(keys, columns)).await?;
         let wanted: HashSet<&EventKey> = keys.iter().collect();
-        let mut found: HashMap<EventKey, Vec<(u32, Model)>> = HashMap::new();
+        let mut found: HashMap<EventKey, Vec<(u32, Model)>> = HashMap::with_capacity(keys.len());
+        // One walk (the usual case) gets all the rows: sized up front, so that the (large)
+        // events are not copied again each time the vector grows.
+        let each = if keys.len() == 1 { rows.len() } else { 0 };
         for row in rows {
             let start = EventKey {
                 id: row.try_get("", "start_id")?,
@@ -222,7 +224,7 @@ impl Store {
             if wanted.contains(&start) {
                 found
                     .entry(start)
-                    .or_default()
+                    .or_insert_with(|| Vec::with_capacity(each))
                     .push((depth_of(&row, "hops")?, super::columns::decode(&row, columns)?));
             }
         }
@@ -339,7 +341,7 @@ impl Store {
              JOIN audit_events c ON c.parent_event_id = tree.event_id AND c.parent_event_date = tree.event_date \
                AND c.event_date >= {} \
              WHERE tree.depth <= ${depth_param}{extra}",
-            Columns::ALL.select_list("c", self.backend()),
+            Columns::ALL.select_list("c"),
             day_before(self.backend(), "tree.event_date")
         )
     }
@@ -353,7 +355,7 @@ impl Store {
                  WHERE e.event_id = $1 AND e.event_date = $2 \
                UNION ALL {} \
              ) SELECT * FROM tree LIMIT {}",
-            Columns::ALL.select_list("e", self.backend()),
+            Columns::ALL.select_list("e"),
             self.tree_step(3, ""),
             u64::from(bounds.max_nodes) + 1
         );
@@ -384,7 +386,7 @@ impl Store {
                        AND p.correlation_id = $1)) \
                UNION ALL {} \
              ) SELECT * FROM tree WHERE correlation_id = $1 LIMIT {}",
-            Columns::ALL.select_list("e", self.backend()),
+            Columns::ALL.select_list("e"),
             self.tree_step(2, " AND tree.correlation_id = $1"),
             u64::from(bounds.max_nodes) + 1
         );
