@@ -183,6 +183,12 @@ pub async fn run(admin_url: &str, runs: usize, options: &ScaleOptions) -> anyhow
         }
         let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
         let pids: Vec<u32> = servers.iter().filter_map(Server::pid).collect();
+        let timing = Timing {
+            runs,
+            warm_up,
+            seconds,
+            pids: &pids,
+        };
         let workloads: [(&str, usize, usize); 4] = [
             ("createAuditEvent", 1, 16),
             ("createAuditEvent", 1, 64),
@@ -191,12 +197,6 @@ pub async fn run(admin_url: &str, runs: usize, options: &ScaleOptions) -> anyhow
         ];
         for (name, batch, concurrency) in workloads {
             let mut row = new_row(format!("{name}, {concurrency} clients"), processes, "events/s");
-            let timing = Timing {
-                runs,
-                warm_up,
-                seconds,
-                pids: &pids,
-            };
             measure_row(&mut row, &timing, true, async |run| {
                 let mut workers = Vec::new();
                 for w in 0..concurrency {
@@ -217,12 +217,6 @@ pub async fn run(admin_url: &str, runs: usize, options: &ScaleOptions) -> anyhow
         let ids = Arc::new(ids.clone());
         for (name, by_id, concurrency) in [("a page of 50 events", false, 16), ("one event by id", true, 16)] {
             let mut row = new_row(format!("{name}, {concurrency} clients"), processes, "requests/s");
-            let timing = Timing {
-                runs,
-                warm_up,
-                seconds,
-                pids: &pids,
-            };
             measure_row(&mut row, &timing, false, async |run| {
                 let mut workers = Vec::new();
                 for w in 0..concurrency {

@@ -117,10 +117,6 @@ impl ConnectionFields {
 }
 
 impl Stored for ConnectionFields {
-    fn stored(&self, _name: &str) -> Option<Value> {
-        None
-    }
-
     fn stored_object(
         &self,
         name: &str,

@@ -32,7 +32,9 @@ type FieldFuture<'a> = Pin<Box<dyn Future<Output = ServerResult<(Name, Value)>> 
 pub trait Stored: ContainerType {
     /// The value of field `name` (its GraphQL name), when it is a stored value that needs no
     /// context and no argument; `None` for every other field, which the derived resolver answers.
-    fn stored(&self, name: &str) -> Option<Value>;
+    fn stored(&self, _name: &str) -> Option<Value> {
+        None
+    }
 
     /// Whether [`Stored::stored`] gives field `name`, without computing its value.
     fn is_stored(&self, name: &str) -> bool {
@@ -87,11 +89,17 @@ pub fn resolve_now<T: Stored>(object: &T, ctx: &ContextSelectionSet<'_>) -> Opti
         };
         insert_value(&mut map, field.node.response_key().node.clone(), value);
     }
-    Some(Ok(if map.is_empty() {
+    Some(Ok(object_value(map)))
+}
+
+/// The value of an object resolved directly: null when none of its fields applied (as the
+/// derived resolver answers an object whose fragments all had other type conditions).
+fn object_value(map: IndexMap<Name, Value>) -> Value {
+    if map.is_empty() {
         Value::Null
     } else {
         Value::Object(map)
-    }))
+    }
 }
 
 /// Resolves each of `objects` with [`resolve_now`] for the selection set of `field` (a list
@@ -189,11 +197,7 @@ impl<T: Stored> OutputType for Direct<T> {
                 Err(error) => ctx.add_error(error),
             }
         }
-        Ok(if map.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(map)
-        })
+        Ok(object_value(map))
     }
 }
 

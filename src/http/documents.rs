@@ -38,11 +38,11 @@ impl Documents {
             request.set_parsed_query(ExecutableDocument::clone(&document));
             return;
         }
-        let query = request.query.as_str().into();
         let Ok(document) = request.parsed_query() else {
             return;
         };
         let document = Arc::new(document.clone());
+        let query = request.query.as_str().into();
         let mut parsed = self.lock();
         if parsed.len() >= ENTRIES
             && let Some(victim) = parsed.keys().next().cloned()
