@@ -19,14 +19,15 @@ mod scalars;
 mod subscription;
 mod tree;
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use async_graphql::Schema;
 use async_graphql::dataloader::{DataLoader, HashMapCache};
 
 pub use chain::{ChainBreak, ChainBreakKind, ChainVerification};
 pub use connection::{AuditEventConnection, AuditEventEdge, PageInfo};
-pub use event::AuditEvent;
+pub use event::{AuditEvent, AuditEventList};
 pub use input::{AuditEventFilter, AuditEventInput};
 pub use lifecycle::{LegalHold, LegalHoldPlaced, LegalHoldReleased, RetentionRun, RetentionRunStatus};
 pub use log::{ConsistencyProof, InclusionProof, LogCheckpoint};
@@ -41,6 +42,7 @@ pub use tree::{
 };
 
 use crate::auth::{Principal, Role};
+use crate::entity::audit_event::Model;
 use crate::error::ApiError;
 use crate::service::Service;
 use crate::store::Store;
@@ -129,6 +131,9 @@ pub struct Loaders {
     child_counts: OnceLock<Loader<loaders::ChildCountLoader>>,
     ancestors: OnceLock<Loader<loaders::AncestorsLoader>>,
     children_up_to: OnceLock<Loader<loaders::ChildrenUpToLoader>>,
+    /// Pages of children fetched ahead of the resolvers (see `prefetch`), by the key their
+    /// `children` field asks for.
+    prefetched_children: Mutex<HashMap<loaders::ChildrenKey, Vec<Arc<Model>>, foldhash::fast::RandomState>>,
 }
 
 impl Loaders {
@@ -141,7 +146,24 @@ impl Loaders {
             child_counts: OnceLock::new(),
             ancestors: OnceLock::new(),
             children_up_to: OnceLock::new(),
+            prefetched_children: Mutex::default(),
         }
+    }
+
+    /// Keeps pages of children fetched ahead for the `children` fields that will ask for them.
+    /// Nothing is kept when the loaders do not cache (a live operation reads afresh).
+    pub fn keep_children(&self, pages: impl IntoIterator<Item = (loaders::ChildrenKey, Vec<Arc<Model>>)>) {
+        if !self.cache {
+            return;
+        }
+        let mut kept = self.prefetched_children.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.extend(pages);
+    }
+
+    /// A page of children fetched ahead, when one was for `key`.
+    pub fn prefetched_children(&self, key: &loaders::ChildrenKey) -> Option<Vec<Arc<Model>>> {
+        let kept = self.prefetched_children.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.get(key).cloned()
     }
 
     /// The loader in `cell`, made by `make` the first time.

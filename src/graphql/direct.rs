@@ -111,10 +111,18 @@ pub fn resolve_list_now<'o, T: Stored + 'o>(
     field: &Positioned<Field>,
 ) -> Option<ServerResult<Value>> {
     let ctx_field = ctx.with_field(field);
-    let ctx_set = ctx_field.with_selection_set(&field.node.selection_set);
+    resolve_items_now(objects, &ctx_field.with_selection_set(&field.node.selection_set))
+}
+
+/// Resolves each of `objects`, the items of a list whose selection set is that of `ctx`, with
+/// [`resolve_now`]: `None` as soon as one of them cannot be.
+fn resolve_items_now<'o, T: Stored + 'o>(
+    objects: impl ExactSizeIterator<Item = T>,
+    ctx: &ContextSelectionSet<'_>,
+) -> Option<ServerResult<Value>> {
     let mut values = Vec::with_capacity(objects.len());
     for (index, object) in objects.enumerate() {
-        match resolve_now(&object, &ctx_set.with_index(index))? {
+        match resolve_now(&object, &ctx.with_index(index))? {
             Ok(value) => values.push(value),
             Err(error) => return Some(Err(error)),
         }
@@ -198,6 +206,33 @@ impl<T: Stored> OutputType for Direct<T> {
             }
         }
         Ok(object_value(map))
+    }
+}
+
+/// A list of objects of type `T` resolved directly: as a whole with [`resolve_now`] when the
+/// selection allows (no future per item), otherwise item by item as a `Vec<Direct<T>>` is.
+#[derive(Clone, Debug)]
+pub struct DirectList<T>(pub Vec<Direct<T>>);
+
+impl<T: Stored + Clone> OutputType for DirectList<T> {
+    fn type_name() -> Cow<'static, str> {
+        Vec::<Direct<T>>::type_name()
+    }
+
+    fn qualified_type_name() -> String {
+        Vec::<Direct<T>>::qualified_type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        Vec::<Direct<T>>::create_type_info(registry)
+    }
+
+    async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
+        // Cloning an item is cheap (its fields are shared).
+        match resolve_items_now(self.0.iter().map(|item| item.0.clone()), ctx) {
+            Some(value) => value,
+            None => self.0.resolve(ctx, field).await,
+        }
     }
 }
 

@@ -2,11 +2,14 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, ErrorExtensions, Object, Result, ScalarType, Value};
+use async_graphql::parser::types::Field;
+use async_graphql::{
+    Context, ContextSelectionSet, ErrorExtensions, Object, Positioned, Result, ScalarType, ServerResult, Value,
+};
 use uuid::Uuid;
 
 use super::connection::{AuditEventConnection, Scope};
-use super::direct::{Direct, Stored};
+use super::direct::{Direct, DirectList, Stored, resolve_field_now};
 use super::loaders::{AncestorsKey, ChildCountKey, ChildrenKey, EventColumnsKey};
 use super::tree::AuditEventDescendantConnection;
 use super::{DEFAULT_PAGE_SIZE, Loaders, page_cost};
@@ -29,6 +32,15 @@ impl From<Model> for AuditEvent {
 impl From<Arc<Model>> for AuditEvent {
     fn from(model: Arc<Model>) -> Self {
         Direct(EventFields(model))
+    }
+}
+
+/// A list of audit events, resolved directly (as a whole when only stored fields are selected).
+pub type AuditEventList = DirectList<EventFields>;
+
+impl<M: Into<AuditEvent>, I: IntoIterator<Item = M>> From<I> for AuditEventList {
+    fn from(models: I) -> Self {
+        DirectList(models.into_iter().map(Into::into).collect())
     }
 }
 
@@ -151,6 +163,32 @@ impl Stored for EventFields {
             "submittedBy" => optional_text(&m.submitted_by),
             _ => return None,
         })
+    }
+
+    /// `children`, when its page was fetched ahead (see `prefetch`) and all that is selected
+    /// of it is stored: a nested query's levels are then written in one pass.
+    fn stored_object(
+        &self,
+        name: &str,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> Option<ServerResult<Value>> {
+        if name != "children" {
+            return None;
+        }
+        let ctx_field = ctx.with_field(field);
+        // Arguments the resolver would refuse give no window: it then reports them.
+        let window = super::prefetch::window_of(&ctx_field.field())?;
+        let parent = self.0.key();
+        let key = ChildrenKey {
+            parent,
+            window,
+            columns: super::columns::of_connection(&ctx_field.look_ahead()),
+        };
+        let rows = ctx.data_opt::<Loaders>()?.prefetched_children(&key)?;
+        let (rows, previous, next) = window.finish(rows);
+        let connection = AuditEventConnection::new(rows, previous, next, Scope::Children(parent));
+        resolve_field_now(&connection.0, ctx, field)
     }
 }
 
@@ -400,17 +438,21 @@ impl EventFields {
             .resolve(DEFAULT_PAGE_SIZE)
             .map_err(|e| ApiError::from(e).extend())?;
         let parent = self.0.key();
-        let loader = ctx.data::<Loaders>()?.children();
-        let columns = super::columns::of_connection(&ctx.look_ahead());
-        let rows = loader
-            .load_one(ChildrenKey {
-                parent,
-                window,
-                columns,
-            })
-            .await
-            .map_err(|e| e.extend())?
-            .unwrap_or_default();
+        let loaders = ctx.data::<Loaders>()?;
+        let key = ChildrenKey {
+            parent,
+            window,
+            columns: super::columns::of_connection(&ctx.look_ahead()),
+        };
+        let rows = match loaders.prefetched_children(&key) {
+            Some(rows) => rows,
+            None => loaders
+                .children()
+                .load_one(key)
+                .await
+                .map_err(|e| e.extend())?
+                .unwrap_or_default(),
+        };
         let (rows, previous, next) = window.finish(rows);
         Ok(AuditEventConnection::new(rows, previous, next, Scope::Children(parent)))
     }
@@ -418,15 +460,11 @@ impl EventFields {
     /// The path from the root of this event's tree down to its parent: root first, parent last;
     /// empty for a root. One recursive query, batched across events.
     #[graphql(complexity = "super::BATCHED_COST + 20 * child_complexity")]
-    async fn ancestors(&self, ctx: &Context<'_>) -> Result<Vec<AuditEvent>> {
+    async fn ancestors(&self, ctx: &Context<'_>) -> Result<AuditEventList> {
         let columns = super::columns::of_event(&ctx.look_ahead());
-        Ok(self
-            .ancestor_path(ctx, columns)
-            .await?
-            .iter()
-            .cloned()
-            .map(AuditEvent::from)
-            .collect())
+        Ok(AuditEventList::from(
+            self.ancestor_path(ctx, columns).await?.iter().cloned(),
+        ))
     }
 
     /// The root of this event's tree (the event itself when it has no parent).
@@ -487,13 +525,9 @@ impl EventFields {
             .map_err(|e| e.extend())?;
         let has_next = nodes.len() as u64 > window.limit;
         nodes.truncate(window.limit as usize);
-        Ok(AuditEventDescendantConnection {
-            nodes,
-            has_next,
-            after,
-            root,
-            max_depth,
-        })
+        Ok(AuditEventDescendantConnection::new(
+            nodes, has_next, after, root, max_depth,
+        ))
     }
 
     /// How many events this one caused. Batched across events.
@@ -541,6 +575,35 @@ mod tests {
         }
         async fn direct_page(&self) -> AuditEventConnection {
             self.page()
+        }
+        async fn derived_list(&self) -> Vec<EventFields> {
+            vec![EventFields(Arc::new(self.0.clone())), EventFields(Arc::new(bare()))]
+        }
+        async fn direct_list(&self) -> AuditEventList {
+            AuditEventList::from([self.0.clone(), bare()])
+        }
+        async fn derived_descendants(&self) -> super::super::tree::DescendantConnectionFields {
+            self.descendants().0
+        }
+        async fn direct_descendants(&self) -> AuditEventDescendantConnection {
+            self.descendants()
+        }
+    }
+
+    impl Root {
+        fn descendants(&self) -> AuditEventDescendantConnection {
+            let nodes = [(self.0.clone(), 1), (bare(), 2)]
+                .into_iter()
+                .map(|(event, depth)| crate::store::TreeNode {
+                    event: Arc::new(event),
+                    depth,
+                })
+                .collect();
+            let root = crate::domain::EventKey {
+                id: Uuid::from_u128(7),
+                date: self.0.event_date,
+            };
+            AuditEventDescendantConnection::new(nodes, true, None, root, 100)
         }
     }
 
@@ -770,5 +833,58 @@ mod tests {
             data["directPage"]["edges"][1]["node"]["eventId"],
             full().event_id.to_string()
         );
+    }
+
+    #[tokio::test]
+    async fn lists_and_descendant_pages_resolve_at_once_to_what_the_derived_objects_give() {
+        let fields = scalar_fields().await.join(" ");
+        let selections = [
+            ("derivedList", "directList", format!("{fields} __typename"), ""),
+            (
+                "derivedList",
+                "directList",
+                "a: eventId ...F ... on AuditEvent { eventType a: eventId }".to_string(),
+                "fragment F on AuditEvent { actorId }",
+            ),
+            (
+                "derivedDescendants",
+                "directDescendants",
+                format!(
+                    "edges {{ cursor depth node {{ {fields} }} }} nodes {{ eventId }} \
+                     pageInfo {{ hasPreviousPage hasNextPage startCursor endCursor }} __typename"
+                ),
+                "",
+            ),
+            (
+                "derivedDescendants",
+                "directDescendants",
+                "e: edges { d: depth ...D } ... on AuditEventDescendantConnection { pageInfo { endCursor } }"
+                    .to_string(),
+                "fragment D on AuditEventDescendantEdge { cursor node { eventId } depth }",
+            ),
+        ];
+        for (derived, direct, selection, fragments) in selections {
+            let query = format!("query {{ {derived} {{ {selection} }} {direct} {{ {selection} }} }} {fragments}");
+            let response = run(full(), &query).await;
+            let async_graphql::Value::Object(values) = &response.data else {
+                panic!("{:?}", response.data)
+            };
+            // Written out, so that the order of keys counts too.
+            let written = |key: &str| serde_json::to_string(&values[key]).unwrap();
+            assert_eq!(written(direct), written(derived), "{selection}");
+            assert!(written(direct).len() > 20, "{}", written(direct));
+        }
+        let data = run(
+            full(),
+            "{ directList { eventId } directDescendants { edges { depth node { eventId } } pageInfo { hasNextPage } } }",
+        )
+        .await
+        .data
+        .into_json()
+        .unwrap();
+        assert_eq!(data["directList"][0]["eventId"], full().event_id.to_string());
+        assert_eq!(data["directList"].as_array().map(Vec::len), Some(2));
+        assert_eq!(data["directDescendants"]["edges"][1]["depth"], 2);
+        assert_eq!(data["directDescendants"]["pageInfo"]["hasNextPage"], true);
     }
 }

@@ -83,7 +83,7 @@ impl async_graphql::dataloader::Loader<ChildrenKey> for ChildrenLoader {
                         window,
                         columns,
                     },
-                    shared(pages.remove(&parent).unwrap_or_default()),
+                    pages.remove(&parent).unwrap_or_default(),
                 );
             }
         }
@@ -142,7 +142,7 @@ impl async_graphql::dataloader::Loader<AncestorsKey> for AncestorsLoader {
                 .await
                 .map_err(|e| Arc::new(e.into()))?;
             out.extend(events.into_iter().map(|event| {
-                let path = Arc::new(shared(found.remove(&event).unwrap_or_default()));
+                let path = Arc::new(found.remove(&event).unwrap_or_default());
                 (AncestorsKey { event, columns }, path)
             }));
         }

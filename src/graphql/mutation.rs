@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, ErrorExtensions, Object, Result};
 
-use super::{AuditEvent, AuditEventInput, LegalHoldPlaced, LegalHoldReleased, caller};
+use super::{AuditEvent, AuditEventInput, AuditEventList, LegalHoldPlaced, LegalHoldReleased, caller};
 use crate::domain::EventInput;
 use crate::metrics::Source;
 use crate::service::Service;
@@ -39,7 +39,7 @@ impl MutationRoot {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The events to record, parents before their children.")] inputs: Vec<AuditEventInput>,
-    ) -> Result<Vec<AuditEvent>> {
+    ) -> Result<AuditEventList> {
         let service = ctx.data::<Service>()?;
         let caller = caller(ctx)?;
         let submissions = inputs.into_iter().map(|input| Ok(EventInput::from(input))).collect();
@@ -47,7 +47,7 @@ impl MutationRoot {
             .create_events(caller, submissions, Source::Graphql)
             .await
             .map_err(|e| e.extend())?;
-        Ok(stored.into_iter().map(AuditEvent::from).collect())
+        Ok(AuditEventList::from(stored))
     }
 
     /// Places a legal hold on a correlation (kubernaut's `POST /api/v1/audit/legal-hold`): none

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ErrorExtensions, Lookahead, Result, SelectionField, Value};
 
-use super::loaders::{AncestorsKey, ChildCountKey, ChildrenKey, ChildrenUpToKey, shared};
+use super::loaders::{AncestorsKey, ChildCountKey, ChildrenKey, ChildrenUpToKey};
 use super::{DEFAULT_PAGE_SIZE, Loaders};
 use crate::domain::{EventKey, PageRequest, PageWindow};
 use crate::entity::audit_event::Model;
@@ -33,7 +33,7 @@ fn wants_counts(node: &Lookahead<'_>) -> bool {
 
 /// The page a `children` field asks for; `None` when its arguments are invalid (the resolver
 /// then reports the error).
-fn window_of(field: &SelectionField<'_>) -> Option<PageWindow> {
+pub(super) fn window_of(field: &SelectionField<'_>) -> Option<PageWindow> {
     let arguments = field.arguments().ok()?;
     let mut request = PageRequest::default();
     for (name, value) in arguments {
@@ -90,7 +90,7 @@ async fn prefetch<'a>(ctx: &'a Context<'_>, mut work: Vec<(Lookahead<'a>, Vec<Ev
                 .await
                 .map_err(|e| e.extend())?
                 .into_iter()
-                .map(|(event, path)| (event, Arc::new(shared(path))))
+                .map(|(event, path)| (event, Arc::new(path)))
                 .collect();
             let paths: Vec<(EventKey, Arc<Vec<Arc<Model>>>)> = parents
                 .iter()
@@ -113,17 +113,17 @@ async fn prefetch<'a>(ctx: &'a Context<'_>, mut work: Vec<(Lookahead<'a>, Vec<Ev
         for field in node.field("children").selection_fields() {
             let Some(window) = window_of(&field) else { continue };
             let columns = super::columns::of_connection(&Lookahead::from(field));
-            let mut pages: HashMap<EventKey, Vec<Model>> = app
+            let mut pages = app
                 .store
                 .children_pages(&parents, &window, columns)
                 .await
                 .map_err(|e| e.extend())?;
             let mut next = Vec::new();
-            let mut fed = Vec::with_capacity(parents.len());
+            let mut kept = Vec::with_capacity(parents.len());
             for parent in &parents {
-                let rows = shared(pages.remove(parent).unwrap_or_default());
+                let rows = pages.remove(parent).unwrap_or_default();
                 next.extend(rows.iter().take(window.limit as usize).map(|m| m.key()));
-                fed.push((
+                kept.push((
                     ChildrenKey {
                         parent: *parent,
                         window,
@@ -132,7 +132,7 @@ async fn prefetch<'a>(ctx: &'a Context<'_>, mut work: Vec<(Lookahead<'a>, Vec<Ev
                     rows,
                 ));
             }
-            loaders.children().feed_many(fed).await;
+            loaders.keep_children(kept);
             if let Some(cursor) = window.after
                 && Lookahead::from(field)
                     .field("pageInfo")

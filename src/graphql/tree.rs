@@ -1,10 +1,12 @@
 //! Whole causality trees, subtree connections and grouped counts.
 
-use async_graphql::{Enum, Object, SimpleObject};
+use async_graphql::parser::types::Field;
+use async_graphql::{ContextSelectionSet, Enum, Object, Positioned, ServerResult, SimpleObject, Value};
 use uuid::Uuid;
 
 use super::connection::{PageInfo, Side};
-use super::event::AuditEvent;
+use super::direct::{Direct, Stored, resolve_field_now, resolve_list_now};
+use super::event::{AuditEvent, AuditEventList, EventFields};
 use crate::domain::tree::GroupBy;
 use crate::domain::{EventKey, TreeCursor};
 use crate::store::{Tree, TreeNode};
@@ -66,12 +68,37 @@ impl CausalityTree {
     }
 }
 
-/// A descendant and its cursor.
-pub struct AuditEventDescendantEdge(pub TreeNode);
+/// A descendant and its cursor, resolved directly.
+pub type AuditEventDescendantEdge = Direct<DescendantEdgeFields>;
 
 /// A descendant and its cursor.
-#[Object]
-impl AuditEventDescendantEdge {
+#[derive(Clone)]
+pub struct DescendantEdgeFields(pub TreeNode);
+
+impl Stored for DescendantEdgeFields {
+    fn stored(&self, name: &str) -> Option<Value> {
+        match name {
+            "cursor" => Some(Value::String(tree_cursor(&self.0).encode())),
+            "depth" => Some(Value::from(self.0.depth)),
+            _ => None,
+        }
+    }
+
+    fn stored_object(
+        &self,
+        name: &str,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> Option<ServerResult<Value>> {
+        (name == "node")
+            .then(|| resolve_field_now(&EventFields(self.0.event.clone()), ctx, field))
+            .flatten()
+    }
+}
+
+/// A descendant and its cursor.
+#[Object(name = "AuditEventDescendantEdge")]
+impl DescendantEdgeFields {
     /// Opaque cursor of this edge; pass it as `after` to continue from here.
     async fn cursor(&self) -> String {
         tree_cursor(&self.0).encode()
@@ -93,28 +120,40 @@ fn tree_cursor(node: &TreeNode) -> TreeCursor {
     }
 }
 
-/// A page of descendants, breadth-first, following the Relay Cursor Connections specification.
-pub struct AuditEventDescendantConnection {
-    pub(crate) nodes: Vec<TreeNode>,
-    pub(crate) has_next: bool,
-    pub(crate) after: Option<TreeCursor>,
-    pub(crate) root: EventKey,
-    pub(crate) max_depth: u32,
+/// A page of descendants, resolved directly.
+pub type AuditEventDescendantConnection = Direct<DescendantConnectionFields>;
+
+impl AuditEventDescendantConnection {
+    /// The page `nodes` (at most the page size) of the descendants of `root` up to `max_depth`,
+    /// after `after`; `has_next` when more follow.
+    pub(crate) fn new(
+        nodes: Vec<TreeNode>,
+        has_next: bool,
+        after: Option<TreeCursor>,
+        root: EventKey,
+        max_depth: u32,
+    ) -> Self {
+        Direct(DescendantConnectionFields {
+            nodes,
+            has_next,
+            after,
+            root,
+            max_depth,
+        })
+    }
 }
 
 /// A page of descendants, breadth-first, following the Relay Cursor Connections specification.
-#[Object]
-impl AuditEventDescendantConnection {
-    /// The descendants of this page with their depth and cursor.
-    async fn edges(&self) -> Vec<AuditEventDescendantEdge> {
-        self.nodes.iter().cloned().map(AuditEventDescendantEdge).collect()
-    }
-    /// The descendants of this page.
-    async fn nodes(&self) -> Vec<AuditEvent> {
-        self.nodes.iter().map(|n| AuditEvent::from(n.event.clone())).collect()
-    }
-    /// Where this page lies among all descendants up to `maxDepth`.
-    async fn page_info(&self) -> PageInfo {
+pub struct DescendantConnectionFields {
+    nodes: Vec<TreeNode>,
+    has_next: bool,
+    after: Option<TreeCursor>,
+    root: EventKey,
+    max_depth: u32,
+}
+
+impl DescendantConnectionFields {
+    fn page_info(&self) -> PageInfo {
         PageInfo {
             start_cursor: self.nodes.first().map(|n| tree_cursor(n).encode()),
             end_cursor: self.nodes.last().map(|n| tree_cursor(n).encode()),
@@ -128,6 +167,44 @@ impl AuditEventDescendantConnection {
             },
             next: Side::Known(self.has_next),
         }
+    }
+}
+
+impl Stored for DescendantConnectionFields {
+    fn stored_object(
+        &self,
+        name: &str,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> Option<ServerResult<Value>> {
+        match name {
+            "edges" => resolve_list_now(self.nodes.iter().cloned().map(DescendantEdgeFields), ctx, field),
+            "nodes" => resolve_list_now(self.nodes.iter().map(|n| EventFields(n.event.clone())), ctx, field),
+            "pageInfo" => resolve_field_now(&self.page_info(), ctx, field),
+            _ => None,
+        }
+    }
+}
+
+/// A page of descendants, breadth-first, following the Relay Cursor Connections specification.
+#[Object(name = "AuditEventDescendantConnection")]
+impl DescendantConnectionFields {
+    /// The descendants of this page with their depth and cursor.
+    async fn edges(&self) -> Vec<AuditEventDescendantEdge> {
+        self.nodes
+            .iter()
+            .cloned()
+            .map(|n| Direct(DescendantEdgeFields(n)))
+            .collect()
+    }
+    /// The descendants of this page.
+    async fn nodes(&self) -> AuditEventList {
+        AuditEventList::from(self.nodes.iter().map(|n| n.event.clone()))
+    }
+    /// Where this page lies among all descendants up to `maxDepth`.
+    #[graphql(name = "pageInfo")]
+    async fn page_info_field(&self) -> PageInfo {
+        self.page_info()
     }
     /// How many descendants exist up to `maxDepth` (one recursive counting query; its cost is
     /// counted with `descendants`, since a connection's complexity multiplies by its page size).

@@ -111,7 +111,7 @@ impl TreeScope {
     }
 
     /// The ancestors of an event, root first, along links that have the parent's date.
-    async fn ancestors(store: &Store, event: &Model) -> Result<Vec<Model>, StoreError> {
+    async fn ancestors(store: &Store, event: &Model) -> Result<Vec<std::sync::Arc<Model>>, StoreError> {
         let key = event.key();
         Ok(store
             .ancestors(&[key], crate::store::Columns::ALL)

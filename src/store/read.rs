@@ -1,7 +1,9 @@
 //! Reading events: single lookups, keyset pages, counts and batched relations.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use foldhash::fast::RandomState as FastHash;
 use sea_orm::sea_query::{Expr, Func, LikeExpr};
 use sea_orm::{
     ColumnTrait, Condition, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
@@ -220,15 +222,16 @@ impl Store {
         self.events_in(select.build(self.backend()), columns).await
     }
 
-    /// The events a statement returns (the event's columns first, in declaration order).
-    async fn events_in(&self, stmt: Statement, columns: Columns) -> Result<Vec<Model>, sea_orm::DbErr> {
+    /// The events a statement returns (the event's columns first, in declaration order), as
+    /// `Model`s or, put there as each is decoded, behind `Arc`s.
+    async fn events_in<T: From<Model>>(&self, stmt: Statement, columns: Columns) -> Result<Vec<T>, sea_orm::DbErr> {
         use sea_orm::ConnectionTrait;
         let rows = self.reader().query_all_raw(stmt).await?;
         // Sized up front: an event is large, and collecting into a `Result` would grow the
         // vector from nothing, copying every event decoded so far at each step.
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
-            events.push(super::columns::decode(row, columns)?);
+            events.push(T::from(super::columns::decode(row, columns)?));
         }
         Ok(events)
     }
@@ -438,14 +441,18 @@ impl Store {
         parents: &[EventKey],
         window: &PageWindow,
         columns: Columns,
-    ) -> Result<HashMap<EventKey, Vec<Model>>, StoreError> {
+    ) -> Result<HashMap<EventKey, Vec<Arc<Model>>, FastHash>, StoreError> {
         if parents.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(HashMap::default());
         }
         let stmt = self.children_pages_statement(parents, window, columns);
-        let rows = self.events_in(stmt, columns).await?;
-        let wanted: std::collections::HashSet<&EventKey> = parents.iter().collect();
-        let mut pages: HashMap<EventKey, Vec<Model>> = HashMap::with_capacity(parents.len());
+        // Behind `Arc`s as they are decoded: grouping them by parent then moves pointers.
+        let rows: Vec<Arc<Model>> = self.events_in(stmt, columns).await?;
+        // Keyed by a seeded fast hash: these maps are hashed twice per row, and SipHash was a
+        // tenth of a nested query's instructions.
+        let wanted: std::collections::HashSet<&EventKey, FastHash> = parents.iter().collect();
+        let mut pages: HashMap<EventKey, Vec<Arc<Model>>, FastHash> =
+            HashMap::with_capacity_and_hasher(parents.len(), FastHash::default());
         for row in rows {
             if let Some(parent) = row.parent_key().filter(|k| wanted.contains(k)) {
                 pages.entry(parent).or_default().push(row);

@@ -206,26 +206,38 @@ impl Store {
         &self,
         keys: &[EventKey],
         columns: Columns,
-    ) -> Result<HashMap<EventKey, Vec<Model>>, StoreError> {
+    ) -> Result<HashMap<EventKey, Vec<Arc<Model>>>, StoreError> {
         if keys.is_empty() {
             return Ok(HashMap::new());
         }
         let rows = self.tree_query(self.ancestors_statement(keys, columns)).await?;
-        let wanted: HashSet<&EventKey> = keys.iter().collect();
-        let mut found: HashMap<EventKey, Vec<(u32, Model)>> = HashMap::with_capacity(keys.len());
-        // One walk (the usual case) gets all the rows: sized up front, so that the (large)
-        // events are not copied again each time the vector grows.
-        let each = if keys.len() == 1 { rows.len() } else { 0 };
-        for row in rows {
-            let start = EventKey {
+        // Each event is put behind its `Arc` as it is decoded, so that sorting and handing the
+        // path on move pointers, not (large) events.
+        let start_of = |row: &QueryResult| -> Result<EventKey, StoreError> {
+            Ok(EventKey {
                 id: row.try_get("", "start_id")?,
                 date: row.try_get("", "start_date")?,
-            };
-            if wanted.contains(&start) {
-                found
-                    .entry(start)
-                    .or_insert_with(|| Vec::with_capacity(each))
-                    .push((depth_of(&row, "hops")?, super::columns::decode(&row, columns)?));
+            })
+        };
+        let mut found: HashMap<EventKey, Vec<(u32, Arc<Model>)>> = HashMap::with_capacity(keys.len());
+        if let [key] = keys {
+            // One walk (the usual case): every row is the key's, as the statement started from it.
+            let mut chain = Vec::with_capacity(rows.len());
+            for row in &rows {
+                debug_assert_eq!(start_of(row)?, *key);
+                chain.push((depth_of(row, "hops")?, Arc::new(super::columns::decode(row, columns)?)));
+            }
+            found.insert(*key, chain);
+        } else {
+            let wanted: HashSet<&EventKey> = keys.iter().collect();
+            for row in &rows {
+                let start = start_of(row)?;
+                if wanted.contains(&start) {
+                    found
+                        .entry(start)
+                        .or_default()
+                        .push((depth_of(row, "hops")?, Arc::new(super::columns::decode(row, columns)?)));
+                }
             }
         }
         Ok(found

@@ -10,6 +10,7 @@ both_engines!(
     children_pages_respect_each_parents_page_size,
     queries_beyond_the_depth_or_complexity_limits_are_rejected,
     every_selection_shows_stored_values_whichever_columns_it_reads,
+    nested_levels_written_in_one_pass_match_the_resolvers,
 );
 
 const TREE: &str = "{ auditEvents(first: 50, filter: {rootsOnly: true}) { totalCount edges { node { eventId \
@@ -203,4 +204,66 @@ async fn every_selection_shows_stored_values_whichever_columns_it_reads(app: Tes
         walk["descendants"]["edges"][0]["node"]["eventData"],
         json!({"who": "child"})
     );
+}
+
+/// Removes every `childCount` key, at any depth.
+fn without_child_counts(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.remove("childCount");
+            map.values_mut().for_each(without_child_counts);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(without_child_counts),
+        _ => {}
+    }
+}
+
+/// A nested query whose levels are all stored values is written in one pass from the pages
+/// fetched ahead; the same query with `childCount` on every event goes through the resolvers.
+/// Both answers agree, aliases, cursors and page information included.
+async fn nested_levels_written_in_one_pass_match_the_resolvers(app: TestApp) {
+    let base = chrono::Utc::now() - chrono::Duration::minutes(30);
+    for r in 0..3 {
+        let root = app.create(json!({"correlationId": format!("one-{r}")})).await;
+        for c in 0..3 {
+            let ts = base + chrono::Duration::seconds(r * 10 + c);
+            let child = app
+                .create(json!({"parentEventId": root["eventId"], "eventTimestamp": ts.to_rfc3339()}))
+                .await;
+            for g in 0..c {
+                let ts = base + chrono::Duration::seconds(r * 10 + c + g + 1);
+                app.create(json!({"parentEventId": child["eventId"], "eventTimestamp": ts.to_rfc3339()}))
+                    .await;
+            }
+        }
+    }
+    let query = |extra: &str| {
+        format!(
+            "{{ auditEvents(first: 10, filter: {{rootsOnly: true}}) {{ edges {{ cursor node {{ eventId {extra} \
+               two: children(first: 2) {{ edges {{ cursor node {{ eventId parentEventId {extra} \
+                 children(first: 1) {{ nodes {{ eventId {extra} }} pageInfo {{ hasNextPage endCursor }} }} }} }} \
+                 pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }} }} \
+               children {{ nodes {{ __typename eventType }} }} }} }} }} }}"
+        )
+    };
+    let before = app.store.statements_executed();
+    let direct = app.ok(&query(""), json!({})).await;
+    let statements = app.store.statements_executed() - before;
+    assert!(statements <= 5, "the nested query took {statements} SQL statements");
+    let mut resolved = app.ok(&query("childCount"), json!({})).await;
+    assert_eq!(resolved["auditEvents"]["edges"][0]["node"]["childCount"], 3);
+    without_child_counts(&mut resolved);
+    assert_eq!(direct, resolved);
+
+    let roots = direct["auditEvents"]["edges"].as_array().unwrap();
+    assert_eq!(roots.len(), 3, "{}", brief(&direct));
+    for root in roots {
+        let two = root["node"]["two"]["edges"].as_array().unwrap();
+        assert_eq!(two.len(), 2);
+        assert_eq!(root["node"]["two"]["pageInfo"]["hasNextPage"], true);
+        assert_eq!(root["node"]["children"]["nodes"].as_array().unwrap().len(), 3);
+        assert_eq!(two[0]["node"]["children"]["nodes"].as_array().unwrap().len(), 0);
+        assert_eq!(two[1]["node"]["children"]["nodes"].as_array().unwrap().len(), 1);
+        assert_eq!(two[1]["node"]["children"]["pageInfo"]["hasNextPage"], false);
+    }
 }
