@@ -25,6 +25,7 @@ pub mod consistency;
 pub mod documents;
 pub mod explorer;
 pub mod graphql;
+pub mod json;
 pub mod problem;
 pub mod rest;
 pub mod sse;

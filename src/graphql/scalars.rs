@@ -93,14 +93,41 @@ impl ScalarType for Json {
     }
 }
 
-/// A JSON value as a GraphQL response value.
+/// A JSON value as a GraphQL response value: what `Value::from_json` gives, built straight from
+/// the borrowed value (no copy of it to consume first, no deserializer in between).
 pub fn json_value(value: &serde_json::Value) -> Value {
-    Value::from_json(value.clone()).unwrap_or_default()
+    match value {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Boolean(*b),
+        serde_json::Value::Number(n) => Value::Number(n.clone()),
+        serde_json::Value::String(s) => Value::String(s.clone()),
+        serde_json::Value::Array(items) => Value::List(items.iter().map(json_value).collect()),
+        serde_json::Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| (async_graphql::Name::new(key), json_value(value)))
+                .collect(),
+        ),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_values_convert_as_async_graphql_converts_them() {
+        let value = serde_json::json!({
+            "z": 1, "a": [1, -2, 2.5, 1e300, 18446744073709551615u64, null, true, "x\u{0}y\n"],
+            "m": {"": {}, "deep": [[[{"k": "ü"}]]]}, "e": [], "s": ""
+        });
+        let direct = json_value(&value);
+        assert_eq!(direct, Value::from_json(value.clone()).unwrap());
+        assert_eq!(
+            serde_json::to_string(&direct).unwrap(),
+            serde_json::to_string(&value).unwrap()
+        );
+        assert_eq!(json_value(&serde_json::json!(null)), Value::Null);
+    }
 
     #[test]
     fn json_values_come_back_as_they_went_in() {

@@ -501,7 +501,7 @@ async fn execute(
             errors: &response.errors,
         })
     } else {
-        serde_json::to_vec(&response)
+        super::json::response_bytes(&response)
     };
     let body = match body {
         Ok(body) => body,
