@@ -398,10 +398,10 @@ impl EventFields {
         let Some(parent_id) = self.0.parent_event_id else {
             return Ok(None);
         };
+        let columns = super::columns::of_event(&ctx.look_ahead());
         let found = match self.0.parent_key() {
             Some(key) => {
                 let loader = ctx.data::<Loaders>()?.parent();
-                let columns = super::columns::of_event(&ctx.look_ahead());
                 loader
                     .load_one(EventColumnsKey { event: key, columns })
                     .await
@@ -411,7 +411,7 @@ impl EventFields {
             None => ctx
                 .data::<Service>()?
                 .store
-                .find_event(parent_id)
+                .find_event(parent_id, columns)
                 .await
                 .map_err(|e| e.extend())?
                 .map(Arc::new),

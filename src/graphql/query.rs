@@ -19,6 +19,7 @@ use crate::domain::page::Order;
 use crate::domain::tree::{self, TreeBounds};
 use crate::error::ApiError;
 use crate::service::Service;
+use crate::store::Columns;
 
 /// Reading the audit trail.
 pub struct QueryRoot;
@@ -38,7 +39,9 @@ impl QueryRoot {
     ) -> Result<Option<AuditEvent>> {
         let _turn = super::limits::root_turn(ctx).await;
         let app = ctx.data::<Service>()?;
-        let Some(event) = app.store.find_event(event_id).await.map_err(|e| e.extend())? else {
+        // Only the columns its selection shows (the keys always): a walk from it needs no more.
+        let columns = super::columns::of_event(&ctx.look_ahead());
+        let Some(event) = app.store.find_event(event_id, columns).await.map_err(|e| e.extend())? else {
             return Ok(None);
         };
         prefetch::below_event(ctx, &event).await?;
@@ -163,7 +166,12 @@ impl QueryRoot {
                 .tree_of_correlation(&correlation, bounds)
                 .await
                 .map_err(ApiError::from),
-            (None, Some(id)) => match app.store.find_event(id).await.map_err(|e| e.extend())? {
+            (None, Some(id)) => match app
+                .store
+                .find_event(id, Columns::keys())
+                .await
+                .map_err(|e| e.extend())?
+            {
                 Some(root) => app
                     .store
                     .tree_of_event(root.key(), bounds)

@@ -120,7 +120,12 @@ impl SubscriptionRoot {
             }
             (None, Some(id)) => {
                 let service = ctx.data::<Service>()?;
-                match service.store.find_event(id).await.map_err(|e| e.extend())? {
+                match service
+                    .store
+                    .find_event(id, crate::store::Columns::keys())
+                    .await
+                    .map_err(|e| e.extend())?
+                {
                     Some(root) => TreeRoot::Below(root.key()),
                     None => return Err(ApiError::NotFound(format!("event {id} does not exist")).extend()),
                 }

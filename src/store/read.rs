@@ -236,14 +236,15 @@ impl Store {
         Ok(events)
     }
 
-    /// The event with this id (the newest, should legacy data hold the id on several days).
+    /// The event with this id (the newest, should legacy data hold the id on several days), with
+    /// `columns` read.
     #[tracing::instrument(skip(self))]
-    pub async fn find_event(&self, id: Uuid) -> Result<Option<Model>, StoreError> {
-        Ok(Entity::find()
+    pub async fn find_event(&self, id: Uuid, columns: Columns) -> Result<Option<Model>, StoreError> {
+        let select = Entity::find()
             .filter(Column::EventId.eq(id))
             .order_by_desc(Column::EventDate)
-            .one(self.reader())
-            .await?)
+            .limit(1);
+        Ok(self.events_of(columns.project(select), columns).await?.pop())
     }
 
     /// The events with these keys (their `columns`), in one statement. Filtering on the dates

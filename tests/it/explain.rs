@@ -241,7 +241,12 @@ async fn on_postgres_children_pages_read_only_their_rows_and_walks_prune_partiti
 
     // A page after a cursor in an older month leaves the newer partitions out of the plan.
     let cursor_key = key_of(&app, "root12000").await;
-    let row = app.store.find_event(cursor_key.id).await.unwrap().unwrap();
+    let row = app
+        .store
+        .find_event(cursor_key.id, auditgraph::store::Columns::ALL)
+        .await
+        .unwrap()
+        .unwrap();
     let cursor = auditgraph::domain::Cursor::new(row.event_timestamp, row.event_id);
     let stmt = app.store.list_events_statement(
         &auditgraph::domain::EventFilter::default(),

@@ -176,7 +176,10 @@ async fn the_entity_follows_parent_and_children_links(app: TestApp) {
     assert_eq!(children, expected);
     let child = app
         .store
-        .find_event(a["eventId"].as_str().unwrap().parse().unwrap())
+        .find_event(
+            a["eventId"].as_str().unwrap().parse().unwrap(),
+            auditgraph::store::Columns::ALL,
+        )
         .await
         .unwrap()
         .unwrap();
