@@ -480,6 +480,14 @@ fn with_session_settings(connect: &mut ConnectOptions, statement_timeout: Durati
                     .map(|_| ())
             })
         })
+        // A connection's buffers grow to the largest message it sent or received (a batch of
+        // 500 events is one message of megabytes) and would keep that size for the connection's
+        // life on every connection of the pool: they go back to their initial size when the
+        // connection returns to the pool (buffers of that size or less are left as they are).
+        .after_release(|connection, _| {
+            sea_orm::sqlx::Connection::shrink_buffers(connection);
+            Box::pin(async { Ok(true) })
+        })
     });
 }
 
