@@ -14,7 +14,7 @@ use super::loaders::{AncestorsKey, ChildCountKey, ChildrenKey, EventColumnsKey};
 use super::tree::AuditEventDescendantConnection;
 use super::{DEFAULT_PAGE_SIZE, Loaders, page_cost};
 use crate::domain::tree;
-use crate::domain::{PageRequest, TreeCursor};
+use crate::domain::{PageRequest, PageWindow, TreeCursor};
 use crate::entity::audit_event::Model;
 use crate::error::ApiError;
 use crate::service::Service;
@@ -49,7 +49,24 @@ impl<M: Into<AuditEvent>, I: IntoIterator<Item = M>> From<I> for AuditEventList 
 #[derive(Clone, Debug)]
 pub struct EventFields(pub Arc<Model>);
 
+/// The page of children `key` asks for, from the `rows` read for it (one more than the page
+/// when more follow).
+fn children_connection(key: ChildrenKey, rows: Vec<Arc<Model>>) -> AuditEventConnection {
+    let (rows, previous, next) = key.window.finish(rows);
+    AuditEventConnection::new(rows, previous, next, Scope::Children(key.parent))
+}
+
 impl EventFields {
+    /// The key of this event's page of children in `window`, reading the columns that
+    /// `connection` (the `children` field's selection) shows.
+    fn children_key(&self, window: PageWindow, connection: &async_graphql::Lookahead<'_>) -> ChildrenKey {
+        ChildrenKey {
+            parent: self.0.key(),
+            window,
+            columns: super::columns::of_connection(connection),
+        }
+    }
+
     /// The ancestors, root first, with `columns` read of each.
     async fn ancestor_path(&self, ctx: &Context<'_>, columns: Columns) -> Result<Arc<Vec<Arc<Model>>>> {
         if self.0.parent_event_id.is_none() {
@@ -179,16 +196,9 @@ impl Stored for EventFields {
         let ctx_field = ctx.with_field(field);
         // Arguments the resolver would refuse give no window: it then reports them.
         let window = super::prefetch::window_of(&ctx_field.field())?;
-        let parent = self.0.key();
-        let key = ChildrenKey {
-            parent,
-            window,
-            columns: super::columns::of_connection(&ctx_field.look_ahead()),
-        };
+        let key = self.children_key(window, &ctx_field.look_ahead());
         let rows = ctx.data_opt::<Loaders>()?.prefetched_children(&key)?;
-        let (rows, previous, next) = window.finish(rows);
-        let connection = AuditEventConnection::new(rows, previous, next, Scope::Children(parent));
-        resolve_field_now(&connection.0, ctx, field)
+        resolve_field_now(&children_connection(key, rows).0, ctx, field)
     }
 }
 
@@ -437,13 +447,8 @@ impl EventFields {
         let window = request
             .resolve(DEFAULT_PAGE_SIZE)
             .map_err(|e| ApiError::from(e).extend())?;
-        let parent = self.0.key();
         let loaders = ctx.data::<Loaders>()?;
-        let key = ChildrenKey {
-            parent,
-            window,
-            columns: super::columns::of_connection(&ctx.look_ahead()),
-        };
+        let key = self.children_key(window, &ctx.look_ahead());
         let rows = match loaders.prefetched_children(&key) {
             Some(rows) => rows,
             None => loaders
@@ -453,8 +458,7 @@ impl EventFields {
                 .map_err(|e| e.extend())?
                 .unwrap_or_default(),
         };
-        let (rows, previous, next) = window.finish(rows);
-        Ok(AuditEventConnection::new(rows, previous, next, Scope::Children(parent)))
+        Ok(children_connection(key, rows))
     }
 
     /// The path from the root of this event's tree down to its parent: root first, parent last;

@@ -243,7 +243,7 @@ async fn on_postgres_children_pages_read_only_their_rows_and_walks_prune_partiti
     let cursor_key = key_of(&app, "root12000").await;
     let row = app
         .store
-        .find_event(cursor_key.id, auditgraph::store::Columns::ALL)
+        .find_event(cursor_key.id, Columns::ALL)
         .await
         .unwrap()
         .unwrap();

@@ -4,6 +4,7 @@ use std::io::Write;
 
 use auditgraph::ops::backfill::{self, BackfillOptions};
 use auditgraph::ops::import::{self, ImportOptions};
+use auditgraph::store::Columns;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -96,12 +97,7 @@ async fn an_import_keeps_ids_and_timestamps_and_stores_legacy_links(app: TestApp
         "40 children and the orphan name a parent without its date"
     );
     assert_eq!(app.row_count().await, 82);
-    let child = app
-        .store
-        .find_event(children[3], auditgraph::store::Columns::ALL)
-        .await
-        .unwrap()
-        .unwrap();
+    let child = app.store.find_event(children[3], Columns::ALL).await.unwrap().unwrap();
     assert_eq!(
         child.event_timestamp.to_rfc3339(),
         "2024-04-01T00:03:30+00:00",
@@ -197,15 +193,10 @@ async fn the_backfill_completes_links_reports_orphans_and_is_idempotent(app: Tes
         report.contains("orphans (parent not in the store): 1") && report.contains("valid"),
         "{report}"
     );
-    let child = app
-        .store
-        .find_event(children[7], auditgraph::store::Columns::ALL)
-        .await
-        .unwrap()
-        .unwrap();
+    let child = app.store.find_event(children[7], Columns::ALL).await.unwrap().unwrap();
     let parent = app
         .store
-        .find_event(child.parent_event_id.unwrap(), auditgraph::store::Columns::ALL)
+        .find_event(child.parent_event_id.unwrap(), Columns::ALL)
         .await
         .unwrap()
         .unwrap();
@@ -362,10 +353,7 @@ async fn imported_history_keeps_the_chain_links_it_can_verify_and_sets_the_other
     );
     let kept = app
         .store
-        .find_event(
-            exported[1]["event_id"].as_str().unwrap().parse().unwrap(),
-            auditgraph::store::Columns::ALL,
-        )
+        .find_event(exported[1]["event_id"].as_str().unwrap().parse().unwrap(), Columns::ALL)
         .await
         .unwrap()
         .unwrap();
@@ -393,10 +381,7 @@ async fn imported_history_keeps_the_chain_links_it_can_verify_and_sets_the_other
     );
     let apart = app
         .store
-        .find_event(
-            foreign["event_id"].as_str().unwrap().parse().unwrap(),
-            auditgraph::store::Columns::ALL,
-        )
+        .find_event(foreign["event_id"].as_str().unwrap().parse().unwrap(), Columns::ALL)
         .await
         .unwrap()
         .unwrap();
@@ -417,10 +402,7 @@ async fn imported_history_keeps_the_chain_links_it_can_verify_and_sets_the_other
     let live = app.create(json!({"correlationId": "rr-exported"})).await;
     let stored = app
         .store
-        .find_event(
-            live["eventId"].as_str().unwrap().parse().unwrap(),
-            auditgraph::store::Columns::ALL,
-        )
+        .find_event(live["eventId"].as_str().unwrap().parse().unwrap(), Columns::ALL)
         .await
         .unwrap()
         .unwrap();

@@ -1,6 +1,7 @@
 //! The schema as the database enforces it, independent of the API.
 
 use auditgraph::entity::audit_event::{self, ChildrenLink, ParentLink};
+use auditgraph::store::Columns;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, ModelTrait, Statement};
@@ -176,10 +177,7 @@ async fn the_entity_follows_parent_and_children_links(app: TestApp) {
     assert_eq!(children, expected);
     let child = app
         .store
-        .find_event(
-            a["eventId"].as_str().unwrap().parse().unwrap(),
-            auditgraph::store::Columns::ALL,
-        )
+        .find_event(a["eventId"].as_str().unwrap().parse().unwrap(), Columns::ALL)
         .await
         .unwrap()
         .unwrap();
