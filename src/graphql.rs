@@ -6,6 +6,7 @@ mod connection;
 mod direct;
 mod event;
 mod input;
+pub mod json;
 mod lifecycle;
 pub mod limits;
 mod loaders;
@@ -27,6 +28,7 @@ use async_graphql::dataloader::{DataLoader, HashMapCache};
 
 pub use chain::{ChainBreak, ChainBreakKind, ChainVerification};
 pub use connection::{AuditEventConnection, AuditEventEdge, PageInfo};
+pub use direct::WriteAhead;
 pub use event::{AuditEvent, AuditEventList};
 pub use input::{AuditEventFilter, AuditEventInput};
 pub use lifecycle::{LegalHold, LegalHoldPlaced, LegalHoldReleased, RetentionRun, RetentionRunStatus};

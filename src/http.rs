@@ -25,7 +25,6 @@ pub mod consistency;
 pub mod documents;
 pub mod explorer;
 pub mod graphql;
-pub mod json;
 pub mod problem;
 pub mod rest;
 pub mod sse;

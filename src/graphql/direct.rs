@@ -14,6 +14,11 @@
 //! selections of the same key, `__typename`, and errors recorded with their path, the field then
 //! left out. One difference: a schema extension's `resolve` hook sees only the fields that go
 //! through the derived resolver (the schema has no such extension).
+//!
+//! When the response is written by [`super::json`] (the request carries [`WriteAhead`]), what is
+//! resolved at once is written as JSON straight away (`Value::Binary`), with no value tree in
+//! between: an owned value and a map entry per field, a map per object, each written out and
+//! dropped after. The bytes are the same.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -36,6 +41,13 @@ pub trait Stored: ContainerType {
         None
     }
 
+    /// Appends the JSON of field `name` and says `true` when [`Stored::stored`] gives it, as
+    /// [`super::json`] writes that value; says `false` otherwise. A type may write from its own
+    /// fields, without the value in between.
+    fn write_stored(&self, name: &str, out: &mut Vec<u8>) -> bool {
+        write_stored_value(self.stored(name), out)
+    }
+
     /// Whether [`Stored::stored`] gives field `name`, without computing its value.
     fn is_stored(&self, name: &str) -> bool {
         self.stored(name).is_some()
@@ -53,6 +65,12 @@ pub trait Stored: ContainerType {
     ) -> Option<ServerResult<Value>> {
         None
     }
+}
+
+/// Appends `value`, a stored field's value when there is one, as [`super::json`] writes it:
+/// what [`Stored::write_stored`] does unless a type writes the field itself.
+pub fn write_stored_value(value: Option<Value>, out: &mut Vec<u8>) -> bool {
+    value.is_some_and(|value| super::json::write_value(out, &value).is_ok())
 }
 
 /// Resolves `object` for the selection set of `ctx` at once, with no future: `None` when a
@@ -102,6 +120,54 @@ fn object_value(map: IndexMap<Name, Value>) -> Value {
     }
 }
 
+/// Marks a request whose response [`super::json`] writes and whose operation selects no
+/// response key twice in one selection set (`ResponseOrder::repeats_keys`): what is resolved at
+/// once is then written as JSON ahead. Two values of one key are merged, which JSON written ahead
+/// cannot be, hence the second condition.
+pub struct WriteAhead;
+
+/// Whether what is resolved at once in `ctx` is written as JSON ahead (see [`WriteAhead`]).
+fn writes_ahead(ctx: &ContextSelectionSet<'_>) -> bool {
+    ctx.data_opt::<WriteAhead>().is_some()
+}
+
+/// JSON written ahead as a response value.
+fn written(out: Vec<u8>) -> Value {
+    Value::Binary(out.into())
+}
+
+/// Writes `object` for the selection set of `ctx` as JSON into `out`, as [`resolve_now`]
+/// resolves it and [`super::json`] then writes it: `None` in the same cases.
+fn write_now<T: Stored>(object: &T, ctx: &ContextSelectionSet<'_>, out: &mut Vec<u8>) -> Option<ServerResult<()>> {
+    let mut selected = Vec::new();
+    if let Err(error) = collect::<T>(ctx, ctx.item, &mut selected) {
+        return Some(Err(error));
+    }
+    if selected.is_empty() {
+        out.extend_from_slice(b"null");
+        return Some(Ok(()));
+    }
+    out.push(b'{');
+    for (index, field) in selected.into_iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        super::json::write_str(out, field.node.response_key().node.as_str());
+        out.push(b':');
+        let name = field.node.name.node.as_str();
+        if name == "__typename" {
+            super::json::write_str(out, &T::type_name());
+        } else if !object.write_stored(name, out) {
+            match object.stored_object(name, ctx, field)? {
+                Ok(value) => super::json::write_value(out, &value).ok()?,
+                Err(error) => return Some(Err(error)),
+            }
+        }
+    }
+    out.push(b'}');
+    Some(Ok(()))
+}
+
 /// Resolves each of `objects` with [`resolve_now`] for the selection set of `field` (a list
 /// field selected in `ctx`): `None` as soon as one of them cannot be (they share the selection,
 /// so that is the first one).
@@ -115,11 +181,25 @@ pub fn resolve_list_now<'o, T: Stored + 'o>(
 }
 
 /// Resolves each of `objects`, the items of a list whose selection set is that of `ctx`, with
-/// [`resolve_now`]: `None` as soon as one of them cannot be.
+/// [`resolve_now`] (or writes them ahead): `None` as soon as one of them cannot be.
 fn resolve_items_now<'o, T: Stored + 'o>(
     objects: impl ExactSizeIterator<Item = T>,
     ctx: &ContextSelectionSet<'_>,
 ) -> Option<ServerResult<Value>> {
+    if writes_ahead(ctx) {
+        let mut out = Vec::with_capacity(64 * objects.len() + 2);
+        out.push(b'[');
+        for (index, object) in objects.enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            if let Err(error) = write_now(&object, &ctx.with_index(index), &mut out)? {
+                return Some(Err(error));
+            }
+        }
+        out.push(b']');
+        return Some(Ok(written(out)));
+    }
     let mut values = Vec::with_capacity(objects.len());
     for (index, object) in objects.enumerate() {
         match resolve_now(&object, &ctx.with_index(index))? {
@@ -137,7 +217,12 @@ pub fn resolve_field_now<T: Stored>(
     field: &Positioned<Field>,
 ) -> Option<ServerResult<Value>> {
     let ctx_field = ctx.with_field(field);
-    resolve_now(object, &ctx_field.with_selection_set(&field.node.selection_set))
+    let ctx = ctx_field.with_selection_set(&field.node.selection_set);
+    if writes_ahead(&ctx) {
+        let mut out = Vec::with_capacity(128);
+        return write_now(object, &ctx, &mut out).map(|result| result.map(|()| written(out)));
+    }
+    resolve_now(object, &ctx)
 }
 
 /// An object of type `T` resolved directly (see the module documentation).

@@ -182,6 +182,52 @@ impl Stored for EventFields {
         })
     }
 
+    fn write_stored(&self, name: &str, out: &mut Vec<u8>) -> bool {
+        let m = &self.0;
+        let text = match name {
+            "eventId" => {
+                let mut buffer = uuid::Uuid::encode_buffer();
+                out.push(b'"');
+                out.extend_from_slice(m.event_id.hyphenated().encode_lower(&mut buffer).as_bytes());
+                out.push(b'"');
+                return true;
+            }
+            "eventVersion" => Some(&m.event_version),
+            "eventType" => Some(&m.event_type),
+            "eventCategory" => Some(&m.event_category),
+            "eventAction" => Some(&m.event_action),
+            "eventOutcome" => Some(&m.event_outcome),
+            "actorType" => Some(&m.actor_type),
+            "actorId" => Some(&m.actor_id),
+            "actorIp" => m.actor_ip.as_ref(),
+            "resourceType" => Some(&m.resource_type),
+            "resourceId" => Some(&m.resource_id),
+            "resourceName" => m.resource_name.as_ref(),
+            "correlationId" => Some(&m.correlation_id),
+            "traceId" => m.trace_id.as_ref(),
+            "spanId" => m.span_id.as_ref(),
+            "namespace" => m.namespace.as_ref(),
+            "clusterId" => m.cluster_id.as_ref(),
+            "severity" => m.severity.as_ref(),
+            "errorCode" => m.error_code.as_ref(),
+            "errorMessage" => m.error_message.as_ref(),
+            "eventHash" => m.event_hash.as_ref(),
+            "previousEventHash" => m.previous_event_hash.as_ref(),
+            "hashAlgorithm" => Some(&m.hash_algorithm),
+            "submittedBy" => m.submitted_by.as_ref(),
+            "eventData" => {
+                super::json::write_json(out, &m.event_data);
+                return true;
+            }
+            _ => return super::direct::write_stored_value(self.stored(name), out),
+        };
+        match text {
+            Some(text) => super::json::write_str(out, text),
+            None => out.extend_from_slice(b"null"),
+        }
+        true
+    }
+
     /// `children`, when its page was fetched ahead (see `prefetch`) and all that is selected
     /// of it is stored: a nested query's levels are then written in one pass.
     fn stored_object(
@@ -689,10 +735,37 @@ mod tests {
     }
 
     async fn run(model: Model, query: &str) -> async_graphql::Response {
+        run_writing(model, query, false).await
+    }
+
+    /// Runs `query`, with JSON written ahead where the HTTP transport would when `ahead`.
+    async fn run_writing(model: Model, query: &str, ahead: bool) -> async_graphql::Response {
         let schema = Schema::new(Root(model), EmptyMutation, EmptySubscription);
-        let response = schema.execute(query).await;
+        let mut request = async_graphql::Request::new(query);
+        let order = crate::graphql::order::ResponseOrder::of(&mut request).unwrap();
+        if ahead && !order.repeats_keys() {
+            request = request.data(super::super::WriteAhead);
+        }
+        let response = schema.execute(request).await;
         assert!(response.errors.is_empty(), "{:?}", response.errors);
         response
+    }
+
+    /// `value` as the HTTP transport writes it.
+    fn written(value: &async_graphql::Value) -> String {
+        let mut out = Vec::new();
+        crate::graphql::json::write_value(&mut out, value).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Whether some part of `value` was written ahead.
+    fn has_written_ahead(value: &async_graphql::Value) -> bool {
+        match value {
+            async_graphql::Value::Binary(_) => true,
+            async_graphql::Value::List(items) => items.iter().any(has_written_ahead),
+            async_graphql::Value::Object(map) => map.values().any(has_written_ahead),
+            _ => false,
+        }
     }
 
     /// Scalar fields that the server computes with a loader, not stored values.
@@ -730,6 +803,23 @@ mod tests {
         }
         assert!(fields.len() >= 40, "{fields:?}");
         fields
+    }
+
+    #[tokio::test]
+    async fn stored_fields_are_written_ahead_as_their_values_are_written() {
+        for model in [full(), bare()] {
+            let event = EventFields(Arc::new(model));
+            for name in scalar_fields().await {
+                let mut ahead = Vec::new();
+                assert!(event.write_stored(&name, &mut ahead), "{name}");
+                assert_eq!(
+                    String::from_utf8(ahead).unwrap(),
+                    written(&event.stored(&name).unwrap()),
+                    "{name}"
+                );
+            }
+            assert!(!event.write_stored("children", &mut Vec::new()));
+        }
     }
 
     #[tokio::test]
@@ -809,17 +899,29 @@ mod tests {
                     .to_string(),
                 "fragment E on AuditEvent { actorId eventId }",
             ),
+            (
+                "edges { node { ... on AuditEvent { eventData } ...E } } pageInfo { ... { hasNextPage } }".to_string(),
+                "fragment E on AuditEvent { actorId eventId }",
+            ),
         ];
-        for (selection, fragments) in selections {
+        // Keys selected twice are merged, so nothing of such a query is written ahead.
+        let merges = [false, false, true, true, false];
+        for (((selection, fragments), merges), ahead) in
+            selections.iter().zip(merges).flat_map(|s| [(s, false), (s, true)])
+        {
             let query = format!("query {{ derivedPage {{ {selection} }} directPage {{ {selection} }} }} {fragments}");
-            let response = run(full(), &query).await;
+            let response = run_writing(full(), &query, ahead).await;
             // Written out, so that the order of keys counts too.
             let async_graphql::Value::Object(pages) = &response.data else {
                 panic!("{:?}", response.data)
             };
-            let written = |key: &str| serde_json::to_string(&pages[key]).unwrap();
-            assert_eq!(written("directPage"), written("derivedPage"), "{selection}");
-            let data = response.data.into_json().unwrap();
+            assert_eq!(
+                written(&pages["directPage"]),
+                written(&pages["derivedPage"]),
+                "{selection}"
+            );
+            assert_eq!(has_written_ahead(&pages["directPage"]), ahead && !merges, "{selection}");
+            let data: serde_json::Value = serde_json::from_str(&written(&response.data)).unwrap();
             assert!(
                 data["directPage"].as_object().is_some_and(|page| !page.is_empty()),
                 "{selection}"
@@ -867,16 +969,18 @@ mod tests {
                 "fragment D on AuditEventDescendantEdge { cursor node { eventId } depth }",
             ),
         ];
-        for (derived, direct, selection, fragments) in selections {
+        for ((derived, direct, selection, fragments), ahead) in selections.iter().flat_map(|s| [(s, false), (s, true)])
+        {
             let query = format!("query {{ {derived} {{ {selection} }} {direct} {{ {selection} }} }} {fragments}");
-            let response = run(full(), &query).await;
+            let response = run_writing(full(), &query, ahead).await;
             let async_graphql::Value::Object(values) = &response.data else {
                 panic!("{:?}", response.data)
             };
             // Written out, so that the order of keys counts too.
-            let written = |key: &str| serde_json::to_string(&values[key]).unwrap();
-            assert_eq!(written(direct), written(derived), "{selection}");
-            assert!(written(direct).len() > 20, "{}", written(direct));
+            assert_eq!(written(&values[*direct]), written(&values[*derived]), "{selection}");
+            assert!(written(&values[*direct]).len() > 20, "{}", written(&values[*direct]));
+            let merges = selection.contains("a: eventId");
+            assert_eq!(has_written_ahead(&values[*direct]), ahead && !merges, "{selection}");
         }
         let data = run(
             full(),

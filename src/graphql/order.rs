@@ -12,9 +12,11 @@
 //! absent from the map, so only their relative place among the present keys could differ, and
 //! only when the same key also appears in an applicable selection after them.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 
 use async_graphql::indexmap::IndexMap;
+use async_graphql::indexmap::map::Entry;
 use async_graphql::parser::types::{Directive, FragmentDefinition, OperationDefinition, Selection, SelectionSet};
 use async_graphql::{Name, Positioned, Response, Value, Variables};
 
@@ -22,6 +24,7 @@ use async_graphql::{Name, Positioned, Response, Value, Variables};
 /// document before it runs; the transports apply it to each response.
 pub struct ResponseOrder {
     plan: Plan,
+    repeats_keys: bool,
 }
 
 impl ResponseOrder {
@@ -36,10 +39,19 @@ impl ResponseOrder {
         let order = Order {
             fragments: &document.fragments,
             variables: &variables,
+            repeats_keys: Cell::new(false),
         };
         Some(Self {
             plan: order.plan(&[&operation.node.selection_set.node]),
+            repeats_keys: order.repeats_keys.get(),
         })
+    }
+
+    /// Whether some selection set of the operation selects a response key more than once (its
+    /// values are then merged), counting every fragment whatever its type condition, and a
+    /// fragment spread twice in one set.
+    pub fn repeats_keys(&self) -> bool {
+        self.repeats_keys
     }
 
     /// Puts every map of the response's `data` in the order of the selection sets.
@@ -64,6 +76,8 @@ fn with_defaults(operation: &OperationDefinition, mut variables: Variables) -> V
 struct Order<'a> {
     fragments: &'a std::collections::HashMap<Name, Positioned<FragmentDefinition>>,
     variables: &'a Variables,
+    /// Set when a selection set selects a key more than once.
+    repeats_keys: Cell<bool>,
 }
 
 /// The order of a response map's keys, and of the maps below each key: collected once per request
@@ -110,7 +124,13 @@ impl<'a> Order<'a> {
                     // The document's own name: the response's keys are the same one, so
                     // comparing them is mostly comparing pointers (see `same`).
                     let key = &field.node.response_key().node;
-                    let (_, below) = fields.entry(key.as_str()).or_insert_with(|| (key, Vec::new()));
+                    let (_, below) = match fields.entry(key.as_str()) {
+                        Entry::Occupied(entry) => {
+                            self.repeats_keys.set(true);
+                            entry.into_mut()
+                        }
+                        Entry::Vacant(entry) => entry.insert((key, Vec::new())),
+                    };
                     if !field.node.selection_set.node.items.is_empty() {
                         below.push(&field.node.selection_set.node);
                     }
@@ -121,6 +141,7 @@ impl<'a> Order<'a> {
                 Selection::FragmentSpread(spread) => {
                     let name = spread.node.fragment_name.node.as_str();
                     if !visited.insert(name) {
+                        self.repeats_keys.set(true);
                         continue;
                     }
                     if let Some(fragment) = self.fragments.get(name) {
@@ -212,6 +233,7 @@ mod tests {
         let order = Order {
             fragments: &document.fragments,
             variables: &variables,
+            repeats_keys: Cell::new(false),
         };
         order.apply(&mut value, &[&operation.node.selection_set.node]);
         serde_json::to_string(&value).unwrap()
@@ -274,5 +296,23 @@ mod tests {
             ordered(query, serde_json::json!({}), data),
             r#"{"l":[{"b":2,"a":1},null,{"b":4,"a":3}]}"#
         );
+    }
+
+    #[test]
+    fn keys_selected_twice_are_noticed_at_any_level() {
+        let repeats = |query: &str| {
+            let mut request =
+                async_graphql::Request::new(query).variables(Variables::from_json(serde_json::json!({"no": false})));
+            ResponseOrder::of(&mut request).unwrap().repeats_keys()
+        };
+        assert!(!repeats("{ a { b c: b d { e } } f: a { b } }"));
+        assert!(!repeats("query { a { ...F ... on T { c } } } fragment F on T { b }"));
+        assert!(!repeats("query($no: Boolean) { a { b b @include(if: $no) } }"));
+        assert!(repeats("{ a { b } a { c } }"));
+        assert!(repeats("{ a { d { x: e x: e } } }"));
+        assert!(repeats("{ a { b c: b b: c } }"));
+        assert!(repeats("query { a { b ...F } } fragment F on T { b }"));
+        assert!(repeats("query { a { ... on U { b } ... on T { b } } }"));
+        assert!(repeats("query { a { ...F ...F } } fragment F on T { b }"));
     }
 }

@@ -27,6 +27,7 @@ use serde::Serialize;
 
 use super::HttpState;
 use crate::auth::Principal;
+use crate::graphql::WriteAhead;
 use crate::graphql::order::ResponseOrder;
 use crate::graphql::{chosen_operation, prepare_request};
 use crate::metrics::Source;
@@ -454,6 +455,10 @@ async fn execute(
     if let Some(Extension(caller)) = caller {
         request = request.data(caller);
     }
+    // The response is written below by `json`, so what can be is written ahead.
+    if order.as_ref().is_some_and(|order| !order.repeats_keys()) {
+        request = request.data(WriteAhead);
+    }
     let mut response = state.schema.execute(request).await;
     if let Some((service, _)) = &routed
         && response.errors.iter().any(|e| {
@@ -501,7 +506,7 @@ async fn execute(
             errors: &response.errors,
         })
     } else {
-        super::json::response_bytes(&response)
+        crate::graphql::json::response_bytes(&response)
     };
     let body = match body {
         Ok(body) => body,

@@ -4,6 +4,10 @@
 //! the response is strings (ids, timestamps, names) with nothing to escape, and that loop was a
 //! tenth of the server's instructions. Here a string is checked eight bytes at a time and copied
 //! in runs. Everything else (numbers, errors, extensions) is still written by `serde_json`.
+//!
+//! One value is written differently: `Value::Binary` holds JSON written ahead (see
+//! `direct::WriteAhead`) and is copied as it is. No field of the schema gives bytes, and JSON is
+//! written ahead only for requests whose response this module writes.
 
 use std::collections::BTreeMap;
 
@@ -96,7 +100,8 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
 }
 
-/// Appends `value` as JSON, as `serde_json::to_vec` writes it.
+/// Appends `value` as JSON, as `serde_json::to_vec` writes it; JSON written ahead
+/// (`Value::Binary`) as it is.
 pub fn write_value(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
@@ -104,7 +109,8 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
         Value::Boolean(false) => out.extend_from_slice(b"false"),
         Value::String(text) => write_str(out, text),
         Value::Enum(name) => write_str(out, name),
-        Value::Number(_) | Value::Binary(_) => serde_json::to_writer(&mut *out, value)?,
+        Value::Number(_) => serde_json::to_writer(&mut *out, value)?,
+        Value::Binary(written) => out.extend_from_slice(written),
         Value::List(items) => {
             out.push(b'[');
             for (index, item) in items.iter().enumerate() {
@@ -129,6 +135,40 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Appends a JSON value (an event's `eventData`) as `serde_json::to_vec` writes it, and as
+/// [`write_value`] writes its conversion to a response value.
+pub fn write_json(out: &mut Vec<u8>, value: &serde_json::Value) {
+    match value {
+        serde_json::Value::Null => out.extend_from_slice(b"null"),
+        serde_json::Value::Bool(true) => out.extend_from_slice(b"true"),
+        serde_json::Value::Bool(false) => out.extend_from_slice(b"false"),
+        serde_json::Value::Number(number) => out.extend_from_slice(number.to_string().as_bytes()),
+        serde_json::Value::String(text) => write_str(out, text),
+        serde_json::Value::Array(items) => {
+            out.push(b'[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_json(out, item);
+            }
+            out.push(b']');
+        }
+        serde_json::Value::Object(fields) => {
+            out.push(b'{');
+            for (index, (key, item)) in fields.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_str(out, key);
+                out.push(b':');
+                write_json(out, item);
+            }
+            out.push(b'}');
+        }
+    }
 }
 
 /// `response` as JSON, as `serde_json::to_vec(response)` writes it: `data`, then `extensions`
@@ -202,7 +242,6 @@ mod tests {
         let mut object = IndexMap::new();
         object.insert(Name::new("json"), Value::from_json(json).unwrap());
         object.insert(Name::new("kind"), Value::Enum(Name::new("CATEGORY")));
-        object.insert(Name::new("bytes"), Value::Binary(vec![0u8, 1, 255].into()));
         object.insert(Name::new("quote\"key"), Value::String("tab\there".into()));
         let data = Value::Object(object);
         let mut response = Response::new(data.clone());
@@ -225,5 +264,44 @@ mod tests {
         let mut out = Vec::new();
         write_value(&mut out, &data).unwrap();
         assert_eq!(out, serde_json::to_vec(&data).unwrap());
+    }
+
+    #[test]
+    fn json_written_ahead_is_copied_as_it_is() {
+        let mut object = IndexMap::new();
+        object.insert(
+            Name::new("edges"),
+            Value::Binary(br#"[{"a":"\t"},null]"#.to_vec().into()),
+        );
+        object.insert(Name::new("n"), Value::from(1));
+        let response = Response::new(Value::Object(object));
+        assert_eq!(
+            String::from_utf8(response_bytes(&response).unwrap()).unwrap(),
+            r#"{"data":{"edges":[{"a":"\t"},null],"n":1}}"#
+        );
+    }
+
+    #[test]
+    fn json_values_are_written_as_serde_json_writes_them() {
+        let json = serde_json::json!({
+            "z": 1, "a": [1, -2, 2.5, 1e300, 0.1, -0.0, 18446744073709551615u64, -9223372036854775808i64, null, true, false],
+            "m": {"": {}, "deep": [[[{"k\u{1}": "ü\n\"x\""}]]]}, "e": [], "s": "", "o": {}
+        });
+        for value in [
+            json.clone(),
+            serde_json::json!(null),
+            serde_json::json!("x"),
+            serde_json::json!([]),
+        ] {
+            let mut out = Vec::new();
+            write_json(&mut out, &value);
+            assert_eq!(
+                String::from_utf8(out.clone()).unwrap(),
+                serde_json::to_string(&value).unwrap()
+            );
+            let mut converted = Vec::new();
+            write_value(&mut converted, &crate::graphql::scalars::json_value(&value)).unwrap();
+            assert_eq!(converted, out);
+        }
     }
 }
