@@ -6,7 +6,7 @@ use async_graphql::parser::types::Field;
 use async_graphql::{Context, ContextSelectionSet, ErrorExtensions, Object, Positioned, Result, ServerResult, Value};
 
 use super::Loaders;
-use super::direct::{Direct, Stored, resolve_field_now, resolve_list_now};
+use super::direct::{Direct, Sink, Stored, resolve_field_now, resolve_list_now};
 use super::event::{AuditEvent, EventFields};
 use super::loaders::{ChildCountKey, ChildrenUpToKey};
 use crate::domain::page::{Beyond, Order};
@@ -122,11 +122,12 @@ impl Stored for ConnectionFields {
         name: &str,
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
+        sink: Sink<'_>,
     ) -> Option<ServerResult<Value>> {
         match name {
-            "edges" => resolve_list_now(self.rows.iter().map(Self::edge), ctx, field),
-            "nodes" => resolve_list_now(self.rows.iter().map(|m| EventFields(m.clone())), ctx, field),
-            "pageInfo" => resolve_field_now(&self.page_info(), ctx, field),
+            "edges" => resolve_list_now(self.rows.iter().map(Self::edge), ctx, field, sink),
+            "nodes" => resolve_list_now(self.rows.iter().map(|m| EventFields(m.clone())), ctx, field, sink),
+            "pageInfo" => resolve_field_now(&self.page_info(), ctx, field, sink),
             _ => None,
         }
     }
@@ -160,9 +161,10 @@ impl Stored for EdgeFields {
         name: &str,
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
+        sink: Sink<'_>,
     ) -> Option<ServerResult<Value>> {
         (name == "node")
-            .then(|| resolve_field_now(&self.node.0, ctx, field))
+            .then(|| resolve_field_now(&self.node.0, ctx, field, sink))
             .flatten()
     }
 }

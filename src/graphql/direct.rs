@@ -56,12 +56,14 @@ pub trait Stored: ContainerType {
     /// The value of `field` (named `name`) when it is an object, or a list of objects, that
     /// [`resolve_now`] can give whole: every field selected of it is stored. `None` for every
     /// other field, and whenever some field below needs the context; the derived resolver then
-    /// answers. `ctx` is the context of the selection set that holds `field`.
+    /// answers. `ctx` is the context of the selection set that holds `field`; `sink` says where
+    /// the value goes (given with [`resolve_field_now`] and [`resolve_list_now`]).
     fn stored_object(
         &self,
         _name: &str,
         _ctx: &ContextSelectionSet<'_>,
         _field: &Positioned<Field>,
+        _sink: Sink<'_>,
     ) -> Option<ServerResult<Value>> {
         None
     }
@@ -88,7 +90,7 @@ pub fn resolve_now<T: Stored>(object: &T, ctx: &ContextSelectionSet<'_>) -> Opti
     for field in &selected {
         let name = field.node.name.node.as_str();
         if name != "__typename" && !object.is_stored(name) {
-            objects.push(object.stored_object(name, ctx, field)?);
+            objects.push(object.stored_object(name, ctx, field, Sink::Value)?);
         }
     }
     let mut objects = objects.into_iter();
@@ -118,6 +120,16 @@ fn object_value(map: IndexMap<Name, Value>) -> Value {
     } else {
         Value::Object(map)
     }
+}
+
+/// Where an object resolved at once goes.
+pub enum Sink<'b> {
+    /// Into a response value: JSON written ahead when the request is marked [`WriteAhead`], a
+    /// value tree otherwise.
+    Value,
+    /// Written as JSON at the end of this buffer, which belongs to an object being written
+    /// ahead; the value returned is then `Null` and stands for nothing.
+    Json(&'b mut Vec<u8>),
 }
 
 /// Marks a request whose response [`super::json`] writes and whose operation selects no
@@ -158,9 +170,9 @@ fn write_now<T: Stored>(object: &T, ctx: &ContextSelectionSet<'_>, out: &mut Vec
         if name == "__typename" {
             super::json::write_str(out, &T::type_name());
         } else if !object.write_stored(name, out) {
-            match object.stored_object(name, ctx, field)? {
-                Ok(value) => super::json::write_value(out, &value).ok()?,
-                Err(error) => return Some(Err(error)),
+            // Written in place.
+            if let Err(error) = object.stored_object(name, ctx, field, Sink::Json(out))? {
+                return Some(Err(error));
             }
         }
     }
@@ -175,30 +187,52 @@ pub fn resolve_list_now<'o, T: Stored + 'o>(
     objects: impl ExactSizeIterator<Item = T>,
     ctx: &ContextSelectionSet<'_>,
     field: &Positioned<Field>,
+    sink: Sink<'_>,
 ) -> Option<ServerResult<Value>> {
     let ctx_field = ctx.with_field(field);
-    resolve_items_now(objects, &ctx_field.with_selection_set(&field.node.selection_set))
+    resolve_items_now(objects, &ctx_field.with_selection_set(&field.node.selection_set), sink)
+}
+
+/// Writes each of `objects`, the items of a list whose selection set is that of `ctx`, with
+/// [`write_now`]: `None` as soon as one of them cannot be.
+fn write_items_now<'o, T: Stored + 'o>(
+    objects: impl ExactSizeIterator<Item = T>,
+    ctx: &ContextSelectionSet<'_>,
+    out: &mut Vec<u8>,
+) -> Option<ServerResult<()>> {
+    let count = objects.len();
+    out.push(b'[');
+    let start = out.len();
+    for (index, object) in objects.enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        if let Err(error) = write_now(&object, &ctx.with_index(index), out)? {
+            return Some(Err(error));
+        }
+        if index == 0 {
+            // The items share their selection: room for the others at once, not by doubling.
+            out.reserve((out.len() - start + 1) * (count - 1));
+        }
+    }
+    out.push(b']');
+    Some(Ok(()))
 }
 
 /// Resolves each of `objects`, the items of a list whose selection set is that of `ctx`, with
-/// [`resolve_now`] (or writes them ahead): `None` as soon as one of them cannot be.
+/// [`resolve_now`] (or writes them, see [`Sink`]): `None` as soon as one of them cannot be.
 fn resolve_items_now<'o, T: Stored + 'o>(
     objects: impl ExactSizeIterator<Item = T>,
     ctx: &ContextSelectionSet<'_>,
+    sink: Sink<'_>,
 ) -> Option<ServerResult<Value>> {
-    if writes_ahead(ctx) {
-        let mut out = Vec::with_capacity(64 * objects.len() + 2);
-        out.push(b'[');
-        for (index, object) in objects.enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
-            if let Err(error) = write_now(&object, &ctx.with_index(index), &mut out)? {
-                return Some(Err(error));
-            }
+    match sink {
+        Sink::Json(out) => return write_items_now(objects, ctx, out).map(|result| result.map(|()| Value::Null)),
+        Sink::Value if writes_ahead(ctx) => {
+            let mut out = Vec::new();
+            return write_items_now(objects, ctx, &mut out).map(|result| result.map(|()| written(out)));
         }
-        out.push(b']');
-        return Some(Ok(written(out)));
+        Sink::Value => {}
     }
     let mut values = Vec::with_capacity(objects.len());
     for (index, object) in objects.enumerate() {
@@ -215,14 +249,18 @@ pub fn resolve_field_now<T: Stored>(
     object: &T,
     ctx: &ContextSelectionSet<'_>,
     field: &Positioned<Field>,
+    sink: Sink<'_>,
 ) -> Option<ServerResult<Value>> {
     let ctx_field = ctx.with_field(field);
     let ctx = ctx_field.with_selection_set(&field.node.selection_set);
-    if writes_ahead(&ctx) {
-        let mut out = Vec::with_capacity(128);
-        return write_now(object, &ctx, &mut out).map(|result| result.map(|()| written(out)));
+    match sink {
+        Sink::Json(out) => write_now(object, &ctx, out).map(|result| result.map(|()| Value::Null)),
+        Sink::Value if writes_ahead(&ctx) => {
+            let mut out = Vec::with_capacity(256);
+            write_now(object, &ctx, &mut out).map(|result| result.map(|()| written(out)))
+        }
+        Sink::Value => resolve_now(object, &ctx),
     }
-    resolve_now(object, &ctx)
 }
 
 /// An object of type `T` resolved directly (see the module documentation).
@@ -252,7 +290,7 @@ impl<T: Stored> OutputType for Direct<T> {
             } else {
                 match self.0.stored(name) {
                     Some(value) => Some(Ok(value)),
-                    None => self.0.stored_object(name, ctx, field),
+                    None => self.0.stored_object(name, ctx, field, Sink::Value),
                 }
             };
             match value {
@@ -314,7 +352,7 @@ impl<T: Stored + Clone> OutputType for DirectList<T> {
 
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
         // Cloning an item is cheap (its fields are shared).
-        match resolve_items_now(self.0.iter().map(|item| item.0.clone()), ctx) {
+        match resolve_items_now(self.0.iter().map(|item| item.0.clone()), ctx, Sink::Value) {
             Some(value) => value,
             None => self.0.resolve(ctx, field).await,
         }

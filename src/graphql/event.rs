@@ -9,7 +9,7 @@ use async_graphql::{
 use uuid::Uuid;
 
 use super::connection::{AuditEventConnection, Scope};
-use super::direct::{Direct, DirectList, Stored, resolve_field_now};
+use super::direct::{Direct, DirectList, Sink, Stored, resolve_field_now};
 use super::loaders::{AncestorsKey, ChildCountKey, ChildrenKey, EventColumnsKey};
 use super::tree::AuditEventDescendantConnection;
 use super::{DEFAULT_PAGE_SIZE, Loaders, page_cost};
@@ -186,10 +186,14 @@ impl Stored for EventFields {
         let m = &self.0;
         let text = match name {
             "eventId" => {
-                let mut buffer = uuid::Uuid::encode_buffer();
-                out.push(b'"');
-                out.extend_from_slice(m.event_id.hyphenated().encode_lower(&mut buffer).as_bytes());
-                out.push(b'"');
+                write_uuid(out, &m.event_id);
+                return true;
+            }
+            "parentEventId" => {
+                match &m.parent_event_id {
+                    Some(id) => write_uuid(out, id),
+                    None => out.extend_from_slice(b"null"),
+                }
                 return true;
             }
             "eventVersion" => Some(&m.event_version),
@@ -235,6 +239,7 @@ impl Stored for EventFields {
         name: &str,
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
+        sink: Sink<'_>,
     ) -> Option<ServerResult<Value>> {
         if name != "children" {
             return None;
@@ -244,8 +249,16 @@ impl Stored for EventFields {
         let window = super::prefetch::window_of(&ctx_field.field())?;
         let key = self.children_key(window, &ctx_field.look_ahead());
         let rows = ctx.data_opt::<Loaders>()?.prefetched_children(&key)?;
-        resolve_field_now(&children_connection(key, rows).0, ctx, field)
+        resolve_field_now(&children_connection(key, rows).0, ctx, field, sink)
     }
+}
+
+/// Appends `id` as its `UUID` value is written.
+fn write_uuid(out: &mut Vec<u8>, id: &Uuid) {
+    let mut buffer = Uuid::encode_buffer();
+    out.push(b'"');
+    out.extend_from_slice(id.hyphenated().encode_lower(&mut buffer).as_bytes());
+    out.push(b'"');
 }
 
 /// A string field's value, as async-graphql gives it.

@@ -2,8 +2,8 @@
 //!
 //! `serde_json` escapes a string by looking at each byte in turn; in a page of events, most of
 //! the response is strings (ids, timestamps, names) with nothing to escape, and that loop was a
-//! tenth of the server's instructions. Here a string is checked eight bytes at a time and copied
-//! in runs. Everything else (numbers, errors, extensions) is still written by `serde_json`.
+//! tenth of the server's instructions. Here a string is checked and copied eight bytes at a
+//! time. Everything else (numbers, errors, extensions) is still written by `serde_json`.
 //!
 //! One value is written differently: `Value::Binary` holds JSON written ahead (see
 //! `direct::WriteAhead`) and is copied as it is. No field of the schema gives bytes, and JSON is
@@ -50,53 +50,55 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
-    // `run` is where the bytes not yet copied start; they are copied when an escape comes, and
-    // at the end.
-    let mut run = 0;
-    let mut escape_in = |out: &mut Vec<u8>, from: usize, to: usize| {
-        for (at, &byte) in bytes.iter().enumerate().take(to).skip(from) {
-            let escape = ESCAPE[usize::from(byte)];
-            if escape == 0 {
-                continue;
-            }
-            out.extend_from_slice(&bytes[run..at]);
-            if escape == b'u' {
-                out.extend_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(byte >> 4)],
-                    HEX[usize::from(byte & 0xf)],
-                ]);
-            } else {
-                out.extend_from_slice(&[b'\\', escape]);
-            }
-            run = at + 1;
-        }
-    };
+    // Copied a word at a time as it is checked: a copy of a fixed size needs no call to
+    // `memcpy`, which costs more than most strings of a response.
     let mut words = bytes.chunks_exact(8);
     let mut at = 0;
     for word in words.by_ref() {
-        let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
-        if may_need_escaping(word) {
-            escape_in(out, at, at + 8);
+        let word: [u8; 8] = word.try_into().unwrap_or_default();
+        if may_need_escaping(u64::from_le_bytes(word)) {
+            return write_escaped(out, &bytes[at..]);
         }
+        out.extend_from_slice(&word);
         at += 8;
     }
-    let tail = words.remainder();
-    if !tail.is_empty() {
-        // Padded with spaces, which need no escape (built byte by byte: a copy of a variable
-        // length would call `memcpy`).
-        let mut word = ONES * u64::from(b' ');
-        for (shift, &byte) in (0..).step_by(8).zip(tail) {
-            word = (word & !(0xff << shift)) | (u64::from(byte) << shift);
+    for &byte in words.remainder() {
+        if ESCAPE[usize::from(byte)] != 0 {
+            return write_escaped(out, &bytes[at..]);
         }
-        if may_need_escaping(word) {
-            escape_in(out, at, bytes.len());
-        }
+        out.push(byte);
+        at += 1;
     }
-    out.extend_from_slice(&bytes[run..]);
+    out.push(b'"');
+}
+
+/// Appends `rest`, the part of a string from the first word that may need an escape, escaped,
+/// and the closing quote.
+fn write_escaped(out: &mut Vec<u8>, rest: &[u8]) {
+    // `run` is where the bytes not yet copied start; they are copied when an escape comes, and
+    // at the end.
+    let mut run = 0;
+    for (at, &byte) in rest.iter().enumerate() {
+        let escape = ESCAPE[usize::from(byte)];
+        if escape == 0 {
+            continue;
+        }
+        out.extend_from_slice(&rest[run..at]);
+        if escape == b'u' {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 0xf)],
+            ]);
+        } else {
+            out.extend_from_slice(&[b'\\', escape]);
+        }
+        run = at + 1;
+    }
+    out.extend_from_slice(&rest[run..]);
     out.push(b'"');
 }
 
@@ -171,10 +173,21 @@ pub fn write_json(out: &mut Vec<u8>, value: &serde_json::Value) {
     }
 }
 
+/// How many bytes of `value` were written ahead: most of a large response, whose size can then
+/// be reserved once.
+fn written_ahead(value: &Value) -> usize {
+    match value {
+        Value::Binary(written) => written.len(),
+        Value::List(items) => items.iter().map(written_ahead).sum(),
+        Value::Object(fields) => fields.values().map(written_ahead).sum(),
+        _ => 0,
+    }
+}
+
 /// `response` as JSON, as `serde_json::to_vec(response)` writes it: `data`, then `extensions`
 /// and `errors` when there are any.
 pub fn response_bytes(response: &Response) -> serde_json::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(256);
+    let mut out = Vec::with_capacity(256 + written_ahead(&response.data));
     out.extend_from_slice(b"{\"data\":");
     write_value(&mut out, &response.data)?;
     let extensions: &BTreeMap<String, Value> = &response.extensions;

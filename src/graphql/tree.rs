@@ -5,7 +5,7 @@ use async_graphql::{ContextSelectionSet, Enum, Object, Positioned, ServerResult,
 use uuid::Uuid;
 
 use super::connection::{PageInfo, Side};
-use super::direct::{Direct, Stored, resolve_field_now, resolve_list_now};
+use super::direct::{Direct, Sink, Stored, resolve_field_now, resolve_list_now};
 use super::event::{AuditEvent, AuditEventList, EventFields};
 use crate::domain::tree::GroupBy;
 use crate::domain::{EventKey, TreeCursor};
@@ -89,9 +89,10 @@ impl Stored for DescendantEdgeFields {
         name: &str,
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
+        sink: Sink<'_>,
     ) -> Option<ServerResult<Value>> {
         (name == "node")
-            .then(|| resolve_field_now(&EventFields(self.0.event.clone()), ctx, field))
+            .then(|| resolve_field_now(&EventFields(self.0.event.clone()), ctx, field, sink))
             .flatten()
     }
 }
@@ -176,11 +177,17 @@ impl Stored for DescendantConnectionFields {
         name: &str,
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
+        sink: Sink<'_>,
     ) -> Option<ServerResult<Value>> {
         match name {
-            "edges" => resolve_list_now(self.nodes.iter().cloned().map(DescendantEdgeFields), ctx, field),
-            "nodes" => resolve_list_now(self.nodes.iter().map(|n| EventFields(n.event.clone())), ctx, field),
-            "pageInfo" => resolve_field_now(&self.page_info(), ctx, field),
+            "edges" => resolve_list_now(self.nodes.iter().cloned().map(DescendantEdgeFields), ctx, field, sink),
+            "nodes" => resolve_list_now(
+                self.nodes.iter().map(|n| EventFields(n.event.clone())),
+                ctx,
+                field,
+                sink,
+            ),
+            "pageInfo" => resolve_field_now(&self.page_info(), ctx, field, sink),
             _ => None,
         }
     }
