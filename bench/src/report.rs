@@ -239,7 +239,11 @@ pub fn write_section(path: &str, section: &str) -> anyhow::Result<()> {
             let end = existing[start + title.len()..]
                 .find("\n## ")
                 .map_or(existing.len(), |i| start + title.len() + i + 1);
-            format!("{}{}{}", &existing[..start], section, &existing[end..])
+            // A blank line between this section and the next, whether the section ends with one or not.
+            match &existing[end..] {
+                "" => format!("{}{}", &existing[..start], section),
+                rest => format!("{}{}\n\n{}", &existing[..start], section.trim_end(), rest),
+            }
         }
         None => format!("{}\n\n{}", existing.trim_end(), section),
     };

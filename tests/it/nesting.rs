@@ -11,6 +11,7 @@ both_engines!(
     queries_beyond_the_depth_or_complexity_limits_are_rejected,
     every_selection_shows_stored_values_whichever_columns_it_reads,
     nested_levels_written_in_one_pass_match_the_resolvers,
+    responses_written_ahead_are_the_bytes_the_value_tree_gives,
 );
 
 const TREE: &str = "{ auditEvents(first: 50, filter: {rootsOnly: true}) { totalCount edges { node { eventId \
@@ -266,4 +267,47 @@ async fn nested_levels_written_in_one_pass_match_the_resolvers(app: TestApp) {
         assert_eq!(two[1]["node"]["children"]["nodes"].as_array().unwrap().len(), 1);
         assert_eq!(two[1]["node"]["children"]["pageInfo"]["hasNextPage"], false);
     }
+}
+
+/// What is resolved at once is written as JSON straight from the events; a query that selects a
+/// key twice in one selection set is answered through the value tree instead (two values of a key
+/// are merged). Both give the same text, escapes, numbers, nulls and key order included.
+async fn responses_written_ahead_are_the_bytes_the_value_tree_gives(app: TestApp) {
+    let data = json!({"tab": "a\tb", "quote": "say \"hi\"", "n": [1, -2.5, 0.1, null, true], "ü": {"deep": []}});
+    let root = app
+        .create(json!({"correlationId": "ahead", "eventData": data, "actorIp": null}))
+        .await;
+    for c in 0..3 {
+        let child = app
+            .create(json!({"parentEventId": root["eventId"], "correlationId": "ahead", "eventData": {"c": c}}))
+            .await;
+        app.create(json!({"parentEventId": child["eventId"], "correlationId": "ahead"}))
+            .await;
+    }
+    let fields = "eventId eventType eventTimestamp eventDate eventData parentEventId actorIp chainSeq legalHold \
+                  retentionDays severity";
+    let query = |again: &str| {
+        format!(
+            "{{ auditEvents(first: 10, filter: {{correlationId: \"ahead\"}}) {{ edges {{ cursor node {{ {fields} {again} \
+               children(first: 2) {{ nodes {{ {fields} }} pageInfo {{ hasNextPage endCursor }} }} }} }} \
+               pageInfo {{ hasNextPage endCursor }} }} \
+               auditEvent(eventId: \"{}\") {{ __typename descendants(first: 5) {{ edges {{ cursor depth node {{ {fields} }} }} \
+               pageInfo {{ hasNextPage }} }} }} }}",
+            root["eventId"].as_str().unwrap()
+        )
+    };
+    let ahead = app.graphql_text(&query(""), json!({})).await;
+    let merged = app.graphql_text(&query("eventId"), json!({})).await;
+    assert_eq!(ahead, merged);
+    assert!(!ahead.contains("\"errors\""), "{ahead}");
+    assert!(ahead.contains(r#""tab":"a\tb""#), "{ahead}");
+    let body: serde_json::Value = serde_json::from_str(&ahead).unwrap();
+    let edges = body["data"]["auditEvents"]["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 7, "{}", brief(&body));
+    let written = edges.iter().find(|e| e["node"]["eventId"] == root["eventId"]).unwrap();
+    assert_eq!(written["node"]["eventData"], data);
+    assert_eq!(written["node"]["actorIp"], serde_json::Value::Null);
+    assert_eq!(written["node"]["children"]["nodes"].as_array().unwrap().len(), 2);
+    let descendants = body["data"]["auditEvent"]["descendants"]["edges"].as_array().unwrap();
+    assert_eq!(descendants.len(), 5, "{}", brief(&body));
 }
