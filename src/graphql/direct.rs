@@ -170,9 +170,10 @@ fn write_now<T: Stored>(object: &T, ctx: &ContextSelectionSet<'_>, out: &mut Vec
         if name == "__typename" {
             super::json::write_str(out, &T::type_name());
         } else if !object.write_stored(name, out) {
-            // Written in place.
-            if let Err(error) = object.stored_object(name, ctx, field, Sink::Json(out))? {
-                return Some(Err(error));
+            // Written in place: the value returned stands for nothing.
+            match object.stored_object(name, ctx, field, Sink::Json(out))? {
+                Ok(value) => debug_assert_eq!(value, Value::Null, "{name} was not written in place"),
+                Err(error) => return Some(Err(error)),
             }
         }
     }
@@ -181,8 +182,8 @@ fn write_now<T: Stored>(object: &T, ctx: &ContextSelectionSet<'_>, out: &mut Vec
 }
 
 /// Resolves each of `objects` with [`resolve_now`] for the selection set of `field` (a list
-/// field selected in `ctx`): `None` as soon as one of them cannot be (they share the selection,
-/// so that is the first one).
+/// field selected in `ctx`), or writes them (see [`Sink`]): `None` as soon as one of them cannot
+/// be (they share the selection, so that is the first one).
 pub fn resolve_list_now<'o, T: Stored + 'o>(
     objects: impl ExactSizeIterator<Item = T>,
     ctx: &ContextSelectionSet<'_>,
@@ -192,6 +193,9 @@ pub fn resolve_list_now<'o, T: Stored + 'o>(
     let ctx_field = ctx.with_field(field);
     resolve_items_now(objects, &ctx_field.with_selection_set(&field.node.selection_set), sink)
 }
+
+/// Most bytes reserved ahead for the items of a list written ahead.
+const MAX_RESERVED: usize = 1 << 20;
 
 /// Writes each of `objects`, the items of a list whose selection set is that of `ctx`, with
 /// [`write_now`]: `None` as soon as one of them cannot be.
@@ -211,8 +215,9 @@ fn write_items_now<'o, T: Stored + 'o>(
             return Some(Err(error));
         }
         if index == 0 {
-            // The items share their selection: room for the others at once, not by doubling.
-            out.reserve((out.len() - start + 1) * (count - 1));
+            // The items share their selection: room for the others at once, not by doubling (up
+            // to a bound: the first item may be an unusually large event).
+            out.reserve(((out.len() - start + 1) * (count - 1)).min(MAX_RESERVED));
         }
     }
     out.push(b']');
@@ -244,7 +249,8 @@ fn resolve_items_now<'o, T: Stored + 'o>(
     Some(Ok(Value::List(values)))
 }
 
-/// Resolves `object`, the value of object field `field` selected in `ctx`, with [`resolve_now`].
+/// Resolves `object`, the value of object field `field` selected in `ctx`, with [`resolve_now`],
+/// or writes it (see [`Sink`]).
 pub fn resolve_field_now<T: Stored>(
     object: &T,
     ctx: &ContextSelectionSet<'_>,

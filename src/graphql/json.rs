@@ -3,7 +3,8 @@
 //! `serde_json` escapes a string by looking at each byte in turn; in a page of events, most of
 //! the response is strings (ids, timestamps, names) with nothing to escape, and that loop was a
 //! tenth of the server's instructions. Here a string is checked and copied eight bytes at a
-//! time. Everything else (numbers, errors, extensions) is still written by `serde_json`.
+//! time. Everything else (numbers, errors, extensions) is written as `serde_json` writes it, by
+//! `serde_json` itself.
 //!
 //! One value is written differently: `Value::Binary` holds JSON written ahead (see
 //! `direct::WriteAhead`) and is copied as it is. No field of the schema gives bytes, and JSON is

@@ -4,8 +4,9 @@
 //!   fragment spreads, counted in every operation and fragment), at most
 //!   [`MAX_EXPANDED_SELECTIONS`] once every fragment spread is replaced by its fragment (a few
 //!   fragments that each spread the next one twice would otherwise expand to billions of
-//!   selections, which validation walks one by one), and an operation at most
-//!   [`MAX_ROOT_FIELDS`] root fields. The HTTP layer checks this before validation runs.
+//!   selections, which validation walks one by one), no fragment that spreads itself (expanding
+//!   it would never end), and an operation at most [`MAX_ROOT_FIELDS`] root fields. The HTTP
+//!   layer checks this before validation runs, and before anything else expands fragments.
 //! - [`RootTurns`]: one request resolves at most [`ROOT_FIELDS_AT_ONCE`] root fields at a time,
 //!   so a request full of aliases takes longer itself instead of taking every pooled connection
 //!   from other clients. Root fields cannot nest, so the permits cannot deadlock.
@@ -100,6 +101,62 @@ fn expanded<'a>(
     total
 }
 
+/// The names of the fragments spread anywhere in `set`, at any depth, without following them.
+fn spreads_in<'a>(set: &'a SelectionSet, names: &mut Vec<&'a str>) {
+    for item in &set.items {
+        match &item.node {
+            Selection::Field(field) => spreads_in(&field.node.selection_set.node, names),
+            Selection::InlineFragment(fragment) => spreads_in(&fragment.node.selection_set.node, names),
+            Selection::FragmentSpread(spread) => names.push(spread.node.fragment_name.node.as_str()),
+        }
+    }
+}
+
+/// A fragment of `document` that spreads itself, directly or through other fragments, at any
+/// depth (`fragment F on AuditEvent { parent { ...F } }`): expanding it never ends.
+fn fragment_in_cycle(document: &ExecutableDocument) -> Option<&str> {
+    let spreads: HashMap<&str, Vec<&str>> = document
+        .fragments
+        .iter()
+        .map(|(name, fragment)| {
+            let mut names = Vec::new();
+            spreads_in(&fragment.node.selection_set.node, &mut names);
+            (name.as_str(), names)
+        })
+        .collect();
+    // Depth-first, with an explicit stack: fragments on the current path are `Open`.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Open,
+        Done,
+    }
+    let mut marks: HashMap<&str, Mark> = HashMap::new();
+    for &start in spreads.keys() {
+        if marks.contains_key(start) {
+            continue;
+        }
+        marks.insert(start, Mark::Open);
+        let mut stack = vec![(start, 0_usize)];
+        while let Some((name, next)) = stack.pop() {
+            let Some(&spread) = spreads[name].get(next) else {
+                marks.insert(name, Mark::Done);
+                continue;
+            };
+            stack.push((name, next + 1));
+            match marks.get(spread) {
+                Some(Mark::Open) => return Some(spread),
+                Some(Mark::Done) => {}
+                None if spreads.contains_key(spread) => {
+                    marks.insert(spread, Mark::Open);
+                    stack.push((spread, 0));
+                }
+                None => {}
+            }
+        }
+    }
+    None
+}
+
 /// Why a document is refused, if it is.
 pub fn document_refusal(document: &ExecutableDocument) -> Option<String> {
     let operations: usize = document
@@ -116,6 +173,11 @@ pub fn document_refusal(document: &ExecutableDocument) -> Option<String> {
     if total > MAX_SELECTIONS {
         return Some(format!(
             "the document has {total} selections; at most {MAX_SELECTIONS} are allowed"
+        ));
+    }
+    if let Some(name) = fragment_in_cycle(document) {
+        return Some(format!(
+            "the fragment \"{name}\" spreads itself, directly or through other fragments: it would never end"
         ));
     }
     let mut sizes = HashMap::new();
@@ -190,7 +252,19 @@ mod tests {
             .collect();
         let fan = format!("{{ ...F0 }} {fan} fragment F30 on Query {{ __typename }}");
         assert!(refusal(&fan).unwrap().contains("expands"), "{:?}", refusal(&fan));
-        let cycle = "{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }";
-        assert_eq!(refusal(cycle), None, "cycles are left to validation");
+        for cycle in [
+            "{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }",
+            "{ a { ...F } } fragment F on T { parent { ...F } }",
+            "{ a { ...F } } fragment F on T { x { ... on T { y { ...G } } } } fragment G on T { z { ...F } }",
+            "{ ...F } fragment F on Query { ...F }",
+        ] {
+            assert!(refusal(cycle).unwrap().contains("spreads itself"), "{cycle}");
+        }
+        for acyclic in [
+            "{ a { ...F ...G } } fragment F on T { b { ...G } } fragment G on T { c }",
+            "{ a { ...Missing } }",
+        ] {
+            assert_eq!(refusal(acyclic), None, "{acyclic}");
+        }
     }
 }

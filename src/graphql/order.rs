@@ -12,11 +12,9 @@
 //! absent from the map, so only their relative place among the present keys could differ, and
 //! only when the same key also appears in an applicable selection after them.
 
-use std::cell::Cell;
 use std::collections::HashSet;
 
 use async_graphql::indexmap::IndexMap;
-use async_graphql::indexmap::map::Entry;
 use async_graphql::parser::types::{Directive, FragmentDefinition, OperationDefinition, Selection, SelectionSet};
 use async_graphql::{Name, Positioned, Response, Value, Variables};
 
@@ -39,17 +37,19 @@ impl ResponseOrder {
         let order = Order {
             fragments: &document.fragments,
             variables: &variables,
-            repeats_keys: Cell::new(false),
         };
         Some(Self {
             plan: order.plan(&[&operation.node.selection_set.node]),
-            repeats_keys: order.repeats_keys.get(),
+            repeats_keys: repeats_keys(&operation.node.selection_set.node, &document.fragments),
         })
     }
 
-    /// Whether some selection set of the operation selects a response key more than once (its
-    /// values are then merged), counting every fragment whatever its type condition, and a
-    /// fragment spread twice in one set.
+    /// Whether some selection set of the operation may select a response key more than once
+    /// (its values are then merged). Counted as if every selection were included: every fragment
+    /// whatever its type condition, a fragment spread twice in one set, and selections under
+    /// `@skip` or `@include` whatever their condition (async-graphql 7 decides those without the
+    /// operation's variable defaults, so the plan's reading of them can differ from the
+    /// executor's).
     pub fn repeats_keys(&self) -> bool {
         self.repeats_keys
     }
@@ -60,8 +60,9 @@ impl ResponseOrder {
     }
 }
 
-/// The request's variables, with the operation's defaults for those it did not send (so that
-/// `@skip(if: $v)` sees what the execution saw).
+/// The request's variables, with the operation's defaults for those it did not send, as the
+/// specification reads `@skip(if: $v)`. async-graphql 7 decides `@skip` and `@include` without
+/// the defaults; where the two differ, a key the plan left out keeps its place at the end.
 fn with_defaults(operation: &OperationDefinition, mut variables: Variables) -> Variables {
     for definition in &operation.variable_definitions {
         let name = &definition.node.name.node;
@@ -76,8 +77,6 @@ fn with_defaults(operation: &OperationDefinition, mut variables: Variables) -> V
 struct Order<'a> {
     fragments: &'a std::collections::HashMap<Name, Positioned<FragmentDefinition>>,
     variables: &'a Variables,
-    /// Set when a selection set selects a key more than once.
-    repeats_keys: Cell<bool>,
 }
 
 /// The order of a response map's keys, and of the maps below each key: collected once per request
@@ -124,13 +123,7 @@ impl<'a> Order<'a> {
                     // The document's own name: the response's keys are the same one, so
                     // comparing them is mostly comparing pointers (see `same`).
                     let key = &field.node.response_key().node;
-                    let (_, below) = match fields.entry(key.as_str()) {
-                        Entry::Occupied(entry) => {
-                            self.repeats_keys.set(true);
-                            entry.into_mut()
-                        }
-                        Entry::Vacant(entry) => entry.insert((key, Vec::new())),
-                    };
+                    let (_, below) = fields.entry(key.as_str()).or_insert_with(|| (key, Vec::new()));
                     if !field.node.selection_set.node.items.is_empty() {
                         below.push(&field.node.selection_set.node);
                     }
@@ -141,7 +134,6 @@ impl<'a> Order<'a> {
                 Selection::FragmentSpread(spread) => {
                     let name = spread.node.fragment_name.node.as_str();
                     if !visited.insert(name) {
-                        self.repeats_keys.set(true);
                         continue;
                     }
                     if let Some(fragment) = self.fragments.get(name) {
@@ -175,6 +167,49 @@ impl<'a> Order<'a> {
             }
         })
     }
+}
+
+/// Whether `set`, or a selection set below it, selects a response key twice (see
+/// [`ResponseOrder::repeats_keys`]). Fragments do not spread themselves here: documents whose
+/// fragments do are refused before they are planned (`limits::document_refusal`).
+fn repeats_keys(
+    set: &SelectionSet,
+    fragments: &std::collections::HashMap<Name, Positioned<FragmentDefinition>>,
+) -> bool {
+    let mut keys = HashSet::new();
+    let mut spread = HashSet::new();
+    let mut below = Vec::new();
+    gather_keys(set, fragments, &mut keys, &mut spread, &mut below)
+        || below.into_iter().any(|set| repeats_keys(set, fragments))
+}
+
+/// Adds the response keys of `set` (fragments expanded) to `keys`, and the selection sets below
+/// its fields to `below`: `true` as soon as a key or a fragment comes twice.
+fn gather_keys<'a>(
+    set: &'a SelectionSet,
+    fragments: &'a std::collections::HashMap<Name, Positioned<FragmentDefinition>>,
+    keys: &mut HashSet<&'a str>,
+    spread: &mut HashSet<&'a str>,
+    below: &mut Vec<&'a SelectionSet>,
+) -> bool {
+    set.items.iter().any(|selection| match &selection.node {
+        Selection::Field(field) => {
+            if !field.node.selection_set.node.items.is_empty() {
+                below.push(&field.node.selection_set.node);
+            }
+            !keys.insert(field.node.response_key().node.as_str())
+        }
+        Selection::InlineFragment(fragment) => {
+            gather_keys(&fragment.node.selection_set.node, fragments, keys, spread, below)
+        }
+        Selection::FragmentSpread(fragment) => {
+            let name = fragment.node.fragment_name.node.as_str();
+            !spread.insert(name)
+                || fragments.get(name).is_some_and(|fragment| {
+                    gather_keys(&fragment.node.selection_set.node, fragments, keys, spread, below)
+                })
+        }
+    })
 }
 
 /// Whether two keys are equal: usually both are the document's name, shared, so their text is
@@ -233,7 +268,6 @@ mod tests {
         let order = Order {
             fragments: &document.fragments,
             variables: &variables,
-            repeats_keys: Cell::new(false),
         };
         order.apply(&mut value, &[&operation.node.selection_set.node]);
         serde_json::to_string(&value).unwrap()
@@ -307,7 +341,9 @@ mod tests {
         };
         assert!(!repeats("{ a { b c: b d { e } } f: a { b } }"));
         assert!(!repeats("query { a { ...F ... on T { c } } } fragment F on T { b }"));
-        assert!(!repeats("query($no: Boolean) { a { b b @include(if: $no) } }"));
+        // Whatever the condition: the executor reads it without the variables' defaults.
+        assert!(repeats("query($no: Boolean) { a { b b @include(if: $no) } }"));
+        assert!(repeats("query($v: Boolean = true) { a { b } a @skip(if: $v) { c } }"));
         assert!(repeats("{ a { b } a { c } }"));
         assert!(repeats("{ a { d { x: e x: e } } }"));
         assert!(repeats("{ a { b c: b b: c } }"));

@@ -95,6 +95,28 @@ async fn deeply_nested_literals_are_refused_and_the_server_keeps_serving(app: Te
     );
     assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_REQUEST");
     assert!(body.get("data").is_none());
+    // A fragment that spreads itself below a field: expanding it never ends, so it is refused
+    // before anything expands it (it once overflowed the stack and ended the process).
+    let cycle = "query { auditEvents(first: 1) { nodes { ...F } } } \
+                 fragment F on AuditEvent { parent { ...G } } fragment G on AuditEvent { eventId parent { ...F } }";
+    let (_, _, by_get) = exchange(&app, get(cycle)).await;
+    for body in [app.graphql(cycle, json!({})).await, by_get] {
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"],
+            "BAD_REQUEST",
+            "{}",
+            brief(&body)
+        );
+        assert!(body.get("data").is_none());
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("spreads itself"),
+            "{}",
+            brief(&body)
+        );
+    }
     // A body of 3 MiB is within the 5 MiB limit (no hidden smaller one); its document may not
     // exceed 1 MiB.
     let inputs: Vec<Value> = (0..20)
