@@ -114,64 +114,70 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
         Value::Enum(name) => write_str(out, name),
         Value::Number(_) => serde_json::to_writer(&mut *out, value)?,
         Value::Binary(written) => out.extend_from_slice(written),
-        Value::List(items) => {
-            out.push(b'[');
-            for (index, item) in items.iter().enumerate() {
-                if index > 0 {
-                    out.push(b',');
-                }
-                write_value(out, item)?;
-            }
-            out.push(b']');
-        }
-        Value::Object(fields) => {
-            out.push(b'{');
-            for (index, (key, item)) in fields.iter().enumerate() {
-                if index > 0 {
-                    out.push(b',');
-                }
-                write_str(out, key);
-                out.push(b':');
-                write_value(out, item)?;
-            }
-            out.push(b'}');
-        }
+        Value::List(items) => write_array(out, items, write_value)?,
+        Value::Object(fields) => write_object(out, fields.iter().map(|(key, item)| (key.as_str(), item)), write_value)?,
     }
+    Ok(())
+}
+
+/// Appends `items` as a JSON array, each written by `write`.
+fn write_array<'a, T: 'a, E>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = &'a T>,
+    write: impl Fn(&mut Vec<u8>, &'a T) -> Result<(), E>,
+) -> Result<(), E> {
+    out.push(b'[');
+    for (index, item) in items.into_iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write(out, item)?;
+    }
+    out.push(b']');
+    Ok(())
+}
+
+/// Appends `fields` as a JSON object, each value written by `write`.
+fn write_object<'a, T: 'a, E>(
+    out: &mut Vec<u8>,
+    fields: impl IntoIterator<Item = (&'a str, &'a T)>,
+    write: impl Fn(&mut Vec<u8>, &'a T) -> Result<(), E>,
+) -> Result<(), E> {
+    out.push(b'{');
+    for (index, (key, item)) in fields.into_iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write_str(out, key);
+        out.push(b':');
+        write(out, item)?;
+    }
+    out.push(b'}');
     Ok(())
 }
 
 /// Appends a JSON value (an event's `eventData`) as `serde_json::to_vec` writes it, and as
 /// [`write_value`] writes its conversion to a response value.
 pub fn write_json(out: &mut Vec<u8>, value: &serde_json::Value) {
+    let Ok(()) = write_json_value(out, value);
+}
+
+/// [`write_json`], in the form [`write_array`] and [`write_object`] take.
+fn write_json_value(out: &mut Vec<u8>, value: &serde_json::Value) -> Result<(), std::convert::Infallible> {
     match value {
         serde_json::Value::Null => out.extend_from_slice(b"null"),
         serde_json::Value::Bool(true) => out.extend_from_slice(b"true"),
         serde_json::Value::Bool(false) => out.extend_from_slice(b"false"),
         serde_json::Value::Number(number) => out.extend_from_slice(number.to_string().as_bytes()),
         serde_json::Value::String(text) => write_str(out, text),
-        serde_json::Value::Array(items) => {
-            out.push(b'[');
-            for (index, item) in items.iter().enumerate() {
-                if index > 0 {
-                    out.push(b',');
-                }
-                write_json(out, item);
-            }
-            out.push(b']');
-        }
-        serde_json::Value::Object(fields) => {
-            out.push(b'{');
-            for (index, (key, item)) in fields.iter().enumerate() {
-                if index > 0 {
-                    out.push(b',');
-                }
-                write_str(out, key);
-                out.push(b':');
-                write_json(out, item);
-            }
-            out.push(b'}');
-        }
+        serde_json::Value::Array(items) => write_array(out, items, write_json_value)?,
+        serde_json::Value::Object(fields) => write_object(
+            out,
+            fields.iter().map(|(key, item)| (key.as_str(), item)),
+            write_json_value,
+        )?,
     }
+    Ok(())
 }
 
 /// How many bytes of `value` were written ahead: most of a large response, whose size can then
