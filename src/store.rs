@@ -125,6 +125,7 @@ impl Store {
             .max_connections(options.max_connections)
             .min_connections(1)
             .acquire_timeout(options.wait_timeout)
+            .test_before_acquire_if_idle_for(PING_AFTER_IDLE)
             .sqlx_logging(false);
         let statements = Arc::new(AtomicU64::new(0));
         let counter = statements.clone();
@@ -426,6 +427,12 @@ pub const POSTGRES_SESSION_SETTINGS: [(&str, &str); 3] = [
     ("client_min_messages", "warning"),
     ("plan_cache_mode", "force_generic_plan"),
 ];
+
+/// A pooled connection idle at least this long is checked with a round trip before it is handed
+/// out; one used more recently is not. The pool checks every connection when it comes back, so one
+/// idle for less than this answered a moment ago; checking it again on every acquire put a third
+/// round trip on each statement's way (the check, the statement, the check on return).
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// The two PostgreSQL pools of a server (the primary, or a replica) from `base`: one for
 /// statements, with the statement timeout, and a smaller one whose sessions carry the tree timeout,
