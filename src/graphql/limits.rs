@@ -4,9 +4,10 @@
 //!   fragment spreads, counted in every operation and fragment), at most
 //!   [`MAX_EXPANDED_SELECTIONS`] once every fragment spread is replaced by its fragment (a few
 //!   fragments that each spread the next one twice would otherwise expand to billions of
-//!   selections, which validation walks one by one), no fragment that spreads itself (expanding
-//!   it would never end), and an operation at most [`MAX_ROOT_FIELDS`] root fields. The HTTP
-//!   layer checks this before validation runs, and before anything else expands fragments.
+//!   selections, which validation walks one by one), no fragment an operation uses that spreads
+//!   itself (expanding it would never end), and an operation at most [`MAX_ROOT_FIELDS`] root
+//!   fields. The HTTP layer checks this before validation runs, and before anything else expands
+//!   fragments.
 //! - [`RootTurns`]: one request resolves at most [`ROOT_FIELDS_AT_ONCE`] root fields at a time,
 //!   so a request full of aliases takes longer itself instead of taking every pooled connection
 //!   from other clients. Root fields cannot nest, so the permits cannot deadlock.
@@ -65,28 +66,30 @@ pub fn uses_introspection(document: &ExecutableDocument) -> bool {
 }
 
 /// Selections of `set` with every spread replaced by its fragment; each fragment's size is
-/// computed once. A cycle counts nothing (validation rejects it).
+/// computed once. `Err` names a fragment that spreads itself, directly or through other
+/// fragments, at any depth (`fragment F on AuditEvent { parent { ...F } }`): expanding it never
+/// ends.
 fn expanded<'a>(
     set: &'a SelectionSet,
     document: &'a ExecutableDocument,
     sizes: &mut HashMap<&'a str, usize>,
     visiting: &mut Vec<&'a str>,
-) -> usize {
+) -> Result<usize, &'a str> {
     let mut total = 0_usize;
     for item in &set.items {
         let size = match &item.node {
-            Selection::Field(field) => 1 + expanded(&field.node.selection_set.node, document, sizes, visiting),
+            Selection::Field(field) => 1 + expanded(&field.node.selection_set.node, document, sizes, visiting)?,
             Selection::InlineFragment(fragment) => {
-                1 + expanded(&fragment.node.selection_set.node, document, sizes, visiting)
+                1 + expanded(&fragment.node.selection_set.node, document, sizes, visiting)?
             }
             Selection::FragmentSpread(spread) => {
                 let name = spread.node.fragment_name.node.as_str();
                 let inner = match (sizes.get(name), document.fragments.get(name)) {
                     (Some(size), _) => *size,
-                    (None, Some(_)) if visiting.contains(&name) => 0,
+                    (None, Some(_)) if visiting.contains(&name) => return Err(name),
                     (None, Some(fragment)) => {
                         visiting.push(name);
-                        let size = expanded(&fragment.node.selection_set.node, document, sizes, visiting);
+                        let size = expanded(&fragment.node.selection_set.node, document, sizes, visiting)?;
                         visiting.pop();
                         sizes.insert(name, size);
                         size
@@ -98,63 +101,7 @@ fn expanded<'a>(
         };
         total = total.saturating_add(size);
     }
-    total
-}
-
-/// The names of the fragments spread anywhere in `set`, at any depth, without following them.
-fn spreads_in<'a>(set: &'a SelectionSet, names: &mut Vec<&'a str>) {
-    for item in &set.items {
-        match &item.node {
-            Selection::Field(field) => spreads_in(&field.node.selection_set.node, names),
-            Selection::InlineFragment(fragment) => spreads_in(&fragment.node.selection_set.node, names),
-            Selection::FragmentSpread(spread) => names.push(spread.node.fragment_name.node.as_str()),
-        }
-    }
-}
-
-/// A fragment of `document` that spreads itself, directly or through other fragments, at any
-/// depth (`fragment F on AuditEvent { parent { ...F } }`): expanding it never ends.
-fn fragment_in_cycle(document: &ExecutableDocument) -> Option<&str> {
-    let spreads: HashMap<&str, Vec<&str>> = document
-        .fragments
-        .iter()
-        .map(|(name, fragment)| {
-            let mut names = Vec::new();
-            spreads_in(&fragment.node.selection_set.node, &mut names);
-            (name.as_str(), names)
-        })
-        .collect();
-    // Depth-first, with an explicit stack: fragments on the current path are `Open`.
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        Open,
-        Done,
-    }
-    let mut marks: HashMap<&str, Mark> = HashMap::new();
-    for &start in spreads.keys() {
-        if marks.contains_key(start) {
-            continue;
-        }
-        marks.insert(start, Mark::Open);
-        let mut stack = vec![(start, 0_usize)];
-        while let Some((name, next)) = stack.pop() {
-            let Some(&spread) = spreads[name].get(next) else {
-                marks.insert(name, Mark::Done);
-                continue;
-            };
-            stack.push((name, next + 1));
-            match marks.get(spread) {
-                Some(Mark::Open) => return Some(spread),
-                Some(Mark::Done) => {}
-                None if spreads.contains_key(spread) => {
-                    marks.insert(spread, Mark::Open);
-                    stack.push((spread, 0));
-                }
-                None => {}
-            }
-        }
-    }
-    None
+    Ok(total)
 }
 
 /// Why a document is refused, if it is.
@@ -175,19 +122,21 @@ pub fn document_refusal(document: &ExecutableDocument) -> Option<String> {
             "the document has {total} selections; at most {MAX_SELECTIONS} are allowed"
         ));
     }
-    if let Some(name) = fragment_in_cycle(document) {
-        return Some(format!(
-            "the fragment \"{name}\" spreads itself, directly or through other fragments: it would never end"
-        ));
-    }
     let mut sizes = HashMap::new();
     for (_, operation) in document.operations.iter() {
-        let size = expanded(
+        let size = match expanded(
             &operation.node.selection_set.node,
             document,
             &mut sizes,
             &mut Vec::new(),
-        );
+        ) {
+            Ok(size) => size,
+            Err(name) => {
+                return Some(format!(
+                    "the fragment \"{name}\" spreads itself, directly or through other fragments: it would never end"
+                ));
+            }
+        };
         if size > MAX_EXPANDED_SELECTIONS {
             return Some(format!(
                 "an operation expands to more than {MAX_EXPANDED_SELECTIONS} selections once its fragments are spread"

@@ -22,7 +22,6 @@ use async_graphql::{Name, Positioned, Response, Value, Variables};
 /// document before it runs; the transports apply it to each response.
 pub struct ResponseOrder {
     plan: Plan,
-    repeats_keys: bool,
 }
 
 impl ResponseOrder {
@@ -40,18 +39,7 @@ impl ResponseOrder {
         };
         Some(Self {
             plan: order.plan(&[&operation.node.selection_set.node]),
-            repeats_keys: repeats_keys(&operation.node.selection_set.node, &document.fragments),
         })
-    }
-
-    /// Whether some selection set of the operation may select a response key more than once
-    /// (its values are then merged). Counted as if every selection were included: every fragment
-    /// whatever its type condition, a fragment spread twice in one set, and selections under
-    /// `@skip` or `@include` whatever their condition (async-graphql 7 decides those without the
-    /// operation's variable defaults, so the plan's reading of them can differ from the
-    /// executor's).
-    pub fn repeats_keys(&self) -> bool {
-        self.repeats_keys
     }
 
     /// Puts every map of the response's `data` in the order of the selection sets.
@@ -169,18 +157,34 @@ impl<'a> Order<'a> {
     }
 }
 
+/// Whether some selection set of the operation `request` runs may select a response key more
+/// than once (its values are then merged); also when the document does not parse or names no
+/// operation. Counted as if every selection were included: every fragment whatever its type
+/// condition, a fragment spread twice in one set, and selections under `@skip` or `@include`
+/// whatever their condition (async-graphql 7 decides those without the operation's variable
+/// defaults, so [`ResponseOrder`]'s reading of them can differ from the executor's). Fragments
+/// do not spread themselves here: documents whose fragments do are refused before they run
+/// (`limits::document_refusal`).
+pub fn repeats_keys(request: &mut async_graphql::Request) -> bool {
+    let operation_name = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else {
+        return true;
+    };
+    super::chosen_operation(document, operation_name.as_deref())
+        .is_none_or(|operation| selects_twice(&operation.node.selection_set.node, &document.fragments))
+}
+
 /// Whether `set`, or a selection set below it, selects a response key twice (see
-/// [`ResponseOrder::repeats_keys`]). Fragments do not spread themselves here: documents whose
-/// fragments do are refused before they are planned (`limits::document_refusal`).
-fn repeats_keys(
+/// [`repeats_keys`]).
+fn selects_twice(
     set: &SelectionSet,
     fragments: &std::collections::HashMap<Name, Positioned<FragmentDefinition>>,
 ) -> bool {
-    let mut keys = HashSet::new();
-    let mut spread = HashSet::new();
+    let mut keys = foldhash::HashSet::default();
+    let mut spread = foldhash::HashSet::default();
     let mut below = Vec::new();
     gather_keys(set, fragments, &mut keys, &mut spread, &mut below)
-        || below.into_iter().any(|set| repeats_keys(set, fragments))
+        || below.into_iter().any(|set| selects_twice(set, fragments))
 }
 
 /// Adds the response keys of `set` (fragments expanded) to `keys`, and the selection sets below
@@ -188,8 +192,8 @@ fn repeats_keys(
 fn gather_keys<'a>(
     set: &'a SelectionSet,
     fragments: &'a std::collections::HashMap<Name, Positioned<FragmentDefinition>>,
-    keys: &mut HashSet<&'a str>,
-    spread: &mut HashSet<&'a str>,
+    keys: &mut foldhash::HashSet<&'a str>,
+    spread: &mut foldhash::HashSet<&'a str>,
     below: &mut Vec<&'a SelectionSet>,
 ) -> bool {
     set.items.iter().any(|selection| match &selection.node {
@@ -337,7 +341,7 @@ mod tests {
         let repeats = |query: &str| {
             let mut request =
                 async_graphql::Request::new(query).variables(Variables::from_json(serde_json::json!({"no": false})));
-            ResponseOrder::of(&mut request).unwrap().repeats_keys()
+            repeats_keys(&mut request)
         };
         assert!(!repeats("{ a { b c: b d { e } } f: a { b } }"));
         assert!(!repeats("query { a { ...F ... on T { c } } } fragment F on T { b }"));

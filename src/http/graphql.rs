@@ -456,7 +456,7 @@ async fn execute(
         request = request.data(caller);
     }
     // The response is written below by `json`, so what can be is written ahead.
-    if order.as_ref().is_some_and(|order| !order.repeats_keys()) {
+    if !crate::graphql::order::repeats_keys(&mut request) {
         request = request.data(WriteAhead);
     }
     let mut response = state.schema.execute(request).await;
