@@ -133,7 +133,7 @@ pub enum Sink<'b> {
 }
 
 /// Marks a request whose response [`super::json`] writes and whose operation selects no
-/// response key twice in one selection set (`ResponseOrder::repeats_keys`): what is resolved at
+/// response key twice in one selection set (`order::repeats_keys`): what is resolved at
 /// once is then written as JSON ahead. Two values of one key are merged, which JSON written ahead
 /// cannot be, hence the second condition.
 pub struct WriteAhead;
