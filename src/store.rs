@@ -6,6 +6,7 @@ mod columns;
 mod error;
 mod export;
 mod group;
+mod hot;
 mod import;
 mod lifecycle;
 mod log;
@@ -77,11 +78,11 @@ pub struct Store {
 }
 
 struct Inner {
-    db: DatabaseConnection,
+    db: hot::ReadPool,
     /// PostgreSQL: a small pool whose sessions run with the tree timeout as their
     /// `statement_timeout`, for the recursive walks (one round trip each, no transaction to set
     /// the timeout in).
-    trees: Option<DatabaseConnection>,
+    trees: Option<hot::ReadPool>,
     /// Timeout of recursive tree queries (PostgreSQL).
     tree_timeout: Duration,
     /// Durations of SQL statements, for `/metrics`.
@@ -142,9 +143,9 @@ impl Store {
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
         )
         .context("creating the group size histogram")?;
-        let observe = {
+        let observe: hot::Observe = {
             let durations = statement_durations.clone();
-            move |info: &sea_orm::metric::Info<'_>| {
+            Arc::new(move |info: &sea_orm::metric::Info<'_>| {
                 counter.fetch_add(1, Ordering::Relaxed);
                 durations.observe(info.elapsed.as_secs_f64());
                 tracing::trace!(
@@ -154,7 +155,7 @@ impl Store {
                     failed = info.failed,
                     "statement"
                 );
-            }
+            })
         };
         let sqlite = url.starts_with("sqlite:");
         let (db, trees) = if sqlite {
@@ -168,8 +169,9 @@ impl Store {
             let mut db = Database::connect(connect)
                 .await
                 .with_context(|| format!("connecting to {}", redact(url)))?;
-            db.set_metric_callback(observe.clone());
-            (db, None)
+            let report = observe.clone();
+            db.set_metric_callback(move |info| report(info));
+            (hot::ReadPool::new(db, 0, observe.clone()), None)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             ensure_postgres_database(url, options.create_database).await?;
             let (db, trees) = postgres_pools(&connect, options, observe.clone())
@@ -271,7 +273,9 @@ impl Store {
         let (open, idle, max) = match self.backend() {
             DatabaseBackend::Postgres => {
                 let pool = db.get_postgres_connection_pool();
-                (pool.size(), pool.num_idle(), pool.options().get_max_connections())
+                // Those kept for reads are idle too, though the pool counts them as lent.
+                let idle = pool.num_idle() + self.inner.db.kept();
+                (pool.size(), idle, pool.options().get_max_connections())
             }
             DatabaseBackend::Sqlite => {
                 let pool = db.get_sqlite_connection_pool();
@@ -441,18 +445,35 @@ const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 async fn postgres_pools(
     base: &ConnectOptions,
     options: &StoreOptions,
-    observe: impl Fn(&sea_orm::metric::Info<'_>) + Clone + Send + Sync + 'static,
-) -> Result<(DatabaseConnection, DatabaseConnection), sea_orm::DbErr> {
+    observe: hot::Observe,
+) -> Result<(hot::ReadPool, hot::ReadPool), sea_orm::DbErr> {
     let mut statements = base.clone();
     with_session_settings(&mut statements, options.statement_timeout);
     let mut walks = base.clone();
-    walks.max_connections((options.max_connections / 4).max(2));
+    let walkers = (options.max_connections / 4).max(2);
+    walks.max_connections(walkers);
     with_session_settings(&mut walks, options.tree_timeout);
     let mut walks = Database::connect(walks).await?;
     let mut statements = Database::connect(statements).await?;
-    walks.set_metric_callback(observe.clone());
-    statements.set_metric_callback(observe);
+    for pool in [&mut walks, &mut statements] {
+        let report = observe.clone();
+        pool.set_metric_callback(move |info| report(info));
+    }
+    // Up to a quarter of the statements' pool is kept for reads: the rest is always there for
+    // writes and transactions, which take their connections from the pool itself. A pool of fewer
+    // than four keeps none. The walks' pool serves only walks, and may keep all of its own.
+    let statements = hot::ReadPool::new(statements, kept_for_reads(options.max_connections), observe.clone());
+    let walks = hot::ReadPool::new(walks, walkers as usize, observe);
     Ok((statements, walks))
+}
+
+/// How many of a statements pool's `max_connections` are kept between reads (see [`hot`]).
+fn kept_for_reads(max_connections: u32) -> usize {
+    if max_connections < 4 {
+        0
+    } else {
+        (max_connections / 4) as usize
+    }
 }
 
 /// Applies [`POSTGRES_SESSION_SETTINGS`] and `statement_timeout` to every new connection of a
@@ -601,6 +622,14 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_keep_at_most_a_quarter_of_the_pool_and_small_pools_none() {
+        for (max, kept) in [(1, 0), (2, 0), (3, 0), (4, 1), (7, 1), (16, 4), (1000, 250)] {
+            assert_eq!(kept_for_reads(max), kept, "pool of {max}");
+        }
+        assert!((1..=1000).all(|max| kept_for_reads(max) * 4 <= max as usize));
+    }
 
     #[test]
     fn advice_quotes_only_the_words_that_need_it() {

@@ -136,9 +136,9 @@ impl ReadFrom {
 pub(crate) struct Replica {
     /// `host:port/database`, for metrics and logs (no credentials).
     pub(crate) name: String,
-    pub(crate) db: DatabaseConnection,
+    pub(crate) db: super::hot::ReadPool,
     /// Sessions with the tree timeout, for the recursive walks.
-    pub(crate) trees: DatabaseConnection,
+    pub(crate) trees: super::hot::ReadPool,
     /// The WAL position it had replayed when last asked.
     replayed: AtomicU64,
     /// Whether it answered the last check as a standby.
@@ -289,7 +289,7 @@ impl Replicas {
         })
     }
 
-    pub(crate) fn replica(name: String, db: DatabaseConnection, trees: DatabaseConnection) -> Arc<Replica> {
+    pub(crate) fn replica(name: String, db: super::hot::ReadPool, trees: super::hot::ReadPool) -> Arc<Replica> {
         Arc::new(Replica {
             name,
             db,
@@ -475,6 +475,11 @@ impl Store {
 
     /// The pool that answers this store's reads.
     pub(crate) fn reader(&self) -> &DatabaseConnection {
+        self.read_pool()
+    }
+
+    /// The pool that answers this store's reads, lending the connection put back last.
+    pub(crate) fn read_pool(&self) -> &super::hot::ReadPool {
         match &self.reading {
             Some(replica) => &replica.db,
             None => &self.inner.db,
@@ -482,7 +487,7 @@ impl Store {
     }
 
     /// The pool that answers this store's recursive walks (PostgreSQL).
-    pub(crate) fn tree_reader(&self) -> Option<&DatabaseConnection> {
+    pub(crate) fn tree_reader(&self) -> Option<&super::hot::ReadPool> {
         match &self.reading {
             Some(replica) => Some(&replica.trees),
             None => self.inner.trees.as_ref(),

@@ -31,8 +31,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryResult, QuerySelect,
-    Statement, Value,
+    ColumnTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryResult, QuerySelect, Statement, Value,
 };
 use uuid::Uuid;
 
@@ -160,10 +159,10 @@ impl Store {
     /// [`StoreError::Timeout`].
     async fn tree_query(&self, stmt: Statement) -> Result<Vec<QueryResult>, StoreError> {
         let Some(trees) = self.tree_reader() else {
-            return Ok(self.reader().query_all_raw(stmt).await?);
+            return Ok(self.read_pool().read_all(stmt).await?);
         };
         let timeout_ms = self.inner.tree_timeout.as_millis().max(1);
-        trees.query_all_raw(stmt).await.map_err(|error| {
+        trees.read_all(stmt).await.map_err(|error| {
             if is_timeout(&error) {
                 StoreError::Timeout(format!(
                     "the tree query took longer than {timeout_ms} ms and was stopped; \

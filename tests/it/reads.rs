@@ -4,7 +4,7 @@ use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 
 use crate::both_engines;
-use crate::helpers::TestApp;
+use crate::helpers::{Engine, TestApp, postgres_admin_url};
 
 both_engines!(
     an_event_is_read_back_with_every_column,
@@ -245,4 +245,57 @@ async fn responses_list_fields_in_the_order_the_query_asks(app: TestApp) {
             r#""pageInfo":{"hasPreviousPage":false,"hasNextPage":true},"totalCount":2}}}"#
         )
     );
+}
+
+/// Reads made one at a time go to the connection used last, not in turn to every connection the
+/// pool has opened: the same few PostgreSQL backends answer them, their caches warm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_one_at_a_time_reuse_the_connection_used_last() {
+    use sea_orm::{ConnectionTrait, Database, DatabaseBackend, Statement};
+
+    let Some(app) = TestApp::new(Engine::Postgres).await else {
+        return;
+    };
+    for n in 0..3 {
+        app.create(json!({"correlationId": format!("hot-{n}")})).await;
+    }
+    const PAGE: &str = "{ auditEvents(first: 5) { edges { node { eventId eventType } } } }";
+    // Many reads at once: the pool opens a connection for each that finds none idle.
+    for data in futures_util::future::join_all((0..16).map(|_| app.ok(PAGE, json!({})))).await {
+        assert_eq!(data["auditEvents"]["edges"].as_array().map(Vec::len), Some(3));
+    }
+    let admin = Database::connect(postgres_admin_url()).await.unwrap();
+    // Each backend of the test database that last ran a page read, with when it last changed state.
+    let page_readers = async || -> Vec<(i32, String)> {
+        let sql = format!(
+            "SELECT pid, state_change::text AS at FROM pg_stat_activity WHERE datname = '{}' \
+             AND query LIKE '%FROM \"audit_events\"%ORDER BY%' ORDER BY pid",
+            app.database_name().unwrap()
+        );
+        let rows = admin
+            .query_all_raw(Statement::from_string(DatabaseBackend::Postgres, sql))
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|row| (row.try_get("", "pid").unwrap(), row.try_get("", "at").unwrap()))
+            .collect()
+    };
+    let before = page_readers().await;
+    assert!(
+        before.len() >= 4,
+        "the concurrent reads opened only {} connections: {before:?}",
+        before.len()
+    );
+    for _ in 0..30 {
+        app.ok(PAGE, json!({})).await;
+    }
+    let after = page_readers().await;
+    let answered: Vec<_> = after.iter().filter(|backend| !before.contains(backend)).collect();
+    assert!(
+        !answered.is_empty() && answered.len() <= 2,
+        "30 reads one at a time were answered by {} of {} backends: {answered:?}",
+        answered.len(),
+        after.len()
+    );
+    admin.close().await.unwrap();
 }
