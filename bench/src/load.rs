@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::cpu::Cpu;
+
 /// One kind of request, repeated by a worker. Each call checks its response.
 pub trait Op: Send + 'static {
     /// Sends one request and returns how many items it handled (events written, rows read).
@@ -23,6 +25,8 @@ pub struct Sample {
     pub seconds: f64,
     /// Milliseconds each successful request took, from sending it to checking its answer.
     pub latencies_ms: Vec<f64>,
+    /// The CPU the processes used over the period, when it was measured.
+    pub cpu: Option<Cpu>,
 }
 
 impl Sample {
@@ -34,6 +38,14 @@ impl Sample {
     /// Successful requests per second.
     pub fn requests_per_second(&self) -> f64 {
         (self.requests - self.failures) as f64 / self.seconds.max(f64::EPSILON)
+    }
+
+    /// CPU microseconds per request (failed ones included) of the server, of PostgreSQL and of
+    /// this load generator over the period, when it was measured.
+    pub fn cpu_per_request(&self) -> Option<[f64; 3]> {
+        let cpu = self.cpu?;
+        let per = |seconds: f64| seconds * 1e6 / self.requests.max(1) as f64;
+        Some([per(cpu.server), per(cpu.postgres), per(cpu.bench)])
     }
 
     /// The `p`-th percentile (0 to 100) of the request latencies, in milliseconds.
@@ -104,4 +116,19 @@ pub async fn measure<O: Op>(
 ) -> anyhow::Result<(Vec<O>, Sample)> {
     let (workers, _) = run_for(workers, warm_up).await?;
     run_for(workers, duration).await
+}
+
+/// [`measure`], also reading the CPU that the processes `servers`, PostgreSQL and this load
+/// generator used over the measured period (not the warm-up).
+pub async fn measure_cpu<O: Op>(
+    workers: Vec<O>,
+    warm_up: Duration,
+    duration: Duration,
+    servers: &[u32],
+) -> anyhow::Result<(Vec<O>, Sample)> {
+    let (workers, _) = run_for(workers, warm_up).await?;
+    let before = Cpu::now(servers);
+    let (workers, mut sample) = run_for(workers, duration).await?;
+    sample.cpu = Some(Cpu::since(before, servers));
+    Ok((workers, sample))
 }

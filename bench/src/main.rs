@@ -17,6 +17,7 @@ mod report;
 mod scale;
 mod server;
 mod serving;
+mod shape;
 
 use clap::{Parser, Subcommand};
 

@@ -18,8 +18,8 @@ use crate::data::Rng;
 use crate::load::Op;
 use crate::raw::{Arg, Raw, Sql};
 
-/// How a response is checked: returns the items it holds, or why it is wrong.
-pub type Check = Arc<dyn Fn(&Value) -> anyhow::Result<u64> + Send + Sync>;
+/// How a response's body is checked: returns the items it holds, or why it is wrong.
+pub type Check = Arc<dyn Fn(&[u8]) -> anyhow::Result<u64> + Send + Sync>;
 
 /// The same GraphQL requests again and again (in turn when there are several).
 pub struct GraphqlRead {
@@ -37,8 +37,8 @@ impl Op for GraphqlRead {
     async fn once(&mut self) -> anyhow::Result<u64> {
         let at = self.sent % self.bodies.len();
         self.sent += 1;
-        let data = self.conn.graphql(self.bodies[at].clone()).await?;
-        (self.checks[at])(&data)
+        let body = self.conn.graphql_bytes(self.bodies[at].clone()).await?;
+        (self.checks[at])(&body)
     }
 }
 
@@ -54,7 +54,7 @@ pub struct RestRead {
 
 impl Op for RestRead {
     async fn once(&mut self) -> anyhow::Result<u64> {
-        let body = self.conn.get_json(&self.path).await?;
+        let body = self.conn.get_bytes(&self.path).await?;
         (self.check)(&body)
     }
 }
@@ -358,21 +358,4 @@ impl Op for RawCreate {
         anyhow::ensure!(stored == self.batch as u64, "{stored} rows stored of {}", self.batch);
         Ok(stored)
     }
-}
-
-/// Counts the events of a nested response: the connection `roots` of `data`, and below each
-/// node the connection `children`, as deep as it goes (ours: `auditEvents → children →
-/// children`).
-pub fn count_nested(data: &Value, roots: &str, children: &str) -> anyhow::Result<u64> {
-    fn count(connection: &Value, children: &str) -> anyhow::Result<u64> {
-        let edges = connection["edges"].as_array().context("no edges")?;
-        let mut total = edges.len() as u64;
-        for edge in edges {
-            if let Some(below) = edge["node"].get(children) {
-                total += count(below, children)?;
-            }
-        }
-        Ok(total)
-    }
-    count(&data[roots], children)
 }

@@ -105,6 +105,10 @@ pub struct Figure {
     pub ours_latency: Vec<(f64, f64)>,
     /// Request latency of each run, raw: (p50, p99) in milliseconds.
     pub raw_latency: Vec<(f64, f64)>,
+    /// CPU microseconds per request of each run, ours: the server, PostgreSQL, the load generator.
+    pub ours_cpu: Vec<[f64; 3]>,
+    /// CPU microseconds per request of each run, raw: the (idle) server, PostgreSQL, the load generator.
+    pub raw_cpu: Vec<[f64; 3]>,
 }
 
 impl Figure {
@@ -121,6 +125,8 @@ impl Figure {
             comparable: true,
             ours_latency: Vec::new(),
             raw_latency: Vec::new(),
+            ours_cpu: Vec::new(),
+            raw_cpu: Vec::new(),
         }
     }
 
@@ -141,6 +147,7 @@ impl Figure {
         };
         self.ours.push(rate(&ours));
         self.ours_latency.push((ours.latency_ms(50.0), ours.latency_ms(99.0)));
+        self.ours_cpu.extend(ours.cpu_per_request());
         let mut line = format!("  run {run}: {}: {:.0} {}", self.label, rate(&ours), self.unit);
         for sample in std::iter::once(&ours).chain(raw.as_ref()) {
             self.failures += sample.failures;
@@ -151,6 +158,7 @@ impl Figure {
         if let Some(raw) = &raw {
             self.raw.push(rate(raw));
             self.raw_latency.push((raw.latency_ms(50.0), raw.latency_ms(99.0)));
+            self.raw_cpu.extend(raw.cpu_per_request());
             let _ = write!(line, ", {} {:.0}", self.raw_label, rate(raw));
         }
         if ours.failures > 0 || raw.as_ref().is_some_and(|r| r.failures > 0) {
@@ -223,6 +231,59 @@ pub fn table_beside(figures: &[Figure], other: &str, work: Option<&str>) -> Stri
             );
         }
     }
+    out
+}
+
+/// The medians over the runs of each part of the CPU per request (server, PostgreSQL, load
+/// generator); `None` when it was not measured.
+pub fn cpu_medians(runs: &[[f64; 3]]) -> Option<[f64; 3]> {
+    (!runs.is_empty()).then(|| std::array::from_fn(|part| stats(&runs.iter().map(|r| r[part]).collect::<Vec<_>>()).0))
+}
+
+/// Where each request's CPU went, on both sides: the server, PostgreSQL and the load generator,
+/// in microseconds per request (medians of the runs); figures measured without CPU are left out.
+pub fn cpu_table(figures: &[Figure]) -> String {
+    let measured: Vec<&Figure> = figures
+        .iter()
+        .filter(|f| !f.ours_cpu.is_empty() && !f.raw_cpu.is_empty())
+        .collect();
+    if measured.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "CPU per request in microseconds (from `/proc`, over each measured period, divided by the requests \
+         made; medians of the runs). The load generator shares the cores, so its work per request is part of \
+         what each side's figure pays:\n\n\
+         | workload | auditgraph: server | PostgreSQL | load generator | total | raw: PostgreSQL | load generator | total |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for f in measured {
+        let total = |runs: &[[f64; 3]], parts: &[usize]| {
+            stats(
+                &runs
+                    .iter()
+                    .map(|r| parts.iter().map(|&p| r[p]).sum())
+                    .collect::<Vec<f64>>(),
+            )
+            .0
+        };
+        let (Some(ours), Some(raw)) = (cpu_medians(&f.ours_cpu), cpu_medians(&f.raw_cpu)) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            f.label,
+            ours[0],
+            ours[1],
+            ours[2],
+            total(&f.ours_cpu, &[0, 1, 2]),
+            raw[1],
+            raw[2],
+            total(&f.raw_cpu, &[1, 2]),
+        );
+    }
+    out.push('\n');
     out
 }
 

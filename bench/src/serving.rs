@@ -20,13 +20,12 @@ use serde_json::{Value, json};
 use crate::client::{Conn, graphql_body};
 use crate::data::{self, Dataset, Rng, Shapes, Tree};
 use crate::live::{self, LiveOptions};
-use crate::load::{Op, Sample, measure};
-use crate::ops::{
-    Check, GraphqlCreate, GraphqlRead, RawCreate, RawNested, RawRead, RawWay, RestRead, count_nested, insert_sql,
-};
+use crate::load::{Op, Sample, measure_cpu};
+use crate::ops::{Check, GraphqlCreate, GraphqlRead, RawCreate, RawNested, RawRead, RawWay, RestRead, insert_sql};
 use crate::raw::{Raw, Sql};
 use crate::report::{self, Figure};
 use crate::server::{self, Server};
+use crate::shape;
 
 mod peers;
 
@@ -90,6 +89,8 @@ struct Bench {
     warm_up: Duration,
     duration: Duration,
     addr: std::net::SocketAddr,
+    /// The server's process, whose CPU each sample reads.
+    server_pids: Vec<u32>,
     url: String,
     store: Store,
     data: Dataset,
@@ -101,7 +102,9 @@ struct Bench {
 
 impl Bench {
     async fn sample<O: Op>(&self, workers: Vec<O>) -> anyhow::Result<Sample> {
-        Ok(measure(workers, self.warm_up, self.duration).await?.1)
+        Ok(measure_cpu(workers, self.warm_up, self.duration, &self.server_pids)
+            .await?
+            .1)
     }
 
     async fn conns(&self, n: usize) -> anyhow::Result<Vec<Conn>> {
@@ -204,26 +207,20 @@ async fn conns_at(addr: std::net::SocketAddr, n: usize) -> anyhow::Result<Vec<Co
 
 /// A check that a GraphQL list at `path` holds `expected` entries, the first being `first` when given.
 fn list_check(path: &'static [&'static str], expected: usize, first: Option<String>) -> Check {
-    Arc::new(move |data: &Value| {
-        let mut at = data;
-        for step in path {
-            at = &at[*step];
-        }
-        let items = at
-            .as_array()
-            .with_context(|| format!("no list at {path:?} in {data}"))?;
+    Arc::new(move |body: &[u8]| {
+        let list = shape::list_at(body, path)?
+            .with_context(|| format!("no list at {path:?} in {}", String::from_utf8_lossy(body)))?;
         anyhow::ensure!(
-            items.len() == expected,
+            list.len == expected,
             "{} entries where {expected} were expected",
-            items.len()
+            list.len
         );
-        if let (Some(first), Some(item)) = (&first, items.first()) {
-            // GraphQL edges, GraphQL nodes, REST events.
-            let id = item["node"]["eventId"]
-                .as_str()
-                .or_else(|| item["eventId"].as_str())
-                .or_else(|| item["event_id"].as_str());
-            anyhow::ensure!(id == Some(first.as_str()), "page starts at {id:?}, not {first}");
+        if let Some(first) = &first {
+            anyhow::ensure!(
+                list.first.as_deref() == Some(first.as_str()),
+                "page starts at {:?}, not {first}",
+                list.first
+            );
         }
         Ok(expected as u64)
     })
@@ -306,7 +303,8 @@ async fn pages(bench: &mut Bench) -> anyhow::Result<()> {
             "COUNT + OFFSET SQL",
         );
         let path = format!("/api/v1/audit/events?limit={PAGE}&offset={skipped}");
-        let check = list_check(&["data"], PAGE as usize, first.clone());
+        // The REST page's events are the response's `data` itself.
+        let check = list_check(&[], PAGE as usize, first.clone());
         let ours = |conn| RestRead {
             conn,
             path: path.clone(),
@@ -362,8 +360,8 @@ async fn raw_nested(bench: &Bench) -> anyhow::Result<RawNested> {
 /// statements sent raw.
 async fn nested(bench: &mut Bench) -> anyhow::Result<()> {
     let expected = raw_nested(bench).await?.run().await?;
-    let check: Check = Arc::new(move |data: &Value| {
-        let found = count_nested(data, "auditEvents", "children")?;
+    let check: Check = Arc::new(move |body: &[u8]| {
+        let found = shape::nested_count(body, "auditEvents", "children")?;
         anyhow::ensure!(found == expected, "{found} events where {expected} were expected");
         Ok(found)
     });
@@ -379,7 +377,7 @@ async fn nested(bench: &mut Bench) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
         let before = statements(&mut conn).await?;
         for _ in 0..COUNTED_REQUESTS {
-            check(&conn.graphql(body.clone()).await?)?;
+            check(&conn.graphql_bytes(body.clone()).await?)?;
         }
         let during = statements(&mut conn).await? - before;
         // The server's background work (the log's sequencer looks for new events every 200 ms)
@@ -500,7 +498,8 @@ async fn trees(bench: &mut Bench) -> anyhow::Result<()> {
 
 /// The floor of the HTTP + GraphQL stack, beside a `SELECT 1` round trip.
 async fn floor(bench: &mut Bench) -> anyhow::Result<()> {
-    let check: Check = Arc::new(|data: &Value| {
+    let check: Check = Arc::new(|body: &[u8]| {
+        let data = shape::data(body)?;
         anyhow::ensure!(data["__typename"] == "Query", "unexpected {data}");
         Ok(1)
     });
@@ -670,15 +669,26 @@ fn conclusions(bench: &Bench) -> String {
         find("`{ __typename }`, concurrency 1", ""),
         find("`auditEvents` page 1 ", "keyset"),
     ) {
-        let _ = writeln!(
+        let _ = write!(
             out,
             "- The HTTP + GraphQL floor is {:.2} ms per request at concurrency 1; a page of 50 events costs {:.2} ms \
-             through the server and {:.2} ms as raw SQL, so the rest of the gap on reads is the server's work \
-             per event: receiving and decoding each row (its `eventData` JSON parsed), then writing its fields \
-             as JSON.",
+             through the server and {:.2} ms as raw SQL.",
             1_000.0 / median(floor).max(f64::EPSILON),
             1_000.0 / median(c1).max(f64::EPSILON),
             1_000.0 / raw_median(c1).max(f64::EPSILON)
+        );
+        if let (Some(ours), Some(raw)) = (report::cpu_medians(&c1.ours_cpu), report::cpu_medians(&c1.raw_cpu)) {
+            let _ = write!(
+                out,
+                " Per page, the server used {:.0} µs of CPU, PostgreSQL {:.0} µs ({:.0} µs for the raw statement) \
+                 and the load generator {:.0} µs ({:.0} µs beside the raw statement).",
+                ours[0], ours[1], raw[1], ours[2], raw[2]
+            );
+        }
+        let _ = writeln!(
+            out,
+            " The rest of the gap on reads is the server's work per event: receiving and decoding each row (its \
+             `eventData` JSON parsed), then writing its fields as JSON."
         );
     }
     let singles: Vec<String> = [1, 4, 16]
@@ -940,6 +950,7 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
         warm_up: Duration::from_secs_f64(seconds / 3.0),
         duration: Duration::from_secs_f64(seconds),
         addr: server.addr,
+        server_pids: server.pid().into_iter().collect(),
         url,
         store,
         data,
@@ -1052,6 +1063,7 @@ fn serving_section(bench: &Bench, header: &str, runs: usize, seconds: f64, optio
     section.push_str(&report::table(&bench.figures));
     section.push('\n');
     section.push_str(&write_latency(bench));
+    section.push_str(&report::cpu_table(&bench.figures));
     for note in &bench.notes {
         let _ = writeln!(section, "{note}\n");
     }
