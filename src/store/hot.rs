@@ -8,12 +8,16 @@
 //!
 //! A [`ReadPool`] keeps a few connections out of the pool between reads and lends the one put
 //! back last: at low concurrency the same few backends answer every read, and a connection that
-//! answered a moment ago goes out again without the round trip. A kept connection is one the pool
-//! counts as lent, so none is kept while the pool has no idle connection left: a read or a write
-//! may be waiting for one, and it would wait for as long as the connections stayed kept. Only reads that completed put a
-//! connection back; one dropped mid-statement, or that failed, goes back to the pool, which checks
-//! it. A connection kept longer than [`super::PING_AFTER_IDLE`] is not lent unchecked: it goes back
-//! to the pool too, and the read takes one from the pool as before.
+//! answered a moment ago goes out again without the round trip.
+//!
+//! - A kept connection is one the pool counts as lent. None is kept while the pool has no idle
+//!   connection left: a read or a write may be waiting for one, and would wait for as long as the
+//!   connections stayed kept. Those already kept when writes then fill the pool stay kept until
+//!   the next read; at most a quarter of the pool is kept (`store::kept_for_reads`).
+//! - Only reads that completed put a connection back. One dropped mid-statement, or whose read
+//!   failed, goes back to the pool, which checks it.
+//! - A connection kept for [`super::PING_AFTER_IDLE`] or longer is not lent unchecked: it goes
+//!   back to the pool too, and the read takes one from the pool as before.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -28,15 +32,15 @@ use sea_query_sqlx::SqlxValues;
 /// What each statement is reported to: the store's statement counter and histogram.
 pub(crate) type Observe = Arc<dyn Fn(&sea_orm::metric::Info<'_>) + Send + Sync>;
 
-/// Connections kept between reads, the last put back on top, each with the instant it was put back.
+/// Connections kept between reads, the last put back on top, each with when it was put back.
 type Kept = Mutex<Vec<(PoolConnection<Postgres>, Instant)>>;
 
 /// A pool whose reads go to the connection put back last (PostgreSQL); dereferences to the
 /// pool itself for everything else.
 pub(crate) struct ReadPool {
     db: DatabaseConnection,
-    /// PostgreSQL: connections kept out of the pool between reads. `None` on SQLite, whose pool of files is left
-    /// alone, and when none may be kept.
+    /// PostgreSQL: connections kept out of the pool between reads. `None` on SQLite, whose pool
+    /// of files is left alone, and when none may be kept.
     kept: Option<Kept>,
     /// At most this many are kept; the others go back to the pool, for writes and transactions.
     keep: usize,
