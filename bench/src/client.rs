@@ -76,14 +76,7 @@ impl Conn {
 
     /// Posts a GraphQL request body and returns its `data`; an `errors` entry is a failure.
     pub async fn graphql(&mut self, body: Bytes) -> anyhow::Result<Value> {
-        let (status, bytes) = self.send(Method::POST, "/graphql", body).await?;
-        let mut response: Value = serde_json::from_slice(&bytes)
-            .with_context(|| format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)))?;
-        if let Some(errors) = response.get("errors") {
-            anyhow::bail!("GraphQL errors (HTTP {status}): {errors}");
-        }
-        anyhow::ensure!(status == StatusCode::OK, "HTTP {status}");
-        Ok(response["data"].take())
+        crate::shape::data(&self.graphql_bytes(body).await?)
     }
 
     /// Posts a GraphQL request body and returns the response's body, which must come with

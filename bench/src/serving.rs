@@ -361,7 +361,7 @@ async fn raw_nested(bench: &Bench) -> anyhow::Result<RawNested> {
 async fn nested(bench: &mut Bench) -> anyhow::Result<()> {
     let expected = raw_nested(bench).await?.run().await?;
     let check: Check = Arc::new(move |body: &[u8]| {
-        let found = shape::nested_count(body, "auditEvents", "children")?;
+        let found = shape::nested(body, "auditEvents", "children")?.events;
         anyhow::ensure!(found == expected, "{found} events where {expected} were expected");
         Ok(found)
     });

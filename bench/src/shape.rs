@@ -25,10 +25,21 @@ pub fn list_at(body: &[u8], path: &[&str]) -> anyhow::Result<Option<List>> {
     data_at(body, path, ListSeed)
 }
 
-/// The events of a nested response: the connection at `roots` below `data`, and below each edge's
-/// node the connection `children`, as deep as it goes, counted.
-pub fn nested_count(body: &[u8], roots: &str, children: &str) -> anyhow::Result<u64> {
-    data_at(body, &[roots], Connection { children })?.ok_or_else(|| anyhow::anyhow!("no connection at {roots}"))
+/// The events of a nested response, read in one pass: the connection at `roots` below `data`,
+/// and below each edge's node the connection `children`, as deep as it goes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Nested {
+    /// The events, counted.
+    pub events: u64,
+    /// The `eventId` of the first root.
+    pub first: Option<String>,
+}
+
+/// The [`Nested`] events of `body` (a GraphQL response); `errors` fail.
+pub fn nested(body: &[u8], roots: &str, children: &str) -> anyhow::Result<Nested> {
+    let (events, first) =
+        data_at(body, &[roots], Connection { children })?.ok_or_else(|| anyhow::anyhow!("no connection at {roots}"))?;
+    Ok(Nested { events, first })
 }
 
 /// The whole `data` of a GraphQL response (for small ones); `errors` fail.
@@ -226,52 +237,63 @@ impl<'de> Visitor<'de> for FirstId {
     }
 }
 
-/// A connection's events, counted through `edges → node → children` as deep as it goes.
+/// A connection's events, counted through `edges → node → children` as deep as it goes, with the
+/// `eventId` of the first event at its level.
 #[derive(Clone, Copy)]
 struct Connection<'a> {
     children: &'a str,
 }
 
 impl<'de> DeserializeSeed<'de> for Connection<'_> {
-    type Value = u64;
+    type Value = (u64, Option<String>);
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<u64, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Connection<'_> {
-    type Value = u64;
+    type Value = (u64, Option<String>);
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a connection, an edge or a node")
     }
 
-    fn visit_unit<E>(self) -> Result<u64, E> {
-        Ok(0)
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok((0, None))
     }
 
-    /// A connection (`edges`), an edge (`node`) or a node (`children`): the events below it,
-    /// the node itself counted by its edge.
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u64, A::Error> {
-        let mut count = 0;
+    /// A connection (`edges`), an edge (`node`) or a node (`children`, `eventId`): the events
+    /// below it, the node itself counted by its edge; and the id of the connection's first node,
+    /// of the edge's node, or of the node.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut count, mut id) = (0, None);
         while let Some(key) = map.next_key::<String>()? {
-            if key == "edges" || key == "node" || key == self.children {
-                count += map.next_value_seed(self)?;
+            if key == "edges" || key == "node" {
+                let (below, first) = map.next_value_seed(self)?;
+                count += below;
+                id = id.or(first);
+            } else if key == self.children {
+                count += map.next_value_seed(self)?.0;
+            } else if key == "eventId" {
+                id = map.next_value()?;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(count)
+        Ok((count, id))
     }
 
     /// A connection's edges: each an event, with those below it.
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
-        let mut count = 0;
-        while let Some(below) = seq.next_element_seed(self)? {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let (mut count, mut first) = (0, None);
+        while let Some((below, id)) = seq.next_element_seed(self)? {
+            if count == 0 {
+                first = id;
+            }
             count += 1 + below;
         }
-        Ok(count)
+        Ok((count, first))
     }
 }
 
@@ -322,6 +344,12 @@ mod tests {
             {"node":{"eventId":"b","children":{"edges":[]}}},
             {"node":{"eventId":"c","eventData":{"edges":[1,2,3]}}}
         ],"pageInfo":{"hasNextPage":true}}}}"#;
-        assert_eq!(nested_count(body, "auditEvents", "children").unwrap(), 6);
+        assert_eq!(
+            nested(body, "auditEvents", "children").unwrap(),
+            Nested {
+                events: 6,
+                first: Some("a".into())
+            }
+        );
     }
 }

@@ -116,16 +116,14 @@ impl ReadPool {
     /// it was not, none of the others was either: all go back to the pool.
     fn take(&self, kept: &Kept) -> Option<PoolConnection<Postgres>> {
         let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
-        match kept.pop() {
-            Some((conn, at)) if at.elapsed() < super::PING_AFTER_IDLE => Some(conn),
-            Some(stale) => {
-                let stale: Vec<_> = std::iter::once(stale).chain(kept.drain(..)).collect();
-                drop(kept);
-                drop(stale);
-                None
-            }
-            None => None,
+        if kept.last().is_some_and(|(_, at)| at.elapsed() < super::PING_AFTER_IDLE) {
+            return kept.pop().map(|(conn, _)| conn);
         }
+        let stale = std::mem::take(&mut *kept);
+        drop(kept);
+        // Back to the pool, outside the lock.
+        drop(stale);
+        None
     }
 
     /// Keeps `conn` for the next read, unless enough are kept or the pool has none idle to lend:

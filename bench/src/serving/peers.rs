@@ -150,13 +150,18 @@ async fn beside(
 /// A check of a nested response: `expected` events in all, the first root being `first`.
 fn nested_check(roots: &'static str, children: &'static str, expected: u64, first: Option<String>) -> Check {
     Arc::new(move |body: &[u8]| {
-        let found = shape::nested_count(body, roots, children)?;
-        anyhow::ensure!(found == expected, "{found} events where {expected} were expected");
-        if first.is_some() {
-            let root = shape::list_at(body, &[roots, "edges"])?.and_then(|list| list.first);
-            anyhow::ensure!(root == first, "the first root is {root:?}, not {first:?}");
-        }
-        Ok(found)
+        let found = shape::nested(body, roots, children)?;
+        anyhow::ensure!(
+            found.events == expected,
+            "{} events where {expected} were expected",
+            found.events
+        );
+        anyhow::ensure!(
+            first.is_none() || found.first == first,
+            "the first root is {:?}, not {first:?}",
+            found.first
+        );
+        Ok(found.events)
     })
 }
 
