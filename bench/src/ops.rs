@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use auditgraph::domain::{EventKey, PageWindow};
+use auditgraph::domain::{EventInput, EventKey, Limits, PageWindow};
 use auditgraph::store::Store;
 use chrono::Utc;
 use hyper::body::Bytes;
@@ -262,6 +262,8 @@ pub enum RawWay {
     Insert,
     /// `COPY … FROM STDIN` in CSV.
     Copy,
+    /// The statement the server's store sends for the same single event ([`RawSameWrite`]).
+    Same,
 }
 
 /// The same events written straight to PostgreSQL, naming the same kind of parent (the foreign
@@ -303,6 +305,7 @@ impl Op for RawCreate {
             // across runs on a reused database.
             let id = uuid::Uuid::now_v7();
             match self.way {
+                RawWay::Same => anyhow::bail!("the server's own statement is sent by RawSameWrite"),
                 RawWay::Insert => args.extend([
                     Arg::Uuid(id),
                     Arg::Text("1.0".into()),
@@ -338,7 +341,7 @@ impl Op for RawCreate {
             }
         }
         let stored = match self.way {
-            RawWay::Insert => {
+            RawWay::Insert | RawWay::Same => {
                 self.raw
                     .execute(&Sql {
                         text: self.insert.to_string(),
@@ -357,5 +360,57 @@ impl Op for RawCreate {
         };
         anyhow::ensure!(stored == self.batch as u64, "{stored} rows stored of {}", self.batch);
         Ok(stored)
+    }
+}
+
+/// The same single-event writes as [`GraphqlCreate`], sent straight to PostgreSQL as the statement
+/// the server's store sends for each when it writes it alone (`Store::single_write_statement`):
+/// the database's share of a write, with the chain hash computed here and no HTTP, GraphQL or
+/// group commit.
+pub struct RawSameWrite {
+    /// The connection.
+    pub raw: Raw,
+    /// Builds the statements (it is not used to run them).
+    pub store: Store,
+    /// Parents to name.
+    pub parents: Arc<Vec<EventKey>>,
+    /// Picks the parents.
+    pub rng: Rng,
+    /// Which worker this is.
+    pub worker: usize,
+    /// Events written so far.
+    pub n: u64,
+}
+
+impl Op for RawSameWrite {
+    async fn once(&mut self) -> anyhow::Result<u64> {
+        self.n += 1;
+        let w = written(&mut self.rng, &self.parents, self.worker, self.n);
+        let input = EventInput {
+            event_type: "bench.write".into(),
+            event_category: "gateway".into(),
+            event_action: "write".into(),
+            event_outcome: "success".into(),
+            actor_type: Some("service".into()),
+            actor_id: Some("bench-writer".into()),
+            resource_type: Some("Pod".into()),
+            resource_id: Some(w.resource_id),
+            correlation_id: w.correlation_id,
+            namespace: Some("prod".into()),
+            parent_event_id: Some(w.parent.id),
+            event_data: w.event_data,
+            ..EventInput::default()
+        };
+        let mut event = input
+            .validate(&Limits::default(), Utc::now())
+            .map_err(|errors| anyhow::anyhow!("the benchmark's event is invalid: {errors:?}"))?;
+        event.submitted_by = Some("anonymous".into());
+        let rows = self.raw.run(self.store.single_write_statement(event)?).await?;
+        let written: i64 = rows
+            .first()
+            .context("the compare-and-set returned no row")?
+            .try_get("written")?;
+        anyhow::ensure!(written == 1, "{written} rows written of 1");
+        Ok(1)
     }
 }

@@ -120,6 +120,17 @@ impl Raw {
         Ok(sql.query().execute(&mut self.conn).await?.rows_affected())
     }
 
+    /// Runs a statement built by the server's store, bound as the server binds it, and returns
+    /// its rows.
+    pub async fn run(&mut self, statement: sea_orm::Statement) -> anyhow::Result<Vec<PgRow>> {
+        let values = statement.values.unwrap_or_else(|| sea_orm::Values(Vec::new()));
+        Ok(
+            sqlx::query_with(AssertSqlSafe(statement.sql), sea_query_sqlx::SqlxValues(values))
+                .fetch_all(&mut self.conn)
+                .await?,
+        )
+    }
+
     /// `COPY … FROM STDIN` of CSV text, in one transaction of its own.
     pub async fn copy_in(&mut self, statement: &str, csv: &[u8]) -> anyhow::Result<u64> {
         let mut copy = self.conn.copy_in_raw(statement).await?;

@@ -8,12 +8,15 @@
 //! answered at once and left out of the group; a group the database refuses as a whole is written
 //! again one event at a time, so that only the event at fault fails.
 //!
-//! On PostgreSQL a group is written without a transaction of its own: one statement reads the
-//! parents' dates and the chains' heads, the events are linked to their chains here, and one
-//! autocommitted statement inserts them and moves each head only if it is still the head the
-//! links were computed from (compare and set); if another writer moved a head meanwhile, the
-//! statement undoes itself (`auditgraph_chain_moved()`, SQLSTATE 40001) and the group is linked
-//! again. The statement takes its chains' advisory locks before it moves their heads, as the batch
+//! On PostgreSQL a group is written without a transaction of its own, in one autocommitted
+//! statement: the events are linked to their chains here, from the heads this process moved
+//! last, and the statement inserts them, reading inside it the dates of the parents this
+//! process has not seen, and moves each head only if it is still the head the links were
+//! computed from (compare and set). A chain this process has not seen is taken to start with
+//! the group. If another writer moved a head meanwhile, or a parent turns out unknown or later
+//! than its child allows, the statement undoes itself (`auditgraph_chain_moved()`, SQLSTATE
+//! 40001) and the group is linked again after one statement has read the parents' dates and the
+//! chains' heads, so that each event at fault gets its own error. The statement takes its chains' advisory locks before it moves their heads, as the batch
 //! and import paths do before they read them, so those paths always read a head no group is
 //! moving. Writers of different correlations never wait for each other. On SQLite, which has one writer at a time, a group is
 //! one transaction.
@@ -24,7 +27,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use chrono::{Days, NaiveDate};
-use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, IntoActiveModel, QueryTrait, Statement, Value};
+use sea_orm::{DatabaseBackend, DbErr, EntityTrait, IntoActiveModel, QueryTrait, Statement, Value};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -213,27 +216,35 @@ impl Store {
     /// PostgreSQL: reads, links, and writes with one autocommitted compare-and-set statement;
     /// links again when a chain moved, and after [`RELINKS`] tries writes through the locking path.
     async fn write_group_lockless(&self, events: Vec<NewEvent>) -> Result<Vec<Result<Model, StoreError>>, Refused> {
-        let db = self.db();
+        // The primary's statements, on the connection used last (`store/hot.rs`).
+        let db = &self.inner.db;
         let mut trust_cache = true;
         for _ in 0..RELINKS {
             let plan = match self.resolve_lockless(&events, trust_cache).await {
-                Ok((known, heads)) => self.link(&events, &known, heads),
+                // Trusting the cache, the parents it does not hold are read by the statement.
+                Ok((known, heads)) => self.link(&events, &known, heads, trust_cache),
                 Err(error) => return Err(Refused { events, error }),
             };
             if plan.rows.is_empty() {
                 return Ok(plan.finish());
             }
-            match db.query_one_raw(compare_and_set(&plan)).await {
+            let statement = match compare_and_set(&plan) {
+                Ok(statement) => statement,
+                Err(error) => return Err(Refused { events, error }),
+            };
+            match db.query_all(statement).await.map(|rows| rows.into_iter().next()) {
                 Ok(row) => {
-                    self.inner.group.remember(&plan);
                     let mut plan = plan;
-                    if let Err(error) = apply_returned_holds(row.as_ref(), &mut plan.rows) {
+                    if let Err(error) = apply_returned(row.as_ref(), &mut plan.rows) {
                         return Err(Refused { events, error });
                     }
+                    self.inner.group.remember(&plan);
                     return Ok(plan.finish());
                 }
                 Err(err) if is_chain_moved(&err) => {
-                    tracing::debug!("a chain moved while a group was linked; linking it again");
+                    tracing::debug!(
+                        "a chain moved or a parent was not as assumed while a group was linked; linking it again"
+                    );
                     self.inner.group.forget_heads(&plan);
                     trust_cache = false;
                 }
@@ -261,6 +272,15 @@ impl Store {
             .ok_or_else(|| StoreError::Internal("a one-event write stored nothing".into()))
     }
 
+    /// The statement a single-event write sends PostgreSQL when this process has seen neither
+    /// the event's parent nor its chain: the compare-and-set that reads the parent's date, writes
+    /// the row (linked to its chain as the chain's first event) and moves the head. The benchmark
+    /// runs it raw beside the server's own writes, as the database's share of the same work.
+    pub fn single_write_statement(&self, event: NewEvent) -> Result<Statement, StoreError> {
+        let plan = self.link(std::slice::from_ref(&event), &HashMap::new(), BTreeMap::new(), true);
+        compare_and_set(&plan)
+    }
+
     /// SQLite: the group in one transaction, behind the write gate.
     async fn write_group_in_transaction(
         &self,
@@ -271,7 +291,7 @@ impl Store {
             let known = parent_dates(&write.txn, distinct_parents(&events, |_| true)).await?;
             let owned = distinct_correlations(&events);
             let heads = chain::read_heads(&write.txn, &owned.iter().map(String::as_str).collect()).await?;
-            let mut plan = self.link(&events, &known, heads);
+            let mut plan = self.link(&events, &known, heads, false);
             let mut rows: Vec<&mut Model> = plan.rows.iter_mut().collect();
             super::lifecycle::apply_holds(&write.txn, &mut rows).await?;
             insert_rows(&write.txn, &plan.rows).await?;
@@ -285,10 +305,11 @@ impl Store {
         }
     }
 
-    /// PostgreSQL: the parents' dates and the chains' heads, from what this process wrote and
-    /// read before where it can (`trust_cache`), else in one statement. A chain this process has
-    /// not seen is taken to start with the group when nothing else must be read; the
-    /// compare-and-set finds out when it does not.
+    /// PostgreSQL: the parents' dates and the chains' heads. Trusting the cache, only what this
+    /// process wrote and read before, with nothing read now: a chain it has not seen is taken to
+    /// start with the group, and the parents whose dates it does not hold are left to the
+    /// compare-and-set, which finds out when either assumption is wrong. Otherwise, the chains'
+    /// heads and the parents' dates it does not hold, in one statement.
     async fn resolve_lockless(
         &self,
         events: &[NewEvent],
@@ -313,27 +334,32 @@ impl Store {
                 None => unseen.push(correlation),
             }
         }
-        if parents.is_empty() && trust_cache {
+        if trust_cache {
             return Ok((known, heads));
         }
-        let (dates, read) = read_parents_and_heads(self.db(), &parents, &unseen).await?;
+        let (dates, read) = read_parents_and_heads(&self.inner.db, &parents, &unseen).await?;
         known.extend(dates);
         heads.extend(read);
         Ok((known, heads))
     }
 
     /// Leaves out (with their error) the events that cannot be written, and links the others to
-    /// their chains, whose heads before the group are `heads`.
+    /// their chains, whose heads before the group are `heads`. With `read_unknown`, an event whose
+    /// parent's date `known` lacks goes in without it, for the compare-and-set to read; otherwise
+    /// its parent is unknown.
     fn link(
         &self,
         events: &[NewEvent],
         known: &HashMap<Uuid, NaiveDate>,
         mut heads: BTreeMap<String, ChainHead>,
+        read_unknown: bool,
     ) -> GroupPlan {
         let mut results = Vec::with_capacity(events.len());
         let mut rows = Vec::with_capacity(events.len());
         for event in events {
-            match parent_date_of(event, known) {
+            let unread = read_unknown && event.parent_event_id.is_some_and(|p| !known.contains_key(&p));
+            let parent_date = if unread { Ok(None) } else { parent_date_of(event, known) };
+            match parent_date {
                 Ok(parent_date) => {
                     results.push(Slot::Row(rows.len()));
                     rows.push(to_model(event.clone(), parent_date));
@@ -370,13 +396,10 @@ fn distinct_correlations(events: &[NewEvent]) -> BTreeSet<String> {
     events.iter().map(|e| e.correlation_id.clone()).collect()
 }
 
-/// PostgreSQL: the dates of these parents and the heads of these chains, in one statement (a
-/// group holds at most [`MAX_GROUP`] events, so one statement always suffices).
-async fn read_parents_and_heads(
-    db: &impl ConnectionTrait,
-    parents: &[Uuid],
-    correlations: &[String],
-) -> Result<(HashMap<Uuid, NaiveDate>, BTreeMap<String, ChainHead>), DbErr> {
+/// PostgreSQL: the statement that reads the dates of these parents and the heads of these chains
+/// (a group holds at most [`MAX_GROUP`] events, so one statement always suffices); `None` when
+/// there is nothing to read.
+fn parents_and_heads_statement(parents: &[Uuid], correlations: &[String]) -> Option<Statement> {
     let mut parts = Vec::new();
     let mut values: Vec<Value> = Vec::with_capacity(parents.len() + correlations.len());
     if !parents.is_empty() {
@@ -397,13 +420,22 @@ async fn read_parents_and_heads(
         ));
         values.extend(correlations.iter().map(|c| Value::from(c.clone())));
     }
+    (!parts.is_empty())
+        .then(|| Statement::from_sql_and_values(DatabaseBackend::Postgres, parts.join(" UNION ALL "), values))
+}
+
+/// PostgreSQL: the dates of these parents and the heads of these chains, in one statement.
+async fn read_parents_and_heads(
+    db: &super::hot::ReadPool,
+    parents: &[Uuid],
+    correlations: &[String],
+) -> Result<(HashMap<Uuid, NaiveDate>, BTreeMap<String, ChainHead>), DbErr> {
     let mut dates = HashMap::new();
     let mut heads = BTreeMap::new();
-    if parts.is_empty() {
+    let Some(stmt) = parents_and_heads_statement(parents, correlations) else {
         return Ok((dates, heads));
-    }
-    let stmt = Statement::from_sql_and_values(DatabaseBackend::Postgres, parts.join(" UNION ALL "), values);
-    for row in db.query_all_raw(stmt).await? {
+    };
+    for row in db.query_all(stmt).await? {
         let n: Option<i32> = row.try_get("", "n")?;
         if let Some(n) = n {
             let date: Option<NaiveDate> = row.try_get("", "event_date")?;
@@ -483,10 +515,23 @@ fn parent_date_of(event: &NewEvent, known: &HashMap<Uuid, NaiveDate>) -> Result<
 }
 
 /// The statement that writes a planned group (PostgreSQL): the rows, and each chain's head moved
-/// from the position the links were computed from, or nothing at all.
-fn compare_and_set(plan: &GroupPlan) -> Statement {
+/// from the position the links were computed from, or nothing at all. The rows that name a
+/// parent without its date read it (see [`reading_parent_dates`]); a row left out then, like a
+/// head that moved, undoes the whole statement.
+fn compare_and_set(plan: &GroupPlan) -> Result<Statement, StoreError> {
     let insert = Entity::insert_many(plan.rows.iter().cloned().map(IntoActiveModel::into_active_model))
         .build(DatabaseBackend::Postgres);
+    let unread = plan
+        .rows
+        .iter()
+        .any(|m| m.parent_event_id.is_some() && m.parent_event_date.is_none());
+    let insert_sql = if unread {
+        reading_parent_dates(&insert.sql).ok_or_else(|| {
+            StoreError::Internal("the group's INSERT is not in the form its parents' dates are read into".into())
+        })?
+    } else {
+        insert.sql
+    };
     let mut values: Vec<Value> = insert.values.map(|v| v.0).unwrap_or_default();
     let mut heads = Vec::with_capacity(plan.heads.len());
     for head in &plan.heads {
@@ -509,8 +554,8 @@ fn compare_and_set(plan: &GroupPlan) -> Statement {
     // `locked`) before `written`, so the rows go in, and the hold trigger checks them, with the
     // locks held.
     let sql = format!(
-        "WITH written AS ({} RETURNING event_id, legal_hold, legal_hold_reason, legal_hold_placed_by, \
-            legal_hold_placed_at), \
+        "WITH written AS ({} RETURNING event_id, parent_event_id, parent_event_date, legal_hold, legal_hold_reason, \
+            legal_hold_placed_by, legal_hold_placed_at), \
          heads(correlation_id, last_seq, last_hash, before) AS (VALUES {}), \
          locked AS MATERIALIZED (SELECT pg_advisory_xact_lock(hashtextextended(correlation_id, 1)) FROM heads \
             ORDER BY correlation_id COLLATE \"C\"), \
@@ -519,20 +564,73 @@ fn compare_and_set(plan: &GroupPlan) -> Statement {
             ON CONFLICT (correlation_id) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash \
             WHERE audit_chain_heads.last_seq = (SELECT before FROM heads WHERE heads.correlation_id = excluded.correlation_id) \
             RETURNING 1) \
-         SELECT CASE WHEN (SELECT count(*) FROM moved) = {} THEN (SELECT count(*) FROM written) \
-            ELSE auditgraph_chain_moved() END AS written, \
+         SELECT CASE WHEN (SELECT count(*) FROM moved) = {} AND (SELECT count(*) FROM written) = {} \
+            THEN (SELECT count(*) FROM written) ELSE auditgraph_chain_moved() END AS written, \
             (SELECT json_agg(json_build_array(event_id, legal_hold_reason, legal_hold_placed_by, legal_hold_placed_at)) \
-             FROM written WHERE legal_hold)::text AS held",
-        insert.sql,
+             FROM written WHERE legal_hold)::text AS held, \
+            {} AS dated",
+        insert_sql,
         heads.join(", "),
-        plan.heads.len()
+        plan.heads.len(),
+        plan.rows.len(),
+        if unread {
+            "(SELECT json_agg(json_build_array(event_id, parent_event_date)) FROM written \
+             WHERE parent_event_id IS NOT NULL)::text"
+        } else {
+            "NULL::text"
+        },
     );
-    Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values)
+    Ok(Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values))
 }
 
-/// Gives the written rows the legal holds the database put on them as they went in (the
-/// compare-and-set statement's `held`: id, reason, placed by, placed at of each held row).
-fn apply_returned_holds(row: Option<&sea_orm::QueryResult>, rows: &mut [Model]) -> Result<(), StoreError> {
+/// A group's INSERT (`INSERT INTO "audit_events" (…) VALUES (…), …`, as sea-query writes it)
+/// rewritten so that each row naming a parent without its date takes the parent's newest date
+/// (the one [`newest_date_of`] reads), and so that a row whose parent is unknown, or whose date is
+/// more than a day before its parent's, is left out. `None` if the INSERT is not in that form.
+fn reading_parent_dates(insert: &str) -> Option<String> {
+    let (head, values) = insert.split_once(" VALUES ")?;
+    let columns = head.get(head.find('(')? + 1..head.len().checked_sub(1)?)?;
+    let mut select = Vec::new();
+    let mut named = 0;
+    for column in columns.split(", ") {
+        if column == "\"parent_event_date\"" || column == "\"parent_event_id\"" || column == "\"event_date\"" {
+            named += 1;
+        }
+        select.push(if column == "\"parent_event_date\"" {
+            "COALESCE(incoming.\"parent_event_date\", parent.event_date)".to_string()
+        } else {
+            format!("incoming.{column}")
+        });
+    }
+    if named != 3 || !head.ends_with(')') {
+        return None;
+    }
+    Some(format!(
+        "{head} SELECT {} FROM (VALUES {values}) AS incoming ({columns}) \
+         LEFT JOIN LATERAL (SELECT event_date FROM audit_events WHERE event_id = incoming.\"parent_event_id\" \
+            AND incoming.\"parent_event_date\" IS NULL ORDER BY event_date DESC LIMIT 1) AS parent ON TRUE \
+         WHERE incoming.\"parent_event_id\" IS NULL \
+            OR incoming.\"event_date\" >= COALESCE(incoming.\"parent_event_date\", parent.event_date) - 1",
+        select.join(", ")
+    ))
+}
+
+/// Gives the written rows the parents' dates the statement read and the legal holds the database
+/// put on them as they went in (the compare-and-set statement's `dated`: id and parent's date of
+/// each row naming a parent, when it read any; `held`: id, reason, placed by, placed at of each
+/// held row).
+fn apply_returned(row: Option<&sea_orm::QueryResult>, rows: &mut [Model]) -> Result<(), StoreError> {
+    let dated: Option<String> = row.map(|r| r.try_get("", "dated")).transpose()?.flatten();
+    if let Some(dated) = dated {
+        let dated: Vec<(Uuid, Option<NaiveDate>)> = serde_json::from_str(&dated)
+            .map_err(|e| StoreError::Internal(format!("the parents' dates of a write could not be read: {e}")))?;
+        let dated: HashMap<Uuid, Option<NaiveDate>> = dated.into_iter().collect();
+        for model in rows.iter_mut() {
+            if let Some(date) = dated.get(&model.event_id) {
+                model.parent_event_date = *date;
+            }
+        }
+    }
     let held: Option<String> = row.map(|r| r.try_get("", "held")).transpose()?.flatten();
     let Some(held) = held else {
         return Ok(());
@@ -632,6 +730,40 @@ impl<K: Hash + Eq, V> Recent<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{EventInput, Limits};
+
+    #[test]
+    fn the_insert_reads_the_dates_of_parents_given_without_one() {
+        let input = EventInput {
+            event_type: "t.x.y".into(),
+            event_category: "c".into(),
+            event_action: "a".into(),
+            event_outcome: "success".into(),
+            correlation_id: "corr".into(),
+            parent_event_id: Some(Uuid::now_v7()),
+            event_data: serde_json::json!({}),
+            ..EventInput::default()
+        };
+        let event = input.validate(&Limits::default(), chrono::Utc::now()).expect("valid");
+        let rows = [to_model(event.clone(), None), to_model(event, None)];
+        let insert = Entity::insert_many(rows.into_iter().map(IntoActiveModel::into_active_model))
+            .build(DatabaseBackend::Postgres);
+        let rewritten = reading_parent_dates(&insert.sql).expect("sea-query's INSERT form");
+        let (head, _) = insert.sql.split_once(" VALUES ").expect("VALUES");
+        assert!(
+            rewritten.starts_with(&format!("{head} SELECT incoming.\"event_id\"")),
+            "{rewritten}"
+        );
+        assert!(rewritten.contains("COALESCE(incoming.\"parent_event_date\", parent.event_date)"));
+        assert!(rewritten.contains("ORDER BY event_date DESC LIMIT 1) AS parent ON TRUE"));
+        let marks = |sql: &str| sql.matches('$').count();
+        assert_eq!(marks(&rewritten), marks(&insert.sql), "the same parameters, once each");
+        assert_eq!(
+            reading_parent_dates("INSERT INTO \"audit_events\" (\"event_id\") VALUES ($1)"),
+            None
+        );
+        assert_eq!(reading_parent_dates("DELETE FROM audit_events"), None);
+    }
 
     #[test]
     fn recent_entries_stay_and_old_generations_go() {

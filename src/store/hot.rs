@@ -1,21 +1,23 @@
-//! Reads on the connection used last.
+//! Reads, and the statements of group-committed writes, on the connection used last.
 //!
-//! The pool hands out its idle connections oldest first, so a server reading one statement at a
+//! The pool hands out its idle connections oldest first, so a server running one statement at a
 //! time goes round every connection it has ever opened: each statement lands on a PostgreSQL
 //! backend whose caches have gone cold since its last turn. Measured on a page of 50 events, one
 //! request at a time, PostgreSQL spent 680–705 µs of CPU per page going round 16 connections and
 //! 450–485 µs on 2. The pool also checks every connection with a round trip when it comes back.
 //!
-//! A [`ReadPool`] keeps a few connections out of the pool between reads and lends the one put
-//! back last: at low concurrency the same few backends answer every read, and a connection that
-//! answered a moment ago goes out again without the round trip.
+//! A [`ReadPool`] keeps a few connections out of the pool between statements and lends the one
+//! put back last: at low concurrency the same few backends answer every read, and a connection
+//! that answered a moment ago goes out again without the round trip. Only statements that run
+//! outside a transaction go through it: reads, and the autocommitted statements of a write group
+//! (`store/group.rs`). Transactions take their connection from the pool.
 //!
 //! - A kept connection is one the pool counts as lent. None is kept while the pool has no idle
 //!   connection left: a read or a write may be waiting for one, and would wait for as long as the
 //!   connections stayed kept. Those already kept when writes then fill the pool stay kept until
 //!   the next read; at most a quarter of the pool is kept (`store::kept_for_reads`).
-//! - Only reads that completed put a connection back. One dropped mid-statement, or whose read
-//!   failed, goes back to the pool, which checks it.
+//! - Only statements that completed put a connection back. One dropped mid-statement, or whose
+//!   statement failed, goes back to the pool, which checks it.
 //! - A connection kept for [`super::PING_AFTER_IDLE`] or longer is not lent unchecked: it goes
 //!   back to the pool too, and the read takes one from the pool as before.
 
@@ -76,9 +78,10 @@ impl ReadPool {
             .map_or(0, |kept| kept.lock().unwrap_or_else(|e| e.into_inner()).len())
     }
 
-    /// Runs a read and returns its rows, on the connection put back last when one was put back
-    /// less than [`super::PING_AFTER_IDLE`] ago.
-    pub(crate) async fn read_all(&self, mut stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+    /// Runs one statement outside any transaction (a read, or an autocommitted write) and
+    /// returns its rows, on the connection put back last when one was put back less than
+    /// [`super::PING_AFTER_IDLE`] ago.
+    pub(crate) async fn query_all(&self, mut stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         let Some(kept) = &self.kept else {
             return self.db.query_all_raw(stmt).await;
         };

@@ -225,7 +225,7 @@ impl Store {
     /// The events a statement returns (the event's columns first, in declaration order), as
     /// `Model`s or, put there as each is decoded, behind `Arc`s.
     async fn events_in<T: From<Model>>(&self, stmt: Statement, columns: Columns) -> Result<Vec<T>, sea_orm::DbErr> {
-        let rows = self.read_pool().read_all(stmt).await?;
+        let rows = self.read_pool().query_all(stmt).await?;
         // Sized up front: an event is large, and collecting into a `Result` would grow the
         // vector from nothing, copying every event decoded so far at each step.
         let mut events = Vec::with_capacity(rows.len());

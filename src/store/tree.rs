@@ -159,10 +159,10 @@ impl Store {
     /// [`StoreError::Timeout`].
     async fn tree_query(&self, stmt: Statement) -> Result<Vec<QueryResult>, StoreError> {
         let Some(trees) = self.tree_reader() else {
-            return Ok(self.read_pool().read_all(stmt).await?);
+            return Ok(self.read_pool().query_all(stmt).await?);
         };
         let timeout_ms = self.inner.tree_timeout.as_millis().max(1);
-        trees.read_all(stmt).await.map_err(|error| {
+        trees.query_all(stmt).await.map_err(|error| {
             if is_timeout(&error) {
                 StoreError::Timeout(format!(
                     "the tree query took longer than {timeout_ms} ms and was stopped; \

@@ -17,6 +17,7 @@ both_engines!(
     a_child_stamped_days_before_its_parent_is_rejected,
     a_graphql_batch_is_atomic_and_links_parents_within_it,
     a_single_event_with_a_parent_takes_a_fixed_number_of_statements,
+    a_parent_this_process_has_not_seen_is_read_and_checked_by_the_write,
     concurrent_single_writes_commit_together_and_a_refused_one_fails_alone,
 );
 
@@ -310,8 +311,8 @@ async fn a_batch_larger_than_one_insert_statement_is_split_and_stays_atomic() {
 }
 
 /// The common write (one event, server-chosen id) takes a fixed number of statements, whatever
-/// the size of the store: on PostgreSQL the parent's date, the chain lock, the chain head, the
-/// INSERT and the new head (BEGIN and COMMIT are not counted).
+/// the size of the store: on PostgreSQL one, which reads the parent's date if this process has
+/// not seen it, inserts the row and moves the chain's head.
 async fn a_single_event_with_a_parent_takes_a_fixed_number_of_statements(app: TestApp) {
     // The fewest statements of three writes (the sequencer runs statements of its own meanwhile).
     async fn fewest(app: &TestApp, input: impl Fn(usize) -> Value) -> u64 {
@@ -330,9 +331,8 @@ async fn a_single_event_with_a_parent_takes_a_fixed_number_of_statements(app: Te
         |_| json!({"correlationId": "fixed", "parentEventId": parent["eventId"]}),
     )
     .await;
-    // A child of an event stored by another process, in a new chain: its parent's date and the
-    // chain's head in one statement, then the write.
-    // Parents stored by another process: this one has not seen them.
+    // A child of an event stored by another process, in a new chain: the write reads the parent's
+    // date itself. Parents stored by another process: this one has not seen them.
     let strangers: Vec<_> = (0..3)
         .map(|_| crate::helpers::row(uuid::Uuid::now_v7(), chrono::Utc::now(), None, "stranger"))
         .collect();
@@ -348,7 +348,7 @@ async fn a_single_event_with_a_parent_takes_a_fixed_number_of_statements(app: Te
             "a write beside what this process knows took {known} statements"
         );
         assert_eq!(
-            unseen, 2,
+            unseen, 1,
             "a write of a new chain below an unseen parent took {unseen} statements"
         );
     }
@@ -364,6 +364,76 @@ async fn a_single_event_with_a_parent_takes_a_fixed_number_of_statements(app: Te
         .await;
     assert_eq!(stored["auditEvent"]["parent"]["eventId"], parent["eventId"]);
     assert_eq!(stored["auditEvent"]["parentEventDate"], parent["eventDate"]);
+}
+
+/// Parents stored by another process: the write reads their dates (on PostgreSQL inside its one
+/// statement), answers with them, and refuses a child dated days before its parent or naming a
+/// parent that does not exist, alone among concurrent writes that go in.
+async fn a_parent_this_process_has_not_seen_is_read_and_checked_by_the_write(app: TestApp) {
+    let now = chrono::Utc::now();
+    let yesterday = now - chrono::Duration::days(1);
+    let strangers: Vec<_> = (0..3)
+        .map(|n| crate::helpers::row(uuid::Uuid::now_v7(), yesterday, None, &format!("stranger-{n}")))
+        .collect();
+    crate::helpers::insert_rows(&app.store, &strangers).await;
+    let before = app.row_count().await;
+    let missing = uuid::Uuid::now_v7().to_string();
+    let early = (yesterday - chrono::Duration::days(3)).to_rfc3339();
+    // Concurrent writes, so that some share a group: good children of each stranger, one dated
+    // days before its parent, one naming a parent that does not exist.
+    let inputs = [
+        json!({"correlationId": "unseen-a", "parentEventId": strangers[0].event_id.to_string()}),
+        json!({"correlationId": "unseen-b", "parentEventId": strangers[1].event_id.to_string(), "eventTimestamp": early}),
+        json!({"correlationId": "unseen-c", "parentEventId": missing}),
+        json!({"correlationId": "unseen-d", "parentEventId": strangers[2].event_id.to_string()}),
+        json!({"correlationId": "unseen-e", "parentEventId": strangers[1].event_id.to_string()}),
+    ];
+    let answers = futures_util::future::join_all(
+        inputs
+            .iter()
+            .map(|input| app.graphql(CREATE, json!({"input": event_input(input.clone())}))),
+    )
+    .await;
+    let created = |at: usize| answers[at]["data"]["createAuditEvent"].clone();
+    let error = |at: usize| answers[at]["errors"][0].clone();
+    for (at, parent) in [(0, &strangers[0]), (3, &strangers[2]), (4, &strangers[1])] {
+        assert!(answers[at].get("errors").is_none(), "{at}: {}", answers[at]);
+        assert_eq!(created(at)["parentEventId"], parent.event_id.to_string());
+        assert_eq!(created(at)["parentEventDate"], parent.event_date.to_string(), "{at}");
+    }
+    assert_eq!(error(1)["extensions"]["code"], "BAD_USER_INPUT", "{}", answers[1]);
+    assert_eq!(error(1)["extensions"]["field"], "eventTimestamp", "{}", answers[1]);
+    assert!(
+        error(1)["message"].as_str().unwrap().contains("before its parent"),
+        "{}",
+        answers[1]
+    );
+    assert_eq!(error(2)["extensions"]["code"], "BAD_USER_INPUT", "{}", answers[2]);
+    assert_eq!(error(2)["extensions"]["field"], "parentEventId", "{}", answers[2]);
+    assert!(
+        error(2)["message"].as_str().unwrap().contains(&missing),
+        "{}",
+        answers[2]
+    );
+    assert_eq!(
+        app.row_count().await - before,
+        3,
+        "exactly the accepted events are stored"
+    );
+    let stored = app
+        .ok(
+            "query($id: UUID!) { auditEvent(eventId: $id) { parent { eventId } parentEventDate } }",
+            json!({"id": created(0)["eventId"]}),
+        )
+        .await;
+    assert_eq!(
+        stored["auditEvent"]["parent"]["eventId"],
+        strangers[0].event_id.to_string()
+    );
+    assert_eq!(
+        stored["auditEvent"]["parentEventDate"],
+        strangers[0].event_date.to_string()
+    );
 }
 
 /// A rule of the database that refuses some rows: validation cannot know it, so such a row
