@@ -524,7 +524,7 @@ async fn floor(bench: &mut Bench) -> anyhow::Result<()> {
 }
 
 /// The raw side of single writes that sends the server's own statement.
-const SAME_WRITE: &str = "the server's statement (compare-and-set reading the parent's date)";
+const SAME_WRITE: &str = "the server's statement (compare-and-set), one per event";
 /// Added to the worker numbers of [`RawSameWrite`], whose correlations must differ from those
 /// of the other writers in the same run.
 const SAME_WORKERS: usize = 1_000;
@@ -723,9 +723,10 @@ fn conclusions(bench: &Bench) -> String {
             out,
             "- Single-event writes reach {} of raw single-row INSERTs. The raw side sends one INSERT that \
              already knows its parent's date; ours parses and validates a GraphQL mutation, hashes the event \
-             into its correlation's chain, and sends one autocommitted compare-and-set statement that reads the \
-             parent's date (this process has not seen these parents), writes the row (a trigger queues it for \
-             the transparency log, another checks for a legal hold) and moves the chain's head. Concurrent \
+             into its correlation's chain, takes the date of the parent (which this process has not seen) from \
+             its UUIDv7 id, and sends one autocommitted compare-and-set statement that writes the row (the \
+             foreign key checks that date, as it checks the raw INSERT's; a trigger queues the row for the \
+             transparency log, another checks for a legal hold) and moves the chain's head. Concurrent \
              writes are committed together (group commit), so that statement and its commit are shared at \
              concurrency 4 and 16.",
             singles.join(", ")

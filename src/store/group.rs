@@ -10,13 +10,15 @@
 //!
 //! On PostgreSQL a group is written without a transaction of its own, in one autocommitted
 //! statement: the events are linked to their chains here, from the heads this process moved
-//! last, and the statement inserts them, reading inside it the dates of the parents this
-//! process has not seen, and moves each head only if it is still the head the links were
-//! computed from (compare and set). A chain this process has not seen is taken to start with
-//! the group. If another writer moved a head meanwhile, or a parent turns out unknown or later
-//! than its child allows, the statement undoes itself (`auditgraph_chain_moved()`, SQLSTATE
-//! 40001) and the group is linked again after one statement has read the parents' dates and the
-//! chains' heads, so that each event at fault gets its own error. The statement takes its chains' advisory locks before it moves their heads, as the batch
+//! last, and the statement inserts them and moves each head only if it is still the head the
+//! links were computed from (compare and set). A chain this process has not seen is taken to
+//! start with the group. The date of a parent this process has not seen is taken from the
+//! parent's id when that is a UUIDv7 (the date it was made on, which the foreign key checks, as
+//! it checks any parent's date), else read inside the statement. If another writer moved a head
+//! meanwhile, or a parent turns out unknown, on another date or later than its child allows, the
+//! statement fails or undoes itself (`auditgraph_chain_moved()`, SQLSTATE 40001), and the group is
+//! linked again after one statement has read the parents' dates and the chains' heads, so that
+//! each event at fault gets its own error. The statement takes its chains' advisory locks before it moves their heads, as the batch
 //! and import paths do before they read them, so those paths always read a head no group is
 //! moving. Writers of different correlations never wait for each other. On SQLite, which has one writer at a time, a group is
 //! one transaction.
@@ -241,7 +243,9 @@ impl Store {
                     self.inner.group.remember(&plan);
                     return Ok(plan.finish());
                 }
-                Err(err) if is_chain_moved(&err) => {
+                // A guessed parent date the foreign key refused is read before the group is
+                // linked again, like a head that moved.
+                Err(err) if is_chain_moved(&err) || (plan.guessed && is_foreign_key_violation(&err)) => {
                     tracing::debug!(
                         "a chain moved or a parent was not as assumed while a group was linked; linking it again"
                     );
@@ -356,9 +360,18 @@ impl Store {
     ) -> GroupPlan {
         let mut results = Vec::with_capacity(events.len());
         let mut rows = Vec::with_capacity(events.len());
+        let mut guessed = false;
         for event in events {
-            let unread = read_unknown && event.parent_event_id.is_some_and(|p| !known.contains_key(&p));
-            let parent_date = if unread { Ok(None) } else { parent_date_of(event, known) };
+            let parent_date = match event.parent_event_id {
+                Some(parent) if read_unknown && !known.contains_key(&parent) => {
+                    // The date the parent's id was made on, when it was made with one (UUIDv7)
+                    // and the event may follow it; else the statement reads it.
+                    let guess = date_of_id(&parent).filter(|date| event.event_date >= *date - Days::new(1));
+                    guessed |= guess.is_some();
+                    Ok(guess)
+                }
+                _ => parent_date_of(event, known),
+            };
             match parent_date {
                 Ok(parent_date) => {
                     results.push(Slot::Row(rows.len()));
@@ -379,6 +392,7 @@ impl Store {
         GroupPlan {
             results,
             rows,
+            guessed,
             heads,
             before,
         }
@@ -469,6 +483,9 @@ enum Slot {
 struct GroupPlan {
     results: Vec<Slot>,
     rows: Vec<Model>,
+    /// Whether some row's parent date is a guess from its parent's id, which the foreign key
+    /// checks.
+    guessed: bool,
     /// Each chain's head after the group.
     heads: Vec<ChainHead>,
     /// Each chain's position before the group (0 for a chain that has none yet).
@@ -661,6 +678,19 @@ fn is_chain_moved(err: &DbErr) -> bool {
         return false;
     };
     matches!(&**e, sea_orm::sqlx::Error::Database(db) if db.code().as_deref() == Some("40001"))
+}
+
+/// Whether a statement broke a foreign key (a parent that is not stored on the date given).
+fn is_foreign_key_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)))
+}
+
+/// The UTC date a version 7 UUID was made on. The server makes an event's id when it stores it,
+/// so for most events this is the date of their timestamp; a guess, which the foreign key checks.
+fn date_of_id(id: &Uuid) -> Option<NaiveDate> {
+    let (seconds, _) = id.get_timestamp()?.to_unix();
+    let date = chrono::DateTime::from_timestamp(i64::try_from(seconds).ok()?, 0)?.date_naive();
+    (id.get_version_num() == 7).then_some(date)
 }
 
 /// Whether a refusal may be due to one event of a group (then the others are written without it);

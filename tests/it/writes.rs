@@ -366,14 +366,23 @@ async fn a_single_event_with_a_parent_takes_a_fixed_number_of_statements(app: Te
     assert_eq!(stored["auditEvent"]["parentEventDate"], parent["eventDate"]);
 }
 
-/// Parents stored by another process: the write reads their dates (on PostgreSQL inside its one
-/// statement), answers with them, and refuses a child dated days before its parent or naming a
-/// parent that does not exist, alone among concurrent writes that go in.
+/// Parents stored by another process: the write finds their dates (on PostgreSQL from a UUIDv7
+/// id, checked by the foreign key, or read), answers with them, and refuses a child dated days
+/// before its parent or naming a parent that does not exist, alone among concurrent writes that
+/// go in.
 async fn a_parent_this_process_has_not_seen_is_read_and_checked_by_the_write(app: TestApp) {
     let now = chrono::Utc::now();
     let yesterday = now - chrono::Duration::days(1);
-    let strangers: Vec<_> = (0..3)
-        .map(|n| crate::helpers::row(uuid::Uuid::now_v7(), yesterday, None, &format!("stranger-{n}")))
+    // Ids made now, dated yesterday (the date an id tells is wrong for them), and one whose id
+    // was made yesterday.
+    let made_yesterday =
+        uuid::Builder::from_unix_timestamp_millis(u64::try_from(yesterday.timestamp_millis()).unwrap(), &[7; 10])
+            .into_uuid();
+    let ids = [uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), made_yesterday];
+    let strangers: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| crate::helpers::row(*id, yesterday, None, &format!("stranger-{n}")))
         .collect();
     crate::helpers::insert_rows(&app.store, &strangers).await;
     let before = app.row_count().await;
