@@ -14,7 +14,8 @@
 //! links were computed from (compare and set). A chain this process has not seen is taken to
 //! start with the group. The date of a parent this process has not seen is taken from the
 //! parent's id when that is a UUIDv7 (the date it was made on, which the foreign key checks, as
-//! it checks any parent's date), else read inside the statement. If another writer moved a head
+//! it checks any parent's date, and the statement that no later copy of a legacy id exists), else
+//! read inside the statement. If another writer moved a head
 //! meanwhile, or a parent turns out unknown, on another date or later than its child allows, the
 //! statement fails or undoes itself (`auditgraph_chain_moved()`, SQLSTATE 40001), and the group is
 //! linked again after one statement has read the parents' dates and the chains' heads, so that
@@ -25,6 +26,7 @@
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -237,15 +239,17 @@ impl Store {
             match db.query_all(statement).await.map(|rows| rows.into_iter().next()) {
                 Ok(row) => {
                     let mut plan = plan;
+                    // The rows are committed: an answer that cannot carry what the database
+                    // added is still the answer, not an error that a retry would write again.
                     if let Err(error) = apply_returned(row.as_ref(), &mut plan.rows) {
-                        return Err(Refused { events, error });
+                        tracing::error!(%error, "a written group's returned holds or parent dates could not be read");
                     }
                     self.inner.group.remember(&plan);
                     return Ok(plan.finish());
                 }
                 // A guessed parent date the foreign key refused is read before the group is
                 // linked again, like a head that moved.
-                Err(err) if is_chain_moved(&err) || (plan.guessed && is_foreign_key_violation(&err)) => {
+                Err(err) if is_chain_moved(&err) || (!plan.guessed.is_empty() && is_foreign_key_violation(&err)) => {
                     tracing::debug!(
                         "a chain moved or a parent was not as assumed while a group was linked; linking it again"
                     );
@@ -277,8 +281,9 @@ impl Store {
     }
 
     /// The statement a single-event write sends PostgreSQL when this process has seen neither
-    /// the event's parent nor its chain: the compare-and-set that reads the parent's date, writes
-    /// the row (linked to its chain as the chain's first event) and moves the head. The benchmark
+    /// the event's parent nor its chain: the compare-and-set that writes the row (linked to its
+    /// chain as the chain's first event, its parent's date taken from the parent's UUIDv7 id or
+    /// else read by the statement) and moves the head. The benchmark
     /// runs it raw beside the server's own writes, as the database's share of the same work.
     pub fn single_write_statement(&self, event: NewEvent) -> Result<Statement, StoreError> {
         let plan = self.link(std::slice::from_ref(&event), &HashMap::new(), BTreeMap::new(), true);
@@ -360,14 +365,16 @@ impl Store {
     ) -> GroupPlan {
         let mut results = Vec::with_capacity(events.len());
         let mut rows = Vec::with_capacity(events.len());
-        let mut guessed = false;
+        let mut guessed = BTreeMap::new();
         for event in events {
             let parent_date = match event.parent_event_id {
                 Some(parent) if read_unknown && !known.contains_key(&parent) => {
                     // The date the parent's id was made on, when it was made with one (UUIDv7)
                     // and the event may follow it; else the statement reads it.
                     let guess = date_of_id(&parent).filter(|date| event.event_date >= *date - Days::new(1));
-                    guessed |= guess.is_some();
+                    if let Some(date) = guess {
+                        guessed.insert(parent, date);
+                    }
                     Ok(guess)
                 }
                 _ => parent_date_of(event, known),
@@ -483,9 +490,9 @@ enum Slot {
 struct GroupPlan {
     results: Vec<Slot>,
     rows: Vec<Model>,
-    /// Whether some row's parent date is a guess from its parent's id, which the foreign key
-    /// checks.
-    guessed: bool,
+    /// The parents whose dates are guesses from their ids: the foreign key checks that each is
+    /// stored on that date, the statement that it is stored on no later one.
+    guessed: BTreeMap<Uuid, NaiveDate>,
     /// Each chain's head after the group.
     heads: Vec<ChainHead>,
     /// Each chain's position before the group (0 for a chain that has none yet).
@@ -550,6 +557,20 @@ fn compare_and_set(plan: &GroupPlan) -> Result<Statement, StoreError> {
         insert.sql
     };
     let mut values: Vec<Value> = insert.values.map(|v| v.0).unwrap_or_default();
+    // A guessed parent date must be the parent's newest, as a read one is (legacy data may hold
+    // an id on several days); each check prunes the partitions up to its date as it starts.
+    let mut newest = String::new();
+    for (parent, date) in &plan.guessed {
+        let n = values.len();
+        let _ = write!(
+            newest,
+            " AND NOT EXISTS (SELECT 1 FROM audit_events WHERE event_id = ${}::uuid AND event_date > ${}::date)",
+            n + 1,
+            n + 2
+        );
+        values.push((*parent).into());
+        values.push((*date).into());
+    }
     let mut heads = Vec::with_capacity(plan.heads.len());
     for head in &plan.heads {
         let n = values.len();
@@ -581,7 +602,7 @@ fn compare_and_set(plan: &GroupPlan) -> Result<Statement, StoreError> {
             ON CONFLICT (correlation_id) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash \
             WHERE audit_chain_heads.last_seq = (SELECT before FROM heads WHERE heads.correlation_id = excluded.correlation_id) \
             RETURNING 1) \
-         SELECT CASE WHEN (SELECT count(*) FROM moved) = {} AND (SELECT count(*) FROM written) = {} \
+         SELECT CASE WHEN (SELECT count(*) FROM moved) = {} AND (SELECT count(*) FROM written) = {}{} \
             THEN (SELECT count(*) FROM written) ELSE auditgraph_chain_moved() END AS written, \
             (SELECT json_agg(json_build_array(event_id, legal_hold_reason, legal_hold_placed_by, legal_hold_placed_at)) \
              FROM written WHERE legal_hold)::text AS held, \
@@ -590,6 +611,7 @@ fn compare_and_set(plan: &GroupPlan) -> Result<Statement, StoreError> {
         heads.join(", "),
         plan.heads.len(),
         plan.rows.len(),
+        newest,
         if unread {
             "(SELECT json_agg(json_build_array(event_id, parent_event_date)) FROM written \
              WHERE parent_event_id IS NOT NULL)::text"

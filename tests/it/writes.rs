@@ -331,8 +331,9 @@ async fn a_single_event_with_a_parent_takes_a_fixed_number_of_statements(app: Te
         |_| json!({"correlationId": "fixed", "parentEventId": parent["eventId"]}),
     )
     .await;
-    // A child of an event stored by another process, in a new chain: the write reads the parent's
-    // date itself. Parents stored by another process: this one has not seen them.
+    // A child of an event stored by another process, in a new chain: the write takes the parent's
+    // date from its UUIDv7 id (the foreign key checks it). Parents stored by another process: this
+    // one has not seen them.
     let strangers: Vec<_> = (0..3)
         .map(|_| crate::helpers::row(uuid::Uuid::now_v7(), chrono::Utc::now(), None, "stranger"))
         .collect();
@@ -342,7 +343,21 @@ async fn a_single_event_with_a_parent_takes_a_fixed_number_of_statements(app: Te
         |n| json!({"correlationId": format!("fresh-{n}"), "parentEventId": strangers[n].event_id.to_string()}),
     )
     .await;
+    // Parents whose ids tell no date (UUIDv4): the write reads it, in the same statement.
+    let dateless: Vec<_> = (0..3)
+        .map(|_| crate::helpers::row(uuid::Uuid::new_v4(), chrono::Utc::now(), None, "dateless"))
+        .collect();
+    crate::helpers::insert_rows(&app.store, &dateless).await;
+    let read = fewest(
+        &app,
+        |n| json!({"correlationId": format!("dateless-{n}"), "parentEventId": dateless[n].event_id.to_string()}),
+    )
+    .await;
     if app.store.backend() == sea_orm::DatabaseBackend::Postgres {
+        assert_eq!(
+            read, 1,
+            "a write of a new chain below a parent whose id tells no date took {read} statements"
+        );
         assert_eq!(
             known, 1,
             "a write beside what this process knows took {known} statements"
@@ -367,9 +382,9 @@ async fn a_single_event_with_a_parent_takes_a_fixed_number_of_statements(app: Te
 }
 
 /// Parents stored by another process: the write finds their dates (on PostgreSQL from a UUIDv7
-/// id, checked by the foreign key, or read), answers with them, and refuses a child dated days
-/// before its parent or naming a parent that does not exist, alone among concurrent writes that
-/// go in.
+/// id, checked by the foreign key, or read by the statement or before it), answers with them,
+/// takes the newest of an id stored on two days, and refuses a child dated days before its parent
+/// or naming a parent that does not exist, alone among concurrent writes that go in.
 async fn a_parent_this_process_has_not_seen_is_read_and_checked_by_the_write(app: TestApp) {
     let now = chrono::Utc::now();
     let yesterday = now - chrono::Duration::days(1);
@@ -378,12 +393,38 @@ async fn a_parent_this_process_has_not_seen_is_read_and_checked_by_the_write(app
     let made_yesterday =
         uuid::Builder::from_unix_timestamp_millis(u64::try_from(yesterday.timestamp_millis()).unwrap(), &[7; 10])
             .into_uuid();
-    let ids = [uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), made_yesterday];
-    let strangers: Vec<_> = ids
+    let ids = [
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+        made_yesterday,
+        uuid::Uuid::new_v4(),
+    ];
+    let mut strangers: Vec<_> = ids
         .iter()
         .enumerate()
         .map(|(n, id)| crate::helpers::row(*id, yesterday, None, &format!("stranger-{n}")))
         .collect();
+    // An id made now, stored five days ago: a child four days old cannot follow the date its id
+    // tells, so the date is read.
+    let five_days_ago = now - chrono::Duration::days(5);
+    strangers.push(crate::helpers::row(
+        uuid::Uuid::now_v7(),
+        five_days_ago,
+        None,
+        "stranger-4",
+    ));
+    // Legacy data holding one id on two days, the id made on the older one: the parent is the
+    // newer.
+    let made_five_days_ago =
+        uuid::Builder::from_unix_timestamp_millis(u64::try_from(five_days_ago.timestamp_millis()).unwrap(), &[5; 10])
+            .into_uuid();
+    strangers.push(crate::helpers::row(
+        made_five_days_ago,
+        five_days_ago,
+        None,
+        "stranger-5",
+    ));
+    strangers.push(crate::helpers::row(made_five_days_ago, yesterday, None, "stranger-5"));
     crate::helpers::insert_rows(&app.store, &strangers).await;
     let before = app.row_count().await;
     let missing = uuid::Uuid::now_v7().to_string();
@@ -396,6 +437,10 @@ async fn a_parent_this_process_has_not_seen_is_read_and_checked_by_the_write(app
         json!({"correlationId": "unseen-c", "parentEventId": missing}),
         json!({"correlationId": "unseen-d", "parentEventId": strangers[2].event_id.to_string()}),
         json!({"correlationId": "unseen-e", "parentEventId": strangers[1].event_id.to_string()}),
+        json!({"correlationId": "unseen-f", "parentEventId": strangers[3].event_id.to_string()}),
+        json!({"correlationId": "unseen-g", "parentEventId": strangers[4].event_id.to_string(),
+               "eventTimestamp": (now - chrono::Duration::days(4)).to_rfc3339()}),
+        json!({"correlationId": "unseen-h", "parentEventId": made_five_days_ago.to_string()}),
     ];
     let answers = futures_util::future::join_all(
         inputs
@@ -405,7 +450,15 @@ async fn a_parent_this_process_has_not_seen_is_read_and_checked_by_the_write(app
     .await;
     let created = |at: usize| answers[at]["data"]["createAuditEvent"].clone();
     let error = |at: usize| answers[at]["errors"][0].clone();
-    for (at, parent) in [(0, &strangers[0]), (3, &strangers[2]), (4, &strangers[1])] {
+    let accepted = [
+        (0, &strangers[0]),
+        (3, &strangers[2]),
+        (4, &strangers[1]),
+        (5, &strangers[3]),
+        (6, &strangers[4]),
+        (7, &strangers[6]),
+    ];
+    for (at, parent) in accepted {
         assert!(answers[at].get("errors").is_none(), "{at}: {}", answers[at]);
         assert_eq!(created(at)["parentEventId"], parent.event_id.to_string());
         assert_eq!(created(at)["parentEventDate"], parent.event_date.to_string(), "{at}");
@@ -426,7 +479,7 @@ async fn a_parent_this_process_has_not_seen_is_read_and_checked_by_the_write(app
     );
     assert_eq!(
         app.row_count().await - before,
-        3,
+        accepted.len() as i64,
         "exactly the accepted events are stored"
     );
     let stored = app
