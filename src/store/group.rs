@@ -15,14 +15,14 @@
 //! start with the group. The date of a parent this process has not seen is taken from the
 //! parent's id when that is a UUIDv7 (the date it was made on, which the foreign key checks, as
 //! it checks any parent's date, and the statement that no later copy of a legacy id exists), else
-//! read inside the statement. If another writer moved a head
-//! meanwhile, or a parent turns out unknown, on another date or later than its child allows, the
-//! statement fails or undoes itself (`auditgraph_chain_moved()`, SQLSTATE 40001), and the group is
-//! linked again after one statement has read the parents' dates and the chains' heads, so that
-//! each event at fault gets its own error. The statement takes its chains' advisory locks before it moves their heads, as the batch
-//! and import paths do before they read them, so those paths always read a head no group is
-//! moving. Writers of different correlations never wait for each other. On SQLite, which has one writer at a time, a group is
-//! one transaction.
+//! read inside the statement. If another writer moved a head meanwhile, or a parent turns out
+//! unknown, on another date or later than its child allows, the statement fails or undoes itself
+//! (`auditgraph_chain_moved()`, SQLSTATE 40001), and the group is linked again after one
+//! statement has read the parents' dates and the chains' heads, so that each event at fault gets
+//! its own error. The statement takes its chains' advisory locks before it moves their heads, as
+//! the batch and import paths do before they read them, so those paths always read a head no
+//! group is moving. Writers of different correlations never wait for each other. On SQLite,
+//! which has one writer at a time, a group is one transaction.
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -331,28 +331,23 @@ async fn a_single_event_with_a_parent_takes_a_fixed_number_of_statements(app: Te
         |_| json!({"correlationId": "fixed", "parentEventId": parent["eventId"]}),
     )
     .await;
-    // A child of an event stored by another process, in a new chain: the write takes the parent's
-    // date from its UUIDv7 id (the foreign key checks it). Parents stored by another process: this
-    // one has not seen them.
-    let strangers: Vec<_> = (0..3)
-        .map(|_| crate::helpers::row(uuid::Uuid::now_v7(), chrono::Utc::now(), None, "stranger"))
-        .collect();
-    crate::helpers::insert_rows(&app.store, &strangers).await;
-    let unseen = fewest(
-        &app,
-        |n| json!({"correlationId": format!("fresh-{n}"), "parentEventId": strangers[n].event_id.to_string()}),
-    )
-    .await;
+    // Children of events stored by another process (this one has not seen them), each in a new
+    // chain.
+    async fn fewest_below_strangers(app: &TestApp, id: fn() -> uuid::Uuid, chain: &str) -> u64 {
+        let strangers: Vec<_> = (0..3)
+            .map(|_| crate::helpers::row(id(), chrono::Utc::now(), None, chain))
+            .collect();
+        crate::helpers::insert_rows(&app.store, &strangers).await;
+        fewest(
+            app,
+            |n| json!({"correlationId": format!("{chain}-{n}"), "parentEventId": strangers[n].event_id.to_string()}),
+        )
+        .await
+    }
+    // The write takes the parent's date from its UUIDv7 id (the foreign key checks it).
+    let unseen = fewest_below_strangers(&app, uuid::Uuid::now_v7, "fresh").await;
     // Parents whose ids tell no date (UUIDv4): the write reads it, in the same statement.
-    let dateless: Vec<_> = (0..3)
-        .map(|_| crate::helpers::row(uuid::Uuid::new_v4(), chrono::Utc::now(), None, "dateless"))
-        .collect();
-    crate::helpers::insert_rows(&app.store, &dateless).await;
-    let read = fewest(
-        &app,
-        |n| json!({"correlationId": format!("dateless-{n}"), "parentEventId": dateless[n].event_id.to_string()}),
-    )
-    .await;
+    let read = fewest_below_strangers(&app, uuid::Uuid::new_v4, "dateless").await;
     if app.store.backend() == sea_orm::DatabaseBackend::Postgres {
         assert_eq!(
             read, 1,
