@@ -26,7 +26,6 @@
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Write as _;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -561,18 +560,23 @@ fn compare_and_set(plan: &GroupPlan) -> Result<Statement, StoreError> {
     };
     let mut values: Vec<Value> = insert.values.map(|v| v.0).unwrap_or_default();
     // A guessed parent date must be the parent's newest, as a read one is (legacy data may hold
-    // an id on several days); each check prunes the partitions up to its date as it starts.
+    // an id on several days). One check for the whole group, whatever its number of guesses, so
+    // that it is planned once: the partitions up to the oldest guess are pruned as it starts.
     let mut newest = String::new();
-    for (parent, date) in &plan.guessed {
+    if let Some(oldest) = plan.guessed.values().min() {
         let n = values.len();
-        let _ = write!(
-            newest,
-            " AND NOT EXISTS (SELECT 1 FROM audit_events WHERE event_id = ${}::uuid AND event_date > ${}::date)",
+        newest = format!(
+            " AND NOT EXISTS (SELECT 1 FROM unnest(${}::text::uuid[], ${}::text::date[]) AS guessed(id, date) \
+             JOIN audit_events later ON later.event_id = guessed.id AND later.event_date > guessed.date \
+             WHERE later.event_date > ${}::date)",
             n + 1,
-            n + 2
+            n + 2,
+            n + 3
         );
-        values.push((*parent).into());
-        values.push((*date).into());
+        let list = |items: Vec<String>| format!("{{{}}}", items.join(","));
+        values.push(list(plan.guessed.keys().map(Uuid::to_string).collect()).into());
+        values.push(list(plan.guessed.values().map(NaiveDate::to_string).collect()).into());
+        values.push((*oldest).into());
     }
     let mut heads = Vec::with_capacity(plan.heads.len());
     for head in &plan.heads {
