@@ -4,7 +4,7 @@ use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 
 use crate::both_engines;
-use crate::helpers::{Engine, TestApp, postgres_admin_url};
+use crate::helpers::{Engine, TestApp, postgres_admin_url, postgres_url_of};
 
 both_engines!(
     an_event_is_read_back_with_every_column,
@@ -251,7 +251,7 @@ async fn responses_list_fields_in_the_order_the_query_asks(app: TestApp) {
 /// pool has opened: the same few PostgreSQL backends answer them, their caches warm.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_one_at_a_time_reuse_the_connection_used_last() {
-    use sea_orm::{ConnectionTrait, Database, DatabaseBackend, Statement};
+    use sea_orm::{ConnectionTrait, Database, DatabaseBackend, Statement, TransactionTrait};
 
     let Some(app) = TestApp::new(Engine::Postgres).await else {
         return;
@@ -260,17 +260,44 @@ async fn reads_one_at_a_time_reuse_the_connection_used_last() {
         app.create(json!({"correlationId": format!("hot-{n}")})).await;
     }
     const PAGE: &str = "{ auditEvents(first: 5) { edges { node { eventId eventType } } } }";
-    // Many reads at once: the pool opens a connection for each that finds none idle.
-    for data in futures_util::future::join_all((0..16).map(|_| app.ok(PAGE, json!({})))).await {
+    let name = app.database_name().unwrap().to_string();
+    // Many reads at once, each held on its connection by a lock it waits for until all have
+    // started: the pool opens a connection for each that finds none idle (reads this fast, let
+    // go, could all be answered by two).
+    let owner = Database::connect(postgres_url_of(&name, None)).await.unwrap();
+    let lock = owner.begin().await.unwrap();
+    lock.execute_unprepared("LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let admin = Database::connect(postgres_admin_url()).await.unwrap();
+    let waiting =
+        format!("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '{name}' AND wait_event_type = 'Lock'");
+    let release = async {
+        for _ in 0..500 {
+            let row = admin
+                .query_one_raw(Statement::from_string(DatabaseBackend::Postgres, waiting.clone()))
+                .await
+                .unwrap()
+                .unwrap();
+            if row.try_get::<i64>("", "n").unwrap() >= 4 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        lock.commit().await.unwrap();
+    };
+    let reads = futures_util::future::join_all((0..16).map(|_| app.ok(PAGE, json!({}))));
+    let (answers, ()) = tokio::join!(reads, release);
+    owner.close().await.unwrap();
+    for data in answers {
         assert_eq!(data["auditEvents"]["edges"].as_array().map(Vec::len), Some(3));
     }
-    let admin = Database::connect(postgres_admin_url()).await.unwrap();
     // Each backend of the test database that last ran a page read, with when it last changed state.
     let page_readers = async || -> Vec<(i32, String)> {
         let sql = format!(
             "SELECT pid, state_change::text AS at FROM pg_stat_activity WHERE datname = '{}' \
              AND query LIKE '%FROM \"audit_events\"%ORDER BY%' ORDER BY pid",
-            app.database_name().unwrap()
+            name
         );
         let rows = admin
             .query_all_raw(Statement::from_string(DatabaseBackend::Postgres, sql))
