@@ -1002,26 +1002,40 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
         nested_statements: None,
     };
     let wanted = |group: &str| options.only.is_empty() || options.only.iter().any(|o| o == group);
+    // The server's peak resident memory after each group, to tell which group raised it.
+    let mut peaks: Vec<(&str, u64)> = Vec::new();
+    let mut peak_after = |group: &'static str, server: &Server| {
+        if let Some(bytes) = server.peak_rss() {
+            eprintln!("peak RSS after {group}: {:.1} MiB", bytes as f64 / (1024.0 * 1024.0));
+            peaks.push((group, bytes));
+        }
+    };
     if wanted("floor") {
         eprintln!("floor");
         floor(&mut bench).await?;
+        peak_after("the floor", &server);
     }
     if wanted("pages") {
         eprintln!("page reads");
         pages(&mut bench).await?;
+        peak_after("the page reads", &server);
     }
     if wanted("nested") {
         eprintln!("nested query");
         nested(&mut bench).await?;
+        peak_after("the nested query", &server);
     }
     if wanted("trees") {
         eprintln!("tree walks");
         trees(&mut bench).await?;
+        peak_after("the tree walks", &server);
     }
     // Before the writes, so that PostGraphile's copy holds the generated events only.
     let peers = if wanted("peers") {
         eprintln!("beside PostGraphile");
-        Some(peers::run(&bench, server.pid()).await?)
+        let peers = peers::run(&bench, server.pid()).await?;
+        peak_after("the PostGraphile group", &server);
+        Some(peers)
     } else {
         None
     };
@@ -1032,6 +1046,7 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
     if single || batches {
         eprintln!("writes");
         writes(&mut bench, single, batches).await?;
+        peak_after("the writes", &server);
     }
     let live = if wanted("live") {
         eprintln!("live delivery");
@@ -1045,6 +1060,7 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
             options: &options.live,
         };
         let figures = live::run(&setup).await?;
+        peak_after("live delivery", &server);
         let reproduce = format!(
             "cargo run -p bench --release -- --runs {runs} serve --only live --events {} --seconds {seconds} \
              --live-subscribers {} --live-rate {} --live-seconds {}",
@@ -1065,10 +1081,15 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
     };
     // Measured over everything the server did in this benchmark, every group and run included.
     let memory = server.peak_rss().map(|bytes| {
+        let after: Vec<String> = peaks
+            .iter()
+            .map(|(group, bytes)| format!("{group} {:.1}", *bytes as f64 / (1024.0 * 1024.0)))
+            .collect();
         format!(
             "The server's peak resident memory over the whole benchmark (`VmHWM`, every group and run): \
-             {:.1} MiB.",
-            bytes as f64 / (1024.0 * 1024.0)
+             {:.1} MiB (peak so far after each group, MiB: {}).",
+            bytes as f64 / (1024.0 * 1024.0),
+            after.join(", ")
         )
     });
     if let Some(memory) = &memory {
