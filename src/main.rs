@@ -17,10 +17,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// starts itself once more with those not set; without unsafe code this is the one way. Set one
 /// yourself to choose otherwise.
 ///
-/// - `MIMALLOC_PURGE_DELAY=0`: mimalloc returns freed pages to the system 10 ms after they were
-///   freed, by default; meanwhile new requests take fresh pages, and the resident memory of a
-///   burst of large batches rose past 100 MiB (measured 106 MiB under the benchmark's writes,
-///   92 MiB when pages are returned at once).
+/// - `MIMALLOC_PURGE_DELAY=0`: mimalloc returns freed pages to the system a while after they were
+///   freed, by default (10 ms in mimalloc 2, 1 s in the mimalloc 3 built here); meanwhile new
+///   requests take fresh pages, and the resident memory of a burst of large batches rose past
+///   100 MiB (measured 106 MiB under the benchmark's writes, 92 MiB when pages are returned at
+///   once).
 /// - `MIMALLOC_ALLOW_THP=0`: mimalloc asks for transparent huge pages on its memory by default,
 ///   so a 2 MiB page became resident wherever a few bytes of it were touched, and returning a
 ///   freed part of it returned nothing. Measured with twenty `createAuditEvents` of 500 events
@@ -30,9 +31,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn tune_allocator() {
     use std::os::unix::process::CommandExt;
     const SETTINGS: [(&str, &str); 2] = [("MIMALLOC_PURGE_DELAY", "0"), ("MIMALLOC_ALLOW_THP", "0")];
+    // mimalloc reads its variables whatever their case, and the purge delay by its old name too.
+    let given: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .map(|name| {
+            name.to_ascii_uppercase()
+                .replace("MIMALLOC_RESET_DELAY", "MIMALLOC_PURGE_DELAY")
+        })
+        .collect();
     let unset: Vec<(&str, &str)> = SETTINGS
         .into_iter()
-        .filter(|(name, _)| std::env::var_os(name).is_none())
+        .filter(|(name, _)| !given.iter().any(|g| g == name))
         .collect();
     if unset.is_empty() {
         return;

@@ -1085,11 +1085,15 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
             .iter()
             .map(|(group, bytes)| format!("{group} {:.1}", *bytes as f64 / (1024.0 * 1024.0)))
             .collect();
+        let after = if after.is_empty() {
+            String::new()
+        } else {
+            format!(" (peak so far after each group, MiB: {})", after.join(", "))
+        };
         format!(
             "The server's peak resident memory over the whole benchmark (`VmHWM`, every group and run): \
-             {:.1} MiB (peak so far after each group, MiB: {}).",
+             {:.1} MiB{after}.",
             bytes as f64 / (1024.0 * 1024.0),
-            after.join(", ")
         )
     });
     if let Some(memory) = &memory {

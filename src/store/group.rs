@@ -566,16 +566,15 @@ fn compare_and_set(plan: &GroupPlan) -> Result<Statement, StoreError> {
     if let Some(oldest) = plan.guessed.values().min() {
         let n = values.len();
         newest = format!(
-            " AND NOT EXISTS (SELECT 1 FROM unnest(${}::text::uuid[], ${}::text::date[]) AS guessed(id, date) \
+            " AND NOT EXISTS (SELECT 1 FROM unnest(${}::uuid[], ${}::date[]) AS guessed(id, date) \
              JOIN audit_events later ON later.event_id = guessed.id AND later.event_date > guessed.date \
              WHERE later.event_date > ${}::date)",
             n + 1,
             n + 2,
             n + 3
         );
-        let list = |items: Vec<String>| format!("{{{}}}", items.join(","));
-        values.push(list(plan.guessed.keys().map(Uuid::to_string).collect()).into());
-        values.push(list(plan.guessed.values().map(NaiveDate::to_string).collect()).into());
+        values.push(plan.guessed.keys().copied().collect::<Vec<Uuid>>().into());
+        values.push(plan.guessed.values().copied().collect::<Vec<NaiveDate>>().into());
         values.push((*oldest).into());
     }
     let mut heads = Vec::with_capacity(plan.heads.len());

@@ -575,6 +575,9 @@ pub async fn start_binary_with(
     command
         .current_dir(dir)
         .env_remove("DATABASE_URL")
+        // The allocator's settings are the server's own unless a test sets them.
+        .env_remove("MIMALLOC_PURGE_DELAY")
+        .env_remove("MIMALLOC_ALLOW_THP")
         .env("AUDITGRAPH_LISTEN", addr.to_string())
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())

@@ -273,7 +273,7 @@ async fn reads_one_at_a_time_reuse_the_connection_used_last() {
     let waiting =
         format!("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '{name}' AND wait_event_type = 'Lock'");
     let release = async {
-        for _ in 0..500 {
+        for _ in 0..3000 {
             let row = admin
                 .query_one_raw(Statement::from_string(DatabaseBackend::Postgres, waiting.clone()))
                 .await
