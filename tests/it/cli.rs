@@ -298,7 +298,7 @@ async fn a_key_created_on_the_command_line_authenticates_without_a_restart() {
         assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
-    let (_child, addr) = crate::helpers::start_binary_with(
+    let (_child, addr) = start_binary_with(
         dir.path(),
         None,
         Stdio::null(),
@@ -363,8 +363,7 @@ async fn the_server_returns_freed_memory_at_once_and_uses_no_huge_pages() {
     drop(child);
 
     let dir = tempfile::tempdir().unwrap();
-    let (child, _) =
-        crate::helpers::start_binary_with(dir.path(), None, Stdio::null(), &[("MIMALLOC_ALLOW_THP", "1")]).await;
+    let (child, _) = start_binary_with(dir.path(), None, Stdio::null(), &[("MIMALLOC_ALLOW_THP", "1")]).await;
     let mut set = environment(child.0.id());
     set.sort();
     assert_eq!(set, ["MIMALLOC_ALLOW_THP=1", "MIMALLOC_PURGE_DELAY=0"]);
