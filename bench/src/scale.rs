@@ -237,7 +237,7 @@ pub async fn run(admin_url: &str, runs: usize, options: &ScaleOptions) -> anyhow
             .iter()
             .map(|s| {
                 s.peak_rss()
-                    .map_or("?".into(), |b| format!("{:.1} MiB", b as f64 / 1_048_576.0))
+                    .map_or("?".into(), |b| format!("{:.1} MiB", crate::server::mib(b)))
             })
             .collect();
         eprintln!("peak RSS of the server processes: {}", peaks.join(", "));

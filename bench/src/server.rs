@@ -120,6 +120,11 @@ pub fn peak_rss(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// `bytes` in mebibytes, as the memory figures print them.
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 /// The last `lines` lines of `text`.
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();

@@ -1004,37 +1004,37 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
     let wanted = |group: &str| options.only.is_empty() || options.only.iter().any(|o| o == group);
     // The server's peak resident memory after each group, to tell which group raised it.
     let mut peaks: Vec<(&str, u64)> = Vec::new();
-    let mut peak_after = |group: &'static str, server: &Server| {
+    let mut peak_after = |group: &'static str| {
         if let Some(bytes) = server.peak_rss() {
-            eprintln!("peak RSS after {group}: {:.1} MiB", bytes as f64 / (1024.0 * 1024.0));
+            eprintln!("peak RSS after {group}: {:.1} MiB", server::mib(bytes));
             peaks.push((group, bytes));
         }
     };
     if wanted("floor") {
         eprintln!("floor");
         floor(&mut bench).await?;
-        peak_after("the floor", &server);
+        peak_after("the floor");
     }
     if wanted("pages") {
         eprintln!("page reads");
         pages(&mut bench).await?;
-        peak_after("the page reads", &server);
+        peak_after("the page reads");
     }
     if wanted("nested") {
         eprintln!("nested query");
         nested(&mut bench).await?;
-        peak_after("the nested query", &server);
+        peak_after("the nested query");
     }
     if wanted("trees") {
         eprintln!("tree walks");
         trees(&mut bench).await?;
-        peak_after("the tree walks", &server);
+        peak_after("the tree walks");
     }
     // Before the writes, so that PostGraphile's copy holds the generated events only.
     let peers = if wanted("peers") {
         eprintln!("beside PostGraphile");
         let peers = peers::run(&bench, server.pid()).await?;
-        peak_after("the PostGraphile group", &server);
+        peak_after("the PostGraphile group");
         Some(peers)
     } else {
         None
@@ -1046,7 +1046,7 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
     if single || batches {
         eprintln!("writes");
         writes(&mut bench, single, batches).await?;
-        peak_after("the writes", &server);
+        peak_after("the writes");
     }
     let live = if wanted("live") {
         eprintln!("live delivery");
@@ -1060,7 +1060,7 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
             options: &options.live,
         };
         let figures = live::run(&setup).await?;
-        peak_after("live delivery", &server);
+        peak_after("live delivery");
         let reproduce = format!(
             "cargo run -p bench --release -- --runs {runs} serve --only live --events {} --seconds {seconds} \
              --live-subscribers {} --live-rate {} --live-seconds {}",
@@ -1083,7 +1083,7 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
     let memory = server.peak_rss().map(|bytes| {
         let after: Vec<String> = peaks
             .iter()
-            .map(|(group, bytes)| format!("{group} {:.1}", *bytes as f64 / (1024.0 * 1024.0)))
+            .map(|(group, bytes)| format!("{group} {:.1}", server::mib(*bytes)))
             .collect();
         let after = if after.is_empty() {
             String::new()
@@ -1093,7 +1093,7 @@ pub async fn run(admin_url: &str, runs: usize, options: &ServeOptions) -> anyhow
         format!(
             "The server's peak resident memory over the whole benchmark (`VmHWM`, every group and run): \
              {:.1} MiB{after}.",
-            bytes as f64 / (1024.0 * 1024.0),
+            server::mib(bytes),
         )
     });
     if let Some(memory) = &memory {

@@ -563,7 +563,7 @@ fn compare_and_set(plan: &GroupPlan) -> Result<Statement, StoreError> {
     // an id on several days). One check for the whole group, whatever its number of guesses, so
     // that it is planned once: the partitions up to the oldest guess are pruned as it starts.
     let mut newest = String::new();
-    if let Some(oldest) = plan.guessed.values().min() {
+    if let Some(&oldest) = plan.guessed.values().min() {
         let n = values.len();
         newest = format!(
             " AND NOT EXISTS (SELECT 1 FROM unnest(${}::uuid[], ${}::date[]) AS guessed(id, date) \
@@ -575,7 +575,7 @@ fn compare_and_set(plan: &GroupPlan) -> Result<Statement, StoreError> {
         );
         values.push(plan.guessed.keys().copied().collect::<Vec<Uuid>>().into());
         values.push(plan.guessed.values().copied().collect::<Vec<NaiveDate>>().into());
-        values.push((*oldest).into());
+        values.push(oldest.into());
     }
     let mut heads = Vec::with_capacity(plan.heads.len());
     for head in &plan.heads {

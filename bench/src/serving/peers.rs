@@ -325,8 +325,7 @@ pub(super) async fn run(bench: &Bench, our_pid: Option<u32>) -> anyhow::Result<P
         nested(bench, &peer, &mut figures).await
     }
     .await;
-    let memory =
-        |who: &str, bytes: Option<u64>| bytes.map(|b| format!("{who}: {:.1} MiB", b as f64 / (1024.0 * 1024.0)));
+    let memory = |who: &str, bytes: Option<u64>| bytes.map(|b| format!("{who}: {:.1} MiB", crate::server::mib(b)));
     let memories: Vec<String> = [
         memory("PostGraphile (node) over this group", peer.peak_rss()),
         memory(
