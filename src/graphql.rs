@@ -47,7 +47,7 @@ use crate::auth::{Principal, Role};
 use crate::entity::audit_event::Model;
 use crate::error::ApiError;
 use crate::service::Service;
-use crate::store::Store;
+use crate::store::{Store, TreeNode};
 
 /// The auditgraph schema.
 pub type AuditSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
@@ -136,6 +136,9 @@ pub struct Loaders {
     /// Pages of children fetched ahead of the resolvers (see `prefetch`), by the key their
     /// `children` field asks for.
     prefetched_children: Mutex<HashMap<loaders::ChildrenKey, Vec<Arc<Model>>, foldhash::fast::RandomState>>,
+    /// Pages of descendants read with the event they start from (see `prefetch::event_by_id`),
+    /// by the key their `descendants` field asks for.
+    prefetched_descendants: Mutex<HashMap<loaders::DescendantsKey, Vec<TreeNode>, foldhash::fast::RandomState>>,
 }
 
 impl Loaders {
@@ -149,6 +152,7 @@ impl Loaders {
             ancestors: OnceLock::new(),
             children_up_to: OnceLock::new(),
             prefetched_children: Mutex::default(),
+            prefetched_descendants: Mutex::default(),
         }
     }
 
@@ -165,6 +169,33 @@ impl Loaders {
     /// A page of children fetched ahead, when one was for `key`.
     pub fn prefetched_children(&self, key: &loaders::ChildrenKey) -> Option<Vec<Arc<Model>>> {
         let kept = self.prefetched_children.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.get(key).cloned()
+    }
+
+    /// Whether what is fetched ahead is kept for the resolvers (not in a live operation).
+    pub fn caches(&self) -> bool {
+        self.cache
+    }
+
+    /// Keeps a page of descendants read ahead for the `descendants` field that will ask for it.
+    /// Nothing is kept when the loaders do not cache.
+    pub fn keep_descendants(&self, key: loaders::DescendantsKey, nodes: Vec<TreeNode>) {
+        if !self.cache {
+            return;
+        }
+        let mut kept = self
+            .prefetched_descendants
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        kept.insert(key, nodes);
+    }
+
+    /// A page of descendants read ahead, when one was for `key`.
+    pub fn prefetched_descendants(&self, key: &loaders::DescendantsKey) -> Option<Vec<TreeNode>> {
+        let kept = self
+            .prefetched_descendants
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         kept.get(key).cloned()
     }
 

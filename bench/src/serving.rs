@@ -12,7 +12,7 @@ use auditgraph::config::Config;
 use auditgraph::domain::page::Order;
 use auditgraph::domain::{Cursor, EventFilter, PageWindow};
 use auditgraph::ops::import::{self, ImportOptions};
-use auditgraph::store::{Columns, Store};
+use auditgraph::store::{Columns, Store, WalkStart};
 use sea_orm::ConnectionTrait;
 use sea_orm::sqlx::Row;
 use serde_json::{Value, json};
@@ -450,12 +450,13 @@ async fn trees(bench: &mut Bench) -> anyhow::Result<()> {
                 json!({"query": query}),
                 list_check(&["auditEvent", "descendants", "edges"], expected, None),
             ));
-            let sql =
-                Sql::of(
-                    &bench
-                        .store
-                        .descendants_statement(tree.root, walk.max_depth, None, 101, nested_columns()),
-                )?;
+            let sql = Sql::of(&bench.store.descendants_statement(
+                WalkStart::Key(tree.root),
+                walk.max_depth,
+                None,
+                101,
+                nested_columns(),
+            ))?;
             groups.push(vec![(sql, (tree.descendants.min(101)) as usize)]);
             size = tree.descendants;
         }

@@ -10,11 +10,10 @@ use uuid::Uuid;
 
 use super::connection::{AuditEventConnection, Scope};
 use super::direct::{Direct, DirectList, Sink, Stored, resolve_field_now};
-use super::loaders::{AncestorsKey, ChildCountKey, ChildrenKey, EventColumnsKey};
-use super::tree::AuditEventDescendantConnection;
+use super::loaders::{AncestorsKey, ChildCountKey, ChildrenKey, DescendantsKey, EventColumnsKey};
+use super::tree::{AuditEventDescendantConnection, DescendantsPage};
 use super::{DEFAULT_PAGE_SIZE, Loaders, page_cost};
-use crate::domain::tree;
-use crate::domain::{PageRequest, PageWindow, TreeCursor};
+use crate::domain::{PageRequest, PageWindow};
 use crate::entity::audit_event::Model;
 use crate::error::ApiError;
 use crate::service::Service;
@@ -531,38 +530,31 @@ impl EventFields {
         #[graphql(desc = "Page size, 0 to 1000 (default 50).")] first: Option<i32>,
         #[graphql(desc = "Return descendants after this cursor.")] after: Option<String>,
     ) -> Result<AuditEventDescendantConnection> {
-        let app = ctx.data::<Service>()?;
-        let max_depth = tree::bound("maxDepth", max_depth, tree::DEFAULT_MAX_DEPTH, tree::HARD_MAX_DEPTH)
-            .map_err(|e| ApiError::from(e).extend())?;
-        let window = PageRequest {
-            first,
-            ..PageRequest::default()
-        }
-        .resolve(DEFAULT_PAGE_SIZE)
-        .map_err(|e| ApiError::from(e).extend())?;
-        let after = after.map(|text| TreeCursor::decode(&text)).transpose().map_err(|e| {
-            ApiError::BadArgument {
-                argument: "after".into(),
-                message: format!("after is not a valid cursor ({e})"),
-            }
-            .extend()
-        })?;
-        let root = self.0.key();
-        let mut nodes = app
-            .store
-            .descendants(
-                root,
-                max_depth,
-                after,
-                window.fetch(),
-                super::columns::of_connection(&ctx.look_ahead()),
-            )
-            .await
-            .map_err(|e| e.extend())?;
+        let page = DescendantsPage::of(max_depth, first, after).map_err(|e| e.extend())?;
+        let key = DescendantsKey {
+            root: self.0.key(),
+            page,
+            columns: super::columns::of_connection(&ctx.look_ahead()),
+        };
+        let DescendantsPage {
+            max_depth,
+            window,
+            after,
+        } = page;
+        let prefetched = ctx.data::<Loaders>()?.prefetched_descendants(&key);
+        let mut nodes = match prefetched {
+            Some(nodes) => nodes,
+            None => ctx
+                .data::<Service>()?
+                .store
+                .descendants(key.root, max_depth, after, window.fetch(), key.columns)
+                .await
+                .map_err(|e| e.extend())?,
+        };
         let has_next = nodes.len() as u64 > window.limit;
         nodes.truncate(window.limit as usize);
         Ok(AuditEventDescendantConnection::new(
-            nodes, has_next, after, root, max_depth,
+            nodes, has_next, after, key.root, max_depth,
         ))
     }
 

@@ -17,6 +17,17 @@ pub struct EventColumnsKey {
     pub columns: Columns,
 }
 
+/// A page of an event's descendants, with the columns to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DescendantsKey {
+    /// The event whose descendants these are.
+    pub root: EventKey,
+    /// The page asked for.
+    pub page: super::tree::DescendantsPage,
+    /// The descendants' columns to read.
+    pub columns: Columns,
+}
+
 /// Loads events by primary key (parents); keys asking for the same columns share one statement.
 pub struct ParentLoader(pub Store);
 

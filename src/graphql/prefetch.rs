@@ -14,7 +14,10 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ErrorExtensions, Lookahead, Result, SelectionField, Value};
 
-use super::loaders::{AncestorsKey, ChildCountKey, ChildrenKey, ChildrenUpToKey};
+use uuid::Uuid;
+
+use super::loaders::{AncestorsKey, ChildCountKey, ChildrenKey, ChildrenUpToKey, DescendantsKey};
+use super::tree::DescendantsPage;
 use super::{DEFAULT_PAGE_SIZE, Loaders};
 use crate::domain::{EventKey, PageRequest, PageWindow};
 use crate::entity::audit_event::Model;
@@ -54,36 +57,131 @@ pub async fn below_connection(ctx: &Context<'_>, nodes: &[Arc<Model>]) -> Result
         .into_iter()
         .map(|n| (n, keys.clone()))
         .collect();
-    prefetch(ctx, work).await
+    prefetch(ctx, work, false).await
 }
 
-/// Prefetches below the single event being resolved in `ctx`.
-pub async fn below_event(ctx: &Context<'_>, node: &Model) -> Result<()> {
-    prefetch(ctx, vec![(ctx.look_ahead(), vec![node.key()])]).await
+/// The page a `descendants` field asks for; `None` when its arguments are invalid (the
+/// resolver then reports the error).
+fn descendants_page_of(field: &SelectionField<'_>) -> Option<DescendantsPage> {
+    let (mut max_depth, mut first, mut after) = (None, None, None);
+    for (name, value) in field.arguments().ok()? {
+        match (name.as_str(), value) {
+            ("maxDepth", Value::Number(n)) => max_depth = Some(i32::try_from(n.as_i64()?).ok()?),
+            ("first", Value::Number(n)) => first = Some(i32::try_from(n.as_i64()?).ok()?),
+            ("after", Value::String(s)) => after = Some(s),
+            ("maxDepth" | "first" | "after", Value::Null) => {}
+            _ => return None,
+        }
+    }
+    DescendantsPage::of(max_depth, first, after).ok()
+}
+
+/// The columns each `ancestors`, `root` and `depth` field of `node` (each alias) asks for,
+/// without repeats; empty when none is selected. One statement reads their union, and each is fed
+/// what it asks for.
+fn ancestor_columns(node: &Lookahead<'_>) -> Vec<Columns> {
+    let mut wanted: Vec<Columns> = ["ancestors", "root"]
+        .into_iter()
+        .flat_map(|name| node.field(name).selection_fields())
+        .map(|field| super::columns::of_events([field]))
+        .collect();
+    if node.field("depth").exists() {
+        wanted.push(Columns::keys());
+    }
+    wanted.sort_unstable();
+    wanted.dedup();
+    wanted
+}
+
+/// Feeds the ancestor paths of `paths` to the loader, once for each set of columns `wanted`.
+async fn feed_ancestors(loaders: &Loaders, paths: &[(EventKey, Arc<Vec<Arc<Model>>>)], wanted: &[Columns]) {
+    for columns in wanted {
+        let fed = paths.iter().map(|(event, path)| {
+            (
+                AncestorsKey {
+                    event: *event,
+                    columns: *columns,
+                },
+                path.clone(),
+            )
+        });
+        loaders.ancestors().feed_many(fed).await;
+    }
+}
+
+/// The event with this id, read with `columns` (the newest copy, as
+/// [`crate::store::Store::find_event`] gives it), with what its selection asks for below it
+/// fetched ahead. A walk it asks for, the first `descendants` field with valid arguments or else
+/// its `ancestors`, `root` and `depth`, is read in the same statement as the event itself: a walk
+/// from `auditEvent(eventId)` then costs one statement, not a lookup and then the walk.
+pub async fn event_by_id(ctx: &Context<'_>, id: Uuid, columns: Columns) -> Result<Option<Model>> {
+    let app = ctx.data::<Service>()?;
+    let loaders = ctx.data::<Loaders>()?;
+    let node = ctx.look_ahead();
+    let descendants = node
+        .field("descendants")
+        .selection_fields()
+        .into_iter()
+        .find_map(|field| Some((descendants_page_of(&field)?, field)));
+    let wanted = ancestor_columns(&node);
+    let (event, ancestors_fed) = match descendants {
+        Some((page, field)) if loaders.caches() => {
+            let page_columns = super::columns::of_connection(&Lookahead::from(field));
+            let found = app
+                .store
+                .event_and_descendants(
+                    id,
+                    page.max_depth,
+                    page.after,
+                    page.window.fetch(),
+                    columns.union(page_columns),
+                )
+                .await
+                .map_err(|e| e.extend())?;
+            let Some((event, nodes)) = found else { return Ok(None) };
+            let key = DescendantsKey {
+                root: event.key(),
+                page,
+                columns: page_columns,
+            };
+            loaders.keep_descendants(key, nodes);
+            (event, false)
+        }
+        _ if !wanted.is_empty() && loaders.caches() => {
+            let union = wanted.iter().fold(columns, |all, c| all.union(*c));
+            let found = app.store.event_and_ancestors(id, union).await.map_err(|e| e.extend())?;
+            let Some((event, path)) = found else { return Ok(None) };
+            feed_ancestors(loaders, &[(event.key(), Arc::new(path))], &wanted).await;
+            (event, true)
+        }
+        _ => match app.store.find_event(id, columns).await.map_err(|e| e.extend())? {
+            Some(event) => (event, false),
+            None => return Ok(None),
+        },
+    };
+    prefetch(ctx, vec![(node, vec![event.key()])], ancestors_fed).await?;
+    Ok(Some(event))
 }
 
 /// Works through (node selection, parents) pairs level by level: one statement per `children`
-/// field per level, one per requested count.
-async fn prefetch<'a>(ctx: &'a Context<'_>, mut work: Vec<(Lookahead<'a>, Vec<EventKey>)>) -> Result<()> {
+/// field per level, one per requested count; the first pair's ancestors not when they were
+/// `fed` already.
+async fn prefetch<'a>(
+    ctx: &'a Context<'_>,
+    mut work: Vec<(Lookahead<'a>, Vec<EventKey>)>,
+    mut fed: bool,
+) -> Result<()> {
     let app = ctx.data::<Service>()?;
     let loaders = ctx.data::<Loaders>()?;
     while let Some((node, parents)) = work.pop() {
+        let ancestors_fed = std::mem::take(&mut fed);
         if parents.is_empty() || !node.exists() {
             continue;
         }
-        // Each `ancestors`, `root` and `depth` field (each alias) asks for its own columns; one
-        // statement reads them all, and each is fed what it asks for.
-        let mut wanted: Vec<Columns> = ["ancestors", "root"]
-            .into_iter()
-            .flat_map(|name| node.field(name).selection_fields())
-            .map(|field| super::columns::of_events([field]))
-            .collect();
-        if node.field("depth").exists() {
-            wanted.push(Columns::keys());
-        }
-        if let Some(union) = wanted.iter().copied().reduce(Columns::union) {
-            wanted.sort_unstable();
-            wanted.dedup();
+        let wanted = ancestor_columns(&node);
+        if let Some(union) = wanted.iter().copied().reduce(Columns::union)
+            && !ancestors_fed
+        {
             let found: HashMap<EventKey, Arc<Vec<Arc<Model>>>> = app
                 .store
                 .ancestors(&parents, union)
@@ -96,12 +194,7 @@ async fn prefetch<'a>(ctx: &'a Context<'_>, mut work: Vec<(Lookahead<'a>, Vec<Ev
                 .iter()
                 .map(|p| (*p, found.get(p).cloned().unwrap_or_default()))
                 .collect();
-            for columns in wanted {
-                let fed = paths
-                    .iter()
-                    .map(|(event, path)| (AncestorsKey { event: *event, columns }, path.clone()));
-                loaders.ancestors().feed_many(fed).await;
-            }
+            feed_ancestors(loaders, &paths, &wanted).await;
         }
         if wants_counts(&node) {
             let found = app.store.child_counts(&parents).await.map_err(|e| e.extend())?;

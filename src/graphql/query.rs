@@ -38,14 +38,11 @@ impl QueryRoot {
         #[graphql(desc = "The event id.")] event_id: Uuid,
     ) -> Result<Option<AuditEvent>> {
         let _turn = super::limits::root_turn(ctx).await;
-        let app = ctx.data::<Service>()?;
         // Only the columns its selection shows (the keys always): a walk from it needs no more.
         let columns = super::columns::of_event(&ctx.look_ahead());
-        let Some(event) = app.store.find_event(event_id, columns).await.map_err(|e| e.extend())? else {
-            return Ok(None);
-        };
-        prefetch::below_event(ctx, &event).await?;
-        Ok(Some(AuditEvent::from(event)))
+        Ok(prefetch::event_by_id(ctx, event_id, columns)
+            .await?
+            .map(AuditEvent::from))
     }
 
     /// Refetches any object by its global id (`id` of a `Node`): an event, a legal hold, a retention

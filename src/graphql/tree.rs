@@ -4,12 +4,49 @@ use async_graphql::parser::types::Field;
 use async_graphql::{ContextSelectionSet, Enum, Object, Positioned, ServerResult, SimpleObject, Value};
 use uuid::Uuid;
 
+use super::DEFAULT_PAGE_SIZE;
 use super::connection::{PageInfo, Side};
 use super::direct::{Direct, Sink, Stored, resolve_field_now, resolve_list_now};
 use super::event::{AuditEvent, AuditEventList, EventFields};
-use crate::domain::tree::GroupBy;
-use crate::domain::{EventKey, TreeCursor};
+use crate::domain::tree::{self, GroupBy};
+use crate::domain::{EventKey, PageRequest, PageWindow, TreeCursor};
+use crate::error::ApiError;
 use crate::store::{Tree, TreeNode};
+
+/// What a `descendants` field asks for, its arguments checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DescendantsPage {
+    /// The deepest level to include.
+    pub max_depth: u32,
+    /// The page size.
+    pub window: PageWindow,
+    /// The cursor the page starts after.
+    pub after: Option<TreeCursor>,
+}
+
+impl DescendantsPage {
+    /// Checks the arguments of a `descendants` field; the error names the argument at fault.
+    pub fn of(max_depth: Option<i32>, first: Option<i32>, after: Option<String>) -> Result<Self, ApiError> {
+        let max_depth = tree::bound("maxDepth", max_depth, tree::DEFAULT_MAX_DEPTH, tree::HARD_MAX_DEPTH)?;
+        let window = PageRequest {
+            first,
+            ..PageRequest::default()
+        }
+        .resolve(DEFAULT_PAGE_SIZE)?;
+        let after = after
+            .map(|text| TreeCursor::decode(&text))
+            .transpose()
+            .map_err(|e| ApiError::BadArgument {
+                argument: "after".into(),
+                message: format!("after is not a valid cursor ({e})"),
+            })?;
+        Ok(Self {
+            max_depth,
+            window,
+            after,
+        })
+    }
+}
 
 /// An event in a causality tree.
 pub struct CausalityTreeNode(pub TreeNode);

@@ -50,6 +50,9 @@ pub struct TreeNode {
     pub depth: u32,
 }
 
+/// An event's ancestors, root first, parent last.
+pub type AncestorPath = Vec<Arc<Model>>;
+
 /// A causality tree read with bounds.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Tree {
@@ -109,39 +112,94 @@ fn day_before(backend: DatabaseBackend, date: &str) -> String {
     }
 }
 
-/// The descendants of `root` (`$1`, `$2`; depth ≥ 1) up to `$3` levels and below `also`, as a
-/// recursive CTE named `name` (without `WITH RECURSIVE`), with their `columns`.
-fn descendants_walk(backend: DatabaseBackend, name: &str, also: &str, columns: Columns) -> String {
+/// Where a walk starts: an event's key, or an id whose newest copy (the event
+/// [`Store::find_event`] gives) the walk's statement looks up itself, so that a walk from
+/// `auditEvent(eventId)` costs one statement, not a lookup and then the walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalkStart {
+    /// The event with this key.
+    Key(EventKey),
+    /// The newest copy of the event with this id; the statement also returns that event.
+    Id(Uuid),
+}
+
+impl WalkStart {
+    /// The statement's first parameters: the key's two, or the id.
+    fn values(self) -> Vec<Value> {
+        match self {
+            Self::Key(key) => vec![key.id.into(), key.date.into()],
+            Self::Id(id) => vec![id.into()],
+        }
+    }
+
+    /// `start AS (…)`: the newest copy of the id `$1` with its `columns`, the lookup of
+    /// [`Store::find_event`], followed by a comma; nothing for a key.
+    fn cte(self, columns: Columns) -> String {
+        match self {
+            Self::Key(_) => String::new(),
+            Self::Id(_) => format!(
+                "start AS (SELECT {} FROM audit_events s WHERE s.event_id = $1 ORDER BY s.event_date DESC LIMIT 1), ",
+                columns.select_list("s")
+            ),
+        }
+    }
+
+    /// The `FROM` and `WHERE` of a walk's first step: the children `c` of the start.
+    fn children(self, backend: DatabaseBackend) -> String {
+        match self {
+            Self::Key(_) => format!(
+                "FROM audit_events c WHERE c.parent_event_id = $1 AND c.parent_event_date = $2 AND c.event_date >= {}",
+                day_before(backend, "$2")
+            ),
+            Self::Id(_) => format!(
+                "FROM start JOIN audit_events c ON c.parent_event_id = start.event_id \
+                 AND c.parent_event_date = start.event_date AND c.event_date >= {}",
+                day_before(backend, "start.event_date")
+            ),
+        }
+    }
+}
+
+/// The descendants of `start` (depth ≥ 1) up to `$depth` levels and below `also`, as a recursive
+/// CTE named `name` (without `WITH RECURSIVE`), with their `columns`.
+fn descendants_walk(
+    backend: DatabaseBackend,
+    start: WalkStart,
+    name: &str,
+    depth: usize,
+    also: &str,
+    columns: Columns,
+) -> String {
     let list = columns.select_list("c");
     format!(
         "{name} AS ( \
-             SELECT {list}, CAST(1 AS BIGINT) AS depth FROM audit_events c \
-             WHERE c.parent_event_id = $1 AND c.parent_event_date = $2 AND c.event_date >= {} \
+             SELECT {list}, CAST(1 AS BIGINT) AS depth {} \
            UNION ALL \
              SELECT {list}, {name}.depth + 1 FROM {name} \
              JOIN audit_events c ON c.parent_event_id = {name}.event_id AND c.parent_event_date = {name}.event_date \
                AND c.event_date >= {} \
-             WHERE {name}.depth < $3{also} \
+             WHERE {name}.depth < ${depth}{also} \
          )",
-        day_before(backend, "$2"),
+        start.children(backend),
         day_before(backend, &format!("{name}.event_date")),
     )
 }
 
 /// The keys of the descendants of `root` (`$1`, `$2`; depth ≥ 1) up to `$3` levels, as a CTE
 /// named `down`.
-fn descendants_cte(backend: DatabaseBackend) -> String {
+fn descendants_cte(backend: DatabaseBackend, root: EventKey) -> String {
     format!(
         "WITH RECURSIVE {}",
-        descendants_walk(backend, "down", "", Columns::keys())
+        descendants_walk(backend, WalkStart::Key(root), "down", 3, "", Columns::keys())
     )
 }
 
-/// `(depth, event_timestamp, event_id) <op> ($4, $5, $6)`.
-fn tree_keyset(op: &str) -> String {
+/// `(depth, event_timestamp, event_id) <op> ($first, $first+1, $first+2)`.
+fn tree_keyset(op: &str, first: usize) -> String {
     let strict = op.trim_end_matches('=');
+    let (d, t, i) = (first, first + 1, first + 2);
     format!(
-        "(depth {strict} $4 OR (depth = $4 AND (event_timestamp {strict} $5 OR (event_timestamp = $5 AND event_id {op} $6))))"
+        "(depth {strict} ${d} OR (depth = ${d} AND (event_timestamp {strict} ${t} OR (event_timestamp = ${t} AND event_id {op} ${i}))))"
     )
 }
 
@@ -174,29 +232,76 @@ impl Store {
         })
     }
 
+    /// `WITH RECURSIVE {before}up AS (…) SELECT * FROM up {after}`: the walk up from the rows
+    /// `first` selects (the starting events, each with `start_id`, `start_date` and `hops` 0), with
+    /// the ancestors' `columns`.
+    fn ancestors_walk(before: &str, first: &str, after: &str, columns: Columns) -> String {
+        format!(
+            "WITH RECURSIVE {before}up AS ( \
+                 {first} \
+               UNION ALL \
+                 SELECT {}, up.start_id, up.start_date, up.hops + 1 FROM up \
+                 JOIN audit_events p ON p.event_id = up.parent_event_id AND p.event_date = up.parent_event_date \
+                 WHERE up.hops < {ANCESTOR_GUARD} \
+             ) SELECT * FROM up {after}",
+            columns.select_list("p"),
+        )
+    }
+
     /// The statement behind [`Store::ancestors`] (public so that tests can EXPLAIN it and the
     /// benchmark can run the same SQL without the server).
     pub fn ancestors_statement(&self, keys: &[EventKey], columns: Columns) -> Statement {
         let ids: HashSet<Uuid> = keys.iter().map(|k| k.id).collect();
         let dates: HashSet<NaiveDate> = keys.iter().map(|k| k.date).collect();
-        let sql = format!(
-            "WITH RECURSIVE up AS ( \
-                 SELECT {}, e.event_id AS start_id, e.event_date AS start_date, CAST(0 AS BIGINT) AS hops \
-                 FROM audit_events e \
-                 WHERE e.event_id IN ({}) AND e.event_date IN ({}) \
-               UNION ALL \
-                 SELECT {}, up.start_id, up.start_date, up.hops + 1 FROM up \
-                 JOIN audit_events p ON p.event_id = up.parent_event_id AND p.event_date = up.parent_event_date \
-                 WHERE up.hops < {ANCESTOR_GUARD} \
-             ) SELECT * FROM up WHERE hops > 0",
+        let first = format!(
+            "SELECT {}, e.event_id AS start_id, e.event_date AS start_date, CAST(0 AS BIGINT) AS hops \
+             FROM audit_events e WHERE e.event_id IN ({}) AND e.event_date IN ({})",
             columns.select_list("e"),
             placeholders(1, ids.len()),
             placeholders(1 + ids.len(), dates.len()),
-            columns.select_list("p"),
         );
+        let sql = Self::ancestors_walk("", &first, "WHERE hops > 0", columns);
         let mut values: Vec<Value> = ids.into_iter().map(Value::from).collect();
         values.extend(dates.into_iter().map(Value::from));
         Statement::from_sql_and_values(self.backend(), sql, values)
+    }
+
+    /// The statement behind [`Store::event_and_ancestors`]: the newest copy of the id `$1` (hops
+    /// 0) and its ancestors.
+    pub fn event_and_ancestors_statement(&self, id: Uuid, columns: Columns) -> Statement {
+        let start = WalkStart::Id(id);
+        let first = format!(
+            "SELECT {}, start.event_id AS start_id, start.event_date AS start_date, CAST(0 AS BIGINT) AS hops \
+             FROM start",
+            columns.select_list("start"),
+        );
+        let sql = Self::ancestors_walk(&start.cte(columns), &first, "", columns);
+        Statement::from_sql_and_values(self.backend(), sql, start.values())
+    }
+
+    /// The event with this id (the newest copy, as [`Store::find_event`] gives it) and its
+    /// ancestors, root first (as [`Store::ancestors`] gives them), in one statement; `None` when no
+    /// event has the id. Both are read with `columns`.
+    #[tracing::instrument(skip(self))]
+    pub async fn event_and_ancestors(
+        &self,
+        id: Uuid,
+        columns: Columns,
+    ) -> Result<Option<(Model, AncestorPath)>, StoreError> {
+        let rows = self.tree_query(self.event_and_ancestors_statement(id, columns)).await?;
+        let mut event = None;
+        let mut path = Vec::with_capacity(rows.len().saturating_sub(1));
+        for row in &rows {
+            let hops = depth_of(row, "hops")?;
+            let model = super::columns::decode(row, columns)?;
+            if hops == 0 {
+                event = Some(model);
+            } else {
+                path.push((hops, Arc::new(model)));
+            }
+        }
+        path.sort_by_key(|(hops, _)| std::cmp::Reverse(*hops));
+        Ok(event.map(|event| (event, path.into_iter().map(|(_, m)| m).collect())))
     }
 
     /// The ancestors of each event (their `columns`), root first, in one statement for all of them.
@@ -249,20 +354,23 @@ impl Store {
     }
 
     /// The statement behind [`Store::descendants`] (public so that tests can EXPLAIN it and the
-    /// benchmark can run the same SQL without the server).
+    /// benchmark can run the same SQL without the server). From an id, its first row is the
+    /// starting event itself, at depth 0 (none when the id is unknown).
     pub fn descendants_statement(
         &self,
-        root: EventKey,
+        start: WalkStart,
         max_depth: u32,
         after: Option<TreeCursor>,
         fetch: u64,
         columns: Columns,
     ) -> Statement {
-        let mut values: Vec<Value> = vec![root.id.into(), root.date.into(), i64::from(max_depth).into()];
+        let mut values = start.values();
+        let depth = values.len() + 1;
+        values.push(i64::from(max_depth).into());
         let bound = match after {
             Some(cursor) => {
                 values.extend(tree_cursor_values(&cursor));
-                format!("WHERE {}", tree_keyset(">"))
+                format!("WHERE {}", tree_keyset(">", depth + 1))
             }
             None => String::new(),
         };
@@ -272,15 +380,26 @@ impl Store {
         // them stops the first walk early. The second walk stops there and is sorted. Without
         // this, the first page of a 5,000-wide fan-out also walked every grandchild.
         let backend = self.backend();
+        let page = format!("SELECT * FROM page {bound} ORDER BY depth, event_timestamp, event_id LIMIT {fetch}");
+        let select = match start {
+            WalkStart::Key(_) => page,
+            WalkStart::Id(_) => format!(
+                "SELECT {}, CAST(0 AS BIGINT) AS depth FROM start UNION ALL SELECT * FROM ({page}) AS later",
+                columns.select_list("start")
+            ),
+        };
         let sql = format!(
-            "WITH RECURSIVE {}, \
+            "WITH RECURSIVE {}{}, \
              reach AS (SELECT MAX(depth) AS depth FROM (SELECT depth FROM down {bound} LIMIT {fetch}) AS first_rows), \
              {} \
-             SELECT * FROM page {bound} ORDER BY depth, event_timestamp, event_id LIMIT {fetch}",
-            descendants_walk(backend, "down", "", Columns::keys()),
+             {select}",
+            start.cte(columns),
+            descendants_walk(backend, start, "down", depth, "", Columns::keys()),
             descendants_walk(
                 backend,
+                start,
                 "page",
+                depth,
                 " AND page.depth < COALESCE((SELECT depth FROM reach), 0)",
                 columns,
             ),
@@ -300,9 +419,33 @@ impl Store {
         columns: Columns,
     ) -> Result<Vec<TreeNode>, StoreError> {
         let rows = self
-            .tree_query(self.descendants_statement(root, max_depth, after, fetch, columns))
+            .tree_query(self.descendants_statement(WalkStart::Key(root), max_depth, after, fetch, columns))
             .await?;
         Ok(nodes_of(rows, columns)?)
+    }
+
+    /// The event with this id (the newest copy, as [`Store::find_event`] gives it) and a page of
+    /// its descendants (as [`Store::descendants`] gives it), in one statement; `None` when no
+    /// event has the id. Both are read with `columns`.
+    #[tracing::instrument(skip(self))]
+    pub async fn event_and_descendants(
+        &self,
+        id: Uuid,
+        max_depth: u32,
+        after: Option<TreeCursor>,
+        fetch: u64,
+        columns: Columns,
+    ) -> Result<Option<(Model, Vec<TreeNode>)>, StoreError> {
+        let rows = self
+            .tree_query(self.descendants_statement(WalkStart::Id(id), max_depth, after, fetch, columns))
+            .await?;
+        let mut nodes = nodes_of(rows, columns)?.into_iter();
+        // Sorted by depth: the starting event (depth 0) comes first when it exists.
+        let Some(first) = nodes.next().filter(|n| n.depth == 0) else {
+            return Ok(None);
+        };
+        let event = Arc::try_unwrap(first.event).unwrap_or_else(|shared| (*shared).clone());
+        Ok(Some((event, nodes.collect())))
     }
 
     /// Whether descendants of `root` exist at or before `cursor` in breadth-first order.
@@ -317,8 +460,8 @@ impl Store {
         values.extend(tree_cursor_values(&cursor));
         let sql = format!(
             "{} SELECT event_id FROM down WHERE {} LIMIT 1",
-            descendants_cte(self.backend()),
-            tree_keyset("<=")
+            descendants_cte(self.backend(), root),
+            tree_keyset("<=", 4)
         );
         let rows = self
             .tree_query(Statement::from_sql_and_values(self.backend(), sql, values))
@@ -329,7 +472,10 @@ impl Store {
     /// The statement behind [`Store::count_descendants`] (public so that tests can EXPLAIN it).
     pub fn count_descendants_statement(&self, root: EventKey, max_depth: u32) -> Statement {
         let values: Vec<Value> = vec![root.id.into(), root.date.into(), i64::from(max_depth).into()];
-        let sql = format!("{} SELECT COUNT(*) AS n FROM down", descendants_cte(self.backend()));
+        let sql = format!(
+            "{} SELECT COUNT(*) AS n FROM down",
+            descendants_cte(self.backend(), root)
+        );
         Statement::from_sql_and_values(self.backend(), sql, values)
     }
 
