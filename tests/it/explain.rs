@@ -3,7 +3,7 @@
 //! it needs, and ancestor and descendant walks prune partitions.
 
 use auditgraph::domain::{EventKey, PageWindow};
-use auditgraph::store::Columns;
+use auditgraph::store::{Columns, WalkStart};
 use chrono::{Datelike, Months, NaiveDate, Utc};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 use serde_json::Value;
@@ -218,6 +218,24 @@ async fn on_postgres_children_pages_read_only_their_rows_and_walks_prune_partiti
         "steps use the primary key: {steps:?}"
     );
 
+    // The same walk from the leaf's id alone, the leaf looked up by the statement itself: the
+    // steps still visit one partition each.
+    let plan = explain(
+        &app,
+        app.store.event_and_ancestors_statement(leaf.id, Columns::keys()),
+    )
+    .await;
+    let mut all = Vec::new();
+    nodes(&plan, &mut all);
+    let union = all
+        .iter()
+        .find(|n| n["Node Type"] == "Recursive Union")
+        .expect("a recursive plan")
+        .clone();
+    let steps = scans(&union["Plans"][1]);
+    let visits: u64 = steps.iter().map(|s| s.3).sum();
+    assert_eq!(visits, 59, "from the id, one partition per step too: {steps:?}");
+
     // Descendants of the chain's first event skip every partition older than its day before.
     let first = key_of(&app, "chain1").await;
     let stmt = app.store.count_descendants_statement(first, 100);
@@ -230,6 +248,22 @@ async fn on_postgres_children_pages_read_only_their_rows_and_walks_prune_partiti
     assert!(
         older.iter().all(|s| s.3 == 0),
         "older partitions are never executed: {older:?}"
+    );
+    // A page of them from the id alone, the event looked up by the statement itself: neither
+    // the lookup (newest partition first, up to the one holding it) nor the walk reads an
+    // older partition.
+    let stmt = app
+        .store
+        .descendants_statement(WalkStart::Id(first.id), 100, None, 101, Columns::keys());
+    let plan = explain(&app, stmt).await;
+    let older: Vec<_> = scans(&plan)
+        .into_iter()
+        .filter(|s| s.0.as_str() < partition_of(first.date - chrono::Days::new(1)).as_str())
+        .collect();
+    assert!(!older.is_empty(), "older partitions exist in the plan");
+    assert!(
+        older.iter().all(|s| s.3 == 0),
+        "from the id, older partitions are never executed: {older:?}"
     );
     let data = app
         .ok(
