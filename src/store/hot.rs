@@ -24,6 +24,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use futures_util::TryStreamExt;
 use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::{self, Postgres};
 use sea_orm::{
@@ -81,9 +82,26 @@ impl ReadPool {
     /// Runs one statement outside any transaction (a read, or an autocommitted write) and
     /// returns its rows, on the connection put back last when one was put back less than
     /// [`super::PING_AFTER_IDLE`] ago.
-    pub(crate) async fn query_all(&self, mut stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+    pub(crate) async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        let mut rows = Vec::new();
+        self.query_each(stmt, |row| {
+            rows.push(row);
+            Ok(())
+        })
+        .await?;
+        Ok(rows)
+    }
+
+    /// Runs `stmt` and hands each row to `each` as it arrives, so that the caller works on the
+    /// first rows while PostgreSQL still produces the later ones (a long walk's rows come in
+    /// bursts as they are found). Stops at the first error, from the statement or from `each`.
+    pub(crate) async fn query_each(
+        &self,
+        mut stmt: Statement,
+        mut each: impl FnMut(QueryResult) -> Result<(), DbErr>,
+    ) -> Result<(), DbErr> {
         let Some(kept) = &self.kept else {
-            return self.db.query_all_raw(stmt).await;
+            return self.db.query_all_raw(stmt).await?.into_iter().try_for_each(each);
         };
         let mut conn = match self.take(kept) {
             Some(conn) => conn,
@@ -95,28 +113,41 @@ impl ReadPool {
                 .map_err(acquire_error)?,
         };
         let started = Instant::now();
-        // Moved out: what the statement is reported with is its text.
         let values = stmt.values.take().unwrap_or_else(|| sea_orm::Values(Vec::new()));
-        let fetched = sqlx::query_with(sqlx::AssertSqlSafe(stmt.sql.as_str()), SqlxValues(values))
-            .fetch_all(&mut *conn)
-            .await;
+        let mut failed = None;
+        {
+            let mut rows =
+                sqlx::query_with(sqlx::AssertSqlSafe(stmt.sql.as_str()), SqlxValues(values)).fetch(&mut *conn);
+            loop {
+                match rows.try_next().await {
+                    Ok(Some(row)) => {
+                        if let Err(error) = each(QueryResult::from(row)) {
+                            failed = Some(error);
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        failed = Some(DbErr::Query(RuntimeErr::SqlxError(error.into())));
+                        break;
+                    }
+                }
+            }
+        }
         (self.observe)(&sea_orm::metric::Info {
             elapsed: started.elapsed(),
             statement: &stmt,
-            failed: fetched.is_err(),
+            failed: failed.is_some(),
         });
-        match fetched {
-            Ok(rows) => {
+        match failed {
+            None => {
                 self.put_back(kept, conn);
-                Ok(rows.into_iter().map(QueryResult::from).collect())
+                Ok(())
             }
-            // The connection goes back to the pool (dropped), which checks it.
-            Err(error) => Err(DbErr::Query(RuntimeErr::SqlxError(error.into()))),
+            Some(error) => Err(error),
         }
     }
 
-    /// The connection put back last, if it was put back recently enough to need no check. When
-    /// it was not, none of the others was either: all go back to the pool.
     fn take(&self, kept: &Kept) -> Option<PoolConnection<Postgres>> {
         let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
         if kept.last().is_some_and(|(_, at)| at.elapsed() < super::PING_AFTER_IDLE) {

@@ -216,11 +216,28 @@ impl Store {
     /// sessions have it as their `statement_timeout`), mapping a cancelled statement to
     /// [`StoreError::Timeout`].
     async fn tree_query(&self, stmt: Statement) -> Result<Vec<QueryResult>, StoreError> {
+        let mut rows = Vec::new();
+        self.tree_query_each(stmt, |row| {
+            rows.push(row);
+            Ok(())
+        })
+        .await?;
+        Ok(rows)
+    }
+
+    /// [`Store::tree_query`], handing each row to `each` as it arrives (see
+    /// [`super::hot::ReadPool::query_each`]): a long walk's rows are decoded while PostgreSQL
+    /// still looks for the next ones.
+    async fn tree_query_each(
+        &self,
+        stmt: Statement,
+        each: impl FnMut(QueryResult) -> Result<(), DbErr>,
+    ) -> Result<(), StoreError> {
         let Some(trees) = self.tree_reader() else {
-            return Ok(self.read_pool().query_all(stmt).await?);
+            return Ok(self.read_pool().query_each(stmt, each).await?);
         };
         let timeout_ms = self.inner.tree_timeout.as_millis().max(1);
-        trees.query_all(stmt).await.map_err(|error| {
+        trees.query_each(stmt, each).await.map_err(|error| {
             if is_timeout(&error) {
                 StoreError::Timeout(format!(
                     "the tree query took longer than {timeout_ms} ms and was stopped; \
@@ -288,18 +305,19 @@ impl Store {
         id: Uuid,
         columns: Columns,
     ) -> Result<Option<(Model, AncestorPath)>, StoreError> {
-        let rows = self.tree_query(self.event_and_ancestors_statement(id, columns)).await?;
         let mut event = None;
-        let mut path = Vec::with_capacity(rows.len().saturating_sub(1));
-        for row in &rows {
-            let hops = depth_of(row, "hops")?;
-            let model = super::columns::decode(row, columns)?;
+        let mut path = Vec::new();
+        self.tree_query_each(self.event_and_ancestors_statement(id, columns), |row| {
+            let hops = depth_of(&row, "hops")?;
+            let model = super::columns::decode(&row, columns)?;
             if hops == 0 {
                 event = Some(model);
             } else {
                 path.push((hops, Arc::new(model)));
             }
-        }
+            Ok(())
+        })
+        .await?;
         path.sort_by_key(|(hops, _)| std::cmp::Reverse(*hops));
         Ok(event.map(|event| (event, path.into_iter().map(|(_, m)| m).collect())))
     }
@@ -314,35 +332,42 @@ impl Store {
         if keys.is_empty() {
             return Ok(HashMap::new());
         }
-        let rows = self.tree_query(self.ancestors_statement(keys, columns)).await?;
-        // Each event is put behind its `Arc` as it is decoded, so that sorting and handing the
-        // path on move pointers, not (large) events.
-        let start_of = |row: &QueryResult| -> Result<EventKey, StoreError> {
+        // Each event is decoded as its row arrives and put behind its `Arc`, so that sorting and
+        // handing the path on move pointers, not (large) events.
+        let start_of = |row: &QueryResult| -> Result<EventKey, DbErr> {
             Ok(EventKey {
                 id: row.try_get("", "start_id")?,
                 date: row.try_get("", "start_date")?,
             })
         };
         let mut found: HashMap<EventKey, Vec<(u32, Arc<Model>)>> = HashMap::with_capacity(keys.len());
+        let stmt = self.ancestors_statement(keys, columns);
         if let [key] = keys {
             // One walk (the usual case): every row is the key's, as the statement started from it.
-            let mut chain = Vec::with_capacity(rows.len());
-            for row in &rows {
-                debug_assert_eq!(start_of(row)?, *key);
-                chain.push((depth_of(row, "hops")?, Arc::new(super::columns::decode(row, columns)?)));
-            }
+            let mut chain = Vec::new();
+            self.tree_query_each(stmt, |row| {
+                debug_assert_eq!(start_of(&row)?, *key);
+                chain.push((
+                    depth_of(&row, "hops")?,
+                    Arc::new(super::columns::decode(&row, columns)?),
+                ));
+                Ok(())
+            })
+            .await?;
             found.insert(*key, chain);
         } else {
             let wanted: HashSet<&EventKey> = keys.iter().collect();
-            for row in &rows {
-                let start = start_of(row)?;
+            self.tree_query_each(stmt, |row| {
+                let start = start_of(&row)?;
                 if wanted.contains(&start) {
-                    found
-                        .entry(start)
-                        .or_default()
-                        .push((depth_of(row, "hops")?, Arc::new(super::columns::decode(row, columns)?)));
+                    found.entry(start).or_default().push((
+                        depth_of(&row, "hops")?,
+                        Arc::new(super::columns::decode(&row, columns)?),
+                    ));
                 }
-            }
+                Ok(())
+            })
+            .await?;
         }
         Ok(found
             .into_iter()
