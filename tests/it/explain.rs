@@ -220,11 +220,7 @@ async fn on_postgres_children_pages_read_only_their_rows_and_walks_prune_partiti
 
     // The same walk from the leaf's id alone, the leaf looked up by the statement itself: the
     // steps still visit one partition each.
-    let plan = explain(
-        &app,
-        app.store.event_and_ancestors_statement(leaf.id, Columns::keys()),
-    )
-    .await;
+    let plan = explain(&app, app.store.event_and_ancestors_statement(leaf.id, Columns::keys())).await;
     let mut all = Vec::new();
     nodes(&plan, &mut all);
     let union = all

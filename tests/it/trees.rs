@@ -58,10 +58,7 @@ async fn a_five_thousand_deep_chain_across_a_month_boundary_is_walked_in_single_
         )
         .await;
     let statements = app.store.statements_executed() - before;
-    assert_eq!(
-        statements, 1,
-        "the event and its ancestors in one recursive statement"
-    );
+    assert_eq!(statements, 1, "the event and its ancestors in one recursive statement");
     let event = &data["auditEvent"];
     assert_eq!(event["depth"], 4999);
     assert_eq!(event["root"]["eventId"], root.as_str());
