@@ -223,15 +223,18 @@ impl Store {
     }
 
     /// The events a statement returns (the event's columns first, in declaration order), as
-    /// `Model`s or, put there as each is decoded, behind `Arc`s.
+    /// `Model`s or, put there as each is decoded, behind `Arc`s. Each row is decoded as it
+    /// arrives, while PostgreSQL still produces the next ones.
     async fn events_in<T: From<Model>>(&self, stmt: Statement, columns: Columns) -> Result<Vec<T>, sea_orm::DbErr> {
-        let rows = self.read_pool().query_all(stmt).await?;
-        // Sized up front: an event is large, and collecting into a `Result` would grow the
-        // vector from nothing, copying every event decoded so far at each step.
-        let mut events = Vec::with_capacity(rows.len());
-        for row in &rows {
-            events.push(T::from(super::columns::decode(row, columns)?));
-        }
+        // Room for a page of 50 and the row after it before the vector grows: an event is large,
+        // and each growth copies every event decoded so far.
+        let mut events = Vec::with_capacity(64);
+        self.read_pool()
+            .query_each(stmt, |row| {
+                events.push(T::from(super::columns::decode(&row, columns)?));
+                Ok(())
+            })
+            .await?;
         Ok(events)
     }
 
