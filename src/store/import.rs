@@ -255,13 +255,11 @@ impl Store {
                 lock = lock.bind(c);
             }
             lock.execute(&mut *txn).await?;
-            let mut read = sqlx::query_as::<_, (String, i64, String)>(sqlx::AssertSqlSafe(read_heads_sql(
+            let read = sqlx::query_as::<_, (String, i64, String)>(sqlx::AssertSqlSafe(read_heads_sql(
                 DatabaseBackend::Postgres,
                 chunk.len(),
-            )));
-            for c in chunk {
-                read = read.bind(c);
-            }
+            )))
+            .bind(chunk);
             for (correlation_id, last_seq, last_hash) in read.fetch_all(&mut *txn).await? {
                 heads.insert(
                     correlation_id.clone(),

@@ -297,3 +297,43 @@ async fn on_postgres_children_pages_read_only_their_rows_and_walks_prune_partiti
         "no partition newer than the cursor's is planned: {scanned:?}"
     );
 }
+
+/// A batch's chain heads are probed in the primary key one by one, however many heads the table
+/// holds and however many the batch reads: never a scan of the whole table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_batch_reads_its_chain_heads_through_the_primary_key() {
+    let Some(app) = TestApp::new(Engine::Postgres).await else {
+        return;
+    };
+    app.store
+        .db()
+        .execute_unprepared(
+            "INSERT INTO audit_chain_heads (correlation_id, last_seq, last_hash) \
+             SELECT 'corr-' || k, 1, md5(k::text) FROM generate_series(1, 50000) AS k; \
+             ANALYZE audit_chain_heads;",
+        )
+        .await
+        .unwrap();
+    for count in [1, 10, 500] {
+        let wanted: Vec<String> = (0..count).map(|k| format!("corr-{}", k * 97 + 1)).collect();
+        let ids: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        let plan = explain(&app, app.store.heads_statement(&ids)).await;
+        let mut all = Vec::new();
+        nodes(&plan, &mut all);
+        let on_heads: Vec<&Value> = all
+            .iter()
+            .filter(|n| n["Relation Name"] == "audit_chain_heads")
+            .collect();
+        assert!(!on_heads.is_empty(), "{plan}");
+        for node in on_heads {
+            assert_eq!(node["Node Type"], "Index Scan", "{count} heads: {plan}");
+            assert_eq!(node["Index Name"], "audit_chain_heads_pkey", "{count} heads: {plan}");
+        }
+        let found: f64 = all
+            .iter()
+            .filter(|n| n["Relation Name"] == "audit_chain_heads")
+            .map(|n| n["Actual Rows"].as_f64().unwrap() * n["Actual Loops"].as_f64().unwrap())
+            .sum();
+        assert_eq!(found, f64::from(count), "every head asked for is found: {plan}");
+    }
+}
