@@ -123,6 +123,26 @@ where
     loader
 }
 
+/// What was fetched ahead of the resolvers (see `prefetch`), by the key the field that will ask
+/// for it computes.
+struct Kept<K, V>(Mutex<HashMap<K, V, foldhash::fast::RandomState>>);
+
+impl<K, V> Default for Kept<K, V> {
+    fn default() -> Self {
+        Self(Mutex::default())
+    }
+}
+
+impl<K: Eq + std::hash::Hash, V: Clone> Kept<K, V> {
+    fn keep(&self, entries: impl IntoIterator<Item = (K, V)>) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).extend(entries);
+    }
+
+    fn get(&self, key: &K) -> Option<V> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
+    }
+}
+
 /// The dataloaders of one request, each made when a resolver first needs it: most requests (a
 /// page, a write) need none.
 pub struct Loaders {
@@ -133,12 +153,12 @@ pub struct Loaders {
     child_counts: OnceLock<Loader<loaders::ChildCountLoader>>,
     ancestors: OnceLock<Loader<loaders::AncestorsLoader>>,
     children_up_to: OnceLock<Loader<loaders::ChildrenUpToLoader>>,
-    /// Pages of children fetched ahead of the resolvers (see `prefetch`), by the key their
-    /// `children` field asks for.
-    prefetched_children: Mutex<HashMap<loaders::ChildrenKey, Vec<Arc<Model>>, foldhash::fast::RandomState>>,
+    /// Pages of children fetched ahead of the resolvers, by the key their `children` field asks
+    /// for.
+    prefetched_children: Kept<loaders::ChildrenKey, Vec<Arc<Model>>>,
     /// Pages of descendants read with the event they start from (see `prefetch::event_by_id`),
     /// by the key their `descendants` field asks for.
-    prefetched_descendants: Mutex<HashMap<loaders::DescendantsKey, Vec<TreeNode>, foldhash::fast::RandomState>>,
+    prefetched_descendants: Kept<loaders::DescendantsKey, Vec<TreeNode>>,
 }
 
 impl Loaders {
@@ -151,52 +171,41 @@ impl Loaders {
             child_counts: OnceLock::new(),
             ancestors: OnceLock::new(),
             children_up_to: OnceLock::new(),
-            prefetched_children: Mutex::default(),
-            prefetched_descendants: Mutex::default(),
+            prefetched_children: Kept::default(),
+            prefetched_descendants: Kept::default(),
         }
     }
 
-    /// Keeps pages of children fetched ahead for the `children` fields that will ask for them.
-    /// Nothing is kept when the loaders do not cache (a live operation reads afresh).
-    pub fn keep_children(&self, pages: impl IntoIterator<Item = (loaders::ChildrenKey, Vec<Arc<Model>>)>) {
-        if !self.cache {
-            return;
-        }
-        let mut kept = self.prefetched_children.lock().unwrap_or_else(PoisonError::into_inner);
-        kept.extend(pages);
-    }
-
-    /// A page of children fetched ahead, when one was for `key`.
-    pub fn prefetched_children(&self, key: &loaders::ChildrenKey) -> Option<Vec<Arc<Model>>> {
-        let kept = self.prefetched_children.lock().unwrap_or_else(PoisonError::into_inner);
-        kept.get(key).cloned()
-    }
-
-    /// Whether what is fetched ahead is kept for the resolvers (not in a live operation).
+    /// Whether what is fetched ahead is kept for the resolvers: not in a live operation, which
+    /// reads afresh.
     pub fn caches(&self) -> bool {
         self.cache
     }
 
-    /// Keeps a page of descendants read ahead for the `descendants` field that will ask for it.
-    /// Nothing is kept when the loaders do not cache.
-    pub fn keep_descendants(&self, key: loaders::DescendantsKey, nodes: Vec<TreeNode>) {
-        if !self.cache {
-            return;
+    /// Keeps pages of children fetched ahead for the `children` fields that will ask for them
+    /// (nothing when the loaders do not cache).
+    pub fn keep_children(&self, pages: impl IntoIterator<Item = (loaders::ChildrenKey, Vec<Arc<Model>>)>) {
+        if self.cache {
+            self.prefetched_children.keep(pages);
         }
-        let mut kept = self
-            .prefetched_descendants
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        kept.insert(key, nodes);
+    }
+
+    /// A page of children fetched ahead, when one was for `key`.
+    pub fn prefetched_children(&self, key: &loaders::ChildrenKey) -> Option<Vec<Arc<Model>>> {
+        self.prefetched_children.get(key)
+    }
+
+    /// Keeps a page of descendants read ahead for the `descendants` field that will ask for it
+    /// (nothing when the loaders do not cache).
+    pub fn keep_descendants(&self, key: loaders::DescendantsKey, nodes: Vec<TreeNode>) {
+        if self.cache {
+            self.prefetched_descendants.keep([(key, nodes)]);
+        }
     }
 
     /// A page of descendants read ahead, when one was for `key`.
     pub fn prefetched_descendants(&self, key: &loaders::DescendantsKey) -> Option<Vec<TreeNode>> {
-        let kept = self
-            .prefetched_descendants
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        kept.get(key).cloned()
+        self.prefetched_descendants.get(key)
     }
 
     /// The loader in `cell`, made by `make` the first time.

@@ -28,7 +28,7 @@ pub use log::{LOG_CHANNEL, LogLeaf, StoredCheckpoint, event_leaf};
 pub use replica::{Lsn, PrimaryReason, ReadFrom, ReplicaSettings, Wanted};
 pub(crate) use write::to_model;
 
-pub use tree::{Tree, TreeNode, WalkStart};
+pub use tree::{AncestorPath, Tree, TreeNode, WalkStart};
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};

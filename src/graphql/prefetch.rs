@@ -34,20 +34,65 @@ fn wants_counts(node: &Lookahead<'_>) -> bool {
     node.field("childCount").exists() || node.field("children").field("totalCount").exists()
 }
 
-/// The page a `children` field asks for; `None` when its arguments are invalid (the resolver
-/// then reports the error).
-pub(super) fn window_of(field: &SelectionField<'_>) -> Option<PageWindow> {
-    let arguments = field.arguments().ok()?;
-    let mut request = PageRequest::default();
-    for (name, value) in arguments {
+/// The paging arguments a field was given.
+#[derive(Default)]
+struct PageArguments {
+    first: Option<i32>,
+    after: Option<String>,
+    max_depth: Option<i32>,
+}
+
+/// The arguments of `field`, of which it takes those `allowed` (among `first`, `after` and
+/// `maxDepth`); `None` when one is not of its type or not allowed (the resolver then reports the
+/// error).
+fn page_arguments(field: &SelectionField<'_>, allowed: &[&str]) -> Option<PageArguments> {
+    let mut found = PageArguments::default();
+    for (name, value) in field.arguments().ok()? {
+        if !allowed.contains(&name.as_str()) {
+            return None;
+        }
         match (name.as_str(), value) {
-            ("first", Value::Number(n)) => request.first = Some(i32::try_from(n.as_i64()?).ok()?),
-            ("after", Value::String(s)) => request.after = Some(s),
-            ("first" | "after", Value::Null) => {}
+            (_, Value::Null) => {}
+            ("first", Value::Number(n)) => found.first = Some(i32::try_from(n.as_i64()?).ok()?),
+            ("maxDepth", Value::Number(n)) => found.max_depth = Some(i32::try_from(n.as_i64()?).ok()?),
+            ("after", Value::String(s)) => found.after = Some(s),
             _ => return None,
         }
     }
-    request.resolve(DEFAULT_PAGE_SIZE).ok()
+    Some(found)
+}
+
+/// The page a `children` field asks for; `None` when its arguments are invalid (the resolver
+/// then reports the error).
+pub(super) fn window_of(field: &SelectionField<'_>) -> Option<PageWindow> {
+    let PageArguments { first, after, .. } = page_arguments(field, &["first", "after"])?;
+    PageRequest {
+        first,
+        after,
+        ..PageRequest::default()
+    }
+    .resolve(DEFAULT_PAGE_SIZE)
+    .ok()
+}
+
+/// Whether `@skip` and `@include` on `field` let it through. A field whose directives cannot be
+/// read counts as included: fetching ahead for it is then at worst wasted.
+fn included(field: &SelectionField<'_>) -> bool {
+    let Ok(directives) = field.directives() else {
+        return true;
+    };
+    directives.iter().all(|directive| {
+        let condition = directive
+            .arguments
+            .iter()
+            .find(|(name, _)| name.node == "if")
+            .map(|(_, value)| &value.node);
+        match directive.name.node.as_str() {
+            "skip" => condition != Some(&Value::Boolean(true)),
+            "include" => condition != Some(&Value::Boolean(false)),
+            _ => true,
+        }
+    })
 }
 
 /// Prefetches below the nodes of the connection field being resolved in `ctx`.
@@ -63,16 +108,11 @@ pub async fn below_connection(ctx: &Context<'_>, nodes: &[Arc<Model>]) -> Result
 /// The page a `descendants` field asks for; `None` when its arguments are invalid (the
 /// resolver then reports the error).
 fn descendants_page_of(field: &SelectionField<'_>) -> Option<DescendantsPage> {
-    let (mut max_depth, mut first, mut after) = (None, None, None);
-    for (name, value) in field.arguments().ok()? {
-        match (name.as_str(), value) {
-            ("maxDepth", Value::Number(n)) => max_depth = Some(i32::try_from(n.as_i64()?).ok()?),
-            ("first", Value::Number(n)) => first = Some(i32::try_from(n.as_i64()?).ok()?),
-            ("after", Value::String(s)) => after = Some(s),
-            ("maxDepth" | "first" | "after", Value::Null) => {}
-            _ => return None,
-        }
-    }
+    let PageArguments {
+        first,
+        after,
+        max_depth,
+    } = page_arguments(field, &["maxDepth", "first", "after"])?;
     DescendantsPage::of(max_depth, first, after).ok()
 }
 
@@ -83,6 +123,7 @@ fn ancestor_columns(node: &Lookahead<'_>) -> Vec<Columns> {
     let mut wanted: Vec<Columns> = ["ancestors", "root"]
         .into_iter()
         .flat_map(|name| node.field(name).selection_fields())
+        .filter(included)
         .map(|field| super::columns::of_events([field]))
         .collect();
     if node.field("depth").exists() {
@@ -111,9 +152,14 @@ async fn feed_ancestors(loaders: &Loaders, paths: &[(EventKey, Arc<Vec<Arc<Model
 
 /// The event with this id, read with `columns` (the newest copy, as
 /// [`crate::store::Store::find_event`] gives it), with what its selection asks for below it
-/// fetched ahead. A walk it asks for, the first `descendants` field with valid arguments or else
-/// its `ancestors`, `root` and `depth`, is read in the same statement as the event itself: a walk
-/// from `auditEvent(eventId)` then costs one statement, not a lookup and then the walk.
+/// fetched ahead. A walk it asks for, the first included `descendants` field with valid arguments
+/// or else its `ancestors`, `root` and `depth`, is read in the same statement as the event
+/// itself: a walk from `auditEvent(eventId)` then costs one statement, not a lookup and then the
+/// walk. Every row of that statement has the same columns, so this is done only when the walk
+/// reads every column the event shows (as when the event shows nothing but the walk); an event
+/// that shows more (its `eventData`, say) is read on its own, so that the walk's rows do not all
+/// carry what only it shows. A walk read with the event that fails fails `auditEvent` itself (the
+/// error's path then ends there).
 pub async fn event_by_id(ctx: &Context<'_>, id: Uuid, columns: Columns) -> Result<Option<Model>> {
     let app = ctx.data::<Service>()?;
     let loaders = ctx.data::<Loaders>()?;
@@ -122,20 +168,19 @@ pub async fn event_by_id(ctx: &Context<'_>, id: Uuid, columns: Columns) -> Resul
         .field("descendants")
         .selection_fields()
         .into_iter()
-        .find_map(|field| Some((descendants_page_of(&field)?, field)));
-    let wanted = ancestor_columns(&node);
-    let (event, ancestors_fed) = match descendants {
-        Some((page, field)) if loaders.caches() => {
+        .filter(included)
+        .find_map(|field| {
+            let page = descendants_page_of(&field)?;
             let page_columns = super::columns::of_connection(&Lookahead::from(field));
+            page_columns.covers(columns).then_some((page, page_columns))
+        });
+    let wanted = ancestor_columns(&node);
+    let walked = wanted.iter().fold(Columns::keys(), |all, c| all.union(*c));
+    let (event, ancestors_fed) = match descendants {
+        Some((page, page_columns)) if loaders.caches() => {
             let found = app
                 .store
-                .event_and_descendants(
-                    id,
-                    page.max_depth,
-                    page.after,
-                    page.window.fetch(),
-                    columns.union(page_columns),
-                )
+                .event_and_descendants(id, page.max_depth, page.after, page.window.fetch(), page_columns)
                 .await
                 .map_err(|e| e.extend())?;
             let Some((event, nodes)) = found else { return Ok(None) };
@@ -147,9 +192,12 @@ pub async fn event_by_id(ctx: &Context<'_>, id: Uuid, columns: Columns) -> Resul
             loaders.keep_descendants(key, nodes);
             (event, false)
         }
-        _ if !wanted.is_empty() && loaders.caches() => {
-            let union = wanted.iter().fold(columns, |all, c| all.union(*c));
-            let found = app.store.event_and_ancestors(id, union).await.map_err(|e| e.extend())?;
+        _ if !wanted.is_empty() && walked.covers(columns) && loaders.caches() => {
+            let found = app
+                .store
+                .event_and_ancestors(id, walked)
+                .await
+                .map_err(|e| e.extend())?;
             let Some((event, path)) = found else { return Ok(None) };
             feed_ancestors(loaders, &[(event.key(), Arc::new(path))], &wanted).await;
             (event, true)
@@ -203,7 +251,7 @@ async fn prefetch<'a>(
                 .map(|p| (ChildCountKey(*p), found.get(p).copied().unwrap_or(0)));
             loaders.child_counts().feed_many(fed).await;
         }
-        for field in node.field("children").selection_fields() {
+        for field in node.field("children").selection_fields().into_iter().filter(included) {
             let Some(window) = window_of(&field) else { continue };
             let columns = super::columns::of_connection(&Lookahead::from(field));
             let mut pages = app

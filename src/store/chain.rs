@@ -46,12 +46,12 @@ pub(crate) fn lock_sql(count: usize) -> String {
 /// On PostgreSQL each id is looked up in the primary key on its own (`unnest` joined `LATERAL`;
 /// the `LIMIT`, one row for a primary key anyway, keeps the planner from turning the lookups back
 /// into a join it may hash), so the statement's text and plan do not depend on how many ids it
-/// reads. Neither an `IN` list
-/// nor a joined `VALUES` list did: under generic plans an `IN` list of a thousand parameters was
-/// planned as a sequential scan testing each row against every parameter (seen importing 5,000
-/// correlations a batch: 2 s a statement once the table held 50,000 heads), and a `VALUES` list of
-/// 500 was hash-joined with a sequential scan of the whole table (seen in `bench serve`: 9.8 ms
-/// per `createAuditEvents` of 500 with 108,765 heads, against 0.56 ms probing the index).
+/// reads. Neither an `IN` list nor a joined `VALUES` list did: under generic plans an `IN` list of
+/// a thousand parameters was planned as a sequential scan testing each row against every
+/// parameter (seen importing 5,000 correlations a batch: 2 s a statement once the table held
+/// 50,000 heads), and a `VALUES` list of 500 was hash-joined with a sequential scan of the whole
+/// table (seen in `bench serve`: 9.8 ms per `createAuditEvents` of 500 with 108,765 heads, against
+/// 0.56 ms probing the index).
 pub(crate) fn read_heads_sql(backend: DatabaseBackend, count: usize) -> String {
     match backend {
         DatabaseBackend::Postgres => {

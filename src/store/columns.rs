@@ -52,6 +52,11 @@ impl Columns {
         self.0 & bit(column) != 0
     }
 
+    /// Whether the set holds every column of `other`.
+    pub fn covers(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
     /// Whether the set holds every column.
     pub fn is_all(self) -> bool {
         Column::iter().all(|c| self.contains(c))
@@ -171,6 +176,8 @@ mod tests {
         assert!(more.contains(Column::EventData) && !more.is_all());
         assert!(Columns::ALL.is_all());
         assert_eq!(keys.union(Columns::of(&[Column::EventData])), more);
+        assert!(more.covers(keys) && more.covers(more) && !keys.covers(more));
+        assert!(Columns::ALL.covers(more));
     }
 
     #[test]

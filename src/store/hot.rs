@@ -92,9 +92,11 @@ impl ReadPool {
         Ok(rows)
     }
 
-    /// Runs `stmt` and hands each row to `each` as it arrives, so that the caller works on the
-    /// first rows while PostgreSQL still produces the later ones (a long walk's rows come in
-    /// bursts as they are found). Stops at the first error, from the statement or from `each`.
+    /// Runs `stmt` like [`ReadPool::query_all`] and hands each row to `each` as it arrives, so
+    /// that the caller works on the first rows while PostgreSQL still produces the later ones (a
+    /// long walk's rows come in bursts as they are found). Stops at the first error, from the
+    /// statement or from `each` (a row that does not decode); either is reported to the
+    /// statement metrics as a failed statement, whose time includes the work of `each`.
     pub(crate) async fn query_each(
         &self,
         mut stmt: Statement,
@@ -113,6 +115,7 @@ impl ReadPool {
                 .map_err(acquire_error)?,
         };
         let started = Instant::now();
+        // Moved out: what the statement is reported with is its text.
         let values = stmt.values.take().unwrap_or_else(|| sea_orm::Values(Vec::new()));
         let mut failed = None;
         {
@@ -144,10 +147,14 @@ impl ReadPool {
                 self.put_back(kept, conn);
                 Ok(())
             }
+            // The connection goes back to the pool (dropped), which checks it: sqlx first reads
+            // and drops what the statement had still to send.
             Some(error) => Err(error),
         }
     }
 
+    /// The connection put back last, if it was put back recently enough to need no check. When
+    /// it was not, none of the others was either: all go back to the pool.
     fn take(&self, kept: &Kept) -> Option<PoolConnection<Postgres>> {
         let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
         if kept.last().is_some_and(|(_, at)| at.elapsed() < super::PING_AFTER_IDLE) {

@@ -218,17 +218,28 @@ fn travels_ascending(window: &PageWindow, order: Order) -> bool {
 
 impl Store {
     /// The events a select of whole rows returns, decoded by position.
-    async fn events_of(&self, select: Select<Entity>, columns: Columns) -> Result<Vec<Model>, sea_orm::DbErr> {
-        self.events_in(select.build(self.backend()), columns).await
+    async fn events_of(
+        &self,
+        select: Select<Entity>,
+        columns: Columns,
+        expected: usize,
+    ) -> Result<Vec<Model>, sea_orm::DbErr> {
+        self.events_in(select.build(self.backend()), columns, expected).await
     }
 
     /// The events a statement returns (the event's columns first, in declaration order), as
     /// `Model`s or, put there as each is decoded, behind `Arc`s. Each row is decoded as it
-    /// arrives, while PostgreSQL still produces the next ones.
-    async fn events_in<T: From<Model>>(&self, stmt: Statement, columns: Columns) -> Result<Vec<T>, sea_orm::DbErr> {
-        // Room for a page of 50 and the row after it before the vector grows: an event is large,
-        // and each growth copies every event decoded so far.
-        let mut events = Vec::with_capacity(64);
+    /// arrives, while PostgreSQL still produces the next ones. `expected` is the most rows the
+    /// statement can return, when the caller knows it.
+    async fn events_in<T: From<Model>>(
+        &self,
+        stmt: Statement,
+        columns: Columns,
+        expected: usize,
+    ) -> Result<Vec<T>, sea_orm::DbErr> {
+        // Sized up front (within reason): an event is large, and each growth of the vector copies
+        // every event decoded so far.
+        let mut events = Vec::with_capacity(expected.min(1_024));
         self.read_pool()
             .query_each(stmt, |row| {
                 events.push(T::from(super::columns::decode(&row, columns)?));
@@ -246,7 +257,7 @@ impl Store {
             .filter(Column::EventId.eq(id))
             .order_by_desc(Column::EventDate)
             .limit(1);
-        Ok(self.events_of(columns.project(select), columns).await?.pop())
+        Ok(self.events_of(columns.project(select), columns, 1).await?.pop())
     }
 
     /// The events with these keys (their `columns`), in one statement. Filtering on the dates
@@ -269,7 +280,7 @@ impl Store {
         let select = Entity::find()
             .filter(Column::EventId.is_in(ids))
             .filter(Column::EventDate.is_in(dates));
-        let rows = self.events_of(columns.project(select), columns).await?;
+        let rows = self.events_of(columns.project(select), columns, keys.len()).await?;
         let wanted: std::collections::HashSet<&EventKey> = keys.iter().collect();
         Ok(rows
             .into_iter()
@@ -309,7 +320,11 @@ impl Store {
         columns: Columns,
     ) -> Result<Vec<Model>, StoreError> {
         Ok(self
-            .events_of(self.page_select(filter, window, order, columns), columns)
+            .events_of(
+                self.page_select(filter, window, order, columns),
+                columns,
+                usize::try_from(window.fetch()).unwrap_or(usize::MAX),
+            )
             .await?)
     }
 
@@ -450,7 +465,10 @@ impl Store {
         }
         let stmt = self.children_pages_statement(parents, window, columns);
         // Behind `Arc`s as they are decoded: grouping them by parent then moves pointers.
-        let rows: Vec<Arc<Model>> = self.events_in(stmt, columns).await?;
+        let most = parents
+            .len()
+            .saturating_mul(usize::try_from(window.fetch()).unwrap_or(usize::MAX));
+        let rows: Vec<Arc<Model>> = self.events_in(stmt, columns, most).await?;
         // Keyed by a seeded fast hash: these maps are hashed twice per row, and SipHash was a
         // tenth of a nested query's instructions.
         let wanted: std::collections::HashSet<&EventKey, FastHash> = parents.iter().collect();

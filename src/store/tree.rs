@@ -160,13 +160,13 @@ impl WalkStart {
     }
 }
 
-/// The descendants of `start` (depth ≥ 1) up to `$depth` levels and below `also`, as a recursive
-/// CTE named `name` (without `WITH RECURSIVE`), with their `columns`.
+/// The descendants of `start` (depth ≥ 1) down to the level in parameter `$max_depth_param` and
+/// below `also`, as a recursive CTE named `name` (without `WITH RECURSIVE`), with their `columns`.
 fn descendants_walk(
     backend: DatabaseBackend,
     start: WalkStart,
     name: &str,
-    depth: usize,
+    max_depth_param: usize,
     also: &str,
     columns: Columns,
 ) -> String {
@@ -178,20 +178,25 @@ fn descendants_walk(
              SELECT {list}, {name}.depth + 1 FROM {name} \
              JOIN audit_events c ON c.parent_event_id = {name}.event_id AND c.parent_event_date = {name}.event_date \
                AND c.event_date >= {} \
-             WHERE {name}.depth < ${depth}{also} \
+             WHERE {name}.depth < ${max_depth_param}{also} \
          )",
         start.children(backend),
         day_before(backend, &format!("{name}.event_date")),
     )
 }
 
-/// The keys of the descendants of `root` (`$1`, `$2`; depth ≥ 1) up to `$3` levels, as a CTE
-/// named `down`.
-fn descendants_cte(backend: DatabaseBackend, root: EventKey) -> String {
-    format!(
+/// The keys of the descendants of `root` (depth ≥ 1) up to `max_depth` levels, as a CTE named
+/// `down` (with `WITH RECURSIVE`), and the values of its parameters, to which a statement adds its
+/// own.
+fn descendants_cte(backend: DatabaseBackend, root: EventKey, max_depth: u32) -> (String, Vec<Value>) {
+    let start = WalkStart::Key(root);
+    let mut values = start.values();
+    values.push(i64::from(max_depth).into());
+    let cte = format!(
         "WITH RECURSIVE {}",
-        descendants_walk(backend, WalkStart::Key(root), "down", 3, "", Columns::keys())
-    )
+        descendants_walk(backend, start, "down", values.len(), "", Columns::keys())
+    );
+    (cte, values)
 }
 
 /// `(depth, event_timestamp, event_id) <op> ($first, $first+1, $first+2)`.
@@ -328,7 +333,7 @@ impl Store {
         &self,
         keys: &[EventKey],
         columns: Columns,
-    ) -> Result<HashMap<EventKey, Vec<Arc<Model>>>, StoreError> {
+    ) -> Result<HashMap<EventKey, AncestorPath>, StoreError> {
         if keys.is_empty() {
             return Ok(HashMap::new());
         }
@@ -379,7 +384,7 @@ impl Store {
     }
 
     /// The statement behind [`Store::descendants`] (public so that tests can EXPLAIN it and the
-    /// benchmark can run the same SQL without the server). From an id, its first row is the
+    /// benchmark can run the same SQL without the server). From an id, one more row is the
     /// starting event itself, at depth 0 (none when the id is unknown).
     pub fn descendants_statement(
         &self,
@@ -390,12 +395,12 @@ impl Store {
         columns: Columns,
     ) -> Statement {
         let mut values = start.values();
-        let depth = values.len() + 1;
         values.push(i64::from(max_depth).into());
+        let max_depth_param = values.len();
         let bound = match after {
             Some(cursor) => {
                 values.extend(tree_cursor_values(&cursor));
-                format!("WHERE {}", tree_keyset(">", depth + 1))
+                format!("WHERE {}", tree_keyset(">", max_depth_param + 1))
             }
             None => String::new(),
         };
@@ -419,12 +424,12 @@ impl Store {
              {} \
              {select}",
             start.cte(columns),
-            descendants_walk(backend, start, "down", depth, "", Columns::keys()),
+            descendants_walk(backend, start, "down", max_depth_param, "", Columns::keys()),
             descendants_walk(
                 backend,
                 start,
                 "page",
-                depth,
+                max_depth_param,
                 " AND page.depth < COALESCE((SELECT depth FROM reach), 0)",
                 columns,
             ),
@@ -465,7 +470,8 @@ impl Store {
             .tree_query(self.descendants_statement(WalkStart::Id(id), max_depth, after, fetch, columns))
             .await?;
         let mut nodes = nodes_of(rows, columns)?.into_iter();
-        // Sorted by depth: the starting event (depth 0) comes first when it exists.
+        // Sorted by depth (whatever order the statement gave): the starting event (depth 0) comes
+        // first when it exists.
         let Some(first) = nodes.next().filter(|n| n.depth == 0) else {
             return Ok(None);
         };
@@ -481,13 +487,10 @@ impl Store {
         max_depth: u32,
         cursor: TreeCursor,
     ) -> Result<bool, StoreError> {
-        let mut values: Vec<Value> = vec![root.id.into(), root.date.into(), i64::from(max_depth).into()];
+        let (cte, mut values) = descendants_cte(self.backend(), root, max_depth);
+        let keyset = tree_keyset("<=", values.len() + 1);
         values.extend(tree_cursor_values(&cursor));
-        let sql = format!(
-            "{} SELECT event_id FROM down WHERE {} LIMIT 1",
-            descendants_cte(self.backend(), root),
-            tree_keyset("<=", 4)
-        );
+        let sql = format!("{cte} SELECT event_id FROM down WHERE {keyset} LIMIT 1");
         let rows = self
             .tree_query(Statement::from_sql_and_values(self.backend(), sql, values))
             .await?;
@@ -496,11 +499,8 @@ impl Store {
 
     /// The statement behind [`Store::count_descendants`] (public so that tests can EXPLAIN it).
     pub fn count_descendants_statement(&self, root: EventKey, max_depth: u32) -> Statement {
-        let values: Vec<Value> = vec![root.id.into(), root.date.into(), i64::from(max_depth).into()];
-        let sql = format!(
-            "{} SELECT COUNT(*) AS n FROM down",
-            descendants_cte(self.backend(), root)
-        );
+        let (cte, values) = descendants_cte(self.backend(), root, max_depth);
+        let sql = format!("{cte} SELECT COUNT(*) AS n FROM down");
         Statement::from_sql_and_values(self.backend(), sql, values)
     }
 

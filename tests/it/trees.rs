@@ -553,6 +553,46 @@ async fn a_walk_from_an_event_id_is_one_statement_from_its_newest_copy(app: Test
         assert_eq!(data["auditEvent"], Value::Null, "an unknown id");
         assert_eq!(statements, 1);
     }
+
+    // An event that shows more than its walk reads is read on its own, so that the walk's rows
+    // do not carry it too.
+    let wide = "query($id: UUID!) { auditEvent(eventId: $id) { eventData actorId \
+        descendants(maxDepth: 1) { nodes { eventId } } } }";
+    let (data, statements) = counted(wide, json!({"id": id})).await;
+    assert_eq!(statements, 2, "the event, then its walk");
+    assert_eq!(data["auditEvent"]["eventData"], json!({}));
+    assert_eq!(data["auditEvent"]["actorId"], "test-service");
+    assert_eq!(
+        data["auditEvent"]["descendants"]["nodes"],
+        json!([{"eventId": first.event_id}, {"eventId": second.event_id}])
+    );
+
+    // Two pages under aliases: the first is read with the event, the other on its own.
+    let aliased = "query($id: UUID!) { auditEvent(eventId: $id) { \
+        near: descendants(maxDepth: 1) { nodes { eventId } } \
+        all: descendants(first: 2) { nodes { eventId } pageInfo { hasNextPage } } } }";
+    let (data, statements) = counted(aliased, json!({"id": id})).await;
+    assert_eq!(statements, 2);
+    assert_eq!(
+        data["auditEvent"]["near"]["nodes"],
+        json!([{"eventId": first.event_id}, {"eventId": second.event_id}])
+    );
+    assert_eq!(
+        data["auditEvent"]["all"],
+        json!({"nodes": [{"eventId": first.event_id}, {"eventId": second.event_id}], "pageInfo": {"hasNextPage": true}})
+    );
+
+    // A walk left out by `@skip` or `@include` is not read.
+    let directed = "query($id: UUID!, $on: Boolean!) { auditEvent(eventId: $id) { eventId \
+        descendants @include(if: $on) { nodes { eventId } } \
+        ancestors @skip(if: true) { eventId } } }";
+    let (data, statements) = counted(directed, json!({"id": id, "on": false})).await;
+    assert_eq!(statements, 1, "the event alone");
+    assert_eq!(data["auditEvent"], json!({"eventId": id}));
+    let (data, statements) = counted(directed, json!({"id": id, "on": true})).await;
+    assert_eq!(statements, 1, "the event with its descendants");
+    assert_eq!(data["auditEvent"]["descendants"]["nodes"].as_array().unwrap().len(), 3);
+    assert!(data["auditEvent"].get("ancestors").is_none());
 }
 
 async fn counts_are_grouped_over_the_filter(app: TestApp) {
