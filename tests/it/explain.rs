@@ -75,6 +75,23 @@ fn scans(node: &Value) -> Vec<(String, String, String, u64)> {
         .collect()
 }
 
+/// The recursive union of a walk's plan.
+fn recursive_union(plan: &Value) -> Value {
+    let mut all = Vec::new();
+    nodes(plan, &mut all);
+    all.into_iter()
+        .find(|n| n["Node Type"] == "Recursive Union")
+        .expect("a recursive plan")
+}
+
+/// The scans of `plan` of partitions (months) older than the month of `date`.
+fn scans_older_than(plan: &Value, date: NaiveDate) -> Vec<(String, String, String, u64)> {
+    scans(plan)
+        .into_iter()
+        .filter(|s| s.0.as_str() < partition_of(date).as_str())
+        .collect()
+}
+
 /// The rows the partition scans below `node` produced, over all their loops.
 fn rows_read(node: &Value) -> f64 {
     let mut all = Vec::new();
@@ -191,13 +208,7 @@ async fn on_postgres_children_pages_read_only_their_rows_and_walks_prune_partiti
     // Ancestors of the last event of a chain spanning two months: one partition per step.
     let leaf = key_of(&app, "chain60").await;
     let plan = explain(&app, app.store.ancestors_statement(&[leaf], Columns::keys())).await;
-    let mut all = Vec::new();
-    nodes(&plan, &mut all);
-    let union = all
-        .iter()
-        .find(|n| n["Node Type"] == "Recursive Union")
-        .expect("a recursive plan")
-        .clone();
+    let union = recursive_union(&plan);
     let start = scans(&union["Plans"][0]);
     assert_eq!(
         start.len(),
@@ -221,25 +232,14 @@ async fn on_postgres_children_pages_read_only_their_rows_and_walks_prune_partiti
     // The same walk from the leaf's id alone, the leaf looked up by the statement itself: the
     // steps still visit one partition each.
     let plan = explain(&app, app.store.event_and_ancestors_statement(leaf.id, Columns::keys())).await;
-    let mut all = Vec::new();
-    nodes(&plan, &mut all);
-    let union = all
-        .iter()
-        .find(|n| n["Node Type"] == "Recursive Union")
-        .expect("a recursive plan")
-        .clone();
-    let steps = scans(&union["Plans"][1]);
+    let steps = scans(&recursive_union(&plan)["Plans"][1]);
     let visits: u64 = steps.iter().map(|s| s.3).sum();
     assert_eq!(visits, 59, "from the id, one partition per step too: {steps:?}");
 
     // Descendants of the chain's first event skip every partition older than its day before.
     let first = key_of(&app, "chain1").await;
     let stmt = app.store.count_descendants_statement(first, 100);
-    let plan = explain(&app, stmt).await;
-    let older: Vec<_> = scans(&plan)
-        .into_iter()
-        .filter(|s| s.0.as_str() < partition_of(first.date - chrono::Days::new(1)).as_str())
-        .collect();
+    let older = scans_older_than(&explain(&app, stmt).await, first.date - chrono::Days::new(1));
     assert!(!older.is_empty(), "older partitions exist in the plan");
     assert!(
         older.iter().all(|s| s.3 == 0),
@@ -251,11 +251,7 @@ async fn on_postgres_children_pages_read_only_their_rows_and_walks_prune_partiti
     let stmt = app
         .store
         .descendants_statement(WalkStart::Id(first.id), 100, None, 101, Columns::keys());
-    let plan = explain(&app, stmt).await;
-    let older: Vec<_> = scans(&plan)
-        .into_iter()
-        .filter(|s| s.0.as_str() < partition_of(first.date - chrono::Days::new(1)).as_str())
-        .collect();
+    let older = scans_older_than(&explain(&app, stmt).await, first.date - chrono::Days::new(1));
     assert!(!older.is_empty(), "older partitions exist in the plan");
     assert!(
         older.iter().all(|s| s.3 == 0),
