@@ -135,25 +135,29 @@ impl<'a> Order<'a> {
     /// Whether `@skip` and `@include` let a selection through.
     fn included(&self, directives: &[Positioned<Directive>]) -> bool {
         directives.iter().all(|directive| {
-            let condition = || {
-                directive
-                    .node
-                    .get_argument("if")
-                    .and_then(|value| {
-                        value
-                            .node
-                            .clone()
-                            .into_const_with(|name| self.variables.get(&name).cloned().ok_or(()))
-                            .ok()
-                    })
-                    .map(|value| value == Value::Boolean(true))
-            };
-            match directive.node.name.node.as_str() {
-                "skip" => condition() != Some(true),
-                "include" => condition() != Some(false),
-                _ => true,
-            }
+            let condition = directive
+                .node
+                .get_argument("if")
+                .and_then(|value| {
+                    value
+                        .node
+                        .clone()
+                        .into_const_with(|name| self.variables.get(&name).cloned().ok_or(()))
+                        .ok()
+                })
+                .map(|value| value == Value::Boolean(true));
+            lets_through(directive.node.name.node.as_str(), condition)
         })
+    }
+}
+
+/// Whether the directive `name`, its `if` argument `condition` (when it has one), lets a
+/// selection through: `@skip` unless true, `@include` unless false, any other always.
+pub(super) fn lets_through(name: &str, condition: Option<bool>) -> bool {
+    match name {
+        "skip" => condition != Some(true),
+        "include" => condition != Some(false),
+        _ => true,
     }
 }
 

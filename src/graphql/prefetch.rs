@@ -22,7 +22,7 @@ use super::{DEFAULT_PAGE_SIZE, Loaders};
 use crate::domain::{EventKey, PageRequest, PageWindow};
 use crate::entity::audit_event::Model;
 use crate::service::Service;
-use crate::store::Columns;
+use crate::store::{AncestorPath, Columns};
 
 /// The selections that apply to the nodes of a connection: `edges { node { … } }` and `nodes { … }`.
 fn node_selections(connection: Lookahead<'_>) -> [Lookahead<'_>; 2] {
@@ -86,12 +86,8 @@ fn included(field: &SelectionField<'_>) -> bool {
             .arguments
             .iter()
             .find(|(name, _)| name.node == "if")
-            .map(|(_, value)| &value.node);
-        match directive.name.node.as_str() {
-            "skip" => condition != Some(&Value::Boolean(true)),
-            "include" => condition != Some(&Value::Boolean(false)),
-            _ => true,
-        }
+            .map(|(_, value)| value.node == Value::Boolean(true));
+        super::order::lets_through(directive.name.node.as_str(), condition)
     })
 }
 
@@ -135,7 +131,7 @@ fn ancestor_columns(node: &Lookahead<'_>) -> Vec<Columns> {
 }
 
 /// Feeds the ancestor paths of `paths` to the loader, once for each set of columns `wanted`.
-async fn feed_ancestors(loaders: &Loaders, paths: &[(EventKey, Arc<Vec<Arc<Model>>>)], wanted: &[Columns]) {
+async fn feed_ancestors(loaders: &Loaders, paths: &[(EventKey, Arc<AncestorPath>)], wanted: &[Columns]) {
     for columns in wanted {
         let fed = paths.iter().map(|(event, path)| {
             (
@@ -230,7 +226,7 @@ async fn prefetch<'a>(
         if let Some(union) = wanted.iter().copied().reduce(Columns::union)
             && !ancestors_fed
         {
-            let found: HashMap<EventKey, Arc<Vec<Arc<Model>>>> = app
+            let found: HashMap<EventKey, Arc<AncestorPath>> = app
                 .store
                 .ancestors(&parents, union)
                 .await
@@ -238,7 +234,7 @@ async fn prefetch<'a>(
                 .into_iter()
                 .map(|(event, path)| (event, Arc::new(path)))
                 .collect();
-            let paths: Vec<(EventKey, Arc<Vec<Arc<Model>>>)> = parents
+            let paths: Vec<(EventKey, Arc<AncestorPath>)> = parents
                 .iter()
                 .map(|p| (*p, found.get(p).cloned().unwrap_or_default()))
                 .collect();

@@ -117,40 +117,30 @@ impl ReadPool {
         let started = Instant::now();
         // Moved out: what the statement is reported with is its text.
         let values = stmt.values.take().unwrap_or_else(|| sea_orm::Values(Vec::new()));
-        let mut failed = None;
-        {
+        let outcome = async {
             let mut rows =
                 sqlx::query_with(sqlx::AssertSqlSafe(stmt.sql.as_str()), SqlxValues(values)).fetch(&mut *conn);
-            loop {
-                match rows.try_next().await {
-                    Ok(Some(row)) => {
-                        if let Err(error) = each(QueryResult::from(row)) {
-                            failed = Some(error);
-                            break;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(error) => {
-                        failed = Some(DbErr::Query(RuntimeErr::SqlxError(error.into())));
-                        break;
-                    }
-                }
+            while let Some(row) = rows
+                .try_next()
+                .await
+                .map_err(|error| DbErr::Query(RuntimeErr::SqlxError(error.into())))?
+            {
+                each(QueryResult::from(row))?;
             }
+            Ok(())
         }
+        .await;
         (self.observe)(&sea_orm::metric::Info {
             elapsed: started.elapsed(),
             statement: &stmt,
-            failed: failed.is_some(),
+            failed: outcome.is_err(),
         });
-        match failed {
-            None => {
-                self.put_back(kept, conn);
-                Ok(())
-            }
-            // The connection goes back to the pool (dropped), which checks it: sqlx first reads
-            // and drops what the statement had still to send.
-            Some(error) => Err(error),
+        // After an error the connection goes back to the pool (dropped), which checks it: sqlx
+        // first reads and drops what the statement had still to send.
+        if outcome.is_ok() {
+            self.put_back(kept, conn);
         }
+        outcome
     }
 
     /// The connection put back last, if it was put back recently enough to need no check. When

@@ -85,6 +85,18 @@ fn depth_of(row: &QueryResult, column: &str) -> Result<u32, DbErr> {
     Ok(u32::try_from(depth).unwrap_or(u32::MAX))
 }
 
+/// An ancestor's row: its distance from the starting event and the event behind its `Arc`
+/// (so that sorting and handing the path on move pointers, not large events).
+fn hop_of(row: &QueryResult, columns: Columns) -> Result<(u32, Arc<Model>), DbErr> {
+    Ok((depth_of(row, "hops")?, Arc::new(super::columns::decode(row, columns)?)))
+}
+
+/// Ancestors with their distance, in any order, as a path: root first, parent last.
+fn root_first(mut hops: Vec<(u32, Arc<Model>)>) -> AncestorPath {
+    hops.sort_by_key(|(hops, _)| std::cmp::Reverse(*hops));
+    hops.into_iter().map(|(_, event)| event).collect()
+}
+
 /// Rows of a recursive walk with their depth, breadth-first.
 fn nodes_of(rows: Vec<QueryResult>, columns: Columns) -> Result<Vec<TreeNode>, DbErr> {
     let mut nodes = rows
@@ -221,13 +233,10 @@ impl Store {
     /// sessions have it as their `statement_timeout`), mapping a cancelled statement to
     /// [`StoreError::Timeout`].
     async fn tree_query(&self, stmt: Statement) -> Result<Vec<QueryResult>, StoreError> {
-        let mut rows = Vec::new();
-        self.tree_query_each(stmt, |row| {
-            rows.push(row);
-            Ok(())
-        })
-        .await?;
-        Ok(rows)
+        let (pool, timed) = self.walks();
+        pool.query_all(stmt)
+            .await
+            .map_err(|error| self.walk_error(error, timed))
     }
 
     /// [`Store::tree_query`], handing each row to `each` as it arrives (see
@@ -238,20 +247,31 @@ impl Store {
         stmt: Statement,
         each: impl FnMut(QueryResult) -> Result<(), DbErr>,
     ) -> Result<(), StoreError> {
-        let Some(trees) = self.tree_reader() else {
-            return Ok(self.read_pool().query_each(stmt, each).await?);
-        };
-        let timeout_ms = self.inner.tree_timeout.as_millis().max(1);
-        trees.query_each(stmt, each).await.map_err(|error| {
-            if is_timeout(&error) {
-                StoreError::Timeout(format!(
-                    "the tree query took longer than {timeout_ms} ms and was stopped; \
-                     ask for a smaller maxDepth or maxNodes, or a narrower subtree"
-                ))
-            } else {
-                error.into()
-            }
-        })
+        let (pool, timed) = self.walks();
+        pool.query_each(stmt, each)
+            .await
+            .map_err(|error| self.walk_error(error, timed))
+    }
+
+    /// The pool that runs recursive walks, and whether its sessions have the tree timeout.
+    fn walks(&self) -> (&super::hot::ReadPool, bool) {
+        match self.tree_reader() {
+            Some(trees) => (trees, true),
+            None => (self.read_pool(), false),
+        }
+    }
+
+    /// A walk's error: [`StoreError::Timeout`] for a statement the tree timeout cancelled.
+    fn walk_error(&self, error: DbErr, timed: bool) -> StoreError {
+        if timed && is_timeout(&error) {
+            let timeout_ms = self.inner.tree_timeout.as_millis().max(1);
+            StoreError::Timeout(format!(
+                "the tree query took longer than {timeout_ms} ms and was stopped; \
+                 ask for a smaller maxDepth or maxNodes, or a narrower subtree"
+            ))
+        } else {
+            error.into()
+        }
     }
 
     /// `WITH RECURSIVE {before}up AS (…) SELECT * FROM up {after}`: the walk up from the rows
@@ -313,18 +333,14 @@ impl Store {
         let mut event = None;
         let mut path = Vec::new();
         self.tree_query_each(self.event_and_ancestors_statement(id, columns), |row| {
-            let hops = depth_of(&row, "hops")?;
-            let model = super::columns::decode(&row, columns)?;
-            if hops == 0 {
-                event = Some(model);
-            } else {
-                path.push((hops, Arc::new(model)));
+            match hop_of(&row, columns)? {
+                (0, start) => event = Some(Arc::unwrap_or_clone(start)),
+                hop => path.push(hop),
             }
             Ok(())
         })
         .await?;
-        path.sort_by_key(|(hops, _)| std::cmp::Reverse(*hops));
-        Ok(event.map(|event| (event, path.into_iter().map(|(_, m)| m).collect())))
+        Ok(event.map(|event| (event, root_first(path))))
     }
 
     /// The ancestors of each event (their `columns`), root first, in one statement for all of them.
@@ -337,8 +353,7 @@ impl Store {
         if keys.is_empty() {
             return Ok(HashMap::new());
         }
-        // Each event is decoded as its row arrives and put behind its `Arc`, so that sorting and
-        // handing the path on move pointers, not (large) events.
+        // Each event is decoded as its row arrives.
         let start_of = |row: &QueryResult| -> Result<EventKey, DbErr> {
             Ok(EventKey {
                 id: row.try_get("", "start_id")?,
@@ -352,10 +367,7 @@ impl Store {
             let mut chain = Vec::new();
             self.tree_query_each(stmt, |row| {
                 debug_assert_eq!(start_of(&row)?, *key);
-                chain.push((
-                    depth_of(&row, "hops")?,
-                    Arc::new(super::columns::decode(&row, columns)?),
-                ));
+                chain.push(hop_of(&row, columns)?);
                 Ok(())
             })
             .await?;
@@ -365,22 +377,13 @@ impl Store {
             self.tree_query_each(stmt, |row| {
                 let start = start_of(&row)?;
                 if wanted.contains(&start) {
-                    found.entry(start).or_default().push((
-                        depth_of(&row, "hops")?,
-                        Arc::new(super::columns::decode(&row, columns)?),
-                    ));
+                    found.entry(start).or_default().push(hop_of(&row, columns)?);
                 }
                 Ok(())
             })
             .await?;
         }
-        Ok(found
-            .into_iter()
-            .map(|(key, mut chain)| {
-                chain.sort_by_key(|(hops, _)| std::cmp::Reverse(*hops));
-                (key, chain.into_iter().map(|(_, m)| m).collect())
-            })
-            .collect())
+        Ok(found.into_iter().map(|(key, chain)| (key, root_first(chain))).collect())
     }
 
     /// The statement behind [`Store::descendants`] (public so that tests can EXPLAIN it and the
@@ -475,8 +478,7 @@ impl Store {
         let Some(first) = nodes.next().filter(|n| n.depth == 0) else {
             return Ok(None);
         };
-        let event = Arc::try_unwrap(first.event).unwrap_or_else(|shared| (*shared).clone());
-        Ok(Some((event, nodes.collect())))
+        Ok(Some((Arc::unwrap_or_clone(first.event), nodes.collect())))
     }
 
     /// Whether descendants of `root` exist at or before `cursor` in breadth-first order.
