@@ -292,10 +292,12 @@ async fn reads_one_at_a_time_reuse_the_connection_used_last() {
     for data in answers {
         assert_eq!(data["auditEvents"]["edges"].as_array().map(Vec::len), Some(3));
     }
-    // Each backend of the test database that last ran a page read, with when it last changed state.
+    // Each backend of the test database that last ran a page read, with when it last started a
+    // statement (not when it last changed state: a kept connection that went back to the pool is
+    // checked there, which changes its state without running anything).
     let page_readers = async || -> Vec<(i32, String)> {
         let sql = format!(
-            "SELECT pid, state_change::text AS at FROM pg_stat_activity WHERE datname = '{}' \
+            "SELECT pid, query_start::text AS at FROM pg_stat_activity WHERE datname = '{}' \
              AND query LIKE '%FROM \"audit_events\"%ORDER BY%' ORDER BY pid",
             name
         );
