@@ -226,7 +226,7 @@ impl Store {
         let db = &self.inner.db;
         let mut trust_cache = true;
         for _ in 0..RELINKS {
-            let plan = match self.resolve_lockless(&events, trust_cache).await {
+            let plan = match self.resolve_lockless(&events, trust_cache, &HashMap::new()).await {
                 // Trusting the cache, the parents it does not hold are read by the statement.
                 Ok((known, heads)) => self.link(&events, &known, heads, trust_cache),
                 Err(error) => return Err(Refused { events, error }),
@@ -276,10 +276,61 @@ impl Store {
 
     /// Writes one event through the batch path (its own transaction, chain locks held).
     async fn write_alone(&self, event: NewEvent) -> Result<Model, StoreError> {
-        let mut stored = self.create_events(vec![event]).await?;
+        let mut stored = self.write_locked(vec![event]).await?;
         stored
             .pop()
             .ok_or_else(|| StoreError::Internal("a one-event write stored nothing".into()))
+    }
+
+    /// PostgreSQL: a batch of events whose ids the server chose, written all or none like a group:
+    /// in one autocommitted compare-and-set statement, from the heads this process moved last
+    /// and the parents' dates it knows, guesses from their ids or reads in the statement (see the
+    /// module documentation). A parent may be an earlier event of the batch. `Ok(None)` when the
+    /// batch must go through the transactional path: an event at fault (which that path names,
+    /// with its index), a statement the database refused, chains that kept moving, or more
+    /// values than one statement may bind.
+    pub(super) async fn write_batch_lockless(&self, events: &[NewEvent]) -> Result<Option<Vec<Model>>, StoreError> {
+        let position: HashMap<Uuid, usize> = events.iter().enumerate().map(|(i, e)| (e.event_id, i)).collect();
+        let mut earlier = HashMap::new();
+        for (index, event) in events.iter().enumerate() {
+            if let Some(&at) = event.parent_event_id.as_ref().and_then(|p| position.get(p)) {
+                let Some(parent) = events.get(at).filter(|_| at < index) else {
+                    return Ok(None);
+                };
+                earlier.insert(parent.event_id, parent.event_date);
+            }
+        }
+        let mut trust_cache = true;
+        for _ in 0..RELINKS {
+            let (known, heads) = self.resolve_lockless(events, trust_cache, &earlier).await?;
+            let mut plan = self.link(events, &known, heads, trust_cache);
+            if plan.results.iter().any(|slot| matches!(slot, Slot::Failed(_))) {
+                return Ok(None);
+            }
+            let statement = compare_and_set(&plan)?;
+            if statement.values.as_ref().map_or(0, |v| v.0.len()) > usize::from(u16::MAX) {
+                return Ok(None);
+            }
+            match self.inner.db.query_all(statement).await {
+                Ok(rows) => {
+                    // Committed: as for a group, an answer without what the database added is
+                    // still the answer.
+                    if let Err(error) = apply_returned(rows.first(), &mut plan.rows) {
+                        tracing::error!(%error, "a written batch's returned holds or parent dates could not be read");
+                    }
+                    self.inner.group.remember(&plan);
+                    return plan.finish().into_iter().collect::<Result<Vec<_>, _>>().map(Some);
+                }
+                Err(err) if is_chain_moved(&err) || (!plan.guessed.is_empty() && is_foreign_key_violation(&err)) => {
+                    self.inner.group.forget_heads(&plan);
+                    trust_cache = false;
+                }
+                // Refused, so not written: the transactional path finds which event is at fault.
+                Err(err) if is_refusal(&err) => return Ok(None),
+                Err(err) => return Err(write_error(err)),
+            }
+        }
+        Ok(None)
     }
 
     /// The statement a single-event write sends PostgreSQL when this process has seen neither
@@ -316,7 +367,8 @@ impl Store {
         }
     }
 
-    /// PostgreSQL: the parents' dates and the chains' heads. Trusting the cache, only what this
+    /// PostgreSQL: the parents' dates and the chains' heads; the dates of parents in `given` are
+    /// known already (earlier events of a batch). Trusting the cache, only what this
     /// process wrote and read before, with nothing read now: a chain it has not seen is taken to
     /// start with the group, and the parents whose dates it does not hold are left to the
     /// compare-and-set, which finds out when either assumption is wrong. Otherwise, the chains'
@@ -325,15 +377,18 @@ impl Store {
         &self,
         events: &[NewEvent],
         trust_cache: bool,
+        given: &HashMap<Uuid, NaiveDate>,
     ) -> Result<(HashMap<Uuid, NaiveDate>, BTreeMap<String, ChainHead>), StoreError> {
         let group = &self.inner.group;
         let mut known = HashMap::new();
-        let parents = distinct_parents(events, |parent| match group.parent_date(parent) {
-            Some(date) => {
-                known.insert(*parent, date);
-                false
+        let parents = distinct_parents(events, |parent| {
+            match given.get(parent).copied().or_else(|| group.parent_date(parent)) {
+                Some(date) => {
+                    known.insert(*parent, date);
+                    false
+                }
+                None => true,
             }
-            None => true,
         });
         let mut heads = BTreeMap::new();
         let mut unseen = Vec::new();
@@ -706,6 +761,16 @@ fn is_chain_moved(err: &DbErr) -> bool {
         return false;
     };
     matches!(&**e, sea_orm::sqlx::Error::Database(db) if db.code().as_deref() == Some("40001"))
+}
+
+/// Whether the database refused a statement (and so, autocommitted, wrote nothing of it), as
+/// opposed to a connection lost with the statement's outcome unknown.
+fn is_refusal(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    let (DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e))) = err else {
+        return false;
+    };
+    matches!(&**e, sea_orm::sqlx::Error::Database(_))
 }
 
 /// Whether a statement broke a foreign key (a parent that is not stored on the date given).

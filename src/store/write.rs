@@ -146,21 +146,46 @@ impl Store {
     ///
     /// Parents are resolved in one query; a parent may also be an earlier event of the batch. A
     /// client-supplied event id that exists already makes that item idempotent (same content:
-    /// the stored event is returned) or a conflict (other content). Rows go in with multi-row
-    /// INSERTs. Errors name the index of the offending event.
+    /// the stored event is returned) or a conflict (other content). Errors name the index of the
+    /// offending event.
+    ///
+    /// On PostgreSQL a batch whose ids the server chose is written in one autocommitted
+    /// statement ([`Store::write_batch_lockless`]); it falls back to [`Store::write_locked`] when
+    /// an event is at fault, to name it. Other batches, and every batch on SQLite, are one
+    /// transaction.
     #[tracing::instrument(skip_all, fields(events = batch.len()))]
     pub async fn create_events(&self, batch: Vec<NewEvent>) -> Result<Vec<Model>, StoreError> {
-        let months: BTreeSet<NaiveDate> = batch.iter().map(|e| e.event_date).collect();
-        for day in months {
-            self.ensure_partition(day).await?;
+        self.ensure_partitions(&batch).await?;
+        if self.backend() == DatabaseBackend::Postgres
+            && batch.iter().all(|e| !e.client_supplied_id)
+            && let Some(written) = self.write_batch_lockless(&batch).await?
+        {
+            return Ok(written);
         }
+        self.write_locked(batch).await
+    }
+
+    /// Writes validated events in one transaction that holds their chains' locks, all or none:
+    /// the path that names the event at fault, and the one for client-chosen ids, which it makes
+    /// idempotent. Rows go in with multi-row INSERTs.
+    pub(super) async fn write_locked(&self, batch: Vec<NewEvent>) -> Result<Vec<Model>, StoreError> {
+        self.ensure_partitions(&batch).await?;
         let write = self.begin_write().await?;
         let results = self.write_in(&write.txn, batch).await?;
         write.txn.commit().await?;
         Ok(results)
     }
 
-    /// The body of [`Store::create_events`], inside the write transaction `txn` (whose partitions
+    /// Makes sure the partitions of the events' months exist.
+    async fn ensure_partitions(&self, batch: &[NewEvent]) -> Result<(), StoreError> {
+        let months: BTreeSet<NaiveDate> = batch.iter().map(|e| e.event_date).collect();
+        for day in months {
+            self.ensure_partition(day).await?;
+        }
+        Ok(())
+    }
+
+    /// The body of [`Store::write_locked`], inside the write transaction `txn` (whose partitions
     /// exist): for operations that record an event together with other changes.
     pub(crate) async fn write_in(
         &self,
