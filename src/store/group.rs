@@ -226,7 +226,7 @@ impl Store {
         let db = &self.inner.db;
         let mut trust_cache = true;
         for _ in 0..RELINKS {
-            let plan = match self.resolve_lockless(&events, trust_cache, &HashMap::new()).await {
+            let plan = match self.resolve_lockless(&events, trust_cache).await {
                 // Trusting the cache, the parents it does not hold are read by the statement.
                 Ok((known, heads)) => self.link(&events, &known, heads, trust_cache),
                 Err(error) => return Err(Refused { events, error }),
@@ -285,24 +285,15 @@ impl Store {
     /// PostgreSQL: a batch of events whose ids the server chose, written all or none like a group:
     /// in one autocommitted compare-and-set statement, from the heads this process moved last
     /// and the parents' dates it knows, guesses from their ids or reads in the statement (see the
-    /// module documentation). A parent may be an earlier event of the batch. `Ok(None)` when the
+    /// module documentation). Its events cannot name each other as parents: their ids are not
+    /// known before this answers. `Ok(None)` when the
     /// batch must go through the transactional path: an event at fault (which that path names,
     /// with its index), a statement the database refused, chains that kept moving, or more
     /// values than one statement may bind.
     pub(super) async fn write_batch_lockless(&self, events: &[NewEvent]) -> Result<Option<Vec<Model>>, StoreError> {
-        let position: HashMap<Uuid, usize> = events.iter().enumerate().map(|(i, e)| (e.event_id, i)).collect();
-        let mut earlier = HashMap::new();
-        for (index, event) in events.iter().enumerate() {
-            if let Some(&at) = event.parent_event_id.as_ref().and_then(|p| position.get(p)) {
-                let Some(parent) = events.get(at).filter(|_| at < index) else {
-                    return Ok(None);
-                };
-                earlier.insert(parent.event_id, parent.event_date);
-            }
-        }
         let mut trust_cache = true;
         for _ in 0..RELINKS {
-            let (known, heads) = self.resolve_lockless(events, trust_cache, &earlier).await?;
+            let (known, heads) = self.resolve_lockless(events, trust_cache).await?;
             let mut plan = self.link(events, &known, heads, trust_cache);
             if plan.results.iter().any(|slot| matches!(slot, Slot::Failed(_))) {
                 return Ok(None);
@@ -367,8 +358,7 @@ impl Store {
         }
     }
 
-    /// PostgreSQL: the parents' dates and the chains' heads; the dates of parents in `given` are
-    /// known already (earlier events of a batch). Trusting the cache, only what this
+    /// PostgreSQL: the parents' dates and the chains' heads. Trusting the cache, only what this
     /// process wrote and read before, with nothing read now: a chain it has not seen is taken to
     /// start with the group, and the parents whose dates it does not hold are left to the
     /// compare-and-set, which finds out when either assumption is wrong. Otherwise, the chains'
@@ -377,18 +367,15 @@ impl Store {
         &self,
         events: &[NewEvent],
         trust_cache: bool,
-        given: &HashMap<Uuid, NaiveDate>,
     ) -> Result<(HashMap<Uuid, NaiveDate>, BTreeMap<String, ChainHead>), StoreError> {
         let group = &self.inner.group;
         let mut known = HashMap::new();
-        let parents = distinct_parents(events, |parent| {
-            match given.get(parent).copied().or_else(|| group.parent_date(parent)) {
-                Some(date) => {
-                    known.insert(*parent, date);
-                    false
-                }
-                None => true,
+        let parents = distinct_parents(events, |parent| match group.parent_date(parent) {
+            Some(date) => {
+                known.insert(*parent, date);
+                false
             }
+            None => true,
         });
         let mut heads = BTreeMap::new();
         let mut unseen = Vec::new();

@@ -19,6 +19,7 @@ both_engines!(
     a_single_event_with_a_parent_takes_a_fixed_number_of_statements,
     a_parent_this_process_has_not_seen_is_read_and_checked_by_the_write,
     concurrent_single_writes_commit_together_and_a_refused_one_fails_alone,
+    a_batch_is_one_statement_below_parents_this_process_has_not_seen,
 );
 
 async fn a_parent_child_grandchild_chain_reads_back_with_derived_parent_dates(app: TestApp) {
@@ -608,5 +609,137 @@ async fn concurrent_single_writes_commit_together_and_a_refused_one_fails_alone(
             )
             .await;
         assert_eq!(report["verifyChain"]["valid"], true, "gc-{c}: {report}");
+    }
+}
+
+/// A batch whose ids the server chooses: on PostgreSQL one statement, which takes the dates of
+/// parents stored by another process from their UUIDv7 ids or reads them; the parent named by a
+/// legacy id held on two days is its newer copy, whichever path writes the batch.
+async fn a_batch_is_one_statement_below_parents_this_process_has_not_seen(app: TestApp) {
+    let now = chrono::Utc::now();
+    let yesterday = now - chrono::Duration::days(1);
+    let five_days_ago = now - chrono::Duration::days(5);
+    // Per attempt: a parent whose UUIDv7 id was made the day it is stored on, one whose id tells
+    // no date, and a legacy id (made five days ago) held on two days.
+    let mut strangers = Vec::new();
+    for attempt in 0..5u8 {
+        let chain = format!("batch-stranger-{attempt}");
+        let legacy = uuid::Builder::from_unix_timestamp_millis(
+            u64::try_from(five_days_ago.timestamp_millis()).unwrap(),
+            &[attempt; 10],
+        )
+        .into_uuid();
+        let made_yesterday = uuid::Builder::from_unix_timestamp_millis(
+            u64::try_from(yesterday.timestamp_millis()).unwrap(),
+            &[attempt + 100; 10],
+        )
+        .into_uuid();
+        strangers.push([
+            crate::helpers::row(made_yesterday, yesterday, None, &chain),
+            crate::helpers::row(uuid::Uuid::new_v4(), yesterday, None, &chain),
+            crate::helpers::row(legacy, five_days_ago, None, &chain),
+            crate::helpers::row(legacy, yesterday, None, &chain),
+        ]);
+    }
+    let rows: Vec<_> = strangers.iter().flatten().cloned().collect();
+    app.insert_rows(&rows).await;
+
+    let mut fewest = u64::MAX;
+    for (attempt, parents) in strangers.iter().enumerate() {
+        let chain = |n: usize| format!("batch-{attempt}-{n}");
+        let child = |n: usize, parent: &auditgraph::entity::audit_event::Model| {
+            event_input(json!({"correlationId": chain(n), "parentEventId": parent.event_id.to_string()}))
+        };
+        let mut inputs = vec![
+            child(0, &parents[0]),
+            child(1, &parents[1]),
+            event_input(json!({"correlationId": chain(0)})),
+        ];
+        // The legacy parent, through the transactional path (a client-chosen id) and through the
+        // statement, which finds the guess from its id wrong and links again; left out of the
+        // batches whose statements are counted.
+        match attempt {
+            0 => {
+                inputs.push(child(2, &parents[2]));
+                inputs.push(event_input(json!({"eventId": uuid::Uuid::new_v4().to_string()})));
+            }
+            1 => inputs.push(child(2, &parents[2])),
+            _ => {}
+        }
+        let before = app.store.statements_executed();
+        let data = app.ok(BATCH, json!({"inputs": inputs})).await;
+        if attempt > 1 {
+            fewest = fewest.min(app.store.statements_executed() - before);
+        }
+        let stored = data["createAuditEvents"].as_array().unwrap();
+        assert_eq!(stored.len(), inputs.len());
+        assert_eq!(stored[0]["parentEventDate"], parents[0].event_date.to_string());
+        assert_eq!(stored[1]["parentEventDate"], parents[1].event_date.to_string());
+        assert!(stored[2]["parentEventDate"].is_null());
+        if attempt < 2 {
+            assert_eq!(
+                stored[3]["parentEventDate"],
+                parents[3].event_date.to_string(),
+                "attempt {attempt}: the newer copy of an id stored on two days"
+            );
+        }
+    }
+    if app.store.backend() == sea_orm::DatabaseBackend::Postgres {
+        assert_eq!(fewest, 1, "a batch below unseen parents took {fewest} statements");
+    }
+}
+
+/// Two server processes write batches into the same chains, each linking from the heads it
+/// moved last: a head the other moved meanwhile makes the write link again, and every chain
+/// verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_of_two_processes_into_the_same_chains_link_again_and_verify() {
+    let Some(app) = TestApp::new(crate::helpers::Engine::Postgres).await else {
+        return;
+    };
+    let mut config = auditgraph::config::Config::for_database(&app.url);
+    config.log_key_file = app.keys.path().join("log.key");
+    let second = auditgraph::store::Store::connect(&config.store_options().unwrap())
+        .await
+        .unwrap();
+    let other = auditgraph::app(second, &config).unwrap();
+    let batch = |round: usize| {
+        let inputs: Vec<Value> = (0..6)
+            .map(|n| {
+                event_input(
+                    json!({"correlationId": format!("shared-{}", n % 2), "eventData": {"round": round, "n": n}}),
+                )
+            })
+            .collect();
+        json!({"query": BATCH, "variables": {"inputs": inputs}})
+    };
+    for round in 0..6 {
+        let router = if round % 2 == 0 {
+            app.router.clone()
+        } else {
+            other.clone()
+        };
+        let request = axum::http::Request::post("/graphql")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(batch(round).to_string()))
+            .unwrap();
+        let response = tower::ServiceExt::oneshot(router, request).await.unwrap();
+        let bytes = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(body.get("errors").is_none(), "round {round}: {body}");
+        assert_eq!(body["data"]["createAuditEvents"].as_array().unwrap().len(), 6);
+    }
+    for c in 0..2 {
+        let report = app
+            .ok(
+                "query($c: String!) { verifyChain(correlationId: $c) { valid verifiedEvents } }",
+                json!({"c": format!("shared-{c}")}),
+            )
+            .await;
+        assert_eq!(report["verifyChain"]["valid"], true, "shared-{c}: {report}");
+        assert_eq!(report["verifyChain"]["verifiedEvents"], 18, "shared-{c}: {report}");
     }
 }
