@@ -22,6 +22,7 @@ pub use chain::{ChainHead, StoredChain};
 pub use columns::Columns;
 pub use error::{StoreError, is_unavailable};
 pub use export::ExportFilter;
+pub use hot::PgStatement;
 pub use import::{ImportError, ImportRow, ImportedBatch};
 pub use lifecycle::{Claim, Deleted, Expired, LegalHold, Purged, ReleasedHold, RetentionRun, RunCounts, RunStatus};
 pub use log::{LOG_CHANNEL, LogLeaf, StoredCheckpoint, event_leaf};

@@ -122,13 +122,10 @@ impl Raw {
 
     /// Runs a statement built by the server's store, bound as the server binds it, and returns
     /// its rows.
-    pub async fn run(&mut self, statement: sea_orm::Statement) -> anyhow::Result<Vec<PgRow>> {
-        let values = statement.values.unwrap_or_else(|| sea_orm::Values(Vec::new()));
-        Ok(
-            sqlx::query_with(AssertSqlSafe(statement.sql), sea_query_sqlx::SqlxValues(values))
-                .fetch_all(&mut self.conn)
-                .await?,
-        )
+    pub async fn run(&mut self, statement: auditgraph::store::PgStatement) -> anyhow::Result<Vec<PgRow>> {
+        Ok(sqlx::query_with(AssertSqlSafe(statement.sql), statement.args)
+            .fetch_all(&mut self.conn)
+            .await?)
     }
 
     /// `COPY … FROM STDIN` of CSV text, in one transaction of its own.

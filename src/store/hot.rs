@@ -31,6 +31,17 @@ use sea_orm::{
     ConnAcquireErr, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, QueryResult, RuntimeErr, Statement,
 };
 use sea_query_sqlx::SqlxValues;
+use sqlx::IntoArguments;
+use sqlx::postgres::PgArguments;
+
+/// A PostgreSQL statement with its arguments bound: arrays with NULL elements among them, which
+/// sea-query's values cannot carry.
+pub struct PgStatement {
+    /// The text, with `$n` placeholders.
+    pub sql: String,
+    /// The arguments, encoded.
+    pub args: PgArguments,
+}
 
 /// What each statement is reported to: the store's statement counter and histogram.
 pub(crate) type Observe = Arc<dyn Fn(&sea_orm::metric::Info<'_>) + Send + Sync>;
@@ -100,12 +111,38 @@ impl ReadPool {
     pub(crate) async fn query_each(
         &self,
         mut stmt: Statement,
+        each: impl FnMut(QueryResult) -> Result<(), DbErr>,
+    ) -> Result<(), DbErr> {
+        if self.kept.is_none() {
+            return self.db.query_all_raw(stmt).await?.into_iter().try_for_each(each);
+        }
+        // Moved out: what the statement is reported with is its text.
+        let values = stmt.values.take().unwrap_or_else(|| sea_orm::Values(Vec::new()));
+        self.run(&stmt, SqlxValues(values), each).await
+    }
+
+    /// Runs a PostgreSQL statement whose arguments are bound already, outside any transaction,
+    /// like [`ReadPool::query_all`].
+    pub(crate) async fn query_bound(&self, stmt: PgStatement) -> Result<Vec<QueryResult>, DbErr> {
+        let reported = Statement::from_string(DatabaseBackend::Postgres, stmt.sql);
+        let mut rows = Vec::new();
+        self.run(&reported, stmt.args, |row| {
+            rows.push(row);
+            Ok(())
+        })
+        .await?;
+        Ok(rows)
+    }
+
+    /// Runs `stmt`'s text with `args` on PostgreSQL, on the connection put back last when one is
+    /// kept, and hands each row to `each`.
+    async fn run<A: IntoArguments<Postgres>>(
+        &self,
+        stmt: &Statement,
+        args: A,
         mut each: impl FnMut(QueryResult) -> Result<(), DbErr>,
     ) -> Result<(), DbErr> {
-        let Some(kept) = &self.kept else {
-            return self.db.query_all_raw(stmt).await?.into_iter().try_for_each(each);
-        };
-        let mut conn = match self.take(kept) {
+        let mut conn = match self.kept.as_ref().and_then(|kept| self.take(kept)) {
             Some(conn) => conn,
             None => self
                 .db
@@ -115,11 +152,8 @@ impl ReadPool {
                 .map_err(acquire_error)?,
         };
         let started = Instant::now();
-        // Moved out: what the statement is reported with is its text.
-        let values = stmt.values.take().unwrap_or_else(|| sea_orm::Values(Vec::new()));
         let outcome = async {
-            let mut rows =
-                sqlx::query_with(sqlx::AssertSqlSafe(stmt.sql.as_str()), SqlxValues(values)).fetch(&mut *conn);
+            let mut rows = sqlx::query_with(sqlx::AssertSqlSafe(stmt.sql.as_str()), args).fetch(&mut *conn);
             while let Some(row) = rows
                 .try_next()
                 .await
@@ -132,12 +166,12 @@ impl ReadPool {
         .await;
         (self.observe)(&sea_orm::metric::Info {
             elapsed: started.elapsed(),
-            statement: &stmt,
+            statement: stmt,
             failed: outcome.is_err(),
         });
         // After an error the connection goes back to the pool (dropped), which checks it: sqlx
         // first reads and drops what the statement had still to send.
-        if outcome.is_ok() {
+        if let (Ok(()), Some(kept)) = (&outcome, &self.kept) {
             self.put_back(kept, conn);
         }
         outcome
