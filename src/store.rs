@@ -25,7 +25,7 @@ pub use export::ExportFilter;
 pub use hot::PgStatement;
 pub use import::{ImportError, ImportRow, ImportedBatch};
 pub use lifecycle::{Claim, Deleted, Expired, LegalHold, Purged, ReleasedHold, RetentionRun, RunCounts, RunStatus};
-pub use log::{LOG_CHANNEL, LogLeaf, StoredCheckpoint, event_leaf};
+pub use log::{LOG_CHANNEL, LogLeaf, StoredCheckpoint, VACUUM_QUEUE_EVERY, event_leaf};
 pub use replica::{Lsn, PrimaryReason, ReadFrom, ReplicaSettings, Wanted};
 pub(crate) use write::to_model;
 
@@ -103,6 +103,9 @@ struct Inner {
     group: group::GroupCommit,
     /// Read replicas, when configured.
     replicas: Option<replica::Replicas>,
+    /// Entries the sequencer removed from the log's queue since it last vacuumed it
+    /// (PostgreSQL; see `store/log.rs`).
+    dequeued: AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -230,6 +233,7 @@ impl Store {
             hasher: options.hasher.clone(),
             group,
             replicas,
+            dequeued: AtomicU64::new(0),
         });
         group::GroupCommit::start(Arc::downgrade(&inner), queued);
         let store = Self { inner, reading: None };

@@ -363,15 +363,16 @@ impl Op for RawCreate {
     }
 }
 
-/// The same single-event writes as [`GraphqlCreate`], sent straight to PostgreSQL as the statement
-/// the server's store sends for each when it writes it alone (`Store::single_write_statement`):
-/// the database's share of a write, with the chain hash computed here and no HTTP, GraphQL or
-/// group commit.
+/// The same writes as [`GraphqlCreate`] (single events or batches), sent straight to PostgreSQL
+/// as the statement the server's store sends for them (`Store::write_statement`): the database's
+/// share of a write, with the chain hashes computed here and no HTTP, GraphQL or group commit.
 pub struct RawSameWrite {
     /// The connection.
     pub raw: Raw,
     /// Builds the statements (it is not used to run them).
     pub store: Store,
+    /// Events per statement.
+    pub batch: usize,
     /// Parents to name.
     pub parents: Arc<Vec<EventKey>>,
     /// Picks the parents.
@@ -384,33 +385,37 @@ pub struct RawSameWrite {
 
 impl Op for RawSameWrite {
     async fn once(&mut self) -> anyhow::Result<u64> {
-        self.n += 1;
-        let w = written(&mut self.rng, &self.parents, self.worker, self.n);
-        let input = EventInput {
-            event_type: "bench.write".into(),
-            event_category: "gateway".into(),
-            event_action: "write".into(),
-            event_outcome: "success".into(),
-            actor_type: Some("service".into()),
-            actor_id: Some("bench-writer".into()),
-            resource_type: Some("Pod".into()),
-            resource_id: Some(w.resource_id),
-            correlation_id: w.correlation_id,
-            namespace: Some("prod".into()),
-            parent_event_id: Some(w.parent.id),
-            event_data: w.event_data,
-            ..EventInput::default()
-        };
-        let mut event = input
-            .validate(&Limits::default(), Utc::now())
-            .map_err(|errors| anyhow::anyhow!("the benchmark's event is invalid: {errors:?}"))?;
-        event.submitted_by = Some("anonymous".into());
-        let rows = self.raw.run(self.store.single_write_statement(event)?).await?;
+        let mut events = Vec::with_capacity(self.batch);
+        for _ in 0..self.batch {
+            self.n += 1;
+            let w = written(&mut self.rng, &self.parents, self.worker, self.n);
+            let input = EventInput {
+                event_type: "bench.write".into(),
+                event_category: "gateway".into(),
+                event_action: "write".into(),
+                event_outcome: "success".into(),
+                actor_type: Some("service".into()),
+                actor_id: Some("bench-writer".into()),
+                resource_type: Some("Pod".into()),
+                resource_id: Some(w.resource_id),
+                correlation_id: w.correlation_id,
+                namespace: Some("prod".into()),
+                parent_event_id: Some(w.parent.id),
+                event_data: w.event_data,
+                ..EventInput::default()
+            };
+            let mut event = input
+                .validate(&Limits::default(), Utc::now())
+                .map_err(|errors| anyhow::anyhow!("the benchmark's event is invalid: {errors:?}"))?;
+            event.submitted_by = Some("anonymous".into());
+            events.push(event);
+        }
+        let rows = self.raw.run(self.store.write_statement(events)?).await?;
         let written: i64 = rows
             .first()
             .context("the compare-and-set returned no row")?
             .try_get("written")?;
-        anyhow::ensure!(written == 1, "{written} rows written of 1");
-        Ok(1)
+        anyhow::ensure!(written == self.batch as i64, "{written} rows written of {}", self.batch);
+        Ok(self.batch as u64)
     }
 }

@@ -323,13 +323,13 @@ impl Store {
         Ok(None)
     }
 
-    /// The statement a single-event write sends PostgreSQL when this process has seen neither
-    /// the event's parent nor its chain: the compare-and-set that writes the row (linked to its
-    /// chain as the chain's first event, its parent's date taken from the parent's UUIDv7 id or
-    /// else read by the statement) and moves the head. The benchmark
-    /// runs it raw beside the server's own writes, as the database's share of the same work.
-    pub fn single_write_statement(&self, event: NewEvent) -> Result<PgStatement, StoreError> {
-        let plan = self.link(std::slice::from_ref(&event), &HashMap::new(), BTreeMap::new(), true);
+    /// The statement a write of these events sends PostgreSQL when this process has seen neither
+    /// their parents nor their chains: the compare-and-set that writes the rows (each linked to
+    /// its chain as if the chain started with it, its parent's date taken from the parent's
+    /// UUIDv7 id or else read by the statement) and moves the heads. The benchmark runs it raw
+    /// beside the server's own writes, as the database's share of the same work.
+    pub fn write_statement(&self, events: Vec<NewEvent>) -> Result<PgStatement, StoreError> {
+        let plan = self.link(&events, &HashMap::new(), BTreeMap::new(), true);
         compare_and_set(&plan)
     }
 

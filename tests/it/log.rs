@@ -266,3 +266,53 @@ async fn two_sequencers_on_one_database_give_every_event_one_leaf_without_gaps()
     let events: HashSet<uuid::Uuid> = leaves.iter().map(|l| l.event_id).collect();
     assert_eq!(events.len(), 60, "no event was sequenced twice");
 }
+
+/// Every event passes through the log's queue: the sequencer vacuums the queue's table as entries
+/// leave it, so that removed rows do not pile up where autovacuum is off or behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sequencer_vacuums_the_queue_it_empties() {
+    let Some(app) = TestApp::new(Engine::Postgres).await else {
+        return;
+    };
+    use sea_orm::ConnectionTrait;
+    let vacuums = || async {
+        let row = app
+            .store
+            .db()
+            .query_one_raw(sea_orm::Statement::from_string(
+                app.store.backend(),
+                "SELECT vacuum_count + autovacuum_count AS n FROM pg_stat_user_tables \
+                 WHERE relname = 'audit_log_pending'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    };
+    let before = vacuums().await;
+    // Rows carrying a hash are queued by the database as they go in.
+    let count = usize::try_from(auditgraph::store::VACUUM_QUEUE_EVERY).unwrap() + 100;
+    let now = chrono::Utc::now();
+    let rows: Vec<_> = (0..count)
+        .map(|n| {
+            let mut row = crate::helpers::row(uuid::Uuid::now_v7(), now, None, &format!("vacuum-{}", n % 50));
+            row.event_hash = Some(format!("{n:064x}"));
+            row
+        })
+        .collect();
+    app.insert_rows(&rows).await;
+    assert_eq!(app.store.log_pending().await.unwrap(), count as u64);
+    while app.store.log_pending().await.unwrap() > 0 {
+        app.store.sequence_pending_now(1_000).await.unwrap();
+    }
+    assert_eq!(app.store.log_size().await.unwrap(), count as u64);
+    // Statistics reach the view within a second or so.
+    let started = std::time::Instant::now();
+    while vacuums().await == before {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the queue was not vacuumed after {count} entries left it"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
