@@ -149,11 +149,106 @@ impl ChainHasher {
     }
 }
 
-/// The RFC 8785 canonical bytes of the hashed members of `model`.
+/// The RFC 8785 canonical bytes of the hashed members of `model`: [`hashed_document`]
+/// canonicalized, byte for byte (unit-tested against `serde_json_canonicalizer` on it), written
+/// straight from the event. The members' names are ASCII and fixed, so their sorted order is
+/// [`SORTED_MEMBERS`]; text is escaped as RFC 8785 and `serde_json` both escape it (only `"`,
+/// `\` and control characters); numbers and the stored JSON documents go through
+/// `serde_json_canonicalizer`. Building the document and canonicalizing it as a whole was most
+/// of the work of writing a batch: a map, a key and a value buffer per member, each key parsed
+/// back as JSON to be sorted.
 pub fn canonical(model: &Model) -> Vec<u8> {
-    let document = hashed_document(model);
-    // Serializing a `Value` cannot fail: every key is a string and every number finite.
-    serde_json_canonicalizer::to_vec(&document).unwrap_or_default()
+    let mut out = Vec::with_capacity(768);
+    out.push(b'{');
+    for (at, (name, write)) in SORTED_MEMBERS.iter().enumerate() {
+        if at > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        write(model, &mut out);
+    }
+    out.push(b'}');
+    out
+}
+
+/// A hashed member: its name, and how its canonical value is written.
+type Member = (&'static str, fn(&Model, &mut Vec<u8>));
+
+/// The members of [`HASHED_FIELDS`] in canonical order (by name; all ASCII, so UTF-16 order is
+/// byte order).
+const SORTED_MEMBERS: [Member; 32] = [
+    ("actor_id", |m, out| text(out, &m.actor_id)),
+    ("actor_ip", |m, out| optional_text(out, m.actor_ip.as_deref())),
+    ("actor_type", |m, out| text(out, &m.actor_type)),
+    ("chain_seq", |m, out| jcs(out, &m.chain_seq)),
+    ("cluster_id", |m, out| optional_text(out, m.cluster_id.as_deref())),
+    ("correlation_id", |m, out| text(out, &m.correlation_id)),
+    ("duration_ms", |m, out| jcs(out, &m.duration_ms)),
+    ("error_code", |m, out| optional_text(out, m.error_code.as_deref())),
+    ("error_message", |m, out| optional_text(out, m.error_message.as_deref())),
+    ("event_action", |m, out| text(out, &m.event_action)),
+    ("event_category", |m, out| text(out, &m.event_category)),
+    ("event_data", |m, out| jcs(out, &m.event_data)),
+    ("event_id", |m, out| uuid(out, &m.event_id)),
+    ("event_metadata", |m, out| jcs(out, &m.event_metadata)),
+    ("event_outcome", |m, out| text(out, &m.event_outcome)),
+    ("event_timestamp", |m, out| {
+        text(
+            out,
+            &m.event_timestamp.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        );
+    }),
+    ("event_type", |m, out| text(out, &m.event_type)),
+    ("event_version", |m, out| text(out, &m.event_version)),
+    ("hash_algorithm", |m, out| text(out, &m.hash_algorithm)),
+    ("hash_key_id", |m, out| optional_text(out, m.hash_key_id.as_deref())),
+    ("is_sensitive", |m, out| jcs(out, &m.is_sensitive)),
+    ("namespace", |m, out| optional_text(out, m.namespace.as_deref())),
+    ("parent_event_id", |m, out| match &m.parent_event_id {
+        Some(id) => uuid(out, id),
+        None => out.extend_from_slice(b"null"),
+    }),
+    ("previous_event_hash", |m, out| {
+        optional_text(out, m.previous_event_hash.as_deref());
+    }),
+    ("resource_id", |m, out| text(out, &m.resource_id)),
+    ("resource_name", |m, out| optional_text(out, m.resource_name.as_deref())),
+    ("resource_type", |m, out| text(out, &m.resource_type)),
+    ("retention_days", |m, out| jcs(out, &m.retention_days)),
+    ("severity", |m, out| optional_text(out, m.severity.as_deref())),
+    ("span_id", |m, out| optional_text(out, m.span_id.as_deref())),
+    ("submitted_by", |m, out| optional_text(out, m.submitted_by.as_deref())),
+    ("trace_id", |m, out| optional_text(out, m.trace_id.as_deref())),
+];
+
+/// A JSON string, escaped as RFC 8785 escapes it.
+fn text(out: &mut Vec<u8>, value: &str) {
+    // Writing a string to a vector cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+fn optional_text(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        Some(value) => text(out, value),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// A lowercase hyphenated UUID, as a JSON string (it needs no escaping).
+fn uuid(out: &mut Vec<u8>, id: &uuid::Uuid) {
+    let mut buffer = uuid::Uuid::encode_buffer();
+    out.push(b'"');
+    out.extend_from_slice(id.hyphenated().encode_lower(&mut buffer).as_bytes());
+    out.push(b'"');
+}
+
+/// Any other value (numbers, booleans, `null`, stored JSON documents), canonicalized by
+/// `serde_json_canonicalizer`.
+fn jcs<T: serde::Serialize>(out: &mut Vec<u8>, value: &T) {
+    // Serializing these cannot fail: every key is a string and every number finite.
+    let _ = serde_json_canonicalizer::to_writer(value, out);
 }
 
 /// The document the recipe describes, before canonicalization.
@@ -582,6 +677,62 @@ mod tests {
     /// The canonical text of the test event, as RFC 8785 writes it (members sorted by UTF-16 code
     /// units, no whitespace, `1.0` as `1`).
     const CANONICAL: &str = r#"{"actor_id":"gateway-service","actor_ip":null,"actor_type":"service","chain_seq":1,"cluster_id":null,"correlation_id":"rr-2026-001","duration_ms":12,"error_code":null,"error_message":null,"event_action":"received","event_category":"gateway","event_data":{"a":"é","b":1,"n":10},"event_id":"00000000-0000-0000-0000-000000000001","event_metadata":null,"event_outcome":"success","event_timestamp":"2026-12-05T23:47:34.123456Z","event_type":"gateway.signal.received","event_version":"1.0","hash_algorithm":"sha256-unkeyed","hash_key_id":null,"is_sensitive":false,"namespace":null,"parent_event_id":null,"previous_event_hash":null,"resource_id":"HighCPU","resource_name":null,"resource_type":"signal","retention_days":2555,"severity":null,"span_id":null,"submitted_by":"svc-writer","trace_id":null}"#;
+
+    #[test]
+    fn the_canonical_form_written_from_the_event_is_the_documents_canonical_form() {
+        let mut names: Vec<&str> = SORTED_MEMBERS.iter().map(|(name, _)| *name).collect();
+        let mut fields = HASHED_FIELDS.to_vec();
+        fields.sort_unstable();
+        assert_eq!(names, fields, "the members are the recipe's, sorted");
+        names.dedup();
+        assert_eq!(names.len(), HASHED_FIELDS.len());
+        let texts = [
+            "",
+            "plain",
+            "quote \" backslash \\ slash / tab \t newline \n cr \r bell \u{7} nul \u{0} unit \u{1f} del \u{7f}",
+            "é ü 東京 \u{2028} \u{2029} 😀 \u{feff}",
+            "\u{8}\u{c}<script>&amp;",
+        ];
+        let documents = [
+            json!(null),
+            json!({}),
+            json!({"b": 1.0, "a": "é", "n": 10_u64, "big": 1e21, "small": 1e-7, "neg": -0.0, "x": 123.456}),
+            json!({"\u{20ac}": 1, "\r": 2, "\u{1f600}": 3, "\u{fb33}": 4, "nested": [{"z": true, "a": [null, 2.5e-3]}]}),
+            json!([1, "two", {"three": 3}]),
+            json!("a string"),
+            json!(9_007_199_254_740_993_i64),
+        ];
+        let mut n = 0u8;
+        for text in texts {
+            for document in &documents {
+                n = n.wrapping_add(1);
+                let mut m = event(n);
+                m.event_type = format!("t.{text}");
+                m.actor_id = text.to_string();
+                m.error_message = (n.is_multiple_of(2)).then(|| text.to_string());
+                m.resource_name = (n.is_multiple_of(3)).then(|| format!("{text}{text}"));
+                m.event_data = document.clone();
+                m.event_metadata = (n % 2 == 1).then(|| document.clone());
+                m.parent_event_id = (n.is_multiple_of(2)).then(|| uuid::Uuid::from_u128(u128::from(n) << 64 | 0xabc));
+                m.chain_seq = if n.is_multiple_of(4) {
+                    None
+                } else {
+                    Some(i64::from(n) * 1_000_003)
+                };
+                m.duration_ms = (!n.is_multiple_of(3)).then_some(i32::from(n) - 100);
+                m.retention_days = i32::from(n) * 7;
+                m.is_sensitive = n.is_multiple_of(2);
+                m.previous_event_hash = (!n.is_multiple_of(5)).then(|| "ab".repeat(32));
+                m.hash_key_id = (n % 3 == 1).then(|| "key-1".into());
+                let expected = serde_json_canonicalizer::to_vec(&hashed_document(&m)).unwrap();
+                assert_eq!(
+                    String::from_utf8(canonical(&m)).unwrap(),
+                    String::from_utf8(expected).unwrap(),
+                    "text {text:?}, document {document}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn the_canonical_form_sorts_members_and_writes_numbers_as_ecmascript_does() {
