@@ -113,7 +113,8 @@ impl ApiError {
 
 /// What a client is told when the database is out of reach or every connection is busy.
 pub const UNAVAILABLE_MESSAGE: &str = "the database is unavailable or the server is saturated; retry shortly \
-     (a write may have been committed if the connection was lost at its end: retry with the same eventId)";
+     (a write may have been committed if the connection was lost at its end: events sent with their own \
+     eventId are safe to retry with the same eventId)";
 
 impl From<StoreError> for ApiError {
     /// The one mapping of store failures to what clients see. Store internals (SQL, constraint

@@ -99,7 +99,8 @@ impl Service {
     }
 
     /// Validates and writes for a caller whose role the public methods checked. A single event
-    /// (`alone`) is committed in a group with concurrent single writes; a batch is one transaction.
+    /// (`alone`) is committed in a group with concurrent single writes; a batch is written whole,
+    /// all or none (`Store::create_events`).
     async fn write(
         &self,
         caller: &Principal,

@@ -1,4 +1,4 @@
-//! Group commit of single-event writes.
+//! Group commit of single-event writes, and batches written the same way.
 //!
 //! Each `createAuditEvent` (or REST `POST` of one event) joins a queue; a committer takes what has
 //! queued while the previous groups were being committed and writes it together, so concurrent
@@ -23,6 +23,10 @@
 //! the batch and import paths do before they read them, so those paths always read a head no
 //! group is moving. Writers of different correlations never wait for each other. On SQLite,
 //! which has one writer at a time, a group is one transaction.
+//!
+//! A batch whose ids the server chose is written by the same statement on PostgreSQL, all or
+//! none (`Store::write_batch_lockless`); one with an event at fault goes through the
+//! transactional path of `store/write.rs` instead, which names that event.
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -225,8 +229,6 @@ impl Store {
     /// PostgreSQL: reads, links, and writes with one autocommitted compare-and-set statement;
     /// links again when a chain moved, and after [`RELINKS`] tries writes through the locking path.
     async fn write_group_lockless(&self, events: Vec<NewEvent>) -> Result<Vec<Result<Model, StoreError>>, Refused> {
-        // The primary's statements, on the connection used last (`store/hot.rs`).
-        let db = &self.inner.db;
         let mut trust_cache = true;
         for _ in 0..RELINKS {
             let plan = match self.resolve_lockless(&events, trust_cache).await {
@@ -237,36 +239,10 @@ impl Store {
             if plan.rows.is_empty() {
                 return Ok(plan.finish());
             }
-            let statement = match compare_and_set(&plan) {
-                Ok(statement) => statement,
-                Err(error) => return Err(Refused { events, error }),
-            };
-            match db.query_bound(statement).await.map(|rows| rows.into_iter().next()) {
-                Ok(row) => {
-                    let mut plan = plan;
-                    // The rows are committed: an answer that cannot carry what the database
-                    // added is still the answer, not an error that a retry would write again.
-                    if let Err(error) = apply_returned(row.as_ref(), &mut plan.rows) {
-                        tracing::error!(%error, "a written group's returned holds or parent dates could not be read");
-                    }
-                    self.inner.group.remember(&plan);
-                    return Ok(plan.finish());
-                }
-                // A guessed parent date the foreign key refused is read before the group is
-                // linked again, like a head that moved.
-                Err(err) if is_chain_moved(&err) || (!plan.guessed.is_empty() && is_foreign_key_violation(&err)) => {
-                    tracing::debug!(
-                        "a chain moved or a parent was not as assumed while a group was linked; linking it again"
-                    );
-                    self.inner.group.forget_heads(&plan);
-                    trust_cache = false;
-                }
-                Err(err) => {
-                    return Err(Refused {
-                        events,
-                        error: write_error(err),
-                    });
-                }
+            match self.compare_and_set(plan).await {
+                Attempt::Written(plan) => return Ok(plan.finish()),
+                Attempt::Moved => trust_cache = false,
+                Attempt::Failed(error) => return Err(Refused { events, error }),
             }
         }
         tracing::debug!("chains kept moving under a group; writing its events through the locking path");
@@ -289,38 +265,60 @@ impl Store {
     /// in one autocommitted compare-and-set statement, from the heads this process moved last
     /// and the parents' dates it knows, guesses from their ids or reads in the statement (see the
     /// module documentation). Its events cannot name each other as parents: their ids are not
-    /// known before this answers. `Ok(None)` when the
-    /// batch must go through the transactional path: an event at fault (which that path names,
-    /// with its index), a statement the database refused, or chains that kept moving.
+    /// known before this answers. `Ok(None)` when the batch must go through the transactional
+    /// path: an event at fault (which that path names, with its index) or chains that kept moving.
+    #[tracing::instrument(skip_all, fields(events = events.len()))]
     pub(super) async fn write_batch_lockless(&self, events: &[NewEvent]) -> Result<Option<Vec<Model>>, StoreError> {
         let mut trust_cache = true;
         for _ in 0..RELINKS {
             let (known, heads) = self.resolve_lockless(events, trust_cache).await?;
-            let mut plan = self.link(events, &known, heads, trust_cache);
+            let plan = self.link(events, &known, heads, trust_cache);
             if plan.results.iter().any(|slot| matches!(slot, Slot::Failed(_))) {
                 return Ok(None);
             }
-            let statement = compare_and_set(&plan)?;
-            match self.inner.db.query_bound(statement).await {
-                Ok(rows) => {
-                    // Committed: as for a group, an answer without what the database added is
-                    // still the answer.
-                    if let Err(error) = apply_returned(rows.first(), &mut plan.rows) {
-                        tracing::error!(%error, "a written batch's returned holds or parent dates could not be read");
-                    }
-                    self.inner.group.remember(&plan);
-                    return plan.finish().into_iter().collect::<Result<Vec<_>, _>>().map(Some);
+            match self.compare_and_set(plan).await {
+                Attempt::Written(plan) => return plan.finish().into_iter().collect::<Result<Vec<_>, _>>().map(Some),
+                Attempt::Moved => trust_cache = false,
+                // Refused before anything was written: the transactional path names the event.
+                Attempt::Failed(error) if is_about_a_row(&error) => {
+                    tracing::debug!(%error, "a batch was refused; writing it in a transaction to find the event at fault");
+                    return Ok(None);
                 }
-                Err(err) if is_chain_moved(&err) || (!plan.guessed.is_empty() && is_foreign_key_violation(&err)) => {
-                    self.inner.group.forget_heads(&plan);
-                    trust_cache = false;
-                }
-                // Refused, so not written: the transactional path finds which event is at fault.
-                Err(err) if is_refusal(&err) => return Ok(None),
-                Err(err) => return Err(write_error(err)),
+                Attempt::Failed(error) => return Err(error),
             }
         }
+        tracing::debug!("chains kept moving under a batch; writing it through the locking path");
         Ok(None)
+    }
+
+    /// Sends the compare-and-set statement of `plan` (on the connection used last,
+    /// `store/hot.rs`) and remembers what it wrote.
+    async fn compare_and_set(&self, mut plan: GroupPlan) -> Attempt {
+        let statement = match compare_and_set(&plan) {
+            Ok(statement) => statement,
+            Err(error) => return Attempt::Failed(error),
+        };
+        match self.inner.db.query_bound(statement).await {
+            Ok(rows) => {
+                // The rows are committed: an answer that cannot carry what the database added is
+                // still the answer, not an error that a retry would write again.
+                if let Err(error) = apply_returned(rows.first(), &mut plan.rows) {
+                    tracing::error!(%error, "written rows' returned holds or parent dates could not be read");
+                }
+                self.inner.group.remember(&plan);
+                Attempt::Written(plan)
+            }
+            // A guessed parent date the foreign key refused is read before the rows are linked
+            // again, like a head that moved.
+            Err(err) if is_chain_moved(&err) || (!plan.guessed.is_empty() && is_foreign_key_violation(&err)) => {
+                tracing::debug!(
+                    "a chain moved or a parent was not as assumed while rows were linked; linking them again"
+                );
+                self.inner.group.forget_heads(&plan);
+                Attempt::Moved
+            }
+            Err(err) => Attempt::Failed(write_error(err)),
+        }
     }
 
     /// The statement a write of these events sends PostgreSQL when this process has seen neither
@@ -460,29 +458,28 @@ fn distinct_correlations(events: &[NewEvent]) -> BTreeSet<String> {
     events.iter().map(|e| e.correlation_id.clone()).collect()
 }
 
-/// PostgreSQL: the statement that reads the dates of these parents and the heads of these chains
-/// (a group holds at most [`MAX_GROUP`] events, so one statement always suffices); `None` when
-/// there is nothing to read.
+/// PostgreSQL: the statement that reads the dates of these parents and the heads of these chains,
+/// each list bound as one array (a batch may name any number); `None` when there is nothing to
+/// read.
 fn parents_and_heads_statement(parents: &[Uuid], correlations: &[String]) -> Option<Statement> {
     let mut parts = Vec::new();
-    let mut values: Vec<Value> = Vec::with_capacity(parents.len() + correlations.len());
+    let mut values: Vec<Value> = Vec::with_capacity(2);
     if !parents.is_empty() {
-        let wanted: Vec<String> = (0..parents.len()).map(|i| format!("({i}, ${}::uuid)", i + 1)).collect();
+        values.push(parents.to_vec().into());
         parts.push(format!(
-            "SELECT wanted.n AS n, ({}) AS event_date, NULL::text AS correlation_id, NULL::bigint AS last_seq, \
-             NULL::text AS last_hash FROM (VALUES {}) AS wanted(n, id)",
+            "SELECT (wanted.n - 1)::int AS n, ({}) AS event_date, NULL::text AS correlation_id, NULL::bigint AS last_seq, \
+             NULL::text AS last_hash FROM unnest(${}::uuid[]) WITH ORDINALITY AS wanted(id, n)",
             newest_date_of("wanted.id"),
-            wanted.join(", ")
+            values.len()
         ));
-        values.extend(parents.iter().map(|p| Value::from(*p)));
     }
     if !correlations.is_empty() {
+        values.push(correlations.to_vec().into());
         parts.push(format!(
             "SELECT NULL::int, NULL::date, correlation_id::text, last_seq, last_hash::text FROM audit_chain_heads \
-             WHERE correlation_id IN ({})",
-            super::placeholders(DatabaseBackend::Postgres, values.len() + 1, correlations.len())
+             WHERE correlation_id = ANY(${}::text[])",
+            values.len()
         ));
-        values.extend(correlations.iter().map(|c| Value::from(c.clone())));
     }
     (!parts.is_empty())
         .then(|| Statement::from_sql_and_values(DatabaseBackend::Postgres, parts.join(" UNION ALL "), values))
@@ -519,6 +516,16 @@ async fn read_parents_and_heads(
 struct Refused {
     events: Vec<NewEvent>,
     error: StoreError,
+}
+
+/// What one compare-and-set statement came to.
+enum Attempt {
+    /// Written and committed, with what the database returned applied to the plan's rows.
+    Written(GroupPlan),
+    /// A head moved or a guessed parent date was wrong: nothing was written; link again.
+    Moved,
+    /// Refused for another reason, or not sent; nothing was written.
+    Failed(StoreError),
 }
 
 /// Where an event's answer comes from.
@@ -587,9 +594,9 @@ fn parent_date_of(event: &NewEvent, known: &HashMap<Uuid, NaiveDate>) -> Result<
 /// moved, undoes the whole statement.
 ///
 /// Every value goes in an array of one column: the statement has the same text (four variants)
-/// and the same 47 parameters whatever the number of rows, so each connection parses and plans
-/// it once, where one placeholder per value made a text per group size, each parsed and planned
-/// on every connection, and a batch of 500 rows bound 22,000 parameters.
+/// and the same parameters (46, or 49 with guessed parent dates) whatever the number of rows, so
+/// each connection parses and plans it once, where one placeholder per value made a text per group
+/// size, each parsed and planned on every connection, and a batch of 500 rows bound 22,000.
 fn compare_and_set(plan: &GroupPlan) -> Result<PgStatement, StoreError> {
     let mut args = PgArguments::default();
     let unread = plan
@@ -674,48 +681,132 @@ fn compare_and_set(plan: &GroupPlan) -> Result<PgStatement, StoreError> {
     Ok(PgStatement { sql, args })
 }
 
-/// Every column of a stored event, in the order of [`bind_rows`], with the type of its array.
-const ROW_COLUMNS: [(&str, &str); 40] = [
-    ("event_id", "uuid"),
-    ("event_version", "text"),
-    ("event_timestamp", "timestamptz"),
-    ("event_date", "date"),
-    ("event_type", "text"),
-    ("event_category", "text"),
-    ("event_action", "text"),
-    ("event_outcome", "text"),
-    ("actor_type", "text"),
-    ("actor_id", "text"),
-    ("actor_ip", "text"),
-    ("resource_type", "text"),
-    ("resource_id", "text"),
-    ("resource_name", "text"),
-    ("correlation_id", "text"),
-    ("parent_event_id", "uuid"),
-    ("parent_event_date", "date"),
-    ("trace_id", "text"),
-    ("span_id", "text"),
-    ("namespace", "text"),
-    ("cluster_id", "text"),
-    ("event_data", "jsonb"),
-    ("event_metadata", "jsonb"),
-    ("severity", "text"),
-    ("duration_ms", "int4"),
-    ("error_code", "text"),
-    ("error_message", "text"),
-    ("retention_days", "int4"),
-    ("is_sensitive", "bool"),
-    ("event_hash", "text"),
-    ("previous_event_hash", "text"),
-    ("hash_algorithm", "text"),
-    ("legal_hold", "bool"),
-    ("legal_hold_reason", "text"),
-    ("legal_hold_placed_by", "text"),
-    ("legal_hold_placed_at", "timestamptz"),
-    ("submitted_by", "text"),
-    ("chain_seq", "int8"),
-    ("hash_key_id", "text"),
-    ("chain_note", "text"),
+/// A column's binder: binds the column of every row as one array.
+type Binder = fn(&mut PgArguments, &[Model]) -> Result<(), StoreError>;
+
+/// Every column of a stored event: its name, the type of its array, and its binder (one entry
+/// per column, so that a name cannot drift from the values bound under it).
+const ROW_COLUMNS: [(&str, &str, Binder); 40] = [
+    ("event_id", "uuid", |args, rows| {
+        bind(args, column(rows, |m| m.event_id))
+    }),
+    ("event_version", "text", |args, rows| {
+        bind(args, column(rows, |m| m.event_version.as_str()))
+    }),
+    ("event_timestamp", "timestamptz", |args, rows| {
+        bind(args, column(rows, |m| m.event_timestamp))
+    }),
+    ("event_date", "date", |args, rows| {
+        bind(args, column(rows, |m| m.event_date))
+    }),
+    ("event_type", "text", |args, rows| {
+        bind(args, column(rows, |m| m.event_type.as_str()))
+    }),
+    ("event_category", "text", |args, rows| {
+        bind(args, column(rows, |m| m.event_category.as_str()))
+    }),
+    ("event_action", "text", |args, rows| {
+        bind(args, column(rows, |m| m.event_action.as_str()))
+    }),
+    ("event_outcome", "text", |args, rows| {
+        bind(args, column(rows, |m| m.event_outcome.as_str()))
+    }),
+    ("actor_type", "text", |args, rows| {
+        bind(args, column(rows, |m| m.actor_type.as_str()))
+    }),
+    ("actor_id", "text", |args, rows| {
+        bind(args, column(rows, |m| m.actor_id.as_str()))
+    }),
+    ("actor_ip", "text", |args, rows| {
+        bind(args, column(rows, |m| text(&m.actor_ip)))
+    }),
+    ("resource_type", "text", |args, rows| {
+        bind(args, column(rows, |m| m.resource_type.as_str()))
+    }),
+    ("resource_id", "text", |args, rows| {
+        bind(args, column(rows, |m| m.resource_id.as_str()))
+    }),
+    ("resource_name", "text", |args, rows| {
+        bind(args, column(rows, |m| text(&m.resource_name)))
+    }),
+    ("correlation_id", "text", |args, rows| {
+        bind(args, column(rows, |m| m.correlation_id.as_str()))
+    }),
+    ("parent_event_id", "uuid", |args, rows| {
+        bind(args, column(rows, |m| m.parent_event_id))
+    }),
+    ("parent_event_date", "date", |args, rows| {
+        bind(args, column(rows, |m| m.parent_event_date))
+    }),
+    ("trace_id", "text", |args, rows| {
+        bind(args, column(rows, |m| text(&m.trace_id)))
+    }),
+    ("span_id", "text", |args, rows| {
+        bind(args, column(rows, |m| text(&m.span_id)))
+    }),
+    ("namespace", "text", |args, rows| {
+        bind(args, column(rows, |m| text(&m.namespace)))
+    }),
+    ("cluster_id", "text", |args, rows| {
+        bind(args, column(rows, |m| text(&m.cluster_id)))
+    }),
+    ("event_data", "jsonb", |args, rows| {
+        bind(args, column(rows, |m| Json(&m.event_data)))
+    }),
+    ("event_metadata", "jsonb", |args, rows| {
+        bind(args, column(rows, |m| m.event_metadata.as_ref().map(Json)))
+    }),
+    ("severity", "text", |args, rows| {
+        bind(args, column(rows, |m| text(&m.severity)))
+    }),
+    ("duration_ms", "int4", |args, rows| {
+        bind(args, column(rows, |m| m.duration_ms))
+    }),
+    ("error_code", "text", |args, rows| {
+        bind(args, column(rows, |m| text(&m.error_code)))
+    }),
+    ("error_message", "text", |args, rows| {
+        bind(args, column(rows, |m| text(&m.error_message)))
+    }),
+    ("retention_days", "int4", |args, rows| {
+        bind(args, column(rows, |m| m.retention_days))
+    }),
+    ("is_sensitive", "bool", |args, rows| {
+        bind(args, column(rows, |m| m.is_sensitive))
+    }),
+    ("event_hash", "text", |args, rows| {
+        bind(args, column(rows, |m| text(&m.event_hash)))
+    }),
+    ("previous_event_hash", "text", |args, rows| {
+        bind(args, column(rows, |m| text(&m.previous_event_hash)))
+    }),
+    ("hash_algorithm", "text", |args, rows| {
+        bind(args, column(rows, |m| m.hash_algorithm.as_str()))
+    }),
+    ("legal_hold", "bool", |args, rows| {
+        bind(args, column(rows, |m| m.legal_hold))
+    }),
+    ("legal_hold_reason", "text", |args, rows| {
+        bind(args, column(rows, |m| text(&m.legal_hold_reason)))
+    }),
+    ("legal_hold_placed_by", "text", |args, rows| {
+        bind(args, column(rows, |m| text(&m.legal_hold_placed_by)))
+    }),
+    ("legal_hold_placed_at", "timestamptz", |args, rows| {
+        bind(args, column(rows, |m| m.legal_hold_placed_at))
+    }),
+    ("submitted_by", "text", |args, rows| {
+        bind(args, column(rows, |m| text(&m.submitted_by)))
+    }),
+    ("chain_seq", "int8", |args, rows| {
+        bind(args, column(rows, |m| m.chain_seq))
+    }),
+    ("hash_key_id", "text", |args, rows| {
+        bind(args, column(rows, |m| text(&m.hash_key_id)))
+    }),
+    ("chain_note", "text", |args, rows| {
+        bind(args, column(rows, |m| text(&m.chain_note)))
+    }),
 ];
 
 /// The INSERT of the rows bound by [`bind_rows`] as parameters `$1` to `$40`, one array per
@@ -723,11 +814,11 @@ const ROW_COLUMNS: [(&str, &str); 40] = [
 /// newest date (the one [`newest_date_of`] reads), and a row whose parent is unknown, or whose
 /// date is more than a day before its parent's, is left out.
 fn inserted_rows(read_parents: bool) -> String {
-    let names: Vec<&str> = ROW_COLUMNS.iter().map(|(name, _)| *name).collect();
+    let names: Vec<&str> = ROW_COLUMNS.iter().map(|(name, _, _)| *name).collect();
     let arrays: Vec<String> = ROW_COLUMNS
         .iter()
         .enumerate()
-        .map(|(i, (_, kind))| format!("${}::{kind}[]", i + 1))
+        .map(|(i, (_, kind, _))| format!("${}::{kind}[]", i + 1))
         .collect();
     let source = format!("unnest({}) AS incoming({})", arrays.join(", "), names.join(", "));
     if !read_parents {
@@ -762,53 +853,16 @@ fn bind<'q, T: sea_orm::sqlx::Encode<'q, Postgres> + sea_orm::sqlx::Type<Postgre
 
 /// Binds the rows as one array per column, in the order of [`ROW_COLUMNS`].
 fn bind_rows(args: &mut PgArguments, rows: &[Model]) -> Result<(), StoreError> {
-    fn column<'a, T>(rows: &'a [Model], value: impl Fn(&'a Model) -> T) -> Vec<T> {
-        rows.iter().map(value).collect()
-    }
-    fn text(value: &Option<String>) -> Option<&str> {
-        value.as_deref()
-    }
-    bind(args, column(rows, |m| m.event_id))?;
-    bind(args, column(rows, |m| m.event_version.as_str()))?;
-    bind(args, column(rows, |m| m.event_timestamp))?;
-    bind(args, column(rows, |m| m.event_date))?;
-    bind(args, column(rows, |m| m.event_type.as_str()))?;
-    bind(args, column(rows, |m| m.event_category.as_str()))?;
-    bind(args, column(rows, |m| m.event_action.as_str()))?;
-    bind(args, column(rows, |m| m.event_outcome.as_str()))?;
-    bind(args, column(rows, |m| m.actor_type.as_str()))?;
-    bind(args, column(rows, |m| m.actor_id.as_str()))?;
-    bind(args, column(rows, |m| text(&m.actor_ip)))?;
-    bind(args, column(rows, |m| m.resource_type.as_str()))?;
-    bind(args, column(rows, |m| m.resource_id.as_str()))?;
-    bind(args, column(rows, |m| text(&m.resource_name)))?;
-    bind(args, column(rows, |m| m.correlation_id.as_str()))?;
-    bind(args, column(rows, |m| m.parent_event_id))?;
-    bind(args, column(rows, |m| m.parent_event_date))?;
-    bind(args, column(rows, |m| text(&m.trace_id)))?;
-    bind(args, column(rows, |m| text(&m.span_id)))?;
-    bind(args, column(rows, |m| text(&m.namespace)))?;
-    bind(args, column(rows, |m| text(&m.cluster_id)))?;
-    bind(args, column(rows, |m| Json(&m.event_data)))?;
-    bind(args, column(rows, |m| m.event_metadata.as_ref().map(Json)))?;
-    bind(args, column(rows, |m| text(&m.severity)))?;
-    bind(args, column(rows, |m| m.duration_ms))?;
-    bind(args, column(rows, |m| text(&m.error_code)))?;
-    bind(args, column(rows, |m| text(&m.error_message)))?;
-    bind(args, column(rows, |m| m.retention_days))?;
-    bind(args, column(rows, |m| m.is_sensitive))?;
-    bind(args, column(rows, |m| text(&m.event_hash)))?;
-    bind(args, column(rows, |m| text(&m.previous_event_hash)))?;
-    bind(args, column(rows, |m| m.hash_algorithm.as_str()))?;
-    bind(args, column(rows, |m| m.legal_hold))?;
-    bind(args, column(rows, |m| text(&m.legal_hold_reason)))?;
-    bind(args, column(rows, |m| text(&m.legal_hold_placed_by)))?;
-    bind(args, column(rows, |m| m.legal_hold_placed_at))?;
-    bind(args, column(rows, |m| text(&m.submitted_by)))?;
-    bind(args, column(rows, |m| m.chain_seq))?;
-    bind(args, column(rows, |m| text(&m.hash_key_id)))?;
-    bind(args, column(rows, |m| text(&m.chain_note)))?;
-    Ok(())
+    ROW_COLUMNS.iter().try_for_each(|(_, _, binder)| binder(args, rows))
+}
+
+/// One column of every row.
+fn column<'a, T>(rows: &'a [Model], value: impl Fn(&'a Model) -> T) -> Vec<T> {
+    rows.iter().map(value).collect()
+}
+
+fn text(value: &Option<String>) -> Option<&str> {
+    value.as_deref()
 }
 
 /// Gives the written rows the parents' dates the statement read and the legal holds the database
@@ -857,16 +911,6 @@ fn is_chain_moved(err: &DbErr) -> bool {
         return false;
     };
     matches!(&**e, sea_orm::sqlx::Error::Database(db) if db.code().as_deref() == Some("40001"))
-}
-
-/// Whether the database refused a statement (and so, autocommitted, wrote nothing of it), as
-/// opposed to a connection lost with the statement's outcome unknown.
-fn is_refusal(err: &DbErr) -> bool {
-    use sea_orm::RuntimeErr;
-    let (DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e))) = err else {
-        return false;
-    };
-    matches!(&**e, sea_orm::sqlx::Error::Database(_))
 }
 
 /// Whether a statement broke a foreign key (a parent that is not stored on the date given).
@@ -957,7 +1001,7 @@ mod tests {
         let entity: Vec<String> = crate::entity::audit_event::Column::iter()
             .map(|c| c.to_string())
             .collect();
-        let bound: Vec<&str> = ROW_COLUMNS.iter().map(|(name, _)| *name).collect();
+        let bound: Vec<&str> = ROW_COLUMNS.iter().map(|(name, _, _)| *name).collect();
         assert_eq!(bound, entity);
         let input = EventInput {
             event_type: "t.x.y".into(),

@@ -9,8 +9,8 @@
 //! A [`ReadPool`] keeps a few connections out of the pool between statements and lends the one
 //! put back last: at low concurrency the same few backends answer every read, and a connection
 //! that answered a moment ago goes out again without the round trip. Only statements that run
-//! outside a transaction go through it: reads, and the autocommitted statements of a write group
-//! (`store/group.rs`). Transactions take their connection from the pool.
+//! outside a transaction go through it: reads, and the autocommitted statements of write groups
+//! and batches (`store/group.rs`). Transactions take their connection from the pool.
 //!
 //! - A kept connection is one the pool counts as lent. None is kept while the pool has no idle
 //!   connection left: a read or a write may be waiting for one, and would wait for as long as the

@@ -7,6 +7,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
     QueryFilter, SqlErr, Statement,
 };
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{Store, StoreError, save_heads};
@@ -95,7 +96,7 @@ fn same_content(new: &NewEvent, stored: &Model) -> bool {
 }
 
 /// Rows per multi-row INSERT: the bind-parameter limit (65,535 on PostgreSQL, 32,766 on SQLite)
-/// divided by the 36 columns, with room to spare.
+/// divided by the 40 columns, with room to spare.
 fn rows_per_insert(backend: DatabaseBackend) -> usize {
     match backend {
         DatabaseBackend::Postgres => 1_500,
@@ -150,19 +151,26 @@ impl Store {
     /// offending event.
     ///
     /// On PostgreSQL a batch whose ids the server chose is written in one autocommitted
-    /// statement ([`Store::write_batch_lockless`]); it falls back to [`Store::write_locked`] when
-    /// an event is at fault, to name it. Other batches, and every batch on SQLite, are one
-    /// transaction.
+    /// statement (`Store::write_batch_lockless`), in a task of its own: dropping this future (a
+    /// cancelled request) cannot stop that statement from committing, so it always runs to its
+    /// end and what it moved is remembered. It falls back to the transactional path
+    /// (`Store::write_locked`) when an event is at fault, to name it. Other batches, and every
+    /// batch on SQLite, are one transaction.
     #[tracing::instrument(skip_all, fields(events = batch.len()))]
     pub async fn create_events(&self, batch: Vec<NewEvent>) -> Result<Vec<Model>, StoreError> {
         self.ensure_partitions(&batch).await?;
-        if self.backend() == DatabaseBackend::Postgres
-            && batch.iter().all(|e| !e.client_supplied_id)
-            && let Some(written) = self.write_batch_lockless(&batch).await?
-        {
-            return Ok(written);
+        if self.backend() != DatabaseBackend::Postgres || batch.iter().any(|e| e.client_supplied_id) {
+            return self.write_locked(batch).await;
         }
-        self.write_locked(batch).await
+        let batch = std::sync::Arc::new(batch);
+        let (store, events) = (self.clone(), batch.clone());
+        let written = tokio::spawn(async move { store.write_batch_lockless(&events).await }.in_current_span())
+            .await
+            .map_err(|e| StoreError::Internal(format!("a batch write stopped: {e}")))??;
+        match written {
+            Some(written) => Ok(written),
+            None => self.write_locked(std::sync::Arc::unwrap_or_clone(batch)).await,
+        }
     }
 
     /// Writes validated events in one transaction that holds their chains' locks, all or none:

@@ -292,20 +292,40 @@ async fn a_batch_larger_than_one_insert_statement_is_split_and_stays_atomic() {
         let Some(app) = TestApp::with_config(engine, |c| c.max_batch_size = 4000).await else {
             continue;
         };
-        // 36 columns × 4,000 rows is far beyond both engines' bind-parameter limits.
+        // 40 columns × 4,000 rows is far beyond both engines' bind-parameter limits. Ids the
+        // client chose take the transactional path, which splits the rows into several INSERTs;
+        // on PostgreSQL ids the server chooses go in one statement of one array per column.
+        let inputs: Vec<_> = (0..4000)
+            .map(|i| {
+                event_input(
+                    json!({"correlationId": format!("rr-big-{}", i % 7), "eventId": uuid::Uuid::now_v7().to_string()}),
+                )
+            })
+            .collect();
+        let data = app.ok(BATCH, json!({"inputs": inputs})).await;
+        assert_eq!(data["createAuditEvents"].as_array().unwrap().len(), 4000);
         let inputs: Vec<_> = (0..4000)
             .map(|i| event_input(json!({"correlationId": format!("rr-big-{}", i % 7)})))
             .collect();
         let data = app.ok(BATCH, json!({"inputs": inputs})).await;
         assert_eq!(data["createAuditEvents"].as_array().unwrap().len(), 4000);
-        assert_eq!(app.row_count().await, 4000);
+        assert_eq!(app.row_count().await, 8000);
+        for c in 0..7 {
+            let report = app
+                .ok(
+                    "query($c: String!) { verifyChain(correlationId: $c) { valid verifiedEvents } }",
+                    json!({"c": format!("rr-big-{c}")}),
+                )
+                .await;
+            assert_eq!(report["verifyChain"]["valid"], true, "rr-big-{c}: {report}");
+        }
         let mut inputs: Vec<_> = (0..4000).map(|_| event_input(json!({}))).collect();
         inputs[3999] = event_input(json!({"parentEventId": uuid::Uuid::now_v7()}));
         let error = app.error(BATCH, json!({"inputs": inputs})).await;
         assert_eq!(error["extensions"]["index"], 3999);
         assert_eq!(
             app.row_count().await,
-            4000,
+            8000,
             "on {engine:?} the failed batch left nothing behind"
         );
     }
@@ -687,6 +707,24 @@ async fn a_batch_is_one_statement_below_parents_this_process_has_not_seen(app: T
     if app.store.backend() == sea_orm::DatabaseBackend::Postgres {
         assert_eq!(fewest, 1, "a batch below unseen parents took {fewest} statements");
     }
+
+    // A parent whose id tells no date, stored today, and a child dated three days before it:
+    // the error names the child, and nothing of its batch is written.
+    let today = crate::helpers::row(uuid::Uuid::new_v4(), now, None, "batch-late-parent");
+    app.insert_rows(std::slice::from_ref(&today)).await;
+    let before = app.row_count().await;
+    let early = (now - chrono::Duration::days(3)).to_rfc3339();
+    let inputs = json!([
+        event_input(json!({"correlationId": "batch-late-0"})),
+        event_input(
+            json!({"correlationId": "batch-late-1", "parentEventId": today.event_id.to_string(),
+                           "eventTimestamp": early})
+        ),
+    ]);
+    let error = app.error(BATCH, json!({"inputs": inputs})).await;
+    assert_eq!(error["extensions"]["index"], 1, "{error}");
+    assert_eq!(error["extensions"]["field"], "eventTimestamp", "{error}");
+    assert_eq!(app.row_count().await, before, "the refused batch wrote nothing");
 }
 
 /// Two server processes write batches into the same chains, each linking from the heads it
