@@ -311,13 +311,8 @@ async fn a_batch_larger_than_one_insert_statement_is_split_and_stays_atomic() {
         assert_eq!(data["createAuditEvents"].as_array().unwrap().len(), 4000);
         assert_eq!(app.row_count().await, 8000);
         for c in 0..7 {
-            let report = app
-                .ok(
-                    "query($c: String!) { verifyChain(correlationId: $c) { valid verifiedEvents } }",
-                    json!({"c": format!("rr-big-{c}")}),
-                )
-                .await;
-            assert_eq!(report["verifyChain"]["valid"], true, "rr-big-{c}: {report}");
+            let report = verify_chain(&app, &format!("rr-big-{c}")).await;
+            assert_eq!(report["valid"], true, "rr-big-{c}: {report}");
         }
         let mut inputs: Vec<_> = (0..4000).map(|_| event_input(json!({}))).collect();
         inputs[3999] = event_input(json!({"parentEventId": uuid::Uuid::now_v7()}));
@@ -622,13 +617,8 @@ async fn concurrent_single_writes_commit_together_and_a_refused_one_fails_alone(
         ones - ones_before
     );
     for c in 0..4 {
-        let report = app
-            .ok(
-                "query($c: String!) { verifyChain(correlationId: $c) { valid verifiedEvents } }",
-                json!({"c": format!("gc-{c}")}),
-            )
-            .await;
-        assert_eq!(report["verifyChain"]["valid"], true, "gc-{c}: {report}");
+        let report = verify_chain(&app, &format!("gc-{c}")).await;
+        assert_eq!(report["valid"], true, "gc-{c}: {report}");
     }
 }
 
@@ -771,13 +761,18 @@ async fn batches_of_two_processes_into_the_same_chains_link_again_and_verify() {
         assert_eq!(body["data"]["createAuditEvents"].as_array().unwrap().len(), 6);
     }
     for c in 0..2 {
-        let report = app
-            .ok(
-                "query($c: String!) { verifyChain(correlationId: $c) { valid verifiedEvents } }",
-                json!({"c": format!("shared-{c}")}),
-            )
-            .await;
-        assert_eq!(report["verifyChain"]["valid"], true, "shared-{c}: {report}");
-        assert_eq!(report["verifyChain"]["verifiedEvents"], 18, "shared-{c}: {report}");
+        let report = verify_chain(&app, &format!("shared-{c}")).await;
+        assert_eq!(report["valid"], true, "shared-{c}: {report}");
+        assert_eq!(report["verifiedEvents"], 18, "shared-{c}: {report}");
     }
+}
+
+/// `verifyChain` of one correlation: whether it is valid and how many events it verified.
+async fn verify_chain(app: &TestApp, correlation_id: &str) -> Value {
+    app.ok(
+        "query($c: String!) { verifyChain(correlationId: $c) { valid verifiedEvents } }",
+        json!({"c": correlation_id}),
+    )
+    .await["verifyChain"]
+        .clone()
 }
