@@ -373,18 +373,25 @@ impl Store {
         rows.iter().map(checkpoint_of).collect()
     }
 
-    /// Stores a checkpoint; one of the same size stored already (by another process) stays.
+    /// Stores a checkpoint; one of the same size stored already (by another process, or by this
+    /// one's publisher meanwhile) stays. The row goes in only where none of its size exists: on
+    /// SQLite the trigger that keeps the log append-only refuses a taken key before `ON CONFLICT`
+    /// is considered, so a second checkpoint of one size failed the request that asked for it.
     pub async fn save_checkpoint(&self, tree_size: u64, root: &Hash, note: &str) -> Result<(), StoreError> {
         let backend = self.backend();
         let sql = format!(
-            "INSERT INTO audit_log_checkpoints (tree_size, root_hash, note) VALUES ({}) ON CONFLICT (tree_size) DO NOTHING",
-            placeholders(backend, 1, 3)
+            "INSERT INTO audit_log_checkpoints (tree_size, root_hash, note) SELECT {} \
+             WHERE NOT EXISTS (SELECT 1 FROM audit_log_checkpoints WHERE tree_size = {}) \
+             ON CONFLICT (tree_size) DO NOTHING",
+            placeholders(backend, 1, 3),
+            placeholders(backend, 4, 1)
         );
+        let size = signed(tree_size);
         self.db()
             .execute_raw(Statement::from_sql_and_values(
                 backend,
                 sql,
-                [signed(tree_size).into(), root.to_vec().into(), note.to_string().into()],
+                [size.into(), root.to_vec().into(), note.to_string().into(), size.into()],
             ))
             .await?;
         Ok(())

@@ -16,6 +16,7 @@ use crate::helpers::{Engine, TestApp, brief, event_input};
 both_engines!(
     checkpoints_and_proofs_check_against_each_other,
     a_rewritten_chain_disagrees_with_the_log,
+    a_checkpoint_stored_twice_keeps_the_first,
 );
 
 const CHECKPOINT: &str = "{ logCheckpoint { treeSize rootHash note verifierKey createdAt } }";
@@ -315,4 +316,15 @@ async fn the_sequencer_vacuums_the_queue_it_empties() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// Two writers of a checkpoint of one size (the publisher and a request asking for one, or two
+/// processes): the second leaves the first in place and succeeds, on both engines.
+async fn a_checkpoint_stored_twice_keeps_the_first(app: TestApp) {
+    let root: Hash = [7; 32];
+    app.store.save_checkpoint(5, &root, "first").await.unwrap();
+    app.store.save_checkpoint(5, &[8; 32], "second").await.unwrap();
+    let stored = app.store.checkpoints().await.unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].note, "first");
 }
