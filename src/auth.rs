@@ -31,7 +31,7 @@ pub(crate) const MAX_PRINCIPAL_LEN: usize = 255;
 
 /// Checks a principal name from any source (an API key, a JWT claim, a proxy header, an operator
 /// named on the command line), so that every mode records only names an audit trail can show:
-/// not blank, at most [`MAX_PRINCIPAL_LEN`] bytes, free of control characters (a NUL or a newline
+/// not blank, at most `MAX_PRINCIPAL_LEN` bytes, free of control characters (a NUL or a newline
 /// could forge or truncate log lines and records), and not `anonymous`, which stands for the
 /// unauthenticated caller and must not be borrowed by an authenticated one.
 ///

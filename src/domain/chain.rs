@@ -152,7 +152,7 @@ impl ChainHasher {
 /// The RFC 8785 canonical bytes of the hashed members of `model`: [`hashed_document`]
 /// canonicalized, byte for byte (unit-tested against `serde_json_canonicalizer` on it), written
 /// straight from the event. The members' names are ASCII and fixed, so their sorted order is
-/// [`SORTED_MEMBERS`]; text is escaped as RFC 8785 and `serde_json` both escape it (only `"`,
+/// `SORTED_MEMBERS`; text is escaped as RFC 8785 and `serde_json` both escape it (only `"`,
 /// `\` and control characters); numbers and the stored JSON documents go through
 /// `serde_json_canonicalizer`. Building the document and canonicalizing it as a whole was most
 /// of the work of writing a batch: a map, a key and a value buffer per member, each key parsed

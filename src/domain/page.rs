@@ -1,4 +1,4 @@
-//! Relay cursor-connection arithmetic (https://relay.dev/graphql/connections.htm), independent of
+//! Relay cursor-connection arithmetic (<https://relay.dev/graphql/connections.htm>), independent of
 //! storage. A page is fetched as `limit + 1` rows in the direction of travel; the extra row tells
 //! whether more exist on that side.
 
