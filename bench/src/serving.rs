@@ -672,6 +672,14 @@ fn conclusions(bench: &Bench) -> String {
     let median = |f: &Figure| report::stats(&f.ours).0;
     let raw_median = |f: &Figure| report::stats(&f.raw).0;
     let ratio = |f: &Figure| f.ratio().map_or("—".to_string(), |r| format!("{r:.2}×"));
+    // The server's own statement sent raw beside the plain INSERT of the workload `label`, and
+    // ours beside that statement.
+    let statement_share = |label: &str, statement: &str, insert: &str, case: &str| {
+        let ours = find(label, statement)?;
+        let insert = find(label, insert)?;
+        let alone = raw_median(ours) / raw_median(insert).max(f64::EPSILON);
+        Some(format!("{alone:.2}× {case} (ours {})", ratio(ours)))
+    };
     let mut out = String::from("### What to conclude\n\n");
     if let (Some(c1), Some(c10k), Some(o1), Some(o10k)) = (
         find("`auditEvents` page 1 ", "keyset"),
@@ -739,10 +747,12 @@ fn conclusions(bench: &Bench) -> String {
         let same: Vec<String> = [1, 4, 16]
             .iter()
             .filter_map(|c| {
-                let ours = find(&format!("`createAuditEvent`, concurrency {c}"), SAME_WRITE)?;
-                let insert = find(&format!("`createAuditEvent`, concurrency {c}"), "single-row")?;
-                let alone = raw_median(ours) / raw_median(insert).max(f64::EPSILON);
-                Some(format!("{alone:.2}× at concurrency {c} (ours {})", ratio(ours)))
+                statement_share(
+                    &format!("`createAuditEvent`, concurrency {c}"),
+                    SAME_WRITE,
+                    "single-row",
+                    &format!("at concurrency {c}"),
+                )
             })
             .collect();
         if !same.is_empty() {
@@ -776,11 +786,12 @@ fn conclusions(bench: &Bench) -> String {
         let same: Vec<String> = [10, 100, 500]
             .iter()
             .filter_map(|n| {
-                let label = format!("`createAuditEvents` of {n}");
-                let ours = find(&label, SAME_BATCH)?;
-                let insert = find(&label, &format!("{n}-row"))?;
-                let alone = raw_median(ours) / raw_median(insert).max(f64::EPSILON);
-                Some(format!("{alone:.2}× for {n} (ours {})", ratio(ours)))
+                statement_share(
+                    &format!("`createAuditEvents` of {n}"),
+                    SAME_BATCH,
+                    &format!("{n}-row"),
+                    &format!("for {n}"),
+                )
             })
             .collect();
         if !same.is_empty() {

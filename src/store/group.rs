@@ -192,12 +192,8 @@ impl Store {
 
     /// Writes independent events; one result each, in order.
     async fn write_group(&self, events: Vec<NewEvent>) -> Vec<Result<Model, StoreError>> {
-        let months: BTreeSet<NaiveDate> = events.iter().map(|e| e.event_date).collect();
-        for day in months {
-            if let Err(err) = self.ensure_partition(day).await {
-                let err = StoreError::from(err);
-                return events.iter().map(|_| Err(copy_error(&err))).collect();
-            }
+        if let Err(err) = self.ensure_partitions(&events).await {
+            return events.iter().map(|_| Err(copy_error(&err))).collect();
         }
         let count = events.len();
         let outcome = match self.backend() {
@@ -255,6 +251,7 @@ impl Store {
 
     /// Writes one event through the batch path (its own transaction, chain locks held).
     async fn write_alone(&self, event: NewEvent) -> Result<Model, StoreError> {
+        self.ensure_partitions(std::slice::from_ref(&event)).await?;
         let mut stored = self.write_locked(vec![event]).await?;
         stored
             .pop()
@@ -294,7 +291,7 @@ impl Store {
     /// Sends the compare-and-set statement of `plan` (on the connection used last,
     /// `store/hot.rs`) and remembers what it wrote.
     async fn compare_and_set(&self, mut plan: GroupPlan) -> Attempt {
-        let statement = match compare_and_set(&plan) {
+        let statement = match compare_and_set_statement(&plan) {
             Ok(statement) => statement,
             Err(error) => return Attempt::Failed(error),
         };
@@ -328,7 +325,7 @@ impl Store {
     /// beside the server's own writes, as the database's share of the same work.
     pub fn write_statement(&self, events: Vec<NewEvent>) -> Result<PgStatement, StoreError> {
         let plan = self.link(&events, &HashMap::new(), BTreeMap::new(), true);
-        compare_and_set(&plan)
+        compare_and_set_statement(&plan)
     }
 
     /// SQLite: the group in one transaction, behind the write gate.
@@ -597,7 +594,7 @@ fn parent_date_of(event: &NewEvent, known: &HashMap<Uuid, NaiveDate>) -> Result<
 /// and the same parameters (46, or 49 with guessed parent dates) whatever the number of rows, so
 /// each connection parses and plans it once, where one placeholder per value made a text per group
 /// size, each parsed and planned on every connection, and a batch of 500 rows bound 22,000.
-fn compare_and_set(plan: &GroupPlan) -> Result<PgStatement, StoreError> {
+fn compare_and_set_statement(plan: &GroupPlan) -> Result<PgStatement, StoreError> {
     let mut args = PgArguments::default();
     let unread = plan
         .rows

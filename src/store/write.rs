@@ -162,22 +162,26 @@ impl Store {
         if self.backend() != DatabaseBackend::Postgres || batch.iter().any(|e| e.client_supplied_id) {
             return self.write_locked(batch).await;
         }
-        let batch = std::sync::Arc::new(batch);
-        let (store, events) = (self.clone(), batch.clone());
-        let written = tokio::spawn(async move { store.write_batch_lockless(&events).await }.in_current_span())
-            .await
-            .map_err(|e| StoreError::Internal(format!("a batch write stopped: {e}")))??;
-        match written {
+        let store = self.clone();
+        let (batch, written) = tokio::spawn(
+            async move {
+                let written = store.write_batch_lockless(&batch).await;
+                (batch, written)
+            }
+            .in_current_span(),
+        )
+        .await
+        .map_err(|e| StoreError::Internal(format!("a batch write stopped: {e}")))?;
+        match written? {
             Some(written) => Ok(written),
-            None => self.write_locked(std::sync::Arc::unwrap_or_clone(batch)).await,
+            None => self.write_locked(batch).await,
         }
     }
 
-    /// Writes validated events in one transaction that holds their chains' locks, all or none:
-    /// the path that names the event at fault, and the one for client-chosen ids, which it makes
-    /// idempotent. Rows go in with multi-row INSERTs.
+    /// Writes validated events, whose partitions exist, in one transaction that holds their
+    /// chains' locks, all or none: the path that names the event at fault, and the one for
+    /// client-chosen ids, which it makes idempotent. Rows go in with multi-row INSERTs.
     pub(super) async fn write_locked(&self, batch: Vec<NewEvent>) -> Result<Vec<Model>, StoreError> {
-        self.ensure_partitions(&batch).await?;
         let write = self.begin_write().await?;
         let results = self.write_in(&write.txn, batch).await?;
         write.txn.commit().await?;
@@ -185,7 +189,7 @@ impl Store {
     }
 
     /// Makes sure the partitions of the events' months exist.
-    async fn ensure_partitions(&self, batch: &[NewEvent]) -> Result<(), StoreError> {
+    pub(super) async fn ensure_partitions(&self, batch: &[NewEvent]) -> Result<(), StoreError> {
         let months: BTreeSet<NaiveDate> = batch.iter().map(|e| e.event_date).collect();
         for day in months {
             self.ensure_partition(day).await?;

@@ -336,13 +336,7 @@ impl TestApp {
 
     /// POSTs a GraphQL operation; returns the whole response body.
     pub async fn graphql(&self, query: &str, variables: Value) -> Value {
-        let request = Request::post("/graphql")
-            .header("content-type", "application/json")
-            .body(Body::from(json!({"query": query, "variables": variables}).to_string()))
-            .expect("request");
-        let (status, body) = self.send(request).await;
-        assert_eq!(status, StatusCode::OK, "GraphQL answered {status}: {}", brief(&body));
-        body
+        graphql_through(self.router.clone(), query, variables).await
     }
 
     /// POSTs a GraphQL operation; returns the response body as the server wrote it.
@@ -440,6 +434,22 @@ macro_rules! both_engines {
             }
         )*
     };
+}
+
+/// POSTs a GraphQL operation through `router` (an app's, or another server process's on the same
+/// database); returns the whole response body, which must come with status 200.
+pub async fn graphql_through(router: Router, query: &str, variables: Value) -> Value {
+    let request = Request::post("/graphql")
+        .header("content-type", "application/json")
+        .body(Body::from(json!({"query": query, "variables": variables}).to_string()))
+        .expect("request");
+    let response = router.oneshot(request).await.expect("router answers");
+    let status = response.status();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    let body: Value =
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    assert_eq!(status, StatusCode::OK, "GraphQL answered {status}: {}", brief(&body));
+    body
 }
 
 /// An event row for bulk set-up, bypassing the API (large trees would take too long to write one

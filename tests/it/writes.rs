@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::both_engines;
-use crate::helpers::{CREATE, TestApp, event_input};
+use crate::helpers::{CREATE, TestApp, event_input, graphql_through};
 
 both_engines!(
     a_parent_child_grandchild_chain_reads_back_with_derived_parent_dates,
@@ -572,17 +572,8 @@ async fn concurrent_single_writes_commit_together_and_a_refused_one_fails_alone(
         }
         let router = app.router.clone();
         tasks.push(tokio::spawn(async move {
-            let body = json!({"query": CREATE, "variables": {"input": event_input(input)}});
-            let request = axum::http::Request::post("/graphql")
-                .header("content-type", "application/json")
-                .body(axum::body::Body::from(body.to_string()))
-                .unwrap();
-            let response = tower::ServiceExt::oneshot(router, request).await.unwrap();
-            let bytes = http_body_util::BodyExt::collect(response.into_body())
-                .await
-                .unwrap()
-                .to_bytes();
-            (n, serde_json::from_slice::<Value>(&bytes).unwrap())
+            let body = graphql_through(router, CREATE, json!({"input": event_input(input)})).await;
+            (n, body)
         }));
     }
     let mut written = 0;
@@ -731,15 +722,14 @@ async fn batches_of_two_processes_into_the_same_chains_link_again_and_verify() {
         .await
         .unwrap();
     let other = auditgraph::app(second, &config).unwrap();
-    let batch = |round: usize| {
-        let inputs: Vec<Value> = (0..6)
+    let inputs = |round: usize| -> Vec<Value> {
+        (0..6)
             .map(|n| {
                 event_input(
                     json!({"correlationId": format!("shared-{}", n % 2), "eventData": {"round": round, "n": n}}),
                 )
             })
-            .collect();
-        json!({"query": BATCH, "variables": {"inputs": inputs}})
+            .collect()
     };
     for round in 0..6 {
         let router = if round % 2 == 0 {
@@ -747,16 +737,7 @@ async fn batches_of_two_processes_into_the_same_chains_link_again_and_verify() {
         } else {
             other.clone()
         };
-        let request = axum::http::Request::post("/graphql")
-            .header("content-type", "application/json")
-            .body(axum::body::Body::from(batch(round).to_string()))
-            .unwrap();
-        let response = tower::ServiceExt::oneshot(router, request).await.unwrap();
-        let bytes = http_body_util::BodyExt::collect(response.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
-        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        let body = graphql_through(router, BATCH, json!({"inputs": inputs(round)})).await;
         assert!(body.get("errors").is_none(), "round {round}: {body}");
         assert_eq!(body["data"]["createAuditEvents"].as_array().unwrap().len(), 6);
     }
