@@ -663,17 +663,21 @@ fn write_latency(bench: &Bench) -> String {
     out
 }
 
-/// How near the page target a server could come at all, from this run's figures at concurrency
-/// 1: a server whose work per event cost nothing would still answer a page in the time of its
+/// How near the page target this server could come at all, from this run's figures at
+/// concurrency 1: were its work per event free, it would still answer a page in the time of its
 /// floor (`{ __typename }`) plus the time of the raw statement. What the target leaves beyond
-/// both is all there is for the work per event, on the server and in the client.
+/// both is all there is for the work per event, on the server and in the client. Empty when a
+/// figure is missing.
 fn page_bound(floor: &Figure, page: &Figure) -> String {
-    let floor_us = 1e6 / report::stats(&floor.ours).0.max(f64::EPSILON);
-    let raw_us = 1e6 / report::stats(&page.raw).0.max(f64::EPSILON);
+    let (floor_rate, raw_rate) = (report::stats(&floor.ours).0, report::stats(&page.raw).0);
+    if floor_rate <= 0.0 || raw_rate <= 0.0 {
+        return String::new();
+    }
+    let (floor_us, raw_us) = (1e6 / floor_rate, 1e6 / raw_rate);
     let bound = raw_us / (floor_us + raw_us);
     let left = raw_us / PAGE_TARGET - floor_us - raw_us;
     let mut out = format!(
-        " A server whose work per event cost nothing would still take the floor's {floor_us:.0} µs plus the raw \
+        " Were its work per event free, this server would still take its floor's {floor_us:.0} µs plus the raw \
          statement's {raw_us:.0} µs per page: {bound:.2}× of the raw statement at most."
     );
     if left <= 0.0 {
@@ -687,15 +691,21 @@ fn page_bound(floor: &Figure, page: &Figure) -> String {
          event: receiving and decoding its row, writing its fields as JSON, sending them, and the client reading them.",
         left / PAGE as f64
     ));
-    if let (Some(floor_cpu), Some(page_cpu)) = (
+    let cpu = (
         report::cpu_medians(&floor.ours_cpu),
         report::cpu_medians(&page.ours_cpu),
-    ) {
-        out.push_str(&format!(
-            " Beyond its floor, the server alone spent {:.0} µs of CPU per page here ({:.2} µs per event).",
-            page_cpu[0] - floor_cpu[0],
-            (page_cpu[0] - floor_cpu[0]) / PAGE as f64
-        ));
+        report::cpu_medians(&page.raw_cpu),
+    );
+    if let (Some(floor_cpu), Some(page_cpu), Some(raw_cpu)) = cpu {
+        let beyond = page_cpu[0] - floor_cpu[0];
+        if beyond > 0.0 {
+            out.push_str(&format!(
+                " Beyond its floor, the server alone spent {beyond:.0} µs of CPU per page here ({:.2} µs per event), \
+                 its side of the statement included (the raw client spent {:.0} µs on the statement).",
+                beyond / PAGE as f64,
+                raw_cpu[2]
+            ));
+        }
     }
     out
 }
@@ -1237,6 +1247,7 @@ mod tests {
         figure.ours = vec![ours];
         figure.raw = vec![raw];
         figure.ours_cpu = vec![ours_cpu];
+        figure.raw_cpu = vec![[0.0, 150.0, 45.0]];
         figure
     }
 
@@ -1269,5 +1280,15 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("leaves"), "{text}");
+    }
+
+    #[test]
+    fn no_bound_is_given_without_figures() {
+        let floor = figure(0.0, 20_000.0, [50.0, 0.0, 30.0]);
+        let page = figure(2_000.0, 5_000.0, [250.0, 150.0, 70.0]);
+        assert_eq!(page_bound(&floor, &page), "");
+        let mut empty = figure(2_000.0, 5_000.0, [250.0, 150.0, 70.0]);
+        empty.raw.clear();
+        assert_eq!(page_bound(&figure(10_000.0, 1.0, [50.0, 0.0, 30.0]), &empty), "");
     }
 }
