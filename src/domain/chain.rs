@@ -191,7 +191,7 @@ const SORTED_MEMBERS: [Member; 32] = [
     ("event_action", |m, out| text(out, &m.event_action)),
     ("event_category", |m, out| text(out, &m.event_category)),
     ("event_data", |m, out| jcs(out, &m.event_data)),
-    ("event_id", |m, out| uuid(out, &m.event_id)),
+    ("event_id", |m, out| write_uuid(out, &m.event_id)),
     ("event_metadata", |m, out| jcs(out, &m.event_metadata)),
     ("event_outcome", |m, out| text(out, &m.event_outcome)),
     ("event_timestamp", |m, out| {
@@ -207,7 +207,7 @@ const SORTED_MEMBERS: [Member; 32] = [
     ("is_sensitive", |m, out| jcs(out, &m.is_sensitive)),
     ("namespace", |m, out| optional_text(out, m.namespace.as_deref())),
     ("parent_event_id", |m, out| match &m.parent_event_id {
-        Some(id) => uuid(out, id),
+        Some(id) => write_uuid(out, id),
         None => out.extend_from_slice(b"null"),
     }),
     ("previous_event_hash", |m, out| {
@@ -236,8 +236,9 @@ fn optional_text(out: &mut Vec<u8>, value: Option<&str>) {
     }
 }
 
-/// A lowercase hyphenated UUID, as a JSON string (it needs no escaping).
-fn uuid(out: &mut Vec<u8>, id: &uuid::Uuid) {
+/// Appends `id` as a JSON string, lowercase and hyphenated (it needs no escaping): as the chain's
+/// recipe and the GraphQL `UUID` scalar both write it.
+pub(crate) fn write_uuid(out: &mut Vec<u8>, id: &uuid::Uuid) {
     let mut buffer = uuid::Uuid::encode_buffer();
     out.push(b'"');
     out.extend_from_slice(id.hyphenated().encode_lower(&mut buffer).as_bytes());

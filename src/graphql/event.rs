@@ -13,6 +13,7 @@ use super::direct::{Direct, DirectList, Sink, Stored, resolve_field_now};
 use super::loaders::{AncestorsKey, ChildCountKey, ChildrenKey, DescendantsKey, EventColumnsKey};
 use super::tree::{AuditEventDescendantConnection, DescendantsPage};
 use super::{DEFAULT_PAGE_SIZE, Loaders, page_cost};
+use crate::domain::chain::write_uuid;
 use crate::domain::{PageRequest, PageWindow};
 use crate::entity::audit_event::Model;
 use crate::error::ApiError;
@@ -197,14 +198,6 @@ impl Stored for EventFields {
         let rows = ctx.data_opt::<Loaders>()?.prefetched_children(&key)?;
         resolve_field_now(&children_connection(key, rows).0, ctx, field, sink)
     }
-}
-
-/// Appends `id` as its `UUID` value is written.
-fn write_uuid(out: &mut Vec<u8>, id: &Uuid) {
-    let mut buffer = Uuid::encode_buffer();
-    out.push(b'"');
-    out.extend_from_slice(id.hyphenated().encode_lower(&mut buffer).as_bytes());
-    out.push(b'"');
 }
 
 /// The text of `m`'s field `name` when it is a stored string (`Some(None)` when it is null);

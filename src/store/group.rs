@@ -681,129 +681,57 @@ fn compare_and_set_statement(plan: &GroupPlan) -> Result<PgStatement, StoreError
 /// A column's binder: binds the column of every row as one array.
 type Binder = fn(&mut PgArguments, &[Model]) -> Result<(), StoreError>;
 
+/// One entry of [`ROW_COLUMNS`]: the column's name, its array's type, and the binder of the
+/// value `$m` gives of each row.
+macro_rules! row_column {
+    ($name:literal, $kind:literal, |$m:ident| $value:expr) => {
+        ($name, $kind, |args, rows| bind(args, column(rows, |$m| $value)))
+    };
+}
+
 /// Every column of a stored event: its name, the type of its array, and its binder (one entry
 /// per column, so that a name cannot drift from the values bound under it).
 const ROW_COLUMNS: [(&str, &str, Binder); 40] = [
-    ("event_id", "uuid", |args, rows| {
-        bind(args, column(rows, |m| m.event_id))
-    }),
-    ("event_version", "text", |args, rows| {
-        bind(args, column(rows, |m| m.event_version.as_str()))
-    }),
-    ("event_timestamp", "timestamptz", |args, rows| {
-        bind(args, column(rows, |m| m.event_timestamp))
-    }),
-    ("event_date", "date", |args, rows| {
-        bind(args, column(rows, |m| m.event_date))
-    }),
-    ("event_type", "text", |args, rows| {
-        bind(args, column(rows, |m| m.event_type.as_str()))
-    }),
-    ("event_category", "text", |args, rows| {
-        bind(args, column(rows, |m| m.event_category.as_str()))
-    }),
-    ("event_action", "text", |args, rows| {
-        bind(args, column(rows, |m| m.event_action.as_str()))
-    }),
-    ("event_outcome", "text", |args, rows| {
-        bind(args, column(rows, |m| m.event_outcome.as_str()))
-    }),
-    ("actor_type", "text", |args, rows| {
-        bind(args, column(rows, |m| m.actor_type.as_str()))
-    }),
-    ("actor_id", "text", |args, rows| {
-        bind(args, column(rows, |m| m.actor_id.as_str()))
-    }),
-    ("actor_ip", "text", |args, rows| {
-        bind(args, column(rows, |m| text(&m.actor_ip)))
-    }),
-    ("resource_type", "text", |args, rows| {
-        bind(args, column(rows, |m| m.resource_type.as_str()))
-    }),
-    ("resource_id", "text", |args, rows| {
-        bind(args, column(rows, |m| m.resource_id.as_str()))
-    }),
-    ("resource_name", "text", |args, rows| {
-        bind(args, column(rows, |m| text(&m.resource_name)))
-    }),
-    ("correlation_id", "text", |args, rows| {
-        bind(args, column(rows, |m| m.correlation_id.as_str()))
-    }),
-    ("parent_event_id", "uuid", |args, rows| {
-        bind(args, column(rows, |m| m.parent_event_id))
-    }),
-    ("parent_event_date", "date", |args, rows| {
-        bind(args, column(rows, |m| m.parent_event_date))
-    }),
-    ("trace_id", "text", |args, rows| {
-        bind(args, column(rows, |m| text(&m.trace_id)))
-    }),
-    ("span_id", "text", |args, rows| {
-        bind(args, column(rows, |m| text(&m.span_id)))
-    }),
-    ("namespace", "text", |args, rows| {
-        bind(args, column(rows, |m| text(&m.namespace)))
-    }),
-    ("cluster_id", "text", |args, rows| {
-        bind(args, column(rows, |m| text(&m.cluster_id)))
-    }),
-    ("event_data", "jsonb", |args, rows| {
-        bind(args, column(rows, |m| Json(&m.event_data)))
-    }),
-    ("event_metadata", "jsonb", |args, rows| {
-        bind(args, column(rows, |m| m.event_metadata.as_ref().map(Json)))
-    }),
-    ("severity", "text", |args, rows| {
-        bind(args, column(rows, |m| text(&m.severity)))
-    }),
-    ("duration_ms", "int4", |args, rows| {
-        bind(args, column(rows, |m| m.duration_ms))
-    }),
-    ("error_code", "text", |args, rows| {
-        bind(args, column(rows, |m| text(&m.error_code)))
-    }),
-    ("error_message", "text", |args, rows| {
-        bind(args, column(rows, |m| text(&m.error_message)))
-    }),
-    ("retention_days", "int4", |args, rows| {
-        bind(args, column(rows, |m| m.retention_days))
-    }),
-    ("is_sensitive", "bool", |args, rows| {
-        bind(args, column(rows, |m| m.is_sensitive))
-    }),
-    ("event_hash", "text", |args, rows| {
-        bind(args, column(rows, |m| text(&m.event_hash)))
-    }),
-    ("previous_event_hash", "text", |args, rows| {
-        bind(args, column(rows, |m| text(&m.previous_event_hash)))
-    }),
-    ("hash_algorithm", "text", |args, rows| {
-        bind(args, column(rows, |m| m.hash_algorithm.as_str()))
-    }),
-    ("legal_hold", "bool", |args, rows| {
-        bind(args, column(rows, |m| m.legal_hold))
-    }),
-    ("legal_hold_reason", "text", |args, rows| {
-        bind(args, column(rows, |m| text(&m.legal_hold_reason)))
-    }),
-    ("legal_hold_placed_by", "text", |args, rows| {
-        bind(args, column(rows, |m| text(&m.legal_hold_placed_by)))
-    }),
-    ("legal_hold_placed_at", "timestamptz", |args, rows| {
-        bind(args, column(rows, |m| m.legal_hold_placed_at))
-    }),
-    ("submitted_by", "text", |args, rows| {
-        bind(args, column(rows, |m| text(&m.submitted_by)))
-    }),
-    ("chain_seq", "int8", |args, rows| {
-        bind(args, column(rows, |m| m.chain_seq))
-    }),
-    ("hash_key_id", "text", |args, rows| {
-        bind(args, column(rows, |m| text(&m.hash_key_id)))
-    }),
-    ("chain_note", "text", |args, rows| {
-        bind(args, column(rows, |m| text(&m.chain_note)))
-    }),
+    row_column!("event_id", "uuid", |m| m.event_id),
+    row_column!("event_version", "text", |m| m.event_version.as_str()),
+    row_column!("event_timestamp", "timestamptz", |m| m.event_timestamp),
+    row_column!("event_date", "date", |m| m.event_date),
+    row_column!("event_type", "text", |m| m.event_type.as_str()),
+    row_column!("event_category", "text", |m| m.event_category.as_str()),
+    row_column!("event_action", "text", |m| m.event_action.as_str()),
+    row_column!("event_outcome", "text", |m| m.event_outcome.as_str()),
+    row_column!("actor_type", "text", |m| m.actor_type.as_str()),
+    row_column!("actor_id", "text", |m| m.actor_id.as_str()),
+    row_column!("actor_ip", "text", |m| text(&m.actor_ip)),
+    row_column!("resource_type", "text", |m| m.resource_type.as_str()),
+    row_column!("resource_id", "text", |m| m.resource_id.as_str()),
+    row_column!("resource_name", "text", |m| text(&m.resource_name)),
+    row_column!("correlation_id", "text", |m| m.correlation_id.as_str()),
+    row_column!("parent_event_id", "uuid", |m| m.parent_event_id),
+    row_column!("parent_event_date", "date", |m| m.parent_event_date),
+    row_column!("trace_id", "text", |m| text(&m.trace_id)),
+    row_column!("span_id", "text", |m| text(&m.span_id)),
+    row_column!("namespace", "text", |m| text(&m.namespace)),
+    row_column!("cluster_id", "text", |m| text(&m.cluster_id)),
+    row_column!("event_data", "jsonb", |m| Json(&m.event_data)),
+    row_column!("event_metadata", "jsonb", |m| m.event_metadata.as_ref().map(Json)),
+    row_column!("severity", "text", |m| text(&m.severity)),
+    row_column!("duration_ms", "int4", |m| m.duration_ms),
+    row_column!("error_code", "text", |m| text(&m.error_code)),
+    row_column!("error_message", "text", |m| text(&m.error_message)),
+    row_column!("retention_days", "int4", |m| m.retention_days),
+    row_column!("is_sensitive", "bool", |m| m.is_sensitive),
+    row_column!("event_hash", "text", |m| text(&m.event_hash)),
+    row_column!("previous_event_hash", "text", |m| text(&m.previous_event_hash)),
+    row_column!("hash_algorithm", "text", |m| m.hash_algorithm.as_str()),
+    row_column!("legal_hold", "bool", |m| m.legal_hold),
+    row_column!("legal_hold_reason", "text", |m| text(&m.legal_hold_reason)),
+    row_column!("legal_hold_placed_by", "text", |m| text(&m.legal_hold_placed_by)),
+    row_column!("legal_hold_placed_at", "timestamptz", |m| m.legal_hold_placed_at),
+    row_column!("submitted_by", "text", |m| text(&m.submitted_by)),
+    row_column!("chain_seq", "int8", |m| m.chain_seq),
+    row_column!("hash_key_id", "text", |m| text(&m.hash_key_id)),
+    row_column!("chain_note", "text", |m| text(&m.chain_note)),
 ];
 
 /// The INSERT of the rows bound by [`bind_rows`] as parameters `$1` to `$40`, one array per
