@@ -31,7 +31,7 @@
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 
 use chrono::{Days, NaiveDate};
 use sea_orm::sqlx::postgres::PgArguments;
@@ -600,27 +600,12 @@ fn compare_and_set_statement(plan: &GroupPlan) -> Result<PgStatement, StoreError
         .rows
         .iter()
         .any(|m| m.parent_event_id.is_some() && m.parent_event_date.is_none());
-    let insert = inserted_rows(unread);
     bind_rows(&mut args, &plan.rows)?;
-    // A guessed parent date must be the parent's newest, as a read one is (legacy data may hold
-    // an id on several days). One check for the whole group, whatever its number of guesses, so
-    // that it is planned once: the partitions up to the oldest guess are pruned as it starts.
-    let mut newest = String::new();
     if let Some(&oldest) = plan.guessed.values().min() {
-        let n = args.len();
-        newest = format!(
-            " AND NOT EXISTS (SELECT 1 FROM unnest(${}::uuid[], ${}::date[]) AS guessed(id, date) \
-             JOIN audit_events later ON later.event_id = guessed.id AND later.event_date > guessed.date \
-             WHERE later.event_date > ${}::date)",
-            n + 1,
-            n + 2,
-            n + 3
-        );
         bind(&mut args, plan.guessed.keys().collect::<Vec<&Uuid>>())?;
         bind(&mut args, plan.guessed.values().collect::<Vec<&NaiveDate>>())?;
         bind(&mut args, oldest)?;
     }
-    let n = args.len();
     bind(
         &mut args,
         plan.heads.iter().map(|h| h.correlation_id.as_str()).collect::<Vec<_>>(),
@@ -640,12 +625,47 @@ fn compare_and_set_statement(plan: &GroupPlan) -> Result<PgStatement, StoreError
     let rows_count = i64::try_from(plan.rows.len()).unwrap_or(i64::MAX);
     bind(&mut args, heads_count)?;
     bind(&mut args, rows_count)?;
+    let sql = compare_and_set_sql(unread, !plan.guessed.is_empty()).to_string();
+    Ok(PgStatement { sql, args })
+}
+
+/// The text of the compare-and-set statement, built once for each of its four forms: whether
+/// it reads parents' dates, whether it checks guessed ones. Its parameters are the arrays of
+/// [`ROW_COLUMNS`], then the guessed parents' ids and dates and the oldest guess (when it checks
+/// them), then the heads' four arrays and the counts of heads and rows, as
+/// `compare_and_set_statement` binds them.
+fn compare_and_set_sql(read_parents: bool, check_guesses: bool) -> &'static str {
+    static FORMS: LazyLock<[String; 4]> = LazyLock::new(|| {
+        [(false, false), (false, true), (true, false), (true, true)]
+            .map(|(read, check)| build_compare_and_set_sql(read, check))
+    });
+    &FORMS[usize::from(read_parents) * 2 + usize::from(check_guesses)]
+}
+
+fn build_compare_and_set_sql(read_parents: bool, check_guesses: bool) -> String {
+    let insert = inserted_rows(read_parents);
+    let mut n = ROW_COLUMNS.len();
+    // A guessed parent date must be the parent's newest, as a read one is (legacy data may hold
+    // an id on several days). One check for the whole group, whatever its number of guesses, so
+    // that it is planned once: the partitions up to the oldest guess are pruned as it starts.
+    let mut newest = String::new();
+    if check_guesses {
+        newest = format!(
+            " AND NOT EXISTS (SELECT 1 FROM unnest(${}::uuid[], ${}::date[]) AS guessed(id, date) \
+             JOIN audit_events later ON later.event_id = guessed.id AND later.event_date > guessed.date \
+             WHERE later.event_date > ${}::date)",
+            n + 1,
+            n + 2,
+            n + 3
+        );
+        n += 3;
+    }
     // The chains' advisory locks (those the batch and import paths hold while they read and move
     // a head, and placing a legal hold takes) are taken before any head moves, in the same order
     // as theirs; the statement holds them until it commits. The main query reads `moved` (and so
     // `locked`) before `written`, so the rows go in, and the hold trigger checks them, with the
     // locks held.
-    let sql = format!(
+    format!(
         "WITH written AS ({insert} RETURNING event_id, parent_event_id, parent_event_date, legal_hold, legal_hold_reason, \
             legal_hold_placed_by, legal_hold_placed_at), \
          heads(correlation_id, last_seq, last_hash, before) AS \
@@ -668,14 +688,13 @@ fn compare_and_set_statement(plan: &GroupPlan) -> Result<PgStatement, StoreError
         n + 4,
         n + 5,
         n + 6,
-        if unread {
+        if read_parents {
             "(SELECT json_agg(json_build_array(event_id, parent_event_date)) FROM written \
              WHERE parent_event_id IS NOT NULL)::text"
         } else {
             "NULL::text"
         },
-    );
-    Ok(PgStatement { sql, args })
+    )
 }
 
 /// A column's binder: binds the column of every row as one array.
@@ -949,6 +968,23 @@ mod tests {
         for sql in [reading, inserted_rows(false)] {
             assert!(sql.contains("$40::text[]) AS incoming(event_id, "), "{sql}");
             assert!(!sql.contains("$41"), "{sql}");
+        }
+    }
+
+    #[test]
+    fn each_form_of_the_compare_and_set_statement_numbers_the_arguments_it_is_bound() {
+        for (read, check) in [(false, false), (false, true), (true, false), (true, true)] {
+            let sql = compare_and_set_sql(read, check);
+            let bound = ROW_COLUMNS.len() + if check { 3 } else { 0 } + 6;
+            let highest = sql
+                .split('$')
+                .skip(1)
+                .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse::<usize>().ok())
+                .max();
+            assert_eq!(highest, Some(bound), "read {read}, check {check}: {sql}");
+            assert_eq!(sql.contains("AS guessed(id, date)"), check);
+            assert_eq!(sql.contains("COALESCE(incoming.parent_event_date"), read);
+            assert!(std::ptr::eq(sql, compare_and_set_sql(read, check)), "built once");
         }
     }
 
