@@ -739,11 +739,11 @@ fn single_bound(floor: &Figure, insert: &Figure, statement: Option<&Figure>, tar
     let left = raw_us / target - floor_us - raw_us;
     if left <= 0.0 {
         out.push_str(&format!(
-            ". The floor and the INSERT alone miss the target of {target}×."
+            ". The floor and the INSERT alone miss the target of {target:.1}×."
         ));
     } else {
         out.push_str(&format!(
-            ". The target of {target}× leaves {left:.0} µs per write beyond the floor and the INSERT for \
+            ". The target of {target:.1}× leaves {left:.0} µs per write beyond the floor and the INSERT for \
              everything else: parsing and validating the mutation, hashing the event, the chain, the log and \
              the parent check in the database, and writing the answer."
         ));
@@ -765,7 +765,7 @@ fn cpu_budget(write: &Figure, floor: Option<&Figure>, target: f64, concurrency: 
     let budget = cores * 1e6 / rate;
     let left = budget - cpu[1] - cpu[2];
     let mut out = format!(
-        " At concurrency {concurrency} the target of {target}× means {rate:.0} events/s: at most {budget:.0} µs of CPU \
+        " At concurrency {concurrency} the target of {target:.1}× means {rate:.0} events/s: at most {budget:.0} µs of CPU \
          per write for everything on the {cores:.0} cores, were they never idle. PostgreSQL spent {:.0} µs per \
          write on the server's statements and the load generator {:.0} µs, ",
         cpu[1], cpu[2]
