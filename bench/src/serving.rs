@@ -713,94 +713,118 @@ fn page_bound(floor: &Figure, page: &Figure) -> String {
     out
 }
 
-/// How near the target of one concurrency 1 single write this server could come, from the run's
-/// own figures: were its own work free, it would still take its floor (`{ __typename }` at
-/// concurrency 1) plus the raw INSERT's time per write, and its own statement's time (the
-/// database's work for the chain, the log and the parent check) where that was measured.
+/// How near its target a single write at concurrency 1 could come, from the run's own figures:
+/// one write at a time, a server whose work beyond its floor were free would still take its floor
+/// (`{ __typename }` at concurrency 1) plus the raw INSERT's time per write, and, with its own
+/// statement in place of the INSERT (the database's work for the chain, the log and the parent
+/// check), that statement's time. Says what the target's time per write leaves beyond each.
 /// Empty without figures.
 fn single_bound(floor: &Figure, insert: &Figure, statement: Option<&Figure>, target: f64) -> String {
     let (floor_rate, raw_rate) = (report::stats(&floor.ours).0, report::stats(&insert.raw).0);
-    if floor_rate <= 0.0 || raw_rate <= 0.0 {
+    if !(floor_rate > 0.0 && raw_rate > 0.0) {
         return String::new();
     }
     let (floor_us, raw_us) = (1e6 / floor_rate, 1e6 / raw_rate);
+    let allowed = raw_us / target;
     let mut out = format!(
-        " At concurrency 1, one write at a time, a server whose own work were free would still take its \
-         floor's {floor_us:.0} µs plus the raw INSERT's {raw_us:.0} µs per write: {:.2}× of the INSERT at most",
+        " At concurrency 1, one write at a time, a server whose work beyond its floor were free would still \
+         take its floor's {floor_us:.0} µs plus the raw INSERT's {raw_us:.0} µs per write: {:.2}× of the INSERT \
+         at most, where the target of {target:.1}× allows {allowed:.0} µs per write",
         raw_us / (floor_us + raw_us)
     );
-    if let Some(statement_rate) = statement.map(|s| report::stats(&s.raw).0).filter(|r| *r > 0.0) {
-        let statement_us = 1e6 / statement_rate;
-        out.push_str(&format!(
-            "; with its own statement in place of the INSERT ({statement_us:.0} µs), {:.2}×",
-            raw_us / (floor_us + statement_us)
-        ));
+    let statement_us = statement
+        .map(|s| report::stats(&s.raw).0)
+        .filter(|rate| *rate > 0.0)
+        .map(|rate| 1e6 / rate);
+    match statement_us {
+        Some(statement_us) => out.push_str(&format!(
+            ". With its own statement in place of the INSERT ({statement_us:.0} µs), {:.2}× at most: the floor and \
+             that statement {}",
+            raw_us / (floor_us + statement_us),
+            left_or_over(allowed - floor_us - statement_us)
+        )),
+        None => out.push_str(&format!(
+            ". The floor and the INSERT {}",
+            left_or_over(allowed - floor_us - raw_us)
+        )),
     }
-    let left = raw_us / target - floor_us - raw_us;
-    if left <= 0.0 {
-        out.push_str(&format!(
-            ". The floor and the INSERT alone miss the target of {target:.1}×."
-        ));
-    } else {
-        out.push_str(&format!(
-            ". The target of {target:.1}× leaves {left:.0} µs per write beyond the floor and the INSERT for \
-             everything else: parsing and validating the mutation, hashing the event, the chain, the log and \
-             the parent check in the database, and writing the answer."
-        ));
-    }
+    out.push('.');
     out
+}
+
+/// What the time a target allows leaves beyond what is taken already (`left`, in µs per write).
+fn left_or_over(left: f64) -> String {
+    let left = left.round();
+    if left == 0.0 {
+        "alone take all of it".to_string()
+    } else if left > 0.0 {
+        format!(
+            "leave {left:.0} µs per write for everything else: parsing and validating the mutation, hashing the \
+             event, the group commit and writing the answer"
+        )
+    } else {
+        format!("alone take {:.0} µs per write more than that", -left)
+    }
 }
 
 /// What a target leaves the server of the cores at a concurrency where they are the limit: the
 /// target rate allows at most `cores` seconds of CPU per second for everything, were the cores
 /// never idle; PostgreSQL's CPU and the load generator's per write, as measured beside this server,
-/// take their part, and the rest is all the server may spend. Beside it, what the server spent and
-/// its floor's CPU per request. Empty without figures.
+/// take their part, and the rest is what the server could spend. The same with the cores only as
+/// busy as the raw side kept them. Beside it, what the server spent and its floor's CPU per
+/// request. Empty without figures (a CPU of 0 is one `/proc` could not read).
 fn cpu_budget(write: &Figure, floor: Option<&Figure>, target: f64, concurrency: usize, cores: f64) -> String {
     let raw_rate = report::stats(&write.raw).0;
-    let Some(cpu) = report::cpu_medians(&write.ours_cpu).filter(|_| raw_rate > 0.0) else {
+    let Some(cpu) = report::cpu_medians(&write.ours_cpu).filter(|cpu| raw_rate > 0.0 && cpu[1] > 0.0) else {
         return String::new();
     };
     let rate = raw_rate * target;
     let budget = cores * 1e6 / rate;
-    let left = budget - cpu[1] - cpu[2];
     let mut out = format!(
-        " At concurrency {concurrency} the target of {target:.1}× means {rate:.0} events/s: at most {budget:.0} µs of CPU \
-         per write for everything on the {cores:.0} cores, were they never idle. PostgreSQL spent {:.0} µs per \
-         write on the server's statements and the load generator {:.0} µs, ",
-        cpu[1], cpu[2]
+        " At concurrency {concurrency} the target of {target:.1}× means {rate:.0} events/s: at most {budget:.0} µs of \
+         CPU per write for everything on the {cores:.0} cores, were they never idle. At the CPU per write measured \
+         here, PostgreSQL (all its processes) took {:.0} µs and the load generator {:.0} µs, which {}; the server \
+         spent {:.0} µs",
+        cpu[1],
+        cpu[2],
+        server_share(budget - cpu[1] - cpu[2]),
+        cpu[0]
     );
-    if left <= 0.0 {
-        out.push_str("which alone leave the server nothing");
-    } else {
-        out.push_str(&format!("which leave the server {left:.0} µs"));
-    }
-    out.push_str(&format!("; it spent {:.0} µs", cpu[0]));
-    if let Some(floor) = floor.and_then(|f| report::cpu_medians(&f.ours_cpu)) {
+    if let Some(floor) = floor
+        .and_then(|f| report::cpu_medians(&f.ours_cpu))
+        .filter(|f| f[0] > 0.0)
+    {
         out.push_str(&format!(
             ", where its floor costs {:.0} µs per request at concurrency 4",
             floor[0]
         ));
     }
     out.push('.');
-    // The cores are never all busy: the raw side, writing one row per transaction, kept them as
-    // busy as its CPU per write times its rate. As busy as that, the target leaves less.
+    // The raw side, one row per transaction, left the cores partly idle at this concurrency:
+    // with them no busier than that, the target leaves less.
     if let Some(raw_cpu) = report::cpu_medians(&write.raw_cpu) {
         let raw_total = raw_cpu[1] + raw_cpu[2];
         let busy = raw_total * raw_rate / 1e6;
-        let as_busy = raw_total / target;
-        let left = as_busy - cpu[1] - cpu[2];
-        out.push_str(&format!(
-            " With the cores as busy as the raw INSERT kept them ({busy:.2} of {cores:.0}), it would be {as_busy:.0} µs \
-             per write, "
-        ));
-        if left <= 0.0 {
-            out.push_str("less than PostgreSQL and the load generator took.");
-        } else {
-            out.push_str(&format!("which leave the server {left:.0} µs."));
+        if raw_cpu[1] > 0.0 && busy < cores {
+            let as_busy = raw_total / target;
+            out.push_str(&format!(
+                " With the cores as busy as the raw INSERT kept them ({busy:.2} of {cores:.0}), the budget would be \
+                 {as_busy:.0} µs per write, which {}.",
+                server_share(as_busy - cpu[1] - cpu[2])
+            ));
         }
     }
     out
+}
+
+/// What a budget leaves the server once PostgreSQL and the load generator have their part
+/// (`left`, in µs per write).
+fn server_share(left: f64) -> String {
+    if left > 0.0 {
+        format!("would leave the server {left:.0} µs")
+    } else {
+        "would leave the server nothing".to_string()
+    }
 }
 
 /// What the figures say, with the figures of this run filled in.
@@ -907,15 +931,28 @@ fn conclusions(bench: &Bench) -> String {
                 same.join(", ")
             );
         }
-        let single = |c: usize, raw: &str| find(&format!("`createAuditEvent`, concurrency {c}"), raw);
-        if let (Some(floor), Some(insert)) = (find("`{ __typename }`, concurrency 1", ""), single(1, "single-row")) {
-            out.push_str(&single_bound(floor, insert, single(1, SAME_WRITE), SINGLE_TARGETS[0].1));
+        // Exact labels: "concurrency 1" is also the start of "concurrency 16".
+        let single = |c: usize, raw: &str| {
+            let label = format!("`createAuditEvent`, concurrency {c}");
+            bench
+                .figures
+                .iter()
+                .find(|f| f.label == label && f.raw_label.starts_with(raw))
+        };
+        let target = |c: usize| SINGLE_TARGETS.iter().find(|(at, _)| *at == c).map(|(_, t)| *t);
+        if let (Some(floor), Some(insert), Some(target)) = (
+            find("`{ __typename }`, concurrency 1", ""),
+            single(1, "single-row"),
+            target(1),
+        ) {
+            out.push_str(&single_bound(floor, insert, single(1, SAME_WRITE), target));
         }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        let floor = find("`{ __typename }`, concurrency 4", "");
-        for (c, target) in &SINGLE_TARGETS[1..] {
-            if let Some(write) = single(*c, "single-row") {
-                out.push_str(&cpu_budget(write, floor, *target, *c, cores));
+        if let Ok(cores) = std::thread::available_parallelism() {
+            let floor = find("`{ __typename }`, concurrency 4", "");
+            for c in [4, 16] {
+                if let (Some(write), Some(target)) = (single(c, "single-row"), target(c)) {
+                    out.push_str(&cpu_budget(write, floor, target, c, cores.get() as f64));
+                }
             }
         }
         out.push('\n');
@@ -1397,65 +1434,103 @@ mod tests {
     }
 
     #[test]
-    fn the_single_write_bound_is_the_floor_plus_the_insert() {
-        // Floor 100 µs, INSERT 400 µs, the server's statement 600 µs: at most 400 / 500 = 0.80×
-        // of the INSERT, 400 / 700 = 0.57× with the statement; 0.8× leaves 400 / 0.8 - 500 = 0 µs.
+    fn the_single_write_bound_is_the_floor_plus_the_insert_or_the_statement() {
+        // Floor 100 µs, INSERT 400 µs, the server's statement 600 µs; 0.8× allows 500 µs per
+        // write: at most 400 / 500 = 0.80× of the INSERT, 400 / 700 = 0.57× with the statement,
+        // which with the floor takes 200 µs more than allowed.
         let floor = figure(10_000.0, 20_000.0, [50.0, 0.0, 30.0]);
         let insert = figure(1_000.0, 2_500.0, [200.0, 500.0, 70.0]);
-        let statement = figure(1_000.0, 1_666.666_7, [200.0, 500.0, 70.0]);
+        let statement = figure(1_000.0, 1_000_000.0 / 600.0, [200.0, 500.0, 70.0]);
         let text = single_bound(&floor, &insert, Some(&statement), 0.8);
         assert!(
             text.contains("floor's 100 µs plus the raw INSERT's 400 µs per write: 0.80× of the INSERT at most"),
             "{text}"
         );
-        assert!(text.contains("in place of the INSERT (600 µs), 0.57×"), "{text}");
+        assert!(text.contains("the target of 0.8× allows 500 µs per write"), "{text}");
         assert!(
-            text.contains("The floor and the INSERT alone miss the target of 0.8×"),
+            text.contains("in place of the INSERT (600 µs), 0.57× at most: the floor and that statement alone take 200 µs per write more than that."),
             "{text}"
         );
-        // A faster floor leaves room: floor 50 µs, 400 / 0.8 - 450 = 50 µs.
-        let floor = figure(20_000.0, 20_000.0, [50.0, 0.0, 30.0]);
+        // Without the statement: the floor and the INSERT take exactly what is allowed.
         let text = single_bound(&floor, &insert, None, 0.8);
-        assert!(text.contains("0.89× of the INSERT at most."), "{text}");
-        assert!(text.contains("leaves 50 µs per write"), "{text}");
-        assert!(!text.contains("in place of"), "{text}");
+        assert!(
+            text.contains("The floor and the INSERT alone take all of it."),
+            "{text}"
+        );
+        // A faster floor (50 µs) and a statement of 420 µs leave 30 µs.
+        let floor = figure(20_000.0, 20_000.0, [50.0, 0.0, 30.0]);
+        let statement = figure(1_000.0, 1_000_000.0 / 420.0, [200.0, 500.0, 70.0]);
+        let text = single_bound(&floor, &insert, Some(&statement), 0.8);
+        assert!(text.contains("0.89× of the INSERT at most"), "{text}");
+        assert!(
+            text.contains("that statement leave 30 µs per write for everything else"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn no_single_write_bound_is_given_without_figures() {
+        let floor = figure(10_000.0, 20_000.0, [50.0, 0.0, 30.0]);
+        let insert = figure(1_000.0, 2_500.0, [200.0, 500.0, 70.0]);
         assert_eq!(single_bound(&figure(0.0, 1.0, [0.0; 3]), &insert, None, 0.8), "");
+        assert_eq!(single_bound(&floor, &figure(1_000.0, 0.0, [0.0; 3]), None, 0.8), "");
+        assert_eq!(single_bound(&figure(f64::NAN, 1.0, [0.0; 3]), &insert, None, 0.8), "");
+        // A statement without a rate is left out, not divided by.
+        let text = single_bound(&floor, &insert, Some(&figure(1_000.0, 0.0, [0.0; 3])), 0.8);
+        assert!(text.contains("The floor and the INSERT"), "{text}");
+        assert!(!text.contains("in place of"), "{text}");
     }
 
     #[test]
     fn the_cpu_budget_is_what_the_cores_leave_the_server() {
         // 1.0× of 8,000 events/s on 2 cores: 250 µs per write; PostgreSQL 200 and the load
-        // generator 30 leave 20 µs.
+        // generator 30 leave 20 µs. The raw side (PostgreSQL 150 and its client 45 µs per write,
+        // see `figure`) kept 195 µs × 8,000/s = 1.56 cores busy: as busy, 195 µs per write.
         let write = figure(4_000.0, 8_000.0, [100.0, 200.0, 30.0]);
         let floor = figure(40_000.0, 80_000.0, [21.0, 0.0, 17.0]);
         let text = cpu_budget(&write, Some(&floor), 1.0, 16, 2.0);
         assert!(
-            text.contains("means 8000 events/s: at most 250 µs of CPU per write"),
+            text.contains("the target of 1.0× means 8000 events/s: at most 250 µs of CPU per write"),
             "{text}"
         );
-        assert!(text.contains("PostgreSQL spent 200 µs per write"), "{text}");
-        assert!(text.contains("which leave the server 20 µs; it spent 100 µs"), "{text}");
-        assert!(text.contains("its floor costs 21 µs per request"), "{text}");
-        // The raw side: PostgreSQL 150 and the load generator 45 µs per write at 8,000 writes/s
-        // kept 1.56 cores busy; as busy, 1.0× leaves 195 µs per write, less than 230.
+        assert!(text.contains("PostgreSQL (all its processes) took 200 µs"), "{text}");
         assert!(
-            text.contains("as busy as the raw INSERT kept them (1.56 of 2), it would be 195 µs per write, less than"),
+            text.contains("which would leave the server 20 µs; the server spent 100 µs"),
+            "{text}"
+        );
+        assert!(text.contains("its floor costs 21 µs per request"), "{text}");
+        assert!(
+            text.contains("as busy as the raw INSERT kept them (1.56 of 2), the budget would be 195 µs per write, which would leave the server nothing."),
             "{text}"
         );
         let light = figure(4_000.0, 8_000.0, [100.0, 120.0, 30.0]);
         let text = cpu_budget(&light, None, 1.0, 16, 2.0);
         assert!(
-            text.contains("it would be 195 µs per write, which leave the server 45 µs."),
+            text.contains("195 µs per write, which would leave the server 45 µs."),
             "{text}"
         );
-        let heavy = figure(4_000.0, 8_000.0, [100.0, 240.0, 30.0]);
-        let text = cpu_budget(&heavy, None, 1.0, 16, 2.0);
-        assert!(
-            text.contains("which alone leave the server nothing; it spent 100 µs."),
-            "{text}"
-        );
+        assert!(!text.contains("floor costs"), "{text}");
+    }
+
+    #[test]
+    fn the_cpu_budget_needs_measured_cpu_and_idle_cores() {
         let mut unmeasured = figure(4_000.0, 8_000.0, [100.0, 200.0, 30.0]);
         unmeasured.ours_cpu.clear();
         assert_eq!(cpu_budget(&unmeasured, None, 1.0, 16, 2.0), "");
+        // `/proc` unreadable: zeros are no measurement.
+        assert_eq!(cpu_budget(&figure(4_000.0, 8_000.0, [0.0; 3]), None, 1.0, 16, 2.0), "");
+        assert_eq!(
+            cpu_budget(&figure(4_000.0, 0.0, [100.0, 200.0, 30.0]), None, 1.0, 16, 2.0),
+            ""
+        );
+        // The raw side kept the cores fully busy (195 µs × 12,000/s = 2.34 cores, noise): no
+        // second budget.
+        let busy = figure(4_000.0, 12_000.0, [100.0, 100.0, 30.0]);
+        let text = cpu_budget(&busy, None, 1.0, 16, 2.0);
+        assert!(text.contains("at most 167 µs of CPU per write"), "{text}");
+        assert!(!text.contains("as busy as"), "{text}");
+        let mut raw_unmeasured = figure(4_000.0, 8_000.0, [100.0, 200.0, 30.0]);
+        raw_unmeasured.raw_cpu = vec![[0.0; 3]];
+        assert!(!cpu_budget(&raw_unmeasured, None, 1.0, 16, 2.0).contains("as busy as"));
     }
 }

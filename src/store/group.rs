@@ -601,7 +601,8 @@ fn compare_and_set_statement(plan: &GroupPlan) -> Result<PgStatement, StoreError
         .iter()
         .any(|m| m.parent_event_id.is_some() && m.parent_event_date.is_none());
     bind_rows(&mut args, &plan.rows)?;
-    if let Some(&oldest) = plan.guessed.values().min() {
+    let oldest = plan.guessed.values().min().copied();
+    if let Some(oldest) = oldest {
         bind(&mut args, plan.guessed.keys().collect::<Vec<&Uuid>>())?;
         bind(&mut args, plan.guessed.values().collect::<Vec<&NaiveDate>>())?;
         bind(&mut args, oldest)?;
@@ -625,7 +626,7 @@ fn compare_and_set_statement(plan: &GroupPlan) -> Result<PgStatement, StoreError
     let rows_count = i64::try_from(plan.rows.len()).unwrap_or(i64::MAX);
     bind(&mut args, heads_count)?;
     bind(&mut args, rows_count)?;
-    let sql = compare_and_set_sql(unread, !plan.guessed.is_empty()).to_string();
+    let sql = compare_and_set_sql(unread, oldest.is_some()).to_string();
     Ok(PgStatement { sql, args })
 }
 
@@ -633,15 +634,14 @@ fn compare_and_set_statement(plan: &GroupPlan) -> Result<PgStatement, StoreError
 /// it reads parents' dates, whether it checks guessed ones. Its parameters are the arrays of
 /// [`ROW_COLUMNS`], then the guessed parents' ids and dates and the oldest guess (when it checks
 /// them), then the heads' four arrays and the counts of heads and rows, as
-/// `compare_and_set_statement` binds them.
+/// [`compare_and_set_statement`] binds them.
 fn compare_and_set_sql(read_parents: bool, check_guesses: bool) -> &'static str {
-    static FORMS: LazyLock<[String; 4]> = LazyLock::new(|| {
-        [(false, false), (false, true), (true, false), (true, true)]
-            .map(|(read, check)| build_compare_and_set_sql(read, check))
-    });
-    &FORMS[usize::from(read_parents) * 2 + usize::from(check_guesses)]
+    static FORMS: LazyLock<[[String; 2]; 2]> =
+        LazyLock::new(|| [false, true].map(|read| [false, true].map(|check| build_compare_and_set_sql(read, check))));
+    &FORMS[usize::from(read_parents)][usize::from(check_guesses)]
 }
 
+/// Builds the form of the compare-and-set statement that [`compare_and_set_sql`] keeps.
 fn build_compare_and_set_sql(read_parents: bool, check_guesses: bool) -> String {
     let insert = inserted_rows(read_parents);
     let mut n = ROW_COLUMNS.len();
@@ -971,20 +971,85 @@ mod tests {
         }
     }
 
+    /// The `$n` placeholders of `sql`, in order of appearance.
+    fn placeholders(sql: &str) -> Vec<usize> {
+        sql.split('$')
+            .skip(1)
+            .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+            .collect()
+    }
+
     #[test]
     fn each_form_of_the_compare_and_set_statement_numbers_the_arguments_it_is_bound() {
+        let input = EventInput {
+            event_type: "t.x.y".into(),
+            event_category: "c".into(),
+            event_action: "a".into(),
+            event_outcome: "success".into(),
+            correlation_id: "corr".into(),
+            parent_event_id: Some(Uuid::now_v7()),
+            event_data: serde_json::json!({}),
+            ..EventInput::default()
+        };
+        let event = input.validate(&Limits::default(), chrono::Utc::now()).expect("valid");
+        let guessed_date = chrono::NaiveDate::from_ymd_opt(2026, 1, 2).expect("a date");
         for (read, check) in [(false, false), (false, true), (true, false), (true, true)] {
-            let sql = compare_and_set_sql(read, check);
-            let bound = ROW_COLUMNS.len() + if check { 3 } else { 0 } + 6;
-            let highest = sql
-                .split('$')
-                .skip(1)
-                .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse::<usize>().ok())
-                .max();
-            assert_eq!(highest, Some(bound), "read {read}, check {check}: {sql}");
-            assert_eq!(sql.contains("AS guessed(id, date)"), check);
-            assert_eq!(sql.contains("COALESCE(incoming.parent_event_date"), read);
-            assert!(std::ptr::eq(sql, compare_and_set_sql(read, check)), "built once");
+            let mut row = to_model(event.clone(), None);
+            row.parent_event_date = (!read).then_some(guessed_date);
+            let plan = GroupPlan {
+                results: Vec::new(),
+                guessed: row
+                    .parent_event_id
+                    .filter(|_| check)
+                    .map(|parent| (parent, guessed_date))
+                    .into_iter()
+                    .collect(),
+                rows: vec![row],
+                heads: vec![ChainHead {
+                    correlation_id: "corr".into(),
+                    last_seq: 1,
+                    last_hash: "h".into(),
+                }],
+                before: BTreeMap::new(),
+            };
+            let statement = compare_and_set_statement(&plan).expect("bound");
+            let mut numbers = placeholders(&statement.sql);
+            numbers.sort_unstable();
+            numbers.dedup();
+            let bound = statement.args.len();
+            assert_eq!(bound, ROW_COLUMNS.len() + if check { 3 } else { 0 } + 6);
+            assert_eq!(numbers, (1..=bound).collect::<Vec<_>>(), "read {read}, check {check}");
+            // Each group of arguments where it is bound: the guesses right after the rows, then
+            // the heads' arrays, then the two counts.
+            let n = ROW_COLUMNS.len() + if check { 3 } else { 0 };
+            assert_eq!(
+                statement.sql.contains(&format!(
+                    "unnest(${}::uuid[], ${}::date[]) AS guessed(id, date)",
+                    n - 2,
+                    n - 1
+                )),
+                check
+            );
+            assert_eq!(
+                statement.sql.contains(&format!("WHERE later.event_date > ${n}::date")),
+                check
+            );
+            assert!(statement.sql.contains(&format!(
+                "unnest(${}::text[], ${}::bigint[], ${}::text[], ${}::bigint[])",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4
+            )));
+            assert!(statement.sql.contains(&format!(
+                "(SELECT count(*) FROM moved) = ${} AND (SELECT count(*) FROM written) = ${}",
+                n + 5,
+                n + 6
+            )));
+            assert_eq!(statement.sql.contains("COALESCE(incoming.parent_event_date"), read);
+            let kept = compare_and_set_sql(read, check);
+            assert_eq!(statement.sql, kept);
+            assert!(std::ptr::eq(kept, compare_and_set_sql(read, check)), "built once");
         }
     }
 
