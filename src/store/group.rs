@@ -939,14 +939,8 @@ mod tests {
     use super::*;
     use crate::domain::{EventInput, Limits};
 
-    #[test]
-    fn the_insert_binds_every_column_of_an_event_in_the_entity_order() {
-        use sea_orm::{Iden, Iterable};
-        let entity: Vec<String> = crate::entity::audit_event::Column::iter()
-            .map(|c| c.to_string())
-            .collect();
-        let bound: Vec<&str> = ROW_COLUMNS.iter().map(|(name, _, _)| *name).collect();
-        assert_eq!(bound, entity);
+    /// A valid event of correlation `corr` below a parent never stored.
+    fn child_event() -> NewEvent {
         let input = EventInput {
             event_type: "t.x.y".into(),
             event_category: "c".into(),
@@ -957,7 +951,18 @@ mod tests {
             event_data: serde_json::json!({}),
             ..EventInput::default()
         };
-        let event = input.validate(&Limits::default(), chrono::Utc::now()).expect("valid");
+        input.validate(&Limits::default(), chrono::Utc::now()).expect("valid")
+    }
+
+    #[test]
+    fn the_insert_binds_every_column_of_an_event_in_the_entity_order() {
+        use sea_orm::{Iden, Iterable};
+        let entity: Vec<String> = crate::entity::audit_event::Column::iter()
+            .map(|c| c.to_string())
+            .collect();
+        let bound: Vec<&str> = ROW_COLUMNS.iter().map(|(name, _, _)| *name).collect();
+        assert_eq!(bound, entity);
+        let event = child_event();
         let rows = [to_model(event.clone(), None), to_model(event, None)];
         let mut args = PgArguments::default();
         bind_rows(&mut args, &rows).expect("bound");
@@ -981,17 +986,7 @@ mod tests {
 
     #[test]
     fn each_form_of_the_compare_and_set_statement_numbers_the_arguments_it_is_bound() {
-        let input = EventInput {
-            event_type: "t.x.y".into(),
-            event_category: "c".into(),
-            event_action: "a".into(),
-            event_outcome: "success".into(),
-            correlation_id: "corr".into(),
-            parent_event_id: Some(Uuid::now_v7()),
-            event_data: serde_json::json!({}),
-            ..EventInput::default()
-        };
-        let event = input.validate(&Limits::default(), chrono::Utc::now()).expect("valid");
+        let event = child_event();
         let guessed_date = chrono::NaiveDate::from_ymd_opt(2026, 1, 2).expect("a date");
         for (read, check) in [(false, false), (false, true), (true, false), (true, true)] {
             let mut row = to_model(event.clone(), None);
