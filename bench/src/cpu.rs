@@ -88,8 +88,14 @@ impl Cpu {
 
     /// The share of all cores that other processes used over the period.
     pub fn others(&self) -> f64 {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let cores = cores().unwrap_or(1) as f64;
         let others = self.machine - self.server - self.postgres - self.bench;
         (others / (self.seconds * cores).max(f64::EPSILON)).max(0.0)
     }
+}
+
+/// The cores this process may run on (the server, PostgreSQL and the load generator share them);
+/// `None` when the system does not say.
+pub fn cores() -> Option<usize> {
+    std::thread::available_parallelism().ok().map(|n| n.get())
 }

@@ -61,7 +61,7 @@ pub async fn environment(db: &DatabaseConnection, data: &str) -> anyhow::Result<
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
         .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = crate::cpu::cores().unwrap_or(0);
     let commit = std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .output()

@@ -146,7 +146,7 @@ impl Row {
 
     /// The median share of the machine's cores each kind of process used.
     fn shares(&self) -> (f64, f64, f64, f64) {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let cores = crate::cpu::cores().unwrap_or(1) as f64;
         let share = |f: &dyn Fn(&Cpu) -> f64| {
             let values: Vec<f64> = self
                 .cpu

@@ -672,11 +672,9 @@ fn write_latency(bench: &Bench) -> String {
 /// both is all there is for the work per event, on the server and in the client. Empty when a
 /// figure is missing.
 fn page_bound(floor: &Figure, page: &Figure) -> String {
-    let (floor_rate, raw_rate) = (report::stats(&floor.ours).0, report::stats(&page.raw).0);
-    if floor_rate <= 0.0 || raw_rate <= 0.0 {
+    let (Some(floor_us), Some(raw_us)) = (micros_each(&floor.ours), micros_each(&page.raw)) else {
         return String::new();
-    }
-    let (floor_us, raw_us) = (1e6 / floor_rate, 1e6 / raw_rate);
+    };
     let bound = raw_us / (floor_us + raw_us);
     let left = raw_us / PAGE_TARGET - floor_us - raw_us;
     let mut out = format!(
@@ -720,11 +718,9 @@ fn page_bound(floor: &Figure, page: &Figure) -> String {
 /// check), that statement's time. Says what the target's time per write leaves beyond each.
 /// Empty without figures.
 fn single_bound(floor: &Figure, insert: &Figure, statement: Option<&Figure>, target: f64) -> String {
-    let (floor_rate, raw_rate) = (report::stats(&floor.ours).0, report::stats(&insert.raw).0);
-    if !(floor_rate > 0.0 && raw_rate > 0.0) {
+    let (Some(floor_us), Some(raw_us)) = (micros_each(&floor.ours), micros_each(&insert.raw)) else {
         return String::new();
-    }
-    let (floor_us, raw_us) = (1e6 / floor_rate, 1e6 / raw_rate);
+    };
     let allowed = raw_us / target;
     let mut out = format!(
         " At concurrency 1, one write at a time, a server whose work beyond its floor were free would still \
@@ -732,11 +728,7 @@ fn single_bound(floor: &Figure, insert: &Figure, statement: Option<&Figure>, tar
          at most, where the target of {target:.1}× allows {allowed:.0} µs per write",
         raw_us / (floor_us + raw_us)
     );
-    let statement_us = statement
-        .map(|s| report::stats(&s.raw).0)
-        .filter(|rate| *rate > 0.0)
-        .map(|rate| 1e6 / rate);
-    match statement_us {
+    match statement.and_then(|s| micros_each(&s.raw)) {
         Some(statement_us) => out.push_str(&format!(
             ". With its own statement in place of the INSERT ({statement_us:.0} µs), {:.2}× at most: the floor and \
              that statement {}",
@@ -750,6 +742,13 @@ fn single_bound(floor: &Figure, insert: &Figure, statement: Option<&Figure>, tar
     }
     out.push('.');
     out
+}
+
+/// The time one request or event took, in µs, from the median of the runs' rates; `None`
+/// without a rate (none measured, 0, or not a number).
+fn micros_each(rates: &[f64]) -> Option<f64> {
+    let rate = report::stats(rates).0;
+    (rate > 0.0).then(|| 1e6 / rate)
 }
 
 /// What the time a target allows leaves beyond what is taken already (`left`, in µs per write).
@@ -939,20 +938,21 @@ fn conclusions(bench: &Bench) -> String {
                 .iter()
                 .find(|f| f.label == label && f.raw_label.starts_with(raw))
         };
-        let target = |c: usize| SINGLE_TARGETS.iter().find(|(at, _)| *at == c).map(|(_, t)| *t);
-        if let (Some(floor), Some(insert), Some(target)) = (
+        let (floor_1, floor_4) = (
             find("`{ __typename }`, concurrency 1", ""),
-            single(1, "single-row"),
-            target(1),
-        ) {
-            out.push_str(&single_bound(floor, insert, single(1, SAME_WRITE), target));
-        }
-        if let Ok(cores) = std::thread::available_parallelism() {
-            let floor = find("`{ __typename }`, concurrency 4", "");
-            for c in [4, 16] {
-                if let (Some(write), Some(target)) = (single(c, "single-row"), target(c)) {
-                    out.push_str(&cpu_budget(write, floor, target, c, cores.get() as f64));
+            find("`{ __typename }`, concurrency 4", ""),
+        );
+        for (c, target) in SINGLE_TARGETS {
+            let Some(write) = single(c, "single-row") else {
+                continue;
+            };
+            // One write at a time, time is the limit; with several, the cores are.
+            if c == 1 {
+                if let Some(floor) = floor_1 {
+                    out.push_str(&single_bound(floor, write, single(1, SAME_WRITE), target));
                 }
+            } else if let Some(cores) = crate::cpu::cores() {
+                out.push_str(&cpu_budget(write, floor_4, target, c, cores as f64));
             }
         }
         out.push('\n');

@@ -1011,12 +1011,12 @@ mod tests {
             let mut numbers = placeholders(&statement.sql);
             numbers.sort_unstable();
             numbers.dedup();
-            let bound = statement.args.len();
-            assert_eq!(bound, ROW_COLUMNS.len() + if check { 3 } else { 0 } + 6);
-            assert_eq!(numbers, (1..=bound).collect::<Vec<_>>(), "read {read}, check {check}");
             // Each group of arguments where it is bound: the guesses right after the rows, then
             // the heads' arrays, then the two counts.
             let n = ROW_COLUMNS.len() + if check { 3 } else { 0 };
+            let bound = statement.args.len();
+            assert_eq!(bound, n + 6);
+            assert_eq!(numbers, (1..=bound).collect::<Vec<_>>(), "read {read}, check {check}");
             assert_eq!(
                 statement.sql.contains(&format!(
                     "unnest(${}::uuid[], ${}::date[]) AS guessed(id, date)",
