@@ -18,9 +18,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// yourself to choose otherwise.
 ///
 /// - `MIMALLOC_PURGE_DELAY=10`: mimalloc returns freed pages to the system 10 ms after they were
-///   freed (its default is 1 s in the mimalloc 3 built here). Longer, and a burst of large batches
-///   took fresh pages while the freed ones waited: the resident memory rose past 100 MiB (106 MiB
-///   under the benchmark's writes). At once (0), every request that needed more than the pages
+///   freed. With the 1 s default of the mimalloc 3 built here, a burst of large batches took fresh
+///   pages while the freed ones waited: the resident memory rose past 100 MiB (106 MiB under the
+///   benchmark's writes). At once (0), every request that needed more than the pages
 ///   in use took them afresh from the kernel and gave them back after: page faults, zeroed pages
 ///   and unmapping were 14% of the server's CPU on the nested query of 500 events, against 4% with
 ///   10 ms, and the writes' and live delivery's peak resident memory moved from 56.8 to 59.6 MiB.
