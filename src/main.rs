@@ -20,9 +20,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// - `MIMALLOC_PURGE_DELAY=10`: mimalloc returns freed pages to the system 10 ms after they were
 ///   freed. With the 1 s default of the mimalloc 3 built here, a burst of large batches took fresh
 ///   pages while the freed ones waited: the resident memory rose past 100 MiB (106 MiB under the
-///   benchmark's writes). At once (0), every request that needed more than the pages
-///   in use took them afresh from the kernel and gave them back after: page faults, zeroed pages
-///   and unmapping were 14% of the server's CPU on the nested query of 500 events, against 4% with
+///   benchmark's writes). At once (0), every request that needed more than the pages in use took
+///   them afresh from the kernel and gave them back after: page faults, zeroed pages and
+///   unmapping were 14% of the server's CPU on the nested query of 500 events, against 4% with
 ///   10 ms, and the writes' and live delivery's peak resident memory moved from 56.8 to 59.6 MiB.
 /// - `MIMALLOC_ALLOW_THP=0`: mimalloc asks for transparent huge pages on its memory by default,
 ///   so a 2 MiB page became resident wherever a few bytes of it were touched, and returning a

@@ -59,8 +59,8 @@ const REMEMBERED: usize = 8_192;
 /// queue meanwhile, so the groups grow with the load and each statement and commit is shared by
 /// more writers. With two groups in flight whatever their size, single writes on 2 cores took
 /// 23% more of the server's and PostgreSQL's CPU per write at concurrency 16 (507 against 411 µs)
-/// and were no faster there; at 4 their throughput differed by less than the noise. A second group keeps a database with cores to spare busy when more than
-/// a full group is waiting.
+/// and were no faster there; at 4 their throughput differed by less than the noise. A second
+/// group keeps a database with cores to spare busy when more than a full group is waiting.
 const GROUPS_IN_FLIGHT: u32 = 2;
 /// Times a group is linked again after another writer moved one of its chains, before each of
 /// its events is written alone through the locking path.
