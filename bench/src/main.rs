@@ -4,6 +4,7 @@
 //! `cargo run -p bench --release -- all` prepares fresh databases, generates the data, starts the
 //! release server and runs every workload; `serve` and `history` run one group.
 
+mod bare;
 mod client;
 mod cpu;
 mod data;
@@ -64,6 +65,14 @@ enum Workload {
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
     },
+    /// A bare HTTP server answering every request with the floor's bytes, which the `peers`
+    /// group starts beside PostGraphile; it serves until killed.
+    #[command(hide = true)]
+    Bare {
+        /// The address to listen on.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
 }
 
 #[tokio::main]
@@ -82,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         Workload::Serve(options) => sections.extend(serving::run(&cli.admin_url, runs, options).await?),
         Workload::History { events } => sections.push(history::run(&cli.admin_url, runs, *events).await?),
         Workload::Scale(options) => sections.push(scale::run(&cli.admin_url, runs, options).await?),
+        Workload::Bare { listen } => return bare::run(*listen).await,
     }
     for section in &sections {
         print!("{section}");

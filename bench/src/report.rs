@@ -186,18 +186,18 @@ fn spread(values: &[f64]) -> String {
 
 /// The results table beside raw PostgreSQL, with the failures listed under it.
 pub fn table(figures: &[Figure]) -> String {
-    table_beside(figures, "raw PostgreSQL", Some("raw work"))
+    table_beside(figures, "auditgraph", "raw PostgreSQL", Some("raw work"))
 }
 
-/// The results table with `other` as the title of the other side's column (each figure's raw
-/// figure) and, when given, a column of that title for what the other side did (each figure's
-/// raw label); the failures listed under it.
-pub fn table_beside(figures: &[Figure], other: &str, work: Option<&str>) -> String {
+/// The results table with `ours` and `other` as the titles of the two sides' columns (each
+/// figure's own and raw figure) and, when given, a column of that title for what the other side
+/// did (each figure's raw label); the failures listed under it.
+pub fn table_beside(figures: &[Figure], ours: &str, other: &str, work: Option<&str>) -> String {
     let mut out = match work {
         Some(work) => {
-            format!("| workload | auditgraph | {other} | {work} | ratio | failures |\n|---|---|---|---|---|---|\n")
+            format!("| workload | {ours} | {other} | {work} | ratio | failures |\n|---|---|---|---|---|---|\n")
         }
-        None => format!("| workload | auditgraph | {other} | ratio | failures |\n|---|---|---|---|---|\n"),
+        None => format!("| workload | {ours} | {other} | ratio | failures |\n|---|---|---|---|---|\n"),
     };
     for f in figures {
         let raw = if f.raw.is_empty() { "—".into() } else { spread(&f.raw) };

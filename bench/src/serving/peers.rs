@@ -22,6 +22,7 @@ use sea_orm::sqlx::Row;
 use serde_json::{Value, json};
 
 use super::{Bench, NESTED, PAGE, PAGE_FIELDS, ServeOptions, conns_at, first_id, list_check};
+use crate::bare::Bare;
 use crate::client::{Conn, graphql_body};
 use crate::ops::{Check, GraphqlRead};
 use crate::postgraphile::{self, Installed, PostGraphile};
@@ -43,6 +44,8 @@ const OLDEST_FIRST: &str = "[EVENT_TIMESTAMP_ASC, EVENT_ID_ASC]";
 /// What the group measured, or why it was skipped.
 pub(super) struct Peers {
     figures: Vec<Figure>,
+    /// The bare HTTP server's floor beside PostGraphile's (see [`crate::bare`]).
+    stack: Vec<Figure>,
     facts: Vec<String>,
     notes: Vec<String>,
     skipped: Option<String>,
@@ -53,6 +56,7 @@ impl Peers {
         eprintln!("peers skipped: {reason}");
         Self {
             figures: Vec::new(),
+            stack: Vec::new(),
             facts: Vec::new(),
             notes: Vec::new(),
             skipped: Some(reason),
@@ -115,9 +119,11 @@ async fn copy(bench: &Bench, raw: &mut Raw) -> anyhow::Result<u64> {
     Ok(u64::try_from(n)?)
 }
 
-/// Measures one document on each side at `concurrency`, `runs` times, ours first within each run.
+/// Measures one document on each side at `concurrency`, `runs` times, ours (the server at
+/// `ours_at`) first within each run.
 async fn beside(
     bench: &Bench,
+    ours_at: std::net::SocketAddr,
     peer: &PostGraphile,
     figure: Figure,
     ours: (Value, Check),
@@ -143,7 +149,7 @@ async fn beside(
         }
     };
     bench
-        .alternate(figure, workers(bench.addr, ours), Some(workers(peer.addr, theirs)))
+        .alternate(figure, workers(ours_at, ours), Some(workers(peer.addr, theirs)))
         .await
 }
 
@@ -165,8 +171,15 @@ fn nested_check(roots: &'static str, children: &'static str, expected: u64, firs
     })
 }
 
-/// The floor: `{ __typename }` on both sides.
-async fn floor(bench: &Bench, peer: &PostGraphile, figures: &mut Vec<Figure>) -> anyhow::Result<()> {
+/// The floor: `{ __typename }` on both sides; then the bare server's answer beside PostGraphile's
+/// at the same concurrency, into `stack`.
+async fn floor(
+    bench: &Bench,
+    peer: &PostGraphile,
+    bare: &Bare,
+    figures: &mut Vec<Figure>,
+    stack: &mut Vec<Figure>,
+) -> anyhow::Result<()> {
     let check: Check = Arc::new(|body: &[u8]| {
         let data = shape::data(body)?;
         anyhow::ensure!(data["__typename"] == "Query", "unexpected {data}");
@@ -180,7 +193,26 @@ async fn floor(bench: &Bench, peer: &PostGraphile, figures: &mut Vec<Figure>) ->
             "PostGraphile",
         );
         let ours = (body.clone(), check.clone());
-        figures.push(beside(bench, peer, figure, ours, (body, check.clone()), concurrency).await?);
+        let theirs = (body.clone(), check.clone());
+        figures.push(beside(bench, bench.addr, peer, figure, ours, theirs, concurrency).await?);
+        let figure = Figure::new(
+            format!("fixed answer to `{{ __typename }}`, concurrency {concurrency}"),
+            "requests/s",
+            "PostGraphile",
+        );
+        let theirs = (body.clone(), check.clone());
+        stack.push(
+            beside(
+                bench,
+                bare.addr,
+                peer,
+                figure,
+                (body, check.clone()),
+                theirs,
+                concurrency,
+            )
+            .await?,
+        );
     }
     Ok(())
 }
@@ -262,7 +294,7 @@ async fn pages(
             list_check(&["allAuditEvents", "edges"], PAGE as usize, first),
         );
         let figure = Figure::new(label, "requests/s", "PostGraphile");
-        figures.push(beside(bench, peer, figure, ours, theirs, 1).await?);
+        figures.push(beside(bench, bench.addr, peer, figure, ours, theirs, 1).await?);
     }
     Ok(())
 }
@@ -291,7 +323,7 @@ async fn nested(bench: &Bench, peer: &PostGraphile, figures: &mut Vec<Figure>) -
         json!({"query": theirs}),
         nested_check("allAuditEvents", "auditEventsByParentEventId", expected, first),
     );
-    figures.push(beside(bench, peer, figure, ours, theirs, 1).await?);
+    figures.push(beside(bench, bench.addr, peer, figure, ours, theirs, 1).await?);
     Ok(())
 }
 
@@ -319,8 +351,12 @@ pub(super) async fn run(bench: &Bench, our_pid: Option<u32>) -> anyhow::Result<P
         }
     };
     let mut figures = Vec::new();
+    let mut stack = Vec::new();
     let measured = async {
-        floor(bench, &peer, &mut figures).await?;
+        // Killed when dropped, should the floor fail.
+        let bare = Bare::start().await?;
+        floor(bench, &peer, &bare, &mut figures, &mut stack).await?;
+        bare.stop().await?;
         pages(bench, &peer, &mut raw, events, &mut figures).await?;
         nested(bench, &peer, &mut figures).await
     }
@@ -363,6 +399,7 @@ pub(super) async fn run(bench: &Bench, our_pid: Option<u32>) -> anyhow::Result<P
     }
     Ok(Peers {
         figures,
+        stack,
         facts: facts(&installed, &bench.url, events),
         notes,
         skipped: None,
@@ -439,16 +476,16 @@ pub(super) fn section(peers: &Peers, header: &str, runs: usize, seconds: f64, op
     if let Some(reason) = &peers.skipped {
         let _ = writeln!(section, "**Skipped**: {reason}");
     } else {
-        section.push_str(&report::table_beside(
-            &peers.figures,
-            &format!("PostGraphile {}", postgraphile::VERSION),
-            None,
-        ));
+        let theirs = format!("PostGraphile {}", postgraphile::VERSION);
+        section.push_str(&report::table_beside(&peers.figures, "auditgraph", &theirs, None));
         section.push('\n');
         for note in &peers.notes {
             let _ = writeln!(section, "{note}\n");
         }
         section.push_str(&targets(&peers.figures));
+        if !peers.stack.is_empty() {
+            section.push_str(&stack_section(&peers.figures, &peers.stack, &theirs));
+        }
     }
     let _ = writeln!(
         section,
@@ -456,6 +493,57 @@ pub(super) fn section(peers: &Peers, header: &str, runs: usize, seconds: f64, op
         options.events
     );
     section
+}
+
+/// The floor's target (at least this many times PostGraphile's requests/s).
+const FLOOR_TARGET: f64 = 2.0;
+
+/// The bare server's floor beside PostGraphile's, and what it says of the floor's target at each
+/// concurrency.
+fn stack_section(figures: &[Figure], stack: &[Figure], theirs: &str) -> String {
+    let mut out = format!(
+        "\n### The HTTP stack alone\n\nA bare HTTP server on the same stack (hyper 1, tokio with its default worker \
+         threads, one task per connection, Nagle's algorithm off), with no router, middleware, GraphQL or database: it \
+         reads each request's body and answers the bytes ours answers `{{ __typename }}` with. Its figure and \
+         PostGraphile's alternate within each run, after ours and PostGraphile's above. What it reaches, no server on \
+         this stack and machine reaches.\n\n{}",
+        report::table_beside(stack, "bare server", theirs, None)
+    );
+    for bare in stack {
+        let Some((_, concurrency)) = bare.label.rsplit_once("concurrency ") else {
+            continue;
+        };
+        let ours = figures
+            .iter()
+            .find(|f| f.label == format!("`{{ __typename }}`, concurrency {concurrency}"));
+        if let Some(line) = stack_bound(ours.and_then(Figure::ratio), bare.ratio(), concurrency) {
+            let _ = writeln!(out, "\n{line}");
+        }
+    }
+    out
+}
+
+/// What the bare server's ratio to PostGraphile (`bare`) says of the floor's target at
+/// `concurrency`, beside ours (`ours`, ours ÷ PostGraphile in the same run).
+fn stack_bound(ours: Option<f64>, bare: Option<f64>, concurrency: &str) -> Option<String> {
+    let (ours, bare) = (ours?, bare?);
+    let kept = ours / bare;
+    let needed = FLOOR_TARGET / bare;
+    Some(if bare < FLOOR_TARGET {
+        format!(
+            "- Concurrency {concurrency}: the bare server reached {bare:.2}× PostGraphile, below the target of \
+             {FLOOR_TARGET}×: **on this machine the target is out of reach for any server on this HTTP stack**, \
+             whatever it does per request. Ours reached {ours:.2}×, {:.0}% of the bare server's rate.",
+            kept * 100.0
+        )
+    } else {
+        format!(
+            "- Concurrency {concurrency}: the bare server reached {bare:.2}× PostGraphile; the target of {FLOOR_TARGET}× \
+             needs a server to keep {:.0}% of the bare server's rate. Ours reached {ours:.2}×, {:.0}% of it.",
+            needed.min(1.0) * 100.0,
+            kept * 100.0
+        )
+    })
 }
 
 /// Whether a figure's label names the workload of a target.
@@ -483,12 +571,12 @@ fn targets(figures: &[Figure]) -> String {
         (
             "floor at concurrency 1 ≥ 2× PostGraphile",
             |l| l.ends_with("`, concurrency 1"),
-            2.0,
+            FLOOR_TARGET,
         ),
         (
             "floor at concurrency 4 ≥ 2× PostGraphile",
             |l| l.ends_with("`, concurrency 4"),
-            2.0,
+            FLOOR_TARGET,
         ),
     ];
     for (target, measures, at_least) in wanted {
@@ -502,4 +590,43 @@ fn targets(figures: &[Figure]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_server_below_the_target_puts_it_out_of_reach() {
+        let line = stack_bound(Some(1.66), Some(1.9), "1").unwrap();
+        assert!(
+            line.contains("reached 1.90× PostGraphile, below the target of 2×"),
+            "{line}"
+        );
+        assert!(
+            line.contains("out of reach for any server on this HTTP stack"),
+            "{line}"
+        );
+        assert!(
+            line.contains("Ours reached 1.66×, 87% of the bare server's rate"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_bare_server_beyond_the_target_says_how_much_of_it_a_server_must_keep() {
+        let line = stack_bound(Some(1.66), Some(2.5), "1").unwrap();
+        assert!(
+            line.contains("needs a server to keep 80% of the bare server's rate"),
+            "{line}"
+        );
+        assert!(line.contains("Ours reached 1.66×, 66% of it"), "{line}");
+        assert!(!line.contains("out of reach"), "{line}");
+    }
+
+    #[test]
+    fn no_stack_bound_is_given_without_both_figures() {
+        assert!(stack_bound(None, Some(2.5), "1").is_none());
+        assert!(stack_bound(Some(1.66), None, "4").is_none());
+    }
 }
