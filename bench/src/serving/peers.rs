@@ -505,8 +505,8 @@ fn stack_section(figures: &[Figure], stack: &[Figure], theirs: &str) -> String {
         "\n### The HTTP stack alone\n\nA bare HTTP server on the same stack (hyper 1, tokio with its default worker \
          threads, one task per connection, Nagle's algorithm off), with no router, middleware, GraphQL or database: it \
          reads each request's body and answers the bytes ours answers `{{ __typename }}` with. Its figure and \
-         PostGraphile's alternate within each run, after ours and PostGraphile's above. What it reaches, no server on \
-         this stack and machine reaches.\n\n{}",
+         PostGraphile's alternate within each run, after ours and PostGraphile's above. What it reaches is about the \
+         most any server on this stack reaches on this machine.\n\n{}",
         report::table_beside(stack, "bare server", theirs, None)
     );
     for bare in stack {
@@ -533,13 +533,13 @@ fn stack_bound(ours: Option<f64>, bare: Option<f64>, concurrency: &str) -> Optio
         format!(
             "- Concurrency {concurrency}: the bare server reached {bare:.2}× PostGraphile, below the target of \
              {FLOOR_TARGET}×: **on this machine the target is out of reach for any server on this HTTP stack**, \
-             whatever it does per request. Ours reached {ours:.2}×, {:.0}% of the bare server's rate.",
+             whatever it does per request. Ours reached {ours:.2}×, {:.0}% of the bare server's ratio.",
             kept * 100.0
         )
     } else {
         format!(
             "- Concurrency {concurrency}: the bare server reached {bare:.2}× PostGraphile; the target of {FLOOR_TARGET}× \
-             needs a server to keep {:.0}% of the bare server's rate. Ours reached {ours:.2}×, {:.0}% of it.",
+             needs a server to reach {:.0}% of the bare server's ratio. Ours reached {ours:.2}×, {:.0}% of it.",
             needed.min(1.0) * 100.0,
             kept * 100.0
         )
@@ -608,7 +608,7 @@ mod tests {
             "{line}"
         );
         assert!(
-            line.contains("Ours reached 1.66×, 87% of the bare server's rate"),
+            line.contains("Ours reached 1.66×, 87% of the bare server's ratio"),
             "{line}"
         );
     }
@@ -617,7 +617,7 @@ mod tests {
     fn a_bare_server_beyond_the_target_says_how_much_of_it_a_server_must_keep() {
         let line = stack_bound(Some(1.66), Some(2.5), "1").unwrap();
         assert!(
-            line.contains("needs a server to keep 80% of the bare server's rate"),
+            line.contains("needs a server to reach 80% of the bare server's ratio"),
             "{line}"
         );
         assert!(line.contains("Ours reached 1.66×, 66% of it"), "{line}");
