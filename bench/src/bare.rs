@@ -1,11 +1,14 @@
 //! A bare HTTP server: hyper alone, with no router, middleware, GraphQL or database, answering
 //! every request with the bytes auditgraph answers `{ __typename }` with, after reading the
-//! request's body as a server must. It is what any server built on this HTTP stack pays per
-//! request at the least, on this machine: the `peers` group measures it beside PostGraphile, so
-//! that the floor's target there is set against what the stack alone reaches.
+//! request's body as a server must. Its cost per request is about the least any server on this
+//! HTTP stack pays on this machine: the `peers` group measures it beside PostGraphile, so that
+//! the floor's target there is set against what the stack alone reaches.
 //!
 //! It runs as a process of its own (`bench bare --listen <address>`), with the runtime's default
-//! worker threads, as the server under test does.
+//! worker threads, as the server under test does. It serves HTTP/1.1 through hyper's own
+//! connection; the server under test serves through `axum::serve` (hyper-util's connection that
+//! tells HTTP/1.1 from HTTP/2, graceful shutdown, the peer's address), whose cost is part of what
+//! the server spends beyond this one.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,11 +30,21 @@ use crate::client::{Conn, graphql_body};
 pub const ANSWER: &[u8] = br#"{"data":{"__typename":"Query"}}"#;
 
 /// Serves `listener` until the process is killed: each connection in a task of its own, kept
-/// alive, with Nagle's algorithm off; each request's body read whole before the answer.
-pub async fn serve(listener: TcpListener) -> anyhow::Result<()> {
+/// alive, with Nagle's algorithm off; each request's body read whole before the answer. A failed
+/// accept is logged and the next one tried.
+pub async fn serve(listener: TcpListener) {
     loop {
-        let (stream, _) = listener.accept().await.context("accepting a connection")?;
-        stream.set_nodelay(true)?;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                eprintln!("accepting a connection: {error}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if let Err(error) = stream.set_nodelay(true) {
+            eprintln!("turning Nagle's algorithm off: {error}");
+        }
         tokio::spawn(async move {
             let answer = service_fn(|request: Request<Incoming>| async move {
                 request.into_body().collect().await?;
@@ -53,7 +66,8 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    serve(listener).await
+    serve(listener).await;
+    Ok(())
 }
 
 /// A running bare server, this benchmark's own binary started with `bare`; killed when dropped.
@@ -67,9 +81,11 @@ pub struct Bare {
 impl Bare {
     /// Starts it on a free port and waits until it answers.
     pub async fn start() -> anyhow::Result<Self> {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .context("finding a free port")?;
         let log = std::env::temp_dir().join("auditgraph-bench-bare.log");
-        let binary = std::env::current_exe()?;
+        let binary = std::env::current_exe().context("finding this benchmark's binary")?;
         let child = crate::server::spawn_logged(
             Command::new(&binary).args(["bare", "--listen", &addr.to_string()]),
             &binary,
