@@ -24,8 +24,6 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 
-use crate::client::{Conn, graphql_body};
-
 /// The answer to every request: auditgraph's to `{ __typename }`.
 pub const ANSWER: &[u8] = br#"{"data":{"__typename":"Query"}}"#;
 
@@ -92,17 +90,7 @@ impl Bare {
             &log,
         )?;
         let mut bare = Self { child, addr, log };
-        let probe = graphql_body("{ __typename }", serde_json::json!({}));
-        crate::server::wait_until_ready(&mut bare.child, &bare.log, "the bare server", || {
-            let probe = probe.clone();
-            async move {
-                match Conn::connect(addr).await {
-                    Ok(mut conn) => conn.graphql(probe).await.is_ok(),
-                    Err(_) => false,
-                }
-            }
-        })
-        .await?;
+        crate::server::wait_until_graphql_answers(&mut bare.child, &bare.log, "the bare server", addr).await?;
         Ok(bare)
     }
 
@@ -116,6 +104,7 @@ impl Bare {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::{Conn, graphql_body};
 
     #[tokio::test]
     async fn every_request_is_read_and_answered_with_the_floor_bytes() {

@@ -10,8 +10,6 @@ use std::time::SystemTime;
 use anyhow::Context;
 use tokio::process::{Child, Command};
 
-use crate::client::{Conn, graphql_body};
-
 /// The version `bench/peers/package-lock.json` pins.
 pub const VERSION: &str = "4.14.1";
 
@@ -165,17 +163,7 @@ impl PostGraphile {
             &log,
         )?;
         let mut peer = Self { child, addr, log };
-        let probe = graphql_body("{ __typename }", serde_json::json!({}));
-        crate::server::wait_until_ready(&mut peer.child, &peer.log, "PostGraphile", || {
-            let probe = probe.clone();
-            async move {
-                match Conn::connect(addr).await {
-                    Ok(mut conn) => conn.graphql(probe).await.is_ok(),
-                    Err(_) => false,
-                }
-            }
-        })
-        .await?;
+        crate::server::wait_until_graphql_answers(&mut peer.child, &peer.log, "PostGraphile", addr).await?;
         Ok(peer)
     }
 

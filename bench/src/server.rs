@@ -136,6 +136,27 @@ fn log_tail(log: &Path) -> String {
     tail(&std::fs::read_to_string(log).unwrap_or_default(), 20)
 }
 
+/// Waits until the process `child` (named `what`, logging to `log`) answers `{ __typename }` at
+/// `addr`, as [`wait_until_ready`] waits.
+pub async fn wait_until_graphql_answers(
+    child: &mut Child,
+    log: &Path,
+    what: &str,
+    addr: SocketAddr,
+) -> anyhow::Result<()> {
+    let probe = crate::client::graphql_body("{ __typename }", serde_json::json!({}));
+    wait_until_ready(child, log, what, || {
+        let probe = probe.clone();
+        async move {
+            match Conn::connect(addr).await {
+                Ok(mut conn) => conn.graphql(probe).await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    })
+    .await
+}
+
 /// Waits until `ready` says the process `child` (named `what`, logging to `log`) answers, for
 /// 120 s at most; fails at once, with its log, when it exits first.
 pub async fn wait_until_ready<F, R>(child: &mut Child, log: &Path, what: &str, ready: F) -> anyhow::Result<()>
