@@ -337,8 +337,8 @@ async fn a_key_created_on_the_command_line_authenticates_without_a_restart() {
 }
 
 /// The server sets its allocator's options before it serves (it starts itself once more with
-/// them): freed memory returned 10 ms after it was freed, and no transparent huge pages, which kept 2 MiB resident
-/// wherever a few bytes were touched. A value set by the operator is kept.
+/// them): freed memory returned 10 ms after it was freed, and no transparent huge pages, which
+/// kept 2 MiB resident wherever a few bytes were touched. A value set by the operator is kept.
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn the_server_returns_freed_memory_soon_and_uses_no_huge_pages() {

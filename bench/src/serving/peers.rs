@@ -185,24 +185,16 @@ async fn floor(
         anyhow::ensure!(data["__typename"] == "Query", "unexpected {data}");
         Ok(1)
     });
-    for concurrency in [1, 4] {
+    for concurrency in FLOOR_CONCURRENCIES {
         let body = json!({"query": "{ __typename }"});
-        let figure = Figure::new(
-            format!("`{{ __typename }}`, concurrency {concurrency}"),
-            "requests/s",
-            "PostGraphile",
-        );
+        let figure = Figure::new(floor_label(concurrency), "requests/s", "PostGraphile");
         let ours = (body.clone(), check.clone());
         let theirs = (body.clone(), check.clone());
         figures.push(beside(bench, bench.addr, peer, figure, ours, theirs, concurrency).await?);
         let Some(bare) = bare else {
             continue;
         };
-        let figure = Figure::new(
-            format!("fixed answer to `{{ __typename }}`, concurrency {concurrency}"),
-            "requests/s",
-            "PostGraphile",
-        );
+        let figure = Figure::new(bare_label(concurrency), "requests/s", "PostGraphile");
         let theirs = (body.clone(), check.clone());
         stack.push(
             beside(
@@ -513,6 +505,24 @@ pub(super) fn section(peers: &Peers, header: &str, runs: usize, seconds: f64, op
 /// The floor's target (at least this many times PostGraphile's requests/s).
 const FLOOR_TARGET: f64 = 2.0;
 
+/// The concurrencies the floor is measured at, ours and the bare server's.
+const FLOOR_CONCURRENCIES: [usize; 2] = [1, 4];
+
+/// The label of our floor's figure at `concurrency`.
+fn floor_label(concurrency: usize) -> String {
+    format!("`{{ __typename }}`, concurrency {concurrency}")
+}
+
+/// The label of the bare server's figure at `concurrency`.
+fn bare_label(concurrency: usize) -> String {
+    format!("fixed answer to `{{ __typename }}`, concurrency {concurrency}")
+}
+
+/// The figure labelled `label`.
+fn labelled<'a>(figures: &'a [Figure], label: &str) -> Option<&'a Figure> {
+    figures.iter().find(|f| f.label == label)
+}
+
 /// The bare server's floor beside PostGraphile's, and what it says of the floor's target at each
 /// concurrency.
 fn stack_section(figures: &[Figure], stack: &[Figure], theirs: &str) -> String {
@@ -526,13 +536,11 @@ fn stack_section(figures: &[Figure], stack: &[Figure], theirs: &str) -> String {
          server on this stack reaches on this machine.\n\n{}",
         report::table_beside(stack, "bare server", theirs, None)
     );
-    for bare in stack {
-        let Some((_, concurrency)) = bare.label.rsplit_once("concurrency ") else {
+    for concurrency in FLOOR_CONCURRENCIES {
+        let Some(bare) = labelled(stack, &bare_label(concurrency)) else {
             continue;
         };
-        let ours = figures
-            .iter()
-            .find(|f| f.label == format!("`{{ __typename }}`, concurrency {concurrency}"));
+        let ours = labelled(figures, &floor_label(concurrency));
         let rates = ours.and_then(|ours| {
             let bare = report::stats(&bare.ours).0;
             (!ours.ours.is_empty() && bare > 0.0).then(|| report::stats(&ours.ours).0 / bare)
@@ -547,7 +555,7 @@ fn stack_section(figures: &[Figure], stack: &[Figure], theirs: &str) -> String {
 /// What the bare server's ratio to PostGraphile (`bare`) says of the floor's target at
 /// `concurrency`, beside ours (`ours`, ours ÷ PostGraphile in the same run; `rates`, our
 /// requests/s ÷ the bare server's, each measured beside its own PostGraphile figure).
-fn stack_bound(ours: Option<f64>, bare: Option<f64>, rates: Option<f64>, concurrency: &str) -> Option<String> {
+fn stack_bound(ours: Option<f64>, bare: Option<f64>, rates: Option<f64>, concurrency: usize) -> Option<String> {
     let (ours, bare) = (ours?, bare?);
     let kept = ours / bare;
     let direct = rates.map_or(String::new(), |rates| {
@@ -597,12 +605,12 @@ fn targets(figures: &[Figure]) -> String {
         ),
         (
             "floor at concurrency 1 ≥ 2× PostGraphile",
-            |l| super::names(l, "`{ __typename }`, concurrency 1"),
+            |l| l == floor_label(1),
             FLOOR_TARGET,
         ),
         (
             "floor at concurrency 4 ≥ 2× PostGraphile",
-            |l| super::names(l, "`{ __typename }`, concurrency 4"),
+            |l| l == floor_label(4),
             FLOOR_TARGET,
         ),
     ];
@@ -625,7 +633,7 @@ mod tests {
 
     #[test]
     fn a_bare_server_below_the_target_puts_it_out_of_reach() {
-        let line = stack_bound(Some(1.66), Some(1.9), Some(0.8), "1").unwrap();
+        let line = stack_bound(Some(1.66), Some(1.9), Some(0.8), 1).unwrap();
         assert!(
             line.contains("reached 1.90× PostGraphile, below the target of 2×"),
             "{line}"
@@ -646,7 +654,7 @@ mod tests {
 
     #[test]
     fn a_bare_server_beyond_the_target_says_how_much_of_its_ratio_a_server_must_reach() {
-        let line = stack_bound(Some(1.66), Some(2.5), None, "1").unwrap();
+        let line = stack_bound(Some(1.66), Some(2.5), None, 1).unwrap();
         assert!(
             line.contains("needs a server to reach 80% of the bare server's ratio"),
             "{line}"
@@ -658,7 +666,7 @@ mod tests {
 
     #[test]
     fn no_stack_bound_is_given_without_both_figures() {
-        assert!(stack_bound(None, Some(2.5), Some(0.8), "1").is_none());
-        assert!(stack_bound(Some(1.66), None, Some(0.8), "4").is_none());
+        assert!(stack_bound(None, Some(2.5), Some(0.8), 1).is_none());
+        assert!(stack_bound(Some(1.66), None, Some(0.8), 4).is_none());
     }
 }
