@@ -263,10 +263,10 @@ pub fn prepare_stream(
     }
 }
 
-fn with_loaders(request: async_graphql::Request, store: &Store, cache: bool) -> async_graphql::Request {
+fn with_loaders(mut request: async_graphql::Request, store: &Store, cache: bool) -> async_graphql::Request {
+    request.data.insert(Loaders::new(store, cache));
+    request.data.insert(limits::RootTurns::default());
     request
-        .data(Loaders::new(store, cache))
-        .data(limits::RootTurns::default())
 }
 
 /// The operation a request runs: the one named, or the only one.

@@ -6,10 +6,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
-use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -30,30 +31,28 @@ pub mod rest;
 pub mod sse;
 pub mod ws;
 
-/// The items of a weighted list header (`Accept`, `Accept-Encoding`): each name, lowercased, with
-/// its `q` weight (1 when absent, 0 when unreadable). `None` when the header is absent or blank.
-pub fn weighted_items(headers: &HeaderMap, name: HeaderName) -> Option<Vec<(String, f32)>> {
-    let values: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
-    if values.iter().all(|v| v.trim().is_empty()) {
+/// The items of a weighted list header (`Accept`, `Accept-Encoding`): each name, trimmed (compare
+/// it without regard to case), with its `q` weight (1 when absent, 0 when unreadable). `None` when
+/// the header is absent or blank. Nothing is copied: it is read on every GraphQL request.
+pub fn weighted_items(headers: &HeaderMap, name: HeaderName) -> Option<impl Iterator<Item = (&str, f32)>> {
+    let values = headers.get_all(name);
+    let texts = || values.iter().filter_map(|v| v.to_str().ok());
+    if texts().all(|v| v.trim().is_empty()) {
         return None;
     }
-    let items = values
-        .iter()
-        .flat_map(|v| v.split(','))
-        .map(|item| {
-            let mut parts = item.split(';');
-            let name = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-            let weight = parts
-                .find_map(|parameter| {
-                    let (key, value) = parameter.split_once('=')?;
-                    key.trim()
-                        .eq_ignore_ascii_case("q")
-                        .then(|| value.trim().parse::<f32>().unwrap_or(0.0))
-                })
-                .unwrap_or(1.0);
-            (name, weight)
-        })
-        .collect();
+    let items = texts().flat_map(|v| v.split(',')).map(|item| {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or_default().trim();
+        let weight = parts
+            .find_map(|parameter| {
+                let (key, value) = parameter.split_once('=')?;
+                key.trim()
+                    .eq_ignore_ascii_case("q")
+                    .then(|| value.trim().parse::<f32>().unwrap_or(0.0))
+            })
+            .unwrap_or(1.0);
+        (name, weight)
+    });
     Some(items)
 }
 
@@ -143,27 +142,31 @@ pub fn router(state: HttpState, options: HttpOptions) -> Router {
     if options.metrics {
         routes = routes.route("/metrics", get(metrics));
     }
-    let mut app = routes
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            consistency::after_rest_writes,
-        ))
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .with_state(state);
-    // The explorer's files hold no data: they need no identity.
+    let authenticated = middleware::from_fn_with_state(state.clone(), authenticate);
+    let mut app = routes.with_state(state);
+    // The explorer's files hold no data: `authenticate` lets them through, as it does health.
     if let Some(explorer) = explorer {
         app = app.merge(explorer);
     }
-    app
-        // The one body limit is ours (axum's extractors would add their own 2 MiB one).
-        .layer(DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(options.body_limit_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            options.request_timeout,
-        ))
-        .layer(middleware::from_fn(typed_bare_errors))
-        .layer(TraceLayer::new_for_http())
+    // Two stacks, each outermost first: each `Router::layer` boxes every route again, and every
+    // request pays for each box. The timeout answers with an empty body of the type it wraps,
+    // which the body limit's is not: the limit is a stack of its own.
+    app.layer(
+        ServiceBuilder::new()
+            .layer(RequestBodyLimitLayer::new(options.body_limit_bytes))
+            // The one body limit is ours (axum's extractors would add their own 2 MiB one).
+            .layer(DefaultBodyLimit::disable()),
+    )
+    .layer(
+        ServiceBuilder::new()
+            .layer(TraceLayer::new_for_http())
+            .layer(middleware::from_fn(typed_bare_errors))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                options.request_timeout,
+            ))
+            .layer(authenticated),
+    )
 }
 
 /// A router serving only `/metrics`, for a listener of its own (a port that only the monitoring
@@ -179,9 +182,12 @@ pub fn metrics_router(state: HttpState) -> Router {
 /// Authenticates every request to the APIs (and to `/metrics` when it needs a role) and attaches
 /// the caller to it; refuses, with the API's own error shape, a request whose credentials are
 /// missing or not valid. Static pages and health probes need no identity: they hold no data.
+/// A successful REST write answers its consistency token
+/// ([`consistency::after_rest_write`]).
 async fn authenticate(State(state): State<HttpState>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
     let rest = path.starts_with("/api/");
+    let write = rest && request.method() != Method::GET && request.method() != Method::HEAD;
     let metrics = path == "/metrics";
     let metrics_role = state.metrics_role.filter(|_| metrics);
     if !(rest || path == "/graphql" || metrics_role.is_some()) {
@@ -226,6 +232,9 @@ async fn authenticate(State(state): State<HttpState>, mut request: Request, next
     // one request may be refused).
     if rest && response.status() == StatusCode::FORBIDDEN {
         state.ctx.metrics.auth_refused(source, "forbidden");
+    }
+    if write {
+        return consistency::after_rest_write(&state.ctx, response).await;
     }
     response
 }

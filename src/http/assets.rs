@@ -192,11 +192,14 @@ pub async fn graphiql_asset(Path(name): Path<String>, request: HeaderMap) -> Res
 fn accepts_gzip(request: &HeaderMap) -> bool {
     let mut gzip = None;
     let mut any = None;
-    for (coding, weight) in super::weighted_items(request, header::ACCEPT_ENCODING).unwrap_or_default() {
-        match coding.as_str() {
-            "gzip" | "x-gzip" => gzip = Some(weight > 0.0),
-            "*" => any = Some(weight > 0.0),
-            _ => {}
+    for (coding, weight) in super::weighted_items(request, header::ACCEPT_ENCODING)
+        .into_iter()
+        .flatten()
+    {
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            gzip = Some(weight > 0.0);
+        } else if coding == "*" {
+            any = Some(weight > 0.0);
         }
     }
     gzip.or(any).unwrap_or(false)

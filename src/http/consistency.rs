@@ -11,12 +11,9 @@
 
 use std::time::Instant;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method};
-use axum::middleware::Next;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 
-use super::HttpState;
 use crate::service::Service;
 use crate::store::{Lsn, ReadFrom, Wanted};
 
@@ -105,15 +102,11 @@ pub fn mark(headers: &mut HeaderMap, token: Option<Lsn>, from: Option<&ReadFrom>
     }
 }
 
-/// Middleware of the REST API: a successful write (any method but GET under `/api/`) answers
-/// its token.
-pub async fn after_rest_writes(State(state): State<HttpState>, request: Request, next: Next) -> Response {
-    let write = request.uri().path().starts_with("/api/")
-        && request.method() != Method::GET
-        && request.method() != Method::HEAD;
-    let mut response = next.run(request).await;
-    if write && response.status().is_success() && !response.headers().contains_key(TOKEN_HEADER) {
-        let token = token_for(&state.ctx, Instant::now()).await;
+/// A REST write's answer: when it succeeded, with its token (any method but GET and HEAD under
+/// `/api/` is a write).
+pub async fn after_rest_write(service: &Service, mut response: Response) -> Response {
+    if response.status().is_success() && !response.headers().contains_key(TOKEN_HEADER) {
+        let token = token_for(service, Instant::now()).await;
         mark(response.headers_mut(), token, None);
     }
     response

@@ -20,7 +20,7 @@ use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{RawQuery, State};
+use axum::extract::{FromRequest, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -79,10 +79,13 @@ pub fn negotiate(headers: &HeaderMap) -> Option<Media> {
     let mut graphql = 0.0_f32;
     let mut json = 0.0_f32;
     for (media, weight) in ranges {
-        match media.as_str() {
-            GRAPHQL_RESPONSE_JSON => graphql = graphql.max(weight),
-            "application/json" | "application/*" | "*/*" => json = json.max(weight),
-            _ => {}
+        if media.eq_ignore_ascii_case(GRAPHQL_RESPONSE_JSON) {
+            graphql = graphql.max(weight);
+        } else if ["application/json", "application/*", "*/*"]
+            .iter()
+            .any(|json| media.eq_ignore_ascii_case(json))
+        {
+            json = json.max(weight);
         }
     }
     if graphql > 0.0 && graphql >= json {
@@ -120,12 +123,14 @@ pub fn refusal(status: StatusCode, code: &str, message: impl Into<String>, media
 }
 
 /// `POST /graphql` (server-sent events with `Accept: text/event-stream`).
-pub async fn post(
-    State(state): State<HttpState>,
-    caller: Option<Extension<Principal>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn post(State(state): State<HttpState>, mut request: Request) -> Response {
+    // Taken, not copied: this runs for every GraphQL request.
+    let caller = request.extensions_mut().remove::<Principal>();
+    let headers = std::mem::take(request.headers_mut());
+    let body = match Bytes::from_request(request, &state).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
+    };
     let events = super::sse::preference(&headers);
     let Some(media) = negotiate(&headers).or((events != super::sse::Preference::No).then_some(Media::Json)) else {
         return not_acceptable();
@@ -166,7 +171,7 @@ pub async fn post(
         super::sse::Preference::No => false,
     };
     if stream {
-        return super::sse::stream(state, request, caller.map(|Extension(c)| c));
+        return super::sse::stream(state, request, caller);
     }
     execute(&state, request, caller, media, Operations::Any, &headers).await
 }
@@ -204,6 +209,7 @@ pub async fn get(
             );
         }
     };
+    let caller = caller.map(|Extension(caller)| caller);
     execute(&state, request, caller, media, Operations::QueriesOnly, &headers).await
 }
 
@@ -389,7 +395,7 @@ impl std::fmt::Display for Refused {
 async fn execute(
     state: &HttpState,
     mut request: async_graphql::Request,
-    caller: Option<Extension<Principal>>,
+    caller: Option<Principal>,
     media: Media,
     operations: Operations,
     headers: &HeaderMap,
@@ -448,16 +454,21 @@ async fn execute(
         None
     };
     let order = ResponseOrder::of(&mut request);
+    // Data is inserted in place: the request is large, and each `Request::data` moves it.
     let mut request = match &routed {
-        Some((service, _)) => prepare_request(request, &service.store).data(service.clone()),
+        Some((service, _)) => {
+            let mut request = prepare_request(request, &service.store);
+            request.data.insert(service.clone());
+            request
+        }
         None => prepare_request(request, &state.ctx.store),
     };
-    if let Some(Extension(caller)) = caller {
-        request = request.data(caller);
+    if let Some(caller) = caller {
+        request.data.insert(caller);
     }
     // The response is written below by `json`, so what can be is written ahead.
     if !crate::graphql::order::repeats_keys(&mut request) {
-        request = request.data(WriteAhead);
+        request.data.insert(WriteAhead);
     }
     let mut response = state.schema.execute(request).await;
     if let Some((service, _)) = &routed

@@ -38,20 +38,22 @@ pub fn preference(headers: &HeaderMap) -> Preference {
     let Some(items) = super::weighted_items(headers, header::ACCEPT) else {
         return Preference::No;
     };
-    let weight = |wanted: &[&str]| {
-        items
-            .iter()
-            .filter(|(media, _)| wanted.contains(&media.as_str()))
-            .map(|(_, weight)| *weight)
-            .fold(0.0_f32, f32::max)
-    };
-    let events = weight(&[EVENT_STREAM]);
-    let json = weight(&[
-        "application/json",
-        super::graphql::GRAPHQL_RESPONSE_JSON,
-        "application/*",
-        "*/*",
-    ]);
+    let (mut events, mut json) = (0.0_f32, 0.0_f32);
+    for (media, weight) in items {
+        if media.eq_ignore_ascii_case(EVENT_STREAM) {
+            events = events.max(weight);
+        } else if [
+            "application/json",
+            super::graphql::GRAPHQL_RESPONSE_JSON,
+            "application/*",
+            "*/*",
+        ]
+        .iter()
+        .any(|wanted| media.eq_ignore_ascii_case(wanted))
+        {
+            json = json.max(weight);
+        }
+    }
     if events <= 0.0 {
         Preference::No
     } else if events > json {
