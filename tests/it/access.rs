@@ -895,3 +895,63 @@ impl Served {
         self.server.await.unwrap().unwrap();
     }
 }
+
+/// Identity comes before routes and limits: a caller without credentials learns neither which
+/// API paths exist nor how large a body may be; an authenticated one gets 404 and 413.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_checked_before_routes_and_the_body_limit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("keys.json");
+    let writer = create_key(&path, "svc-writer", Role::Writer, PrincipalKind::Service).unwrap();
+    let app = TestApp::with_config(Engine::Sqlite, |c| {
+        c.auth.modes = vec![AuthMode::ApiKeys];
+        c.auth.api_keys_file = path.clone();
+        c.body_limit_bytes = 1_000;
+    })
+    .await
+    .unwrap();
+    let large = rest_event(json!({"eventData": {"padding": "x".repeat(5_000)}})).to_string();
+    let cases = [
+        ("POST", "/api/v1/audit/events", large.clone()),
+        ("GET", "/api/v1/audit/no-such-path", String::new()),
+        (
+            "POST",
+            "/graphql",
+            format!(
+                "{{\"query\": \"{{ __typename }}\", \"pad\": \"{}\"}}",
+                "x".repeat(5_000)
+            ),
+        ),
+    ];
+    for (method, uri, body) in &cases {
+        let request = |key: Option<&str>| {
+            let mut builder = Request::builder()
+                .method(*method)
+                .uri(*uri)
+                .header("content-type", "application/json");
+            if let Some(key) = key {
+                builder = builder.header("authorization", format!("Bearer {key}"));
+            }
+            builder.body(Body::from(body.clone())).unwrap()
+        };
+        let anonymous = send(&app, request(None)).await;
+        assert_eq!(
+            anonymous.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {uri}: {}",
+            brief(&anonymous.body)
+        );
+        assert!(
+            anonymous.challenge.is_some(),
+            "{method} {uri}: a challenge names the scheme"
+        );
+        let known = send(&app, request(Some(&writer.key))).await;
+        let expected = if body.len() > 1_000 {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        assert_eq!(known.status, expected, "{method} {uri}: {}", brief(&known.body));
+    }
+    assert_eq!(app.row_count().await, 0);
+}
