@@ -12,10 +12,8 @@
 //! absent from the map, so only their relative place among the present keys could differ, and
 //! only when the same key also appears in an applicable selection after them.
 
-use std::collections::HashSet;
-
 use async_graphql::indexmap::IndexMap;
-use async_graphql::parser::types::{Directive, FragmentDefinition, OperationDefinition, Selection, SelectionSet};
+use async_graphql::parser::types::{Directive, FragmentDefinition, Selection, SelectionSet, VariableDefinition};
 use async_graphql::{Name, Positioned, Response, Value, Variables};
 
 /// How to order the response of one request (see the module documentation), planned from its
@@ -28,18 +26,32 @@ impl ResponseOrder {
     /// The order of the responses of `request` (parsing its document if that has not happened
     /// yet); `None` when the document does not parse or names no operation.
     pub fn of(request: &mut async_graphql::Request) -> Option<Self> {
-        let operation_name = request.operation_name.clone();
-        let variables = request.variables.clone();
-        let document = request.parsed_query().ok()?;
-        let operation = super::chosen_operation(document, operation_name.as_deref())?;
-        let variables = with_defaults(&operation.node, variables);
-        let order = Order {
-            fragments: &document.fragments,
-            variables: &variables,
-        };
-        Some(Self {
-            plan: order.plan(&[&operation.node.selection_set.node]),
-        })
+        // The variables are lent to the plan, not copied: a batch's weigh megabytes.
+        let variables = std::mem::take(&mut request.variables);
+        let order = Self::planned(request, &variables);
+        request.variables = variables;
+        order
+    }
+
+    fn planned(request: &mut async_graphql::Request, variables: &Variables) -> Option<Self> {
+        let operation_name = request.operation_name.take();
+        let document = request.parsed_query().ok();
+        let operation = document.and_then(|document| {
+            let operation = super::chosen_operation(document, operation_name.as_deref())?;
+            Some((document, operation))
+        });
+        let order = operation.map(|(document, operation)| {
+            let order = Order {
+                fragments: &document.fragments,
+                variables,
+                defaults: &operation.node.variable_definitions,
+            };
+            Self {
+                plan: order.plan(&[&operation.node.selection_set.node]),
+            }
+        });
+        request.operation_name = operation_name;
+        order
     }
 
     /// Puts every map of the response's `data` in the order of the selection sets.
@@ -48,23 +60,28 @@ impl ResponseOrder {
     }
 }
 
-/// The request's variables, with the operation's defaults for those it did not send, as the
-/// specification reads `@skip(if: $v)`. async-graphql 7 decides `@skip` and `@include` without
-/// the defaults; where the two differ, a key the plan left out keeps its place at the end.
-fn with_defaults(operation: &OperationDefinition, mut variables: Variables) -> Variables {
-    for definition in &operation.variable_definitions {
-        let name = &definition.node.name.node;
-        if let (false, Some(default)) = (variables.contains_key(name), &definition.node.default_value) {
-            variables.insert(name.clone(), default.node.clone());
-        }
-    }
-    variables
-}
-
 /// What ordering a response needs from its request.
 struct Order<'a> {
     fragments: &'a std::collections::HashMap<Name, Positioned<FragmentDefinition>>,
+    /// The request's variables.
     variables: &'a Variables,
+    /// The operation's definitions of its variables, whose defaults stand for those the request
+    /// did not send, as the specification reads `@skip(if: $v)`. async-graphql 7 decides `@skip`
+    /// and `@include` without the defaults; where the two differ, a key the plan left out keeps
+    /// its place at the end.
+    defaults: &'a [Positioned<VariableDefinition>],
+}
+
+impl Order<'_> {
+    /// The value of the variable `name`: the request's, else its default.
+    fn variable(&self, name: &Name) -> Option<&Value> {
+        self.variables.get(name).or_else(|| {
+            self.defaults
+                .iter()
+                .find(|definition| definition.node.name.node == *name)
+                .and_then(|definition| definition.node.default_value())
+        })
+    }
 }
 
 /// The order of a response map's keys, and of the maps below each key: collected once per request
@@ -84,7 +101,7 @@ impl<'a> Order<'a> {
     /// The plan of the merged selection sets `sets`.
     fn plan(&self, sets: &[&'a SelectionSet]) -> Plan {
         let mut fields = IndexMap::new();
-        let mut visited = HashSet::new();
+        let mut visited = foldhash::HashSet::default();
         for set in sets {
             self.collect(set, &mut fields, &mut visited);
         }
@@ -100,7 +117,7 @@ impl<'a> Order<'a> {
         &self,
         set: &'a SelectionSet,
         fields: &mut IndexMap<&'a str, (&'a Name, Vec<&'a SelectionSet>)>,
-        visited: &mut HashSet<&'a str>,
+        visited: &mut foldhash::HashSet<&'a str>,
     ) {
         for selection in &set.items {
             if !self.included(selection.node.directives()) {
@@ -142,7 +159,7 @@ impl<'a> Order<'a> {
                     value
                         .node
                         .clone()
-                        .into_const_with(|name| self.variables.get(&name).cloned().ok_or(()))
+                        .into_const_with(|name| self.variable(&name).cloned().ok_or(()))
                         .ok()
                 })
                 .map(|value| value == Value::Boolean(true));
@@ -271,11 +288,12 @@ mod tests {
     fn ordered(query: &str, variables: serde_json::Value, data: serde_json::Value) -> String {
         let document = async_graphql::parser::parse_query(query).unwrap();
         let (_, operation) = document.operations.iter().next().unwrap();
-        let variables = with_defaults(&operation.node, Variables::from_json(variables));
+        let variables = Variables::from_json(variables);
         let mut value = Value::from_json(data).unwrap();
         let order = Order {
             fragments: &document.fragments,
             variables: &variables,
+            defaults: &operation.node.variable_definitions,
         };
         order.apply(&mut value, &[&operation.node.selection_set.node]);
         serde_json::to_string(&value).unwrap()

@@ -8,7 +8,6 @@
 //! dropped to make room, so that a client sending endless distinct documents gains nothing and
 //! costs only the copy.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_graphql::parser::types::ExecutableDocument;
@@ -22,7 +21,7 @@ const LONGEST: usize = 4096;
 /// Recently parsed documents (see the module documentation).
 #[derive(Default)]
 pub struct Documents {
-    parsed: Mutex<HashMap<Box<str>, Arc<ExecutableDocument>>>,
+    parsed: Mutex<foldhash::HashMap<Box<str>, Arc<ExecutableDocument>>>,
 }
 
 impl Documents {
@@ -52,7 +51,7 @@ impl Documents {
         parsed.insert(query, document);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Arc<ExecutableDocument>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, foldhash::HashMap<Box<str>, Arc<ExecutableDocument>>> {
         // The map stays consistent whatever panicked while holding it.
         self.parsed.lock().unwrap_or_else(PoisonError::into_inner)
     }
