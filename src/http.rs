@@ -142,7 +142,7 @@ pub fn router(state: HttpState, options: HttpOptions) -> Router {
     if options.metrics {
         routes = routes.route("/metrics", get(metrics));
     }
-    let authenticated = middleware::from_fn_with_state(state.clone(), authenticate);
+    let authenticated = middleware::from_fn_with_state((state.clone(), MetricsHere(options.metrics)), authenticate);
     let mut app = routes.with_state(state);
     // The explorer's files hold no data: `authenticate` lets them through, as it does health.
     if let Some(explorer) = explorer {
@@ -174,21 +174,33 @@ pub fn router(state: HttpState, options: HttpOptions) -> Router {
 pub fn metrics_router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(
+            (state.clone(), MetricsHere(true)),
+            authenticate,
+        ))
         .with_state(state)
         .layer(TraceLayer::new_for_http())
 }
+
+/// Whether the router that authenticates serves `/metrics` (it may have a listener of its own,
+/// where the main router answers 404 as for any other unknown path).
+#[derive(Clone, Copy)]
+struct MetricsHere(bool);
 
 /// Authenticates every request to the APIs (and to `/metrics` when it needs a role) and attaches
 /// the caller to it; refuses, with the API's own error shape, a request whose credentials are
 /// missing or not valid. Static pages and health probes need no identity: they hold no data.
 /// A successful REST write answers its consistency token
 /// ([`consistency::after_rest_write`]).
-async fn authenticate(State(state): State<HttpState>, mut request: Request, next: Next) -> Response {
+async fn authenticate(
+    State((state, MetricsHere(metrics_here))): State<(HttpState, MetricsHere)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let path = request.uri().path().to_string();
     let rest = path.starts_with("/api/");
     let write = rest && request.method() != Method::GET && request.method() != Method::HEAD;
-    let metrics = path == "/metrics";
+    let metrics = metrics_here && path == "/metrics";
     let metrics_role = state.metrics_role.filter(|_| metrics);
     if !(rest || path == "/graphql" || metrics_role.is_some()) {
         return next.run(request).await;

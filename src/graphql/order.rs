@@ -26,7 +26,7 @@ impl ResponseOrder {
     /// The order of the responses of `request` (parsing its document if that has not happened
     /// yet); `None` when the document does not parse or names no operation.
     pub fn of(request: &mut async_graphql::Request) -> Option<Self> {
-        // The variables are lent to the plan, not copied: a batch's weigh megabytes.
+        // The variables are lent to the plan, not copied: a batch's variables weigh megabytes.
         let variables = std::mem::take(&mut request.variables);
         let order = Self::planned(request, &variables);
         request.variables = variables;
@@ -79,7 +79,8 @@ impl Order<'_> {
             self.defaults
                 .iter()
                 .find(|definition| definition.node.name.node == *name)
-                .and_then(|definition| definition.node.default_value())
+                .and_then(|definition| definition.node.default_value.as_ref())
+                .map(|default| &default.node)
         })
     }
 }

@@ -858,6 +858,12 @@ async fn the_metrics_role_holds_on_the_metrics_listener_too() {
     let (status, body) = http_exchange(metrics_addr, &with_key).await;
     assert!(status.contains(" 200 "), "{status}");
     assert!(body.contains("auth_refusals_total"), "{body}");
+    // The main listener has no /metrics: an unknown path there, with or without a key, and not
+    // a refusal of the metrics role.
+    let (status, _) = http_exchange(served.addr, &http_get("/metrics")).await;
+    assert!(status.contains(" 404 "), "{status}");
+    let (status, _) = http_exchange(served.addr, &with_key).await;
+    assert!(status.contains(" 404 "), "{status}");
     served.stop().await;
 }
 
@@ -928,7 +934,8 @@ async fn credentials_are_checked_before_routes_and_the_body_limit() {
             let mut builder = Request::builder()
                 .method(*method)
                 .uri(*uri)
-                .header("content-type", "application/json");
+                .header("content-type", "application/json")
+                .header("content-length", body.len());
             if let Some(key) = key {
                 builder = builder.header("authorization", format!("Bearer {key}"));
             }
