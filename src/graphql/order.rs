@@ -26,32 +26,31 @@ impl ResponseOrder {
     /// The order of the responses of `request` (parsing its document if that has not happened
     /// yet); `None` when the document does not parse or names no operation.
     pub fn of(request: &mut async_graphql::Request) -> Option<Self> {
-        // The variables are lent to the plan, not copied: a batch's variables weigh megabytes.
+        // The variables and the operation's name are lent to the plan, not copied: a batch's
+        // variables weigh megabytes.
         let variables = std::mem::take(&mut request.variables);
-        let order = Self::planned(request, &variables);
+        let operation_name = request.operation_name.take();
+        let order = Self::planned(request, &variables, operation_name.as_deref());
         request.variables = variables;
+        request.operation_name = operation_name;
         order
     }
 
-    fn planned(request: &mut async_graphql::Request, variables: &Variables) -> Option<Self> {
-        let operation_name = request.operation_name.take();
-        let document = request.parsed_query().ok();
-        let operation = document.and_then(|document| {
-            let operation = super::chosen_operation(document, operation_name.as_deref())?;
-            Some((document, operation))
-        });
-        let order = operation.map(|(document, operation)| {
-            let order = Order {
-                fragments: &document.fragments,
-                variables,
-                defaults: &operation.node.variable_definitions,
-            };
-            Self {
-                plan: order.plan(&[&operation.node.selection_set.node]),
-            }
-        });
-        request.operation_name = operation_name;
-        order
+    fn planned(
+        request: &mut async_graphql::Request,
+        variables: &Variables,
+        operation_name: Option<&str>,
+    ) -> Option<Self> {
+        let document = request.parsed_query().ok()?;
+        let operation = super::chosen_operation(document, operation_name)?;
+        let order = Order {
+            fragments: &document.fragments,
+            variables,
+            defaults: &operation.node.variable_definitions,
+        };
+        Some(Self {
+            plan: order.plan(&[&operation.node.selection_set.node]),
+        })
     }
 
     /// Puts every map of the response's `data` in the order of the selection sets.

@@ -71,6 +71,13 @@ impl Media {
     }
 }
 
+/// Whether the media range `media` (from `Accept`) takes `application/json`.
+pub fn is_json_range(media: &str) -> bool {
+    ["application/json", "application/*", "*/*"]
+        .iter()
+        .any(|json| media.eq_ignore_ascii_case(json))
+}
+
 /// Chooses the response media type from `Accept`; `None` when the client takes neither.
 pub fn negotiate(headers: &HeaderMap) -> Option<Media> {
     let Some(ranges) = super::weighted_items(headers, header::ACCEPT) else {
@@ -81,10 +88,7 @@ pub fn negotiate(headers: &HeaderMap) -> Option<Media> {
     for (media, weight) in ranges {
         if media.eq_ignore_ascii_case(GRAPHQL_RESPONSE_JSON) {
             graphql = graphql.max(weight);
-        } else if ["application/json", "application/*", "*/*"]
-            .iter()
-            .any(|json| media.eq_ignore_ascii_case(json))
-        {
+        } else if is_json_range(media) {
             json = json.max(weight);
         }
     }

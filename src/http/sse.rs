@@ -42,14 +42,8 @@ pub fn preference(headers: &HeaderMap) -> Preference {
     for (media, weight) in items {
         if media.eq_ignore_ascii_case(EVENT_STREAM) {
             events = events.max(weight);
-        } else if [
-            "application/json",
-            super::graphql::GRAPHQL_RESPONSE_JSON,
-            "application/*",
-            "*/*",
-        ]
-        .iter()
-        .any(|wanted| media.eq_ignore_ascii_case(wanted))
+        } else if media.eq_ignore_ascii_case(super::graphql::GRAPHQL_RESPONSE_JSON)
+            || super::graphql::is_json_range(media)
         {
             json = json.max(weight);
         }

@@ -185,29 +185,16 @@ async fn floor(
         anyhow::ensure!(data["__typename"] == "Query", "unexpected {data}");
         Ok(1)
     });
+    let body = json!({"query": "{ __typename }"});
+    let side = || (body.clone(), check.clone());
     for concurrency in FLOOR_CONCURRENCIES {
-        let body = json!({"query": "{ __typename }"});
         let figure = Figure::new(floor_label(concurrency), "requests/s", "PostGraphile");
-        let ours = (body.clone(), check.clone());
-        let theirs = (body.clone(), check.clone());
-        figures.push(beside(bench, bench.addr, peer, figure, ours, theirs, concurrency).await?);
+        figures.push(beside(bench, bench.addr, peer, figure, side(), side(), concurrency).await?);
         let Some(bare) = bare else {
             continue;
         };
         let figure = Figure::new(bare_label(concurrency), "requests/s", "PostGraphile");
-        let theirs = (body.clone(), check.clone());
-        stack.push(
-            beside(
-                bench,
-                bare.addr,
-                peer,
-                figure,
-                (body, check.clone()),
-                theirs,
-                concurrency,
-            )
-            .await?,
-        );
+        stack.push(beside(bench, bare.addr, peer, figure, side(), side(), concurrency).await?);
     }
     Ok(())
 }
