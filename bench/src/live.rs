@@ -34,7 +34,7 @@ use crate::client::Conn;
 use crate::cpu::Cpu;
 use crate::data::Rng;
 use crate::load::{self, Op, Sample};
-use crate::ops::GraphqlCreate;
+use crate::ops::{GraphqlCreate, first_event_number};
 use crate::report;
 
 /// Options of the live workload.
@@ -468,7 +468,7 @@ async fn paced(
             parents: setup.parents.clone(),
             rng: Rng::new((run as u64) << 32 ^ 0x11fe ^ worker as u64),
             worker,
-            n: 0,
+            n: first_event_number(),
         });
     }
     let start = Instant::now() + Duration::from_millis(20);
@@ -640,7 +640,7 @@ async fn writes(setup: &Setup<'_>, concurrency: usize, seed: u64) -> anyhow::Res
                 parents: setup.parents.clone(),
                 rng: Rng::new(seed ^ worker as u64),
                 worker,
-                n: 0,
+                n: first_event_number(),
             },
             stored: 0,
         });

@@ -160,6 +160,15 @@ struct Written {
     parent: EventKey,
 }
 
+/// The first event number of writers starting now. Writers number their events from it, and
+/// each event starts a chain of its own (`write-{worker}-{n}`); taken from the clock, a thousand
+/// numbers a millisecond (no writer comes near one event a millisecond), so that no two sets of
+/// writers, in one run or across runs on a reused database, name the same chain. A chain named
+/// again would make the server's first write to it move a head it has not seen, and link again.
+pub fn first_event_number() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default() * 1_000
+}
+
 fn written(rng: &mut Rng, parents: &[EventKey], worker: usize, n: u64) -> Written {
     Written {
         resource_id: format!("pod-{}", n % 1_000),
@@ -417,5 +426,26 @@ impl Op for RawSameWrite {
             .try_get("written")?;
         anyhow::ensure!(written == self.batch as i64, "{written} rows written of {}", self.batch);
         Ok(self.batch as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writers_started_later_name_other_chains_than_earlier_ones() {
+        let earlier = first_event_number();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later = first_event_number();
+        assert!(later >= earlier + 1_000, "{earlier} then {later}");
+        let mut rng = Rng::new(1);
+        let parents = [EventKey {
+            id: uuid::Uuid::nil(),
+            date: chrono::NaiveDate::MIN,
+        }];
+        let first = written(&mut rng, &parents, 0, earlier);
+        let next = written(&mut rng, &parents, 0, later);
+        assert_ne!(first.correlation_id, next.correlation_id);
     }
 }

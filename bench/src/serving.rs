@@ -22,7 +22,8 @@ use crate::data::{self, Dataset, Rng, Shapes, Tree};
 use crate::live::{self, LiveOptions};
 use crate::load::{Op, Sample, measure_cpu};
 use crate::ops::{
-    Check, GraphqlCreate, GraphqlRead, RawCreate, RawNested, RawRead, RawSameWrite, RawWay, RestRead, insert_sql,
+    Check, GraphqlCreate, GraphqlRead, RawCreate, RawNested, RawRead, RawSameWrite, RawWay, RestRead,
+    first_event_number, insert_sql,
 };
 use crate::raw::{Raw, Sql};
 use crate::report::{self, Figure};
@@ -577,9 +578,7 @@ async fn writes(bench: &mut Bench, single: bool, batches: bool) -> anyhow::Resul
         let insert = Arc::new(insert_sql(batch));
         for run in 1..=bench.runs {
             let seed = (run as u64) << 32 | (batch as u64) << 8 | concurrency as u64;
-            // The first event number of this run: correlations (and the chains they name) must
-            // not repeat across runs, nor on a reused database.
-            let first = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default() * 1_000;
+            let first = first_event_number();
             let ours = bench
                 .conns(concurrency)
                 .await?
