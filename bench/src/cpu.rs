@@ -23,15 +23,30 @@ pub struct Cpu {
     pub seconds: f64,
 }
 
-/// User and system CPU seconds of a process, from its `/proc/<pid>/stat`, with its name.
-fn process_cpu(stat: &str) -> Option<(&str, f64)> {
+/// CPU seconds of a process, from its `/proc/<pid>/stat`, with its name: its own (user and
+/// system), and that of its children it has waited for.
+fn process_cpu(stat: &str) -> Option<(&str, f64, f64)> {
     let (head, rest) = stat.rsplit_once(')')?;
     let name = head.split_once('(')?.1;
-    // `rest` starts at the third field (state); utime and stime are the 14th and 15th.
+    // `rest` starts at the third field (state); utime, stime, cutime and cstime are the 14th to
+    // the 17th.
     let mut fields = rest.split_whitespace().skip(11);
-    let utime: f64 = fields.next()?.parse().ok()?;
-    let stime: f64 = fields.next()?.parse().ok()?;
-    Some((name, (utime + stime) / TICKS))
+    let mut next = || fields.next()?.parse::<f64>().ok();
+    let own = next()? + next()?;
+    let children = next()? + next()?;
+    Some((name, own / TICKS, children / TICKS))
+}
+
+/// PostgreSQL's CPU seconds so far in the `stat` files of all processes: each `postgres`
+/// process's own, and its waited-for children's. A backend that exits leaves the sum of live
+/// processes, and its time goes to the postmaster's children's when the postmaster reaps it; so a
+/// connection that closes during a period does not take its CPU out of the period's figure.
+fn postgres_cpu<'a>(stats: impl Iterator<Item = &'a str>) -> f64 {
+    stats
+        .filter_map(process_cpu)
+        .filter(|(name, _, _)| *name == "postgres")
+        .map(|(_, own, children)| own + children)
+        .sum()
 }
 
 impl Cpu {
@@ -39,21 +54,17 @@ impl Cpu {
         let of = |pid: &str| {
             std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
-                .and_then(|stat| process_cpu(&stat).map(|(_, seconds)| seconds))
+                .and_then(|stat| process_cpu(&stat).map(|(_, own, _)| own))
                 .unwrap_or(0.0)
         };
-        let postgres = std::fs::read_dir("/proc")
+        let stats: Vec<String> = std::fs::read_dir("/proc")
             .into_iter()
             .flatten()
             .flatten()
             .filter(|entry| entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
             .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
-            .filter_map(|stat| {
-                process_cpu(&stat)
-                    .filter(|(name, _)| *name == "postgres")
-                    .map(|(_, s)| s)
-            })
-            .sum();
+            .collect();
+        let postgres = postgres_cpu(stats.iter().map(String::as_str));
         // The first line of /proc/stat: user nice system idle iowait irq softirq steal …
         let machine = std::fs::read_to_string("/proc/stat")
             .ok()
@@ -98,4 +109,36 @@ impl Cpu {
 /// `None` when the system does not say.
 pub fn cores() -> Option<usize> {
     std::thread::available_parallelism().ok().map(|n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `stat` line with the name `name`, utime, stime, cutime and cstime in ticks.
+    fn stat(pid: u32, name: &str, times: [u64; 4]) -> String {
+        let [utime, stime, cutime, cstime] = times;
+        format!(
+            "{pid} ({name}) S 1 {pid} {pid} 0 -1 4194560 100 0 0 0 {utime} {stime} {cutime} {cstime} 20 0 1 0 5 1000 10"
+        )
+    }
+
+    #[test]
+    fn a_backend_that_exits_keeps_its_cpu_in_postgres_figure() {
+        let postmaster = stat(10, "postgres", [100, 50, 0, 0]);
+        let backend = stat(11, "postgres", [300, 100, 0, 0]);
+        let other = stat(12, "auditgraph", [999, 999, 999, 999]);
+        let before = postgres_cpu([postmaster.as_str(), backend.as_str(), other.as_str()].into_iter());
+        assert!((before - 5.5).abs() < 1e-9, "{before}");
+        // The backend ran 1 s more, exited, and the postmaster reaped it.
+        let reaped = stat(10, "postgres", [100, 50, 350, 150]);
+        let after = postgres_cpu([reaped.as_str(), other.as_str()].into_iter());
+        assert!((after - before - 1.0).abs() < 1e-9, "{before} then {after}");
+    }
+
+    #[test]
+    fn a_name_with_spaces_and_parentheses_is_read_whole() {
+        let line = stat(7, "tokio (rt) worker", [10, 20, 30, 40]);
+        assert_eq!(process_cpu(&line), Some(("tokio (rt) worker", 0.3, 0.7)));
+    }
 }
