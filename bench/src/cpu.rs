@@ -37,16 +37,14 @@ fn process_cpu(stat: &str) -> Option<(&str, f64, f64)> {
     Some((name, own / TICKS, children / TICKS))
 }
 
-/// PostgreSQL's CPU seconds so far in the `stat` files of all processes: each `postgres`
-/// process's own, and its waited-for children's. A backend that exits leaves the sum of live
-/// processes, and its time goes to the postmaster's children's when the postmaster reaps it; so a
-/// connection that closes during a period does not take its CPU out of the period's figure.
-fn postgres_cpu<'a>(stats: impl Iterator<Item = &'a str>) -> f64 {
-    stats
-        .filter_map(process_cpu)
+/// The CPU seconds a process's `stat` line counts for PostgreSQL: a `postgres` process's own and
+/// its waited-for children's; none for another process. A backend that exits leaves the sum of
+/// live processes, and its time goes to the postmaster's children's when the postmaster reaps it;
+/// so a connection that closes during a period does not take its CPU out of the period's figure.
+fn postgres_seconds(stat: &str) -> f64 {
+    process_cpu(stat)
         .filter(|(name, _, _)| *name == "postgres")
-        .map(|(_, own, children)| own + children)
-        .sum()
+        .map_or(0.0, |(_, own, children)| own + children)
 }
 
 impl Cpu {
@@ -57,14 +55,14 @@ impl Cpu {
                 .and_then(|stat| process_cpu(&stat).map(|(_, own, _)| own))
                 .unwrap_or(0.0)
         };
-        let stats: Vec<String> = std::fs::read_dir("/proc")
+        let postgres = std::fs::read_dir("/proc")
             .into_iter()
             .flatten()
             .flatten()
             .filter(|entry| entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
             .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
-            .collect();
-        let postgres = postgres_cpu(stats.iter().map(String::as_str));
+            .map(|stat| postgres_seconds(&stat))
+            .sum();
         // The first line of /proc/stat: user nice system idle iowait irq softirq steal …
         let machine = std::fs::read_to_string("/proc/stat")
             .ok()
@@ -128,11 +126,12 @@ mod tests {
         let postmaster = stat(10, "postgres", [100, 50, 0, 0]);
         let backend = stat(11, "postgres", [300, 100, 0, 0]);
         let other = stat(12, "auditgraph", [999, 999, 999, 999]);
-        let before = postgres_cpu([postmaster.as_str(), backend.as_str(), other.as_str()].into_iter());
+        let sum = |stats: &[&String]| stats.iter().map(|stat| postgres_seconds(stat)).sum::<f64>();
+        let before = sum(&[&postmaster, &backend, &other]);
         assert!((before - 5.5).abs() < 1e-9, "{before}");
         // The backend ran 1 s more, exited, and the postmaster reaped it.
         let reaped = stat(10, "postgres", [100, 50, 350, 150]);
-        let after = postgres_cpu([reaped.as_str(), other.as_str()].into_iter());
+        let after = sum(&[&reaped, &other]);
         assert!((after - before - 1.0).abs() < 1e-9, "{before} then {after}");
     }
 

@@ -460,6 +460,7 @@ async fn paced(
     let seconds = setup.options.live_seconds;
     let total = (rate * seconds).round() as u64;
     let next = Arc::new(AtomicU64::new(0));
+    let first = first_event_number();
     let mut writers = Vec::with_capacity(WRITERS);
     for worker in 0..WRITERS {
         writers.push(GraphqlCreate {
@@ -468,7 +469,7 @@ async fn paced(
             parents: setup.parents.clone(),
             rng: Rng::new((run as u64) << 32 ^ 0x11fe ^ worker as u64),
             worker,
-            n: first_event_number(),
+            n: first,
         });
     }
     let start = Instant::now() + Duration::from_millis(20);
@@ -631,6 +632,7 @@ impl Cost {
 /// Closed-loop single-event writes at `concurrency` for the warm-up and the measurement; the
 /// sample and the events stored in all.
 async fn writes(setup: &Setup<'_>, concurrency: usize, seed: u64) -> anyhow::Result<(Sample, u64)> {
+    let first = first_event_number();
     let mut workers = Vec::with_capacity(concurrency);
     for worker in 0..concurrency {
         workers.push(Counted {
@@ -640,7 +642,7 @@ async fn writes(setup: &Setup<'_>, concurrency: usize, seed: u64) -> anyhow::Res
                 parents: setup.parents.clone(),
                 rng: Rng::new(seed ^ worker as u64),
                 worker,
-                n: first_event_number(),
+                n: first,
             },
             stored: 0,
         });
@@ -736,7 +738,7 @@ pub async fn run(setup: &Setup<'_>) -> anyhow::Result<LiveFigures> {
         parents: setup.parents.clone(),
         rng: Rng::new(0x11fe),
         worker: PROBE_WORKER,
-        n: 0,
+        n: first_event_number(),
     };
     let mut costs: Vec<Cost> = CONCURRENCIES
         .iter()
