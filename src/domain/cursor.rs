@@ -11,6 +11,8 @@ use uuid::Uuid;
 
 const VERSION: u8 = 1;
 const ENCODED_LEN: usize = 1 + 8 + 16;
+/// Characters of an encoded cursor: base64 without padding of [`ENCODED_LEN`] bytes.
+const TEXT_LEN: usize = (ENCODED_LEN * 4).div_ceil(3);
 
 /// A position in the `(event_timestamp, event_id)` order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -34,11 +36,24 @@ impl Cursor {
 
     /// Encodes the cursor as an opaque string.
     pub fn encode(&self) -> String {
-        let mut bytes = Vec::with_capacity(ENCODED_LEN);
-        bytes.push(VERSION);
-        bytes.extend_from_slice(&self.timestamp.timestamp_micros().to_be_bytes());
-        bytes.extend_from_slice(self.id.as_bytes());
-        URL_SAFE_NO_PAD.encode(bytes)
+        URL_SAFE_NO_PAD.encode(self.bytes())
+    }
+
+    /// Appends [`Cursor::encode`]'s text to `out`, with no allocation of its own.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let mut text = [0u8; TEXT_LEN];
+        match URL_SAFE_NO_PAD.encode_slice(self.bytes(), &mut text) {
+            Ok(written) => out.extend_from_slice(&text[..written]),
+            Err(_) => out.extend_from_slice(self.encode().as_bytes()),
+        }
+    }
+
+    fn bytes(&self) -> [u8; ENCODED_LEN] {
+        let mut bytes = [0u8; ENCODED_LEN];
+        bytes[0] = VERSION;
+        bytes[1..9].copy_from_slice(&self.timestamp.timestamp_micros().to_be_bytes());
+        bytes[9..].copy_from_slice(self.id.as_bytes());
+        bytes
     }
 
     /// Decodes a string produced by [`Cursor::encode`].
@@ -140,6 +155,17 @@ impl LiveCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cursor_appended_to_a_buffer_is_its_text() {
+        for micros in [i64::MIN / 2, -1, 0, 1_764_000_000_123_456] {
+            let cursor = Cursor::new(DateTime::from_timestamp_micros(micros).unwrap(), Uuid::now_v7());
+            let mut out = b"x".to_vec();
+            cursor.encode_into(&mut out);
+            assert_eq!(out, format!("x{}", cursor.encode()).into_bytes());
+            assert_eq!(Cursor::decode(&cursor.encode()), Ok(cursor));
+        }
+    }
 
     #[test]
     fn live_cursors_round_trip_and_are_told_apart_from_page_cursors() {

@@ -53,6 +53,11 @@ pub struct Model {
     pub hash_key_id: Option<String>,
     /// Why an imported event's carried hash stands outside the chain (it could not be verified).
     pub chain_note: Option<String>,
+    /// `event_data` as the JSON text the database sent, when the row was read only to be written
+    /// out as JSON (`Columns::data_as_text`): `event_data` is then null and was never parsed.
+    /// `None` for every other row. Not a column.
+    #[sea_orm(ignore)]
+    pub event_data_text: Option<String>,
 }
 
 /// The composite self-reference `(parent_event_id, parent_event_date) → (event_id, event_date)`.

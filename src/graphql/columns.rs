@@ -51,14 +51,15 @@ fn of_field(name: &str) -> &'static [Column] {
 
 /// The columns that the `AuditEvent` selections `events` read of their events: the keys, the
 /// columns of the fields selected, and, because `root` may be the event itself, those of `root`'s
-/// selection.
+/// selection. `event_data` is read as text: the `eventData` field, its one reader here, writes it
+/// out as it is (see `EventFields`).
 pub fn of_events<'a>(events: impl IntoIterator<Item = SelectionField<'a>>) -> Columns {
     let mut columns = Columns::keys();
     for event in events {
         for field in event.selection_set() {
             match field.name() {
                 "root" => columns = columns.union(of_events([field])),
-                name => columns = columns.union(Columns::of(of_field(name))),
+                name => columns = columns.union(Columns::of(of_field(name)).data_as_text()),
             }
         }
     }

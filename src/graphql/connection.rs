@@ -156,6 +156,17 @@ impl Stored for EdgeFields {
         (name == "cursor").then(|| Value::String(self.cursor_text()))
     }
 
+    fn write_stored(&self, name: &str, out: &mut Vec<u8>) -> bool {
+        if name != "cursor" {
+            return false;
+        }
+        // URL-safe base64 needs no escaping.
+        out.push(b'"');
+        cursor_of(&self.node.0.0).encode_into(out);
+        out.push(b'"');
+        true
+    }
+
     fn stored_object(
         &self,
         name: &str,

@@ -80,7 +80,7 @@ pub fn write_stored_value(value: Option<Value>, out: &mut Vec<u8>) -> bool {
 /// way). Lists of objects in a response (a page's edges, their nodes) are resolved this way whole
 /// when their selection allows, instead of as a future per object and per field.
 pub fn resolve_now<T: Stored>(object: &T, ctx: &ContextSelectionSet<'_>) -> Option<ServerResult<Value>> {
-    let mut selected = Vec::new();
+    let mut selected = Vec::with_capacity(ctx.item.node.items.len());
     if let Err(error) = collect::<T>(ctx, ctx.item, &mut selected) {
         return Some(Err(error));
     }
@@ -148,24 +148,59 @@ fn written(out: Vec<u8>) -> Value {
     Value::Binary(out.into())
 }
 
+/// The fields an object's selection set selects, with their keys written as JSON once (`"key":`,
+/// each after the first preceded by a comma): the items of a list share them.
+struct Selected<'a> {
+    fields: Vec<&'a Positioned<Field>>,
+    keys: Vec<u8>,
+    /// Where each field's key ends in `keys`.
+    ends: Vec<usize>,
+}
+
+impl<'a> Selected<'a> {
+    fn of<T: OutputType>(ctx: &ContextSelectionSet<'a>) -> ServerResult<Self> {
+        // As many as the selection set has items: no growth unless fragments add more.
+        let mut fields = Vec::with_capacity(ctx.item.node.items.len());
+        collect::<T>(ctx, ctx.item, &mut fields)?;
+        let mut keys = Vec::with_capacity(fields.len() * 16);
+        let mut ends = Vec::with_capacity(fields.len());
+        for (index, field) in fields.iter().enumerate() {
+            if index > 0 {
+                keys.push(b',');
+            }
+            super::json::write_str(&mut keys, field.node.response_key().node.as_str());
+            keys.push(b':');
+            ends.push(keys.len());
+        }
+        Ok(Self { fields, keys, ends })
+    }
+}
+
 /// Writes `object` for the selection set of `ctx` as JSON into `out`, as [`resolve_now`]
 /// resolves it and [`super::json`] then writes it: `None` in the same cases.
 fn write_now<T: Stored>(object: &T, ctx: &ContextSelectionSet<'_>, out: &mut Vec<u8>) -> Option<ServerResult<()>> {
-    let mut selected = Vec::new();
-    if let Err(error) = collect::<T>(ctx, ctx.item, &mut selected) {
-        return Some(Err(error));
+    match Selected::of::<T>(ctx) {
+        Ok(selected) => write_selected(object, ctx, &selected, out),
+        Err(error) => Some(Err(error)),
     }
-    if selected.is_empty() {
+}
+
+/// [`write_now`] for the fields `selected` of the selection set of `ctx`.
+fn write_selected<T: Stored>(
+    object: &T,
+    ctx: &ContextSelectionSet<'_>,
+    selected: &Selected<'_>,
+    out: &mut Vec<u8>,
+) -> Option<ServerResult<()>> {
+    if selected.fields.is_empty() {
         out.extend_from_slice(b"null");
         return Some(Ok(()));
     }
     out.push(b'{');
-    for (index, field) in selected.into_iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        super::json::write_str(out, field.node.response_key().node.as_str());
-        out.push(b':');
+    let mut start = 0;
+    for (field, &end) in selected.fields.iter().zip(&selected.ends) {
+        out.extend_from_slice(&selected.keys[start..end]);
+        start = end;
         let name = field.node.name.node.as_str();
         if name == "__typename" {
             super::json::write_str(out, &T::type_name());
@@ -205,13 +240,18 @@ fn write_items_now<'o, T: Stored + 'o>(
     out: &mut Vec<u8>,
 ) -> Option<ServerResult<()>> {
     let count = objects.len();
+    // The items share their selection: its fields are collected and their keys written once.
+    let selected = match Selected::of::<T>(ctx) {
+        Ok(selected) => selected,
+        Err(error) => return Some(Err(error)),
+    };
     out.push(b'[');
     let start = out.len();
     for (index, object) in objects.enumerate() {
         if index > 0 {
             out.push(b',');
         }
-        if let Err(error) = write_now(&object, &ctx.with_index(index), out)? {
+        if let Err(error) = write_selected(&object, &ctx.with_index(index), &selected, out)? {
             return Some(Err(error));
         }
         if index == 0 {

@@ -146,7 +146,13 @@ impl Stored for EventFields {
             "eventDate" => m.event_date.to_value(),
             "parentEventId" => optional(&m.parent_event_id),
             "parentEventDate" => optional(&m.parent_event_date),
-            "eventData" => json(&m.event_data),
+            // Parsed into the response value, members in the order of the text (as it is written
+            // ahead); a document `serde_json` cannot represent goes to the derived resolver,
+            // which reports it.
+            "eventData" => match &m.event_data_text {
+                Some(text) => return serde_json::from_str(text).ok(),
+                None => json(&m.event_data),
+            },
             "eventMetadata" => m.event_metadata.as_ref().map_or(Value::Null, json),
             "durationMs" => optional(&m.duration_ms),
             "retentionDays" => m.retention_days.to_value(),
@@ -173,7 +179,15 @@ impl Stored for EventFields {
                 Some(id) => write_uuid(out, id),
                 None => out.extend_from_slice(b"null"),
             },
-            "eventData" => super::json::write_json(out, &m.event_data),
+            "eventTimestamp" => super::json::write_timestamp(out, &m.event_timestamp),
+            "legalHoldPlacedAt" => match &m.legal_hold_placed_at {
+                Some(time) => super::json::write_timestamp(out, time),
+                None => out.extend_from_slice(b"null"),
+            },
+            "eventData" => match &m.event_data_text {
+                Some(text) => super::json::write_json_text(out, text),
+                None => super::json::write_json(out, &m.event_data),
+            },
             _ => return super::direct::write_stored_value(self.stored(name), out),
         }
         true
@@ -244,6 +258,16 @@ fn optional<T: ScalarType>(value: &Option<T>) -> Value {
 /// A `JSON` field's value, as the scalar gives it.
 fn json(value: &serde_json::Value) -> Value {
     super::scalars::json_value(value)
+}
+
+/// `m`'s `event_data` as a value: as it was read, or parsed from the text it was read as
+/// (`Columns::data_as_text`). Only a document PostgreSQL holds but `serde_json` cannot represent
+/// (a number beyond the range of a double) fails to parse.
+fn event_data(m: &Model) -> serde_json::Result<std::borrow::Cow<'_, serde_json::Value>> {
+    match &m.event_data_text {
+        Some(text) => serde_json::from_str(text).map(std::borrow::Cow::Owned),
+        None => Ok(std::borrow::Cow::Borrowed(&m.event_data)),
+    }
 }
 
 /// One audit event: something that happened in a service, who did it to what, and with what
@@ -344,8 +368,9 @@ impl EventFields {
         self.0.cluster_id.as_deref()
     }
     /// The service-specific payload (a JSON object).
-    async fn event_data(&self) -> super::Json {
-        super::Json(self.0.event_data.clone())
+    async fn event_data(&self) -> async_graphql::Result<super::Json> {
+        let data = event_data(&self.0).map_err(|e| format!("eventData cannot be shown as a JSON value here: {e}"))?;
+        Ok(super::Json(data.into_owned()))
     }
     /// Free-form metadata about the event (a JSON object).
     async fn event_metadata(&self) -> Option<super::Json> {
@@ -673,6 +698,7 @@ mod tests {
             chain_seq: Some(i64::MAX),
             hash_key_id: text("k1"),
             chain_note: text("note"),
+            event_data_text: None,
         }
     }
 
@@ -701,6 +727,7 @@ mod tests {
             chain_seq: None,
             hash_key_id: None,
             chain_note: None,
+            event_data_text: None,
             ..full()
         }
     }

@@ -5,19 +5,37 @@
 //! nobody asked for (above all `event_data`). The columns not read keep their type's default in
 //! the [`Model`]: a row read with fewer than [`Columns::ALL`] is only to be shown through the
 //! columns it was read with.
+//!
+//! A read whose `event_data` is only written out again as JSON (a GraphQL response) can take it
+//! as the text the database sends ([`Columns::data_as_text`]): parsing it into a tree of values
+//! and writing that tree out again was a fifth of the server's instructions for a page of events
+//! showing `eventData`.
 
 use sea_orm::sqlx;
 use sea_orm::{DbErr, Iterable, QueryResult, QuerySelect, Select};
 
 use crate::entity::audit_event::{Column, Entity, Model};
 
-/// A set of `audit_events` columns (a bit per column, in declaration order).
+/// A set of `audit_events` columns (a bit per column, in declaration order), and how
+/// `event_data` is read when it is one of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Columns(u64);
+pub struct Columns {
+    set: u64,
+    /// `event_data` is kept as the JSON text the database sent (`Model::event_data_text`),
+    /// not parsed. Only ever set with `event_data` in the set.
+    data_as_text: bool,
+}
 
 impl Columns {
-    /// Every column.
-    pub const ALL: Self = Self(u64::MAX);
+    /// Every column, `event_data` parsed.
+    pub const ALL: Self = Self::from_set(u64::MAX);
+
+    const fn from_set(set: u64) -> Self {
+        Self {
+            set,
+            data_as_text: false,
+        }
+    }
 
     /// The columns every read fetches whatever is asked: the keys of the event and of its parent,
     /// the cursor's timestamp and the correlation (which places an event in its tree).
@@ -32,29 +50,54 @@ impl Columns {
         ])
     }
 
-    /// Exactly these columns.
+    /// Exactly these columns (`event_data`, if named, parsed).
     pub fn of(columns: &[Column]) -> Self {
-        columns.iter().fold(Self(0), |set, c| set.with(*c))
+        columns.iter().fold(Self::from_set(0), |set, c| set.with(*c))
     }
 
     /// This set and `column`.
     pub fn with(self, column: Column) -> Self {
-        Self(self.0 | bit(column))
+        Self {
+            set: self.set | bit(column),
+            ..self
+        }
     }
 
-    /// This set and `other`.
+    /// This set, with `event_data` (when it is in the set) kept as the JSON text the database
+    /// sent, in `Model::event_data_text`, and never parsed: for rows whose `event_data` is only
+    /// written out again as JSON.
+    pub fn data_as_text(self) -> Self {
+        Self {
+            data_as_text: self.contains(Column::EventData),
+            ..self
+        }
+    }
+
+    /// Whether `event_data`, if read, is kept as text (see [`Columns::data_as_text`]).
+    pub fn reads_data_as_text(self) -> bool {
+        self.data_as_text
+    }
+
+    /// This set and `other`. `event_data` stays text only if no side wants it parsed.
     pub fn union(self, other: Self) -> Self {
-        Self(self.0 | other.0)
+        let wants_parsed = |c: Self| c.contains(Column::EventData) && !c.data_as_text;
+        let set = self.set | other.set;
+        Self {
+            set,
+            data_as_text: set & bit(Column::EventData) != 0 && !wants_parsed(self) && !wants_parsed(other),
+        }
     }
 
     /// Whether the set holds `column`.
     pub fn contains(self, column: Column) -> bool {
-        self.0 & bit(column) != 0
+        self.set & bit(column) != 0
     }
 
-    /// Whether the set holds every column of `other`.
+    /// Whether rows read with this set serve a read of `other`: every column of `other`, and
+    /// `event_data` parsed when `other` wants it parsed.
     pub fn covers(self, other: Self) -> bool {
-        self.0 & other.0 == other.0
+        self.set & other.set == other.set
+            && !(other.contains(Column::EventData) && !other.data_as_text && self.data_as_text)
     }
 
     /// Whether the set holds every column.
@@ -89,6 +132,7 @@ impl Columns {
 /// `columns` and only those, first; the others keep their type's default.
 pub(crate) fn decode(row: &QueryResult, columns: Columns) -> Result<Model, DbErr> {
     let mut index = 0;
+    let mut event_data_text = None;
     macro_rules! field {
         ($column:ident) => {
             if columns.contains(Column::$column) {
@@ -121,7 +165,13 @@ pub(crate) fn decode(row: &QueryResult, columns: Columns) -> Result<Model, DbErr
         span_id: field!(SpanId),
         namespace: field!(Namespace),
         cluster_id: field!(ClusterId),
-        event_data: field!(EventData),
+        event_data: if columns.data_as_text {
+            index += 1;
+            event_data_text = Some(json_text(row, index - 1)?);
+            sea_orm::JsonValue::Null
+        } else {
+            field!(EventData)
+        },
         event_metadata: field!(EventMetadata),
         severity: field!(Severity),
         duration_ms: field!(DurationMs),
@@ -140,7 +190,31 @@ pub(crate) fn decode(row: &QueryResult, columns: Columns) -> Result<Model, DbErr
         chain_seq: field!(ChainSeq),
         hash_key_id: field!(HashKeyId),
         chain_note: field!(ChainNote),
+        event_data_text,
     })
+}
+
+/// The JSON document at `index` as the text the database sent: PostgreSQL's `jsonb` without its
+/// version byte, which PostgreSQL wrote from a document it parsed (so it is JSON, and not checked
+/// again); SQLite's text as it was stored, checked to be JSON.
+fn json_text(row: &QueryResult, index: usize) -> Result<String, DbErr> {
+    use sqlx::postgres::PgValueFormat;
+    use sqlx::{Row, TypeInfo, ValueRef};
+    let error = |e: sqlx::error::BoxDynError| DbErr::Type(format!("column {index}: {e}"));
+    let Some(pg) = row.try_as_pg_row() else {
+        let text: String = row.try_get_by_index(index)?;
+        serde_json::from_str::<&serde_json::value::RawValue>(&text).map_err(|e| error(e.into()))?;
+        return Ok(text);
+    };
+    let value = pg.try_get_raw(index).map_err(|e| error(e.into()))?;
+    let mut bytes = value.as_bytes().map_err(error)?;
+    if value.format() == PgValueFormat::Binary && value.type_info().name() == "JSONB" {
+        match bytes.split_first() {
+            Some((1, text)) => bytes = text,
+            _ => return Err(error("not a jsonb document of version 1".into())),
+        }
+    }
+    Ok(std::str::from_utf8(bytes).map_err(|e| error(e.into()))?.to_owned())
 }
 
 /// The value at `index`. PostgreSQL rows are read through sqlx directly: sea-orm reads a nullable
@@ -178,6 +252,26 @@ mod tests {
         assert_eq!(keys.union(Columns::of(&[Column::EventData])), more);
         assert!(more.covers(keys) && more.covers(more) && !keys.covers(more));
         assert!(Columns::ALL.covers(more));
+    }
+
+    #[test]
+    fn event_data_stays_text_only_when_no_reader_wants_it_parsed() {
+        let text = Columns::of(&[Column::EventData]).data_as_text();
+        let parsed = Columns::of(&[Column::EventData]);
+        assert!(text.reads_data_as_text() && !parsed.reads_data_as_text());
+        assert!(
+            !Columns::keys().data_as_text().reads_data_as_text(),
+            "no event_data, nothing to read as text"
+        );
+        assert!(Columns::keys().union(text).reads_data_as_text());
+        assert!(text.union(Columns::keys()).with(Column::EventType).reads_data_as_text());
+        assert!(!text.union(parsed).reads_data_as_text() && !parsed.union(text).reads_data_as_text());
+        assert!(!Columns::ALL.union(text).reads_data_as_text());
+        // Rows with the text serve readers of the text, not readers of the value; parsed rows
+        // serve both.
+        assert!(text.covers(text) && !text.covers(parsed));
+        assert!(parsed.covers(text) && Columns::ALL.covers(text) && Columns::ALL.covers(parsed));
+        assert!(text.union(Columns::keys()).covers(Columns::keys()));
     }
 
     #[test]

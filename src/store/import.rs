@@ -354,6 +354,7 @@ mod tests {
             chain_seq: None,
             hash_key_id: None,
             chain_note: None,
+            event_data_text: None,
         }
     }
 

@@ -57,6 +57,7 @@ pub(crate) fn to_model(new: NewEvent, parent_event_date: Option<NaiveDate>) -> M
         chain_seq: None,
         hash_key_id: None,
         chain_note: None,
+        event_data_text: None,
     }
 }
 

@@ -503,6 +503,7 @@ pub fn row(
         chain_seq: None,
         hash_key_id: None,
         chain_note: None,
+        event_data_text: None,
     }
 }
 

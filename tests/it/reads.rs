@@ -12,6 +12,7 @@ both_engines!(
     each_filter_selects_exactly_the_matching_events,
     malformed_time_bounds_are_client_errors,
     responses_list_fields_in_the_order_the_query_asks,
+    event_data_reads_back_as_written_through_every_read,
 );
 
 const IDS: &str = "query($filter: AuditEventFilter) { auditEvents(filter: $filter, first: 1000) { \
@@ -327,4 +328,107 @@ async fn reads_one_at_a_time_reuse_the_connection_used_last() {
         after.len()
     );
     admin.close().await.unwrap();
+}
+
+/// `eventData` is written out as the text the database keeps (never parsed) wherever GraphQL
+/// reads it: pages, children, lookups, walks, `node`, and the value path taken when a response
+/// key is selected twice. Each gives back the document written.
+async fn event_data_reads_back_as_written_through_every_read(app: TestApp) {
+    let data = json!({
+        "a b": "c, d: e", "quote \"q\" and \\": "line\nbreak\ttab \u{1f}", "é": "ü 😀 \u{2028}",
+        "nested": {"list": [1, -2, 2.5, 1.0e3, 0.1, "x, y", null, false, true, [], {}], "empty": ""},
+        "z": {"k": [[{"deep": " spaced : , "}]]}
+    });
+    let root = app
+        .create(json!({"eventData": data, "correlationId": "data-text"}))
+        .await;
+    let child = app
+        .create(
+            json!({"eventData": {"a b": "c, d: e"}, "correlationId": "data-text", "parentEventId": root["eventId"]}),
+        )
+        .await;
+    let id = json!({"id": root["eventId"]});
+    let page = app
+        .ok(
+            "query { auditEvents(first: 10, filter: {correlationId: \"data-text\"}) { edges { node { eventId eventData } } } }",
+            json!({}),
+        )
+        .await;
+    let edges = page["auditEvents"]["edges"].as_array().unwrap();
+    let of = |id: &Value| edges.iter().find(|e| &e["node"]["eventId"] == id).unwrap()["node"]["eventData"].clone();
+    assert_eq!(of(&root["eventId"]), data, "a page");
+    assert_eq!(of(&child["eventId"]), json!({"a b": "c, d: e"}), "a page");
+
+    let lookup = "query($id: UUID!) { auditEvent(eventId: $id) { eventData children(first: 5) { nodes { eventData } } \
+                  descendants(first: 5) { edges { node { eventData } } } } }";
+    let read = app.ok(lookup, id.clone()).await;
+    assert_eq!(read["auditEvent"]["eventData"], data, "a lookup");
+    assert_eq!(
+        read["auditEvent"]["children"]["nodes"][0]["eventData"],
+        json!({"a b": "c, d: e"}),
+        "children"
+    );
+    assert_eq!(
+        read["auditEvent"]["descendants"]["edges"][0]["node"]["eventData"],
+        json!({"a b": "c, d: e"}),
+        "a walk"
+    );
+    let up = app
+        .ok(
+            "query($id: UUID!) { auditEvent(eventId: $id) { ancestors { eventData } root { eventData } } }",
+            json!({"id": child["eventId"]}),
+        )
+        .await;
+    assert_eq!(up["auditEvent"]["ancestors"][0]["eventData"], data, "ancestors");
+    assert_eq!(up["auditEvent"]["root"]["eventData"], data, "root");
+
+    let node = app
+        .ok(
+            "query($id: ID!) { node(id: $id) { ... on AuditEvent { eventData } } }",
+            json!({"id": read_id(&app, &root["eventId"]).await}),
+        )
+        .await;
+    assert_eq!(node["node"]["eventData"], data, "node");
+
+    // A key selected twice is merged as values: the document is parsed there.
+    let twice = app
+        .ok(
+            "query($id: UUID!) { auditEvent(eventId: $id) { eventData eventData } }",
+            id.clone(),
+        )
+        .await;
+    assert_eq!(twice["auditEvent"]["eventData"], data, "the value path");
+
+    // Written compact: no space between tokens, the spaces inside strings kept.
+    let text = app
+        .graphql_text(
+            "query($id: UUID!) { auditEvent(eventId: $id) { eventData } }",
+            json!({"id": child["eventId"]}),
+        )
+        .await;
+    assert!(text.contains(r#"{"eventData":{"a b":"c, d: e"}}"#), "{text}");
+    if app.url.starts_with("postgres") {
+        // PostgreSQL keeps members shortest name first: the text it sent is what was written.
+        let text = app
+            .graphql_text(
+                "query { auditEvents(first: 1, filter: {correlationId: \"data-text\", rootsOnly: true}) { nodes { eventData } } }",
+                json!({}),
+            )
+            .await;
+        assert!(
+            text.contains(r#"{"eventData":{"z":{"k":[[{"deep":" spaced : , "}]]},"é":"#),
+            "{text}"
+        );
+    }
+}
+
+/// The global id of the event `event_id`.
+async fn read_id(app: &TestApp, event_id: &Value) -> Value {
+    let data = app
+        .ok(
+            "query($id: UUID!) { auditEvent(eventId: $id) { id } }",
+            json!({"id": event_id}),
+        )
+        .await;
+    data["auditEvent"]["id"].clone()
 }
