@@ -128,8 +128,60 @@ pub enum Sink<'b> {
     /// value tree otherwise.
     Value,
     /// Written as JSON at the end of this buffer, which belongs to an object being written
-    /// ahead; the value returned is then `Null` and stands for nothing.
-    Json(&'b mut Vec<u8>),
+    /// ahead; the value returned is then `Null` and stands for nothing. The [`Shape`] is what
+    /// the objects written at this place of the response share (the items of a list, and the
+    /// objects below them).
+    Json(&'b mut Vec<u8>, &'b mut Shape),
+}
+
+/// What the objects written ahead at one place of a response share, worked out for the first
+/// of them: the keys of their fields written as JSON (`"key":`, each after the first preceded
+/// by a comma), and the same for the objects below each field. The items of a list (a page's
+/// edges, each edge's node, each node's children) have one selection, so its keys are written
+/// once per list rather than once per object.
+#[derive(Default)]
+pub struct Shape {
+    keys: Option<Keys>,
+    /// Per field, what the objects below it share.
+    below: Vec<Shape>,
+}
+
+/// The keys of an object's fields, written as JSON.
+struct Keys {
+    type_name: Cow<'static, str>,
+    bytes: Vec<u8>,
+    /// Where each field's key ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl Shape {
+    /// The keys of `fields`, the fields of an object of type `T`: those worked out before when
+    /// they were for the same type and as many fields (the same selection), else worked out now.
+    fn keys_of<T: OutputType>(&mut self, fields: &[&Positioned<Field>]) -> (&Keys, &mut [Shape]) {
+        let type_name = T::type_name();
+        let Shape { keys, below } = self;
+        if !keys
+            .as_ref()
+            .is_some_and(|keys| keys.type_name == type_name && keys.ends.len() == fields.len())
+        {
+            *keys = None;
+        }
+        let keys = keys.get_or_insert_with(|| {
+            let mut bytes = Vec::with_capacity(fields.len() * 16);
+            let mut ends = Vec::with_capacity(fields.len());
+            for (index, field) in fields.iter().enumerate() {
+                if index > 0 {
+                    bytes.push(b',');
+                }
+                super::json::write_str(&mut bytes, field.node.response_key().node.as_str());
+                bytes.push(b':');
+                ends.push(bytes.len());
+            }
+            *below = std::iter::repeat_with(Shape::default).take(fields.len()).collect();
+            Keys { type_name, bytes, ends }
+        });
+        (keys, below)
+    }
 }
 
 /// Marks a request whose response [`super::json`] writes and whose operation selects no
@@ -148,65 +200,53 @@ fn written(out: Vec<u8>) -> Value {
     Value::Binary(out.into())
 }
 
-/// The fields an object's selection set selects, with their keys written as JSON once (`"key":`,
-/// each after the first preceded by a comma): the items of a list share them.
-struct Selected<'a> {
-    fields: Vec<&'a Positioned<Field>>,
-    keys: Vec<u8>,
-    /// Where each field's key ends in `keys`.
-    ends: Vec<usize>,
-}
-
-impl<'a> Selected<'a> {
-    fn of<T: OutputType>(ctx: &ContextSelectionSet<'a>) -> ServerResult<Self> {
-        // As many as the selection set has items: no growth unless fragments add more.
-        let mut fields = Vec::with_capacity(ctx.item.node.items.len());
-        collect::<T>(ctx, ctx.item, &mut fields)?;
-        let mut keys = Vec::with_capacity(fields.len() * 16);
-        let mut ends = Vec::with_capacity(fields.len());
-        for (index, field) in fields.iter().enumerate() {
-            if index > 0 {
-                keys.push(b',');
-            }
-            super::json::write_str(&mut keys, field.node.response_key().node.as_str());
-            keys.push(b':');
-            ends.push(keys.len());
-        }
-        Ok(Self { fields, keys, ends })
-    }
+/// The fields of the selection set of `ctx` that apply to `T`, in order.
+fn fields_of<'a, T: OutputType>(ctx: &ContextSelectionSet<'a>) -> ServerResult<Vec<&'a Positioned<Field>>> {
+    // As many as the selection set has items: no growth unless fragments add more.
+    let mut fields = Vec::with_capacity(ctx.item.node.items.len());
+    collect::<T>(ctx, ctx.item, &mut fields)?;
+    Ok(fields)
 }
 
 /// Writes `object` for the selection set of `ctx` as JSON into `out`, as [`resolve_now`]
-/// resolves it and [`super::json`] then writes it: `None` in the same cases.
-fn write_now<T: Stored>(object: &T, ctx: &ContextSelectionSet<'_>, out: &mut Vec<u8>) -> Option<ServerResult<()>> {
-    match Selected::of::<T>(ctx) {
-        Ok(selected) => write_selected(object, ctx, &selected, out),
+/// resolves it and [`super::json`] then writes it: `None` in the same cases. `shape` is what the
+/// objects written at this place share.
+fn write_now<T: Stored>(
+    object: &T,
+    ctx: &ContextSelectionSet<'_>,
+    shape: &mut Shape,
+    out: &mut Vec<u8>,
+) -> Option<ServerResult<()>> {
+    match fields_of::<T>(ctx) {
+        Ok(fields) => write_fields(object, ctx, &fields, shape, out),
         Err(error) => Some(Err(error)),
     }
 }
 
-/// [`write_now`] for the fields `selected` of the selection set of `ctx`.
-fn write_selected<T: Stored>(
+/// [`write_now`] for `fields`, the fields of the selection set of `ctx`.
+fn write_fields<T: Stored>(
     object: &T,
     ctx: &ContextSelectionSet<'_>,
-    selected: &Selected<'_>,
+    fields: &[&Positioned<Field>],
+    shape: &mut Shape,
     out: &mut Vec<u8>,
 ) -> Option<ServerResult<()>> {
-    if selected.fields.is_empty() {
+    if fields.is_empty() {
         out.extend_from_slice(b"null");
         return Some(Ok(()));
     }
+    let (keys, below) = shape.keys_of::<T>(fields);
     out.push(b'{');
     let mut start = 0;
-    for (field, &end) in selected.fields.iter().zip(&selected.ends) {
-        out.extend_from_slice(&selected.keys[start..end]);
+    for ((field, &end), below) in fields.iter().zip(&keys.ends).zip(below) {
+        out.extend_from_slice(&keys.bytes[start..end]);
         start = end;
         let name = field.node.name.node.as_str();
         if name == "__typename" {
             super::json::write_str(out, &T::type_name());
         } else if !object.write_stored(name, out) {
             // Written in place: the value returned stands for nothing.
-            match object.stored_object(name, ctx, field, Sink::Json(out))? {
+            match object.stored_object(name, ctx, field, Sink::Json(out, below))? {
                 Ok(value) => debug_assert_eq!(value, Value::Null, "{name} was not written in place"),
                 Err(error) => return Some(Err(error)),
             }
@@ -237,12 +277,14 @@ const MAX_RESERVED: usize = 1 << 20;
 fn write_items_now<'o, T: Stored + 'o>(
     objects: impl ExactSizeIterator<Item = T>,
     ctx: &ContextSelectionSet<'_>,
+    shape: &mut Shape,
     out: &mut Vec<u8>,
 ) -> Option<ServerResult<()>> {
     let count = objects.len();
-    // The items share their selection: its fields are collected and their keys written once.
-    let selected = match Selected::of::<T>(ctx) {
-        Ok(selected) => selected,
+    // The items share their selection: its fields are collected once, their keys once per
+    // place in the response (`shape`).
+    let fields = match fields_of::<T>(ctx) {
+        Ok(fields) => fields,
         Err(error) => return Some(Err(error)),
     };
     out.push(b'[');
@@ -251,7 +293,7 @@ fn write_items_now<'o, T: Stored + 'o>(
         if index > 0 {
             out.push(b',');
         }
-        if let Err(error) = write_selected(&object, &ctx.with_index(index), &selected, out)? {
+        if let Err(error) = write_fields(&object, &ctx.with_index(index), &fields, shape, out)? {
             return Some(Err(error));
         }
         if index == 0 {
@@ -272,10 +314,13 @@ fn resolve_items_now<'o, T: Stored + 'o>(
     sink: Sink<'_>,
 ) -> Option<ServerResult<Value>> {
     match sink {
-        Sink::Json(out) => return write_items_now(objects, ctx, out).map(|result| result.map(|()| Value::Null)),
+        Sink::Json(out, shape) => {
+            return write_items_now(objects, ctx, shape, out).map(|result| result.map(|()| Value::Null));
+        }
         Sink::Value if writes_ahead(ctx) => {
             let mut out = Vec::new();
-            return write_items_now(objects, ctx, &mut out).map(|result| result.map(|()| written(out)));
+            return write_items_now(objects, ctx, &mut Shape::default(), &mut out)
+                .map(|result| result.map(|()| written(out)));
         }
         Sink::Value => {}
     }
@@ -300,10 +345,10 @@ pub fn resolve_field_now<T: Stored>(
     let ctx_field = ctx.with_field(field);
     let ctx = ctx_field.with_selection_set(&field.node.selection_set);
     match sink {
-        Sink::Json(out) => write_now(object, &ctx, out).map(|result| result.map(|()| Value::Null)),
+        Sink::Json(out, shape) => write_now(object, &ctx, shape, out).map(|result| result.map(|()| Value::Null)),
         Sink::Value if writes_ahead(&ctx) => {
             let mut out = Vec::with_capacity(256);
-            write_now(object, &ctx, &mut out).map(|result| result.map(|()| written(out)))
+            write_now(object, &ctx, &mut Shape::default(), &mut out).map(|result| result.map(|()| written(out)))
         }
         Sink::Value => resolve_now(object, &ctx),
     }
