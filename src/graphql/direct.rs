@@ -144,6 +144,9 @@ pub struct Shape {
     keys: Option<Keys>,
     /// Per field, what the objects below it share.
     below: Vec<Shape>,
+    /// What the field that leads here worked out once for all its objects (see
+    /// [`Shape::remember`]).
+    remembered: Option<Box<dyn std::any::Any + Send>>,
 }
 
 /// The keys of an object's fields, written as JSON.
@@ -155,11 +158,23 @@ struct Keys {
 }
 
 impl Shape {
+    /// What `make` gives, worked out for the first object written at this place and kept for
+    /// the others: what depends only on the field that leads here (its arguments, what its
+    /// selection reads), not on the object. `None` when `make` gives nothing.
+    pub fn remember<V: Clone + Send + 'static>(&mut self, make: impl FnOnce() -> Option<V>) -> Option<V> {
+        if let Some(value) = self.remembered.as_ref().and_then(|value| value.downcast_ref::<V>()) {
+            return Some(value.clone());
+        }
+        let value = make()?;
+        self.remembered = Some(Box::new(value.clone()));
+        Some(value)
+    }
+
     /// The keys of `fields`, the fields of an object of type `T`: those worked out before when
     /// they were for the same type and as many fields (the same selection), else worked out now.
     fn keys_of<T: OutputType>(&mut self, fields: &[&Positioned<Field>]) -> (&Keys, &mut [Shape]) {
         let type_name = T::type_name();
-        let Shape { keys, below } = self;
+        let Shape { keys, below, .. } = self;
         if !keys
             .as_ref()
             .is_some_and(|keys| keys.type_name == type_name && keys.ends.len() == fields.len())

@@ -200,15 +200,28 @@ impl Stored for EventFields {
         name: &str,
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
-        sink: Sink<'_>,
+        mut sink: Sink<'_>,
     ) -> Option<ServerResult<Value>> {
         if name != "children" {
             return None;
         }
-        let ctx_field = ctx.with_field(field);
-        // Arguments the resolver would refuse give no window: it then reports them.
-        let window = super::prefetch::window_of(&ctx_field.field())?;
-        let key = self.children_key(window, &ctx_field.look_ahead());
+        // The page's window and columns depend on the field, not on the event: worked out once
+        // for the events written at one place.
+        let window_and_columns = || {
+            let ctx_field = ctx.with_field(field);
+            // Arguments the resolver would refuse give no window: it then reports them.
+            let window = super::prefetch::window_of(&ctx_field.field())?;
+            Some((window, super::columns::of_connection(&ctx_field.look_ahead())))
+        };
+        let (window, columns) = match &mut sink {
+            Sink::Json(_, shape) => shape.remember(window_and_columns)?,
+            Sink::Value => window_and_columns()?,
+        };
+        let key = ChildrenKey {
+            parent: self.0.key(),
+            window,
+            columns,
+        };
         let rows = ctx.data_opt::<Loaders>()?.prefetched_children(&key)?;
         resolve_field_now(&children_connection(key, rows).0, ctx, field, sink)
     }
