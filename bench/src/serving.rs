@@ -897,8 +897,8 @@ fn conclusions(bench: &Bench) -> String {
         }
         let _ = write!(
             out,
-            " The rest of the gap on reads is the server's work per event: receiving and decoding each row (its \
-             `eventData` JSON parsed), then writing its fields as JSON."
+            " The rest of the gap on reads is the server's work per event: receiving and decoding each row, then \
+             writing its fields as JSON."
         );
         let _ = writeln!(out, "{}", page_bound(floor, c1));
     }
