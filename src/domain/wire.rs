@@ -169,6 +169,7 @@ pub fn timestamp_text(t: DateTime<Utc>) -> String {
 /// `event_date` as a date and `parent_event_date` as a date-time. Optional text columns that are
 /// not nullable in the contract are omitted when empty.
 pub fn rest_event(m: &Model) -> Value {
+    debug_assert!(m.event_data_text.is_none(), "REST reads every column as a value");
     let mut o = Map::new();
     let mut put = |key: &str, value: Value| {
         o.insert(key.to_string(), value);

@@ -52,7 +52,7 @@ fn of_field(name: &str) -> &'static [Column] {
 /// The columns that the `AuditEvent` selections `events` read of their events: the keys, the
 /// columns of the fields selected, and, because `root` may be the event itself, those of `root`'s
 /// selection. `event_data` is read as text: the `eventData` field, its one reader here, writes it
-/// out as it is (see `EventFields`).
+/// out as it is when the response is written ahead, and parses it otherwise (see `EventFields`).
 pub fn of_events<'a>(events: impl IntoIterator<Item = SelectionField<'a>>) -> Columns {
     let mut columns = Columns::keys();
     for event in events {

@@ -18,14 +18,17 @@
 //! When the response is written by [`super::json`] (the request carries [`WriteAhead`]), what is
 //! resolved at once is written as JSON straight away (`Value::Binary`), with no value tree in
 //! between: an owned value and a map entry per field, a map per object, each written out and
-//! dropped after. The bytes are the same.
+//! dropped after. The bytes are the same, but for one case: `eventData` read as text (see
+//! `store::Columns::data_as_text`) is written ahead with the digits the database keeps, where a
+//! value tree holds its numbers as `serde_json` parses them (`1e20` where PostgreSQL keeps
+//! `100000000000000000000`).
 
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 
 use async_graphql::indexmap::IndexMap;
-use async_graphql::parser::types::{Field, Selection};
+use async_graphql::parser::types::{Field, Selection, SelectionSet};
 use async_graphql::registry::Registry;
 use async_graphql::resolver_utils::ContainerType;
 use async_graphql::{ContextSelectionSet, Name, OutputType, Positioned, ServerError, ServerResult, Value};
@@ -101,6 +104,9 @@ pub fn resolve_now<T: Stored>(object: &T, ctx: &ContextSelectionSet<'_>) -> Opti
             "__typename" => Value::String(T::type_name().into_owned()),
             _ => match object.stored(name) {
                 Some(value) => value,
+                // A stored field that cannot give its value now (a document the value cannot
+                // hold): the derived resolver answers the whole object.
+                None if object.is_stored(name) => return None,
                 None => match objects.next()? {
                     Ok(value) => value,
                     Err(error) => return Some(Err(error)),
@@ -138,7 +144,8 @@ pub enum Sink<'b> {
 /// of them: the keys of their fields written as JSON (`"key":`, each after the first preceded
 /// by a comma), and the same for the objects below each field. The items of a list (a page's
 /// edges, each edge's node, each node's children) have one selection, so its keys are written
-/// once per list rather than once per object.
+/// once per place in the response (for all the children lists of a page's nodes, say) rather
+/// than once per object.
 #[derive(Default)]
 pub struct Shape {
     keys: Option<Keys>,
@@ -151,6 +158,8 @@ pub struct Shape {
 
 /// The keys of an object's fields, written as JSON.
 struct Keys {
+    /// The address of the selection set they are the keys of.
+    set: usize,
     type_name: Cow<'static, str>,
     bytes: Vec<u8>,
     /// Where each field's key ends in `bytes`.
@@ -170,14 +179,17 @@ impl Shape {
         Some(value)
     }
 
-    /// The keys of `fields`, the fields of an object of type `T`: those worked out before when
-    /// they were for the same type and as many fields (the same selection), else worked out now.
-    fn keys_of<T: OutputType>(&mut self, fields: &[&Positioned<Field>]) -> (&Keys, &mut [Shape]) {
+    /// The keys of `fields`, the fields of selection set `set` for an object of type `T`:
+    /// those worked out before when they were for the same selection set and type, else worked
+    /// out now.
+    fn keys_of<T: OutputType>(&mut self, set: &SelectionSet, fields: &[&Positioned<Field>]) -> (&Keys, &mut [Shape]) {
         let type_name = T::type_name();
+        // The document outlives the response being written: one address, one selection set.
+        let set = std::ptr::from_ref(set).addr();
         let Shape { keys, below, .. } = self;
         if !keys
             .as_ref()
-            .is_some_and(|keys| keys.type_name == type_name && keys.ends.len() == fields.len())
+            .is_some_and(|keys| keys.set == set && keys.type_name == type_name && keys.ends.len() == fields.len())
         {
             *keys = None;
         }
@@ -193,7 +205,12 @@ impl Shape {
                 ends.push(bytes.len());
             }
             *below = std::iter::repeat_with(Shape::default).take(fields.len()).collect();
-            Keys { type_name, bytes, ends }
+            Keys {
+                set,
+                type_name,
+                bytes,
+                ends,
+            }
         });
         (keys, below)
     }
@@ -250,7 +267,7 @@ fn write_fields<T: Stored>(
         out.extend_from_slice(b"null");
         return Some(Ok(()));
     }
-    let (keys, below) = shape.keys_of::<T>(fields);
+    let (keys, below) = shape.keys_of::<T>(&ctx.item.node, fields);
     out.push(b'{');
     let mut start = 0;
     for ((field, &end), below) in fields.iter().zip(&keys.ends).zip(below) {

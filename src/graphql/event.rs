@@ -57,13 +57,13 @@ fn children_connection(key: ChildrenKey, rows: Vec<Arc<Model>>) -> AuditEventCon
 }
 
 impl EventFields {
-    /// The key of this event's page of children in `window`, reading the columns that
-    /// `connection` (the `children` field's selection) shows.
-    fn children_key(&self, window: PageWindow, connection: &async_graphql::Lookahead<'_>) -> ChildrenKey {
+    /// The key of this event's page of children in `window`, reading `columns` (those the
+    /// `children` field's selection shows).
+    fn children_key(&self, window: PageWindow, columns: Columns) -> ChildrenKey {
         ChildrenKey {
             parent: self.0.key(),
             window,
-            columns: super::columns::of_connection(connection),
+            columns,
         }
     }
 
@@ -217,11 +217,7 @@ impl Stored for EventFields {
             Sink::Json(_, shape) => shape.remember(window_and_columns)?,
             Sink::Value => window_and_columns()?,
         };
-        let key = ChildrenKey {
-            parent: self.0.key(),
-            window,
-            columns,
-        };
+        let key = self.children_key(window, columns);
         let rows = ctx.data_opt::<Loaders>()?.prefetched_children(&key)?;
         resolve_field_now(&children_connection(key, rows).0, ctx, field, sink)
     }
@@ -382,7 +378,14 @@ impl EventFields {
     }
     /// The service-specific payload (a JSON object).
     async fn event_data(&self) -> async_graphql::Result<super::Json> {
-        let data = event_data(&self.0).map_err(|e| format!("eventData cannot be shown as a JSON value here: {e}"))?;
+        let data = event_data(&self.0).map_err(|e| {
+            let error = anyhow::anyhow!(
+                "the stored eventData of {} cannot be shown as a JSON value: {e}",
+                self.0.event_id
+            );
+            tracing::error!("{error:#}");
+            crate::error::ApiError::internal(error).extend()
+        })?;
         Ok(super::Json(data.into_owned()))
     }
     /// Free-form metadata about the event (a JSON object).
@@ -510,7 +513,7 @@ impl EventFields {
             .resolve(DEFAULT_PAGE_SIZE)
             .map_err(|e| ApiError::from(e).extend())?;
         let loaders = ctx.data::<Loaders>()?;
-        let key = self.children_key(window, &ctx.look_ahead());
+        let key = self.children_key(window, super::columns::of_connection(&ctx.look_ahead()));
         let rows = match loaders.prefetched_children(&key) {
             Some(rows) => rows,
             None => loaders

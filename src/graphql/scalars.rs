@@ -75,8 +75,7 @@ pub struct Json(pub serde_json::Value);
 
 /// A JSON value, written as JSON itself (not as a string holding it). `eventData` and
 /// `eventMetadata` are JSON objects: in inputs at most 256 KiB and nested at most 10 deep. The
-/// members of an object come in no promised order (`eventData` read from PostgreSQL comes as
-/// the database keeps it, shorter names first).
+/// members of an object come in no promised order.
 #[Scalar(name = "JSON", specified_by_url = "https://www.rfc-editor.org/rfc/rfc8259")]
 impl ScalarType for Json {
     fn parse(value: Value) -> InputValueResult<Self> {

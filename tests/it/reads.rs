@@ -330,9 +330,10 @@ async fn reads_one_at_a_time_reuse_the_connection_used_last() {
     admin.close().await.unwrap();
 }
 
-/// `eventData` is written out as the text the database keeps (never parsed) wherever GraphQL
-/// reads it: pages, children, lookups, walks, `node`, and the value path taken when a response
-/// key is selected twice. Each gives back the document written.
+/// `eventData` reads back as the document written wherever GraphQL reads it: pages, children,
+/// lookups and walks (which read it as the text the database keeps), `node` (which reads the
+/// value), and the value path taken when a response key is selected twice (which parses the
+/// text).
 async fn event_data_reads_back_as_written_through_every_read(app: TestApp) {
     let data = json!({
         "a b": "c, d: e", "quote \"q\" and \\": "line\nbreak\ttab \u{1f}", "é": "ü 😀 \u{2028}",
