@@ -83,10 +83,10 @@ pub fn write_stored_value(value: Option<Value>, out: &mut Vec<u8>) -> bool {
 /// way). Lists of objects in a response (a page's edges, their nodes) are resolved this way whole
 /// when their selection allows, instead of as a future per object and per field.
 pub fn resolve_now<T: Stored>(object: &T, ctx: &ContextSelectionSet<'_>) -> Option<ServerResult<Value>> {
-    let mut selected = Vec::with_capacity(ctx.item.node.items.len());
-    if let Err(error) = collect::<T>(ctx, ctx.item, &mut selected) {
-        return Some(Err(error));
-    }
+    let selected = match fields_of::<T>(ctx) {
+        Ok(selected) => selected,
+        Err(error) => return Some(Err(error)),
+    };
     // First the fields that are objects (any of them may not be resolvable now), then the
     // stored values, so that nothing is computed for an object resolved the usual way after all.
     let mut objects = Vec::new();
@@ -400,8 +400,7 @@ impl<T: Stored> OutputType for Direct<T> {
     }
 
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, _field: &Positioned<Field>) -> ServerResult<Value> {
-        let mut selected = Vec::new();
-        collect::<T>(ctx, ctx.item, &mut selected)?;
+        let selected = fields_of::<T>(ctx)?;
 
         let mut results: Vec<Option<ServerResult<(Name, Value)>>> = Vec::with_capacity(selected.len());
         let mut pending = Vec::new();

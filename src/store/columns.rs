@@ -74,18 +74,15 @@ impl Columns {
         }
     }
 
-    /// Whether `event_data`, if read, is kept as text (see [`Columns::data_as_text`]).
-    pub fn reads_data_as_text(self) -> bool {
-        self.data_as_text
-    }
-
     /// This set and `other`. `event_data` stays text only if no side wants it parsed.
     pub fn union(self, other: Self) -> Self {
         let wants_parsed = |c: Self| c.contains(Column::EventData) && !c.data_as_text;
         let set = self.set | other.set;
         Self {
             set,
-            data_as_text: set & bit(Column::EventData) != 0 && !wants_parsed(self) && !wants_parsed(other),
+            data_as_text: !wants_parsed(self)
+                && !wants_parsed(other)
+                && Self::from_set(set).contains(Column::EventData),
         }
     }
 
@@ -134,21 +131,15 @@ impl Columns {
 pub(crate) fn decode(row: &QueryResult, columns: Columns) -> Result<Model, DbErr> {
     let mut index = 0;
     let mut event_data_text = None;
-    macro_rules! date {
-        ($column:ident) => {
-            if columns.contains(Column::$column) {
-                index += 1;
-                date(row, index - 1)?
-            } else {
-                None
-            }
-        };
-    }
+    // A column read (by `get`, or the decoder named) when the set holds it, else its default.
     macro_rules! field {
         ($column:ident) => {
+            field!($column, get)
+        };
+        ($column:ident, $decode:expr) => {
             if columns.contains(Column::$column) {
                 index += 1;
-                get(row, index - 1)?
+                $decode(row, index - 1)?
             } else {
                 Default::default()
             }
@@ -158,13 +149,8 @@ pub(crate) fn decode(row: &QueryResult, columns: Columns) -> Result<Model, DbErr
         event_id: field!(EventId),
         event_version: field!(EventVersion),
         event_timestamp: field!(EventTimestamp),
-        event_date: match date!(EventDate) {
-            Some(date) => date,
-            None if columns.contains(Column::EventDate) => {
-                return Err(DbErr::Type("event_date is null".into()));
-            }
-            None => Default::default(),
-        },
+        event_date: field!(EventDate, |row, index| date(row, index)?
+            .ok_or_else(|| DbErr::Type(format!("column {index}: event_date is null")))),
         event_type: field!(EventType),
         event_category: field!(EventCategory),
         event_action: field!(EventAction),
@@ -177,7 +163,7 @@ pub(crate) fn decode(row: &QueryResult, columns: Columns) -> Result<Model, DbErr
         resource_name: field!(ResourceName),
         correlation_id: field!(CorrelationId),
         parent_event_id: field!(ParentEventId),
-        parent_event_date: date!(ParentEventDate),
+        parent_event_date: field!(ParentEventDate, date),
         trace_id: field!(TraceId),
         span_id: field!(SpanId),
         namespace: field!(Namespace),
@@ -323,15 +309,15 @@ mod tests {
     fn event_data_stays_text_only_when_no_reader_wants_it_parsed() {
         let text = Columns::of(&[Column::EventData]).data_as_text();
         let parsed = Columns::of(&[Column::EventData]);
-        assert!(text.reads_data_as_text() && !parsed.reads_data_as_text());
+        assert!(text.data_as_text && !parsed.data_as_text);
         assert!(
-            !Columns::keys().data_as_text().reads_data_as_text(),
+            !Columns::keys().data_as_text().data_as_text,
             "no event_data, nothing to read as text"
         );
-        assert!(Columns::keys().union(text).reads_data_as_text());
-        assert!(text.union(Columns::keys()).with(Column::EventType).reads_data_as_text());
-        assert!(!text.union(parsed).reads_data_as_text() && !parsed.union(text).reads_data_as_text());
-        assert!(!Columns::ALL.union(text).reads_data_as_text());
+        assert!(Columns::keys().union(text).data_as_text);
+        assert!(text.union(Columns::keys()).with(Column::EventType).data_as_text);
+        assert!(!text.union(parsed).data_as_text && !parsed.union(text).data_as_text);
+        assert!(!Columns::ALL.union(text).data_as_text);
         // Rows with the text serve readers of the text, not readers of the value; parsed rows
         // serve both.
         assert!(text.covers(text) && !text.covers(parsed));
